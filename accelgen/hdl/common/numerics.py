@@ -1,0 +1,72 @@
+"""Amaranth twins of :mod:`accelgen.numerics`: the same functions on Amaranth values.
+
+Each function is combinational and returns a value of exactly the format's shape
+(``signed(w)`` or ``unsigned(w)``); ``tests/test_numerics.py`` checks every twin against its
+numpy twin exhaustively for input widths up to 12 bits.
+"""
+
+from amaranth.hdl import Cat, Const, Mux, Value
+
+from ...numerics import Overflow, Rounding
+
+__all__ = ["wrap", "saturate", "apply_overflow", "round_shift"]
+
+
+def _extend(value, width):
+    """Sign- or zero-extend ``value`` (by its own signedness) to at least ``width`` bits."""
+    value = Value.cast(value)
+    shape = value.shape()
+    pad = width - shape.width
+    if pad <= 0:
+        return value
+    if shape.signed:
+        return Cat(value, value[-1].replicate(pad)).as_signed()
+    return Cat(value, Const(0, pad))
+
+
+def _as(value, fmt):
+    """The low ``fmt.width`` bits of ``value`` (extended first if narrower), read as ``fmt``."""
+    low = _extend(value, fmt.width)[:fmt.width]
+    return low.as_signed() if fmt.signed else low
+
+
+def wrap(value, fmt):
+    """Keep the low ``fmt.width`` bits, read as ``fmt``."""
+    return _as(value, fmt)
+
+
+def saturate(value, fmt):
+    """Clamp ``value`` to ``[fmt.min, fmt.max]``."""
+    value = Value.cast(value)
+    clamped = Mux(value > fmt.max, fmt.max, Mux(value < fmt.min, fmt.min, value))
+    return _as(clamped, fmt)
+
+
+def apply_overflow(value, fmt, policy):
+    return wrap(value, fmt) if Overflow(policy) is Overflow.WRAP else saturate(value, fmt)
+
+
+def round_shift(value, shift, mode):
+    """``value / 2**shift`` rounded by ``mode``; ``shift`` is an elaboration-time integer.
+    The result is one bit wider than ``value >> shift`` to hold round-up carries."""
+    value = Value.cast(value)
+    mode = Rounding(mode)
+    if shift == 0:
+        return value
+    signed = value.shape().signed
+    floor = value >> shift
+    rem = value[:shift]
+    half = rem[shift - 1]
+    below_half = rem[:shift - 1].any() if shift > 1 else 0
+    negative = value[-1] if signed else 0
+    if mode is Rounding.FLOOR:
+        return floor
+    if mode is Rounding.HALF_UP:
+        up = half
+    elif mode is Rounding.HALF_AWAY:
+        up = half & (below_half | ~negative)
+    elif mode is Rounding.HALF_EVEN:
+        up = half & (below_half | floor[0])
+    else:  # TOWARD_ZERO
+        up = negative & rem.any()
+    return floor + up

@@ -1,0 +1,187 @@
+"""Bit-exact numpy model of block ``mac`` (see :mod:`accelgen.generators.mac` for semantics).
+
+Two levels:
+
+* :func:`mac` works on element arrays, the form users hand to ``accelgen sim --inputs``;
+* :func:`mac_words` works on raw payload integers of the ``i``/``o`` streams, the form the
+  cocotb testbench and the FPGA self-check harness use. Any input word is legal there: element
+  slots a mode does not use are ignored, and unknown mode codes set ``err``.
+"""
+
+import numpy as np
+
+from ...numerics import IntFormat, apply_overflow, wrap
+from ..payload import pack, unpack
+
+__all__ = ["mac", "mac_words", "pack_inputs", "unpack_inputs", "random_inputs", "ARGUMENTS"]
+
+#: names of :func:`mac`'s array arguments (``--inputs FILE.npz`` uses these names)
+ARGUMENTS = ("a", "b", "mode", "clear", "last")
+
+
+def _defaults(config, a, mode, clear, last):
+    beats = a.shape[0]
+    mode = np.zeros(beats, np.int64) if mode is None else np.asarray(mode, np.int64)
+    if clear is None:
+        clear = np.arange(beats) == 0
+    if last is None:
+        last = np.arange(beats) == beats - 1
+    return mode, np.asarray(clear, bool), np.asarray(last, bool)
+
+
+def _check_shapes(config, a, b, mode, clear, last):
+    want = (a.shape[0], config.lanes, config.elements_per_lane)
+    for name, arr in (("a", a), ("b", b)):
+        if arr.ndim != 3 or arr.shape != want:
+            raise ValueError(f"{name}: shape {arr.shape} is not allowed; expected (beats, lanes, "
+                             f"elements) = {want}")
+    for name, arr in (("mode", mode), ("clear", clear), ("last", last)):
+        if arr.shape != (a.shape[0],):
+            raise ValueError(f"{name}: shape {arr.shape} is not allowed; expected ({a.shape[0]},)")
+
+
+def mac(config, a, b, mode=None, clear=None, last=None):
+    """Run beats through the ``mac`` block.
+
+    ``a``, ``b``: integer arrays ``(beats, lanes, elements_per_lane)``; in a beat of mode ``m``
+    only the first ``products_per_lane(m)`` elements are used and each must lie in that mode's
+    operand format. ``mode``: mode codes per beat (default 0); ``clear`` (default: first beat)
+    and ``last`` (default: final beat) are booleans per beat.
+
+    Returns ``{"acc": int64 (outputs, accumulators), "err": bool (outputs,)}``, one row per beat
+    with ``last`` set, in order.
+    """
+    a = np.asarray(a, np.int64)
+    b = np.asarray(b, np.int64)
+    mode, clear, last = _defaults(config, a, mode, clear, last)
+    _check_shapes(config, a, b, mode, clear, last)
+    beats = a.shape[0]
+    sums = np.zeros((beats, config.lanes), np.int64)
+    valid = (mode >= 0) & (mode < len(config.modes))
+    for code, fmt in enumerate(config.mode_formats):
+        sel = mode == code
+        if not sel.any():
+            continue
+        n = config.products_per_lane(code)
+        aa, bb = a[sel, :, :n], b[sel, :, :n]
+        for name, arr, f in (("a", aa, fmt.a), ("b", bb, fmt.b)):
+            if arr.size and (arr.min() < f.min or arr.max() > f.max):
+                raise ValueError(f"{name}: values outside {f.name} [{f.min}, {f.max}] in mode "
+                                 f"{config.modes[code]!r}")
+        sums[sel] = (aa * bb).sum(axis=2)
+    if config.reduction == "together":
+        sums = sums.sum(axis=1, keepdims=True)
+    acc_fmt = IntFormat(config.acc_width, True)
+    acc = np.zeros(config.accumulators, np.int64)
+    err = False
+    out_acc, out_err = [], []
+    for t in range(beats):   # sequential on purpose: saturation makes the order matter
+        base = np.zeros_like(acc) if clear[t] else acc
+        acc = apply_overflow(base + sums[t], acc_fmt, config.overflow)
+        err = (False if clear[t] else err) or not valid[t]
+        if last[t]:
+            out_acc.append(acc.copy())
+            out_err.append(err)
+    return {"acc": np.array(out_acc, np.int64).reshape(-1, config.accumulators),
+            "err": np.array(out_err, bool)}
+
+
+def _element_offsets(config, code):
+    """(lane, element) -> bit offsets inside the ``a`` and ``b`` fields for mode ``code``."""
+    fmt = config.mode_formats[code]
+    lanes = np.arange(config.lanes)[:, None]
+    elems = np.arange(config.products_per_lane(code))[None, :]
+    return (lanes * config.a_lane_bits + elems * fmt.a.width,
+            lanes * config.b_lane_bits + elems * fmt.b.width)
+
+
+def _extract(words, offsets, fmt):
+    """Signed/unsigned element values at ``offsets`` of each Python-int word."""
+    mask = (1 << fmt.width) - 1
+    raw = np.array([[[(w >> int(o)) & mask for o in row] for row in offsets] for w in words],
+                   dtype=np.int64).reshape(len(words), *offsets.shape)
+    return wrap(raw, fmt)
+
+
+def unpack_inputs(config, words):
+    """Decode ``i`` payload integers into :func:`mac` arguments."""
+    fields = unpack(config.input_fields, words)
+    beats = len(words)
+    shape = (beats, config.lanes, config.elements_per_lane)
+    a, b = np.zeros(shape, np.int64), np.zeros(shape, np.int64)
+    mode = fields["mode"] if "mode" in fields else np.zeros(beats, np.int64)
+    for code, fmt in enumerate(config.mode_formats):
+        sel = np.flatnonzero(mode == code)
+        if not sel.size:
+            continue
+        n = config.products_per_lane(code)
+        off_a, off_b = _element_offsets(config, code)
+        a[sel, :, :n] = _extract([fields["a"][i] for i in sel], off_a, fmt.a)
+        b[sel, :, :n] = _extract([fields["b"][i] for i in sel], off_b, fmt.b)
+    return {"a": a, "b": b, "mode": mode, "clear": fields["clear"].astype(bool),
+            "last": fields["last"].astype(bool)}
+
+
+def pack_inputs(config, a, b, mode=None, clear=None, last=None):
+    """Encode :func:`mac` arguments as ``i`` payload integers (unused slots are zero)."""
+    a = np.asarray(a, np.int64)
+    b = np.asarray(b, np.int64)
+    mode, clear, last = _defaults(config, a, mode, clear, last)
+    _check_shapes(config, a, b, mode, clear, last)
+    words_a, words_b = [0] * len(a), [0] * len(a)
+    for t in range(len(a)):
+        code = int(mode[t])
+        if not 0 <= code < len(config.modes):
+            continue
+        fmt = config.mode_formats[code]
+        off_a, off_b = _element_offsets(config, code)
+        n = config.products_per_lane(code)
+        for lane in range(config.lanes):
+            for k in range(n):
+                words_a[t] |= (int(a[t, lane, k]) & ((1 << fmt.a.width) - 1)) << int(off_a[lane, k])
+                words_b[t] |= (int(b[t, lane, k]) & ((1 << fmt.b.width) - 1)) << int(off_b[lane, k])
+    values = {"a": words_a, "b": words_b, "mode": mode, "clear": clear, "last": last}
+    return pack(config.input_fields, values)
+
+
+def pack_outputs(config, result):
+    values = {f"acc{n}": result["acc"][:, n] for n in range(config.accumulators)}
+    values["err"] = result["err"]
+    return pack(config.output_fields, values)
+
+
+def unpack_outputs(config, words):
+    fields = unpack(config.output_fields, words)
+    acc = np.stack([fields[f"acc{n}"] for n in range(config.accumulators)], axis=1)
+    return {"acc": acc.reshape(-1, config.accumulators).astype(np.int64),
+            "err": fields["err"].astype(bool)}
+
+
+def mac_words(config, words):
+    """Payload-level model: ``i`` payload integers in, ``o`` payload integers out."""
+    return pack_outputs(config, mac(config, **unpack_inputs(config, words)))
+
+
+def random_inputs(config, rng, beats, *, modes=None, last_every=4):
+    """Random in-range operands for :func:`mac`: modes drawn from ``modes`` (default: all
+    codes), ``clear`` on the first beat after each ``last``, ``last`` about every
+    ``last_every`` beats and on the final beat."""
+    codes = [config.mode_code(m) for m in (modes or config.modes)]
+    mode = rng.choice(codes, size=beats)
+    shape = (beats, config.lanes, config.elements_per_lane)
+    a, b = np.zeros(shape, np.int64), np.zeros(shape, np.int64)
+    for code in set(codes):
+        fmt = config.mode_formats[code]
+        sel = mode == code
+        n = config.products_per_lane(code)
+        a[sel, :, :n] = rng.integers(fmt.a.min, fmt.a.max + 1, size=(sel.sum(), config.lanes, n))
+        b[sel, :, :n] = rng.integers(fmt.b.min, fmt.b.max + 1, size=(sel.sum(), config.lanes, n))
+    last = rng.random(beats) < 1 / last_every
+    last[-1] = True
+    clear = np.concatenate([[True], last[:-1]])
+    return {"a": a, "b": b, "mode": mode, "clear": clear, "last": last}
+
+
+#: registry-facing names (see :class:`accelgen.generators.registry.GeneratorSpec`)
+run = mac
+words = mac_words
