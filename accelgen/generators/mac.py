@@ -31,6 +31,7 @@ Accumulation (the golden model in :mod:`accelgen.sim.golden.mac` is the definiti
     and sets the sticky ``err`` flag of the running accumulation (cleared by ``clear``).
 """
 
+import re
 from dataclasses import dataclass, replace
 from functools import cached_property
 
@@ -42,7 +43,8 @@ __all__ = ["MACConfig", "Mode", "PRESETS", "MODE_WIDTHS"]
 MODE_WIDTHS = (2, 4, 8)
 MULTIPLIERS = ("plain", "fused")
 REDUCTIONS = ("together", "apart")
-MAX_ACC_WIDTH = 48   # int64 golden model: acc + one beat's sum stays exact
+MAX_ACC_WIDTH = 48
+_MODE_RE = re.compile(r"^([su][1-9][0-9]*)([su][1-9][0-9]*)$")   # int64 golden model: acc + one beat's sum stays exact
 
 
 @dataclass(frozen=True)
@@ -53,12 +55,11 @@ class Mode:
 
     @classmethod
     def parse(cls, text, *, param="modes"):
-        if not isinstance(text, str) or len(text) < 4:
+        m = _MODE_RE.match(text) if isinstance(text, str) else None
+        if not m:
             raise ConfigError(f"{param}: {text!r} is not a precision mode; expected the formats "
                               f"of a and b run together, e.g. 's8s8', 'u8s8', 's8s4', 's2s2'")
-        split = 2 if text[2] in "su" else 3
-        a = IntFormat.parse(text[:split], param=param)
-        b = IntFormat.parse(text[split:], param=param)
+        a, b = IntFormat.parse(m.group(1)), IntFormat.parse(m.group(2))
         for fmt in (a, b):
             if fmt.width not in MODE_WIDTHS:
                 raise ConfigError(f"{param}: {text!r} has a {fmt.width}-bit operand; operand "

@@ -23,7 +23,7 @@ Numeric semantics are defined by :mod:`accelgen.sim.golden.mac`; parameters by
 :class:`accelgen.generators.mac.MACConfig`.
 """
 
-from amaranth.hdl import Module, Mux, Signal, Value, signed
+from amaranth.hdl import Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -101,7 +101,7 @@ class MAC(wiring.Component):
             lane_sums = [sum_tree(self._shift_bricks(m, staged["mode"], ps, lane))
                          for lane, ps in enumerate(products)]
         sums = [sum_tree(lane_sums)] if cfg.reduction == "together" else lane_sums
-        mode_ok = Value.cast(staged["mode"]) < len(cfg.modes)
+        mode_ok = staged["mode"] < len(cfg.modes) if cfg.mode_bits else Const(1, 1)
         red = {k: staged[k] for k in ("valid", "clear", "last")}
         red.update(mode_ok=mode_ok, **{f"s{n}": s for n, s in enumerate(sums)})
         red = self._stage(m, en, red, "sum", cfg.pipeline >= 3)

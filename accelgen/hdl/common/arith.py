@@ -21,7 +21,7 @@ def register(m, enable, value, *, name, when=True):
     """A register loading ``value`` while ``enable`` is high, or ``value`` itself when
     ``when`` is false (lets a pipeline stage be configured away without branching)."""
     value = Value.cast(value)
-    if not when:
+    if not when or isinstance(value, Const):   # constants need no register
         return value
     reg = Signal(value.shape(), name=name)
     with m.If(enable):

@@ -54,6 +54,7 @@ def round_shift(value, shift, mode):
     if shift == 0:
         return value
     signed = value.shape().signed
+    value = _extend(value, shift + 1)   # shifts as wide as the value still see a sign bit
     floor = value >> shift
     rem = value[:shift]
     half = rem[shift - 1]

