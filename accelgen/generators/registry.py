@@ -7,10 +7,10 @@ and validating configs never imports Amaranth.
 import importlib
 from dataclasses import dataclass
 
-from .base import ConfigError, close_matches
+from .base import ConfigError, apply_overrides, close_matches, parse_set_value
 from .mac import PRESETS as MAC_PRESETS, MACConfig
 
-__all__ = ["GeneratorSpec", "REGISTRY", "get_spec"]
+__all__ = ["GeneratorSpec", "REGISTRY", "get_spec", "resolve_config", "load_toml", "parse_sets"]
 
 
 @dataclass(frozen=True)
@@ -69,3 +69,48 @@ def get_spec(block):
         raise ConfigError(f"block: {block!r} is not a known block; allowed are "
                           f"{', '.join(REGISTRY)}{close_matches(block, REGISTRY)}")
     return REGISTRY[block]
+
+
+def _deep_merge(base, extra):
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_toml(path):
+    """The settings table of a ``--config FILE.toml``."""
+    import tomllib
+    from pathlib import Path
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"--config: {str(path)!r} is not a readable file")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"--config: {str(path)!r} is not valid TOML: {err}") from None
+
+
+def parse_sets(items):
+    """``["lanes=4", "pe.acc_width=24"]`` → ``{"lanes": 4, "pe.acc_width": 24}``."""
+    out = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set: {item!r} is not allowed; expected key=value, "
+                              f"e.g. --set lanes=4")
+        out[key.strip()] = parse_set_value(value.strip())
+    return out
+
+
+def resolve_config(spec, *, preset="default", config_file=None, sets=()):
+    """The config a command works on: ``preset``, then the ``--config`` file's settings, then
+    each ``--set key=value`` (nested keys with dots). Raises :class:`ConfigError`."""
+    data = spec.preset(preset).to_dict()
+    if config_file:
+        data = _deep_merge(data, load_toml(config_file))
+    data = apply_overrides(data, parse_sets(sets))
+    return spec.config_cls.from_dict(data)

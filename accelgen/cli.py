@@ -1,0 +1,219 @@
+"""``accelgen`` command line: a thin layer over the package API.
+
+Exit status: 0 success; 1 a tool failed or the RTL disagreed with the golden model (the
+message names the log); 2 invalid input (one line on stderr naming the parameter, the value
+and what is allowed; nothing written).
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .numerics import ConfigError
+from .tools import ToolError
+
+__all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors and exit status 2 (argparse prints usage otherwise)."""
+
+    def error(self, message):
+        raise ConfigError(f"{self.prog}: {message}")
+
+
+def _progress(args):
+    def say(line):
+        print(f"[accelgen] {line}", file=sys.stderr, flush=True)
+    return say
+
+
+def _config_args(p):
+    p.add_argument("block", help="block name (see `accelgen list`)")
+    p.add_argument("--preset", default="default", help="preset to start from (default: default)")
+    p.add_argument("--config", metavar="FILE.toml", help="TOML file of settings over the preset")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one setting (repeatable; nested keys with dots; TOML values)")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
+def _resolve(args):
+    from .generators.registry import get_spec, resolve_config
+    spec = get_spec(args.block)
+    config = resolve_config(spec, preset=args.preset, config_file=args.config, sets=args.set)
+    return spec, config
+
+
+def _table(rows, headers):
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
+    line = "  ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join([line.format(*headers), line.format(*("-" * w for w in widths))]
+                     + [line.format(*map(str, r)) for r in rows])
+
+
+def _print(args, data, text):
+    print(json.dumps(data, indent=2) if args.json else text)
+
+
+# -- commands --------------------------------------------------------------------------------
+
+def cmd_list(args):
+    from .generators.registry import REGISTRY
+    data = {name: {"summary": s.summary, "presets": list(s.presets)}
+            for name, s in REGISTRY.items()}
+    rows = [(n, ", ".join(d["presets"]), d["summary"]) for n, d in data.items()]
+    _print(args, data, _table(rows, ("block", "presets", "summary")))
+
+
+def cmd_show(args):
+    spec, config = _resolve(args)
+    from .generators.emit import elaborate, _streams
+    streams = _streams(elaborate(spec, config))
+    data = {"block": spec.name, "preset": args.preset, "config": config.to_dict(),
+            "digest": config.digest(), "derived": config.derived(), "streams": streams}
+    lines = [f"{spec.name} ({args.preset}, digest {config.digest()})", ""]
+    lines += [f"  {k} = {v}" for k, v in config.to_dict().items()]
+    lines += ["", "derived:"] + [f"  {k} = {v}" for k, v in config.derived().items()]
+    for name, s in streams.items():
+        lines += ["", f"stream {name} ({s['dir']}, payload {s['width']} bits):"]
+        lines += [f"  [{f['offset'] + f['width'] - 1}:{f['offset']}] {f['name']}"
+                  f"{' (signed)' if f['signed'] else ''}" for f in s["fields"]]
+    _print(args, data, "\n".join(lines))
+
+
+def cmd_emit(args):
+    spec, config = _resolve(args)
+    from .generators.emit import emit
+    out = emit(spec, config, args.output, preset=args.preset, top=args.top)
+    data = {"verilog": str(out.verilog), "manifest": str(out.manifest_path),
+            "digest": config.digest()}
+    _print(args, data, f"wrote {out.verilog}\nwrote {out.manifest_path}")
+
+
+def cmd_sim(args):
+    spec, config = _resolve(args)
+    from .sim.inputs import load_inputs
+    from .sim.runner import check_simulator, simulate
+    check_simulator(args.sim)
+    if args.inputs:
+        load_inputs(spec, config, args.inputs)
+    if args.outputs and not args.inputs:
+        raise ConfigError("--outputs: needs --inputs FILE.npz (the data whose results to save)")
+    result = simulate(spec, config, preset=args.preset, simulator=args.sim, seed=args.seed,
+                      beats=args.cycles, inputs=args.inputs, outputs=args.outputs,
+                      check=not args.no_check, waves=args.waves, progress=_progress(args),
+                      testcases=["user_inputs"] if args.inputs else None)
+    data = result.as_dict()
+    rows = [(name, "PASS" if ok else "FAIL") for name, ok in result.testcases.items()]
+    text = _table(rows, ("testcase", "result"))
+    text += "\n\n" + "\n".join(f"{k}: {v}" for k, v in result.summary().items())
+    _print(args, data, text)
+    return 0 if result.passed else 1
+
+
+def cmd_synth(args):
+    spec, config = _resolve(args)
+    from .fpga.flow import synth
+    out_dir = Path(args.output or f"build/{spec.name}_{args.family}")
+    report = synth(spec, config, args.family, out_dir, preset=args.preset,
+                   progress=_progress(args))
+    data = report.as_dict()
+    rows = [(k, v) for k, v in report.resources.items() if k != "cells"]
+    _print(args, data, _table(rows, ("resource", args.family)) + f"\n\nnetlist: {report.json}"
+           f"\nlog: {report.log}")
+
+
+def cmd_build(args):
+    spec, config = _resolve(args)
+    from .fpga.boards import get_board
+    from .fpga.flow import build
+    from .sim.runner import simulate
+    get_board(args.board)
+    out_dir = Path(args.output or f"build/{spec.name}_{args.board}")
+    say = _progress(args)
+    sim = None
+    if not args.skip_sim:
+        say("verifying the emitted Verilog in cocotb against the golden model")
+        sim = simulate(spec, config, preset=args.preset, seed=args.seed,
+                       build_root=out_dir / "sim", progress=say)
+        if not sim.passed:
+            print(f"accelgen: cocotb verification failed; log: {sim.log}", file=sys.stderr)
+            return 1
+    report = build(spec, config, args.board, out_dir, preset=args.preset, progress=say)
+    data = {"verification": None if sim is None else sim.as_dict(), "build": report.as_dict()}
+    rows = [(k, v) for k, v in report.utilization_rows()]
+    rows.append(("Fmax (MHz)", f"{report.fmax_mhz:.1f} (target {report.target_mhz:.1f})"))
+    rows.append(("cocotb vs golden", "skipped" if sim is None else
+                 ("PASS" if sim.passed else "FAIL")))
+    rows.append(("harness self-check (sim)", "PASS" if report.selfcheck_passed else "FAIL"))
+    rows.append(("bitstream", report.bitstream))
+    _print(args, data, _table(rows, ("", f"{spec.name} on {args.board}")))
+    return 0 if report.selfcheck_passed else 1
+
+
+def _parser():
+    parser = _Parser(prog="accelgen", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("list", help="list blocks and presets")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("show", help="show a block's config, derived values and ports")
+    _config_args(p)
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("emit", help="write <top>.v and <top>.json")
+    _config_args(p)
+    p.add_argument("-o", "--output", required=True, metavar="DIR")
+    p.add_argument("--top", help="top-level module name (default: the block name)")
+    p.set_defaults(func=cmd_emit)
+
+    p = sub.add_parser("sim", help="simulate the emitted Verilog in cocotb against the golden "
+                                   "model")
+    _config_args(p)
+    p.add_argument("--sim", default="verilator", help="verilator (default) or icarus")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--cycles", type=int, default=2000, metavar="N",
+                   help="beats of random traffic per testcase (default 2000)")
+    p.add_argument("--waves", action="store_true", help="write a waveform file")
+    p.add_argument("--inputs", metavar="FILE.npz", help="run these arrays through the RTL")
+    p.add_argument("--outputs", metavar="FILE.npz", help="save what the RTL produced")
+    p.add_argument("--no-check", action="store_true", help="do not compare with the golden model")
+    p.set_defaults(func=cmd_sim)
+
+    p = sub.add_parser("synth", help="synthesize with yosys and report resources")
+    _config_args(p)
+    p.add_argument("--family", required=True, help="ice40 or ecp5")
+    p.add_argument("-o", "--output", metavar="DIR")
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("build", help="verify, then build a self-checking bitstream for a board")
+    _config_args(p)
+    p.add_argument("--board", required=True, help="icebreaker or ulx3s-85f")
+    p.add_argument("-o", "--output", metavar="DIR")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--skip-sim", action="store_true", help="skip the cocotb verification step")
+    p.set_defaults(func=cmd_build)
+    return parser
+
+
+def main(argv=None):
+    try:
+        args = _parser().parse_args(argv)
+        if getattr(args, "cycles", 1) is not None and getattr(args, "cycles", 1) < 1:
+            raise ConfigError(f"--cycles: {args.cycles} is not allowed; expected at least 1")
+        return args.func(args) or 0
+    except ConfigError as err:
+        print(f"accelgen: error: {err}", file=sys.stderr)
+        return 2
+    except ToolError as err:
+        print(f"accelgen: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""The accelgen CLI: list/show/emit, config resolution, and bad input (one line, exit 2,
+nothing written)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from accelgen.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_list(capsys):
+    code, out, _ = run(capsys, "list", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert {"tiny", "default"} <= set(data["mac"]["presets"])
+
+
+def test_show_json_reports_derived_values_and_layout(capsys):
+    code, out, _ = run(capsys, "show", "mac", "--preset", "tiny", "--set", "pipeline=2", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["config"]["pipeline"] == 2
+    assert data["derived"]["latency"] == 3
+    fields = {f["name"]: f for f in data["streams"]["i"]["fields"]}
+    assert (fields["a"]["offset"], fields["a"]["width"]) == (0, 8)
+    assert (fields["b"]["offset"], fields["b"]["width"]) == (8, 8)
+
+
+def test_config_file_then_set_override(capsys, tmp_path):
+    toml = tmp_path / "c.toml"
+    toml.write_text('lanes = 3\nmodes = ["s8s8", "s4s4"]\nmultiplier = "fused"\n')
+    code, out, _ = run(capsys, "show", "mac", "--preset", "tiny", "--config", str(toml),
+                       "--set", "lanes=2", "--json")
+    assert code == 0
+    cfg = json.loads(out)["config"]
+    assert (cfg["lanes"], cfg["modes"], cfg["acc_width"]) == (2, ["s8s8", "s4s4"], 24)
+
+
+def test_emit_is_byte_identical(capsys, tmp_path):
+    for d in ("one", "two"):
+        assert run(capsys, "emit", "mac", "--preset", "w4a8", "-o", str(tmp_path / d))[0] == 0
+    for name in ("mac.v", "mac.json"):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
+    manifest = json.loads((tmp_path / "one" / "mac.json").read_text())
+    assert manifest["generator"] == "mac" and manifest["preset"] == "w4a8"
+    assert manifest["derived"]["macs_per_cycle"] == {"s8s8": 4, "s8s4": 8, "s8s2": 16}
+    assert {p["name"] for p in manifest["ports"]} == {
+        "clk", "rst", "i__payload", "i__valid", "i__ready", "o__payload", "o__valid",
+        "o__ready"}
+    assert manifest["tools"]["amaranth"].startswith("0.5")
+    assert not list((tmp_path / "one").glob(".*tmp"))    # atomic writes leave no temp files
+
+
+BAD = [
+    (["emit", "mca", "-o", "{out}"], "block: 'mca' is not a known block; allowed are mac "
+                                     "(did you mean 'mac'?)"),
+    (["emit", "mac", "--preset", "tinny", "-o", "{out}"],
+     "--preset: 'tinny' is not a preset of mac; allowed are tiny, default, int8, w4a8, "
+     "plain_mixed (did you mean 'tiny'?)"),
+    (["emit", "mac", "--set", "lanes=0", "-o", "{out}"],
+     "lanes: 0 is not allowed; expected an integer from 1 to 64"),
+    (["emit", "mac", "--set", "lane=2", "-o", "{out}"], "lane: unknown setting; allowed are "
+     "modes, lanes, multiplier, reduction, acc_width, overflow, pipeline (did you mean "
+     "'lanes'?)"),
+    (["emit", "mac", "--set", "lanes", "-o", "{out}"],
+     "--set: 'lanes' is not allowed; expected key=value, e.g. --set lanes=4"),
+    (["emit", "mac", "--set", "modes=['s8s8','s8s9']", "-o", "{out}"],
+     "modes: 's8s9' has a 9-bit operand; operand widths must be one of 2, 4, 8"),
+    (["emit", "mac", "--config", "{bad_toml}", "-o", "{out}"], None),
+    (["emit", "mac", "--config", "{missing}", "-o", "{out}"], None),
+    (["synth", "mac", "--family", "ice41", "-o", "{out}"], None),
+    (["build", "mac", "--board", "icebraker", "-o", "{out}"], None),
+    (["sim", "mac", "--sim", "modelsim"], None),
+    (["sim", "mac", "--inputs", "{missing}"], None),
+    (["sim", "mac", "--cycles", "0"], "--cycles: 0 is not allowed; expected at least 1"),
+    (["frobnicate"], None),
+]
+
+
+@pytest.mark.parametrize("argv, message", BAD, ids=[" ".join(a[:4]) for a, _ in BAD])
+def test_bad_input_one_line_exit_2_nothing_written(capsys, tmp_path, argv, message):
+    bad_toml = tmp_path / "bad.toml"
+    bad_toml.write_text("lanes = = 3\n")
+    out_dir = tmp_path / "out"
+    subs = {"out": str(out_dir), "bad_toml": str(bad_toml), "missing": str(tmp_path / "no.x")}
+    code, out, err = run(capsys, *[a.format(**subs) for a in argv])
+    assert code == 2
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith("accelgen: error: ")
+    if message:
+        assert err.strip() == f"accelgen: error: {message}"
+    assert not out_dir.exists()
+
+
+def test_console_script_exit_status(tmp_path):
+    exe = [sys.executable, "-m", "accelgen.cli"]
+    bad = subprocess.run([*exe, "emit", "mac", "--set", "lanes=100", "-o", str(tmp_path / "o")],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2
+    assert "Traceback" not in bad.stderr
+    assert bad.stderr.strip() == ("accelgen: error: lanes: 100 is not allowed; expected an "
+                                  "integer from 1 to 64")
