@@ -23,7 +23,7 @@ Numeric semantics are defined by :mod:`accelgen.sim.golden.mac`; parameters by
 :class:`accelgen.generators.mac.MACConfig`.
 """
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -98,8 +98,8 @@ class MAC(wiring.Component):
         if cfg.multiplier == "plain":
             lane_sums = [ps[0] for ps in products]
         else:
-            lane_sums = [sum_tree(self._shift_bricks(m, staged["mode"], ps, lane))
-                         for lane, ps in enumerate(products)]
+            flags = self._fusion_flags(m, staged["mode"])
+            lane_sums = [self._fusion_tree(ps, flags) for ps in products]
         sums = [sum_tree(lane_sums)] if cfg.reduction == "together" else lane_sums
         mode_ok = staged["mode"] < len(cfg.modes) if cfg.mode_bits else Const(1, 1)
         red = {k: staged[k] for k in ("valid", "clear", "last")}
@@ -151,45 +151,98 @@ class MAC(wiring.Component):
                          b_op.eq(b_bits.as_signed() if fmt.b.signed else b_bits)]
         return [a_op * b_op]
 
-    def _brick_plan(self, fmt, n):
-        """Where brick ``n`` of a lane takes its slices from in mode ``fmt``:
-        ``(a bit offset, a slice is signed, b bit offset, b slice is signed, shift)``."""
+    def _brick_source(self, fmt, i, j):
+        """Where brick ``(i, j)`` of a lane reads its operands in mode ``fmt``:
+        ``(a bit offset, a slice is signed, b bit offset, b slice is signed)``.
+
+        The lane's bricks form a grid: ``i`` indexes 2-bit slices along ``a`` (``Wa/2`` of
+        them), ``j`` along ``b``. In a ``wa x wb`` mode, ``i = ea * wa/2 + ia`` splits into an
+        element row ``ea`` and slice ``ia`` (likewise ``j = eb * wb/2 + jb``); the brick
+        multiplies slice ``ia`` of ``a[k]`` with slice ``jb`` of ``b[k]`` for product
+        ``k = ea * (Wb/wb) + eb`` and weighs the result by ``4**(ia + jb)``. Only the top slice
+        of a signed element is signed.
+        """
         half_a, half_b = fmt.a.width // 2, fmt.b.width // 2
-        per_product = half_a * half_b
-        k, t = divmod(n, per_product)
-        ia, jb = t % half_a, t // half_a
+        ea, ia = divmod(i, half_a)
+        eb, jb = divmod(j, half_b)
+        k = ea * (self.config.b_max_width // fmt.b.width) + eb
         return (k * fmt.a.width + 2 * ia, fmt.a.signed and ia == half_a - 1,
-                k * fmt.b.width + 2 * jb, fmt.b.signed and jb == half_b - 1,
-                2 * (ia + jb))
+                k * fmt.b.width + 2 * jb, fmt.b.signed and jb == half_b - 1)
 
     @property
-    def _bricks_per_lane(self):
-        return (self.config.a_max_width // 2) * (self.config.b_max_width // 2)
+    def _grid(self):
+        return self.config.a_max_width // 2, self.config.b_max_width // 2
 
     def _fused_bricks(self, m, stage, lane):
-        """2-bit x 2-bit brick products of one lane; each slice is extended to 3 bits by mode
-        (sign-extended only when it is the top slice of a signed element)."""
+        """Brick products of one lane in grid order ``(i, j)``, row-major over ``i``."""
         cfg = self.config
+        rows, cols = self._grid
         products = []
-        for n in range(self._bricks_per_lane):
-            ax = Signal(signed(3), name=f"ax{lane}_{n}")
-            bx = Signal(signed(3), name=f"bx{lane}_{n}")
-            for _code, fmt in self._mode_cases(m, stage["mode"]):
-                a_off, a_sig, b_off, b_sig, _ = self._brick_plan(fmt, n)
-                a_sl = stage["a"][lane * cfg.a_lane_bits + a_off:][:2]
-                b_sl = stage["b"][lane * cfg.b_lane_bits + b_off:][:2]
-                m.d.comb += [ax.eq(a_sl.as_signed() if a_sig else a_sl),
-                             bx.eq(b_sl.as_signed() if b_sig else b_sl)]
-            products.append(ax * bx)
+        for i in range(rows):
+            for j in range(cols):
+                a2, b2 = Signal(2, name=f"a{lane}_{i}{j}"), Signal(2, name=f"b{lane}_{i}{j}")
+                sa, sb = Signal(name=f"sa{lane}_{i}{j}"), Signal(name=f"sb{lane}_{i}{j}")
+                for _code, fmt in self._mode_cases(m, stage["mode"]):
+                    a_off, a_sig, b_off, b_sig = self._brick_source(fmt, i, j)
+                    m.d.comb += [a2.eq(stage["a"][lane * cfg.a_lane_bits + a_off:][:2]),
+                                 b2.eq(stage["b"][lane * cfg.b_lane_bits + b_off:][:2]),
+                                 sa.eq(a_sig), sb.eq(b_sig)]
+                products.append(_brick(m, a2, sa, b2, sb, name=f"brick{lane}_{i}{j}"))
         return products
 
-    def _shift_bricks(self, m, mode, products, lane):
-        """Weight each brick product by ``4**(ia + jb)`` as its mode's plan says."""
-        terms = []
-        max_shift = self.config.a_max_width + self.config.b_max_width - 4
-        for n, prod in enumerate(products):
-            term = Signal(signed(6 + max_shift), name=f"term{lane}_{n}")
-            for _code, fmt in self._mode_cases(m, mode):
-                m.d.comb += term.eq(prod << self._brick_plan(fmt, n)[4])
-            terms.append(term)
-        return terms
+    def _fusion_flags(self, m, mode):
+        """Mode-decoded shift enables of the fusion tree: ``a[l]`` is high in modes whose
+        ``a`` width reaches ``2**(l+2)`` (slice bit ``l`` of ``i`` is inside one element),
+        likewise ``b[l]``. Constant (no logic) when every mode agrees."""
+        rows, cols = self._grid
+        flags = {}
+        for axis, count in (("a", rows.bit_length() - 1), ("b", cols.bit_length() - 1)):
+            for level in range(count):
+                on = [getattr(f, axis).width >= 1 << (level + 2) for f in self.config.mode_formats]
+                if all(on) or not any(on):
+                    flags[axis, level] = all(on)
+                    continue
+                flag = Signal(name=f"fuse_{axis}{level}")
+                for code, _fmt in self._mode_cases(m, mode):
+                    m.d.comb += flag.eq(on[code])
+                flags[axis, level] = flag
+        return flags
+
+    def _fusion_tree(self, products, flags):
+        """Sum of a lane's brick products, each weighed by ``4**(ia + jb)``: pairs of nodes that
+        differ in one index bit are added, the upper one shifted by ``2**(l+1)`` when that bit
+        lies inside an element in the current mode. Adders grow level by level, so the
+        narrow low levels stay cheap."""
+        rows, cols = self._grid
+        grid = [[products[i * cols + j] for j in range(cols)] for i in range(rows)]
+        for level in range(rows.bit_length() - 1):      # fold along a
+            grid = [[_fuse(lo, hi, flags["a", level], 1 << (level + 1))
+                     for lo, hi in zip(grid[2 * r], grid[2 * r + 1])]
+                    for r in range(len(grid) // 2)]
+        row = grid[0]
+        for level in range(cols.bit_length() - 1):      # fold along b
+            row = [_fuse(row[2 * c], row[2 * c + 1], flags["b", level], 1 << (level + 1))
+                   for c in range(len(row) // 2)]
+        return row[0]
+
+
+def _fuse(lo, hi, flag, shift):
+    """``lo + (hi << shift if flag else hi)``; ``flag`` may be a constant."""
+    if isinstance(flag, bool):
+        return lo + (hi << shift if flag else hi)
+    return lo + Mux(flag, hi << shift, hi)
+
+
+def _brick(m, a2, sa, b2, sb, *, name):
+    """2-bit x 2-bit product as a 64-entry truth table (a 5-bit signed result). Each operand is
+    read as signed when its flag is set. A table, not ``*``: yosys would map even this tiny
+    multiplier to a DSP block."""
+    prod = Signal(signed(5), name=name)
+    with m.Switch(Cat(a2, sa, b2, sb)):
+        for code in range(64):
+            a, a_signed, b, b_signed = code & 3, code >> 2 & 1, code >> 3 & 3, code >> 5
+            a -= 4 if a_signed and a & 2 else 0
+            b -= 4 if b_signed and b & 2 else 0
+            with m.Case(code):
+                m.d.comb += prod.eq(a * b)
+    return prod
