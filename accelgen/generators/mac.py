@@ -103,8 +103,9 @@ class MACConfig(Config):
         Signed accumulator width, from the widest product's width to 48.
     overflow : ``"wrap"`` or ``"saturate"``
     pipeline : int
-        Register stages before the accumulator (0 to 3), in this order: product registers,
-        operand (input) registers, reduction-sum register. Latency is ``1 + pipeline``.
+        Register stages before the accumulator (0 to 4), added in this order: product
+        registers, operand (input) registers, lane-sum registers (after the fusion tree),
+        reduction-sum register. Latency is ``1 + pipeline``.
     """
     modes: tuple = ("s8s8",)
     lanes: int = 1
@@ -131,7 +132,7 @@ class MACConfig(Config):
         check_choice("multiplier", self.multiplier, MULTIPLIERS)
         check_choice("reduction", self.reduction, REDUCTIONS)
         check_choice("overflow", self.overflow, [o.value for o in Overflow])
-        check_int("pipeline", self.pipeline, 0, 3)
+        check_int("pipeline", self.pipeline, 0, 4)
         check_int("acc_width", self.acc_width, self.product_width, MAX_ACC_WIDTH)
 
     # -- derived values ---------------------------------------------------------------------
@@ -241,7 +242,7 @@ PRESETS = {
     "tiny": MACConfig(modes=("s8s8",), lanes=1, multiplier="plain", acc_width=24),
 }
 PRESETS["default"] = MACConfig(modes=_ALL_MODES, lanes=4, multiplier="fused", acc_width=32,
-                               overflow="saturate", pipeline=2)
+                               overflow="saturate", pipeline=4)
 PRESETS["int8"] = replace(PRESETS["tiny"], lanes=4, acc_width=32, pipeline=2)
 PRESETS["w4a8"] = replace(PRESETS["default"], modes=_LLM_MODES, reduction="apart",
                           overflow="wrap")

@@ -11,9 +11,10 @@
        │                     │       fused: (Wa/2)*(Wb/2) 3x3-bit signed bricks per lane
           [product registers]        pipeline >= 1
        │                     │
-    lane sum ...          lane sum   fused: mode-dependent shifts, then an adder tree
+    lane sum ...          lane sum   fused: fusion tree (mode-dependent shifts and adds)
+          [lane-sum registers]       pipeline >= 3
        └──── together? ──────┘       reduction="together": one adder tree over the lanes
-          [sum register]             pipeline >= 3
+          [sum register]             pipeline >= 4
                   │
            acc = overflow((clear ? 0 : acc) + sum)     wrap or saturate to s<acc_width>
                   │
@@ -100,11 +101,18 @@ class MAC(wiring.Component):
         else:
             flags = self._fusion_flags(m, staged["mode"])
             lane_sums = [self._fusion_tree(ps, flags) for ps in products]
+        lane_stage = {k: staged[k] for k in ("valid", "clear", "last")}
+        lane_stage.update({f"l{n}": s for n, s in enumerate(lane_sums)})
+        if cfg.mode_bits:
+            lane_stage["mode"] = staged["mode"]
+        lane_stage = self._stage(m, en, lane_stage, "lane", cfg.pipeline >= 3)
+        staged = {**staged, **lane_stage}
+        lane_sums = [lane_stage[f"l{n}"] for n in range(len(lane_sums))]
         sums = [sum_tree(lane_sums)] if cfg.reduction == "together" else lane_sums
         mode_ok = staged["mode"] < len(cfg.modes) if cfg.mode_bits else Const(1, 1)
         red = {k: staged[k] for k in ("valid", "clear", "last")}
         red.update(mode_ok=mode_ok, **{f"s{n}": s for n, s in enumerate(sums)})
-        red = self._stage(m, en, red, "sum", cfg.pipeline >= 3)
+        red = self._stage(m, en, red, "sum", cfg.pipeline >= 4)
 
         # Accumulators; their registers are the output payload.
         acc_fmt = IntFormat(cfg.acc_width, True)
