@@ -6,6 +6,7 @@ and what is allowed; nothing written).
 """
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -91,24 +92,56 @@ def cmd_emit(args):
     _print(args, data, f"wrote {out.verilog}\nwrote {out.manifest_path}")
 
 
+def _jsonable(value):
+    """Dataclass reports → plain JSON values (paths as strings)."""
+    if dataclasses.is_dataclass(value):
+        value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _sim_summary(result):
+    """The fields of a cocotb run a person or a script wants first."""
+    data = {"passed": result.passed, "testcases": result.testcases,
+            "cycles": result.cycles, "cycles_per_second": result.cycles_per_second,
+            "log": str(result.log), "waves": str(result.waves) if result.waves else None}
+    for name, tc in result.result.get("testcases", {}).items():
+        data[name] = tc
+    return data
+
+
 def cmd_sim(args):
     spec, config = _resolve(args)
-    from .sim.inputs import load_inputs
-    from .sim.runner import check_simulator, simulate
-    check_simulator(args.sim)
-    if args.inputs:
-        load_inputs(spec, config, args.inputs)
+    from .sim.runner import simulate
     if args.outputs and not args.inputs:
         raise ConfigError("--outputs: needs --inputs FILE.npz (the data whose results to save)")
     result = simulate(spec, config, preset=args.preset, simulator=args.sim, seed=args.seed,
                       beats=args.cycles, inputs=args.inputs, outputs=args.outputs,
                       check=not args.no_check, waves=args.waves, progress=_progress(args),
                       testcases=["user_inputs"] if args.inputs else None)
-    data = result.as_dict()
+    data = _sim_summary(result)
     rows = [(name, "PASS" if ok else "FAIL") for name, ok in result.testcases.items()]
-    text = _table(rows, ("testcase", "result"))
-    text += "\n\n" + "\n".join(f"{k}: {v}" for k, v in result.summary().items())
-    _print(args, data, text)
+    lines = [_table(rows, ("testcase", f"{spec.name} on {args.sim}")), ""]
+    if result.cycles:
+        lines.append(f"simulated {result.cycles} cycles at {result.cycles_per_second:.0f} "
+                     f"cycles/s")
+    throughput = data.get("throughput", {}).get("macs_per_cycle")
+    if throughput:
+        lines.append("MACs/cycle measured: " + ", ".join(f"{m} {v:g}"
+                                                         for m, v in throughput.items()))
+    if "user_inputs" in data:
+        ui = data["user_inputs"]
+        lines.append("your inputs: " + ", ".join(f"{k} {v}" for k, v in ui.items()
+                                                 if not isinstance(v, (dict, list))))
+    lines.append(f"log: {result.log}")
+    if result.waves:
+        lines.append(f"waves: {result.waves}")
+    _print(args, data, "\n".join(lines))
     return 0 if result.passed else 1
 
 
@@ -118,10 +151,9 @@ def cmd_synth(args):
     out_dir = Path(args.output or f"build/{spec.name}_{args.family}")
     report = synth(spec, config, args.family, out_dir, preset=args.preset,
                    progress=_progress(args))
-    data = report.as_dict()
     rows = [(k, v) for k, v in report.resources.items() if k != "cells"]
-    _print(args, data, _table(rows, ("resource", args.family)) + f"\n\nnetlist: {report.json}"
-           f"\nlog: {report.log}")
+    _print(args, _jsonable(report), _table(rows, ("resource", args.family))
+           + f"\n\nnetlist: {report.json}\nlog: {report.log}")
 
 
 def cmd_build(args):
@@ -138,17 +170,23 @@ def cmd_build(args):
         sim = simulate(spec, config, preset=args.preset, seed=args.seed,
                        build_root=out_dir / "sim", progress=say)
         if not sim.passed:
-            print(f"accelgen: cocotb verification failed; log: {sim.log}", file=sys.stderr)
+            print(f"accelgen: error: cocotb verification failed ({', '.join(sim.failed)}); "
+                  f"log: {sim.log}", file=sys.stderr)
             return 1
-    report = build(spec, config, args.board, out_dir, preset=args.preset, progress=say)
-    data = {"verification": None if sim is None else sim.as_dict(), "build": report.as_dict()}
-    rows = [(k, v) for k, v in report.utilization_rows()]
-    rows.append(("Fmax (MHz)", f"{report.fmax_mhz:.1f} (target {report.target_mhz:.1f})"))
-    rows.append(("cocotb vs golden", "skipped" if sim is None else
-                 ("PASS" if sim.passed else "FAIL")))
+    report = build(spec, config, args.board, out_dir, preset=args.preset, seed=args.seed,
+                   progress=say)
+    data = {"verification": None if sim is None else _sim_summary(sim),
+            "build": _jsonable(report)}
+    rows = [(k, f"{used} / {avail}") for k, (used, avail) in report.resources.items()
+            if k != "cells"]
+    rows.append(("Fmax (MHz)", f"{report.fmax_mhz:.1f} (board clock {report.target_mhz:g})"))
+    rows.append(("cocotb vs golden model", "skipped" if sim is None else
+                 f"PASS ({len(sim.testcases)} testcases, {sim.cycles} cycles)"))
     rows.append(("harness self-check (sim)", "PASS" if report.selfcheck_passed else "FAIL"))
     rows.append(("bitstream", report.bitstream))
-    _print(args, data, _table(rows, ("", f"{spec.name} on {args.board}")))
+    for name, path in report.logs.items():
+        rows.append((f"{name} log", path))
+    _print(args, data, _table(rows, ("", f"{spec.name} ({args.preset}) on {args.board}")))
     return 0 if report.selfcheck_passed else 1
 
 
