@@ -29,6 +29,7 @@ def test_show_json_reports_derived_values_and_layout(capsys):
     data = json.loads(out)
     assert data["config"]["pipeline"] == 2
     assert data["derived"]["latency"] == 3
+    assert (data["streams"]["i"]["dir"], data["streams"]["o"]["dir"]) == ("in", "out")
     fields = {f["name"]: f for f in data["streams"]["i"]["fields"]}
     assert (fields["a"]["offset"], fields["a"]["width"]) == (0, 8)
     assert (fields["b"]["offset"], fields["b"]["width"]) == (8, 8)

@@ -67,7 +67,7 @@ def _streams(component):
         fields = [{"name": fname, "offset": f.offset, "width": f.width,
                    "signed": bool(f.shape.signed) if hasattr(f.shape, "signed") else False}
                   for fname, f in layout]
-        out[name] = {"dir": "in" if member.flow.value == "in" else "out",
+        out[name] = {"dir": member.flow.value.lower(),
                      "payload": f"{name}__payload", "valid": f"{name}__valid",
                      "ready": f"{name}__ready", "width": layout.size, "fields": fields}
     return out
