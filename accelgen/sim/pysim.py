@@ -25,13 +25,15 @@ async def stream_get(ctx, stream):
 
 
 def run_stream(dut, words, n_out, *, seed=0, valid_prob=1.0, ready_prob=1.0,
-               max_cycles=None, vcd=None):
-    """Send ``words`` into ``dut.i`` and return the first ``n_out`` words of ``dut.o`` (fewer if
-    ``max_cycles`` runs out first, so a hang fails the caller's comparison instead of hanging).
-    ``valid_prob``/``ready_prob`` < 1 insert random gaps and backpressure (seeded)."""
+               max_cycles=None, settle=32, vcd=None):
+    """Send ``words`` into ``dut.i`` and return the words ``dut.o`` produced: ``n_out`` of them
+    plus any extra ones seen in ``settle`` more cycles with ``o.ready`` high, so a spurious
+    output fails the caller's comparison. Fewer words come back if ``max_cycles`` runs out
+    first (a hang fails the comparison instead of hanging). ``valid_prob``/``ready_prob`` < 1
+    insert random gaps and backpressure (seeded)."""
     rng = random.Random(seed)
     out = []
-    max_cycles = max_cycles or 20 * (len(words) + n_out) + 100
+    max_cycles = (max_cycles or 20 * (len(words) + n_out) + 100) + settle
 
     async def driver(ctx):
         for word in words:
@@ -44,6 +46,11 @@ def run_stream(dut, words, n_out, *, seed=0, valid_prob=1.0, ready_prob=1.0,
             while rng.random() > ready_prob:
                 await ctx.tick()
             out.append(await stream_get(ctx, dut.o))
+        ctx.set(dut.o.ready, 1)
+        for _ in range(settle):
+            _, _, word, valid = await ctx.tick().sample(dut.o.payload.as_value(), dut.o.valid)
+            if valid:
+                out.append(word)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)

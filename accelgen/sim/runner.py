@@ -402,6 +402,9 @@ def simulate(spec, config, *, preset=None, simulator="verilator", seed=0, beats=
     testcases = _check_testcases(testcases, inputs)
     if inputs is not None:
         inputs = _check_inputs(spec, config, inputs, check)
+    if outputs is not None and not Path(outputs).resolve().parent.is_dir():
+        raise ConfigError(f"--outputs: {str(outputs)!r} is not allowed; its directory does not "
+                          f"exist")
     build_dir = build_dir_for(spec, config, simulator, build_root=build_root, waves=waves)
     build_dir.mkdir(parents=True, exist_ok=True)
     (progress or (lambda message: None))(f"emitting {spec.name} ({config.digest()})")

@@ -19,25 +19,37 @@ __all__ = ["mac", "mac_words", "pack_inputs", "unpack_inputs", "random_inputs", 
 ARGUMENTS = ("a", "b", "mode", "clear", "last")
 
 
-def _defaults(config, a, mode, clear, last):
-    beats = a.shape[0]
-    mode = np.zeros(beats, np.int64) if mode is None else np.asarray(mode, np.int64)
-    if clear is None:
-        clear = np.arange(beats) == 0
-    if last is None:
-        last = np.arange(beats) == beats - 1
-    return mode, np.asarray(clear, bool), np.asarray(last, bool)
+def _integers(name, values, dtype=np.int64):
+    """``values`` as an array of ``dtype``; floats are refused rather than truncated."""
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "iub":
+        raise ValueError(f"{name}: dtype {arr.dtype} is not allowed; expected integers")
+    return arr.astype(dtype)
 
 
-def _check_shapes(config, a, b, mode, clear, last):
-    want = (a.shape[0], config.lanes, config.elements_per_lane)
+def _arguments(config, a, b, mode, clear, last):
+    """Validated arrays with defaults filled in (see :func:`mac`)."""
+    a, b = _integers("a", a), _integers("b", b)
+    beats = a.shape[0] if a.ndim else 0
+    mode = np.zeros(beats, np.int64) if mode is None else _integers("mode", mode)
+    clear = np.arange(beats) == 0 if clear is None else _integers("clear", clear, bool)
+    last = np.arange(beats) == beats - 1 if last is None else _integers("last", last, bool)
+    want = (beats, config.lanes, config.elements_per_lane)
     for name, arr in (("a", a), ("b", b)):
-        if arr.ndim != 3 or arr.shape != want:
-            raise ValueError(f"{name}: shape {arr.shape} is not allowed; expected (beats, lanes, "
-                             f"elements) = {want}")
+        if arr.shape != want or not beats:
+            raise ValueError(f"{name}: shape {arr.shape} is not allowed; expected (beats >= 1, "
+                             f"lanes, elements) = {want}")
     for name, arr in (("mode", mode), ("clear", clear), ("last", last)):
-        if arr.shape != (a.shape[0],):
-            raise ValueError(f"{name}: shape {arr.shape} is not allowed; expected ({a.shape[0]},)")
+        if arr.shape != (beats,):
+            raise ValueError(f"{name}: shape {arr.shape} is not allowed; expected ({beats},)")
+    codes = 1 << config.mode_bits          # what the payload's mode field can carry
+    bad = mode[(mode < 0) | (mode >= codes)]
+    if bad.size:
+        unbuilt = (f" (codes {len(config.modes)} and up name no built mode: they add nothing "
+                   f"and set err)" if codes > len(config.modes) else "")
+        raise ValueError(f"mode: code {int(bad[0])} is not allowed; expected 0 to {codes - 1}"
+                         f"{unbuilt}")
+    return a, b, mode, clear, last
 
 
 def mac(config, a, b, mode=None, clear=None, last=None):
@@ -51,10 +63,7 @@ def mac(config, a, b, mode=None, clear=None, last=None):
     Returns ``{"acc": int64 (outputs, accumulators), "err": bool (outputs,)}``, one row per beat
     with ``last`` set, in order.
     """
-    a = np.asarray(a, np.int64)
-    b = np.asarray(b, np.int64)
-    mode, clear, last = _defaults(config, a, mode, clear, last)
-    _check_shapes(config, a, b, mode, clear, last)
+    a, b, mode, clear, last = _arguments(config, a, b, mode, clear, last)
     beats = a.shape[0]
     sums = np.zeros((beats, config.lanes), np.int64)
     valid = (mode >= 0) & (mode < len(config.modes))
@@ -124,10 +133,7 @@ def unpack_inputs(config, words):
 
 def pack_inputs(config, a, b, mode=None, clear=None, last=None):
     """Encode :func:`mac` arguments as ``i`` payload integers (unused slots are zero)."""
-    a = np.asarray(a, np.int64)
-    b = np.asarray(b, np.int64)
-    mode, clear, last = _defaults(config, a, mode, clear, last)
-    _check_shapes(config, a, b, mode, clear, last)
+    a, b, mode, clear, last = _arguments(config, a, b, mode, clear, last)
     words_a, words_b = [0] * len(a), [0] * len(a)
     for t in range(len(a)):
         code = int(mode[t])
