@@ -1,5 +1,6 @@
 """Self-checking harness: wraps any registry block so a board needs only a clock, a reset and
-four LEDs (passed, failed, done, heartbeat) to tell whether the block computes what its golden model says.
+four LEDs (passed, failed, done, heartbeat) to tell whether the block computes what its golden
+model says.
 
 ::
 
