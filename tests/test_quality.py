@@ -4,6 +4,7 @@ hypothesis sweep through validation → elaboration → emission."""
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -34,6 +35,13 @@ def test_configs_numerics_and_golden_models_import_no_amaranth_or_cocotb():
             *[REGISTRY[b].golden for b in REGISTRY]]
     loaded = _imported(pure)
     assert not _roots(loaded) & {"amaranth", "cocotb", "cocotb_tools"}, pure
+
+
+def test_ruff_lint_clean():
+    root = Path(__file__).parent.parent
+    res = subprocess.run([sys.executable, "-m", "ruff", "check", "accelgen", "tests",
+                          "benchmarks"], capture_output=True, text=True, cwd=root)
+    assert res.returncode == 0, res.stdout[-3000:]
 
 
 def test_hardware_imports_no_golden_model_and_no_cocotb():

@@ -43,8 +43,8 @@ __all__ = ["MACConfig", "Mode", "PRESETS", "MODE_WIDTHS"]
 MODE_WIDTHS = (2, 4, 8)
 MULTIPLIERS = ("plain", "fused")
 REDUCTIONS = ("together", "apart")
-MAX_ACC_WIDTH = 48
-_MODE_RE = re.compile(r"^([su][1-9][0-9]*)([su][1-9][0-9]*)$")   # int64 golden model: acc + one beat's sum stays exact
+MAX_ACC_WIDTH = 48   # int64 golden model: acc + one beat's sum stays exact
+_MODE_RE = re.compile(r"^([su][1-9][0-9]*)([su][1-9][0-9]*)$")   # two IntFormat names
 
 
 @dataclass(frozen=True)
