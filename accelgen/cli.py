@@ -177,8 +177,9 @@ def cmd_build(args):
                    progress=say)
     data = {"verification": None if sim is None else _sim_summary(sim),
             "build": _jsonable(report)}
-    rows = [(k, f"{used} / {avail}") for k, (used, avail) in report.resources.items()
-            if k != "cells"]
+    order = ("LUT4", "carry", "FF", "DSP", "BRAM", "IO")
+    rows = [(k, f"{report.resources[k][0]} / {report.resources[k][1]}") for k in order
+            if k in report.resources]
     rows.append(("Fmax (MHz)", f"{report.fmax_mhz:.1f} (board clock {report.target_mhz:g})"))
     rows.append(("cocotb vs golden model", "skipped" if sim is None else
                  f"PASS ({len(sim.testcases)} testcases, {sim.cycles} cycles)"))

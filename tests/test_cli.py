@@ -2,6 +2,7 @@
 nothing written)."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -135,3 +136,22 @@ def test_console_script_exit_status(tmp_path):
     assert "Traceback" not in bad.stderr
     assert bad.stderr.strip() == ("accelgen: error: lanes: 100 is not allowed; expected an "
                                   "integer from 1 to 64")
+
+
+@pytest.mark.fpga
+@pytest.mark.parametrize("board", ["ulx3s-85f", "icebreaker"])
+def test_build_main_job_end_to_end(capsys, tmp_path, board):
+    """The README's main job on the tiny preset: cocotb proof, harness, P&R, bitstream."""
+    out = tmp_path / "b"
+    code, text, err = run(capsys, "build", "mac", "--preset", "tiny", "--board", board,
+                          "-o", str(out))
+    assert code == 0, err
+    assert re.search(r"cocotb vs golden model\s+PASS", text), text
+    assert re.search(r"harness self-check \(sim\)\s+PASS", text), text
+    assert "Fmax (MHz)" in text and "LUT4" in text
+    code, text, err = run(capsys, "build", "mac", "--preset", "tiny", "--board", board,
+                          "-o", str(out), "--skip-sim", "--json")
+    data = json.loads(text)
+    assert code == 0 and data["verification"] is None
+    assert data["build"]["fmax_mhz"] > 0 and data["build"]["selfcheck_passed"]
+    assert (out / data["build"]["bitstream"].split("/")[-1]).stat().st_size > 0
