@@ -168,12 +168,16 @@ def test_missing_icarus_is_config_error(tmp_path, monkeypatch):
 
 def test_bad_inputs_rejected_before_build(tmp_path):
     config = SPEC.presets["tiny"]
-    np.savez(tmp_path / "x.npz", a=np.zeros((3, 1, 1)), b=np.zeros((3, 1, 1)), bias=[1, 2, 3])
+    zeros = np.zeros((3, 1, 1), np.int64)
+    np.savez(tmp_path / "x.npz", a=zeros, b=zeros, bias=[1, 2, 3])
     with pytest.raises(ConfigError, match=r"--inputs: arrays \['bias'\] are not allowed"):
         simulate(SPEC, config, inputs=tmp_path / "x.npz", build_root=tmp_path / "b")
-    np.savez(tmp_path / "y.npz", a=np.full((3, 1, 1), 300), b=np.zeros((3, 1, 1)))
+    np.savez(tmp_path / "y.npz", a=np.full((3, 1, 1), 300), b=zeros)
     with pytest.raises(ConfigError, match="--inputs: a: values outside s8"):
         simulate(SPEC, config, inputs=tmp_path / "y.npz", build_root=tmp_path / "b")
+    np.savez(tmp_path / "z.npz", a=zeros + 0.5, b=zeros)
+    with pytest.raises(ConfigError, match="--inputs: a: dtype float64 is not allowed"):
+        simulate(SPEC, config, inputs=tmp_path / "z.npz", build_root=tmp_path / "b")
     with pytest.raises(ConfigError, match="--testcase: 'speed' is not allowed"):
         simulate(SPEC, config, testcases=["speed"], build_root=tmp_path / "b")
     assert not (tmp_path / "b").exists()
