@@ -122,7 +122,7 @@ _VALUES = {
     "acc_width": _mostly(st.integers(17, 48), st.one_of(st.integers(0, 16), st.integers(49, 99),
                                                         st.just("32"))),
     "overflow": _mostly(st.sampled_from(["wrap", "saturate"]), st.sampled_from(["clip", None])),
-    "pipeline": _mostly(st.integers(0, 4), st.sampled_from([-1, 5, 1.5])),
+    "pipeline": _mostly(st.integers(0, 5), st.sampled_from([-1, 6, 1.5])),
     "bogus": st.integers(),
 }
 _KEYS = st.lists(st.sampled_from(sorted(_VALUES)), max_size=7, unique=True).filter(

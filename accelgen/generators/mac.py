@@ -103,11 +103,11 @@ class MACConfig(Config):
         Signed accumulator width, from the widest product's width to 48.
     overflow : ``"wrap"`` or ``"saturate"``
     pipeline : int
-        Register stages before the accumulator (0 to 4), added in this order: product
-        registers, operand (input) registers, lane-sum registers (after the fusion tree),
-        reduction-sum register. Latency is ``1 + pipeline`` for every config: a stage with
-        no logic before it (the lane-sum stage of ``plain``, the reduction stage of
-        ``apart``) still adds its register, as a retiming slack for synthesis.
+        Register stages before the accumulator (0 to 5), added in this order: product
+        registers, operand (input) registers, fold registers (halfway through the fusion
+        tree), lane-sum registers, reduction-sum register. Latency is ``1 + pipeline`` for every config: a stage with
+        no logic before it (the fold and lane-sum stages of ``plain``, the reduction stage
+        of ``apart``) still adds its register, as a retiming slack for synthesis.
     """
     modes: tuple = ("s8s8",)
     lanes: int = 1
@@ -134,7 +134,7 @@ class MACConfig(Config):
         check_choice("multiplier", self.multiplier, MULTIPLIERS)
         check_choice("reduction", self.reduction, REDUCTIONS)
         check_choice("overflow", self.overflow, [o.value for o in Overflow])
-        check_int("pipeline", self.pipeline, 0, 4)
+        check_int("pipeline", self.pipeline, 0, 5)
         check_int("acc_width", self.acc_width, self.product_width, MAX_ACC_WIDTH)
 
     # -- derived values ---------------------------------------------------------------------
@@ -244,7 +244,7 @@ PRESETS = {
     "tiny": MACConfig(modes=("s8s8",), lanes=1, multiplier="plain", acc_width=24),
 }
 PRESETS["default"] = MACConfig(modes=_ALL_MODES, lanes=4, multiplier="fused", acc_width=32,
-                               overflow="saturate", pipeline=4)
+                               overflow="saturate", pipeline=5)
 PRESETS["int8"] = replace(PRESETS["tiny"], lanes=4, acc_width=32, pipeline=2)
 PRESETS["w4a8"] = replace(PRESETS["default"], modes=_LLM_MODES, reduction="apart",
                           overflow="wrap")

@@ -10,11 +10,13 @@
     lane 0   ...          lane L-1   plain: one multiplier per lane
        │                     │       fused: (Wa/2)*(Wb/2) 3x3-bit signed bricks per lane
           [product registers]        pipeline >= 1
-       │                     │
-    lane sum ...          lane sum   fused: fusion tree (mode-dependent shifts and adds)
-          [lane-sum registers]       pipeline >= 3
+       │                     │       fused: fusion tree, first half (fold along a)
+          [fold registers]           pipeline >= 3
+       │                     │       fused: fusion tree, second half (fold along b)
+    lane sum ...          lane sum
+          [lane-sum registers]       pipeline >= 4
        └──── together? ──────┘       reduction="together": one adder tree over the lanes
-          [sum register]             pipeline >= 4
+          [sum register]             pipeline >= 5
                   │
            acc = overflow((clear ? 0 : acc) + sum)     wrap or saturate to s<acc_width>
                   │
@@ -77,56 +79,74 @@ class MAC(wiring.Component):
         en = Signal()
         m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
 
-        # Stage 0: operand registers (pipeline >= 2).
+        # Each stage maps {control..., data nodes} to the next; _stage registers it or not.
+        depth = cfg.pipeline
         p = self.i.payload
-        mode_in = p.mode if cfg.mode_bits else 0
-        stage = dict(valid=self.i.valid & en, a=p.a, b=p.b, mode=mode_in,
-                     clear=p.clear, last=p.last)
-        stage = self._stage(m, en, stage, "opnd", cfg.pipeline >= 2)
+        s = dict(valid=self.i.valid & en, a=p.a, b=p.b, mode=p.mode if cfg.mode_bits else 0,
+                 clear=p.clear, last=p.last)
+        s = self._stage(m, en, s, "opnd", depth >= 2)
+        s = self._stage(m, en, self._multiply(m, s), "prod", depth >= 1)
+        s = self._stage(m, en, self._fold(m, s, "a"), "fold", depth >= 3)
+        s = self._stage(m, en, self._fold(m, s, "b"), "lane", depth >= 4)
+        s = self._stage(m, en, self._reduce(s), "sum", depth >= 5)
+        self._accumulate(m, en, s)
+        return m
 
-        # Multipliers, then product registers (pipeline >= 1).
-        if cfg.multiplier == "plain":
-            products = [self._plain_lane(m, stage, lane) for lane in range(cfg.lanes)]
-        else:
-            products = [self._fused_bricks(m, stage, lane) for lane in range(cfg.lanes)]
-        ctrl = {k: stage[k] for k in ("valid", "mode", "clear", "last")}
-        flat = {f"p{lane}_{n}": v for lane, ps in enumerate(products) for n, v in enumerate(ps)}
-        staged = self._stage(m, en, {**ctrl, **flat}, "prod", cfg.pipeline >= 1)
-        products = [[staged[f"p{lane}_{n}"] for n in range(len(ps))]
-                    for lane, ps in enumerate(products)]
+    _CONTROL = ("valid", "mode", "clear", "last")
 
-        # Reduction: fused bricks get their mode's shifts; lanes sum, maybe together.
-        if cfg.multiplier == "plain":
-            lane_sums = [ps[0] for ps in products]
-        else:
-            flags = self._fusion_flags(m, staged["mode"])
-            lane_sums = [self._fusion_tree(ps, flags) for ps in products]
-        lane_stage = {k: staged[k] for k in ("valid", "clear", "last")}
-        lane_stage.update({f"l{n}": s for n, s in enumerate(lane_sums)})
-        if cfg.mode_bits:
-            lane_stage["mode"] = staged["mode"]
-        lane_stage = self._stage(m, en, lane_stage, "lane", cfg.pipeline >= 3)
-        staged = {**staged, **lane_stage}
-        lane_sums = [lane_stage[f"l{n}"] for n in range(len(lane_sums))]
-        sums = [sum_tree(lane_sums)] if cfg.reduction == "together" else lane_sums
-        mode_ok = staged["mode"] < len(cfg.modes) if cfg.mode_bits else Const(1, 1)
-        red = {k: staged[k] for k in ("valid", "clear", "last")}
-        red.update(mode_ok=mode_ok, **{f"s{n}": s for n, s in enumerate(sums)})
-        red = self._stage(m, en, red, "sum", cfg.pipeline >= 4)
+    def _with_nodes(self, stage, nodes):
+        """A stage dict: the control fields of ``stage`` plus ``nodes[lane][n]`` as data."""
+        out = {k: stage[k] for k in self._CONTROL}
+        out.update({f"x{lane}_{n}": v for lane, vs in enumerate(nodes) for n, v in enumerate(vs)})
+        return out
 
-        # Accumulators; their registers are the output payload.
+    @staticmethod
+    def _nodes(stage):
+        """``nodes[lane][n]`` of a stage dict built by :meth:`_with_nodes`."""
+        nodes = {}
+        for key, value in stage.items():
+            if key.startswith("x"):
+                lane, n = map(int, key[1:].split("_"))
+                nodes.setdefault(lane, {})[n] = value
+        return [[vs[n] for n in sorted(vs)] for _, vs in sorted(nodes.items())]
+
+    def _multiply(self, m, s):
+        """Per lane: ``[product]`` (plain) or the brick products in grid order (fused)."""
+        if self.config.multiplier == "plain":
+            return self._with_nodes(s, [self._plain_lane(m, s, lane)
+                                        for lane in range(self.config.lanes)])
+        return self._with_nodes(s, [self._fused_bricks(m, s, lane)
+                                    for lane in range(self.config.lanes)])
+
+    def _fold(self, m, s, axis):
+        """Fold the fusion tree along ``axis`` (see :meth:`_fusion_tree`); plain lanes pass."""
+        if self.config.multiplier == "plain":
+            return s
+        flags = self._fusion_flags(m, s["mode"], axis)
+        return self._with_nodes(s, [self._fusion_tree(nodes, flags, axis)
+                                    for nodes in self._nodes(s)])
+
+    def _reduce(self, s):
+        """One dot-product sum over the lanes (``together``) or the lane sums as they are."""
+        if self.config.reduction == "apart":
+            return s
+        return self._with_nodes(s, [[sum_tree([nodes[0] for nodes in self._nodes(s)])]])
+
+    def _accumulate(self, m, en, s):
+        """``acc = overflow((clear ? 0 : acc) + sum)``; the accumulators are ``o.payload``."""
+        cfg = self.config
         acc_fmt = IntFormat(cfg.acc_width, True)
+        mode_ok = s["mode"] < len(cfg.modes) if cfg.mode_bits else Const(1, 1)
         err = Signal()
         with m.If(en):
-            m.d.sync += self.o.valid.eq(red["valid"] & red["last"])
-            with m.If(red["valid"]):
-                for n in range(cfg.accumulators):
+            m.d.sync += self.o.valid.eq(s["valid"] & s["last"])
+            with m.If(s["valid"]):
+                for n, (total,) in enumerate(self._nodes(s)):
                     acc = getattr(self.o.payload, f"acc{n}")
-                    base = Mux(red["clear"], 0, acc)
-                    m.d.sync += acc.eq(apply_overflow(base + red[f"s{n}"], acc_fmt, cfg.overflow))
-                m.d.sync += err.eq((err & ~red["clear"]) | ~red["mode_ok"])
+                    base = Mux(s["clear"], 0, acc)
+                    m.d.sync += acc.eq(apply_overflow(base + total, acc_fmt, cfg.overflow))
+                m.d.sync += err.eq((err & ~s["clear"]) | ~mode_ok)
         m.d.comb += self.o.payload.err.eq(err)
-        return m
 
     @staticmethod
     def _stage(m, en, values, prefix, enabled):
@@ -198,40 +218,42 @@ class MAC(wiring.Component):
                 products.append(_brick(m, a2, sa, b2, sb, name=f"brick{lane}_{i}{j}"))
         return products
 
-    def _fusion_flags(self, m, mode):
-        """Mode-decoded shift enables of the fusion tree: ``a[l]`` is high in modes whose
-        ``a`` width reaches ``2**(l+2)`` (slice bit ``l`` of ``i`` is inside one element),
-        likewise ``b[l]``. Constant (no logic) when every mode agrees."""
+    def _fusion_flags(self, m, mode, axis):
+        """Mode-decoded shift enables of the fusion tree along ``axis``: ``(axis, l)`` is high
+        in modes whose ``axis`` operand width reaches ``2**(l+2)`` (bit ``l`` of the slice
+        index is inside one element). Constant (no logic) when every mode agrees."""
         rows, cols = self._grid
         flags = {}
-        for axis, count in (("a", rows.bit_length() - 1), ("b", cols.bit_length() - 1)):
-            for level in range(count):
-                on = [getattr(f, axis).width >= 1 << (level + 2) for f in self.config.mode_formats]
-                if all(on) or not any(on):
-                    flags[axis, level] = all(on)
-                    continue
-                flag = Signal(name=f"fuse_{axis}{level}")
-                for code, _fmt in self._mode_cases(m, mode):
-                    m.d.comb += flag.eq(on[code])
-                flags[axis, level] = flag
+        for level in range((rows if axis == "a" else cols).bit_length() - 1):
+            on = [getattr(f, axis).width >= 1 << (level + 2) for f in self.config.mode_formats]
+            if all(on) or not any(on):
+                flags[axis, level] = all(on)
+                continue
+            flag = Signal(name=f"fuse_{axis}{level}")
+            for code, _fmt in self._mode_cases(m, mode):
+                m.d.comb += flag.eq(on[code])
+            flags[axis, level] = flag
         return flags
 
-    def _fusion_tree(self, products, flags):
-        """Sum of a lane's brick products, each weighed by ``4**(ia + jb)``: pairs of nodes that
-        differ in one index bit are added, the upper one shifted by ``2**(l+1)`` when that bit
-        lies inside an element in the current mode. Adders grow level by level, so the
-        narrow low levels stay cheap."""
+    def _fusion_tree(self, nodes, flags, axis):
+        """Fold a lane's fusion tree along ``axis``. The tree sums the brick products, each
+        weighed by ``4**(ia + jb)``: pairs of nodes that differ in one index bit are added, the
+        upper one shifted by ``2**(l+1)`` when that bit lies inside an element in the current
+        mode. Folding ``"a"`` turns the ``rows x cols`` brick grid into ``cols`` nodes; folding
+        ``"b"`` then leaves the lane sum. Adders grow level by level, so the narrow low levels
+        stay cheap."""
         rows, cols = self._grid
-        grid = [[products[i * cols + j] for j in range(cols)] for i in range(rows)]
-        for level in range(rows.bit_length() - 1):      # fold along a
-            grid = [[_fuse(lo, hi, flags["a", level], 1 << (level + 1))
-                     for lo, hi in zip(grid[2 * r], grid[2 * r + 1])]
-                    for r in range(len(grid) // 2)]
-        row = grid[0]
-        for level in range(cols.bit_length() - 1):      # fold along b
-            row = [_fuse(row[2 * c], row[2 * c + 1], flags["b", level], 1 << (level + 1))
-                   for c in range(len(row) // 2)]
-        return row[0]
+        if axis == "a":
+            grid = [[nodes[i * cols + j] for j in range(cols)] for i in range(rows)]
+            for level in range(rows.bit_length() - 1):
+                grid = [[_fuse(lo, hi, flags["a", level], 1 << (level + 1))
+                         for lo, hi in zip(grid[2 * r], grid[2 * r + 1])]
+                        for r in range(len(grid) // 2)]
+            return grid[0]
+        for level in range(cols.bit_length() - 1):
+            nodes = [_fuse(nodes[2 * c], nodes[2 * c + 1], flags["b", level], 1 << (level + 1))
+                     for c in range(len(nodes) // 2)]
+        return nodes
 
 
 def _fuse(lo, hi, flag, shift):
