@@ -105,9 +105,10 @@ class MACConfig(Config):
     pipeline : int
         Register stages before the accumulator (0 to 5), added in this order: product
         registers, operand (input) registers, fold registers (halfway through the fusion
-        tree), lane-sum registers, reduction-sum register. Latency is ``1 + pipeline`` for every config: a stage with
-        no logic before it (the fold and lane-sum stages of ``plain``, the reduction stage
-        of ``apart``) still adds its register, as a retiming slack for synthesis.
+        tree), lane-sum registers, reduction-sum register. Latency is ``1 + pipeline`` for
+        every config: a stage with no logic before it (the fold and lane-sum stages of
+        ``plain``, the reduction stage of ``apart``) still adds its register, as a retiming
+        slack for synthesis.
     """
     modes: tuple = ("s8s8",)
     lanes: int = 1
