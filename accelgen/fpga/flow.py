@@ -331,10 +331,11 @@ def _selfcheck(spec, config, out_dir, *, beats, seed):
     return harness, result, log
 
 
-def _prepare(board, spec, config, out_dir, *, beats, seed):
-    """Render the board top through the amaranth-boards platform and write its files (RTLIL,
-    yosys script, constraints) into ``out_dir``. Returns the platform."""
-    harness = SelfCheckHarness(spec, config, beats=beats, seed=seed)
+def _prepare(board, harness, out_dir):
+    """Render the board top around the (already simulated) ``harness`` through the
+    amaranth-boards platform and write its files (RTLIL, yosys script, constraints) into
+    ``out_dir``. Reusing the harness keeps its golden-model signature computed once.
+    Returns the platform."""
     platform = board.make_platform()
     overrides = {"script_after_synth": "tee -q -o top.stat.json stat -json"}
     if board.family == "ice40":
@@ -369,8 +370,7 @@ def build(spec, config, board, out_dir, *, preset=None, beats=256, seed=1, progr
     harness, result, sc_log = _timed(seconds, "selfcheck", _selfcheck, spec, config, out_dir,
                                      beats=beats, seed=seed)
     _say(progress, f"preparing the {board.name} top level...")
-    platform = _timed(seconds, "prepare", _prepare, board, spec, config, out_dir,
-                      beats=beats, seed=seed)
+    platform = _timed(seconds, "prepare", _prepare, board, harness, out_dir)
 
     _say(progress, "synthesizing with yosys...")
     y_log = _timed(seconds, "yosys", _run, _YOSYS, ["-q", "-l", "top.rpt", "top.ys"],
