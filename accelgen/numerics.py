@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["ConfigError", "IntFormat", "Rounding", "Overflow",
-           "wrap", "saturate", "apply_overflow", "round_shift"]
+           "wrap", "saturate", "apply_overflow", "round_shift", "requantize"]
 
 
 class ConfigError(ValueError):
@@ -133,3 +133,23 @@ def round_shift(x, shift, mode):
     else:  # TOWARD_ZERO
         up = (rem != 0) & (x < 0)
     return (floor + up).astype(np.int64)
+
+
+S8, U8 = IntFormat(8, True), IntFormat(8, False)
+
+
+def requantize(acc, mult, shift, zero_point, relu, out_signed, rounding):
+    """Integer-only (dyadic) requantization of accumulators to 8 bits.
+
+    ``q = round_shift(acc * mult, shift, rounding)``; with ``relu``, ``q = max(q, 0)``; then
+    ``y = q + zero_point`` saturated to ``s8`` (``out_signed``) or ``u8``. ``acc * mult`` must
+    fit in int64 (the ``systolic`` config keeps ``acc_width + mult_bits <= 62``); ``shift`` is a
+    scalar from 0 to 63; the other parameters are scalars.
+    """
+    acc = _int64(acc)
+    if not 0 <= int(shift) <= 63:
+        raise ConfigError(f"shift: {shift} is not allowed; expected 0 to 63")
+    q = round_shift(acc * np.int64(mult), int(shift), rounding)
+    if relu:
+        q = np.maximum(q, 0)
+    return saturate(q + np.int64(zero_point), S8 if out_signed else U8)

@@ -33,6 +33,7 @@ from amaranth.lib.wiring import In, Out
 from ..numerics import IntFormat
 from .common.arith import register, sum_tree
 from .common.numerics import apply_overflow
+from .common.operands import read_operand
 from .common.stream import stream_signature
 
 __all__ = ["MAC"]
@@ -168,15 +169,11 @@ class MAC(wiring.Component):
     def _plain_lane(self, m, stage, lane):
         """One multiplier per lane on element 0 of the lane, operands extended by mode."""
         cfg = self.config
-        a_w = max(f.a.width + (not f.a.signed) for f in cfg.mode_formats)
-        b_w = max(f.b.width + (not f.b.signed) for f in cfg.mode_formats)
-        a_op = Signal(signed(a_w), name=f"a_op{lane}")
-        b_op = Signal(signed(b_w), name=f"b_op{lane}")
-        for _code, fmt in self._mode_cases(m, stage["mode"]):
-            a_bits = stage["a"][lane * cfg.a_lane_bits:][:fmt.a.width]
-            b_bits = stage["b"][lane * cfg.b_lane_bits:][:fmt.b.width]
-            m.d.comb += [a_op.eq(a_bits.as_signed() if fmt.a.signed else a_bits),
-                         b_op.eq(b_bits.as_signed() if fmt.b.signed else b_bits)]
+        mode = stage["mode"] if cfg.mode_bits else None
+        a_op = read_operand(m, stage["a"][lane * cfg.a_lane_bits:],
+                            [f.a for f in cfg.mode_formats], mode, name=f"a_op{lane}")
+        b_op = read_operand(m, stage["b"][lane * cfg.b_lane_bits:],
+                            [f.b for f in cfg.mode_formats], mode, name=f"b_op{lane}")
         return [a_op * b_op]
 
     def _brick_source(self, fmt, i, j):

@@ -3,9 +3,10 @@ random valid/ready gaps, at the payload-word level. Used by the fast test tier."
 
 import random
 
+from amaranth.hdl import ResetSignal
 from amaranth.sim import Simulator
 
-__all__ = ["stream_put", "stream_get", "run_stream"]
+__all__ = ["stream_put", "stream_get", "run_stream", "run_streams"]
 
 
 async def stream_put(ctx, stream, word):
@@ -62,3 +63,83 @@ def run_stream(dut, words, n_out, *, seed=0, valid_prob=1.0, ready_prob=1.0,
     else:
         sim.run_until(max_cycles * 1e-8)
     return out
+
+
+
+def run_streams(dut, inputs, outputs, *, seed=0, valid_prob=1.0, ready_prob=1.0,
+                max_cycles=100_000, settle=32, reset_at=None, vcd=None):
+    """Drive several input streams and collect several output streams of ``dut``, all from one
+    cycle-by-cycle testbench (so runs are reproducible for a seed).
+
+    ``inputs``: ``{port name: [payload words]}``; ``outputs``: ``{port name: expected count}``.
+    Returns ``({port name: [words]}, cycles)``. Each output gets its expected count plus any
+    extra words seen during ``settle`` more cycles with ready high (a spurious word fails the
+    caller's comparison); fewer come back if ``max_cycles`` runs out (a hang fails the
+    comparison instead of hanging). ``valid_prob``/``ready_prob`` < 1 add seeded random gaps
+    and backpressure on every stream. ``reset_at=(cycle, inputs2, outputs2)`` holds reset for
+    one cycle at ``cycle``, drops everything in flight and then runs the second set of streams;
+    only the second run's words are returned.
+    """
+    rng = random.Random(seed)
+    phases = [(inputs, outputs)] + ([tuple(reset_at[1:])] if reset_at else [])
+    result = {}
+
+    async def bench(ctx):
+        cycle = 0
+        for number, (ins, outs) in enumerate(phases):
+            pending = {name: list(words) for name, words in ins.items()}
+            got = {name: [] for name in outs}
+            offering = dict.fromkeys(ins, False)
+            settled = 0
+            last_phase = number == len(phases) - 1
+            while cycle < max_cycles:
+                if not last_phase and cycle == reset_at[0]:
+                    for name in ins:
+                        ctx.set(getattr(dut, name).valid, 0)
+                    ctx.set(ResetSignal("sync"), 1)
+                    await ctx.tick()
+                    ctx.set(ResetSignal("sync"), 0)
+                    cycle += 1
+                    break
+                for name, words in pending.items():
+                    port = getattr(dut, name)
+                    if not offering[name] and words and rng.random() <= valid_prob:
+                        ctx.set(port.payload.as_value(), words[0])
+                        offering[name] = True
+                    ctx.set(port.valid, int(offering[name]))
+                readies = {}
+                for name in outs:
+                    readies[name] = (len(got[name]) >= outs[name]) or rng.random() <= ready_prob
+                    ctx.set(getattr(dut, name).ready, int(readies[name]))
+                sampled = [getattr(dut, n).ready for n in pending] + \
+                    [x for n in outs for x in (getattr(dut, n).valid,
+                                               getattr(dut, n).payload.as_value())]
+                values = (await ctx.tick().sample(*sampled))[2:]
+                cycle += 1
+                for name in pending:
+                    ready, values = values[0], values[1:]
+                    if offering[name] and ready:
+                        pending[name].pop(0)
+                        offering[name] = False
+                for name in outs:
+                    (valid, word), values = values[:2], values[2:]
+                    if valid and readies[name]:
+                        got[name].append(word)
+                if all(len(got[n]) >= c for n, c in outs.items()) and \
+                        not any(pending.values()):
+                    settled += 1
+                    if settled > settle:
+                        break
+            result.update(got)
+        result["cycles"] = cycle
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    if vcd:
+        with sim.write_vcd(vcd):
+            sim.run()
+    else:
+        sim.run()
+    cycles = result.pop("cycles")
+    return result, cycles

@@ -1,0 +1,321 @@
+"""Config and presets of block ``systolic``: an R x C systolic GEMM engine with a tiling
+controller, B-panel buffers, an accumulator memory and an optional requantizing output stage.
+
+The golden model in :mod:`accelgen.sim.golden.systolic` is the definition of everything below;
+this docstring is its specification.
+
+Streams (payload fields are listed by :attr:`SystolicConfig.cmd_fields` etc., LSB first)
+    ``cmd`` (in)  one beat per GEMM command: ``m``, ``k``, ``n``, ``accumulate``, ``output``,
+                  ``dataflow`` (only when two are built), ``mode`` (only when several are
+                  built) and, when ``requant`` is built, ``mult``, ``shift``, ``zero_point``,
+                  ``relu``, ``out_signed``.
+    ``a``   (in)  operand A as R-element beats (element ``i`` at bits ``i*Wa``; ``Wa`` the widest
+                  ``a`` format of the modes; each element is read in the command mode's ``a``
+                  format, the bits above that format's width are ignored).
+    ``b``   (in)  operand B as C-element beats, the same way with the ``b`` formats.
+    ``o``   (out) result rows: ``c`` = C lanes of ``s<acc_width>`` and ``last``.
+    ``rsp`` (out) one beat per command after its last ``o`` beat: ``err`` and the performance
+                  counters ``cycles``, ``busy``, ``stall_a``, ``stall_b``, ``stall_out``,
+                  ``macs``.
+
+Command ``(M, K, N)`` computes ``Y = A (M x K) . B (K x N)`` in mode ``mode``. Let
+``NB = ceil(N / C)``, ``MB = ceil(M / R)``, ``KB = ceil(K / R)``.
+
+Order of the ``b`` beats (both dataflows): for each column block ``nb`` in ``0..NB-1``, for each
+``k`` in ``0..K-1``: ``B[k, nb*C : nb*C+C]`` (lanes past ``N`` are ignored; send zeros).
+Order of the ``a`` beats:
+
+* output-stationary (``"os"``): for ``nb``, for ``mb`` in ``0..MB-1``, for ``k`` in
+  ``0..K-1``: the column segment ``A[mb*R : mb*R+R, k]``;
+* weight-stationary (``"ws"``): for ``nb``, for ``kb`` in ``0..KB-1``, for ``m`` in
+  ``0..M-1``: the row segment ``A[m, kb*R : kb*R+R]``.
+
+Elements past ``M`` (os) or ``K`` (ws) are ignored; send zeros. A is streamed once per column
+block (``NB`` times in all), B once.
+
+Accumulator memory
+    ``acc_depth`` rows of C signed ``acc_width`` lanes. Result row ``r = nb*M + m`` (lanes
+    ``j`` = column ``nb*C + j``) lives at address ``r mod acc_depth``. The memory is not
+    cleared by reset. Per row, with ``init`` = the row's memory contents if ``accumulate`` else
+    zeros, and ``P(k0, k1)`` = the exact sum of products over ``k0 <= k < k1``:
+
+    * os: ``row = ovf(init + P(0, K))`` (the PE accumulates exactly; one overflow step);
+    * ws: ``row = init``; for each ``kb``: ``row = ovf(row + P(kb*R, min(K, kb*R+R)))``;
+
+    where ``ovf`` is ``overflow`` (wrap or saturate) into ``s<acc_width>``, applied lane by lane.
+    Lanes past ``N`` hold ``ovf(init + 0)``. The row is written back, then (unless ``output``
+    is ``none``) sent on ``o`` in order of ``r``, with lanes past ``N`` sent as 0.
+
+Output stage (``output`` field): 0 ``raw`` sends the accumulators; 1 ``requant`` sends
+    ``y = sat_out((max(q, 0) if relu else q) + zero_point)`` with
+    ``q = round_shift(acc * mult, shift, rounding)`` (:func:`accelgen.numerics.requantize`),
+    ``sat_out`` saturating to ``s8`` (``out_signed``) or ``u8``; 2 ``none`` sends nothing
+    (the results stay in the accumulator memory for a later ``accumulate`` command).
+
+Errors (``rsp.err``; an erroneous command consumes no ``a``/``b`` beats, sends no ``o`` beats
+and leaves the memory untouched; its counters are zero)
+    ``0`` ok; ``1`` ``m``, ``k`` or ``n`` is zero; ``2`` ``k > k_max``; ``3`` the results do
+    not fit the accumulator memory: ``NB*M > acc_depth`` with ``accumulate`` or output
+    ``none``, or ``M > acc_depth`` in ``ws`` with ``K > R``; ``4`` unsupported: a dataflow or
+    mode code that is not built, output code 3, or ``requant`` when it is not built.
+
+Counters (``counter_width`` bits, wrapping; per command, from the cycle the command is accepted
+to the cycle before ``rsp.valid``): ``cycles``; ``busy`` = cycles a step entered the array;
+``stall_a`` = cycles a step waited for an ``a`` beat; ``stall_b`` = cycles a step (or a
+weight load) waited for a B panel; ``stall_out`` = cycles a step waited for accumulator
+memory space (output backpressure); ``macs`` = ``M*K*N``. Utilization = ``macs / (R*C*cycles)``.
+"""
+
+from dataclasses import dataclass, replace
+from functools import cached_property
+
+from ..numerics import ConfigError, Overflow, Rounding
+from .base import Config, Field, check_choice, check_int
+from .mac import Mode, _signed_width
+
+__all__ = ["SystolicConfig", "PRESETS", "DATAFLOWS", "OUTPUTS", "ERRORS"]
+
+DATAFLOWS = ("os", "ws")
+OUTPUTS = ("raw", "requant", "none")        #: ``output`` field codes 0, 1, 2
+ERRORS = {0: "ok", 1: "zero dimension", 2: "k beyond k_max",
+          3: "results beyond the accumulator memory", 4: "unsupported command"}
+MODE_WIDTHS = (4, 8)
+SHIFT_BITS = 6
+COUNTERS = ("cycles", "busy", "stall_a", "stall_b", "stall_out", "macs")
+
+
+def _tuple_of(name, value, example):
+    if isinstance(value, str):
+        value = tuple(v.strip() for v in value.split(","))
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ConfigError(f"{name}: {value!r} is not allowed; expected a non-empty list "
+                          f"such as {example}")
+    if len(set(value)) != len(value):
+        raise ConfigError(f"{name}: {list(value)!r} lists an entry twice; each once")
+    return tuple(value)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SystolicConfig(Config):
+    """Parameters of a ``systolic`` block. See the module docstring for the semantics.
+
+    Members
+    -------
+    rows, cols : int
+        Array size R x C (1 to 32 each).
+    modes : tuple of str
+        Operand formats (``mac`` mode names with 4- or 8-bit operands, e.g. ``"s8s8"``,
+        ``"u8s8"``, ``"s4s4"``); the command's ``mode`` field holds the index.
+    dataflows : tuple of str
+        ``"os"`` (output-stationary) and/or ``"ws"`` (weight-stationary); a one-dataflow build
+        has none of the other's hardware, a two-dataflow build picks one per command.
+    acc_width : int
+        Accumulator-memory lane width (the widest product's width to 48).
+    overflow : ``"wrap"`` or ``"saturate"``
+    k_max : int
+        Depth of each of the two B-panel buffers: the largest ``k`` of a command (1 to 65535).
+    acc_depth : int
+        Accumulator memory rows (a power of two, from ``rows`` to 65536).
+    a_depth : int
+        Depth of the ``a`` input FIFO (2 to 1024).
+    requant : bool
+        Build the requantizing output stage.
+    mult_bits : int
+        Width of the unsigned requantization multiplier ``mult`` (1 to 32).
+    rounding : str
+        Rounding of the requantization shift (an :class:`~accelgen.numerics.Rounding` value).
+    pe_pipeline : int
+        0: the PE multiplies and accumulates in one cycle; 1: a product register between
+        multiplier and adder.
+    dim_bits : int
+        Width of the command's ``m``, ``k``, ``n`` fields (4 to 24).
+    counter_width : int
+        Width of each performance counter (16 to 48).
+    """
+    rows: int = 4
+    cols: int = 4
+    modes: tuple = ("s8s8",)
+    dataflows: tuple = ("os",)
+    acc_width: int = 32
+    overflow: str = "wrap"
+    k_max: int = 64
+    acc_depth: int = 64
+    a_depth: int = 4
+    requant: bool = False
+    mult_bits: int = 16
+    rounding: str = "half_up"
+    pe_pipeline: int = 1
+    dim_bits: int = 16
+    counter_width: int = 32
+
+    def __post_init__(self):
+        check_int("rows", self.rows, 1, 32)
+        check_int("cols", self.cols, 1, 32)
+        modes = _tuple_of("modes", self.modes, "['s8s8', 's4s4']")
+        parsed = [Mode.parse(m) for m in modes]
+        for mode in parsed:
+            for fmt in (mode.a, mode.b):
+                if fmt.width not in MODE_WIDTHS:
+                    raise ConfigError(f"modes: {mode.name!r} has a {fmt.width}-bit operand; "
+                                      f"systolic operand widths must be 4 or 8")
+        object.__setattr__(self, "modes", tuple(m.name for m in parsed))
+        check_int("modes (count)", len(self.modes), 1, 8)
+        flows = _tuple_of("dataflows", self.dataflows, "['os', 'ws']")
+        for flow in flows:
+            check_choice("dataflows", flow, DATAFLOWS)
+        object.__setattr__(self, "dataflows", tuple(f for f in DATAFLOWS if f in flows))
+        check_choice("overflow", self.overflow, [o.value for o in Overflow])
+        check_int("acc_width", self.acc_width, self.product_width, 48)
+        check_int("dim_bits", self.dim_bits, 4, 24)
+        check_int("k_max", self.k_max, 1, min(65535, (1 << self.dim_bits) - 1))
+        check_int("acc_depth", self.acc_depth, self.rows, 65536)
+        if self.acc_depth & (self.acc_depth - 1):
+            raise ConfigError(f"acc_depth: {self.acc_depth!r} is not allowed; expected a power "
+                              f"of two from {self.rows} to 65536")
+        check_int("a_depth", self.a_depth, 2, 1024)
+        if not isinstance(self.requant, bool):
+            raise ConfigError(f"requant: {self.requant!r} is not allowed; expected true or false")
+        check_int("mult_bits", self.mult_bits, 1, 32)
+        if self.requant and self.acc_width + self.mult_bits > 62:
+            raise ConfigError(f"mult_bits: {self.mult_bits!r} is not allowed with acc_width "
+                              f"{self.acc_width}; acc_width + mult_bits must be at most 62")
+        check_choice("rounding", self.rounding, [r.value for r in Rounding])
+        check_int("pe_pipeline", self.pe_pipeline, 0, 1)
+        check_int("counter_width", self.counter_width, 16, 48)
+
+    # -- derived values ---------------------------------------------------------------------
+
+    @cached_property
+    def mode_formats(self):
+        return tuple(Mode.parse(m) for m in self.modes)
+
+    @property
+    def a_width(self):
+        """Bits per ``a`` element slot (the widest ``a`` format)."""
+        return max(m.a.width for m in self.mode_formats)
+
+    @property
+    def b_width(self):
+        return max(m.b.width for m in self.mode_formats)
+
+    @property
+    def operand_width(self):
+        """Signed width the array carries operands in: 9 when any 8-bit operand is unsigned."""
+        return max(f.width + (0 if f.signed else 1)
+                   for m in self.mode_formats for f in (m.a, m.b))
+
+    @property
+    def product_min(self):
+        return min(m.product_min for m in self.mode_formats)
+
+    @property
+    def product_max(self):
+        return max(m.product_max for m in self.mode_formats)
+
+    @property
+    def product_width(self):
+        """Signed bits of any single product of any mode."""
+        return _signed_width(self.product_min, self.product_max)
+
+    @property
+    def os_acc_width(self):
+        """Width of an output-stationary PE accumulator: exact for ``k_max`` products (or
+        ``acc_width`` if that is narrower and the overflow is ``wrap``)."""
+        exact = _signed_width(self.k_max * self.product_min, self.k_max * self.product_max)
+        return min(exact, self.acc_width) if self.overflow == "wrap" else exact
+
+    @property
+    def ws_sum_width(self):
+        """Width of the weight-stationary partial-sum chain: exact for ``rows`` products."""
+        exact = _signed_width(self.rows * self.product_min, self.rows * self.product_max)
+        return min(exact, self.acc_width) if self.overflow == "wrap" else exact
+
+    @property
+    def mode_bits(self):
+        return (len(self.modes) - 1).bit_length()
+
+    @property
+    def dataflow_bits(self):
+        return (len(self.dataflows) - 1).bit_length()
+
+    @property
+    def acc_addr_bits(self):
+        return max(1, (self.acc_depth - 1).bit_length())
+
+    @property
+    def peak_macs_per_cycle(self):
+        return self.rows * self.cols
+
+    def mode_code(self, mode):
+        if isinstance(mode, int) and 0 <= mode < len(self.modes):
+            return mode
+        check_choice("mode", mode, self.modes)
+        return self.modes.index(mode)
+
+    def dataflow_code(self, dataflow):
+        if isinstance(dataflow, int) and 0 <= dataflow < len(self.dataflows):
+            return dataflow
+        check_choice("dataflow", dataflow, self.dataflows)
+        return self.dataflows.index(dataflow)
+
+    # -- stream payloads --------------------------------------------------------------------
+
+    @property
+    def cmd_fields(self):
+        fields = [Field("m", self.dim_bits), Field("k", self.dim_bits), Field("n", self.dim_bits),
+                  Field("accumulate", 1), Field("output", 2)]
+        if self.dataflow_bits:
+            fields.append(Field("dataflow", self.dataflow_bits))
+        if self.mode_bits:
+            fields.append(Field("mode", self.mode_bits))
+        if self.requant:
+            fields += [Field("mult", self.mult_bits), Field("shift", SHIFT_BITS),
+                       Field("zero_point", 9, True), Field("relu", 1), Field("out_signed", 1)]
+        return fields
+
+    @property
+    def a_fields(self):
+        return [Field("a", self.rows * self.a_width)]
+
+    @property
+    def b_fields(self):
+        return [Field("b", self.cols * self.b_width)]
+
+    @property
+    def o_fields(self):
+        return [Field("c", self.cols * self.acc_width), Field("last", 1)]
+
+    @property
+    def rsp_fields(self):
+        return [Field("err", 3)] + [Field(c, self.counter_width) for c in COUNTERS]
+
+    def derived(self):
+        """Derived values for the manifest."""
+        return {
+            "peak_macs_per_cycle": self.peak_macs_per_cycle,
+            "product_width": self.product_width,
+            "operand_width": self.operand_width,
+            "os_acc_width": self.os_acc_width if "os" in self.dataflows else None,
+            "ws_sum_width": self.ws_sum_width if "ws" in self.dataflows else None,
+            "mode_codes": {m: i for i, m in enumerate(self.modes)},
+            "dataflow_codes": {d: i for i, d in enumerate(self.dataflows)},
+            "output_codes": {o: i for i, o in enumerate(OUTPUTS)},
+            "errors": {str(k): v for k, v in ERRORS.items()},
+            "b_panel_bits": 2 * self.k_max * self.cols * self.b_width,
+            "acc_memory_bits": self.acc_depth * self.cols * self.acc_width,
+        }
+
+
+def ceil_div(a, b):
+    return -(-a // b)
+
+
+PRESETS = {
+    "tiny": SystolicConfig(rows=2, cols=2, acc_width=24, k_max=16, acc_depth=16),
+}
+PRESETS["default"] = SystolicConfig(rows=4, cols=4, modes=("s8s8", "u8s8", "s4s4", "s8s4"),
+                                    dataflows=("os", "ws"), k_max=64, acc_depth=64,
+                                    requant=True)
+PRESETS["8x8"] = replace(PRESETS["default"], rows=8, cols=8, modes=("s8s8",), k_max=256,
+                         acc_depth=256)
+PRESETS["16x16"] = replace(PRESETS["8x8"], rows=16, cols=16, k_max=1024, acc_depth=512)
