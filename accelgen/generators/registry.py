@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from .base import ConfigError, apply_overrides, close_matches, parse_set_value
 from .mac import PRESETS as MAC_PRESETS, MACConfig
+from .systolic import PRESETS as SYSTOLIC_PRESETS, SystolicConfig
 
 __all__ = ["GeneratorSpec", "REGISTRY", "get_spec", "resolve_config", "load_toml", "parse_sets"]
 
@@ -29,9 +30,14 @@ class GeneratorSpec:
     component : str
         ``"module:Class"`` of the Amaranth component; called with the config.
     golden : str
-        Module of the golden model. It provides ``ARGUMENTS``, ``run(config, **arrays)``,
-        ``words(config, in_words) -> out_words`` (payload level), ``pack_inputs``,
-        ``unpack_outputs`` and ``random_inputs(config, rng, beats)``.
+        Module of the golden model. It provides ``ARGUMENTS`` (the array names ``accelgen sim
+        --inputs`` accepts) and ``check_arrays(config, *, strict, **arrays)``, which raises
+        ``ValueError`` for arrays the block cannot take (``strict``: also values outside
+        their formats); the rest of its API is the block's
+        own (its cocotb testbench and FPGA harness know it).
+    testcases : tuple of str
+        The cocotb testbench's testcases (``accelgen.sim.cocotb.tb_<name>``); all but
+        ``user_inputs`` run by default, ``user_inputs`` runs when inputs are given.
     """
     name: str
     summary: str
@@ -39,6 +45,8 @@ class GeneratorSpec:
     presets: dict
     component: str
     golden: str
+    testcases: tuple = ("random_traffic", "random_words", "throughput", "latency",
+                        "reset_midstream", "user_inputs")
 
     def preset(self, name):
         if name not in self.presets:
@@ -61,6 +69,12 @@ REGISTRY = {
         summary="mixed-precision SIMD multiply-accumulate (INT8/4/2, plain or Bit Fusion)",
         config_cls=MACConfig, presets=MAC_PRESETS,
         component="accelgen.hdl.mac:MAC", golden="accelgen.sim.golden.mac"),
+    "systolic": GeneratorSpec(
+        name="systolic",
+        summary="systolic GEMM engine (R x C, output/weight-stationary, int8/int4, requant)",
+        config_cls=SystolicConfig, presets=SYSTOLIC_PRESETS,
+        component="accelgen.hdl.systolic:Systolic", golden="accelgen.sim.golden.systolic",
+        testcases=("random_gemms", "errors", "reset_midcommand", "gemm", "user_inputs")),
 }
 
 

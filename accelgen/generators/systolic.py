@@ -5,7 +5,8 @@ The golden model in :mod:`accelgen.sim.golden.systolic` is the definition of eve
 this docstring is its specification.
 
 Streams (payload fields are listed by :attr:`SystolicConfig.cmd_fields` etc., LSB first)
-    ``cmd`` (in)  one beat per GEMM command: ``m``, ``k``, ``n``, ``accumulate``, ``output``,
+    ``cmd`` (in)  one beat per GEMM command: ``m``, ``k``, ``n``, ``accumulate``, ``preload``,
+                  ``output``,
                   ``dataflow`` (only when two are built), ``mode`` (only when several are
                   built) and, when ``requant`` is built, ``mult``, ``shift``, ``zero_point``,
                   ``relu``, ``out_signed``.
@@ -13,6 +14,8 @@ Streams (payload fields are listed by :attr:`SystolicConfig.cmd_fields` etc., LS
                   ``a`` format of the modes; each element is read in the command mode's ``a``
                   format, the bits above that format's width are ignored).
     ``b``   (in)  operand B as C-element beats, the same way with the ``b`` formats.
+    ``c``   (in)  with ``preload``: the initial accumulators ``C`` (M x N) as rows of C lanes of
+                  ``s<acc_width>``, one beat per result row in the order of ``o``.
     ``o``   (out) result rows: ``c`` = C lanes of ``s<acc_width>`` and ``last``.
     ``rsp`` (out) one beat per command after its last ``o`` beat: ``err`` and the performance
                   counters ``cycles``, ``busy``, ``stall_a``, ``stall_b``, ``stall_out``,
@@ -36,7 +39,9 @@ block (``NB`` times in all), B once.
 Accumulator memory
     ``acc_depth`` rows of C signed ``acc_width`` lanes. Result row ``r = nb*M + m`` (lanes
     ``j`` = column ``nb*C + j``) lives at address ``r mod acc_depth``. The memory is not
-    cleared by reset. Per row, with ``init`` = the row's memory contents if ``accumulate`` else
+    cleared by reset. A ``preload`` command first writes its ``c`` beats into its rows (lanes
+    past ``N`` as 0) and then runs as if ``accumulate`` were set: ``Y = A . B + C``. Per row,
+    with ``init`` = the row's memory contents if ``accumulate`` (or ``preload``) else
     zeros, and ``P(k0, k1)`` = the exact sum of products over ``k0 <= k < k1``:
 
     * os: ``row = ovf(init + P(0, K))`` (the PE accumulates exactly; one overflow step);
@@ -52,11 +57,11 @@ Output stage (``output`` field): 0 ``raw`` sends the accumulators; 1 ``requant``
     ``sat_out`` saturating to ``s8`` (``out_signed``) or ``u8``; 2 ``none`` sends nothing
     (the results stay in the accumulator memory for a later ``accumulate`` command).
 
-Errors (``rsp.err``; an erroneous command consumes no ``a``/``b`` beats, sends no ``o`` beats
+Errors (``rsp.err``; an erroneous command consumes no ``a``/``b``/``c`` beats, sends no ``o`` beats
 and leaves the memory untouched; its counters are zero)
     ``0`` ok; ``1`` ``m``, ``k`` or ``n`` is zero; ``2`` ``k > k_max``; ``3`` the results do
-    not fit the accumulator memory: ``NB*M > acc_depth`` with ``accumulate`` or output
-    ``none``, or ``M > acc_depth`` in ``ws`` with ``K > R``; ``4`` unsupported: a dataflow or
+    not fit the accumulator memory: ``NB*M > acc_depth`` with ``accumulate``, ``preload`` or
+    output ``none``, or ``M > acc_depth`` in ``ws`` with ``K > R``; ``4`` unsupported: a dataflow or
     mode code that is not built, output code 3, or ``requant`` when it is not built.
 
 Counters (``counter_width`` bits, wrapping; per command, from the cycle the command is accepted
@@ -263,7 +268,7 @@ class SystolicConfig(Config):
     @property
     def cmd_fields(self):
         fields = [Field("m", self.dim_bits), Field("k", self.dim_bits), Field("n", self.dim_bits),
-                  Field("accumulate", 1), Field("output", 2)]
+                  Field("accumulate", 1), Field("preload", 1), Field("output", 2)]
         if self.dataflow_bits:
             fields.append(Field("dataflow", self.dataflow_bits))
         if self.mode_bits:
@@ -280,6 +285,10 @@ class SystolicConfig(Config):
     @property
     def b_fields(self):
         return [Field("b", self.cols * self.b_width)]
+
+    @property
+    def c_fields(self):
+        return [Field("c", self.cols * self.acc_width)]
 
     @property
     def o_fields(self):

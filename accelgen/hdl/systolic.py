@@ -120,11 +120,14 @@ class _PE(Elaboratable):
         product = (self.a * self.bw)[:cfg.product_width].as_signed()   # exact: fits by range
         last = self.last if self.os else Const(0, 1)
         valid = self.v if self.carry_valid else Const(0, 1)
-        if cfg.pe_pipeline:
+        if cfg.pe_pipeline:     # product register; the tags that go with it follow
             p = Signal(signed(cfg.product_width), name=f"{self.name}_p")
-            last_p, valid_p = Signal(name=f"{self.name}_last_p"), Signal(name=f"{self.name}_v_p")
-            m.d.sync += [p.eq(product), last_p.eq(last), valid_p.eq(valid)]
-            product, last, valid = p, last_p, valid_p
+            m.d.sync += p.eq(product)
+            product = p
+            if self.os:
+                last = _delay(m, last, 1, f"{self.name}_last_p")
+            if self.carry_valid:
+                valid = _delay(m, valid, 1, f"{self.name}_v_p")
 
         if self.os and self.ws:
             addend = Mux(self.ws_mode, self.ps_in, self.s)
@@ -192,6 +195,9 @@ class _Array(Elaboratable):
         for i in range(R):
             for j in range(C):
                 m.submodules[f"pe{i}_{j}"] = pe[i][j]
+        # ws: column j loads its shadow weights j cycles late, like the swap wave reaches it
+        w_top = [_delay(m, self.w_top[j], j, f"sk_w{j}") for j in range(C)]
+        wload = [_delay(m, self.wload, j, f"sk_wl{j}") for j in range(C)]
         for i in range(R):
             for j in range(C):
                 p = pe[i][j]
@@ -211,8 +217,8 @@ class _Array(Elaboratable):
                 if self.has_ws:
                     m.d.comb += [
                         p.swap_in.eq(left.swap if left else _delay(m, self.swap, i, f"sk_s{i}")),
-                        p.w_in.eq(up.w_s if up else self.w_top[j]),
-                        p.load.eq(self.wload),
+                        p.w_in.eq(up.w_s if up else w_top[j]),
+                        p.load.eq(wload[j]),
                         p.ps_in.eq(up.s if up else 0),
                     ]
                 if p.carry_valid:
@@ -290,6 +296,8 @@ class Systolic(wiring.Component):
         Operand A, R elements per beat, in the order the command's dataflow defines.
     b : In(stream.Signature(...))
         Operand B, C elements per beat: the rows of each C-column panel.
+    c : In(stream.Signature(...))
+        Initial accumulators of a ``preload`` command, one result row (C lanes) per beat.
     o : Out(stream.Signature(...))
         Result rows (``c``: C lanes of ``s<acc_width>``; ``last`` on a command's final row).
     rsp : Out(stream.Signature(...))
@@ -309,6 +317,7 @@ class Systolic(wiring.Component):
             "cmd": In(stream_signature(config.cmd_fields)),
             "a": In(stream_signature(config.a_fields)),
             "b": In(stream_signature(config.b_fields)),
+            "c": In(stream_signature(config.c_fields)),
             "o": Out(stream_signature(config.o_fields)),
             "rsp": Out(stream_signature(config.rsp_fields)),
         })
@@ -320,6 +329,7 @@ class Systolic(wiring.Component):
         s = self._s = type("State", (), {})()
         s.array = m.submodules.array = _Array(cfg)
         self._command(m)
+        self._preloader(m)
         self._panel_loader(m)
         self._a_fifo(m)
         self._feeder(m)
@@ -337,6 +347,7 @@ class Systolic(wiring.Component):
         dw = cfg.dim_bits
         s.M, s.K, s.N = Signal(dw, name="M"), Signal(dw, name="K"), Signal(dw, name="N")
         s.accumulate, s.output = Signal(name="accumulate"), Signal(2, name="output")
+        s.preload = Signal(name="preload")
         s.ws = Signal(name="ws_mode")
         s.mode = Signal(max(1, cfg.mode_bits), name="mode")
         s.req = {}
@@ -348,7 +359,7 @@ class Systolic(wiring.Component):
         p = self.cmd.payload
         with m.If(s.accept):
             m.d.sync += [s.M.eq(p.m), s.K.eq(p.k), s.N.eq(p.n), s.accumulate.eq(p.accumulate),
-                         s.output.eq(p.output)]
+                         s.preload.eq(p.preload), s.output.eq(p.output)]
             if cfg.dataflow_bits:
                 m.d.sync += s.dataflow_code.eq(p.dataflow)
             if cfg.mode_bits:
@@ -364,6 +375,29 @@ class Systolic(wiring.Component):
             m.d.comb += s.ws.eq(s.dataflow_code == ws_code)
         m.d.comb += s.array.ws_mode.eq(s.ws)
 
+    # -- preload: c rows into the accumulator memory before the command runs ---------------
+
+    def _preloader(self, m):
+        """Writes the ``c`` beats of a ``preload`` command into rows ``r mod acc_depth`` (lanes
+        past N as 0) while the control is in its PRELOAD state."""
+        cfg, s = self.config, self._s
+        W = cfg.acc_width
+        s.start, s.run, s.preloading = Signal(), Signal(), Signal()
+        take = Signal(name="pre_take")
+        loop = _Nest(m, "pre", [(s.N, cfg.cols), (s.M, 1)], start=s.start, advance=take,
+                     width=cfg.dim_bits)
+        s.preload_done = loop.done
+        addr = Signal(cfg.acc_addr_bits, name="pre_addr")
+        with m.If(s.start):
+            m.d.sync += addr.eq(0)
+        with m.Elif(take):
+            m.d.sync += addr.eq(addr + 1)
+        cv = _min(s.N - loop.ctr[0], cfg.cols)
+        lanes = [Mux(j < cv, self.c.payload.c[j * W:(j + 1) * W], 0) for j in range(cfg.cols)]
+        m.d.comb += [self.c.ready.eq(s.preloading & ~loop.done),
+                     take.eq(self.c.valid & self.c.ready)]
+        s.pre_write = (take, addr, Cat(*lanes))
+
     # -- B panels --------------------------------------------------------------------------
 
     def _panel_loader(self, m):
@@ -376,7 +410,6 @@ class Systolic(wiring.Component):
         wp = s.panel.write_port()
         s.panel_rp = s.panel.read_port()
         s.panel_k_bits = k_bits
-        s.start, s.run = Signal(), Signal()
         s.bank_full = Signal(2, name="bank_full")
         s.release = Signal(2, name="release")
         bank = Signal(name="pl_bank")
@@ -532,7 +565,9 @@ class Systolic(wiring.Component):
         loop = _Nest(m, "wl", [(s.N, C), (s.K, R)], start=s.start, advance=tile_done,
                      width=cfg.dim_bits)
         bank = Signal(name="wl_bank")
-        wait = Signal(range(R + C + 4), name="wl_wait")
+        # The first shift of the next tile may come once the swap step has reached the
+        # bottom row (column j shifts and swaps j cycles late, so one bound fits all).
+        wait = Signal(range(R + 3), name="wl_wait")
         m.d.comb += s.ws_bank_ready.eq(s.bank_full.bit_select(bank, 1))
         have = Signal(name="wl_have")            # a loaded tile waits for its swap step
         shifting = Signal(name="wl_shift")       # read data enters the shadow chain now
@@ -555,7 +590,7 @@ class Systolic(wiring.Component):
             with m.If(loop.wrap[1]):
                 m.d.sync += bank.eq(~bank)
             with m.If(s.swap_issued):
-                m.d.sync += [have.eq(0), wait.eq(R + C + 2)]
+                m.d.sync += [have.eq(0), wait.eq(R + 2)]
             with m.Else():
                 with m.If(tile_done):
                     m.d.sync += have.eq(1)
@@ -593,7 +628,7 @@ class Systolic(wiring.Component):
         m_index = Mux(s.ws, inner, mid + inner)
         keep = s.ws | (m_index < s.M)               # os: padding rows of the last tile
         addr = (rowbase + m_index)[:cfg.acc_addr_bits]
-        overwrite = ~s.accumulate & (~s.ws | (mid == 0))
+        overwrite = ~s.accumulate & ~s.preload & (~s.ws | (mid == 0))
         final = ~s.ws | (mid + R >= s.K)
         m.d.comb += rp.addr.eq(addr)
         # W1: memory data is here; add and write back
@@ -607,7 +642,9 @@ class Systolic(wiring.Component):
         for j in range(C):
             old = rp.data[j * W:(j + 1) * W].as_signed()
             lanes.append(apply_overflow(Mux(ow1, 0, old) + row1[j], fmt, cfg.overflow))
-        m.d.comb += [wp.en.eq(v1), wp.addr.eq(addr1), wp.data.eq(Cat(*lanes))]
+        pre_en, pre_addr, pre_data = s.pre_write        # never at the same time as v1
+        m.d.comb += [wp.en.eq(v1 | pre_en), wp.addr.eq(Mux(pre_en, pre_addr, addr1)),
+                     wp.data.eq(Mux(pre_en, pre_data, Cat(*lanes)))]
         s.final_rows = Signal(s.row_bits, name="final_rows")
         with m.If(s.start):
             m.d.sync += s.final_rows.eq(0)
@@ -708,7 +745,7 @@ class Systolic(wiring.Component):
             unsupported = unsupported | (s.output == 1)
         zero = (s.M == 0) | (s.K == 0) | (s.N == 0)
         ws_big = s.ws & (s.M > D) & (s.K > R)
-        resident = s.accumulate | (s.output == 2)
+        resident = s.accumulate | s.preload | (s.output == 2)
 
         with m.FSM(name="ctl"):
             with m.State("IDLE"):
@@ -738,8 +775,15 @@ class Systolic(wiring.Component):
                     m.d.sync += err.eq(0)
                     m.d.comb += s.start.eq(1)
                     m.next = "RUN"
+                    with m.If(s.preload):
+                        m.next = "PRELOAD"
                 with m.Else():   # count NB * M one column block per cycle
                     m.d.sync += [chk_rows.eq(chk_rows + s.M), chk_cols.eq(chk_cols + C)]
+            with m.State("PRELOAD"):
+                m.d.comb += s.preloading.eq(1)
+                m.d.sync += ctr["cycles"].eq(ctr["cycles"] + 1)
+                with m.If(s.preload_done):
+                    m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += s.run.eq(1)
                 m.d.sync += ctr["cycles"].eq(ctr["cycles"] + 1)

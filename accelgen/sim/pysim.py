@@ -3,7 +3,7 @@ random valid/ready gaps, at the payload-word level. Used by the fast test tier."
 
 import random
 
-from amaranth.hdl import ResetSignal
+from amaranth.hdl import ResetInserter, Signal
 from amaranth.sim import Simulator
 
 __all__ = ["stream_put", "stream_get", "run_stream", "run_streams"]
@@ -76,11 +76,16 @@ def run_streams(dut, inputs, outputs, *, seed=0, valid_prob=1.0, ready_prob=1.0,
     extra words seen during ``settle`` more cycles with ready high (a spurious word fails the
     caller's comparison); fewer come back if ``max_cycles`` runs out (a hang fails the
     comparison instead of hanging). ``valid_prob``/``ready_prob`` < 1 add seeded random gaps
-    and backpressure on every stream. ``reset_at=(cycle, inputs2, outputs2)`` holds reset for
+    and backpressure on every stream (a ``{port name: probability}`` dict sets them per stream,
+    1.0 for the ports it leaves out). ``reset_at=(cycle, inputs2, outputs2)`` holds reset for
     one cycle at ``cycle``, drops everything in flight and then runs the second set of streams;
     only the second run's words are returned.
     """
     rng = random.Random(seed)
+
+    def probability(setting, name):
+        return setting.get(name, 1.0) if isinstance(setting, dict) else setting
+
     phases = [(inputs, outputs)] + ([tuple(reset_at[1:])] if reset_at else [])
     result = {}
 
@@ -96,20 +101,22 @@ def run_streams(dut, inputs, outputs, *, seed=0, valid_prob=1.0, ready_prob=1.0,
                 if not last_phase and cycle == reset_at[0]:
                     for name in ins:
                         ctx.set(getattr(dut, name).valid, 0)
-                    ctx.set(ResetSignal("sync"), 1)
+                    ctx.set(reset, 1)
                     await ctx.tick()
-                    ctx.set(ResetSignal("sync"), 0)
+                    ctx.set(reset, 0)
                     cycle += 1
                     break
                 for name, words in pending.items():
                     port = getattr(dut, name)
-                    if not offering[name] and words and rng.random() <= valid_prob:
+                    if not offering[name] and words and rng.random() <= probability(
+                            valid_prob, name):
                         ctx.set(port.payload.as_value(), words[0])
                         offering[name] = True
                     ctx.set(port.valid, int(offering[name]))
                 readies = {}
                 for name in outs:
-                    readies[name] = (len(got[name]) >= outs[name]) or rng.random() <= ready_prob
+                    readies[name] = (len(got[name]) >= outs[name]) or \
+                        rng.random() <= probability(ready_prob, name)
                     ctx.set(getattr(dut, name).ready, int(readies[name]))
                 sampled = [getattr(dut, n).ready for n in pending] + \
                     [x for n in outs for x in (getattr(dut, n).valid,
@@ -133,7 +140,8 @@ def run_streams(dut, inputs, outputs, *, seed=0, valid_prob=1.0, ready_prob=1.0,
             result.update(got)
         result["cycles"] = cycle
 
-    sim = Simulator(dut)
+    reset = Signal(name="tb_reset")
+    sim = Simulator(ResetInserter(reset)(dut) if reset_at else dut)
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     if vcd:

@@ -172,10 +172,7 @@ def _check_inputs(spec, config, inputs, check):
         raise ConfigError(f"--inputs: arrays {sorted(unknown)} are not allowed; expected names "
                           f"from {', '.join(golden.ARGUMENTS)}")
     try:
-        if check:
-            golden.run(config, **arrays)
-        else:
-            golden.pack_inputs(config, **arrays)
+        golden.check_arrays(config, strict=check, **arrays)
     except (ValueError, TypeError) as err:
         raise ConfigError(f"--inputs: {err}") from None
     return path.resolve()

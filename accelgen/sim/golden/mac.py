@@ -13,7 +13,8 @@ import numpy as np
 from ...numerics import IntFormat, apply_overflow, wrap
 from ..payload import pack, unpack
 
-__all__ = ["mac", "mac_words", "pack_inputs", "unpack_inputs", "random_inputs", "ARGUMENTS"]
+__all__ = ["mac", "mac_words", "check_arrays", "pack_inputs", "unpack_inputs", "random_inputs",
+           "ARGUMENTS"]
 
 #: names of :func:`mac`'s array arguments (``--inputs FILE.npz`` uses these names)
 ARGUMENTS = ("a", "b", "mode", "clear", "last")
@@ -129,6 +130,12 @@ def unpack_inputs(config, words):
         b[sel, :, :n] = _extract([fields["b"][i] for i in sel], off_b, fmt.b)
     return {"a": a, "b": b, "mode": mode, "clear": fields["clear"].astype(bool),
             "last": fields["last"].astype(bool)}
+
+
+def check_arrays(config, *, strict=True, **arrays):
+    """Raise ``ValueError`` unless the block can take ``arrays``: :func:`mac` must accept them
+    (shapes, dtypes, formats) when ``strict``, else :func:`pack_inputs` (shapes only)."""
+    (mac if strict else pack_inputs)(config, **arrays)
 
 
 def pack_inputs(config, a, b, mode=None, clear=None, last=None):

@@ -1,0 +1,193 @@
+"""Requantizer: the hardware twin of :func:`accelgen.numerics.requantize` with a run-time shift.
+
+::
+
+      acc[0..L-1]   mult  shift  zero_point relu out_signed
+          │           │     │          │
+      p = acc * mult        │          │                     stage 1: product (DSP)
+          [product registers, parameter registers]
+          │                 │          │
+      t = (2 p) >> shift    masks(shift)                     stage 2: rounding shift
+      floor, up, overflow                                    (low 10 bits of floor only)
+          [floor / up / overflow registers, parameter registers]
+          │                            │
+      q = floor + up (or +-512 on overflow)                  stage 3: relu, zero point,
+      y = sat8(max(q, 0) + zero_point)                       saturate to s8 or u8
+          [y registers]
+
+Numeric semantics are defined by :func:`accelgen.numerics.requantize`.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from ...numerics import ConfigError, IntFormat, Rounding
+from .numerics import saturate
+
+__all__ = ["Requantizer"]
+
+_S8, _U8 = IntFormat(8, True), IntFormat(8, False)
+
+# Bits of ``floor = p >> shift`` that stage 2 keeps. Outside [-2**(_KEEP-1), 2**(_KEEP-1)) the
+# rounded value is replaced by +-2**(_KEEP-1): with a zero point in [-256, 255] both saturate the
+# 8-bit result the same way (512 - 256 > 255, -512 + 255 < -128) and relu maps both to 0.
+_KEEP = 10
+
+
+def _int_in(name, value, lo, hi):
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise ConfigError(f"{name}: {value!r} is not allowed; expected an integer from {lo} "
+                          f"to {hi}")
+
+
+def _check_parameters(lanes, acc_width, mult_bits, rounding, shift_bits):
+    """Raise :class:`ConfigError` naming the first bad parameter; return ``Rounding``."""
+    _int_in("lanes", lanes, 1, 1024)
+    _int_in("acc_width", acc_width, 1, 62)
+    _int_in("mult_bits", mult_bits, 1, 62)
+    if acc_width + mult_bits > 62:
+        raise ConfigError(f"mult_bits: {mult_bits} is not allowed with acc_width {acc_width}; "
+                          f"expected acc_width + mult_bits <= 62")
+    _int_in("shift_bits", shift_bits, 1, 6)
+    try:
+        return Rounding(rounding)
+    except ValueError:
+        raise ConfigError(f"rounding: {rounding!r} is not allowed; expected one of "
+                          + ", ".join(repr(r.value) for r in Rounding)) from None
+
+
+class Requantizer(wiring.Component):
+    """Per-lane dyadic requantization of accumulators to 8 bits.
+
+    ``y = sat8(max?(round_shift(acc * mult, shift, rounding), 0) + zero_point)``, exactly as
+    :func:`accelgen.numerics.requantize`, with ``rounding`` fixed at elaboration time and every
+    other parameter a run-time input. The rounding shift is exact for every ``shift`` the port
+    can carry, also past the product width (``floor`` is then the sign fill, as numpy's ``>>``).
+
+    Parameters
+    ----------
+    lanes : int
+        Accumulators converted per cycle (1 to 1024).
+    acc_width : int
+        Width of each signed accumulator (1 to 62).
+    mult_bits : int
+        Width of the unsigned multiplier (1 to 62; ``acc_width + mult_bits <= 62``).
+    rounding : Rounding or str
+        Rounding mode of the shift.
+    shift_bits : int
+        Width of the ``shift`` port (1 to 6, so shifts 0 to ``2**shift_bits - 1`` <= 63).
+
+    Members
+    -------
+    acc : In(data.ArrayLayout(signed(acc_width), lanes))
+        The accumulators.
+    mult : In(unsigned(mult_bits))
+    shift : In(unsigned(shift_bits))
+    zero_point : In(signed(9))
+        Any value from -256 to 255.
+    relu : In(1)
+        Clamp the rounded value at 0 before adding the zero point.
+    out_signed : In(1)
+        Saturate to ``s8`` (high) or ``u8`` (low).
+    y : Out(data.ArrayLayout(signed(9), lanes))
+        The ``s8`` or ``u8`` results, sign-extended to 9 bits.
+
+    Timing
+    ------
+    A free-running pipeline in the ``sync`` domain with no enable and no valid bit:
+    ``latency`` = 3, and ``y`` during cycle ``t + 3`` is the requantization of ``acc`` *and the
+    parameter inputs* during cycle ``t`` (the parameters travel down the pipeline with the data,
+    so they may change on any cycle). Stage 1 registers the product ``acc * mult`` (one
+    multiplier per lane, left for yosys to map to DSP blocks), stage 2 the rounded shift (the low
+    10 bits of ``floor``, the round-up bit and an out-of-range flag), stage 3 ``y``.
+    """
+
+    latency = 3
+
+    def __init__(self, *, lanes, acc_width, mult_bits, rounding, shift_bits=6):
+        try:
+            self.rounding = _check_parameters(lanes, acc_width, mult_bits, rounding, shift_bits)
+        except ConfigError:
+            self._MustUse__used = True   # rejected, not forgotten: no UnusedElaboratable warning
+            raise
+        self.lanes, self.acc_width, self.mult_bits = lanes, acc_width, mult_bits
+        self.shift_bits = shift_bits
+        super().__init__({
+            "acc": In(data.ArrayLayout(signed(acc_width), lanes)),
+            "mult": In(unsigned(mult_bits)),
+            "shift": In(unsigned(shift_bits)),
+            "zero_point": In(signed(9)),
+            "relu": In(1),
+            "out_signed": In(1),
+            "y": Out(data.ArrayLayout(signed(9), lanes)),
+        })
+
+    @property
+    def product_width(self):
+        """Width of the exact signed product ``acc * mult``, as
+        ``|acc * mult| <= 2**(acc_width-1) * (2**mult_bits - 1) < 2**(acc_width+mult_bits-1)``."""
+        return self.acc_width + self.mult_bits
+
+    def elaborate(self, platform):
+        m = Module()
+        pw = self.product_width
+
+        # -- stage 1: products and parameters -------------------------------------------------
+        shift1, zp1 = Signal.like(self.shift), Signal.like(self.zero_point)
+        relu1, os1 = Signal(), Signal()
+        m.d.sync += [shift1.eq(self.shift), zp1.eq(self.zero_point),
+                     relu1.eq(self.relu), os1.eq(self.out_signed)]
+        prods = []
+        for lane in range(self.lanes):
+            p = Signal(signed(pw), name=f"p{lane}")
+            m.d.sync += p.eq(self.acc[lane] * self.mult)
+            prods.append(p)
+
+        # -- stage 2: rounding shift ----------------------------------------------------------
+        # With t = (2 p) >> shift (arithmetic): floor = t >> 1 = p >> shift, the half bit of
+        # the remainder is t[0], and the bits below it are the bits of 2 p below `shift`.
+        # `floor` fits in _KEEP bits iff every bit of p from shift + _KEEP - 1 up equals the
+        # sign. Both masks depend on the shift only and are shared by all lanes.
+        from_shift = Signal(pw + 1, name="from_shift")  # bit i: i >= shift (thermometer)
+        below = Signal(pw + 1, name="below_mask")         # bit i: i < shift
+        above = Signal(pw, name="above_mask")             # bit i: i >= shift + _KEEP - 1
+        m.d.comb += [from_shift.eq(Const((1 << (pw + 1)) - 1, pw + 1) << shift1),
+                     below.eq(~from_shift),
+                     above.eq(from_shift << (_KEEP - 1))]
+        zp2, relu2, os2 = Signal.like(zp1), Signal(), Signal()
+        m.d.sync += [zp2.eq(zp1), relu2.eq(relu1), os2.eq(os1)]
+        stage2 = []
+        for lane, p in enumerate(prods):
+            neg = p[-1]
+            twice = Cat(Const(0, 1), p).as_signed()
+            t = Signal(signed(max(pw + 1, _KEEP + 1)), name=f"t{lane}")
+            m.d.comb += t.eq(twice >> shift1)
+            floor = t[1:_KEEP + 1].as_signed()
+            half = t[0]
+            sticky = (twice.as_unsigned() & below).any()
+            mode = self.rounding
+            if mode is Rounding.FLOOR:
+                up = Const(0, 1)
+            elif mode is Rounding.HALF_UP:
+                up = half
+            elif mode is Rounding.HALF_AWAY:
+                up = half & (sticky | ~neg)
+            elif mode is Rounding.HALF_EVEN:
+                up = half & (sticky | floor[0])
+            else:  # TOWARD_ZERO
+                up = neg & (half | sticky)
+            over = ((p.as_unsigned() ^ neg.replicate(pw)) & above).any()
+            f2 = Signal(signed(_KEEP), name=f"floor{lane}")
+            up2, over2, neg2 = (Signal(name=f"{n}{lane}") for n in ("up", "over", "neg"))
+            m.d.sync += [f2.eq(floor), up2.eq(up), over2.eq(over), neg2.eq(neg)]
+            stage2.append((f2, up2, over2, neg2))
+
+        # -- stage 3: relu, zero point, saturation --------------------------------------------
+        big = 1 << (_KEEP - 1)
+        for lane, (f2, up2, over2, neg2) in enumerate(stage2):
+            q = Signal(signed(_KEEP + 2), name=f"q{lane}")
+            m.d.comb += q.eq(Mux(over2, Mux(neg2, -big, big), f2 + up2))
+            v = Mux(relu2 & q[-1], 0, q) + zp2
+            m.d.sync += self.y[lane].eq(Mux(os2, saturate(v, _S8), saturate(v, _U8)))
+        return m

@@ -1,0 +1,696 @@
+"""Bit-exact numpy model of block ``systolic``. The module docstring of
+:mod:`accelgen.generators.systolic` is the specification; this module is its executable form.
+
+Two levels, one state:
+
+* element level: a :class:`Command` (one ``cmd`` beat, with names or raw codes) and matrices
+  ``a`` (M x K) and ``b`` (K x N) go into :meth:`Model.run`, which returns the result matrix
+  and every payload word the hardware consumes (``a``/``b``) and sends (``o``).
+  :func:`gemm` wraps one command for ``accelgen sim --inputs``;
+  :func:`check_arrays` vets such inputs before a simulation;
+* payload level: :meth:`Model.words` takes a raw ``cmd`` word and iterators of raw ``a``/``b``
+  words, the form the cocotb testbench and the FPGA self-check use. Any word is legal there:
+  element bits above the mode's format, elements past ``M``/``K`` and lanes past ``N`` are
+  ignored, and codes that are not built set ``err``.
+
+A :class:`Model` holds the accumulator memory (``acc_depth`` x ``cols`` int64, zeros at the
+start, never cleared: a reset of the hardware keeps it), so commands must be run in order; an
+``accumulate`` command sees whatever earlier commands of any shape left in its rows, including
+lanes past their ``N``.
+
+Numerics (all in int64, exact: products have at most 18 bits, ``acc_width <= 48``)
+    Row ``r = nb*M + m`` of a command lives at address ``r mod acc_depth``; ``init`` is that
+    row if ``accumulate`` else zeros (all C lanes). ``os``: ``row = ovf(init + sum over all
+    K products)``; ``ws``: ``row = init``, then ``row = ovf(row + sum of the products of
+    K-block kb)`` for each block of ``rows`` products. ``ovf`` is the config's ``overflow``
+    into ``s<acc_width>`` (:func:`accelgen.numerics.apply_overflow`). Lanes past ``N`` hold
+    ``ovf(init)``. The whole row is written back; rows go out in order of ``r`` with lanes past
+    ``N`` sent as 0. ``requant`` sends :func:`accelgen.numerics.requantize` of the stored row,
+    sign-extended into the ``s<acc_width>`` lane.
+
+Errors (``rsp.err``), checked in this order, the first that matches wins:
+    ``1`` ``m``, ``k`` or ``n`` is 0;
+    ``4`` unsupported: output code 3, output ``requant`` without the requant stage, a mode code
+    past the built modes (a dataflow code cannot be: its field has exactly the built codes);
+    ``2`` ``k > k_max``;
+    ``3`` ``NB*M > acc_depth`` with ``accumulate`` or output ``none``, or ``ws`` with
+    ``K > rows`` and ``M > acc_depth``.
+    Code 4 must precede code 3, which depends on the output and dataflow codes; an empty
+    dimension is reported first whatever the codes say. An erroneous command consumes no
+    ``a``/``b`` beat, sends no ``o`` beat, leaves the memory as it was, and counts 0 MACs.
+"""
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from ...generators.systolic import ERRORS, OUTPUTS, SHIFT_BITS, ceil_div
+from ...numerics import IntFormat, apply_overflow, requantize, wrap
+from ..payload import pack, unpack
+
+__all__ = ["ARGUMENTS", "Command", "Result", "Model", "pack_command", "unpack_command",
+           "a_words", "b_words", "unpack_rows", "unpack_rsp", "error_code", "gemm",
+           "check_arrays", "random_operands", "random_command"]
+
+#: names of :func:`gemm`'s array arguments (``--inputs FILE.npz`` uses these names)
+ARGUMENTS = ("a", "b", "c")
+
+RAW, REQUANT, NONE = 0, 1, 2          #: ``output`` codes (index into ``OUTPUTS``); 3 is invalid
+OUTPUT_CODES = 4                      #: the ``output`` field is 2 bits wide
+REQUANT_PARAMS = ("mult", "shift", "zero_point", "relu", "out_signed")
+ZERO_POINT = IntFormat(9, True)       #: the ``zero_point`` field
+_REQUANT_DEFAULTS = {"mult": 1, "shift": 0, "zero_point": 0, "relu": False, "out_signed": True}
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Command:
+    """One ``cmd`` beat at element level.
+
+    ``output``, ``dataflow`` and ``mode`` take a name (``"raw"``, ``"os"``, ``"s8s8"``) or a raw
+    integer code, so codes the config does not build can be expressed (they give ``err`` 4);
+    ``None`` for ``dataflow``/``mode`` is code 0 (the config's first). A name must be one the
+    config builds, and a code must fit the payload field (a one-dataflow build has no
+    ``dataflow`` field, so only code 0), else :class:`ValueError`. The requant parameters are
+    sent only when the config has ``requant``; ``mult`` is unsigned ``mult_bits`` wide,
+    ``shift`` 0 to 63, ``zero_point`` a signed 9-bit number.
+    """
+    m: int
+    k: int
+    n: int
+    accumulate: bool = False
+    preload: bool = False
+    output: object = "raw"
+    dataflow: object = None
+    mode: object = None
+    mult: int = 1
+    shift: int = 0
+    zero_point: int = 0
+    relu: bool = False
+    out_signed: bool = True
+
+    def coded(self, config):
+        """This command validated against ``config``, with integer codes for ``output``,
+        ``dataflow`` and ``mode``, Python ints and bools elsewhere (what
+        :func:`unpack_command` returns for its packed word: without the requant stage the
+        requant parameters, which have no fields then, are checked and set to their
+        defaults)."""
+        dim_max = (1 << config.dim_bits) - 1
+        coded = Command(
+            m=_check_int("m", self.m, 0, dim_max), k=_check_int("k", self.k, 0, dim_max),
+            n=_check_int("n", self.n, 0, dim_max),
+            accumulate=_check_bool("accumulate", self.accumulate),
+            preload=_check_bool("preload", self.preload),
+            output=_code("output", self.output, OUTPUTS, OUTPUT_CODES, ""),
+            dataflow=_code("dataflow", self.dataflow, config.dataflows,
+                           1 << config.dataflow_bits, " (one dataflow built: no dataflow field)"),
+            mode=_code("mode", self.mode, config.modes, 1 << config.mode_bits,
+                       f" (codes {len(config.modes)} and up name no built mode: err 4)"),
+            mult=_check_int("mult", self.mult, 0, (1 << config.mult_bits) - 1),
+            shift=_check_int("shift", self.shift, 0, (1 << SHIFT_BITS) - 1),
+            zero_point=_check_int("zero_point", self.zero_point, ZERO_POINT.min, ZERO_POINT.max),
+            relu=_check_bool("relu", self.relu),
+            out_signed=_check_bool("out_signed", self.out_signed))
+        return coded if config.requant else replace(coded, **_REQUANT_DEFAULTS)
+
+
+def _check_int(name, value, lo, hi):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
+            or not lo <= value <= hi:
+        raise ValueError(f"{name}: {value!r} is not allowed; expected an integer from {lo} "
+                         f"to {hi}")
+    return int(value)
+
+
+def _check_bool(name, value):
+    if not isinstance(value, (bool, np.bool_, int, np.integer)) or value not in (0, 1):
+        raise ValueError(f"{name}: {value!r} is not allowed; expected true or false")
+    return bool(value)
+
+
+def _code(name, value, names, codes, note):
+    """Integer code of a name in ``names`` or of a raw code below ``codes``."""
+    if value is None and name != "output":
+        return 0
+    if isinstance(value, str):
+        if value not in names:
+            listed = ", ".join(repr(v) for v in names)
+            raise ValueError(f"{name}: {value!r} is not allowed; expected one of {listed} or a "
+                             f"code from 0 to {codes - 1}")
+        return names.index(value)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
+            or not 0 <= value < codes:
+        raise ValueError(f"{name}: {value!r} is not allowed; expected a name or a code from 0 "
+                         f"to {codes - 1}{note if codes > len(names) or codes == 1 else ''}")
+    return int(value)
+
+
+def _coded(config, cmd):
+    if not isinstance(cmd, Command):
+        raise ValueError(f"cmd: {cmd!r} is not allowed; expected a Command")
+    return cmd.coded(config)
+
+
+def error_code(config, cmd):
+    """``rsp.err`` of ``cmd`` (0 when it runs); precedence 1, 4, 2, 3 (see the module
+    docstring)."""
+    c = _coded(config, cmd)
+    if 0 in (c.m, c.k, c.n):
+        return 1
+    if (c.output == 3 or (c.output == REQUANT and not config.requant)
+            or c.dataflow >= len(config.dataflows) or c.mode >= len(config.modes)):
+        return 4
+    if c.k > config.k_max:
+        return 2
+    keeps_rows = c.accumulate or c.preload or c.output == NONE
+    if keeps_rows and ceil_div(c.n, config.cols) * c.m > config.acc_depth:
+        return 3
+    if _flow(config, c) == "ws" and c.k > config.rows and c.m > config.acc_depth:
+        return 3
+    return 0
+
+
+def _flow(config, c):
+    return config.dataflows[c.dataflow]
+
+
+def pack_command(config, cmd):
+    """``cmd`` payload word (fields :attr:`SystolicConfig.cmd_fields`); the requant parameters
+    only when the config has the requant stage (there are no fields for them otherwise)."""
+    c = _coded(config, cmd)
+    values = {f.name: [int(getattr(c, f.name))] for f in config.cmd_fields}
+    return pack(config.cmd_fields, values)[0]
+
+
+def unpack_command(config, word):
+    """:class:`Command` of a ``cmd`` payload word, with raw integer codes (fields the config
+    does not have take their defaults)."""
+    fields = {k: int(v[0]) for k, v in unpack(config.cmd_fields, [word]).items()}
+    for name in ("accumulate", "preload", "relu", "out_signed"):
+        if name in fields:
+            fields[name] = bool(fields[name])
+    fields.setdefault("dataflow", 0)
+    fields.setdefault("mode", 0)
+    return Command(**fields)
+
+
+def unpack_rsp(config, word):
+    """``rsp`` payload word → ``{"err": int, "cycles": int, ..., "macs": int}``."""
+    return {k: int(v[0]) for k, v in unpack(config.rsp_fields, [word]).items()}
+
+
+# -- operand streams --------------------------------------------------------------------------
+
+
+def _integers(name, values):
+    """``values`` as int64; floats are refused rather than truncated."""
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "iub":
+        raise ValueError(f"{name}: dtype {arr.dtype} is not allowed; expected integers")
+    return arr.astype(np.int64)
+
+
+def _matrix(name, values, shape, fmt, mode_name):
+    arr = _integers(name, values)
+    if arr.shape != shape:
+        raise ValueError(f"{name}: shape {arr.shape} is not allowed; expected {shape}")
+    if arr.size and (arr.min() < fmt.min or arr.max() > fmt.max):
+        raise ValueError(f"{name}: values outside {fmt.name} [{fmt.min}, {fmt.max}] are not "
+                         f"allowed in mode {mode_name!r}")
+    return arr
+
+
+def _accumulators(name, values, shape, fmt):
+    arr = _integers(name, values)
+    if arr.shape != shape:
+        raise ValueError(f"{name}: shape {arr.shape} is not allowed; expected {shape}")
+    if arr.size and (arr.min() < fmt.min or arr.max() > fmt.max):
+        raise ValueError(f"{name}: values outside {fmt.name} [{fmt.min}, {fmt.max}] are not "
+                         f"allowed (the accumulator lanes are {fmt.name})")
+    return arr
+
+
+def _slots_to_words(values, width):
+    """Rows of unsigned slot values (each below ``2**width``) → one Python int per row, slot
+    ``i`` at bits ``i*width``."""
+    beats, slots = values.shape
+    bits = (values[..., None] >> np.arange(width)) & 1
+    packed = np.packbits(bits.reshape(beats, slots * width).astype(np.uint8), axis=1,
+                         bitorder="little")
+    return [int.from_bytes(row.tobytes(), "little") for row in packed]
+
+
+def _words_to_slots(words, slots, width):
+    """Inverse of :func:`_slots_to_words`: unsigned slot values ``(len(words), slots)``; bits
+    above ``slots*width`` are dropped."""
+    total = slots * width
+    nbytes = (total + 7) // 8
+    mask = (1 << total) - 1
+    raw = b"".join((int(w) & mask).to_bytes(nbytes, "little") for w in words)
+    bits = np.unpackbits(np.frombuffer(raw, np.uint8).reshape(len(words), nbytes), axis=1,
+                         bitorder="little")[:, :total]
+    weights = np.int64(1) << np.arange(width, dtype=np.int64)
+    return (bits.reshape(len(words), slots, width).astype(np.int64) * weights).sum(axis=2)
+
+
+def _beat_counts(config, c):
+    """(``a`` beats, ``b`` beats) a valid command consumes."""
+    nb = ceil_div(c.n, config.cols)
+    if _flow(config, c) == "os":
+        a = nb * ceil_div(c.m, config.rows) * c.k
+    else:
+        a = nb * ceil_div(c.k, config.rows) * c.m
+    return a, nb * c.k
+
+
+def _a_beats(config, c, a_blocks):
+    """Element segments ``(beats, rows)`` of the ``a`` stream from A per column block
+    ``(NB, M, K)``, in stream order, zero padded."""
+    R = config.rows
+    nb, m, k = a_blocks.shape
+    if _flow(config, c) == "os":       # for nb, mb, k: column segment A[mb*R : mb*R+R, k]
+        mb = ceil_div(m, R)
+        pad = np.zeros((nb, mb * R, k), np.int64)
+        pad[:, :m] = a_blocks
+        return pad.reshape(nb, mb, R, k).transpose(0, 1, 3, 2).reshape(-1, R)
+    kb = ceil_div(k, R)                # for nb, kb, m: row segment A[m, kb*R : kb*R+R]
+    pad = np.zeros((nb, m, kb * R), np.int64)
+    pad[:, :, :k] = a_blocks
+    return pad.reshape(nb, m, kb, R).transpose(0, 2, 1, 3).reshape(-1, R)
+
+
+def _a_blocks(config, c, beats):
+    """Inverse of :func:`_a_beats`: A per column block ``(NB, M, K)``; padding dropped."""
+    R = config.rows
+    nb = ceil_div(c.n, config.cols)
+    if _flow(config, c) == "os":
+        mb = ceil_div(c.m, R)
+        full = beats.reshape(nb, mb, c.k, R).transpose(0, 1, 3, 2).reshape(nb, mb * R, c.k)
+        return full[:, :c.m]
+    kb = ceil_div(c.k, R)
+    full = beats.reshape(nb, kb, c.m, R).transpose(0, 2, 1, 3).reshape(nb, c.m, kb * R)
+    return full[:, :, :c.k]
+
+
+def _b_blocks(config, b):
+    """B ``(K, N)`` → per column block ``(NB, K, C)``, zero padded past ``N``; also the ``b``
+    stream order (for nb, for k: ``B[k, nb*C : nb*C+C]``)."""
+    C = config.cols
+    k, n = b.shape
+    nb = ceil_div(n, C)
+    pad = np.zeros((k, nb * C), np.int64)
+    pad[:, :n] = b
+    return pad.reshape(k, nb, C).transpose(1, 0, 2)
+
+
+def _encode(values, fmt, slot_width):
+    """Element values of ``fmt`` → beat words: the low ``fmt.width`` bits of each element in a
+    ``slot_width`` slot, the bits above zero."""
+    return _slots_to_words(values & ((1 << fmt.width) - 1), slot_width)
+
+
+def _decode(words, slots, fmt, slot_width):
+    """Beat words → element values: the low ``fmt.width`` bits of each slot read as ``fmt``
+    (the bits above are ignored)."""
+    return wrap(_words_to_slots(words, slots, slot_width), fmt)
+
+
+def _mode(config, c):
+    return config.mode_formats[c.mode]
+
+
+def a_words(config, cmd, a):
+    """``a`` payload words for matrix ``a`` (M x K, in the mode's ``a`` format) in the order of
+    ``cmd.dataflow``, A repeated once per column block, padding elements zero. ``[]`` for an
+    erroneous command (the hardware consumes none)."""
+    c = _coded(config, cmd)
+    if error_code(config, c):
+        return []
+    fmt = _mode(config, c).a
+    a = _matrix("a", a, (c.m, c.k), fmt, config.modes[c.mode])
+    nb = ceil_div(c.n, config.cols)
+    return _encode(_a_beats(config, c, np.broadcast_to(a, (nb, c.m, c.k))), fmt, config.a_width)
+
+
+def b_words(config, cmd, b):
+    """``b`` payload words for matrix ``b`` (K x N, in the mode's ``b`` format): for each
+    column block, for each ``k``, the row segment; lanes past ``N`` zero. ``[]`` for an
+    erroneous command."""
+    c = _coded(config, cmd)
+    if error_code(config, c):
+        return []
+    fmt = _mode(config, c).b
+    b = _matrix("b", b, (c.k, c.n), fmt, config.modes[c.mode])
+    return _encode(_b_blocks(config, b).reshape(-1, config.cols), fmt, config.b_width)
+
+
+# -- result stream ----------------------------------------------------------------------------
+
+
+def _pack_rows(config, rows, *, last=True):
+    """Rows ``(count, C)`` of ``s<acc_width>`` values → ``o`` words with ``last`` on the final
+    one (``c`` words when not ``last``)."""
+    if not len(rows):
+        return []
+    lanes = _slots_to_words(rows & ((1 << config.acc_width) - 1), config.acc_width)
+    if not last:
+        return pack(config.c_fields, {"c": lanes})
+    flags = [0] * (len(lanes) - 1) + [1]
+    return pack(config.o_fields, {"c": lanes, "last": flags})
+
+
+def unpack_rows(config, cmd, o_words):
+    """The ``o`` words of one command → its M x N result matrix (int64): accumulators for
+    ``raw``, the requantized values for ``requant``; ``None`` for output ``none`` or an erroneous
+    command (which send nothing).
+
+    Raises :class:`ValueError` unless there is exactly one word per result row (``NB*M``),
+    ``last`` is set on the final row only and the lanes past ``N`` are 0.
+    """
+    c = _coded(config, cmd)
+    o_words = list(o_words)
+    sends = error_code(config, c) == 0 and c.output != NONE
+    want = ceil_div(c.n, config.cols) * c.m if sends else 0
+    if len(o_words) != want:
+        raise ValueError(f"o_words: {len(o_words)} words is not allowed; expected {want} for "
+                         f"this command (m={c.m}, n={c.n}, output {c.output}, "
+                         f"err {error_code(config, c)})")
+    if not sends:
+        return None
+    fields = unpack(config.o_fields, o_words)
+    last = np.flatnonzero(fields["last"])
+    if last.tolist() != [want - 1]:
+        raise ValueError(f"o_words: last is set on rows {last.tolist()}; expected it on row "
+                         f"{want - 1} only")
+    rows = wrap(_words_to_slots(fields["c"], config.cols, config.acc_width),
+                IntFormat(config.acc_width, True))
+    y = _rows_to_matrix(config, c, rows)
+    cols = _row_columns(config, c)
+    stray = np.argwhere((cols >= c.n) & (rows != 0))
+    if stray.size:
+        r, j = stray[0]
+        raise ValueError(f"o_words: row {r} lane {j} (past n={c.n}) holds {rows[r, j]}; "
+                         f"expected 0")
+    return y
+
+
+def _row_columns(config, c):
+    """Matrix column of each (row ``r``, lane ``j``) of a command: ``nb*C + j``."""
+    nb_of_row = np.arange(ceil_div(c.n, config.cols) * c.m) // c.m
+    return nb_of_row[:, None] * config.cols + np.arange(config.cols)
+
+
+def _rows_to_matrix(config, c, rows):
+    """Rows in ``r = nb*M + m`` order ``(NB*M, C)`` → the M x N matrix."""
+    nb = ceil_div(c.n, config.cols)
+    return rows.reshape(nb, c.m, config.cols).transpose(1, 0, 2).reshape(c.m, -1)[:, :c.n]
+
+
+# -- the engine -------------------------------------------------------------------------------
+
+
+def _accumulate(config, flow, init, a_blocks, b_blocks):
+    """Accumulator rows ``(NB, M, C)`` from ``init`` (same shape), A per column block
+    ``(NB, M, K)`` and B per column block ``(NB, K, C)`` (zero past ``N``), with the overflow
+    steps of ``flow``."""
+    acc_fmt = IntFormat(config.acc_width, True)
+    if flow == "os":    # the PE sums all K products exactly; one overflow step into memory
+        return apply_overflow(init + np.matmul(a_blocks, b_blocks), acc_fmt, config.overflow)
+    row = init          # ws: one overflow step per K-block of `rows` products
+    for k0 in range(0, a_blocks.shape[2], config.rows):
+        k1 = k0 + config.rows
+        part = np.matmul(a_blocks[:, :, k0:k1], b_blocks[:, k0:k1])
+        row = apply_overflow(row + part, acc_fmt, config.overflow)
+    return row
+
+
+@dataclass
+class Result:
+    """What one command does at element level.
+
+    ``y``: M x N int64 result (accumulators for ``raw``, requantized values for ``requant``),
+    ``None`` for output ``none`` or an error; ``err``: ``rsp.err``; ``macs``: the ``rsp.macs``
+    counter (``M*K*N`` mod ``2**counter_width``, 0 on error); ``o_words``: the ``o`` payload
+    words the hardware sends; ``a_words``/``b_words``/``c_words``: the beats it consumes.
+    """
+    y: object
+    err: int
+    macs: int
+    o_words: list = field(default_factory=list)
+    a_words: list = field(default_factory=list)
+    b_words: list = field(default_factory=list)
+    c_words: list = field(default_factory=list)
+
+
+class Model:
+    """Stateful model of one ``systolic`` block: holds the accumulator memory
+    (:attr:`memory`, ``acc_depth`` x ``cols`` int64, zeros at start; like the hardware's it
+    survives a reset); run commands in order with :meth:`run` or :meth:`words`."""
+
+    def __init__(self, config):
+        self.config = config
+        self.memory = np.zeros((config.acc_depth, config.cols), np.int64)
+
+    def run(self, cmd, a=None, b=None, c=None):
+        """Element level: run :class:`Command` ``cmd`` on ``a`` (M x K) and ``b`` (K x N),
+        integer arrays in the mode's formats, and with ``preload`` on ``c`` (M x N, in
+        ``s<acc_width>``); none is looked at when the command is an error. Returns a
+        :class:`Result`."""
+        cfg, c_init = self.config, c
+        c = _coded(cfg, cmd)
+        err = error_code(cfg, c)
+        if err:
+            return Result(None, err, 0)
+        fmt = _mode(cfg, c)
+        a = _matrix("a", _required("a", a), (c.m, c.k), fmt.a, cfg.modes[c.mode])
+        b = _matrix("b", _required("b", b), (c.k, c.n), fmt.b, cfg.modes[c.mode])
+        c_words = []
+        if c.preload:
+            values = _accumulators("c", _required("c", c_init), (c.m, c.n),
+                                   IntFormat(cfg.acc_width, True))
+            rows = self._preload(c, values)
+            c_words = _pack_rows(cfg, rows, last=False)
+        nb = ceil_div(c.n, cfg.cols)
+        a_blocks = np.broadcast_to(a, (nb, c.m, c.k))
+        b_blocks = _b_blocks(cfg, b)
+        y, o_words = self._execute(c, a_blocks, b_blocks)
+        return Result(y, 0, self._macs(c), o_words,
+                      _encode(_a_beats(cfg, c, a_blocks), fmt.a, cfg.a_width),
+                      _encode(b_blocks.reshape(-1, cfg.cols), fmt.b, cfg.b_width), c_words)
+
+    def words(self, cmd_word, a_iter, b_iter, c_iter=()):
+        """Payload level: run the raw ``cmd`` word ``cmd_word``, pulling exactly the beats it
+        consumes from the iterables of ``a``, ``b`` and ``c`` words (none on error; pass
+        iterators to share them across commands). Returns ``(o_words, err, macs)`` as the
+        hardware must send them. Raises :class:`ValueError` if an iterable runs out."""
+        cfg = self.config
+        c = unpack_command(cfg, cmd_word).coded(cfg)
+        err = error_code(cfg, c)
+        if err:
+            return [], err, 0
+        n_a, n_b = _beat_counts(cfg, c)
+        nb = ceil_div(c.n, cfg.cols)
+        if c.preload:
+            words = _pull("c_iter", c_iter, nb * c.m)
+            lanes = unpack(cfg.c_fields, words)["c"]
+            rows = _words_to_slots(lanes, cfg.cols, cfg.acc_width)
+            rows = np.where(rows >= 1 << (cfg.acc_width - 1), rows - (1 << cfg.acc_width), rows)
+            rows = np.where(_row_columns(cfg, c) < c.n, rows, 0)
+            self._write_rows(c, rows)
+        fmt = _mode(cfg, c)
+        a_beats = _decode(_pull("a_iter", a_iter, n_a), cfg.rows, fmt.a, cfg.a_width)
+        b_beats = _decode(_pull("b_iter", b_iter, n_b), cfg.cols, fmt.b, cfg.b_width)
+        nb = ceil_div(c.n, cfg.cols)
+        b_blocks = b_beats.reshape(nb, c.k, cfg.cols)
+        b_blocks = np.where(_row_columns(cfg, replace(c, m=1))[:, None, :] < c.n, b_blocks, 0)
+        _, o_words = self._execute(c, _a_blocks(cfg, c, a_beats), b_blocks)
+        return o_words, 0, self._macs(c)
+
+    def _macs(self, c):
+        return (c.m * c.k * c.n) % (1 << self.config.counter_width)
+
+    def _execute(self, c, a_blocks, b_blocks):
+        """Run valid command ``c`` on per-column-block operands: update the memory and return
+        ``(y, o_words)``."""
+        cfg = self.config
+        nb = a_blocks.shape[0]
+        count = nb * c.m
+        addr = np.arange(count) % cfg.acc_depth
+        if c.accumulate or c.preload:   # error 3 guarantees distinct addresses
+            init = self.memory[addr]
+        else:
+            init = np.zeros((count, cfg.cols), np.int64)
+        acc = _accumulate(cfg, _flow(cfg, c), init.reshape(nb, c.m, cfg.cols), a_blocks,
+                          b_blocks).reshape(count, cfg.cols)
+        # rows are written in order of r: the last acc_depth rows are each address's last write
+        tail = max(0, count - cfg.acc_depth)
+        self.memory[addr[tail:]] = acc[tail:]
+        if c.output == NONE:
+            return None, []
+        out = acc if c.output == RAW else requantize(acc, c.mult, c.shift, c.zero_point, c.relu,
+                                                     c.out_signed, cfg.rounding)
+        out = np.where(_row_columns(cfg, c) < c.n, out, 0)
+        return _rows_to_matrix(cfg, c, out), _pack_rows(cfg, out)
+
+    def _preload(self, c, values):
+        """Write ``values`` (M x N) into the rows of command ``c`` (lanes past ``N`` zero), as
+        a ``preload`` command does first; returns those rows (``NB*M`` x C, order of ``r``)."""
+        cfg = self.config
+        nb = ceil_div(c.n, cfg.cols)
+        pad = np.zeros((c.m, nb * cfg.cols), np.int64)
+        pad[:, :c.n] = values
+        rows = pad.reshape(c.m, nb, cfg.cols).transpose(1, 0, 2).reshape(-1, cfg.cols)
+        self._write_rows(c, rows)
+        return rows
+
+    def _write_rows(self, c, rows):
+        nb = ceil_div(c.n, self.config.cols)
+        self.memory[np.arange(nb * c.m) % self.config.acc_depth] = rows
+
+
+def _required(name, value):
+    if value is None:
+        raise ValueError(f"{name}: None is not allowed; expected an integer matrix")
+    return value
+
+
+def _pull(name, iterable, count):
+    it = iter(iterable)
+    beats = []
+    for _ in range(count):
+        try:
+            beats.append(next(it))
+        except StopIteration:
+            raise ValueError(f"{name}: ran out after {len(beats)} beats; the command consumes "
+                             f"{count}") from None
+    return beats
+
+
+# -- conveniences -----------------------------------------------------------------------------
+
+
+def gemm(config, a, b, c=None, *, dataflow=None, mode=None, **requant):
+    """``a . b`` as one command on a fresh :class:`Model`: the M x N int64 result.
+
+    ``a`` (M x K) and ``b`` (K x N) are integer arrays in ``mode``'s formats (default: the first
+    mode); ``dataflow`` defaults to the first built one. With ``c`` (M x N, in ``s<acc_width>``)
+    the command preloads the accumulators with ``c`` (``preload``): ``a . b + c``. Any of ``mult``,
+    ``shift``, ``zero_point``, ``relu``, ``out_signed`` selects output ``requant``. Raises
+    :class:`ValueError` when the command would be an error in this config.
+    """
+    cmd = _gemm_command(config, a, b, c, dataflow, mode, requant)
+    return Model(config).run(cmd, a, b, c).y
+
+
+def _gemm_command(config, a, b, c, dataflow, mode, requant):
+    """The one command :func:`gemm` runs; checks names, dtypes, shapes and that the command is
+    not an error (not the values)."""
+    unknown = sorted(set(requant) - set(REQUANT_PARAMS))
+    if unknown:
+        raise ValueError(f"{unknown[0]}: unknown argument; allowed are "
+                         f"{', '.join(REQUANT_PARAMS)}")
+    a, b = _integers("a", _required("a", a)), _integers("b", _required("b", b))
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
+        raise ValueError(f"a, b: shapes {a.shape} and {b.shape} are not allowed; expected "
+                         f"(M, K) and (K, N)")
+    (m, k), n = a.shape, b.shape[1]
+    if c is not None:
+        c = _integers("c", c)
+        if c.shape != (m, n):
+            raise ValueError(f"c: shape {c.shape} is not allowed; expected {(m, n)}")
+    cmd = Command(m, k, n, preload=c is not None, output="requant" if requant else "raw",
+                  dataflow=dataflow, mode=mode, **requant)
+    err = error_code(config, cmd)
+    if err:
+        raise ValueError(f"a, b: a ({m} x {k}) . ({k} x {n}) product is not allowed here; it is "
+                         f"err {err} ({ERRORS[err]})")
+    return cmd
+
+
+def check_arrays(config, *, strict=True, **arrays):
+    """Raise :class:`ValueError` unless :func:`gemm` (first mode and dataflow) can take
+    ``arrays`` (``a``, ``b`` and optionally ``c``, see :data:`ARGUMENTS`): names, integer dtypes,
+    shapes and a command that is not an error; with ``strict`` also values inside their formats
+    (``a``/``b`` in the first mode's, ``c`` in ``s<acc_width>``)."""
+    unknown = sorted(set(arrays) - set(ARGUMENTS))
+    if unknown:
+        raise ValueError(f"{unknown[0]}: unknown array; allowed are {', '.join(ARGUMENTS)}")
+    if strict:
+        gemm(config, arrays.get("a"), arrays.get("b"), arrays.get("c"))
+    else:
+        _gemm_command(config, arrays.get("a"), arrays.get("b"), arrays.get("c"), None, None, {})
+
+
+def random_operands(config, rng, m, k, n, mode):
+    """Random ``a`` (m x k) and ``b`` (k x n), uniform over ``mode``'s (name or code) formats."""
+    fmt = config.mode_formats[config.mode_code(mode)]
+    return (rng.integers(fmt.a.min, fmt.a.max + 1, size=(m, k)),
+            rng.integers(fmt.b.min, fmt.b.max + 1, size=(k, n)))
+
+
+def random_command(config, rng, *, max_dim=None, allow_errors=False):
+    """A random :class:`Command`: dimensions from 1 to ``max_dim`` (default ``3*rows+1`` for
+    ``m`` and ``k``, ``3*cols+1`` for ``n``; ``k`` also at most ``k_max``), every built mode,
+    dataflow and output, ``accumulate`` about a third of the time, random requant parameters
+    when the stage is built; always valid (shapes are drawn so error 3 cannot happen). With
+    ``allow_errors`` about a quarter of the commands have an error of a random kind this
+    config can express."""
+    if max_dim is not None:
+        _check_int("max_dim", max_dim, 1, 1 << 24)
+    cfg = config
+    dim_max = (1 << cfg.dim_bits) - 1
+    m_hi = min(max_dim or 3 * cfg.rows + 1, dim_max)
+    k_hi = min(max_dim or 3 * cfg.rows + 1, cfg.k_max)
+    n_hi = min(max_dim or 3 * cfg.cols + 1, dim_max)
+    outputs = [o for o in OUTPUTS if o != "requant" or cfg.requant]
+    output = str(rng.choice(outputs))
+    accumulate = bool(rng.random() < 1 / 3)
+    preload = bool(rng.random() < 1 / 6)
+    flow = str(rng.choice(cfg.dataflows))
+    k = int(rng.integers(1, k_hi + 1))
+    keeps_rows = accumulate or preload or output == "none"
+    if keeps_rows:      # NB*M <= acc_depth needs NB <= acc_depth
+        n_hi = min(n_hi, cfg.acc_depth * cfg.cols)
+    n = int(rng.integers(1, n_hi + 1))
+    if keeps_rows:
+        m_hi = min(m_hi, cfg.acc_depth // ceil_div(n, cfg.cols))
+    if flow == "ws" and k > cfg.rows:
+        m_hi = min(m_hi, cfg.acc_depth)
+    cmd = Command(int(rng.integers(1, m_hi + 1)), k, n, accumulate=accumulate, preload=preload,
+                  output=output, dataflow=flow, mode=str(rng.choice(cfg.modes)))
+    if cfg.requant:
+        mult = int(rng.integers(0, 1 << cfg.mult_bits))
+        # a shift near the product's magnitude keeps most results off the s8/u8 rails
+        shift = min(63, mult.bit_length() + int(rng.integers(0, 24)))
+        cmd = replace(cmd, mult=mult, shift=shift, zero_point=int(rng.integers(-256, 256)),
+                      relu=bool(rng.random() < 0.5), out_signed=bool(rng.random() < 0.5))
+    if allow_errors and rng.random() < 0.25:
+        cmd = _spoil(cfg, rng, cmd)
+    return cmd
+
+
+def _spoil(config, rng, cmd):
+    """``cmd`` turned into an error of a random kind ``config`` can express (error 3 by
+    enlarging ``m``, error 4 by an unsupported output or mode code)."""
+    dim_max = (1 << config.dim_bits) - 1
+    kinds = {"zero": lambda: replace(cmd, **{str(rng.choice(["m", "k", "n"])): 0}),
+             "output3": lambda: replace(cmd, output=3)}
+    if config.k_max < dim_max:
+        kinds["k_max"] = lambda: replace(
+            cmd, k=int(rng.integers(config.k_max + 1, min(dim_max, 2 * config.k_max + 8) + 1)))
+    n1 = min(cmd.n, config.cols)                  # one column block: needs M > acc_depth
+    if config.acc_depth + 1 <= dim_max:
+        kinds["memory"] = lambda: replace(cmd, m=config.acc_depth + 1, n=n1,
+                                          accumulate=True)
+    if not config.requant:
+        kinds["requant"] = lambda: replace(cmd, output=REQUANT)
+    if len(config.modes) < 1 << config.mode_bits:
+        kinds["mode"] = lambda: replace(cmd, mode=int(rng.integers(len(config.modes),
+                                                                   1 << config.mode_bits)))
+    return kinds[str(rng.choice(sorted(kinds)))]()
+
+
+#: registry-facing name (see :class:`accelgen.generators.registry.GeneratorSpec`)
+run = gemm

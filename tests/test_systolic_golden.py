@@ -1,0 +1,665 @@
+"""Golden model of block ``systolic`` against a reference written from the spec (the module
+docstring of :mod:`accelgen.generators.systolic`) in plain Python integers, plus hand-computed
+cases. No Amaranth: these tests pin the model the RTL is later held to."""
+
+import math
+from dataclasses import replace
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from accelgen.generators.systolic import OUTPUTS, PRESETS, SystolicConfig
+from accelgen.sim.golden import systolic as golden
+from accelgen.sim.golden.systolic import Command, Model
+
+DEFAULT = PRESETS["default"]
+TWO_FLOWS = replace(PRESETS["tiny"], dataflows=("os", "ws"))
+
+# -- reference: the spec in Python ints --------------------------------------------------------
+
+
+def _fmt_range(name):
+    """(min, max, width) of an operand format spelled ``s8``/``u4``."""
+    width = int(name[1:])
+    return ((-(1 << (width - 1)), (1 << (width - 1)) - 1, width) if name[0] == "s"
+            else (0, (1 << width) - 1, width))
+
+
+def _formats(cfg, mode):
+    name = cfg.modes[0] if mode is None else mode if isinstance(mode, str) else cfg.modes[mode]
+    return _fmt_range(name[:2]), _fmt_range(name[2:])     # systolic widths are 4 or 8
+
+
+def _round(x, shift, rounding):
+    q = Fraction(x, 1 << shift)
+    if rounding == "floor":
+        return math.floor(q)
+    if rounding == "half_up":
+        return math.floor(q + Fraction(1, 2))
+    if rounding == "half_away":
+        return (1 if q >= 0 else -1) * math.floor(abs(q) + Fraction(1, 2))
+    if rounding == "half_even":
+        return round(q)             # Fraction rounds ties to even
+    return math.trunc(q)            # toward_zero
+
+
+def _requant(cfg, cmd, acc):
+    q = _round(acc * cmd.mult, cmd.shift, cfg.rounding)
+    if cmd.relu:
+        q = max(q, 0)
+    lo, hi = (-128, 127) if cmd.out_signed else (0, 255)
+    return min(hi, max(lo, q + cmd.zero_point))
+
+
+def _code(value, names):
+    return 0 if value is None else names.index(value) if isinstance(value, str) else value
+
+
+def ref_error(cfg, cmd):
+    """Error code, precedence 1, 4, 2, 3 as the golden docstring defines."""
+    out, mode = _code(cmd.output, OUTPUTS), _code(cmd.mode, cfg.modes)
+    if 0 in (cmd.m, cmd.k, cmd.n):
+        return 1
+    if out == 3 or (out == 1 and not cfg.requant) or mode >= len(cfg.modes):
+        return 4
+    if cmd.k > cfg.k_max:
+        return 2
+    nb = -(-cmd.n // cfg.cols)
+    if (cmd.accumulate or cmd.preload or out == 2) and nb * cmd.m > cfg.acc_depth:
+        return 3
+    flow = cfg.dataflows[_code(cmd.dataflow, cfg.dataflows)]
+    if flow == "ws" and cmd.k > cfg.rows and cmd.m > cfg.acc_depth:
+        return 3
+    return 0
+
+
+class Reference:
+    """Accumulator memory as lists; one command at a time, row by row, lane by lane."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.mem = [[0] * cfg.cols for _ in range(cfg.acc_depth)]
+
+    def ovf(self, v):
+        w = self.cfg.acc_width
+        lo, hi = -(1 << (w - 1)), (1 << (w - 1)) - 1
+        if self.cfg.overflow == "saturate":
+            return min(hi, max(lo, v))
+        return (v - lo) % (1 << w) + lo
+
+    def run(self, cmd, a, b, c=None):
+        """(y as M x N lists or None, output rows in r order with lanes past N zero).
+        ``preload`` writes ``c`` (lanes past N as 0) into the rows, then accumulates."""
+        cfg = self.cfg
+        R, C, D = cfg.rows, cfg.cols, cfg.acc_depth
+        M, K, N = cmd.m, cmd.k, cmd.n
+        flow = cfg.dataflows[_code(cmd.dataflow, cfg.dataflows)]
+        output = OUTPUTS[_code(cmd.output, OUTPUTS)]
+        a, b = [[int(x) for x in r] for r in a], [[int(x) for x in r] for r in b]
+        y = [[None] * N for _ in range(M)]
+        sent = []
+        for nb in range(-(-N // C)):
+            for m in range(M):
+                addr = (nb * M + m) % D
+                if cmd.preload:
+                    self.mem[addr] = [int(c[m][nb * C + j]) if nb * C + j < N else 0
+                                      for j in range(C)]
+                init = list(self.mem[addr]) if cmd.accumulate or cmd.preload else [0] * C
+                row = []
+                for j in range(C):
+                    col = nb * C + j
+
+                    def P(k0, k1, m=m, col=col):
+                        return sum(a[m][k] * b[k][col] for k in range(k0, k1)) if col < N else 0
+                    if flow == "os":
+                        v = self.ovf(init[j] + P(0, K))
+                    else:
+                        v = init[j]
+                        for k0 in range(0, K, R):
+                            v = self.ovf(v + P(k0, min(K, k0 + R)))
+                    row.append(v)
+                self.mem[addr] = row
+                out = [_requant(cfg, cmd, v) if output == "requant" else v for v in row]
+                out = [v if nb * C + j < N else 0 for j, v in enumerate(out)]
+                sent.append(out)
+                for j in range(C):
+                    if nb * C + j < N:
+                        y[m][nb * C + j] = out[j]
+        if output == "none":
+            return None, []
+        return y, sent
+
+
+def ref_o_words(cfg, rows):
+    w, mask = cfg.acc_width, (1 << cfg.acc_width) - 1
+    words = [sum((v & mask) << (j * w) for j, v in enumerate(row)) for row in rows]
+    if words:
+        words[-1] |= 1 << (cfg.cols * w)
+    return words
+
+
+def _pack_slots(values, slot, width):
+    return sum((int(v) & ((1 << width) - 1)) << (i * slot) for i, v in enumerate(values))
+
+
+def ref_a_words(cfg, cmd, a):
+    """The ``a`` beat order of the spec, written out."""
+    R, (_, _, wa) = cfg.rows, _formats(cfg, cmd.mode)[0]
+    M, K = cmd.m, cmd.k
+    flow = cfg.dataflows[_code(cmd.dataflow, cfg.dataflows)]
+    words = []
+    for _nb in range(-(-cmd.n // cfg.cols)):
+        if flow == "os":
+            for mb in range(-(-M // R)):
+                for k in range(K):
+                    seg = [a[mb * R + i][k] if mb * R + i < M else 0 for i in range(R)]
+                    words.append(_pack_slots(seg, cfg.a_width, wa))
+        else:
+            for kb in range(-(-K // R)):
+                for m in range(M):
+                    seg = [a[m][kb * R + i] if kb * R + i < K else 0 for i in range(R)]
+                    words.append(_pack_slots(seg, cfg.a_width, wa))
+    return words
+
+
+def ref_b_words(cfg, cmd, b):
+    C, (_, _, wb) = cfg.cols, _formats(cfg, cmd.mode)[1]
+    return [_pack_slots([b[k][nb * C + j] if nb * C + j < cmd.n else 0 for j in range(C)],
+                        cfg.b_width, wb)
+            for nb in range(-(-cmd.n // C)) for k in range(cmd.k)]
+
+
+def _operands(cfg, rng, cmd):
+    (alo, ahi, _), (blo, bhi, _) = _formats(cfg, cmd.mode)
+    return (rng.integers(alo, ahi + 1, size=(cmd.m, cmd.k)),
+            rng.integers(blo, bhi + 1, size=(cmd.k, cmd.n)))
+
+
+def _initial(cfg, rng, cmd):
+    """A random ``c`` for a ``preload`` command (None otherwise)."""
+    if not cmd.preload:
+        return None
+    half = 1 << (cfg.acc_width - 1)
+    return rng.integers(-half, half, size=(cmd.m, cmd.n))
+
+
+def _check_against_reference(cfg, model, ref, cmd, a, b, c=None):
+    res = model.run(cmd, a, b, c)
+    err = ref_error(cfg, cmd)
+    assert res.err == err, cmd
+    if err:
+        assert (res.y, res.macs, res.o_words, res.a_words, res.b_words) == (None, 0, [], [], [])
+    else:
+        y, rows = ref.run(cmd, a, b, c)
+        assert (None if res.y is None else res.y.tolist()) == y, cmd
+        assert res.o_words == ref_o_words(cfg, rows), cmd
+        assert res.macs == cmd.m * cmd.k * cmd.n
+        assert res.a_words == ref_a_words(cfg, cmd, a.tolist()), cmd
+        assert res.b_words == ref_b_words(cfg, cmd, b.tolist()), cmd
+    assert model.memory.tolist() == ref.mem, cmd
+    return res
+
+
+# -- golden against the reference ---------------------------------------------------------------
+
+VARIANTS = {
+    **{name: cfg for name, cfg in PRESETS.items()},
+    "tiny-ws-only": replace(PRESETS["tiny"], dataflows=("ws",)),
+    "tiny-two-flows": TWO_FLOWS,
+    "default-sat17": replace(DEFAULT, acc_width=17, overflow="saturate"),
+    "default-wrap17": replace(DEFAULT, acc_width=17, overflow="wrap"),
+    "default-3modes-floor": replace(DEFAULT, modes=("s8s8", "u8s8", "s4s4"), rounding="floor"),
+    "small-memory": replace(TWO_FLOWS, acc_depth=2, overflow="saturate", acc_width=18),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_random_command_sequences_match_reference(variant):
+    """Commands of random shapes, modes, dataflows and outputs on one memory, a quarter of
+    them errors: results, sent words, consumed words and memory after every command."""
+    cfg = VARIANTS[variant]
+    rng = np.random.default_rng(sum(map(ord, variant)))
+    model, ref = Model(cfg), Reference(cfg)
+    count = 12 if cfg.rows >= 16 else 30 if cfg.rows >= 8 else 80
+    flows, accumulated, preloaded = set(), 0, 0
+    for _ in range(count):
+        cmd = golden.random_command(cfg, rng, allow_errors=True)
+        a = b = c = None
+        if ref_error(cfg, cmd) == 0:
+            a, b = _operands(cfg, rng, cmd)
+            c = _initial(cfg, rng, cmd)
+            flows.add(cmd.dataflow)
+            accumulated += cmd.accumulate
+            preloaded += cmd.preload
+        _check_against_reference(cfg, model, ref, cmd, a, b, c)
+    assert flows == set(cfg.dataflows) and accumulated and preloaded
+
+
+@pytest.mark.parametrize("cfg", [TWO_FLOWS, DEFAULT], ids=["tiny-two-flows", "default"])
+@pytest.mark.parametrize("flow", ["os", "ws"])
+def test_shapes_not_multiples_of_the_array(cfg, flow):
+    """Every M, K, N from 1 to 3*rows+1 (tiny) or the edges around multiples of 4 (default)."""
+    R = cfg.rows
+    dims = range(1, 3 * R + 2) if R == 2 else (1, R - 1, R, R + 1, 2 * R + 1, 3 * R + 1)
+    rng = np.random.default_rng(R)
+    model, ref = Model(cfg), Reference(cfg)
+    for m in dims:
+        for k in dims:
+            for n in dims:
+                cmd = Command(m, k, n, dataflow=flow, accumulate=bool((m + k + n) % 2))
+                _check_against_reference(cfg, model, ref, cmd, *_operands(cfg, rng, cmd))
+
+
+@pytest.mark.parametrize("mode", DEFAULT.modes)
+@pytest.mark.parametrize("flow", ["os", "ws"])
+def test_modes_extreme_operands(mode, flow):
+    """int4 and u8 operands at their extremes (every product at a corner of its range)."""
+    (alo, ahi, _), (blo, bhi, _) = _formats(DEFAULT, mode)
+    rng = np.random.default_rng(3)
+    model, ref = Model(DEFAULT), Reference(DEFAULT)
+    for m, k, n in [(5, 13, 7), (4, 4, 4), (1, 9, 13)]:
+        cmd = Command(m, k, n, mode=mode, dataflow=flow)
+        a = rng.choice([alo, ahi], size=(m, k))
+        b = rng.choice([blo, bhi], size=(k, n))
+        _check_against_reference(DEFAULT, model, ref, cmd, a, b)
+
+
+def test_modes_hand_values():
+    cases = {"u8s8": (255, -128, -32640), "s4s4": (-8, -8, 64), "s8s4": (-128, 7, -896),
+             "s8s8": (-128, -128, 16384)}
+    for mode, (x, w, product) in cases.items():
+        y = Model(DEFAULT).run(Command(1, 13, 1, mode=mode), np.full((1, 13), x),
+                               np.full((13, 1), w)).y
+        assert y.tolist() == [[13 * product]], mode
+
+
+# -- overflow: os has one step, ws one per K-block -------------------------------------------
+
+
+def _narrow(overflow):
+    return SystolicConfig(rows=2, cols=1, dataflows=("os", "ws"), acc_width=16,
+                          overflow=overflow, k_max=4, acc_depth=2)
+
+
+def test_saturate_os_once_ws_per_block():
+    """Products 16384, 16384 | -16256, -16256 (K-blocks of rows=2): os saturates the exact sum
+    256 once (no clamp); ws clamps block 0's 32768 to 32767, then adds -32512."""
+    a, b = [[-128, -128, 127, 127]], [[-128]] * 4
+    cfg = _narrow("saturate")
+    assert Model(cfg).run(Command(1, 4, 1, dataflow="os"), a, b).y.tolist() == [[256]]
+    assert Model(cfg).run(Command(1, 4, 1, dataflow="ws"), a, b).y.tolist() == [[255]]
+    wrap = _narrow("wrap")        # wrapping is modular: both dataflows agree
+    assert Model(wrap).run(Command(1, 4, 1, dataflow="os"), a, b).y.tolist() == [[256]]
+    assert Model(wrap).run(Command(1, 4, 1, dataflow="ws"), a, b).y.tolist() == [[256]]
+
+
+def test_saturate_and_wrap_of_the_memory_row():
+    """Accumulating onto a full row: saturate sticks at the rail, wrap goes round."""
+    a, b = [[-128, -128]], [[-128], [-128]]       # 32768 per command: past s16 max
+    for overflow, want in [("saturate", [32767, 32767]), ("wrap", [-32768, 0])]:
+        model = Model(_narrow(overflow))
+        got = [model.run(Command(1, 2, 1, accumulate=i > 0), a, b).y[0, 0] for i in range(2)]
+        assert got == want, overflow
+
+
+# -- accumulator memory ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("flow", ["os", "ws"])
+def test_accumulate_chain_of_three_shapes(flow):
+    """raw 5x6x7, then none 3x2x2 (rewrites rows 0-2 with zeros past n), then accumulate 5x3x7
+    on what both left."""
+    cfg, rng = DEFAULT, np.random.default_rng(5)
+    model, ref = Model(cfg), Reference(cfg)
+    for cmd in [Command(5, 6, 7, dataflow=flow), Command(3, 2, 2, output="none", dataflow=flow),
+                Command(5, 3, 7, accumulate=True, dataflow=flow)]:
+        _check_against_reference(cfg, model, ref, cmd, *_operands(cfg, rng, cmd))
+
+
+def test_accumulate_hand_values_and_lanes_past_n():
+    cfg = DEFAULT                                   # 4 columns
+    model = Model(cfg)
+    model.run(Command(1, 1, 4), [[2]], [[1, 2, 3, 4]])     # row 0 = 2, 4, 6, 8
+    res = model.run(Command(1, 1, 1, accumulate=True), [[5]], [[5]])
+    assert res.y.tolist() == [[27]]
+    assert model.memory[0].tolist() == [27, 4, 6, 8]        # lanes past n keep init
+    lane_mask = (1 << cfg.acc_width) - 1
+    assert [(res.o_words[0] >> (j * cfg.acc_width)) & lane_mask for j in range(4)] == \
+        [27, 0, 0, 0]                                       # ... but are sent as 0
+    model.run(Command(1, 1, 1), [[1]], [[1]])               # overwrite: zeros past n
+    assert model.memory[0].tolist() == [1, 0, 0, 0]
+
+
+@pytest.mark.parametrize("flow", ["os", "ws"])
+def test_output_none_then_accumulate_is_the_concatenated_product(flow):
+    cfg, rng = DEFAULT, np.random.default_rng(9)
+    m, k1, k2, n = 6, 5, 7, 9
+    a1, b1 = _operands(cfg, rng, Command(m, k1, n))
+    a2, b2 = _operands(cfg, rng, Command(m, k2, n))
+    model = Model(cfg)
+    first = model.run(Command(m, k1, n, output="none", dataflow=flow), a1, b1)
+    assert (first.y, first.o_words, first.macs) == (None, [], m * k1 * n)
+    y = model.run(Command(m, k2, n, accumulate=True, dataflow=flow), a2, b2).y
+    a, b = np.hstack([a1, a2]).tolist(), np.vstack([b1, b2]).tolist()
+    want = [[sum(a[i][x] * b[x][j] for x in range(k1 + k2)) for j in range(n)] for i in range(m)]
+    assert y.tolist() == want
+
+
+def test_rows_beyond_the_memory_wrap_around():
+    """os, no accumulate: NB*M > acc_depth is allowed; row r lands at r mod acc_depth and the
+    later row wins."""
+    cfg = replace(PRESETS["tiny"], acc_depth=2)      # 2x2 array, 2 memory rows
+    a = [[1], [2], [3]]                               # M=3, K=1
+    b = [[1, 10, 100]]                                # N=3: NB=2, rows r=0..5
+    res = Model(cfg).run(Command(3, 1, 3), a, b)
+    assert res.y.tolist() == [[1, 10, 100], [2, 20, 200], [3, 30, 300]]
+    model = Model(cfg)
+    model.run(Command(3, 1, 3), a, b)
+    # r=4 (nb=1, m=1) -> address 0 holds [200, 0]; r=5 (nb=1, m=2) -> address 1 holds [300, 0]
+    assert model.memory.tolist() == [[200, 0], [300, 0]]
+
+
+def test_model_memory_survives_and_starts_at_zero():
+    model = Model(DEFAULT)
+    assert model.memory.shape == (64, 4) and not model.memory.any()
+    model.run(Command(2, 1, 1, output="none"), [[3], [4]], [[5]])
+    res = model.run(Command(2, 1, 1, accumulate=True), [[0], [1]], [[1]])
+    assert res.y.tolist() == [[15], [21]]
+
+
+# -- requantization ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("acc, mult, shift, zp, relu, signed, want", [
+    (1000, 3, 4, 0, False, True, 127),      # 187.5 -> 188, saturated to s8
+    (1000, 3, 4, 0, False, False, 188),     # fits u8: the lane holds 188, not -68
+    (1000, 3, 4, 100, False, False, 255),   # 288 saturated to u8
+    (1000, 1, 4, -10, False, True, 53),     # 62.5 -> 63 (half_up), - 10
+    (-1000, 1, 4, 5, False, True, -57),     # -62.5 -> -62 (ties toward +inf), + 5
+    (-1000, 1, 4, 5, True, True, 5),        # relu before the zero point
+    (-1000, 1, 4, 5, False, False, 0),      # u8 floor
+    (-1000, 1, 0, 0, False, True, -128),    # shift 0 keeps acc
+])
+def test_requant_hand_values(acc, mult, shift, zp, relu, signed, want):
+    cmd = Command(1, 1, 1, output="requant", mult=mult, shift=shift, zero_point=zp, relu=relu,
+                  out_signed=signed)
+    res = Model(DEFAULT).run(cmd, [[125 if acc > 0 else -125]], [[8]])
+    assert res.y.tolist() == [[want]]
+    lane = res.o_words[0] & ((1 << DEFAULT.acc_width) - 1)
+    assert lane == want & ((1 << DEFAULT.acc_width) - 1)     # sign-extended into s32
+    assert res.o_words[0] >> (DEFAULT.cols * DEFAULT.acc_width) == 1        # last
+
+
+def test_requant_of_the_stored_accumulator():
+    """Requant reads the overflowed row, not the exact sum: 65536 saturates to 32767 in s16
+    (32767 / 512 -> 64, where 65536 / 512 would be 128) or wraps to 0."""
+    cfg = replace(_narrow("saturate"), requant=True, mult_bits=8)
+    a, b = [[-128, -128, -128, -128]], [[-128]] * 4             # exact 65536
+    cmd = Command(1, 4, 1, output="requant", mult=1, shift=9, out_signed=False)
+    assert Model(cfg).run(cmd, a, b).y.tolist() == [[64]]      # 32767 / 512 = 63.998 -> 64
+    cfg = replace(cfg, overflow="wrap")                         # 65536 wraps to 0
+    assert Model(cfg).run(cmd, a, b).y.tolist() == [[0]]
+
+
+@pytest.mark.parametrize("rounding", ["floor", "half_up", "half_away", "half_even",
+                                      "toward_zero"])
+def test_requant_roundings_match_reference(rounding):
+    cfg = replace(DEFAULT, rounding=rounding)
+    rng = np.random.default_rng(len(rounding))
+    model, ref = Model(cfg), Reference(cfg)
+    for _ in range(25):
+        cmd = replace(golden.random_command(cfg, rng), output="requant",
+                      shift=int(rng.integers(0, 20)), mult=int(rng.integers(0, 8)))
+        if ref_error(cfg, cmd) == 0:
+            _check_against_reference(cfg, model, ref, cmd, *_operands(cfg, rng, cmd),
+                                     _initial(cfg, rng, cmd))
+
+
+# -- payload level -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_payload_round_trip(variant):
+    """Model.words on the packed command and the consumed words sends what Model.run sends,
+    and pulls exactly the beats it needs."""
+    cfg = VARIANTS[variant]
+    rng = np.random.default_rng(1)
+    run, words = Model(cfg), Model(cfg)
+    for _ in range(8 if cfg.rows >= 16 else 25):
+        cmd = golden.random_command(cfg, rng, allow_errors=True)
+        a = b = c = None
+        if ref_error(cfg, cmd) == 0:
+            a, b = _operands(cfg, rng, cmd)
+            c = _initial(cfg, rng, cmd)
+        res = run.run(cmd, a, b, c)
+        word = golden.pack_command(cfg, cmd)
+        assert word < 1 << sum(f.width for f in cfg.cmd_fields)
+        assert golden.unpack_command(cfg, word) == cmd.coded(cfg)
+        a_it, b_it = iter(res.a_words + ["next a"]), iter(res.b_words + ["next b"])
+        c_it = iter(res.c_words + ["next c"])
+        assert words.words(word, a_it, b_it, c_it) == (res.o_words, res.err, res.macs)
+        assert (next(a_it), next(b_it), next(c_it)) == ("next a", "next b", "next c")
+        assert np.array_equal(run.memory, words.memory)
+        y = golden.unpack_rows(cfg, cmd, res.o_words)
+        assert (y is None and res.y is None) or y.tolist() == res.y.tolist()
+
+
+def _used_bits(cfg, cmd, make, shape, fmt):
+    """Bits of each beat that carry an element: the words of a matrix of all ones bits."""
+    lo, hi, _ = fmt
+    return make(cfg, cmd, np.full(shape, -1 if lo < 0 else hi))
+
+
+@pytest.mark.parametrize("mode", ["s4s4", "s8s4", "u8s8"])
+@pytest.mark.parametrize("flow", ["os", "ws"])
+def test_garbage_in_unused_bits_is_ignored(mode, flow):
+    """Random bits above each 4-bit element in its 8-bit slot, in padding elements past M or K
+    and in lanes past N change nothing."""
+    cfg, rng = DEFAULT, np.random.default_rng(2)
+    cmd = Command(5, 6, 7, mode=mode, dataflow=flow)
+    a, b = _operands(cfg, rng, cmd)
+    clean_model = Model(cfg)
+    clean = clean_model.run(cmd, a, b)
+    width_a, width_b = cfg.rows * cfg.a_width, cfg.cols * cfg.b_width
+    fmt_a, fmt_b = _formats(cfg, mode)
+    used_a = _used_bits(cfg, cmd, golden.a_words, (5, 6), fmt_a)
+    used_b = _used_bits(cfg, cmd, golden.b_words, (6, 7), fmt_b)
+    dirty_a = [w | (int.from_bytes(rng.bytes(8), "little") % (1 << width_a) & ~u)
+               for w, u in zip(clean.a_words, used_a)]
+    dirty_b = [w | (int.from_bytes(rng.bytes(8), "little") % (1 << width_b) & ~u)
+               for w, u in zip(clean.b_words, used_b)]
+    assert dirty_a != clean.a_words and dirty_b != clean.b_words   # the test does dirty them
+    model = Model(cfg)
+    got = model.words(golden.pack_command(cfg, cmd), iter(dirty_a), iter(dirty_b))
+    assert got == (clean.o_words, 0, 5 * 6 * 7)
+    assert np.array_equal(model.memory, clean_model.memory)   # lanes past N too
+
+
+def test_payload_reads_each_column_blocks_own_a_beats():
+    """A is streamed once per column block; the hardware uses the copy it receives."""
+    cfg = PRESETS["tiny"]                             # 2x2, s8s8
+    cmd = Command(1, 1, 4)                            # NB=2, one a beat per block
+    model = Model(cfg)
+    o, err, _ = model.words(golden.pack_command(cfg, cmd), iter([1, 2]), iter([0x0101, 0x0101]))
+    assert err == 0 and golden.unpack_rows(cfg, cmd, o).tolist() == [[1, 1, 2, 2]]
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+THREE_MODES = replace(DEFAULT, modes=("s8s8", "u8s8", "s4s4"))
+
+
+@pytest.mark.parametrize("cfg, cmd, err", [
+    (DEFAULT, Command(0, 4, 4), 1),
+    (DEFAULT, Command(4, 0, 4), 1),
+    (DEFAULT, Command(4, 4, 0), 1),
+    (DEFAULT, Command(4, 65, 4), 2),                                  # k_max 64
+    (DEFAULT, Command(65, 4, 1, accumulate=True), 3),                 # acc_depth 64
+    (DEFAULT, Command(33, 4, 5, output="none"), 3),                   # NB*M = 66
+    (DEFAULT, Command(65, 5, 1, dataflow="ws"), 3),                   # ws, K > R, M > depth
+    (DEFAULT, Command(4, 4, 4, output=3), 4),
+    (PRESETS["tiny"], Command(2, 2, 2, output="requant"), 4),         # no requant stage
+    (THREE_MODES, Command(2, 2, 2, mode=3), 4),
+    # precedence: 1 before 4 before 2 before 3
+    (DEFAULT, Command(0, 4, 4, output=3), 1),
+    (DEFAULT, Command(0, 65, 4), 1),
+    (THREE_MODES, Command(4, 100, 4, mode=3), 4),
+    (DEFAULT, Command(65, 4, 1, accumulate=True, output=3), 4),
+    (PRESETS["tiny"], Command(17, 4, 1, output="requant", accumulate=True), 4),
+    (DEFAULT, Command(65, 65, 1, accumulate=True), 2),
+])
+def test_error_codes_consume_nothing_and_keep_memory(cfg, cmd, err):
+    assert golden.error_code(cfg, cmd) == err == ref_error(cfg, cmd)
+    model = Model(cfg)
+    model.run(Command(2, 2, 2), [[1, 2], [3, 4]], [[5, 6], [7, 8]])
+    before = model.memory.copy()
+    res = model.run(cmd)                              # operands not needed on error
+    assert (res.err, res.y, res.macs, res.o_words, res.a_words, res.b_words) == \
+        (err, None, 0, [], [], [])
+    a_it, b_it = iter(["a beat"]), iter(["b beat"])
+    assert model.words(golden.pack_command(cfg, cmd), a_it, b_it) == ([], err, 0)
+    assert (next(a_it), next(b_it)) == ("a beat", "b beat")
+    assert np.array_equal(model.memory, before)
+    assert golden.a_words(cfg, cmd, None) == [] and golden.unpack_rows(cfg, cmd, []) is None
+
+
+@pytest.mark.parametrize("cmd", [
+    Command(65, 4, 4),                      # os, no accumulate: rows wrap around the memory
+    Command(65, 4, 1, dataflow="ws"),       # ws with K <= R keeps no partial sums
+    Command(64, 5, 1, dataflow="ws", accumulate=True),
+    Command(32, 4, 8, output="none"),       # NB*M = 64 exactly
+])
+def test_error_3_boundaries_run(cmd):
+    rng = np.random.default_rng(4)
+    _check_against_reference(DEFAULT, Model(DEFAULT), Reference(DEFAULT), cmd,
+                             *_operands(DEFAULT, rng, cmd))
+
+
+@pytest.mark.parametrize("cfg", list(VARIANTS.values()), ids=sorted(VARIANTS))
+def test_random_command_valid_unless_asked(cfg):
+    rng = np.random.default_rng(0)
+    seen = {golden.error_code(cfg, golden.random_command(cfg, rng)) for _ in range(200)}
+    assert seen == {0}
+    seen = {golden.error_code(cfg, golden.random_command(cfg, rng, allow_errors=True))
+            for _ in range(600)}
+    expressible = {0, 1, 2, 3, 4} - (set() if cfg.k_max < (1 << cfg.dim_bits) - 1 else {2})
+    assert seen == expressible
+
+
+# -- input checks and the other conveniences ------------------------------------------------
+
+
+@pytest.mark.parametrize("cfg, call, message", [
+    (DEFAULT, lambda m: m.run(Command(2, 2, 2), [[1, 2]], [[1, 2], [3, 4]]),
+     r"^a: shape \(1, 2\) is not allowed; expected \(2, 2\)$"),
+    (DEFAULT, lambda m: m.run(Command(1, 1, 1, mode="s4s4"), [[8]], [[1]]),
+     r"^a: values outside s4 \[-8, 7\] are not allowed in mode 's4s4'$"),
+    (DEFAULT, lambda m: m.run(Command(1, 1, 1), [[1.5]], [[1]]),
+     r"^a: dtype float64 is not allowed; expected integers$"),
+    (DEFAULT, lambda m: m.run(Command(1, 1, 1, mode="s2s2"), [[1]], [[1]]),
+     r"^mode: 's2s2' is not allowed; expected one of 's8s8', 'u8s8', 's4s4', 's8s4' or a "
+     r"code from 0 to 3$"),
+    (DEFAULT, lambda m: m.run(Command(1 << 16, 1, 1)),
+     r"^m: 65536 is not allowed; expected an integer from 0 to 65535$"),
+    (PRESETS["tiny"], lambda m: m.run(Command(1, 1, 1, dataflow=1)),
+     r"^dataflow: 1 is not allowed; expected a name or a code from 0 to 0 \(one dataflow "
+     r"built: no dataflow field\)$"),
+    (PRESETS["tiny"], lambda m: m.run(Command(1, 1, 1, dataflow="ws")),
+     r"^dataflow: 'ws' is not allowed; expected one of 'os' or a code from 0 to 0$"),
+    (DEFAULT, lambda m: m.run(Command(1, 1, 1, output="requant", shift=64)),
+     r"^shift: 64 is not allowed; expected an integer from 0 to 63$"),
+    (DEFAULT, lambda m: m.run(Command(1, 1, 1, output=4)),
+     r"^output: 4 is not allowed; expected a name or a code from 0 to 3$"),
+    (DEFAULT, lambda m: m.run(Command(1, 1, 1)),
+     r"^a: None is not allowed; expected an integer matrix$"),
+    (DEFAULT, lambda m: m.words(golden.pack_command(DEFAULT, Command(1, 3, 1)), [1, 2], [1]),
+     r"^a_iter: ran out after 2 beats; the command consumes 3$"),
+])
+def test_input_errors_are_one_line_value_errors(cfg, call, message):
+    with pytest.raises(ValueError, match=message):
+        call(Model(cfg))
+
+
+def test_unpack_rows_checks_last_count_and_lanes_past_n():
+    cfg = DEFAULT
+    cmd = Command(3, 2, 5)                                  # NB=2: 6 rows
+    res = Model(cfg).run(cmd, *_operands(cfg, np.random.default_rng(0), cmd))
+    assert golden.unpack_rows(cfg, cmd, res.o_words).tolist() == res.y.tolist()
+    last = 1 << (cfg.cols * cfg.acc_width)
+    with pytest.raises(ValueError, match=r"^o_words: 5 words is not allowed; expected 6"):
+        golden.unpack_rows(cfg, cmd, res.o_words[:5])
+    with pytest.raises(ValueError, match=r"^o_words: last is set on rows \[\]; expected it on "
+                                         r"row 5 only$"):
+        golden.unpack_rows(cfg, cmd, res.o_words[:5] + [res.o_words[5] ^ last])
+    with pytest.raises(ValueError, match=r"^o_words: last is set on rows \[2, 5\]"):
+        golden.unpack_rows(cfg, cmd, res.o_words[:2] + [res.o_words[2] | last]
+                           + res.o_words[3:])
+    stray = res.o_words[:4] + [res.o_words[4] | 1 << (3 * cfg.acc_width)] + res.o_words[5:]
+    with pytest.raises(ValueError, match=r"^o_words: row 4 lane 3 \(past n=5\) holds 1; "):
+        golden.unpack_rows(cfg, cmd, stray)
+    assert golden.unpack_rows(cfg, replace(cmd, output="none"), []) is None
+
+
+def test_requant_parameters_have_no_fields_without_the_stage():
+    cfg = PRESETS["tiny"]
+    cmd = Command(1, 1, 1, mult=5, shift=3, zero_point=-2, relu=True, out_signed=False)
+    assert golden.pack_command(cfg, cmd) == golden.pack_command(cfg, Command(1, 1, 1))
+    assert golden.unpack_command(cfg, golden.pack_command(cfg, cmd)) == cmd.coded(cfg)
+    assert cmd.coded(cfg) == Command(1, 1, 1, output=0, dataflow=0, mode=0)
+    packed = golden.pack_command(DEFAULT, cmd)
+    assert golden.unpack_command(DEFAULT, packed) == replace(cmd, output=0, dataflow=0, mode=0)
+
+
+def test_unpack_rsp_fields():
+    cfg = DEFAULT
+    w = cfg.counter_width
+    word = 3 | (10 << 3) | (7 << (3 + w)) | (99 << (3 + 5 * w))
+    assert golden.unpack_rsp(cfg, word) == {"err": 3, "cycles": 10, "busy": 7, "stall_a": 0,
+                                            "stall_b": 0, "stall_out": 0, "macs": 99}
+
+
+def test_gemm():
+    cfg = DEFAULT
+    a, b = [[1, 2], [3, 4]], [[5, 6], [7, 8]]
+    assert golden.gemm(cfg, a, b).tolist() == [[19, 22], [43, 50]]
+    assert golden.gemm(cfg, a, b, [[1, -1], [0, 100]], dataflow="ws").tolist() == \
+        [[20, 21], [43, 150]]
+    assert golden.gemm(cfg, a, b, mult=1, shift=1).tolist() == [[10, 11], [22, 25]]
+    assert golden.gemm(cfg, [[-8]], [[7]], mode="s4s4").tolist() == [[-56]]
+    with pytest.raises(ValueError, match=r"^a, b: a \(1 x 65\) \. \(65 x 1\) product is not "
+                                         r"allowed here; it is err 2 \(k beyond k_max\)$"):
+        golden.gemm(cfg, np.ones((1, 65), int), np.ones((65, 1), int))
+    with pytest.raises(ValueError, match=r"^c: values outside s32"):
+        golden.gemm(cfg, a, b, [[1 << 31, 0], [0, 0]])
+    with pytest.raises(ValueError, match=r"^mul: unknown argument"):
+        golden.gemm(cfg, a, b, mul=3)
+    assert golden.ARGUMENTS == ("a", "b", "c")
+
+
+def test_check_arrays():
+    cfg = DEFAULT
+    a, b = np.ones((2, 3), int), np.ones((3, 4), int)
+    golden.check_arrays(cfg, a=a, b=b, c=np.zeros((2, 4), int))
+    golden.check_arrays(cfg, strict=False, a=a * 1000, b=b)          # values not checked
+    with pytest.raises(ValueError, match=r"^a: values outside s8 \[-128, 127\]"):
+        golden.check_arrays(cfg, a=a * 1000, b=b)
+    with pytest.raises(ValueError, match=r"^c: shape \(4, 2\) is not allowed; expected "
+                                         r"\(2, 4\)$"):
+        golden.check_arrays(cfg, strict=False, a=a, b=b, c=np.zeros((4, 2), int))
+    with pytest.raises(ValueError, match=r"^b: None is not allowed"):
+        golden.check_arrays(cfg, a=a)
+    with pytest.raises(ValueError, match=r"^d: unknown array; allowed are a, b, c$"):
+        golden.check_arrays(cfg, a=a, b=b, d=a)
+    with pytest.raises(ValueError, match=r"err 3 \(results beyond the accumulator memory\)$"):
+        golden.check_arrays(cfg, strict=False, a=np.ones((65, 1), int), b=np.ones((1, 1), int),
+                            c=np.zeros((65, 1), int))
+
+
+def test_random_operands_cover_the_formats():
+    rng = np.random.default_rng(0)
+    for mode in DEFAULT.modes:
+        a, b = golden.random_operands(DEFAULT, rng, 40, 50, 30, mode)
+        (alo, ahi, _), (blo, bhi, _) = _formats(DEFAULT, mode)
+        assert a.shape == (40, 50) and b.shape == (50, 30)
+        assert (a.min(), a.max(), b.min(), b.max()) == (alo, ahi, blo, bhi), mode
