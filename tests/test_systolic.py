@@ -75,6 +75,8 @@ ARRAYS = [
                          pe_pipeline=0), id="4x4-os-saturate18-nopipe"),
     pytest.param(_config(3, 4, dataflows=("ws",), overflow="saturate", acc_width=17,
                          requant=True, rounding="half_even"), id="3x4-ws-saturate17"),
+    pytest.param(_config(3, 3, dataflows=BOTH, modes=("s8s8", "u8s8"), lut_rows=2),
+                 id="3x3-both-lut-multipliers"),
 ]
 
 
@@ -217,6 +219,44 @@ def test_one_dataflow_builds_have_none_of_the_other():
     assert [n for n in both if "_w_s" in n] and [n for n in both if "_ov" in n]
 
 
+def test_lut_product_is_exact():
+    """Every pair of signed 7-bit operands, and every 9-bit operand (the array's widest: u8
+    extended) against the 9-bit corner values."""
+    from amaranth.hdl import Module, Signal, signed
+    from amaranth.sim import Simulator
+
+    from accelgen.hdl.common.arith import lut_product
+    m = Module()
+    a, b, p = Signal(signed(9)), Signal(signed(9)), Signal(signed(18))
+    m.d.comb += p.eq(lut_product(m, a, b, name="t"))
+    corners = (-256, -255, -129, -128, -1, 0, 1, 127, 128, 255)
+    pairs = [(x, y) for x in range(-64, 64) for y in range(-64, 64)]
+    pairs += [(x, y) for x in range(-256, 256) for y in corners]
+    pairs += [(y, x) for x, y in pairs[-5120:]]
+    bad = []
+
+    async def bench(ctx):
+        for x, y in pairs:
+            ctx.set(a, x)
+            ctx.set(b, y)
+            if ctx.get(p) != x * y:
+                bad.append((x, y))
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    assert not bad
+
+
+def test_lut_rows_leave_no_multiply_operator():
+    """Each LUT row removes one ``*`` per PE from the emitted Verilog."""
+    def multiplies(lut_rows):
+        text = verilog_text(Systolic(_config(3, 2, lut_rows=lut_rows)), "systolic")
+        return len(re.findall(r"\) \* \$signed\(", text))
+    base = multiplies(0)
+    assert [base - multiplies(k) for k in (1, 3)] == [2, 6]
+
+
 def test_config_errors_name_the_setting():
     cases = {
         "rows": dict(rows=0), "cols": dict(cols=33), "modes": dict(modes=("s2s2",)),
@@ -224,12 +264,8 @@ def test_config_errors_name_the_setting():
         "acc_width": dict(acc_width=8), "k_max": dict(k_max=0),
         "mult_bits": dict(requant=True, acc_width=48, mult_bits=32),
         "rounding": dict(rounding="nearest"), "pe_pipeline": dict(pe_pipeline=2),
+        "lut_rows": dict(rows=4, lut_rows=5),
     }
     for name, kw in cases.items():
         with pytest.raises(ConfigError, match=rf"^{name}"):
             SystolicConfig(**kw)
-
-
-def test_presets_elaborate():
-    for name in ("tiny", "default"):
-        assert "module systolic" in verilog_text(Systolic(PRESETS[name]), "systolic")

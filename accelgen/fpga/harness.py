@@ -1,6 +1,16 @@
-"""Self-checking harness: wraps any registry block so a board needs only a clock, a reset and
+"""Self-checking harnesses: wrap a registry block so a board needs only a clock, a reset and
 four LEDs (passed, failed, done, heartbeat) to tell whether the block computes what its golden
 model says.
+
+This module holds the pieces every harness is built from (each with its Python twin):
+:class:`LaneBank` (xorshift32 stimulus of any width), :func:`source_register` (an input
+register with random gaps), :class:`SignatureSink` (an output register with random
+backpressure, CRC-32 and beat counter) and :class:`Harness` (verdict ports, flow-control PRNG,
+drain-then-compare verdict), plus :class:`SelfCheckHarness` for blocks with one ``i`` and one
+``o`` stream (``mac``). Blocks with several streams have their own module
+(:mod:`accelgen.fpga.harness_systolic`); :data:`accelgen.fpga.flow.HARNESSES` maps blocks to
+harnesses. The description below is :class:`SelfCheckHarness`'s; the others differ only in
+their streams.
 
 ::
 
@@ -38,14 +48,15 @@ Signature
 Verdict
     After all ``beats`` inputs were accepted and the block stayed quiet (no beat in either
     register, ``o.valid`` low) for ``2 * latency + 16`` cycles (plus one, as the quiet test
-    is registered), ``done`` rises and exactly one
-    of ``passed`` (signature and output-beat count both equal the expected ones) or ``failed``
-    rises. A run that has not finished after :attr:`SelfCheckHarness.timeout` cycles raises
-    ``done`` and ``failed``. The verdict is sticky until reset.
+    is registered), ``done`` rises and exactly one of ``passed`` (every check: signature and
+    output-beat count both equal the expected ones) or ``failed`` rises. A run that has not
+    finished after :attr:`Harness.timeout` cycles raises ``done`` and ``failed``. The verdict
+    is sticky until reset.
 """
 
+import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from amaranth.hdl import Cat, Const, Module, Signal
 from amaranth.lib import wiring
@@ -54,8 +65,9 @@ from amaranth.lib.wiring import Out
 from ..numerics import ConfigError
 from ..sim.payload import payload_width
 
-__all__ = ["MASK32", "CRC_POLY", "CRC_INIT", "xorshift32", "lane_seeds", "stimulus_words",
-           "crc_masks", "crc_update", "crc_next", "crc_serial", "signature", "expected",
+__all__ = ["MASK32", "CRC_POLY", "CRC_INIT", "xorshift32", "lane_seeds", "lanes", "lane_words",
+           "stimulus_words", "crc_masks", "crc_update", "crc_next", "crc_serial", "signature",
+           "expected", "LaneBank", "source_register", "SignatureSink", "check_beats", "Harness",
            "SelfCheckHarness", "SimResult", "simulate"]
 
 MASK32 = 0xFFFF_FFFF
@@ -89,20 +101,26 @@ def lane_seeds(seed, count):
     return out
 
 
-def _generators(width):
-    """Stimulus generators for a ``width``-bit payload (one per 32 bits)."""
+def lanes(width):
+    """xorshift32 generators for a ``width``-bit payload (one per 32 bits)."""
     return max(1, math.ceil(width / 32))
 
 
-def stimulus_words(width, beats, seed):
-    """The ``i`` payload words the harness sends, in order (see the module docstring)."""
-    n = _generators(width)
-    states = lane_seeds(seed, n + 1)[:n]
-    out = []
-    for _ in range(beats):
-        out.append(sum(s << (32 * k) for k, s in enumerate(states)) & ((1 << width) - 1))
+def lane_words(seeds, width):
+    """Endless ``width``-bit words from xorshift32 generators started at ``seeds``: word ``t``
+    is ``state_0 | state_1 << 32 | ...`` truncated to ``width``, every generator stepping once
+    per word (the Python twin of :class:`LaneBank`)."""
+    states, mask = list(seeds), (1 << width) - 1
+    while True:
+        yield sum(s << (32 * k) for k, s in enumerate(states)) & mask
         states = [xorshift32(s) for s in states]
-    return out
+
+
+def stimulus_words(width, beats, seed):
+    """The ``i`` payload words :class:`SelfCheckHarness` sends, in order (see the module
+    docstring)."""
+    n = lanes(width)
+    return list(itertools.islice(lane_words(lane_seeds(seed, n + 1)[:n], width), beats))
 
 
 def _crc_bits(state, data):
@@ -162,11 +180,176 @@ def expected(spec, config, *, beats, seed):
     return signature(out_words, payload_width(config.output_fields)), len(out_words), in_words
 
 
-# -- hardware ---------------------------------------------------------------------------------
+# -- hardware: the pieces every harness is built from -------------------------------------------
 
-class SelfCheckHarness(wiring.Component):
-    """Pseudo-random stimulus → block → CRC-32 signature, checked against values computed by
-    the golden model at elaboration time. See the module docstring for the algorithms.
+class LaneBank:
+    """``ceil(width / 32)`` xorshift32 generators seeded with ``seeds``: an endless stream of
+    ``width``-bit words in hardware (:attr:`word`, :meth:`step`); :func:`lane_words` is its
+    Python twin. Word ``t`` is ``state_0 | state_1 << 32 | ...`` truncated to ``width``,
+    all generators stepping once per word."""
+
+    def __init__(self, width, seeds, name):
+        if len(seeds) != lanes(width):
+            raise ValueError(f"seeds: {len(seeds)} given; a {width}-bit word needs "
+                             f"{lanes(width)}")
+        self.width, self.seeds = width, tuple(seeds)
+        self.states = [Signal(32, name=f"{name}{k}", init=s) for k, s in enumerate(seeds)]
+
+    @property
+    def word(self):
+        return Cat(*self.states)[:self.width]
+
+    def step(self):
+        """Statements that advance every generator (put them under the load condition)."""
+        return [s.eq(xorshift32(s)) for s in self.states]
+
+
+def source_register(m, stream, *, offer, word, load=(), name):
+    """Drive block input ``stream`` from a one-entry register that loads ``word`` when ``offer``
+    is high and the register is empty or being emptied (so ``valid`` never drops before
+    ``ready``); ``load`` are statements executed with each load. Returns the register's
+    ``valid``."""
+    valid = Signal(name=f"{name}_valid")
+    payload = Signal(len(word), name=f"{name}_payload")
+    m.d.comb += [stream.valid.eq(valid), stream.payload.eq(payload)]
+    with m.If(~valid | stream.ready):
+        m.d.sync += valid.eq(offer)
+        with m.If(offer):
+            m.d.sync += [payload.eq(word), *load]
+    return valid
+
+
+class SignatureSink:
+    """Output register with backpressure in front of a CRC-32 signature and a beat counter.
+
+    :meth:`elaborate` takes a beat of block output ``stream`` into the register whenever it
+    is empty or being emptied, keeping ``select(payload)`` (``width`` bits: the fields the
+    check covers); the register hands its beat to the signature when ``take_ok`` (a
+    registered random bit) allows. ``sig``, ``count`` and ``valid`` exist from construction so
+    tests and :func:`simulate` can name them."""
+
+    def __init__(self, width, count_limit, name):
+        self.width = width
+        self.sig = Signal(32, init=CRC_INIT, name=f"{name}_sig")
+        self.count = Signal(range(count_limit + 1), name=f"{name}_count")
+        self.valid = Signal(name=f"{name}_valid")
+        self.name = name
+
+    def elaborate(self, m, stream, *, take_ok, running, select=None):
+        payload = Signal(self.width, name=f"{self.name}_payload")
+        take = Signal(name=f"{self.name}_take")
+        word = stream.payload.as_value() if select is None else select(stream.payload)
+        m.d.comb += [take.eq(running & self.valid & take_ok),
+                     stream.ready.eq(~self.valid | take)]
+        with m.If(stream.valid & stream.ready):
+            m.d.sync += [self.valid.eq(1), payload.eq(word)]
+        with m.Elif(take):
+            m.d.sync += self.valid.eq(0)
+        with m.If(take):
+            m.d.sync += [self.sig.eq(crc_next(self.sig, payload, self.width)),
+                         self.count.eq(self.count + 1)]
+
+
+def check_beats(beats):
+    """:class:`ConfigError` unless ``beats`` is an integer from 1 to 2**20."""
+    if not isinstance(beats, int) or isinstance(beats, bool) or not 1 <= beats <= 1 << 20:
+        raise ConfigError(f"--beats: {beats!r} is not allowed; expected an integer "
+                          f"from 1 to {1 << 20}")
+    return beats
+
+
+class Harness(wiring.Component):
+    """What every self-checking harness shares: the verdict ports, the cycle counter, the
+    flow-control PRNG and the drain-then-compare verdict. A subclass sets :attr:`checks` and
+    :attr:`quiet_cycles` before calling ``super().__init__(timeout=..., ctrl_seed=...)`` and
+    implements :meth:`elaborate_streams`.
+
+    Members
+    -------
+    done : Out(1)
+        The run is over (drained or timed out); sticky.
+    passed : Out(1)
+        ``done`` and every check matches.
+    failed : Out(1)
+        ``done`` and a mismatch or a timeout.
+
+    Attributes
+    ----------
+    checks : dict
+        ``name → (Signal, expected int)``: what must hold when the run is over (running
+        signatures and beat counters against the golden model's values).
+    cycles : Signal
+        Cycles since reset, frozen at ``done``.
+    timeout : int
+        Cycles after which the run fails (read at elaboration).
+    quiet_cycles : int
+        Idle cycles that end the run.
+    """
+
+    def check_beats(self, beats):
+        """:func:`check_beats` for a harness under construction (a harness that is never built
+        must not warn that it was created but never used)."""
+        try:
+            return check_beats(beats)
+        except ConfigError:
+            self._MustUse__silence = True
+            raise
+
+    def __init__(self, *, timeout, ctrl_seed):
+        self.timeout, self.ctrl_seed = timeout, ctrl_seed
+        super().__init__({"done": Out(1), "passed": Out(1), "failed": Out(1)})
+        self.cycles = Signal(range(timeout + 1))
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.block = self.block
+        self.elaborate_streams(m, ~self.done)
+        return m
+
+    def flow_control(self, m, running, fields):
+        """One registered random decision per ``(lo, hi)`` bit field of a free-running
+        xorshift32 (``field != 0``: 3/4 of cycles for two bits). The decisions are bits of the
+        next state, registered, so the block's handshakes see flip-flops, not the PRNG's XOR
+        logic. Also counts :attr:`cycles`."""
+        ctrl = Signal(32, init=self.ctrl_seed)
+        bits = [Signal(name=f"ctrl_ok{k}") for k in range(len(fields))]
+        with m.If(running):
+            nxt = xorshift32(ctrl)
+            m.d.sync += [ctrl.eq(nxt), self.cycles.eq(self.cycles + 1)]
+            m.d.sync += [b.eq(nxt[lo:hi] != 0) for b, (lo, hi) in zip(bits, fields)]
+        return bits
+
+    def verdict(self, m, idle):
+        """``done`` once ``idle`` held for :attr:`quiet_cycles` (or at the timeout); compare
+        every check once, then freeze. Every input of the decision is registered first (one
+        cycle late is harmless against the drain), so the verdict never limits the clock."""
+        idle_q, match, timed_out = Signal(), Signal(), Signal()
+        m.d.sync += [
+            idle_q.eq(idle),
+            match.eq(Cat(*(sig == value for sig, value in self.checks.values())).all()),
+            timed_out.eq(self.cycles >= self.timeout),
+        ]
+        quiet = Signal(range(self.quiet_cycles + 1))
+        with m.If(~self.done):
+            with m.If(~idle_q):
+                m.d.sync += quiet.eq(0)
+            with m.Elif(quiet < self.quiet_cycles):
+                m.d.sync += quiet.eq(quiet + 1)
+            with m.Else():
+                m.d.sync += [self.done.eq(1), self.passed.eq(match), self.failed.eq(~match)]
+            with m.If(timed_out):
+                m.d.sync += [self.done.eq(1), self.passed.eq(0), self.failed.eq(1)]
+
+    def expected_values(self):
+        """``{check name: expected value}``."""
+        return {name: value for name, (_, value) in self.checks.items()}
+
+
+class SelfCheckHarness(Harness):
+    """Pseudo-random stimulus → one-input, one-output block (``i``/``o``, a golden model with
+    ``words(config, in_words)``, e.g. ``mac``) → CRC-32 signature, checked against values
+    computed by the golden model at elaboration time. See the module docstring for the
+    algorithms.
 
     Parameters
     ----------
@@ -182,12 +365,8 @@ class SelfCheckHarness(wiring.Component):
 
     Members
     -------
-    done : Out(1)
-        The run is over (drained or timed out); sticky.
-    passed : Out(1)
-        ``done`` and signature and output-beat count match.
-    failed : Out(1)
-        ``done`` and a mismatch or a timeout.
+    done, passed, failed : Out(1)
+        See :class:`Harness`.
 
     Attributes
     ----------
@@ -209,11 +388,10 @@ class SelfCheckHarness(wiring.Component):
     block's (for ``mac``: its stall enable, ``o.ready`` → every pipeline register's enable).
     """
 
-    def __init__(self, spec, config, *, beats=256, seed=1, corrupt_expected=False):
-        if not isinstance(beats, int) or isinstance(beats, bool) or not 1 <= beats <= 1 << 20:
-            self._MustUse__silence = True   # never built: no "created but never used" warning
-            raise ConfigError(f"--beats: {beats!r} is not allowed; expected an integer "
-                              f"from 1 to {1 << 20}")
+    DEFAULT_BEATS = 256
+
+    def __init__(self, spec, config, *, beats=DEFAULT_BEATS, seed=1, corrupt_expected=False):
+        self.check_beats(beats)
         self.spec, self.config, self.beats, self.seed = spec, config, beats, seed
         self.in_width = payload_width(config.input_fields)
         self.out_width = payload_width(config.output_fields)
@@ -221,107 +399,42 @@ class SelfCheckHarness(wiring.Component):
                                                                 seed=seed)
         self.expected_signature = self.model_signature ^ (1 if corrupt_expected else 0)
         self.block = spec.build(config)
-        latency = getattr(self.block, "latency", 0)
-        self.quiet_cycles = 2 * latency + 16
-        self.timeout = 16 * (beats + self.expected_count) + 4 * self.quiet_cycles + 1024
-        super().__init__({"done": Out(1), "passed": Out(1), "failed": Out(1)})
-        self.sig = Signal(32, init=CRC_INIT)
-        self.count = Signal(range(2 * max(beats, self.expected_count) + 2))
-        self.cycles = Signal(range(self.timeout + 1))
+        self.quiet_cycles = 2 * getattr(self.block, "latency", 0) + 16
+        seeds = lane_seeds(seed, lanes(self.in_width) + 1)
+        super().__init__(timeout=16 * (beats + self.expected_count) + 4 * self.quiet_cycles
+                         + 1024, ctrl_seed=seeds[-1])
+        self.stimulus = LaneBank(self.in_width, seeds[:-1], "stim")
+        self.out = SignatureSink(self.out_width, self.timeout, "o")
+        self.sig, self.count = self.out.sig, self.out.count
         self.sent = Signal(range(beats + 1))
+        self.checks = {"signature": (self.sig, self.expected_signature),
+                       "output beats": (self.count, self.expected_count)}
 
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.block = block = self.block
-        running = ~self.done
-
-        ctrl = Signal(32, init=lane_seeds(self.seed, _generators(self.in_width) + 1)[-1])
-        # The gap and backpressure decisions are registered bits of the next state, so the
-        # block's handshake sees flip-flops, not the PRNG's XOR logic.
-        offer_ok, take_ok = Signal(), Signal()
-        with m.If(running):
-            nxt = xorshift32(ctrl)
-            m.d.sync += [ctrl.eq(nxt), self.cycles.eq(self.cycles + 1),
-                         offer_ok.eq(nxt[VALID_BITS[0]:VALID_BITS[1]] != 0),
-                         take_ok.eq(nxt[READY_BITS[0]:READY_BITS[1]] != 0)]
-
-        self._source(m, block, offer_ok, running)
-        take = self._sink(m, block, take_ok, running)
-        self._verdict(m, block, take)
-        return m
-
-    def _source(self, m, block, offer_ok, running):
-        """Stimulus generators and the input register (a one-entry pipeline register: loads
-        only when empty or being emptied, so ``valid`` never drops before ``ready``)."""
-        n = _generators(self.in_width)
-        states = [Signal(32, name=f"stim{k}", init=s)
-                  for k, s in enumerate(lane_seeds(self.seed, n + 1)[:n])]
-        ivalid = Signal()
-        ipayload = Signal(self.in_width)
+    def elaborate_streams(self, m, running):
+        block = self.block
+        offer_ok, take_ok = self.flow_control(m, running, (VALID_BITS, READY_BITS))
         more = Signal(init=1)   # registered "sent < beats": keeps a comparator off the enable
-        m.d.comb += [block.i.valid.eq(ivalid), block.i.payload.eq(ipayload)]
-        offer = running & more & offer_ok
-        with m.If(~ivalid | block.i.ready):
-            m.d.sync += ivalid.eq(offer)
-            with m.If(offer):
-                m.d.sync += [ipayload.eq(Cat(*states)[:self.in_width]),
-                             self.sent.eq(self.sent + 1),
-                             more.eq(self.sent != self.beats - 1)]
-                m.d.sync += [s.eq(xorshift32(s)) for s in states]
-        self._ivalid, self._more = ivalid, more
-
-    def _sink(self, m, block, take_ok, running):
-        """Output register with random backpressure, then the signature. Returns the ``take``
-        strobe (the output register's beat enters the signature this cycle)."""
-        ovalid = Signal()
-        opayload = Signal(self.out_width)
-        take = Signal()
-        m.d.comb += [take.eq(running & ovalid & take_ok),
-                     block.o.ready.eq(~ovalid | take)]
-        with m.If(block.o.valid & block.o.ready):
-            m.d.sync += [ovalid.eq(1), opayload.eq(block.o.payload)]
-        with m.Elif(take):
-            m.d.sync += ovalid.eq(0)
-
-        with m.If(take):
-            m.d.sync += [self.sig.eq(crc_next(self.sig, opayload, self.out_width)),
-                         self.count.eq(self.count + 1)]
-        self._ovalid = ovalid
-        return take
-
-    def _verdict(self, m, block, take):
-        """``done`` after the drain (or the timeout); compare once, then freeze. Every input
-        of the decision is registered first (one cycle late is harmless against a drain of
-        ``quiet_cycles``), so the verdict logic never limits the clock."""
-        idle, match, timed_out = Signal(), Signal(), Signal()
-        m.d.sync += [
-            idle.eq(~self._more & ~self._ivalid & ~block.o.valid & ~self._ovalid),
-            match.eq((self.sig == self.expected_signature)
-                     & (self.count == self.expected_count)),
-            timed_out.eq(self.cycles >= self.timeout),
-        ]
-        quiet = Signal(range(self.quiet_cycles + 1))
-        with m.If(~self.done):
-            with m.If(~idle):
-                m.d.sync += quiet.eq(0)
-            with m.Elif(quiet < self.quiet_cycles):
-                m.d.sync += quiet.eq(quiet + 1)
-            with m.Else():
-                m.d.sync += [self.done.eq(1), self.passed.eq(match), self.failed.eq(~match)]
-            with m.If(timed_out):
-                m.d.sync += [self.done.eq(1), self.passed.eq(0), self.failed.eq(1)]
+        ivalid = source_register(
+            m, block.i, offer=running & more & offer_ok, word=self.stimulus.word, name="i",
+            load=[self.sent.eq(self.sent + 1), more.eq(self.sent != self.beats - 1),
+                  *self.stimulus.step()])
+        self.out.elaborate(m, block.o, take_ok=take_ok, running=running)
+        self.verdict(m, ~more & ~ivalid & ~block.o.valid & ~self.out.valid)
 
 
 @dataclass(frozen=True)
 class SimResult:
     """Outcome of :func:`simulate`: the verdict bits, the cycle at which ``done`` rose (or the
-    cycles simulated when it never did), the final signature and output-beat count."""
+    cycles simulated when it never did), the final signature and output-beat count, and
+    ``observed``: every check's final value (``{name: int}``, the names of
+    :attr:`Harness.checks`)."""
     done: bool
     passed: bool
     failed: bool
     cycles: int
     signature: int
     count: int
+    observed: dict = field(default_factory=dict)
 
 
 def simulate(harness, *, max_cycles=None):
@@ -339,7 +452,9 @@ def simulate(harness, *, max_cycles=None):
             cycles += 1
         result.update(done=bool(ctx.get(harness.done)), passed=bool(ctx.get(harness.passed)),
                       failed=bool(ctx.get(harness.failed)), cycles=cycles,
-                      signature=ctx.get(harness.sig), count=ctx.get(harness.count))
+                      signature=ctx.get(harness.sig), count=ctx.get(harness.count),
+                      observed={name: ctx.get(sig)
+                                for name, (sig, _) in harness.checks.items()})
 
     sim = Simulator(harness)
     sim.add_clock(1e-8)

@@ -132,6 +132,10 @@ class SystolicConfig(Config):
     pe_pipeline : int
         0: the PE multiplies and accumulates in one cycle; 1: a product register between
         multiplier and adder.
+    lut_rows : int
+        PE rows (counted from the bottom) whose multipliers are built from LUTs and carry
+        chains instead of DSP blocks (0 to ``rows``): lets an array use more multipliers than
+        the FPGA has DSPs (ECP5-85F: 156 MULT18X18D; a 16x16 int8 array needs 256).
     dim_bits : int
         Width of the command's ``m``, ``k``, ``n`` fields (4 to 24).
     counter_width : int
@@ -150,6 +154,7 @@ class SystolicConfig(Config):
     mult_bits: int = 16
     rounding: str = "half_up"
     pe_pipeline: int = 1
+    lut_rows: int = 0
     dim_bits: int = 16
     counter_width: int = 32
 
@@ -186,6 +191,7 @@ class SystolicConfig(Config):
                               f"{self.acc_width}; acc_width + mult_bits must be at most 62")
         check_choice("rounding", self.rounding, [r.value for r in Rounding])
         check_int("pe_pipeline", self.pe_pipeline, 0, 1)
+        check_int("lut_rows", self.lut_rows, 0, self.rows)
         check_int("counter_width", self.counter_width, 16, 48)
 
     # -- derived values ---------------------------------------------------------------------
@@ -312,6 +318,7 @@ class SystolicConfig(Config):
             "errors": {str(k): v for k, v in ERRORS.items()},
             "b_panel_bits": 2 * self.k_max * self.cols * self.b_width,
             "acc_memory_bits": self.acc_depth * self.cols * self.acc_width,
+            "dsp_multipliers": (self.rows - self.lut_rows) * self.cols,
         }
 
 
@@ -327,4 +334,6 @@ PRESETS["default"] = SystolicConfig(rows=4, cols=4, modes=("s8s8", "u8s8", "s4s4
                                     requant=True)
 PRESETS["8x8"] = replace(PRESETS["default"], rows=8, cols=8, modes=("s8s8",), k_max=256,
                          acc_depth=256)
-PRESETS["16x16"] = replace(PRESETS["8x8"], rows=16, cols=16, k_max=1024, acc_depth=512)
+# ECP5-85F has 156 MULT18X18D: 7 DSP rows (112) + the requantizer's 32 fit, 9 rows use LUTs
+PRESETS["16x16"] = replace(PRESETS["8x8"], rows=16, cols=16, k_max=1024, acc_depth=512,
+                           lut_rows=9)

