@@ -57,7 +57,7 @@ from .common.numerics import apply_overflow
 from .common.operands import read_operand
 from .common.stream import stream_signature
 
-__all__ = ["Systolic"]
+__all__ = ["Systolic", "standalone_pe"]
 
 
 def _delay(m, value, cycles, name):
@@ -167,6 +167,16 @@ class _PE(Elaboratable):
         else:
             with m.If(self.swap_in):
                 m.d.sync += self.bw.eq(self.w_s)
+
+
+def standalone_pe(config, *, lut_multiplier=False):
+    """One processing element of ``config`` (an interior one: no valid tag) as
+    ``(elaboratable, ports)`` for ``amaranth.back.verilog.convert``, so benchmarks can
+    synthesize a PE alone."""
+    pe = _PE(config, os="os" in config.dataflows, ws="ws" in config.dataflows,
+             carry_valid=False, name="pe", lut_multiplier=lut_multiplier)
+    ports = [v for v in vars(pe).values() if isinstance(v, Signal)]
+    return pe, ports
 
 
 class _Array(Elaboratable):
@@ -481,36 +491,43 @@ class Systolic(wiring.Component):
         row_bits = 2 * cfg.dim_bits + 1
         s.row_bits = row_bits
         s.drained = Signal(row_bits, name="drained")
-        rowbase = Signal(row_bits, name="fd_rowbase")
-        with m.If(s.start):
-            m.d.sync += rowbase.eq(0)
-        with m.Elif(loop.wrap[1]):
-            m.d.sync += rowbase.eq(rowbase + s.M)
         bank = Signal(name="fd_bank")
         with m.If(s.start):
             m.d.sync += bank.eq(0)
         with m.Elif(loop.wrap[1]):
             m.d.sync += bank.eq(~bank)
 
+        # Ring credit: accumulator-memory rows not yet claimed by an issued step. An os tile
+        # claims its rows with its last step, a ws row with its step of the first K-block;
+        # the drain gives one back per row it reads out. (Commands that keep their rows were
+        # checked to fit, so their credit never runs out.)
+        credit = Signal(range(cfg.acc_depth + 1), name="fd_credit")
+        s.drain_issue = Signal(name="dr_issue")
+        rv = Signal(range(R + 1), name="fd_rv")          # os: rows of this tile in M
+        m.d.comb += rv.eq(_min(s.M - mid, R))
         # os: capture spacing and ring credit for the tile's rows
         gap = Signal(range(2 * R), name="fd_gap")
-        os_last = inner + 1 >= s.K
-        os_rows_end = rowbase + _min(s.M, mid + R)
-        ring_limit = s.drained + cfg.acc_depth
-        os_ok = s.bank_full.bit_select(bank, 1) & (~os_last | ((gap == 0) &
-                                                               (os_rows_end <= ring_limit)))
-        # ws: the weight tile must be loaded for its first row; rows of the first K-block
-        # claim ring space
+        os_last = loop.end[2]
+        os_ring_ok = credit >= rv
+        os_ok = s.bank_full.bit_select(bank, 1) & (~os_last | ((gap == 0) & os_ring_ok))
+        # ws: the weight tile must be loaded for its first row
         s.w_ready = Signal(name="w_ready")
         s.ws_bank_ready = Signal(name="ws_bank_ready")   # driven by the weight loader
         ws_first = inner == 0
-        ws_ok = (~ws_first | s.w_ready) & ((mid != 0) | (rowbase + inner < ring_limit))
+        ws_claims = mid == 0
+        ws_ring_ok = credit != 0
+        ws_ok = (~ws_first | s.w_ready) & (~ws_claims | ws_ring_ok)
         ready = Signal(name="fd_ready")
         m.d.comb += [
             ready.eq(s.run & ~loop.done & Mux(s.ws, ws_ok, os_ok)),
             step.eq(ready & s.afifo.r_rdy),
             s.afifo.r_en.eq(step),
         ]
+        claim = Mux(step, Mux(s.ws, ws_claims, Mux(os_last, rv, 0)), 0)
+        with m.If(s.start):
+            m.d.sync += credit.eq(cfg.acc_depth)
+        with m.Else():
+            m.d.sync += credit.eq(credit - claim + s.drain_issue)
         with m.If(s.start):
             m.d.sync += gap.eq(0)
         with m.Elif(step & ~s.ws & os_last):
@@ -541,18 +558,22 @@ class Systolic(wiring.Component):
             m.d.comb += [arr.swap.eq(swap), arr.v.eq(f1 & s.ws)]
         s.swap_issued = step & s.ws & ws_first
 
-        # counters: useful MACs of the step, and why a step did not go
-        rv = _min(s.M - mid, R)
+        # counters: useful MACs of the step (two cycles later, off the issue path), and why
+        # a step did not go
         kv = _min(s.K - mid, R)
         cv = _min(s.N - nb_col, C)
-        s.step, s.step_macs = step, Mux(s.ws, kv, rv) * cv
+        s.step = step
+        rows_q, cols_q = Signal(range(R + 1), name="mc_rows"), Signal(range(C + 1), name="mc_cols")
+        step_q = Signal(name="mc_step")
+        m.d.sync += [step_q.eq(step), rows_q.eq(Mux(s.ws, kv, rv)), cols_q.eq(cv)]
+        s.step_macs = Signal(range(R * C + 1), name="mc_macs")
+        s.macs_valid = Signal(name="mc_valid")
+        m.d.sync += [s.step_macs.eq(rows_q * cols_q), s.macs_valid.eq(step_q)]
         waiting = s.run & ~loop.done & ~step
         panel_missing = Mux(s.ws, ws_first & ~s.w_ready & ~s.ws_bank_ready,
                             ~s.bank_full.bit_select(bank, 1))
-        ring_full = Mux(s.ws, (~ws_first | s.w_ready) & (mid == 0) &
-                        ~(rowbase + inner < ring_limit),
-                        s.bank_full.bit_select(bank, 1) & os_last & (gap == 0) &
-                        ~(os_rows_end <= ring_limit))
+        ring_full = Mux(s.ws, (~ws_first | s.w_ready) & ws_claims & ~ws_ring_ok,
+                        s.bank_full.bit_select(bank, 1) & os_last & (gap == 0) & ~os_ring_ok)
         s.stall_b = waiting & panel_missing
         s.stall_a = waiting & ready & ~s.afifo.r_rdy
         s.stall_out = waiting & ring_full
@@ -638,16 +659,23 @@ class Systolic(wiring.Component):
         overwrite = ~s.accumulate & ~s.preload & (~s.ws | (mid == 0))
         final = ~s.ws | (mid + R >= s.K)
         m.d.comb += rp.addr.eq(addr)
-        # W1: memory data is here; add and write back
+        # W1: the memory's data arrives; W2: registered (the block RAM's output is slow), added
+        # and written back. A row's address comes back two cycles later at the earliest only
+        # in ws with M = 1, and the weight swap between K-blocks keeps more than that apart.
         v1, ow1, fin1 = Signal(name="w1_valid"), Signal(name="w1_over"), Signal(name="w1_final")
         addr1 = Signal(cfg.acc_addr_bits, name="w1_addr")
         row1 = [Signal(signed(arr.row_width), name=f"w1_row{j}") for j in range(C)]
         m.d.sync += [v1.eq(take & keep), ow1.eq(overwrite), fin1.eq(take & keep & final),
                      addr1.eq(addr)] + [r.eq(x) for r, x in zip(row1, arr.row)]
+        old1 = Signal(C * W, name="w2_old")
+        m.d.sync += old1.eq(rp.data)
+        v1, ow1, fin1, addr1 = (_delay(m, x, 1, f"w2_{n}") for x, n in
+                                ((v1, "valid"), (ow1, "over"), (fin1, "final"), (addr1, "addr")))
+        row1 = [_delay(m, x, 1, f"w2_row{j}") for j, x in enumerate(row1)]
         fmt = IntFormat(W, True)
         lanes = []
         for j in range(C):
-            old = rp.data[j * W:(j + 1) * W].as_signed()
+            old = old1[j * W:(j + 1) * W].as_signed()
             lanes.append(apply_overflow(Mux(ow1, 0, old) + row1[j], fmt, cfg.overflow))
         pre_en, pre_addr, pre_data = s.pre_write        # never at the same time as v1
         m.d.comb += [wp.en.eq(v1 | pre_en), wp.addr.eq(Mux(pre_en, pre_addr, addr1)),
@@ -657,7 +685,7 @@ class Systolic(wiring.Component):
             m.d.sync += s.final_rows.eq(0)
         with m.Elif(fin1):
             m.d.sync += s.final_rows.eq(s.final_rows + 1)
-        s.write_idle = ~v1
+        s.write_idle = ~v1 & ~_delay(m, take, 1, "w1_take")
 
     # -- drain: finished rows to the output ------------------------------------------------
 
@@ -671,13 +699,13 @@ class Systolic(wiring.Component):
             req = m.submodules.requant = Requantizer(lanes=C, acc_width=W,
                                                      mult_bits=cfg.mult_bits,
                                                      rounding=cfg.rounding)
-        latency = 1 + (req.latency if req else 0)
+        latency = 2 + (req.latency if req else 0)
         depth = latency + 3
         ofifo = m.submodules.ofifo = SyncFIFOBuffered(
             width=len(self.o.payload.as_value()), depth=depth)
         inflight = Signal(range(depth + 1), name="dr_inflight")
         s.draining = s.run & (s.output != 2)
-        issue = Signal(name="dr_issue")
+        issue = s.drain_issue
         loop = _Nest(m, "dr", [(s.N, C), (s.M, 1)], start=s.start, advance=issue,
                      width=cfg.dim_bits)
         addr = Signal(cfg.acc_addr_bits, name="dr_addr")
@@ -694,7 +722,12 @@ class Systolic(wiring.Component):
         v1, last1 = Signal(name="d1_valid"), Signal(name="d1_last")
         cv1 = Signal(range(C + 1), name="d1_cv")
         m.d.sync += [v1.eq(issue), last1.eq(issue & loop.final), cv1.eq(cv)]
-        raw = [rp.data[j * W:(j + 1) * W].as_signed() for j in range(C)]
+        # D2: the block RAM's output registered
+        data2 = Signal(C * W, name="d2_data")
+        m.d.sync += data2.eq(rp.data)
+        v1, last1, cv1 = (_delay(m, x, 1, f"d2_{n}") for x, n in
+                          ((v1, "valid"), (last1, "last"), (cv1, "cv")))
+        raw = [data2[j * W:(j + 1) * W].as_signed() for j in range(C)]
         if req:
             m.d.comb += [req.acc[j].eq(raw[j]) for j in range(C)]
             m.d.comb += [req.mult.eq(s.req["mult"]), req.shift.eq(s.req["shift"]),
@@ -797,8 +830,9 @@ class Systolic(wiring.Component):
                 for name in ("stall_a", "stall_b", "stall_out"):
                     m.d.sync += ctr[name].eq(ctr[name] + getattr(s, name))
                 with m.If(s.step):
-                    m.d.sync += [ctr["busy"].eq(ctr["busy"] + 1),
-                                 ctr["macs"].eq(ctr["macs"] + s.step_macs)]
+                    m.d.sync += ctr["busy"].eq(ctr["busy"] + 1)
+                with m.If(s.macs_valid):
+                    m.d.sync += ctr["macs"].eq(ctr["macs"] + s.step_macs)
                 finished = s.feed_done & s.write_done & s.write_idle & \
                     ((s.output == 2) | s.drain_done)
                 with m.If(finished):

