@@ -264,28 +264,43 @@ class _Array(Elaboratable):
 
 class _Nest:
     """Loop counters of a tiling loop nest, outermost first. Level ``l`` counts ``0, step,
-    2*step, ...`` while below its ``limit`` (a signal). ``advance`` steps the innermost level
-    and carries outwards; ``done`` is set after the final iteration. ``start`` clears all.
+    2*step, ...`` while below its ``limit`` (a signal that holds still while the loop runs).
+    ``advance`` steps the innermost level and carries outwards; ``done`` is set after the
+    final iteration. ``start`` clears all.
 
-    Members: ``ctr`` (per level), ``end`` (the level is at its last value), ``wrap`` (the level
-    wraps on this advance), ``final`` (every level at its last value), ``done``.
+    Everything a consumer reads is a register, computed when the counters move rather than
+    when it is read, so loop control adds no adders or comparators to the issue path.
+
+    Members: ``ctr`` (per level), ``first``/``end`` (the level is at its first/last value),
+    ``chunk``
+    (``min(step, limit - ctr)``: how many rows/columns this iteration covers), ``wrap`` (the
+    level wraps on this advance; combinational), ``final`` (every level at its last value),
+    ``done``.
     """
 
     def __init__(self, m, name, levels, *, start, advance, width):
-        self.ctr = [Signal(width, name=f"{name}_c{n}") for n in range(len(levels))]
-        self.end = [Signal(name=f"{name}_end{n}") for n in range(len(levels))]
+        count = len(levels)
+        self.ctr = [Signal(width, name=f"{name}_c{n}") for n in range(count)]
+        self.end = [Signal(name=f"{name}_end{n}") for n in range(count)]
+        self.first = [Signal(name=f"{name}_first{n}", init=1) for n in range(count)]
+        self.chunk = [Signal(range(step + 1), name=f"{name}_chunk{n}")
+                      for n, (_, step) in enumerate(levels)]
+        rem = [Signal(width + 1, name=f"{name}_rem{n}") for n in range(count)]
         self.done = Signal(name=f"{name}_done")
-        for ctr, end, (limit, step) in zip(self.ctr, self.end, levels):
-            m.d.comb += end.eq(ctr + step >= limit)
+        self.wrap = [Signal(name=f"{name}_wrap{n}") for n in range(count)]
         inner_end = Const(1, 1)
-        self.wrap = [None] * len(levels)
-        for n in reversed(range(len(levels))):
-            self.wrap[n] = Signal(name=f"{name}_wrap{n}")
-            m.d.comb += self.wrap[n].eq(advance & inner_end & self.end[n])
-            with m.If(start):
-                m.d.sync += self.ctr[n].eq(0)
-            with m.Elif(advance & inner_end):
-                m.d.sync += self.ctr[n].eq(Mux(self.end[n], 0, self.ctr[n] + levels[n][1]))
+        for n in reversed(range(count)):
+            limit, step = levels[n]
+            carry = advance & inner_end
+            m.d.comb += self.wrap[n].eq(carry & self.end[n])
+            left = rem[n] - step                       # what remains after this iteration
+            with m.If(start | (carry & self.end[n])):
+                m.d.sync += [self.ctr[n].eq(0), rem[n].eq(limit), self.end[n].eq(limit <= step),
+                             self.chunk[n].eq(_min(limit, step)), self.first[n].eq(1)]
+            with m.Elif(carry):
+                m.d.sync += [self.ctr[n].eq(self.ctr[n] + step), rem[n].eq(left),
+                             self.end[n].eq(left <= step), self.chunk[n].eq(_min(left, step)),
+                             self.first[n].eq(0)]
             inner_end = inner_end & self.end[n]
         self.final = inner_end
         with m.If(start):
@@ -409,7 +424,7 @@ class Systolic(wiring.Component):
             m.d.sync += addr.eq(0)
         with m.Elif(take):
             m.d.sync += addr.eq(addr + 1)
-        cv = _min(s.N - loop.ctr[0], cfg.cols)
+        cv = loop.chunk[0]
         lanes = [Mux(j < cv, self.c.payload.c[j * W:(j + 1) * W], 0) for j in range(cfg.cols)]
         m.d.comb += [self.c.ready.eq(s.preloading & ~loop.done),
                      take.eq(self.c.valid & self.c.ready)]
@@ -486,7 +501,7 @@ class Systolic(wiring.Component):
         step = Signal(name="step")
         loop = s.feed = _Nest(m, "fd", self._step_levels(), start=s.start, advance=step,
                               width=cfg.dim_bits)
-        nb_col, mid, inner = loop.ctr
+        _, mid, inner = loop.ctr
         s.feed_done = loop.done
         row_bits = 2 * cfg.dim_bits + 1
         s.row_bits = row_bits
@@ -503,8 +518,7 @@ class Systolic(wiring.Component):
         # checked to fit, so their credit never runs out.)
         credit = Signal(range(cfg.acc_depth + 1), name="fd_credit")
         s.drain_issue = Signal(name="dr_issue")
-        rv = Signal(range(R + 1), name="fd_rv")          # os: rows of this tile in M
-        m.d.comb += rv.eq(_min(s.M - mid, R))
+        rv = loop.chunk[1]                  # os: rows of this tile in M (ws: rows of K)
         # os: capture spacing and ring credit for the tile's rows
         gap = Signal(range(2 * R), name="fd_gap")
         os_last = loop.end[2]
@@ -513,8 +527,8 @@ class Systolic(wiring.Component):
         # ws: the weight tile must be loaded for its first row
         s.w_ready = Signal(name="w_ready")
         s.ws_bank_ready = Signal(name="ws_bank_ready")   # driven by the weight loader
-        ws_first = inner == 0
-        ws_claims = mid == 0
+        ws_first = loop.first[2]
+        ws_claims = loop.first[1]
         ws_ring_ok = credit != 0
         ws_ok = (~ws_first | s.w_ready) & (~ws_claims | ws_ring_ok)
         ready = Signal(name="fd_ready")
@@ -560,12 +574,10 @@ class Systolic(wiring.Component):
 
         # counters: useful MACs of the step (two cycles later, off the issue path), and why
         # a step did not go
-        kv = _min(s.K - mid, R)
-        cv = _min(s.N - nb_col, C)
         s.step = step
         rows_q, cols_q = Signal(range(R + 1), name="mc_rows"), Signal(range(C + 1), name="mc_cols")
         step_q = Signal(name="mc_step")
-        m.d.sync += [step_q.eq(step), rows_q.eq(Mux(s.ws, kv, rv)), cols_q.eq(cv)]
+        m.d.sync += [step_q.eq(step), rows_q.eq(loop.chunk[1]), cols_q.eq(loop.chunk[0])]
         s.step_macs = Signal(range(R * C + 1), name="mc_macs")
         s.macs_valid = Signal(name="mc_valid")
         m.d.sync += [s.step_macs.eq(rows_q * cols_q), s.macs_valid.eq(step_q)]
@@ -656,8 +668,8 @@ class Systolic(wiring.Component):
         m_index = Mux(s.ws, inner, mid + inner)
         keep = s.ws | (m_index < s.M)               # os: padding rows of the last tile
         addr = (rowbase + m_index)[:cfg.acc_addr_bits]
-        overwrite = ~s.accumulate & ~s.preload & (~s.ws | (mid == 0))
-        final = ~s.ws | (mid + R >= s.K)
+        overwrite = ~s.accumulate & ~s.preload & (~s.ws | loop.first[1])
+        final = ~s.ws | loop.end[1]
         m.d.comb += rp.addr.eq(addr)
         # W1: the memory's data arrives; W2: registered (the block RAM's output is slow), added
         # and written back. A row's address comes back two cycles later at the earliest only
@@ -717,8 +729,7 @@ class Systolic(wiring.Component):
         with m.Elif(issue):
             m.d.sync += [addr.eq(addr + 1), s.drained.eq(s.drained + 1)]
         # D1: data; lanes past N are sent as zeros (after requantization)
-        cv = Signal(range(C + 1), name="dr_cv")
-        m.d.comb += cv.eq(_min(s.N - loop.ctr[0], C))
+        cv = loop.chunk[0]
         v1, last1 = Signal(name="d1_valid"), Signal(name="d1_last")
         cv1 = Signal(range(C + 1), name="d1_cv")
         m.d.sync += [v1.eq(issue), last1.eq(issue & loop.final), cv1.eq(cv)]
