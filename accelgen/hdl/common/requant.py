@@ -2,17 +2,18 @@
 
 ::
 
-      acc[0..L-1]   mult  shift  zero_point relu out_signed
-          │           │     │          │
-      p = acc * mult        │          │                     stage 1: product (DSP)
-          [product registers, parameter registers]
-          │                 │          │
-      t = (2 p) >> shift    masks(shift)                     stage 2: rounding shift
-      floor, up, overflow                                    (low 10 bits of floor only)
-          [floor / up / overflow registers, parameter registers]
-          │                            │
-      q = floor + up (or +-512 on overflow)                  stage 3: relu, zero point,
-      y = sat8(max(q, 0) + zero_point)                       saturate to s8 or u8
+      acc[0..L-1]   mult   shift   zero_point, relu, out_signed
+          │           │      │       │
+      p = acc * mult         │       │              stage 1: product (DSP), per lane
+          [p registers]  [parameter registers]
+          │                  │       │
+      (2 p) >> shift: log shifter    │              stage 2: rounding shift, per lane:
+      floor (low 10 bits), half,     │              round-up bit by the rounding mode,
+      sticky, over (floor too wide)  │              out-of-range flag
+          [floor, up, over, sign]  [parameter registers]
+          │                          │
+      q = over ? +-512 : floor + up  │              stage 3, per lane: relu, zero point,
+      y = sat8((relu ? max(q, 0) : q) + zero_point) saturate to s8 or u8
           [y registers]
 
 Numeric semantics are defined by :func:`accelgen.numerics.requantize`.
@@ -22,10 +23,12 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from ...numerics import ConfigError, Rounding
+from ...numerics import ConfigError, IntFormat, Rounding
+from .numerics import saturate
 
 __all__ = ["Requantizer"]
 
+_S8, _U8 = IntFormat(8, True), IntFormat(8, False)
 
 # Bits of ``floor = p >> shift`` that stage 2 keeps. Outside [-2**(_KEEP-1), 2**(_KEEP-1)) the
 # rounded value is replaced by +-2**(_KEEP-1): with a zero point in [-256, 255] both saturate the
@@ -145,8 +148,8 @@ class Requantizer(wiring.Component):
         zp2, relu2, os2 = Signal.like(zp1), Signal(), Signal()
         m.d.sync += [zp2.eq(zp1), relu2.eq(relu1), os2.eq(os1)]
         stage2 = []
-        for lane, p in enumerate(prods):
-            floor, half, sticky, over = _shift_right(p, shift1)
+        for lane, (p, (floor, half, sticky, over)) in enumerate(
+                zip(prods, _shift_right(prods, shift1))):
             neg = p[-1]
             mode = self.rounding
             if mode is Rounding.FLOOR:
@@ -171,50 +174,43 @@ class Requantizer(wiring.Component):
             m.d.comb += q.eq(Mux(over2, Mux(neg2, -big, big), f2 + up2))
             v = Signal(signed(_KEEP + 1), name=f"v{lane}")          # [-768, 767]
             m.d.comb += v.eq(Mux(relu2 & q[-1], 0, q) + zp2)
-            m.d.sync += self.y[lane].eq(_saturate8(v, os2))
+            m.d.sync += self.y[lane].eq(Mux(os2, saturate(v, _S8), saturate(v, _U8)))
         return m
 
 
-def _shift_right(p, shift):
-    """``p >> shift`` (arithmetic, ``shift`` a run-time value) for rounding: ``(floor, half,
-    sticky, over)``, where ``floor`` is the low ``_KEEP`` bits of ``p >> shift`` (signed),
-    ``half`` the remainder bit just below it (bit ``shift - 1`` of ``p``; 0 when
-    ``shift == 0``), ``sticky`` the OR of the remainder bits below ``half``, and ``over`` says
-    ``p >> shift`` does not fit in ``_KEEP`` signed bits.
+def _shift_right(values, shift):
+    """``value >> shift`` (arithmetic; ``shift`` a run-time value) of every value, for
+    rounding: a list of ``(floor, half, sticky, over)``, where ``floor`` is the low ``_KEEP``
+    bits of ``value >> shift`` (signed), ``half`` the remainder bit just below it (bit
+    ``shift - 1`` of ``value``; 0 when ``shift == 0``), ``sticky`` the OR of the remainder bits
+    below ``half``, and ``over`` says ``value >> shift`` does not fit in ``_KEEP`` signed bits.
 
-    A logarithmic shifter of ``2 p``, largest step first, so that ``half`` comes out as bit 0.
-    After the step of ``2**k`` only ``_KEEP + 2**k`` bits can still reach the result; the
-    bits above are dropped (and must all equal the sign, else ``over``), the bits a step shifts
-    out at the bottom make up ``sticky``.
+    A logarithmic shifter of ``2 value``, largest step first, so that ``half`` comes out as
+    bit 0. After the step of ``2**k`` only ``_KEEP + 2**k`` bits can still reach the result;
+    the bits above are dropped (they must all equal the sign, else ``over``), and the bits a
+    step shifts out at the bottom make up ``sticky``. Plain expressions, no signal per step:
+    the Python simulator re-runs a module's combinational process once per link of such a
+    chain, which made simulation about three times slower.
     """
-    neg = p[-1]
-    x = Cat(Const(0, 1), p).as_signed()
-    sticky, over = [], []
+    xs = [Cat(Const(0, 1), v).as_signed() for v in values]
+    sticky, over = [[] for _ in values], [[] for _ in values]
     for k in reversed(range(len(shift))):
-        step = 1 << k
-        sticky.append(shift[k] & x[:step].any())   # all of x when step >= len(x): the sign
-        x = Mux(shift[k], x >> step, x)                 # is in x, the bits above are copies
-        keep = _KEEP + step
-        if len(x) > keep:
-            over.append((x[keep:] ^ neg.replicate(len(x) - keep)).any())
-            x = x[:keep].as_signed()
-    x = _extend(x, _KEEP + 1)
-    over.append(x[_KEEP] ^ neg)      # the floor's own sign bit
-    return x[1:_KEEP + 1].as_signed(), x[0], Cat(*sticky).any(), Cat(*over).any()
+        step, keep = 1 << k, _KEEP + (1 << k)
+        for lane, (v, x) in enumerate(zip(values, xs)):
+            # x[:step] is all of x when step >= len(x): its sign bit is in, the rest copies.
+            sticky[lane].append(shift[k] & x[:step].any())
+            x = x >> Cat(Const(0, k), shift[k])
+            if len(x) > keep:
+                over[lane].append((x[keep:] ^ v[-1].replicate(len(x) - keep)).any())
+                x = x[:keep].as_signed()
+            xs[lane] = x
+    out = []
+    for v, x, s, o in zip(values, xs, sticky, over):
+        x = _extend(x, _KEEP + 1)
+        o.append(x[_KEEP] ^ v[-1])      # the floor's own sign bit
+        out.append((x[1:_KEEP + 1].as_signed(), x[0], Cat(*s).any(), Cat(*o).any()))
+    return out
 
 
 def _extend(x, width):
     return Cat(x, x[-1].replicate(width - len(x))).as_signed() if len(x) < width else x
-
-
-def _saturate8(v, out_signed):
-    """Signed ``v`` clamped to ``s8`` (``out_signed``) or ``u8``, sign-extended to 9 bits,
-    with bit tests instead of comparators."""
-    sign, top = v[-1], v[7:-1]                  # v >= 128 or v < -128 shows in `top`
-    s8_hi, s8_lo = ~sign & top.any(), sign & ~top.all()
-    u8_hi, u8_lo = ~sign & top[1:].any(), sign
-    hi = Mux(out_signed, s8_hi, u8_hi)
-    lo = Mux(out_signed, s8_lo, u8_lo)
-    low = Cat(v[:8], out_signed & v[7])          # s8: sign-extend bit 7; u8: zero-extend
-    return Mux(hi, Cat(Const(0x7F, 7), ~out_signed, Const(0, 1)),
-               Mux(lo, Cat(Const(0, 7), out_signed, out_signed), low))
