@@ -798,6 +798,10 @@ class Systolic(wiring.Component):
         ws_big = s.ws & (s.M > D) & (s.K > R)
         resident = s.accumulate | s.preload | (s.output == 2)
 
+        # ``start`` clears every unit's loop state in the first cycle of PRELOAD or RUN. It is a
+        # register (it fans out to hundreds of flip-flops), and the units hold still while it
+        # is high: their ``done`` flags are still those of the previous command then.
+        m.d.sync += s.start.eq(0)
         with m.FSM(name="ctl"):
             with m.State("IDLE"):
                 m.d.comb += [self.cmd.ready.eq(1), s.accept.eq(self.cmd.valid)]
@@ -823,20 +827,19 @@ class Systolic(wiring.Component):
                     m.d.sync += err.eq(3)
                     m.next = "RESPOND"
                 with m.Elif(~resident | (chk_cols >= s.N)):
-                    m.d.sync += err.eq(0)
-                    m.d.comb += s.start.eq(1)
+                    m.d.sync += [err.eq(0), s.start.eq(1)]
                     m.next = "RUN"
                     with m.If(s.preload):
                         m.next = "PRELOAD"
                 with m.Else():   # count NB * M one column block per cycle
                     m.d.sync += [chk_rows.eq(chk_rows + s.M), chk_cols.eq(chk_cols + C)]
             with m.State("PRELOAD"):
-                m.d.comb += s.preloading.eq(1)
+                m.d.comb += s.preloading.eq(~s.start)
                 m.d.sync += ctr["cycles"].eq(ctr["cycles"] + 1)
-                with m.If(s.preload_done):
+                with m.If(s.preload_done & ~s.start):
                     m.next = "RUN"
             with m.State("RUN"):
-                m.d.comb += s.run.eq(1)
+                m.d.comb += s.run.eq(~s.start)
                 m.d.sync += ctr["cycles"].eq(ctr["cycles"] + 1)
                 for name in ("stall_a", "stall_b", "stall_out"):
                     m.d.sync += ctr[name].eq(ctr[name] + getattr(s, name))
@@ -846,7 +849,7 @@ class Systolic(wiring.Component):
                     m.d.sync += ctr["macs"].eq(ctr["macs"] + s.step_macs)
                 finished = s.feed_done & s.write_done & s.write_idle & \
                     ((s.output == 2) | s.drain_done)
-                with m.If(finished):
+                with m.If(finished & ~s.start):
                     m.next = "RESPOND"
             with m.State("RESPOND"):
                 m.d.comb += self.rsp.valid.eq(1)
