@@ -652,7 +652,7 @@ class Systolic(wiring.Component):
         arr = s.array
         s.acc = m.submodules.acc = Memory(shape=unsigned(C * W), depth=cfg.acc_depth, init=[])
         wp = s.acc.write_port()
-        rp = s.acc.read_port(transparent_for=(wp,))
+        rp = s.acc.read_port()      # not transparent: see the W2 note below
         s.acc_drain_rp = s.acc.read_port()
         take = arr.row_valid & s.run
         # os: (nb, mb, row in tile); ws: (nb, kb, m)
@@ -672,8 +672,9 @@ class Systolic(wiring.Component):
         final = ~s.ws | loop.end[1]
         m.d.comb += rp.addr.eq(addr)
         # W1: the memory's data arrives; W2: registered (the block RAM's output is slow), added
-        # and written back. A row's address comes back two cycles later at the earliest only
-        # in ws with M = 1, and the weight swap between K-blocks keeps more than that apart.
+        # and written back. A read in the cycle of a write to the same row would see the old
+        # value, but a row comes back no sooner than its next K-block in ws, and the weight
+        # swap between K-blocks keeps those at least R + 4 cycles apart.
         v1, ow1, fin1 = Signal(name="w1_valid"), Signal(name="w1_over"), Signal(name="w1_final")
         addr1 = Signal(cfg.acc_addr_bits, name="w1_addr")
         row1 = [Signal(signed(arr.row_width), name=f"w1_row{j}") for j in range(C)]
