@@ -109,10 +109,25 @@ def _sim_summary(result):
     """The fields of a cocotb run a person or a script wants first."""
     data = {"passed": result.passed, "testcases": result.testcases,
             "cycles": result.cycles, "cycles_per_second": result.cycles_per_second,
+            "build_seconds": result.build_seconds if result.built else None,
             "log": str(result.log), "waves": str(result.waves) if result.waves else None}
     for name, tc in result.result.get("testcases", {}).items():
         data[name] = tc
     return data
+
+
+def _gemm_rows(gemm):
+    """Table rows of the ``gemm`` testcase's record."""
+    util = gemm.get("utilization")
+    rows = [("shape", gemm.get("shape")), ("dataflow", gemm.get("dataflow")),
+            ("cycles", gemm.get("cycles")),
+            ("utilization", f"{100 * util:.1f} %" if util is not None else "-")]
+    rows += [(k, gemm.get(k)) for k in ("busy", "stall_a", "stall_b", "stall_out", "macs")]
+    rows.append(("check", {"passed": "PASS", "failed": "FAIL"}.get(gemm.get("check"), "FAIL")))
+    speed = gemm.get("cycles_per_second")
+    if speed:
+        rows.append(("simulation", f"{gemm['sim_cycles']} cycles at {speed:.0f} cycles/s"))
+    return rows
 
 
 def cmd_sim(args):
@@ -120,11 +135,26 @@ def cmd_sim(args):
     from .sim.runner import simulate
     if args.outputs and not args.inputs:
         raise ConfigError("--outputs: needs --inputs FILE.npz (the data whose results to save)")
+    if args.gemm is not None and args.inputs:
+        raise ConfigError("--gemm: not allowed together with --inputs; --gemm runs random "
+                          "operands of a shape, --inputs runs your arrays")
+    testcases = ["user_inputs"] if args.inputs else ["gemm"] if args.gemm is not None else None
     result = simulate(spec, config, preset=args.preset, simulator=args.sim, seed=args.seed,
                       beats=args.cycles, inputs=args.inputs, outputs=args.outputs,
                       check=not args.no_check, waves=args.waves, progress=_progress(args),
-                      testcases=["user_inputs"] if args.inputs else None)
+                      testcases=testcases, gemm=args.gemm, dataflow=args.dataflow)
     data = _sim_summary(result)
+    if args.gemm is not None:
+        gemm = data.get("gemm", {})
+        rows = _gemm_rows(gemm)
+        rows.append(("simulator build", f"{result.build_seconds:.0f} s" if result.built
+                     else "reused"))
+        lines = [_table(rows, ("gemm", f"{spec.name} ({args.preset}) on {args.sim}")), ""]
+        if not result.passed:
+            lines.append(f"FAIL: {', '.join(result.failed)} (see the log)")
+        lines.append(f"log: {result.log}")
+        _print(args, data, "\n".join(lines))
+        return 0 if result.passed else 1
     rows = [(name, "PASS" if ok else "FAIL") for name, ok in result.testcases.items()]
     lines = [_table(rows, ("testcase", f"{spec.name} on {args.sim}")), ""]
     if result.cycles:
@@ -134,6 +164,10 @@ def cmd_sim(args):
     if throughput:
         lines.append("MACs/cycle (measured beats/cycle x MACs per beat): "
                      + ", ".join(f"{m} {v:g}" for m, v in throughput.items()))
+    if "gemm" in data and data["gemm"].get("utilization") is not None:
+        g = data["gemm"]
+        lines.append(f"gemm {g['shape']} ({g['dataflow']}): {g['cycles']} cycles, utilization "
+                     f"{100 * g['utilization']:.1f} %")
     if "user_inputs" in data:
         ui = data["user_inputs"]
         lines.append("your inputs: " + ", ".join(f"{k} {v}" for k, v in ui.items()
@@ -215,11 +249,17 @@ def _parser():
     p.add_argument("--sim", default="verilator", help="verilator (default) or icarus")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--cycles", type=int, default=2000, metavar="N",
-                   help="beats of random traffic per testcase (default 2000)")
+                   help="length of the random testcases: input beats (mac), N/20 commands "
+                        "(systolic); default 2000")
     p.add_argument("--waves", action="store_true", help="write a waveform file")
     p.add_argument("--inputs", metavar="FILE.npz", help="run these arrays through the RTL")
     p.add_argument("--outputs", metavar="FILE.npz", help="save what the RTL produced")
     p.add_argument("--no-check", action="store_true", help="do not compare with the golden model")
+    p.add_argument("--gemm", metavar="MxKxN",
+                   help="systolic: run one GEMM of this shape at full rate and report cycles "
+                        "and utilization (the gemm testcase only)")
+    p.add_argument("--dataflow", metavar="os|ws",
+                   help="systolic: dataflow of --gemm and --inputs (default: the first built)")
     p.set_defaults(func=cmd_sim)
 
     p = sub.add_parser("synth", help="synthesize with yosys and report resources")

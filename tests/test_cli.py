@@ -63,8 +63,8 @@ def test_emit_is_byte_identical(capsys, tmp_path):
 
 
 BAD = [
-    (["emit", "mca", "-o", "{out}"], "block: 'mca' is not a known block; allowed are mac "
-                                     "(did you mean 'mac'?)"),
+    (["emit", "mca", "-o", "{out}"], "block: 'mca' is not a known block; allowed are mac, "
+                                     "systolic (did you mean 'mac'?)"),
     (["emit", "mac", "--preset", "tinny", "-o", "{out}"],
      "--preset: 'tinny' is not a preset of mac; allowed are tiny, default, int8, w4a8, "
      "plain_mixed (did you mean 'tiny'?)"),
@@ -155,3 +155,83 @@ def test_build_main_job_end_to_end(capsys, tmp_path, board):
     assert code == 0 and data["verification"] is None
     assert data["build"]["fmax_mhz"] > 0 and data["build"]["selfcheck_passed"]
     assert (out / data["build"]["bitstream"].split("/")[-1]).stat().st_size > 0
+
+
+# -- sim systolic: --gemm, --dataflow ---------------------------------------------------------
+
+SYS_BAD = [
+    (["sim", "systolic", "--gemm", "12x0x3"],
+     "--gemm: '12x0x3' is not allowed; expected MxKxN, three positive integers, e.g. 64x64x64"),
+    (["sim", "systolic", "--gemm", "abc"],
+     "--gemm: 'abc' is not allowed; expected MxKxN, three positive integers, e.g. 64x64x64"),
+    (["sim", "systolic", "--preset", "tiny", "--gemm", "4x4x4", "--dataflow", "ws"],
+     "--dataflow: 'ws' is not allowed; allowed are 'os' (the dataflows this config builds)"),
+    (["sim", "systolic", "--preset", "tiny", "--gemm", "4x17x4"],
+     "--gemm: '4x17x4' is not allowed in os (err 2: k beyond k_max); allowed are M and N from "
+     "1 to 65535, K from 1 to k_max=16"),
+    (["sim", "systolic", "--preset", "8x8", "--gemm", "600x100x4", "--dataflow", "ws"],
+     "--gemm: '600x100x4' is not allowed in ws (err 3: results beyond the accumulator "
+     "memory); allowed are M and N from 1 to 65535, K from 1 to k_max=256, and in ws M <= "
+     "acc_depth=256 when K > rows=8"),
+    (["sim", "systolic", "--gemm", "70000x1x1"], None),
+    (["sim", "mac", "--gemm", "4x4x4"],
+     "--gemm: not allowed for block mac; it applies to blocks with a gemm testcase (systolic)"),
+    (["sim", "mac", "--dataflow", "os"],
+     "--dataflow: not allowed for block mac; it applies to blocks with a gemm testcase "
+     "(systolic)"),
+    (["sim", "systolic", "--gemm", "4x4x4", "--inputs", "{good_npz}"], None),
+    (["sim", "systolic", "--preset", "tiny", "--set", "dataflows=['os','ws']", "--dataflow",
+      "ws", "--inputs", "{tall_npz}"],
+     "--inputs: a (17 x 3) . (3 x 2) product is not allowed in ws; it is err 3 (results "
+     "beyond the accumulator memory)"),
+]
+
+
+@pytest.mark.parametrize("argv, message", SYS_BAD, ids=[" ".join(a[1:6]) for a, _ in SYS_BAD])
+def test_sim_gemm_bad_input_exit_2_nothing_built(capsys, tmp_path, monkeypatch, argv, message):
+    monkeypatch.chdir(tmp_path)
+    np.savez(tmp_path / "good.npz", a=np.ones((3, 3), np.int64), b=np.ones((3, 2), np.int64))
+    np.savez(tmp_path / "tall.npz", a=np.ones((17, 3), np.int64), b=np.ones((3, 2), np.int64))
+    subs = {"good_npz": str(tmp_path / "good.npz"), "tall_npz": str(tmp_path / "tall.npz")}
+    code, out, err = run(capsys, *[a.format(**subs) for a in argv])
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1, err
+    if message:
+        assert err.strip() == f"accelgen: error: {message}"
+    assert not (tmp_path / "build").exists()
+
+
+@pytest.mark.cocotb
+def test_sim_systolic_gemm_and_inputs_end_to_end(capsys, tmp_path, monkeypatch):
+    """``--gemm 5x7x3 --dataflow ws --json``, the text table, and an ``--inputs`` round trip
+    with a preload ``c``, on one build of tiny with both dataflows."""
+    monkeypatch.chdir(tmp_path)
+    base = ["sim", "systolic", "--preset", "tiny", "--set", "dataflows=['os','ws']"]
+    code, out, err = run(capsys, *base, "--gemm", "5x7x3", "--dataflow", "ws", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["passed"] and data["testcases"] == {"gemm": True}
+    gemm = data["gemm"]
+    assert (gemm["shape"], gemm["dataflow"], gemm["macs"]) == ("5x7x3", "ws", 105)
+    assert 0 < gemm["utilization"] <= 1 and gemm["check"] == "passed"
+    assert gemm["utilization"] == pytest.approx(105 / (4 * gemm["cycles"]))
+
+    code, out, err = run(capsys, *base, "--gemm", "8x8x8")
+    assert code == 0, err
+    assert re.search(r"shape\s+8x8x8", out) and re.search(r"dataflow\s+os", out), out
+    assert re.search(r"utilization\s+\d+\.\d %", out) and re.search(r"check\s+PASS", out), out
+
+    rng = np.random.default_rng(3)
+    a, b = rng.integers(-128, 128, (5, 9)), rng.integers(-128, 128, (9, 5))
+    c = rng.integers(-(1 << 20), 1 << 20, (5, 5))     # preload: NB*M = 3*5 <= acc_depth 16
+    np.savez(tmp_path / "in.npz", a=a, b=b, c=c)
+    code, out, err = run(capsys, *base, "--dataflow", "ws", "--inputs", "in.npz",
+                         "--outputs", "out.npz", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["testcases"] == {"user_inputs": True}
+    ui = data["user_inputs"]
+    assert ui["check"] == "passed" and ui["preload"] and ui["shape"] == "5x9x5"
+    with np.load(tmp_path / "out.npz") as got:
+        np.testing.assert_array_equal(got["y"], a @ b + c)
+        assert int(got["err"]) == 0 and int(got["macs"]) == 5 * 9 * 5

@@ -125,6 +125,21 @@ def test_accumulate_chain_and_none():
     assert [golden.unpack_rsp(cfg, w)["err"] for w in out["rsp"]] == [0, 0, 0]
 
 
+def test_junk_past_n_is_ignored():
+    """Bits the spec says are ignored (b lanes past N here) must not reach the accumulator
+    memory: a later accumulate command would read them back."""
+    cfg = TINY
+    model, C = golden.Model(cfg), golden.Command
+    first, second = C(1, 1, 1, output="none"), C(1, 1, 2, accumulate=True)
+    r1, r2 = model.run(first, [[3]], [[5]]), model.run(second, [[1]], [[1, 1]])
+    junk_b = [w | (7 << cfg.b_width) for w in r1.b_words]      # lane 1 = 7, past N = 1
+    out, _ = run_streams(Systolic(cfg), {"cmd": [golden.pack_command(cfg, c) for c in
+                                                 (first, second)],
+                                         "a": r1.a_words + r2.a_words, "b": junk_b + r2.b_words},
+                         {"o": 1, "rsp": 2}, max_cycles=2000)
+    assert out["o"] == r2.o_words
+
+
 def test_errors_consume_nothing():
     """Every error code, between valid commands whose results prove that the erroneous ones
     took no a/b beats and left the memory alone (the last command accumulates)."""

@@ -452,8 +452,11 @@ class Systolic(wiring.Component):
             self.b.ready.eq(s.run & ~loop.done & ~s.bank_full.bit_select(bank, 1)),
             take.eq(self.b.valid & self.b.ready),
             wp.en.eq(take), wp.addr.eq(Cat(loop.ctr[1][:k_bits], bank)),
-            wp.data.eq(self.b.payload.b),
         ]
+        # lanes past N are stored as zeros: they must add nothing to the memory's lanes there
+        bw = cfg.b_width
+        m.d.comb += wp.data.eq(Cat(*[Mux(j < loop.chunk[0], self.b.payload.b[j * bw:(j + 1) * bw],
+                                         0) for j in range(cfg.cols)]))
         filled = Signal(2)
         m.d.comb += filled.eq(Mux(take & loop.end[1], Mux(bank, 0b10, 0b01), 0))
         with m.If(s.start):

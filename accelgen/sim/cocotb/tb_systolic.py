@@ -1,0 +1,774 @@
+"""cocotb testbench of block ``systolic``: drives the emitted Verilog's ``cmd``, ``a``, ``b``,
+``c`` streams, takes ``o`` and ``rsp``, and scoreboards every ``o`` word and the ``err`` and
+``macs`` of every ``rsp`` word against :class:`accelgen.sim.golden.systolic.Model`.
+
+Parameters come only from the environment (set by :func:`accelgen.sim.runner.simulate`):
+
+=====================  ==================================================================
+``ACCELGEN_MANIFEST``  path of ``<top>.json``; the config is rebuilt from its ``config``
+``ACCELGEN_SEED``      integer seed (default 0); every failure message prints it
+``ACCELGEN_BEATS``     length of the random testcases: ``BEATS // 20`` commands (at least 4)
+``ACCELGEN_GEMM``      ``MxKxN`` of the ``gemm`` testcase (default ``4R x 4R x 4C``, ``K``
+                       at most ``k_max``)
+``ACCELGEN_DATAFLOW``  ``os``/``ws`` for ``gemm`` and ``user_inputs`` (default: first built)
+``ACCELGEN_INPUTS``    optional ``.npz`` with ``a`` (M x K), ``b`` (K x N), optional ``c``
+``ACCELGEN_OUTPUTS``   optional ``.npz`` that ``user_inputs`` writes (``y`` and the counters)
+``ACCELGEN_CHECK``     ``1`` (default) or ``0``: compare ``user_inputs`` against the golden model
+``ACCELGEN_RESULT``    optional JSON file; each testcase adds ``testcases[<name>]`` to it
+=====================  ==================================================================
+
+Testcases (each starts with a synchronous reset and uses its own RNG stream derived from the
+seed and its name). The accumulator memory survives a reset and holds whatever the previous
+testcase (or, on Icarus, power-up X) left in it, so a testcase that accumulates first runs a
+*flush*: one ``output none`` command that overwrites every row with known products.
+
+``random_gemms``      random valid commands (``golden.random_command``: both dataflows, every
+                      mode and output, accumulate chains, preload), random valid gaps and
+                      ready backpressure on every stream; in half the commands bits the
+                      hardware must ignore carry random junk (:data:`JUNK`: ``a`` padding
+                      elements, bits above the mode's format, ``b`` and ``c`` lanes past N).
+``errors``            every error code the config can express (directed and random),
+                      interleaved with valid commands whose results prove the erroneous ones
+                      consumed no beat and left the memory alone; ``err`` and zero counters.
+``reset_midcommand``  ``rst`` in the middle of a long command; afterwards a fresh sequence
+                      (the first command overwrites or preloads its rows) must come out
+                      exactly, and nothing from before the reset may come out.
+``gemm``              one ``ACCELGEN_GEMM`` GEMM at full rate (valid and ready always high)
+                      from a single tight coroutine; records the ``rsp`` counters, utilization
+                      ``macs / (R*C*cycles)``, the testbench's own cycle count from command
+                      accept to ``rsp`` and the simulation speed.
+``user_inputs``       ``ACCELGEN_INPUTS`` (or random arrays) as one command (``preload`` with
+                      ``c``), full rate; writes ``ACCELGEN_OUTPUTS``, checks unless
+                      ``ACCELGEN_CHECK=0``.
+
+Stream timing follows :mod:`accelgen.sim.cocotb.streams`: drive after a falling edge, read in
+``ReadOnly``, a transfer is tagged with the rising edge that completes it.
+"""
+
+import json
+import os
+import random
+import time
+import zlib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly
+
+from accelgen.generators.systolic import COUNTERS, ERRORS, SystolicConfig, ceil_div
+from accelgen.numerics import IntFormat, wrap
+from accelgen.sim.cocotb.manifest import Manifest
+from accelgen.sim.cocotb.streams import CycleCounter, StreamSink, StreamSource, stream_ports
+from accelgen.sim.golden import systolic as golden
+
+PERIOD_NS = 10
+RESET_CYCLES = 3
+SHOW_MISMATCHES = 5
+INPUTS = ("cmd", "a", "b", "c")
+OUTPUTS = ("o", "rsp")
+SETTLE = 32          #: extra cycles (plus the array's size) a run waits for spurious words
+#: Bits the spec says the hardware ignores: ``a`` elements past M (os) / K (ws), the bits of
+#: ``a``/``b`` elements above the command mode's format, ``b`` and ``c`` lanes past N.
+JUNK_KINDS = ("a_padding", "a_high_bits", "b_high_bits", "b_lanes", "c_lanes")
+#: The kinds ``random_gemms`` injects: all of them.
+JUNK = JUNK_KINDS
+
+
+# -- parameters and set-up -----------------------------------------------------------------
+
+def _env_int(name, default):
+    text = os.environ.get(name, "")
+    return int(text) if text.strip() else default
+
+
+def _env_text(name):
+    return os.environ.get(name, "").strip()
+
+
+class Bench:
+    """Everything a testcase needs: manifest, config, golden model, clock, seeded RNGs.
+
+    Members
+    -------
+    manifest : Manifest
+    config : SystolicConfig
+        Rebuilt from ``manifest["config"]`` (nothing else states the config).
+    model : golden.Model
+        The golden model run in the same command order as the hardware.
+    seed, beats : int
+    rng : random.Random
+        Valid/ready gaps and junk bits.
+    nprng : numpy.random.Generator
+        Commands and operands.
+    counter : CycleCounter
+    """
+
+    def __init__(self, dut, testcase):
+        self.dut = dut
+        self.testcase = testcase
+        self.manifest = Manifest.load(os.environ["ACCELGEN_MANIFEST"])
+        if self.manifest["generator"] != "systolic":
+            raise ValueError(f"tb_systolic: manifest of {self.manifest['generator']!r}")
+        self.config = SystolicConfig.from_dict(self.manifest.config)
+        self.model = golden.Model(self.config)
+        self.seed = _env_int("ACCELGEN_SEED", 0)
+        self.beats = max(1, _env_int("ACCELGEN_BEATS", 200))
+        stream = zlib.crc32(testcase.encode())
+        self.rng = random.Random(self.seed * 1_000_003 + stream)
+        self.nprng = np.random.default_rng([self.seed, stream])
+        self.counter = None   # set where the clock starts, see start()
+        self.result = {}
+
+    def fail(self, message):
+        """Assertion text that names the seed and how to reproduce."""
+        return (f"[{self.testcase}, seed={self.seed}, preset={self.manifest['preset']}, "
+                f"digest={self.manifest['digest']}] {message} (reproduce with "
+                f"ACCELGEN_SEED={self.seed} ACCELGEN_BEATS={self.beats})")
+
+    def record(self, **values):
+        """Add ``values`` to this testcase's entry of the result JSON (written at once, so a
+        failing assertion afterwards still leaves its numbers behind)."""
+        self.result.update(values)
+        path = os.environ.get("ACCELGEN_RESULT")
+        if not path:
+            return
+        path = Path(path)
+        doc = json.loads(path.read_text()) if path.exists() else {}
+        doc.setdefault("seed", self.seed)
+        doc.setdefault("beats", self.beats)
+        doc.setdefault("clock_period_ns", PERIOD_NS)
+        doc.setdefault("testcases", {})[self.testcase] = self.result
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(doc, indent=2, default=_json_default) + "\n")
+        os.replace(tmp, path)
+
+    def dataflow(self):
+        """``ACCELGEN_DATAFLOW`` or the first built dataflow."""
+        flow = _env_text("ACCELGEN_DATAFLOW") or self.config.dataflows[0]
+        assert flow in self.config.dataflows, self.fail(
+            f"ACCELGEN_DATAFLOW={flow!r} is not built; the config builds "
+            f"{list(self.config.dataflows)}")
+        return flow
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serializable: {value!r}")
+
+
+async def start(dut, testcase):
+    """Clock, idle streams and a reset; returns the :class:`Bench`."""
+    bench = Bench(dut, testcase)
+    Clock(dut.clk, PERIOD_NS, unit="ns").start()
+    bench.counter = CycleCounter(PERIOD_NS, "ns")
+    idle(dut)
+    await reset(dut)
+    return bench
+
+
+def idle(dut):
+    """Every input ``valid`` and output ``ready`` low."""
+    for name in INPUTS:
+        getattr(dut, f"{name}__valid").value = 0
+    for name in OUTPUTS:
+        getattr(dut, f"{name}__ready").value = 0
+
+
+async def reset(dut, cycles=RESET_CYCLES):
+    """Hold the synchronous ``rst`` for ``cycles`` rising edges, driving from falling edges
+    like the stream drivers do. Returns just after a falling edge with ``rst`` low."""
+    await FallingEdge(dut.clk)
+    dut.rst.value = 1
+    for _ in range(cycles):
+        await FallingEdge(dut.clk)
+    dut.rst.value = 0
+
+
+# -- plans: commands, their words and what must come back ------------------------------------
+
+@dataclass
+class Plan:
+    """A command sequence at payload level with the golden model's answers.
+
+    Members
+    -------
+    commands : list of golden.Command
+    words : dict
+        ``{"cmd"|"a"|"b"|"c": [payload ints]}`` in stream order.
+    o : list of int
+        Expected ``o`` words; ``owner[i]`` is the index of the command that sends ``o[i]``.
+    rsp : list of dict
+        Per command: ``err``, ``macs`` and ``a_beats`` (the steps it issues, i.e. ``busy``).
+    junk : list of int
+        Indices of the commands whose ignored bits carry random junk.
+    """
+    commands: list = field(default_factory=list)
+    words: dict = field(default_factory=lambda: {name: [] for name in INPUTS})
+    o: list = field(default_factory=list)
+    owner: list = field(default_factory=list)
+    rsp: list = field(default_factory=list)
+    junk: list = field(default_factory=list)
+
+    def extend(self, other):
+        offset = len(self.commands)
+        self.commands += other.commands
+        for name in INPUTS:
+            self.words[name] += other.words[name]
+        self.o += other.o
+        self.owner += [i + offset for i in other.owner]
+        self.rsp += other.rsp
+        self.junk += [i + offset for i in other.junk]
+        return self
+
+    @property
+    def total_words(self):
+        return sum(len(w) for w in self.words.values()) + len(self.o) + len(self.rsp)
+
+
+def operands(bench, c):
+    """Random ``a``, ``b`` (and ``c`` for a preload) for valid coded command ``c``."""
+    cfg = bench.config
+    a, b = golden.random_operands(cfg, bench.nprng, c.m, c.k, c.n, cfg.modes[c.mode])
+    init = None
+    if c.preload:
+        half = 1 << (cfg.acc_width - 1)
+        init = bench.nprng.integers(-half, half, size=(c.m, c.n))
+    return a, b, init
+
+
+def plan(bench, commands, *, junk=0.0, arrays=None):
+    """Run ``commands`` on ``bench.model`` (random operands, or ``arrays`` =
+    ``[(a, b, c), ...]``) and return the :class:`Plan`. With probability ``junk`` per valid
+    command, the bits the hardware must ignore are filled with random junk (checked against
+    :meth:`golden.Model.words` on a copy of the memory, so a junk mask that touched a used bit
+    fails here, as a testbench error, not as an RTL mismatch)."""
+    cfg, model = bench.config, bench.model
+    out = Plan()
+    for index, cmd in enumerate(commands):
+        c = cmd.coded(cfg)
+        err = golden.error_code(cfg, c)
+        if err:
+            res = model.run(cmd)
+        else:
+            a, b, init = arrays[index] if arrays is not None else operands(bench, c)
+            before = model.memory.copy() if junk else None
+            res = model.run(cmd, a, b, init)
+        cmd_word = golden.pack_command(cfg, cmd)
+        words = {"cmd": [cmd_word], "a": res.a_words, "b": res.b_words, "c": res.c_words}
+        if not err and junk and bench.rng.random() < junk:
+            words = _add_junk(bench, c, words)
+            check = golden.Model(cfg)
+            check.memory[:] = before
+            o_words, _, _ = check.words(cmd_word, iter(words["a"]), iter(words["b"]),
+                                        iter(words["c"]))
+            assert o_words == res.o_words, bench.fail(
+                f"testbench error: junk bits changed the golden result of {describe_cmd(c)}")
+            out.junk.append(index)
+        out.commands.append(cmd)
+        for name in INPUTS:
+            out.words[name] += words[name]
+        out.o += res.o_words
+        out.owner += [index] * len(res.o_words)
+        out.rsp.append({"err": res.err, "macs": res.macs, "a_beats": len(res.a_words)})
+    return out
+
+
+def _slots(count, width, used_width, used_slots, *, pad=True, high=True):
+    """Mask of the ignored bits of a ``count``-slot word: (``pad``) whole slots from
+    ``used_slots`` on, and (``high``) the bits above ``used_width`` in the used ones."""
+    above = ((1 << width) - 1) ^ ((1 << used_width) - 1) if high else 0
+    whole = (1 << width) - 1 if pad else 0
+    mask = 0
+    for i in range(count):
+        mask |= (whole if i >= used_slots else above) << (i * width)
+    return mask
+
+
+def _add_junk(bench, c, words, kinds=JUNK):
+    """``words`` of valid command ``c`` with random bits wherever the spec says the hardware
+    ignores them, for each of ``kinds`` (see :data:`JUNK_KINDS`)."""
+    cfg, rng = bench.config, bench.rng
+    R, C = cfg.rows, cfg.cols
+    fmt = cfg.mode_formats[c.mode]
+    out = dict(words)
+    os_flow = cfg.dataflows[c.dataflow] == "os"
+    a_words = []
+    for t, w in enumerate(words["a"]):
+        if os_flow:
+            used = min(R, c.m - ((t // c.k) % ceil_div(c.m, R)) * R)
+        else:
+            used = min(R, c.k - ((t // c.m) % ceil_div(c.k, R)) * R)
+        mask = _slots(R, cfg.a_width, fmt.a.width, used, pad="a_padding" in kinds,
+                      high="a_high_bits" in kinds)
+        a_words.append(w | (rng.getrandbits(R * cfg.a_width) & mask))
+    out["a"] = a_words
+    out["b"] = [w | (rng.getrandbits(C * cfg.b_width)
+                     & _slots(C, cfg.b_width, fmt.b.width, min(C, c.n - (t // c.k) * C),
+                              pad="b_lanes" in kinds, high="b_high_bits" in kinds))
+                for t, w in enumerate(words["b"])]
+    out["c"] = [w | (rng.getrandbits(C * cfg.acc_width)
+                     & _slots(C, cfg.acc_width, cfg.acc_width, min(C, c.n - (t // c.m) * C),
+                              pad="c_lanes" in kinds, high=False))
+                for t, w in enumerate(words["c"])]
+    return out
+
+
+def flush_command(config):
+    """A command that overwrites every accumulator row (``output none``, ``k = 1``): after it
+    the memory holds known values whatever happened before."""
+    dim_max = (1 << config.dim_bits) - 1
+    nb = 1
+    while config.acc_depth // nb > dim_max or config.acc_depth % nb:
+        nb *= 2
+    return golden.Command(m=config.acc_depth // nb, k=1, n=nb * config.cols, output="none")
+
+
+def describe_cmd(c):
+    flags = [f for f in ("accumulate", "preload") if getattr(c, f)]
+    return (f"{c.m}x{c.k}x{c.n} dataflow {c.dataflow} mode {c.mode} output {c.output}"
+            f"{' ' + '+'.join(flags) if flags else ''}")
+
+
+def budget(bench, p, gaps=1.0):
+    """Generous cycle budget for plan ``p`` with probability product ``gaps``."""
+    cfg = bench.config
+    per_cmd = 4 * (cfg.rows + cfg.cols) + 2 * cfg.k_max // max(1, cfg.rows) + 64
+    return int(6 * p.total_words / max(gaps, 0.05)) + per_cmd * len(p.commands) + 500
+
+
+# -- scoreboard ----------------------------------------------------------------------------
+
+def _lanes(bench, word):
+    cfg = bench.config
+    fields = bench.manifest.unpack("o", word)
+    lanes = wrap(golden._words_to_slots([fields["c"]], cfg.cols, cfg.acc_width)[0],
+                 IntFormat(cfg.acc_width, True))
+    return f"c={lanes.tolist()} last={fields['last']}"
+
+
+def compare(bench, p, o_words, rsp_words):
+    """Mismatch descriptions of RTL ``o``/``rsp`` words against plan ``p``."""
+    cfg = bench.config
+    mismatches = []
+    coded = [cmd.coded(cfg) for cmd in p.commands]
+    if len(o_words) != len(p.o):
+        mismatches.append(f"o: RTL sent {len(o_words)} words, golden {len(p.o)}")
+    for n, (got, want) in enumerate(zip(o_words, p.o)):
+        if got != want:
+            owner = p.owner[n]
+            first = p.owner.index(owner)
+            junk = ", ignored bits with junk" if owner in p.junk else ""
+            mismatches.append(f"o word #{n} (row {n - first} of command #{owner} "
+                              f"{describe_cmd(coded[owner])}{junk}): RTL {_lanes(bench, got)} "
+                              f"!= golden {_lanes(bench, want)}")
+    if len(rsp_words) != len(p.rsp):
+        mismatches.append(f"rsp: RTL sent {len(rsp_words)} words, golden {len(p.rsp)}")
+    mask = (1 << cfg.counter_width) - 1
+    for n, (word, want) in enumerate(zip(rsp_words, p.rsp)):
+        got = golden.unpack_rsp(cfg, word)
+        what = f"rsp #{n} (command {describe_cmd(coded[n])})"
+        if (got["err"], got["macs"]) != (want["err"], want["macs"]):
+            mismatches.append(f"{what}: RTL err {got['err']} macs {got['macs']} != golden "
+                              f"err {want['err']} ({ERRORS.get(want['err'])}) macs "
+                              f"{want['macs']}")
+        elif want["err"]:
+            if any(got[k] for k in COUNTERS):
+                mismatches.append(f"{what}: err {want['err']} but counters "
+                                  f"{ {k: got[k] for k in COUNTERS} } are not all 0")
+        elif got["busy"] != want["a_beats"] & mask or got["busy"] > got["cycles"]:
+            mismatches.append(f"{what}: busy {got['busy']} != {want['a_beats']} steps (a beats)"
+                              f" or > cycles {got['cycles']}")
+    return mismatches
+
+
+def assert_clean(bench, mismatches, what):
+    bench.record(mismatches=len(mismatches))
+    shown = "; ".join(mismatches[:SHOW_MISMATCHES])
+    more = f" (+{len(mismatches) - SHOW_MISMATCHES} more)" if len(mismatches) > SHOW_MISMATCHES \
+        else ""
+    assert not mismatches, bench.fail(f"{len(mismatches)} mismatches in {what}: {shown}{more}")
+
+
+# -- drivers -------------------------------------------------------------------------------
+
+class Streams:
+    """Random-gap drivers of all six streams (:class:`StreamSource` / :class:`StreamSink`)."""
+
+    def __init__(self, bench, valid_prob, ready_prob):
+        dut, clk, counter, rng = bench.dut, bench.dut.clk, bench.counter, bench.rng
+        self.dut = dut
+        self.sources = {name: StreamSource(dut, name, clk, counter, valid_prob=valid_prob[name],
+                                           rng=rng) for name in INPUTS}
+        self.sinks = {name: StreamSink(dut, name, clk, counter, ready_prob=ready_prob[name],
+                                       rng=rng).start() for name in OUTPUTS}
+
+    def send(self, words):
+        for name in INPUTS:
+            if words[name]:
+                self.sources[name].send(words[name])
+
+    def stop(self):
+        """Cancel every driver and drive all valids and readys low."""
+        for driver in [*self.sources.values(), *self.sinks.values()]:
+            driver.stop()
+        idle(self.dut)
+
+
+async def run_plan(bench, p, *, valid_prob, ready_prob, settle=True):
+    """Send plan ``p`` with random gaps (``{stream: probability}``), collect what comes back
+    (plus, with ``settle``, anything spurious in the cycles after). Returns ``(o, rsp)``
+    words and records the cycles used."""
+    dut = bench.dut
+    streams = Streams(bench, valid_prob, ready_prob)
+    gaps = min(valid_prob.values()) * min(ready_prob.values())
+    limit = budget(bench, p, gaps)
+    first = bench.counter.now
+    streams.send(p.words)
+    sink_o, sink_rsp = streams.sinks["o"], streams.sinks["rsp"]
+    done = await sink_rsp.expect(len(p.rsp), limit)
+    if done:
+        done = await sink_o.expect(len(p.o), limit)
+    if settle:
+        await ClockCycles(dut.clk, SETTLE + 2 * (bench.config.rows + bench.config.cols))
+        await FallingEdge(dut.clk)
+    streams.stop()
+    cycles = bench.counter.now - first
+    left = {name: s.pending for name, s in streams.sources.items() if s.pending}
+    bench.record(cycles=cycles)
+    if not done:
+        first = "; ".join(compare(bench, p, sink_o.words, sink_rsp.words)[:3])
+        raise AssertionError(bench.fail(
+            f"after {cycles} cycles (budget {limit}) the RTL sent {len(sink_rsp.words)} of "
+            f"{len(p.rsp)} rsp and {len(sink_o.words)} of {len(p.o)} o words; words not "
+            f"consumed: {left}; so far: {first or 'no mismatch'}"))
+    assert not left, bench.fail(f"the RTL did not consume every input word: {left} left "
+                                f"(the golden model consumes exactly what was sent)")
+    return sink_o.words, sink_rsp.words
+
+
+def gap_probs(bench):
+    """Random per-stream valid and ready probabilities in [0.7, 0.9]."""
+    return ({name: round(bench.rng.uniform(0.7, 0.9), 3) for name in INPUTS},
+            {name: round(bench.rng.uniform(0.7, 0.9), 3) for name in OUTPUTS})
+
+
+async def full_rate(bench, p, timeout):
+    """Plan ``p`` at full rate from one coroutine: every input ``valid`` high while it has
+    words, ``o.ready`` and ``rsp.ready`` always high; two triggers per cycle and a payload
+    write only on a handshake. Returns ``{"o", "rsp", "cmd_cycles", "rsp_cycles", "cycles",
+    "seconds"}`` (``cmd_cycles``/``rsp_cycles``: cycle of each ``cmd``/``rsp`` transfer)."""
+    dut, counter = bench.dut, bench.counter
+    fall, ro = FallingEdge(dut.clk), ReadOnly()
+    await fall
+    active = []
+    for name in INPUTS:
+        payload, valid, ready = stream_ports(dut, name)
+        words = p.words[name]
+        if words:
+            payload.value = words[0]
+            valid.value = 1
+            active.append([name, payload, valid, ready, words, 0])
+        else:
+            valid.value = 0
+    o_payload, o_valid, o_ready = stream_ports(dut, "o")
+    r_payload, r_valid, r_ready = stream_ports(dut, "rsp")
+    o_ready.value = 1
+    r_ready.value = 1
+    o_words, rsp_words, cmd_cycles, rsp_cycles = [], [], [], []
+    want_rsp = len(p.rsp)
+    begin, wall = counter.now, time.perf_counter()
+    end = begin + timeout
+    tail = None
+    while True:
+        await ro
+        now = counter.now
+        moved = []
+        for s in active:
+            if str(s[3].value) == "1":
+                s[5] += 1
+                moved.append(s)
+                if s[0] == "cmd":
+                    cmd_cycles.append(now)
+        if str(o_valid.value) == "1":
+            o_words.append(o_payload.value.to_unsigned())
+        if str(r_valid.value) == "1":
+            rsp_words.append(r_payload.value.to_unsigned())
+            rsp_cycles.append(now)
+            if len(rsp_words) == want_rsp and tail is None:
+                tail = now + SETTLE     # keep listening for spurious words
+        if now >= end or (tail is not None and now >= tail):
+            break
+        await fall
+        for s in moved:
+            if s[5] < len(s[4]):
+                s[1].value = s[4][s[5]]
+            else:
+                s[2].value = 0
+                active.remove(s)
+    seconds = time.perf_counter() - wall
+    await fall
+    idle(dut)
+    left = {s[0]: len(s[4]) - s[5] for s in active}
+    assert not left and len(rsp_words) >= want_rsp, bench.fail(
+        f"after {now - begin} cycles (budget {timeout}) at full rate the RTL sent "
+        f"{len(rsp_words)} of {want_rsp} rsp and {len(o_words)} of {len(p.o)} o words; words "
+        f"not consumed: {left}")
+    return {"o": o_words, "rsp": rsp_words, "cmd_cycles": cmd_cycles, "rsp_cycles": rsp_cycles,
+            "cycles": now - begin, "seconds": seconds}
+
+
+# -- testcases -----------------------------------------------------------------------------
+
+def _max_dim(config):
+    """Shape cap of random commands: ``random_command``'s default (3R+1) on small arrays; on
+    arrays of 8 rows or more 2*max(R, C)+1, still past two blocks in every dimension."""
+    return None if config.rows < 8 else 2 * max(config.rows, config.cols) + 1
+
+
+@cocotb.test()
+async def random_gemms(dut):
+    """Random valid commands with random gaps and backpressure on every stream."""
+    bench = await start(dut, "random_gemms")
+    cfg = bench.config
+    count = max(4, bench.beats // 20)
+    commands = [golden.random_command(cfg, bench.nprng, max_dim=_max_dim(cfg))
+                for _ in range(count)]
+    p = plan(bench, [flush_command(cfg)]).extend(plan(bench, commands, junk=0.5))
+    valid_prob, ready_prob = gap_probs(bench)
+    o_words, rsp_words = await run_plan(bench, p, valid_prob=valid_prob, ready_prob=ready_prob)
+    coded = [c.coded(cfg) for c in commands]
+    bench.record(commands=len(commands), o_words=len(o_words), junk_commands=len(p.junk),
+                 valid_prob=valid_prob, ready_prob=ready_prob,
+                 dataflows=sorted({cfg.dataflows[c.dataflow] for c in coded}),
+                 outputs=sorted({golden.OUTPUTS[c.output] for c in coded}),
+                 modes=sorted({cfg.modes[c.mode] for c in coded}),
+                 accumulate=sum(c.accumulate for c in coded),
+                 preload=sum(c.preload for c in coded))
+    assert_clean(bench, compare(bench, p, o_words, rsp_words), "random GEMM commands")
+
+
+def error_commands(config):
+    """One directed command per kind of error ``config`` can express, with its code."""
+    C = golden.Command
+    dim_max = (1 << config.dim_bits) - 1
+    out = [(C(0, 3, 3), 1), (C(3, 0, 3), 1), (C(3, 3, 0), 1), (C(0, 3, 3, output=3), 1)]
+    if config.k_max < dim_max:
+        out.append((C(2, config.k_max + 1, 2), 2))
+    if config.acc_depth + 1 <= dim_max:
+        out.append((C(config.acc_depth + 1, 1, 1, accumulate=True), 3))
+        out.append((C(config.acc_depth + 1, 2, config.cols, preload=True), 3))
+        if "ws" in config.dataflows and config.k_max > config.rows:
+            out.append((C(config.acc_depth + 1, config.rows + 1, 1, dataflow="ws"), 3))
+    if 2 * config.cols <= dim_max:
+        out.append((C(config.acc_depth // 2 + 1, 1, 2 * config.cols, output="none"), 3))
+    out.append((C(2, 2, 2, output=3), 4))
+    if not config.requant:
+        out.append((C(2, 2, 2, output="requant"), 4))
+    if len(config.modes) < 1 << config.mode_bits:
+        out.append((C(2, 2, 2, mode=len(config.modes)), 4))
+    return out
+
+
+@cocotb.test()
+async def errors(dut):
+    """Every error code the config can express between valid commands: nothing consumed,
+    memory untouched, err codes and zero counters."""
+    bench = await start(dut, "errors")
+    cfg, rng = bench.config, bench.nprng
+    directed = error_commands(cfg)
+    for cmd, code in directed:     # the list itself must say what the golden model says
+        assert golden.error_code(cfg, cmd) == code, bench.fail(
+            f"testbench error: {cmd} is err {golden.error_code(cfg, cmd)}, not {code}")
+    commands = []
+    for cmd, _ in directed:
+        commands.append(golden.random_command(cfg, rng, max_dim=_max_dim(cfg)))
+        commands.append(cmd)
+    commands += [golden.random_command(cfg, rng, max_dim=_max_dim(cfg), allow_errors=True)
+                 for _ in range(max(4, bench.beats // 20))]
+    # a last valid command that accumulates onto rows the erroneous ones would have touched
+    commands.append(golden.Command(m=min(cfg.acc_depth, 3 * cfg.rows + 1), k=2, n=cfg.cols,
+                                   accumulate=True))
+    p = plan(bench, [flush_command(cfg)]).extend(plan(bench, commands))
+    valid_prob, ready_prob = gap_probs(bench)
+    o_words, rsp_words = await run_plan(bench, p, valid_prob=valid_prob, ready_prob=ready_prob)
+    codes = [r["err"] for r in p.rsp[1:]]
+    bench.record(commands=len(commands), err_codes={str(k): codes.count(k)
+                                                    for k in sorted(set(codes))},
+                 directed=len(directed), o_words=len(o_words))
+    expressible = {code for _, code in directed}
+    assert expressible <= set(codes), bench.fail(f"testbench error: codes {sorted(expressible)}"
+                                                 f" expected, plan has {sorted(set(codes))}")
+    assert_clean(bench, compare(bench, p, o_words, rsp_words), "commands with errors")
+
+
+@cocotb.test()
+async def reset_midcommand(dut):
+    """rst during a long command; nothing from before comes out, a fresh sequence is exact."""
+    bench = await start(dut, "reset_midcommand")
+    cfg, dim_max = bench.config, (1 << bench.config.dim_bits) - 1
+    flow = str(bench.nprng.choice(cfg.dataflows))
+    k = min(cfg.k_max, 4 * cfg.rows)
+    m = min(4 * cfg.rows, dim_max, cfg.acc_depth if flow == "ws" and k > cfg.rows else dim_max)
+    long_cmd = golden.Command(m=m, k=k, n=min(3 * cfg.cols, dim_max), dataflow=flow)
+    before = plan(bench, [long_cmd])
+    # stop somewhere inside the command (the a beats alone take this many cycles)
+    stop_at = bench.rng.randint(max(4, len(before.words["a"]) // 4),
+                                max(5, 3 * len(before.words["a"]) // 4))
+    streams = Streams(bench, {n: 0.9 for n in INPUTS}, {n: 0.9 for n in OUTPUTS})
+    streams.send(before.words)
+    await ClockCycles(dut.clk, stop_at)
+    await FallingEdge(dut.clk)
+    streams.stop()
+    accepted = {n: len(s.accepted) for n, s in streams.sources.items()}
+    sent = {n: len(s.words) for n, s in streams.sinks.items()}
+    await reset(dut, bench.rng.randint(1, 3))
+
+    # Fresh sequence: the first command overwrites (or preloads) its rows, so it must not see
+    # the interrupted command's partial rows; then a flush makes every row known again.
+    first = replace(golden.random_command(cfg, bench.nprng, max_dim=_max_dim(cfg)),
+                    accumulate=False)
+    p = plan(bench, [first, flush_command(cfg)])
+    p.extend(plan(bench, [golden.random_command(cfg, bench.nprng, max_dim=_max_dim(cfg))
+                          for _ in range(max(3, bench.beats // 40))]))
+    valid_prob, ready_prob = gap_probs(bench)
+    o_words, rsp_words = await run_plan(bench, p, valid_prob=valid_prob, ready_prob=ready_prob)
+    bench.record(long_command=describe_cmd(long_cmd.coded(cfg)), reset_after_cycles=stop_at,
+                 accepted_before=accepted, sent_before=sent, commands_after=len(p.commands),
+                 o_words=len(o_words))
+    assert sent["rsp"] == 0, bench.fail(f"the long command responded within {stop_at} cycles; "
+                                        f"the reset did not hit it mid-command")
+    assert_clean(bench, compare(bench, p, o_words, rsp_words), "the sequence after the reset")
+
+
+def default_gemm(config, flow):
+    """``4R x 4R x 4C`` (K at most ``k_max``; in ws M at most ``acc_depth`` when K > R)."""
+    k = min(4 * config.rows, config.k_max)
+    m = 4 * config.rows
+    if flow == "ws" and k > config.rows:
+        m = min(m, config.acc_depth)
+    return m, k, 4 * config.cols
+
+
+def _gemm_shape(bench, flow):
+    text = _env_text("ACCELGEN_GEMM")
+    if not text:
+        return default_gemm(bench.config, flow)
+    parts = text.lower().split("x")
+    assert len(parts) == 3 and all(p.strip().isdigit() for p in parts), bench.fail(
+        f"ACCELGEN_GEMM={text!r} is not MxKxN")
+    return tuple(int(p) for p in parts)
+
+
+def _counters(bench, word):
+    return golden.unpack_rsp(bench.config, word)
+
+
+@cocotb.test()
+async def gemm(dut):
+    """One GEMM at full rate: result, counters, utilization and simulation speed."""
+    bench = await start(dut, "gemm")
+    cfg = bench.config
+    flow = bench.dataflow()
+    m, k, n = _gemm_shape(bench, flow)
+    cmd = golden.Command(m=m, k=k, n=n, dataflow=flow)
+    err = golden.error_code(cfg, cmd)
+    assert err == 0, bench.fail(f"gemm {m}x{k}x{n} in {flow} is err {err} ({ERRORS[err]})")
+    bench.model = golden.Model(cfg)     # no accumulate: the memory's contents do not matter
+    p = plan(bench, [cmd])
+    bench.record(shape=f"{m}x{k}x{n}", m=m, k=k, n=n, dataflow=flow, mode=cfg.modes[0])
+    run = await full_rate(bench, p, budget(bench, p) + 4 * len(p.words["a"]))
+    rsp = _counters(bench, run["rsp"][0])
+    tb_cycles = run["rsp_cycles"][0] - run["cmd_cycles"][0]
+    mismatches = compare(bench, p, run["o"], run["rsp"])
+    util = rsp["macs"] / (cfg.rows * cfg.cols * rsp["cycles"]) if rsp["cycles"] else 0.0
+    if rsp["cycles"] != tb_cycles:
+        mismatches.append(f"rsp.cycles {rsp['cycles']} != {tb_cycles} cycles from cmd accept "
+                          f"(cycle {run['cmd_cycles'][0]}) to rsp (cycle {run['rsp_cycles'][0]})")
+    bench.record(cycles=rsp["cycles"], busy=rsp["busy"], stall_a=rsp["stall_a"],
+                 stall_b=rsp["stall_b"], stall_out=rsp["stall_out"], macs=rsp["macs"],
+                 utilization=util, tb_cycles=tb_cycles, a_beats=len(p.words["a"]),
+                 b_beats=len(p.words["b"]), o_words=len(run["o"]),
+                 sim_cycles=run["cycles"], sim_seconds=run["seconds"],
+                 cycles_per_second=run["cycles"] / run["seconds"] if run["seconds"] else None,
+                 check="failed" if mismatches else "passed")
+    dut._log.info(f"gemm {m}x{k}x{n} {flow}: {rsp['cycles']} cycles, utilization "
+                  f"{100 * util:.1f} %, {run['cycles']} cycles simulated in "
+                  f"{run['seconds']:.2f} s ({run['cycles'] / max(run['seconds'], 1e-9):.0f} "
+                  f"cycles/s)")
+    assert_clean(bench, mismatches, f"gemm {m}x{k}x{n} {flow}")
+
+
+def _user_arrays(bench):
+    """``(a, b, c or None, path or None)`` from ``ACCELGEN_INPUTS``, or random arrays."""
+    path = _env_text("ACCELGEN_INPUTS")
+    cfg = bench.config
+    if not path:        # a random valid command of the kind user inputs make
+        while True:
+            m, k, n = (int(bench.nprng.integers(1, d + 1)) for d in
+                       (3 * cfg.rows + 1, min(cfg.k_max, 3 * cfg.rows + 1), 3 * cfg.cols + 1))
+            c = golden.Command(m, k, n, preload=bool(bench.nprng.random() < 0.5),
+                               dataflow=bench.dataflow()).coded(cfg)
+            if golden.error_code(cfg, c) == 0:
+                return *operands(bench, c), None
+    with np.load(path) as data:
+        unknown = set(data.files) - set(golden.ARGUMENTS)
+        assert not unknown and {"a", "b"} <= set(data.files), bench.fail(
+            f"{path}: arrays {sorted(data.files)}; expected a, b and optionally c")
+        return data["a"], data["b"], data["c"] if "c" in data.files else None, path
+
+
+def _save_outputs(path, y, rsp):
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, y=y, **{k: np.int64(v) for k, v in rsp.items()})
+    os.replace(tmp, path)
+
+
+@cocotb.test()
+async def user_inputs(dut):
+    """User arrays as one command (preload with ``c``); outputs to ``ACCELGEN_OUTPUTS``."""
+    bench = await start(dut, "user_inputs")
+    cfg = bench.config
+    flow = bench.dataflow()
+    a, b, c, path = _user_arrays(bench)
+    (m, k), n = a.shape, b.shape[1]
+    cmd = golden.Command(m=m, k=k, n=n, preload=c is not None, dataflow=flow)
+    err = golden.error_code(cfg, cmd)
+    assert err == 0, bench.fail(f"inputs {m}x{k}x{n} in {flow} are err {err} ({ERRORS[err]})")
+    fmt = cfg.mode_formats[0]
+    # the hardware reads the low bits of each element (ACCELGEN_CHECK=0 lets wider values in)
+    arrays = [(wrap(a, fmt.a), wrap(b, fmt.b),
+               None if c is None else wrap(c, IntFormat(cfg.acc_width, True)))]
+    bench.model = golden.Model(cfg)
+    p = plan(bench, [cmd], arrays=arrays)
+    run = await full_rate(bench, p, budget(bench, p) + 4 * len(p.words["a"]))
+    rsp = _counters(bench, run["rsp"][0])
+    try:
+        y = golden.unpack_rows(cfg, cmd, run["o"])
+    except ValueError as error:
+        raise AssertionError(bench.fail(f"the RTL's o words are not a result of {m}x{k}x{n}: "
+                                        f"{error}")) from None
+    if _env_text("ACCELGEN_OUTPUTS"):
+        _save_outputs(_env_text("ACCELGEN_OUTPUTS"), y, rsp)
+    check = _env_text("ACCELGEN_CHECK") not in ("0", "false", "no")
+    mismatches = []
+    if check:
+        want = golden.gemm(cfg, a, b, c, dataflow=flow)
+        if not np.array_equal(y, want):
+            bad = np.argwhere(y != want)
+            mismatches = [f"y[{i}, {j}]: RTL {y[i, j]} != golden {want[i, j]}"
+                          for i, j in bad[:SHOW_MISMATCHES]] + \
+                [f"{len(bad)} of {y.size} elements differ"]
+        mismatches += [x for x in compare(bench, p, run["o"], run["rsp"]) if x.startswith("rsp")]
+    util = rsp["macs"] / (cfg.rows * cfg.cols * rsp["cycles"]) if rsp["cycles"] else 0.0
+    bench.record(inputs=path, shape=f"{m}x{k}x{n}", dataflow=flow, preload=c is not None,
+                 **{name: rsp[name] for name in COUNTERS}, utilization=util,
+                 check="skipped" if not check else "failed" if mismatches else "passed")
+    assert_clean(bench, mismatches, f"user inputs {path or '(random)'}")
