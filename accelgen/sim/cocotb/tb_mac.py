@@ -33,10 +33,7 @@ seed and its name, so results do not depend on which other testcases run):
                      RTL produced to ``ACCELGEN_OUTPUTS``, checks unless ``ACCELGEN_CHECK=0``.
 """
 
-import json
 import os
-import random
-import zlib
 from fractions import Fraction
 from pathlib import Path
 
@@ -46,23 +43,15 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge
 
-from accelgen.generators.registry import REGISTRY
-from accelgen.sim.cocotb.manifest import Manifest
+from accelgen.sim.cocotb.bench import PERIOD_NS, BenchBase, reset
 from accelgen.sim.cocotb.streams import CycleCounter, StreamSink, StreamSource
 
-PERIOD_NS = 10
-RESET_CYCLES = 3
 SHOW_MISMATCHES = 5
 
 
 # -- parameters and set-up -----------------------------------------------------------------
 
-def _env_int(name, default):
-    text = os.environ.get(name, "")
-    return int(text) if text.strip() else default
-
-
-class Bench:
+class Bench(BenchBase):
     """Everything a testcase needs: manifest, config, golden model, clock, seeded RNGs.
 
     Members
@@ -79,25 +68,8 @@ class Bench:
     """
 
     def __init__(self, dut, testcase):
-        self.dut = dut
-        self.testcase = testcase
-        self.manifest = Manifest.load(os.environ["ACCELGEN_MANIFEST"])
-        self.spec = REGISTRY[self.manifest["generator"]]
-        self.config = self.spec.config_cls.from_dict(self.manifest.config)
+        super().__init__(dut, testcase, generator="mac")
         self.golden = self.spec.golden_model()
-        self.seed = _env_int("ACCELGEN_SEED", 0)
-        self.beats = max(1, _env_int("ACCELGEN_BEATS", 200))
-        stream = zlib.crc32(testcase.encode())
-        self.rng = random.Random(self.seed * 1_000_003 + stream)
-        self.nprng = np.random.default_rng([self.seed, stream])
-        self.counter = None   # set where the clock starts, see start()
-        self.result = {}
-
-    def fail(self, message):
-        """Assertion text that names the seed and how to reproduce."""
-        return (f"[{self.testcase}, seed={self.seed}, preset={self.manifest['preset']}, "
-                f"digest={self.manifest['digest']}] {message} (reproduce with "
-                f"ACCELGEN_SEED={self.seed} ACCELGEN_BEATS={self.beats})")
 
     def source(self, valid_prob=1.0):
         return StreamSource(self.dut, "i", self.dut.clk, self.counter, valid_prob=valid_prob,
@@ -111,31 +83,6 @@ class Bench:
         """Generous cycle budget for ``beats`` transfers at ``gaps`` (probability product)."""
         return int(8 * (beats + 4) / max(gaps, 0.05)) + 8 * self.config.latency + 100
 
-    def record(self, **values):
-        """Add ``values`` to this testcase's entry of the result JSON (written at once, so a
-        failing assertion afterwards still leaves its numbers behind)."""
-        self.result.update(values)
-        path = os.environ.get("ACCELGEN_RESULT")
-        if not path:
-            return
-        path = Path(path)
-        doc = json.loads(path.read_text()) if path.exists() else {}
-        doc.setdefault("seed", self.seed)
-        doc.setdefault("beats", self.beats)
-        doc.setdefault("clock_period_ns", PERIOD_NS)
-        doc.setdefault("testcases", {})[self.testcase] = self.result
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(doc, indent=2, default=_json_default) + "\n")
-        os.replace(tmp, path)
-
-
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Fraction):
-        return float(value)
-    raise TypeError(f"not JSON serializable: {value!r}")
-
 
 async def start(dut, testcase):
     """Clock, idle streams and a reset; returns the :class:`Bench`."""
@@ -146,16 +93,6 @@ async def start(dut, testcase):
     dut.o__ready.value = 0
     await reset(dut)
     return bench
-
-
-async def reset(dut, cycles=RESET_CYCLES):
-    """Hold the synchronous ``rst`` for ``cycles`` rising edges, driving from falling edges
-    like the stream drivers do. Returns just after a falling edge with ``rst`` low."""
-    await FallingEdge(dut.clk)
-    dut.rst.value = 1
-    for _ in range(cycles):
-        await FallingEdge(dut.clk)
-    dut.rst.value = 0
 
 
 # -- scoreboard ----------------------------------------------------------------------------

@@ -45,11 +45,8 @@ Stream timing follows :mod:`accelgen.sim.cocotb.streams`: drive after a falling 
 ``ReadOnly``, a transfer is tagged with the rising edge that completes it.
 """
 
-import json
 import os
-import random
 import time
-import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -59,14 +56,12 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly
 
-from accelgen.generators.systolic import COUNTERS, ERRORS, SystolicConfig, ceil_div
+from accelgen.generators.systolic import COUNTERS, ERRORS, ceil_div
 from accelgen.numerics import IntFormat, wrap
-from accelgen.sim.cocotb.manifest import Manifest
+from accelgen.sim.cocotb.bench import PERIOD_NS, BenchBase, env_text, reset
 from accelgen.sim.cocotb.streams import CycleCounter, StreamSink, StreamSource, stream_ports
 from accelgen.sim.golden import systolic as golden
 
-PERIOD_NS = 10
-RESET_CYCLES = 3
 SHOW_MISMATCHES = 5
 INPUTS = ("cmd", "a", "b", "c")
 OUTPUTS = ("o", "rsp")
@@ -80,16 +75,7 @@ JUNK = JUNK_KINDS
 
 # -- parameters and set-up -----------------------------------------------------------------
 
-def _env_int(name, default):
-    text = os.environ.get(name, "")
-    return int(text) if text.strip() else default
-
-
-def _env_text(name):
-    return os.environ.get(name, "").strip()
-
-
-class Bench:
+class Bench(BenchBase):
     """Everything a testcase needs: manifest, config, golden model, clock, seeded RNGs.
 
     Members
@@ -108,59 +94,16 @@ class Bench:
     """
 
     def __init__(self, dut, testcase):
-        self.dut = dut
-        self.testcase = testcase
-        self.manifest = Manifest.load(os.environ["ACCELGEN_MANIFEST"])
-        if self.manifest["generator"] != "systolic":
-            raise ValueError(f"tb_systolic: manifest of {self.manifest['generator']!r}")
-        self.config = SystolicConfig.from_dict(self.manifest.config)
+        super().__init__(dut, testcase, generator="systolic")
         self.model = golden.Model(self.config)
-        self.seed = _env_int("ACCELGEN_SEED", 0)
-        self.beats = max(1, _env_int("ACCELGEN_BEATS", 200))
-        stream = zlib.crc32(testcase.encode())
-        self.rng = random.Random(self.seed * 1_000_003 + stream)
-        self.nprng = np.random.default_rng([self.seed, stream])
-        self.counter = None   # set where the clock starts, see start()
-        self.result = {}
-
-    def fail(self, message):
-        """Assertion text that names the seed and how to reproduce."""
-        return (f"[{self.testcase}, seed={self.seed}, preset={self.manifest['preset']}, "
-                f"digest={self.manifest['digest']}] {message} (reproduce with "
-                f"ACCELGEN_SEED={self.seed} ACCELGEN_BEATS={self.beats})")
-
-    def record(self, **values):
-        """Add ``values`` to this testcase's entry of the result JSON (written at once, so a
-        failing assertion afterwards still leaves its numbers behind)."""
-        self.result.update(values)
-        path = os.environ.get("ACCELGEN_RESULT")
-        if not path:
-            return
-        path = Path(path)
-        doc = json.loads(path.read_text()) if path.exists() else {}
-        doc.setdefault("seed", self.seed)
-        doc.setdefault("beats", self.beats)
-        doc.setdefault("clock_period_ns", PERIOD_NS)
-        doc.setdefault("testcases", {})[self.testcase] = self.result
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(doc, indent=2, default=_json_default) + "\n")
-        os.replace(tmp, path)
 
     def dataflow(self):
         """``ACCELGEN_DATAFLOW`` or the first built dataflow."""
-        flow = _env_text("ACCELGEN_DATAFLOW") or self.config.dataflows[0]
+        flow = env_text("ACCELGEN_DATAFLOW") or self.config.dataflows[0]
         assert flow in self.config.dataflows, self.fail(
             f"ACCELGEN_DATAFLOW={flow!r} is not built; the config builds "
             f"{list(self.config.dataflows)}")
         return flow
-
-
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"not JSON serializable: {value!r}")
 
 
 async def start(dut, testcase):
@@ -179,16 +122,6 @@ def idle(dut):
         getattr(dut, f"{name}__valid").value = 0
     for name in OUTPUTS:
         getattr(dut, f"{name}__ready").value = 0
-
-
-async def reset(dut, cycles=RESET_CYCLES):
-    """Hold the synchronous ``rst`` for ``cycles`` rising edges, driving from falling edges
-    like the stream drivers do. Returns just after a falling edge with ``rst`` low."""
-    await FallingEdge(dut.clk)
-    dut.rst.value = 1
-    for _ in range(cycles):
-        await FallingEdge(dut.clk)
-    dut.rst.value = 0
 
 
 # -- plans: commands, their words and what must come back ------------------------------------
@@ -657,7 +590,7 @@ def default_gemm(config, flow):
 
 
 def _gemm_shape(bench, flow):
-    text = _env_text("ACCELGEN_GEMM")
+    text = env_text("ACCELGEN_GEMM")
     if not text:
         return default_gemm(bench.config, flow)
     parts = text.lower().split("x")
@@ -707,7 +640,7 @@ async def gemm(dut):
 
 def _user_arrays(bench):
     """``(a, b, c or None, path or None)`` from ``ACCELGEN_INPUTS``, or random arrays."""
-    path = _env_text("ACCELGEN_INPUTS")
+    path = env_text("ACCELGEN_INPUTS")
     cfg = bench.config
     if not path:        # a random valid command of the kind user inputs make
         while True:
@@ -755,9 +688,9 @@ async def user_inputs(dut):
     except ValueError as error:
         raise AssertionError(bench.fail(f"the RTL's o words are not a result of {m}x{k}x{n}: "
                                         f"{error}")) from None
-    if _env_text("ACCELGEN_OUTPUTS"):
-        _save_outputs(_env_text("ACCELGEN_OUTPUTS"), y, rsp)
-    check = _env_text("ACCELGEN_CHECK") not in ("0", "false", "no")
+    if env_text("ACCELGEN_OUTPUTS"):
+        _save_outputs(env_text("ACCELGEN_OUTPUTS"), y, rsp)
+    check = env_text("ACCELGEN_CHECK") not in ("0", "false", "no")
     mismatches = []
     if check:
         want = golden.gemm(cfg, a, b, c, dataflow=flow)
