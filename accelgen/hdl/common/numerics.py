@@ -9,7 +9,7 @@ from amaranth.hdl import Cat, Const, Mux, Value
 
 from ...numerics import Overflow, Rounding
 
-__all__ = ["wrap", "saturate", "apply_overflow", "round_shift"]
+__all__ = ["wrap", "saturate", "apply_overflow", "round_shift", "round_up"]
 
 
 def _extend(value, width):
@@ -62,12 +62,21 @@ def round_shift(value, shift, mode):
     negative = value[-1] if signed else 0
     if mode is Rounding.FLOOR:
         return floor
+    return floor + round_up(mode, half=half, sticky=below_half, negative=negative,
+                            odd=floor[0])
+
+
+def round_up(mode, *, half, sticky, negative, odd):
+    """Whether ``floor(x / 2**s)`` must go up by one under rounding ``mode``, from the bit just
+    below the kept ones (``half``), any bit below that (``sticky``), the sign of ``x`` and the
+    floor's lowest bit (``odd``)."""
+    mode = Rounding(mode)
+    if mode is Rounding.FLOOR:
+        return Const(0, 1)
     if mode is Rounding.HALF_UP:
-        up = half
-    elif mode is Rounding.HALF_AWAY:
-        up = half & (below_half | ~negative)
-    elif mode is Rounding.HALF_EVEN:
-        up = half & (below_half | floor[0])
-    else:  # TOWARD_ZERO
-        up = negative & rem.any()
-    return floor + up
+        return half
+    if mode is Rounding.HALF_AWAY:
+        return half & (sticky | ~negative)
+    if mode is Rounding.HALF_EVEN:
+        return half & (sticky | odd)
+    return negative & (half | sticky)       # TOWARD_ZERO

@@ -24,7 +24,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...numerics import ConfigError, IntFormat, Rounding
-from .numerics import saturate
+from .numerics import round_up, saturate
 
 __all__ = ["Requantizer"]
 
@@ -151,17 +151,7 @@ class Requantizer(wiring.Component):
         for lane, (p, (floor, half, sticky, over)) in enumerate(
                 zip(prods, _shift_right(prods, shift1))):
             neg = p[-1]
-            mode = self.rounding
-            if mode is Rounding.FLOOR:
-                up = Const(0, 1)
-            elif mode is Rounding.HALF_UP:
-                up = half
-            elif mode is Rounding.HALF_AWAY:
-                up = half & (sticky | ~neg)
-            elif mode is Rounding.HALF_EVEN:
-                up = half & (sticky | floor[0])
-            else:  # TOWARD_ZERO
-                up = neg & (half | sticky)
+            up = round_up(self.rounding, half=half, sticky=sticky, negative=neg, odd=floor[0])
             f2 = Signal(signed(_KEEP), name=f"floor{lane}")
             up2, over2, neg2 = (Signal(name=f"{n}{lane}") for n in ("up", "over", "neg"))
             m.d.sync += [f2.eq(floor), up2.eq(up), over2.eq(over), neg2.eq(neg)]

@@ -16,10 +16,12 @@ from cocotb.triggers import FallingEdge
 from accelgen.generators.registry import REGISTRY
 from accelgen.sim.cocotb.manifest import Manifest
 
-__all__ = ["PERIOD_NS", "RESET_CYCLES", "env_int", "env_text", "BenchBase", "reset"]
+__all__ = ["PERIOD_NS", "RESET_CYCLES", "env_int", "env_text", "BenchBase", "reset",
+           "assert_clean"]
 
 PERIOD_NS = 10
 RESET_CYCLES = 3
+SHOW_MISMATCHES = 5
 
 
 def env_int(name, default):
@@ -102,6 +104,15 @@ class BenchBase:
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(doc, indent=2, default=_json_default) + "\n")
         os.replace(tmp, path)
+
+
+def assert_clean(bench, mismatches, what):
+    """Record the mismatch count and fail with the first few, naming the seed."""
+    bench.record(mismatches=len(mismatches))
+    shown = "; ".join(mismatches[:SHOW_MISMATCHES])
+    more = f" (+{len(mismatches) - SHOW_MISMATCHES} more)" if len(mismatches) > SHOW_MISMATCHES \
+        else ""
+    assert not mismatches, bench.fail(f"{len(mismatches)} mismatches in {what}: {shown}{more}")
 
 
 async def reset(dut, cycles=RESET_CYCLES):

@@ -43,7 +43,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge
 
-from accelgen.sim.cocotb.bench import PERIOD_NS, BenchBase, reset
+from accelgen.sim.cocotb.bench import PERIOD_NS, BenchBase, assert_clean, reset
 from accelgen.sim.cocotb.streams import CycleCounter, StreamSink, StreamSource
 
 SHOW_MISMATCHES = 5
@@ -126,14 +126,6 @@ def compare_arrays(got, want):
                               f"err={bool(got['err'][n])} != golden "
                               f"acc={want['acc'][n].tolist()} err={bool(want['err'][n])}")
     return mismatches
-
-
-def assert_clean(bench, mismatches, what):
-    bench.record(mismatches=len(mismatches))
-    shown = "; ".join(mismatches[:SHOW_MISMATCHES])
-    more = f" (+{len(mismatches) - SHOW_MISMATCHES} more)" if len(mismatches) > SHOW_MISMATCHES \
-        else ""
-    assert not mismatches, bench.fail(f"{len(mismatches)} mismatches in {what}: {shown}{more}")
 
 
 def count_last(bench, words):

@@ -58,7 +58,7 @@ from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly
 
 from accelgen.generators.systolic import COUNTERS, ERRORS, ceil_div
 from accelgen.numerics import IntFormat, wrap
-from accelgen.sim.cocotb.bench import PERIOD_NS, BenchBase, env_text, reset
+from accelgen.sim.cocotb.bench import PERIOD_NS, BenchBase, assert_clean, env_text, reset
 from accelgen.sim.cocotb.streams import CycleCounter, StreamSink, StreamSource, stream_ports
 from accelgen.sim.golden import systolic as golden
 
@@ -319,14 +319,6 @@ def compare(bench, p, o_words, rsp_words):
             mismatches.append(f"{what}: busy {got['busy']} != {want['a_beats']} steps (a beats)"
                               f" or > cycles {got['cycles']}")
     return mismatches
-
-
-def assert_clean(bench, mismatches, what):
-    bench.record(mismatches=len(mismatches))
-    shown = "; ".join(mismatches[:SHOW_MISMATCHES])
-    more = f" (+{len(mismatches) - SHOW_MISMATCHES} more)" if len(mismatches) > SHOW_MISMATCHES \
-        else ""
-    assert not mismatches, bench.fail(f"{len(mismatches)} mismatches in {what}: {shown}{more}")
 
 
 # -- drivers -------------------------------------------------------------------------------

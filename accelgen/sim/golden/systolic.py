@@ -212,24 +212,23 @@ def _integers(name, values):
     return arr.astype(np.int64)
 
 
-def _matrix(name, values, shape, fmt, mode_name):
+def _checked(name, values, shape, fmt, where):
+    """``values`` as an int64 array of ``shape`` inside ``fmt`` (``where`` ends the message)."""
     arr = _integers(name, values)
     if arr.shape != shape:
         raise ValueError(f"{name}: shape {arr.shape} is not allowed; expected {shape}")
     if arr.size and (arr.min() < fmt.min or arr.max() > fmt.max):
         raise ValueError(f"{name}: values outside {fmt.name} [{fmt.min}, {fmt.max}] are not "
-                         f"allowed in mode {mode_name!r}")
+                         f"allowed {where}")
     return arr
+
+
+def _matrix(name, values, shape, fmt, mode_name):
+    return _checked(name, values, shape, fmt, f"in mode {mode_name!r}")
 
 
 def _accumulators(name, values, shape, fmt):
-    arr = _integers(name, values)
-    if arr.shape != shape:
-        raise ValueError(f"{name}: shape {arr.shape} is not allowed; expected {shape}")
-    if arr.size and (arr.min() < fmt.min or arr.max() > fmt.max):
-        raise ValueError(f"{name}: values outside {fmt.name} [{fmt.min}, {fmt.max}] are not "
-                         f"allowed (the accumulator lanes are {fmt.name})")
-    return arr
+    return _checked(name, values, shape, fmt, f"(the accumulator lanes are {fmt.name})")
 
 
 def _slots_to_words(values, width):
