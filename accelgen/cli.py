@@ -80,6 +80,17 @@ def cmd_show(args):
         lines += ["", f"stream {name} ({s['dir']}, payload {s['width']} bits):"]
         lines += [f"  [{f['offset'] + f['width'] - 1}:{f['offset']}] {f['name']}"
                   f"{' (signed)' if f['signed'] else ''}" for f in s["fields"]]
+    if args.errors or args.plot:
+        from .sim.report import error_lines, error_report, plot_errors
+        title = f"{spec.name} ({args.preset})"
+        if args.plot:
+            data["plot"] = str(plot_errors(spec, config, args.plot, title=title))
+        if args.errors:
+            report = error_report(spec, config, args.preset)
+            data["errors"] = report
+            lines += [""] + error_lines(spec, report)
+        if args.plot:
+            lines.append(f"plot: {data['plot']}")
     _print(args, data, "\n".join(lines))
 
 
@@ -130,6 +141,18 @@ def _gemm_rows(gemm):
     return rows
 
 
+def _error_line(errors, testcase=""):
+    """``error vs float64: max 0.54 LSB, mean 0.09 LSB, bias -0.02 LSB`` (+ row sums)."""
+    where = f" ({testcase})" if testcase else ""
+    bias = round(errors["mean"], 2) + 0.0     # no "-0.00"
+    line = (f"error vs float64{where}: max {errors['max_abs']:.2f} LSB, mean "
+            f"{errors['mean_abs']:.2f} LSB, bias {bias:.2f} LSB")
+    if errors.get("row_sum_max_dev") is not None:
+        line += (f"; row sums within {errors['row_sum_max_dev']:.4f} of 1 (bound "
+                 f"{errors['row_sum_bound']:g})")
+    return line
+
+
 def cmd_sim(args):
     spec, config = _resolve(args)
     from .sim.runner import simulate
@@ -168,10 +191,16 @@ def cmd_sim(args):
         g = data["gemm"]
         lines.append(f"gemm {g['shape']} ({g['dataflow']}): {g['cycles']} cycles, utilization "
                      f"{100 * g['utilization']:.1f} %")
+    elements = data.get("throughput", {}).get("elements_per_cycle")
+    if elements is not None and not throughput:
+        lines.append(f"elements/cycle (measured): {elements:.4g}")
     if "user_inputs" in data:
         ui = data["user_inputs"]
         lines.append("your inputs: " + ", ".join(f"{k} {v}" for k, v in ui.items()
                                                  if not isinstance(v, (dict, list))))
+    for name, tc in data.items():
+        if isinstance(tc, dict) and isinstance(tc.get("errors"), dict):
+            lines.append(_error_line(tc["errors"], "" if name == "user_inputs" else name))
     lines.append(f"log: {result.log}")
     if result.waves:
         lines.append(f"waves: {result.waves}")
@@ -235,6 +264,11 @@ def _parser():
 
     p = sub.add_parser("show", help="show a block's config, derived values and ports")
     _config_args(p)
+    p.add_argument("--errors", action="store_true",
+                   help="activation, softmax: golden model vs float64 (max, mean |error|, "
+                        "bias in output LSB) against the preset's declared bound")
+    p.add_argument("--plot", metavar="FILE.png",
+                   help="activation, softmax: draw error against input (needs matplotlib)")
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("emit", help="write <top>.v and <top>.json")
@@ -249,8 +283,8 @@ def _parser():
     p.add_argument("--sim", default="verilator", help="verilator (default) or icarus")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--cycles", type=int, default=2000, metavar="N",
-                   help="length of the random testcases: input beats (mac), N/20 commands "
-                        "(systolic); default 2000")
+                   help="length of the random testcases: input beats (mac, activation), "
+                        "elements (softmax), N/20 commands (systolic); default 2000")
     p.add_argument("--waves", action="store_true", help="write a waveform file")
     p.add_argument("--inputs", metavar="FILE.npz", help="run these arrays through the RTL")
     p.add_argument("--outputs", metavar="FILE.npz", help="save what the RTL produced")

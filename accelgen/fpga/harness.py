@@ -28,7 +28,9 @@ Stimulus
     ``state_0 | state_1 << 32 | ...`` truncated to the payload width ``W``, all generators
     stepping once per accepted beat. Every bit pattern is a legal payload (the golden model's
     ``words`` contract), so the stimulus covers control fields (``clear``, ``last``, ``mode``)
-    as well as operands.
+    as well as operands. A golden model may name one-bit fields to make rarer
+    (``HARNESS_RARE``, e.g. softmax's ``last``: rows of ~16 elements rather than ~2); each
+    such bit is ANDed with extra generator bits beyond ``W`` (:func:`rare_taps`).
 
 Flow control
     A separate free-running xorshift32 ``ctrl`` decides each cycle whether the empty input
@@ -63,10 +65,12 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
 from ..numerics import ConfigError
+from ..generators.base import field_offsets
 from ..sim.payload import payload_width
 
 __all__ = ["MASK32", "CRC_POLY", "CRC_INIT", "xorshift32", "lane_seeds", "lanes", "lane_words",
-           "stimulus_words", "crc_masks", "crc_update", "crc_next", "crc_serial", "signature",
+           "stimulus_words", "rare_taps", "shape_word", "shape_value", "harness_taps",
+           "crc_masks", "crc_update", "crc_next", "crc_serial", "signature",
            "expected", "LaneBank", "source_register", "SignatureSink", "check_beats", "Harness",
            "SelfCheckHarness", "SimResult", "simulate"]
 
@@ -116,11 +120,54 @@ def lane_words(seeds, width):
         states = [xorshift32(s) for s in states]
 
 
-def stimulus_words(width, beats, seed):
+def rare_taps(fields, rare):
+    """Where the stimulus makes one-bit fields rarer: ``(taps, raw_width)``. ``rare`` maps a
+    field name to ``n``; that field's bit is ANDed with ``n - 1`` extra random bits placed
+    after the payload (so it is set with probability ``2**-n``), e.g. ``{"last": 4}`` gives
+    softmax rows of about 16 elements instead of 2. ``taps``: ``[(bit, [extra bits])]``;
+    ``raw_width``: payload width plus the extra bits (what the generators produce)."""
+    offsets = field_offsets(fields)
+    taps, raw_width = [], payload_width(fields)
+    for name, n in rare.items():
+        if name in offsets and n > 1:
+            taps.append((offsets[name][0], list(range(raw_width, raw_width + n - 1))))
+            raw_width += n - 1
+    return taps, raw_width
+
+
+def shape_word(raw, taps, width):
+    """Python twin of :func:`shape_value`: the payload word made from a raw generator word."""
+    word = raw
+    for bit, extra in taps:
+        keep = (raw >> bit) & 1
+        for e in extra:
+            keep &= (raw >> e) & 1
+        word = (word & ~(1 << bit)) | (keep << bit)
+    return word & ((1 << width) - 1)
+
+
+def shape_value(raw, taps, width):
+    """The ``width``-bit payload from raw generator bits ``raw`` (an Amaranth value): each
+    tapped bit becomes the AND of itself and its extra bits (see :func:`rare_taps`)."""
+    bits = [raw[k] for k in range(width)]
+    for bit, extra in taps:
+        bits[bit] = Cat(raw[bit], *(raw[e] for e in extra)).all()
+    return Cat(*bits)
+
+
+def stimulus_words(width, beats, seed, taps=(), raw_width=None):
     """The ``i`` payload words :class:`SelfCheckHarness` sends, in order (see the module
-    docstring)."""
-    n = lanes(width)
-    return list(itertools.islice(lane_words(lane_seeds(seed, n + 1)[:n], width), beats))
+    docstring; ``taps``/``raw_width`` from :func:`rare_taps`)."""
+    raw_width = raw_width or width
+    n = lanes(raw_width)
+    raw = itertools.islice(lane_words(lane_seeds(seed, n + 1)[:n], raw_width), beats)
+    return [shape_word(w, taps, width) for w in raw]
+
+
+def harness_taps(spec, config):
+    """:func:`rare_taps` of a block whose golden model names rare fields in ``HARNESS_RARE``
+    (``{field: n}``; none by default)."""
+    return rare_taps(config.input_fields, getattr(spec.golden_model(), "HARNESS_RARE", {}))
 
 
 def _crc_bits(state, data):
@@ -175,7 +222,8 @@ def signature(words, width):
 def expected(spec, config, *, beats, seed):
     """``(signature, output beat count, input words)`` the harness must see, by the golden
     model."""
-    in_words = stimulus_words(payload_width(config.input_fields), beats, seed)
+    taps, raw_width = harness_taps(spec, config)
+    in_words = stimulus_words(payload_width(config.input_fields), beats, seed, taps, raw_width)
     out_words = list(spec.golden_model().words(config, in_words))
     return signature(out_words, payload_width(config.output_fields)), len(out_words), in_words
 
@@ -400,10 +448,11 @@ class SelfCheckHarness(Harness):
         self.expected_signature = self.model_signature ^ (1 if corrupt_expected else 0)
         self.block = spec.build(config)
         self.quiet_cycles = 2 * getattr(self.block, "latency", 0) + 16
-        seeds = lane_seeds(seed, lanes(self.in_width) + 1)
+        self.taps, raw_width = harness_taps(spec, config)
+        seeds = lane_seeds(seed, lanes(raw_width) + 1)
         super().__init__(timeout=16 * (beats + self.expected_count) + 4 * self.quiet_cycles
                          + 1024, ctrl_seed=seeds[-1])
-        self.stimulus = LaneBank(self.in_width, seeds[:-1], "stim")
+        self.stimulus = LaneBank(raw_width, seeds[:-1], "stim")
         self.out = SignatureSink(self.out_width, self.timeout, "o")
         self.sig, self.count = self.out.sig, self.out.count
         self.sent = Signal(range(beats + 1))
@@ -415,7 +464,8 @@ class SelfCheckHarness(Harness):
         offer_ok, take_ok = self.flow_control(m, running, (VALID_BITS, READY_BITS))
         more = Signal(init=1)   # registered "sent < beats": keeps a comparator off the enable
         ivalid = source_register(
-            m, block.i, offer=running & more & offer_ok, word=self.stimulus.word, name="i",
+            m, block.i, offer=running & more & offer_ok,
+            word=shape_value(self.stimulus.word, self.taps, self.in_width), name="i",
             load=[self.sent.eq(self.sent + 1), more.eq(self.sent != self.beats - 1),
                   *self.stimulus.step()])
         self.out.attach(m, block.o, take_ok=take_ok, running=running)

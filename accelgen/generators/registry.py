@@ -8,7 +8,11 @@ import importlib
 from dataclasses import dataclass
 
 from .base import ConfigError, apply_overrides, close_matches, parse_set_value
+from .activation import (ERROR_BOUNDS as ACTIVATION_BOUNDS, PRESETS as ACTIVATION_PRESETS,
+                         ActivationConfig)
 from .mac import PRESETS as MAC_PRESETS, MACConfig
+from .softmax import (ERROR_BOUNDS as SOFTMAX_BOUNDS, PRESETS as SOFTMAX_PRESETS,
+                      SoftmaxConfig)
 from .systolic import PRESETS as SYSTOLIC_PRESETS, SystolicConfig
 
 __all__ = ["GeneratorSpec", "REGISTRY", "get_spec", "resolve_config", "load_toml", "parse_sets"]
@@ -47,6 +51,7 @@ class GeneratorSpec:
     golden: str
     testcases: tuple = ("random_traffic", "random_words", "throughput", "latency",
                         "reset_midstream", "user_inputs")
+    error_bounds: dict = None
 
     def preset(self, name):
         if name not in self.presets:
@@ -75,6 +80,20 @@ REGISTRY = {
         config_cls=SystolicConfig, presets=SYSTOLIC_PRESETS,
         component="accelgen.hdl.systolic:Systolic", golden="accelgen.sim.golden.systolic",
         testcases=("random_gemms", "errors", "reset_midcommand", "gemm", "user_inputs")),
+    "activation": GeneratorSpec(
+        name="activation",
+        summary="elementwise GELU/SiLU/sigmoid/tanh/exp/reciprocal/rsqrt (table, PWL, I-BERT)",
+        config_cls=ActivationConfig, presets=ACTIVATION_PRESETS,
+        component="accelgen.hdl.activation:Activation", golden="accelgen.sim.golden.activation",
+        testcases=("exhaustive", "random_traffic", "throughput", "latency", "reset_midstream",
+                   "user_inputs"), error_bounds=ACTIVATION_BOUNDS),
+    "softmax": GeneratorSpec(
+        name="softmax",
+        summary="row-wise streaming softmax (base-2 online normalization, int8/int16 logits)",
+        config_cls=SoftmaxConfig, presets=SOFTMAX_PRESETS,
+        component="accelgen.hdl.softmax:Softmax", golden="accelgen.sim.golden.softmax",
+        testcases=("random_rows", "directed_rows", "throughput", "reset_midstream",
+                   "user_inputs"), error_bounds=SOFTMAX_BOUNDS),
 }
 
 

@@ -43,10 +43,15 @@ def run_stream(dut, words, n_out, *, seed=0, valid_prob=1.0, ready_prob=1.0,
             await stream_put(ctx, dut.i, word)
 
     async def monitor(ctx):
-        while len(out) < n_out:
-            while rng.random() > ready_prob:
-                await ctx.tick()
-            out.append(await stream_get(ctx, dut.o))
+        # one sample per cycle with a cycle budget: a hang ends the run instead of the test
+        cycles = 0
+        while len(out) < n_out and cycles < max_cycles:
+            ready = rng.random() <= ready_prob
+            ctx.set(dut.o.ready, ready)
+            _, _, word, valid = await ctx.tick().sample(dut.o.payload.as_value(), dut.o.valid)
+            cycles += 1
+            if ready and valid:
+                out.append(word)
         ctx.set(dut.o.ready, 1)
         for _ in range(settle):
             _, _, word, valid = await ctx.tick().sample(dut.o.payload.as_value(), dut.o.valid)
@@ -59,9 +64,9 @@ def run_stream(dut, words, n_out, *, seed=0, valid_prob=1.0, ready_prob=1.0,
     sim.add_testbench(monitor)
     if vcd:
         with sim.write_vcd(vcd):
-            sim.run_until(max_cycles * 1e-8)
+            sim.run()
     else:
-        sim.run_until(max_cycles * 1e-8)
+        sim.run()
     return out
 
 

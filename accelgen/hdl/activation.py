@@ -1,0 +1,325 @@
+"""Block ``activation``: an elementwise nonlinear unit with three back-ends.
+
+Every lane has its own copy of the back-end's pipeline; ``valid`` and ``last`` travel beside
+them in a register chain of the same length. ``[...]`` marks a register stage::
+
+    table (latency 2)          pwl (latency 4 nonuniform, 3 uniform)
+      x - in_min                 nonuniform: j = #{bases[1:] <= x}  (comparators, thermometer)
+        │                          [j, low bits of x]
+      [ROM read port]            j, offset = top, low bits of x - lo   (uniform: wiring only)
+        │                          (M_j, C_j + 2**(F-1), base_j) from j;  offset = x - base_j
+      [y]                          [M_j, C'_j, offset]
+                                 p = M_j * offset                      (multiplier)
+                                   [p, C'_j]
+                                 y = sat((p + C'_j) >> F)
+                                   [y]
+
+    ibert gelu (latency 6)                       ibert exp (latency 6)
+      d = min(|x| + b, 0)                          xc = clamp(x, n x0, 0)
+                                                   q = (xc * -div_mult) >> div_shift  (mult.)
+        [d, x<0, x]                                  [xc, q]
+      sq = d * d                (multiplier)       r = xc - q x0, u = r + b  (table of q x0)
+        [sq, x<0, x]                                 [r, u, q]
+      t = (sgn(x) (sq + c)) >> k  + one            z0 = r * u                (multiplier)
+        [t, x]                                       [z0, q]
+      y_int = x * t             (multiplier)       p0 = z0 * mult            (multiplier)
+        [y_int]                                      [p0, q]
+      p = y_int * (sign mult)   (multiplier)       a = (p0 + c mult) >> (shift - 1)
+        [p]                                          [a, q]
+      y = sat((p + zp 2**shift + 2**(shift-1)) >> shift)   y = sat(((a >> q) + 1 + 2 zp) >> 1)
+        [y]                                          [y]
+
+Trade-offs. A multiplier and the adder that consumes its product never share a stage; the
+longest fabric stages are two short adders in series (i-GELU's ``t``) or an adder followed by
+the saturating compare. The table back-end is a block-RAM ROM (one read port per lane) with an
+output register after it, so the ROM's clock-to-out does not reach the consumer. The segment
+search of nonuniform PWL is a bank of comparators against constants (at most 63 per lane)
+whose outputs form a thermometer code: one stage, no multiplier. The ``x // x0`` of i-exp is
+an exact multiply-shift division (:func:`accelgen.approx.floor_div_magic`, one DSP per lane)
+fed by the clamp of ``x`` (one constant compare and two muxes) in the same stage; ``q`` is a
+bit field of the product, so the next stage is the table of ``q x0`` and a subtraction, as it
+was when 30 comparators per lane formed ``q`` (s16 preset on ECP5: 1226 LUT4 + 1020 CCU2C +
+12 DSP with comparators, 602 LUT4 + 276 CCU2C + 16 DSP with the multiply).
+
+Numeric semantics are defined by :mod:`accelgen.sim.golden.activation`; parameters and
+constants by :class:`accelgen.generators.activation.ActivationConfig` and
+:mod:`accelgen.approx` (the ROM contents, PWL segments and I-BERT constants are the config's,
+never recomputed here).
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..approx import floor_div_magic, signed_bits
+from .common.arith import register
+from .common.numerics import saturate
+from .common.stream import stream_signature
+
+__all__ = ["Activation"]
+
+
+class Activation(wiring.Component):
+    """Elementwise GELU / SiLU / sigmoid / tanh / exp / reciprocal / rsqrt on integer codes.
+
+    Each lane maps its input code to the output code the golden model
+    :func:`accelgen.sim.golden.activation.activation` gives, by the back-end of
+    ``config.backend`` (full ROM, piecewise-linear segments or I-BERT integer polynomials).
+    Every input bit pattern is a legal code.
+
+    Parameters
+    ----------
+    config : ActivationConfig
+
+    Members
+    -------
+    i : In(stream.Signature(...))
+        ``x`` (``lanes`` codes of ``in_format``, lane ``l`` at bit ``l * in_width``) and
+        ``last`` (a tag).
+    o : Out(stream.Signature(...))
+        ``y`` (``lanes`` codes of ``out_format``, lane ``l`` at bit ``l * out_width``) and the
+        ``last`` of the same beat.
+    latency : int
+        ``config.latency``: table 2, pwl 3 (uniform) or 4 (nonuniform), ibert 6.
+
+    Timing
+    ------
+    Accepts one beat per cycle while ``o`` is not stalled; an accepted beat appears on ``o``
+    ``latency`` cycles later (``o.valid`` rises ``latency`` clock edges after the edge that
+    took it). A stalled ``o`` (valid without ready) freezes every stage, and ``i.ready``
+    falls in the same cycle; bubbles travel down the pipeline as invalid stages.
+    """
+
+    def __init__(self, config):
+        self.config = config
+        super().__init__({
+            "i": In(stream_signature(config.input_fields)),
+            "o": Out(stream_signature(config.output_fields)),
+        })
+
+    @property
+    def latency(self):
+        return self.config.latency
+
+    def elaborate(self, platform):
+        cfg = self.config
+        m = Module()
+        en = Signal()
+        m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
+
+        w, ow = cfg.in_fmt.width, cfg.out_fmt.width
+        lanes = [self.i.payload.x[lane * w:(lane + 1) * w] for lane in range(cfg.lanes)]
+        backend = {"table": self._table, "pwl": self._pwl, "ibert": self._ibert}[cfg.backend]
+        ys, depth = backend(m, en, lanes)
+        if depth + 1 != cfg.latency:     # the config's latency is what the manifest publishes
+            raise AssertionError(f"{cfg.backend} pipeline has {depth + 1} stages, "
+                                 f"config.latency says {cfg.latency}")
+
+        valid, last = self.i.valid, self.i.payload.last
+        for stage in range(1, depth + 1):
+            valid = register(m, en, valid, name=f"s{stage}_valid")
+            last = register(m, en, last, name=f"s{stage}_last")
+        with m.If(en):
+            m.d.sync += [self.o.valid.eq(valid), self.o.payload.last.eq(last)]
+            for lane, y in enumerate(ys):
+                m.d.sync += self.o.payload.y[lane * ow:(lane + 1) * ow].eq(y)
+        return m
+
+    # Each back-end maps the lanes' raw input bits to the lanes' output codes (the values the
+    # output register loads) and returns ``(codes, registers before the output register)``.
+
+    def _table(self, m, en, lanes):
+        """One ROM entry per code, read at ``x - in_min``; the read port is the only stage."""
+        cfg = self.config
+        m.submodules.rom = rom = Memory(shape=_shape(cfg.out_fmt), depth=len(cfg.table),
+                                        init=cfg.table)
+        ys = []
+        for bits in lanes:
+            port = rom.read_port(domain="sync")
+            m.d.comb += [port.addr.eq(_code_index(bits, cfg.in_fmt)), port.en.eq(en)]
+            ys.append(port.data)
+        return ys, 1
+
+    def _pwl(self, m, en, lanes):
+        """``y = sat((C_j + 2**(F-1) + M_j * (x - base_j)) >> F)``; the rounding constant is
+        folded into the intercept table, which saves the adder of a separate rounding step."""
+        cfg, p = self.config, self.config.pwl
+        if p.lo != cfg.in_fmt.min:
+            raise AssertionError(f"PWL starts at {p.lo}, the input format at {cfg.in_fmt.min}")
+        half = 1 << (p.frac - 1) if p.frac else 0
+        icpts = [c + half for c in p.intercepts]
+        icpt_shape = signed(max(signed_bits(c) for c in icpts))
+        ob = p.offset_bits
+        ys = []
+        for lane, bits in enumerate(lanes):
+            pipe = _Pipeline(m, en, lane)
+            if p.uniform_shift is not None:
+                # bases are lo + j * 2**shift: index and offset are bit fields of x - lo
+                idx, sh = _code_index(bits, cfg.in_fmt), p.uniform_shift
+                j = idx[sh:]
+                offset = idx[:sh] if sh else Const(0, 1)
+            else:
+                x = _read(bits, cfg.in_fmt)
+                j, x_low = pipe.stage(j=_thermometer_count([x >= b for b in p.bases[1:]]),
+                                      x_low=bits[:ob])
+                # offset < 2**ob, so its low ob bits are all there is to compute
+                base_low = _lookup(m, j, [b & ((1 << ob) - 1) for b in p.bases], unsigned(ob),
+                                   name=f"base{lane}")
+                offset = (x_low - base_low)[:ob]
+            slope = _lookup(m, j, p.slopes, signed(p.slope_bits), name=f"slope{lane}")
+            icpt = _lookup(m, j, icpts, icpt_shape, name=f"icpt{lane}")
+            slope, icpt, offset = pipe.stage(slope=slope, icpt=icpt, offset=offset)
+            prod, icpt = pipe.stage(prod=slope * offset, icpt=icpt)
+            ys.append(saturate((prod + icpt) >> p.frac, cfg.out_fmt))
+        return ys, pipe.depth
+
+    def _ibert(self, m, en, lanes):
+        build = self._ibert_exp if self.config.function == "exp" else self._ibert_gelu
+        ys = []
+        for lane, bits in enumerate(lanes):
+            pipe = _Pipeline(m, en, lane)
+            ys.append(build(m, pipe, bits.as_signed(), lane))
+        return ys, pipe.depth
+
+    def _ibert_gelu(self, m, pipe, x, lane):
+        """i-GELU (:class:`accelgen.approx.IBertGelu`) and the output multiplier:
+        ``y = sat(zp + round_half_up(sign * x * (e + one) * mult / 2**shift))``."""
+        cfg, ib = self.config, self.config.ibert
+        poly, mult, shift = ib["poly"], ib["sign"] * ib["mult"], ib["shift"]
+        b, c, k, one = poly.b_int, poly.c_int, poly.erf_shift, poly.one_int
+
+        # min(|x|, -b) + b == min(|x| + b, 0): one adder and a sign test instead of two
+        # comparisons; both signs' sums are formed side by side.
+        d = Signal(signed(signed_bits(b)), name=f"d{lane}")          # [b, 0]
+        v = Mux(x < 0, b - x, x + b)
+        m.d.comb += d.eq(Mux(v > 0, 0, v))
+        d, neg, x = pipe.stage(d=d, neg=x < 0, x=x)
+        sq, neg, x = pipe.stage(sq=d * d, neg=neg, x=x)
+        # e = (sgn(x) * (sq + c)) >> k, floor. For x < 0, floor(-v / 2**k) == ~((v - 1) >> k),
+        # so no negation sits in series with the shift: t = e + one is one adder after the
+        # first. x == 0 takes the positive branch where sgn(0) is 0, harmless as y = x * t.
+        t_pos = ((sq + c) >> k) + one
+        t_neg = (one - 1) - ((sq + (c - 1)) >> k)
+        t, x = pipe.stage(t=Mux(neg, t_neg, t_pos), x=x)
+        y_int, = pipe.stage(y_int=x * t)
+        prod, = pipe.stage(prod=y_int * mult)
+        # zp and the half-LSB are one constant: floor((p + h) / 2**s) + zp == floor((p + h +
+        # zp * 2**s) / 2**s)
+        bias = (cfg.out_zero_point << shift) + (1 << (shift - 1) if shift else 0)
+        return saturate((prod + bias) >> shift, cfg.out_fmt)
+
+    def _ibert_exp(self, m, pipe, x, lane):
+        """i-exp (:class:`accelgen.approx.IBertExp`) and the output multiplier:
+        ``y = sat(zp + round_half_up(z * mult / 2**(shift + q)))``.
+
+        ``x`` clamped to ``[n * x0, 0]`` (codes outside clamp to an end, where ``r`` is 0) is
+        ``xc``; ``q = xc // x0 = |xc| // |x0|`` is the exact multiply-shift division of
+        :func:`ibert_exp_divider`, formed as ``xc * -div_mult`` (non-negative, no negation
+        of ``xc``) whose bits from ``div_shift`` up are ``q``. ``r = xc - q * x0`` then needs
+        one table of ``q * x0``.
+
+        Rounding by the variable amount ``shift + q``: with ``a = p >> (shift - 1)`` (floor),
+        ``round_half_up(p / 2**(shift + q)) == floor((a / 2**q + 1) / 2)``, so the variable
+        shifter works on ``a`` and the round-up is the bit it shifts into position 0.
+        """
+        cfg, ib = self.config, self.config.ibert
+        poly, mult, shift = ib["poly"], ib["sign"] * ib["mult"], ib["shift"]
+        x0, n, b, c = poly.x0_int, poly.n, poly.b_int, poly.c_int
+        fmt = cfg.in_fmt
+        div = ibert_exp_divider(poly)
+
+        k_max = min(n, -fmt.min // -x0)          # the largest q a code of the format reaches
+        # x >= 0 (sign bit clear) clamps to 0; the low clamp only where the format reaches it
+        xc = Signal(signed(fmt.width), name=f"xc{lane}")
+        low = Mux(x < n * x0, n * x0, x) if n * x0 > fmt.min else x
+        m.d.comb += xc.eq(Mux(x[-1], low, 0))
+        q_bits = max(1, k_max.bit_length())
+        prod = xc * -div["mult"]                 # == |xc| * div_mult >= 0
+        xc, q = pipe.stage(xc=xc, q=prod[div["shift"]:div["shift"] + q_bits])
+
+        # r and u lie in known ranges, so their widths (the low bits of the differences) are
+        # all there is to compute; two tables, not r + b after r: the subtractions run side by
+        # side
+        r = Signal(signed(signed_bits(x0 + 1)), name=f"r{lane}")     # (x0, 0]
+        u = Signal(signed(max(signed_bits(x0 + 1 + b), signed_bits(b))), name=f"u{lane}")
+        qx0 = _lookup(m, q, [k * x0 for k in range(k_max + 1)], signed(signed_bits(k_max * x0)),
+                      name=f"qx0_{lane}")
+        qx0_b = _lookup(m, q, [k * x0 - b for k in range(k_max + 1)],
+                        signed(max(signed_bits(k * x0 - b) for k in range(k_max + 1))),
+                        name=f"qx0_b{lane}")
+        m.d.comb += [r.eq(xc - qx0), u.eq(xc - qx0_b)]
+        r, u, q = pipe.stage(r=r, u=u, q=q)
+        z0, q = pipe.stage(z0=r * u, q=q)
+        p0, q = pipe.stage(p0=z0 * mult, q=q)
+        # z * mult == z0 * mult + c * mult: the constant joins after the multiplier
+        p = p0 + c * mult
+        a, q = pipe.stage(a=p >> (shift - 1) if shift else p << 1, q=q)
+        return saturate(((a >> q) + (1 + 2 * cfg.out_zero_point)) >> 1, cfg.out_fmt)
+
+
+def ibert_exp_divider(poly):
+    """The exact ``q = |xc| // |x0_int|`` of i-exp (``poly``: :class:`accelgen.approx.IBertExp`)
+    as a multiply and a shift: ``{"divisor", "dividend_bits", "mult", "shift"}`` with
+    ``(u * mult) >> shift == u // divisor`` for every ``0 <= u < 2**dividend_bits``
+    (:func:`accelgen.approx.floor_div_magic`); the clamp keeps ``|xc| <= n * |x0_int|``,
+    which ``dividend_bits`` covers."""
+    divisor = -poly.x0_int
+    bits = (poly.n * divisor).bit_length()
+    mult, shift = floor_div_magic(divisor, bits)
+    return {"divisor": divisor, "dividend_bits": bits, "mult": mult, "shift": shift}
+
+
+class _Pipeline:
+    """The register stages of one lane, counted so the latency can be checked."""
+
+    def __init__(self, m, en, lane):
+        self.m, self.en, self.lane, self.depth = m, en, lane, 0
+
+    def stage(self, **values):
+        """Register every value (in keyword order) while ``en`` is high; returns the list."""
+        self.depth += 1
+        return [register(self.m, self.en, v, name=f"s{self.depth}_{k}{self.lane}")
+                for k, v in values.items()]
+
+
+def _shape(fmt):
+    return signed(fmt.width) if fmt.signed else unsigned(fmt.width)
+
+
+def _read(bits, fmt):
+    """Raw code bits read as ``fmt``."""
+    return bits.as_signed() if fmt.signed else bits
+
+
+def _code_index(bits, fmt):
+    """``x - fmt.min`` as an unsigned number of ``fmt.width`` bits: for a signed format that
+    is the two's complement code with its sign bit flipped (no adder)."""
+    return Cat(bits[:-1], ~bits[-1]) if fmt.signed else bits
+
+
+def _thermometer_count(flags):
+    """How many of ``flags`` are set, where ``flags[i]`` implies ``flags[i - 1]`` (the
+    comparisons of one value against ordered constants). The count is the position of the
+    thermometer's edge; each of its bits is an OR of one-hot edge terms (a few LUT levels for
+    tens of flags), where an adder tree would be a chain of adders."""
+    if not flags:
+        return Const(0, 1)
+    flags = list(flags) + [Const(0, 1)]
+    edges = {k: flags[k - 1] & ~flags[k] for k in range(1, len(flags))}
+    bits = [Cat(*[e for k, e in edges.items() if k >> i & 1]).any()
+            for i in range((len(flags) - 1).bit_length())]
+    return Cat(*bits)
+
+
+def _lookup(m, index, values, shape, *, name):
+    """``values[index]`` as a ``shape`` signal (a small ROM that yosys maps to LUTs); the
+    constant itself when every entry is equal."""
+    if len(set(values)) == 1:
+        return Const(values[0], shape)
+    out = Signal(shape, name=name)
+    with m.Switch(index):
+        for k, v in enumerate(values):
+            with m.Case(k):
+                m.d.comb += out.eq(v)
+    return out

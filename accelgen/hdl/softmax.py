@@ -1,0 +1,685 @@
+"""Block ``softmax``: row-wise streaming softmax with base-2 online normalization.
+
+Two passes over every row, joined by a double-buffered row memory. ``[...]`` marks a register
+stage; pass 1 and the reciprocal are free-running pipelines, pass 2 stalls as a whole on
+``o``::
+
+    i (x, mask, last)                                   pass 1: one element per cycle
+      │  ingest: write address, row end (last or n_max-th beat), i.ready
+      ▼
+    exponent unit (step 1)     table: [t = x*C >> G] [ROM] [ROM out]            3 stages
+      │                        pwl:   [t] [ROM slope, icpt] [ROM out] [slope off] [v]  5
+      │                        ibert: [x' div_mult] [k q] [-p, p + b] [-p (p + b)]
+      │                               [-p (p + b) mult] [v]                          6
+      ▼  (k, v, mask)
+      ├──────────────────────────────────────────► row memory, 2 * n_max entries of
+      │                                            (k, v, mask); bank 0: rows 0, 2, ..
+    online normalization (step 2)                  bank 1: rows 1, 3, ..
+      max loop:  K = max(K, k)     [shift amounts a, b; v]        │
+      sum loop:  S = (S >> a) + (v >> b)                          │ read at 1 element
+      │ at a row end: [K, S, end address]                         │ per cycle
+      ▼                                                           │
+    reciprocal (step 3, once per row)                             │
+      [leading zeros] [m, e] [ROM] ([ROM out] [slope off] [PWL v])
+      (Newton: [m r] [2**17 - (m r >> 16)] [r t])
+      ▼                                                           │
+    row info, one slot per bank: (end, Kx = K + e + c, r) ──► reader: address, last, row
+                                                                  ▼
+                                 pass 2: [memory data] [memory out] [P = v r, shift]
+                                         [u8: P >> s, round bit | log2: leading zeros of P]
+                                         [y, last] ──► o
+
+Row memory. Row ``n`` lives in bank ``n % 2``. Pass 1 may write element ``j`` of a row into a
+bank only once every older row of that bank has been read past element ``j``: either the bank
+holds no unread row, or its one unread row is the one pass 2 is reading and its read address
+is past ``j``. So the next-but-one row streams in right behind the read-out of its bank and
+rows longer than the pipeline latency cost no cycles at the row boundary. Each bank has at
+most one row that is finished but not yet started in pass 2, so one row-info slot per bank is
+all the queue there is (the reader copies a slot into its own registers when a row starts).
+
+Trade-offs. The exponent ``k`` and mantissa ``v`` are stored rather than the logit, so pass 2
+needs no second exponent unit; the price is a wider row memory (``k``, ``v`` and ``mask``:
+about ``A + 12`` bits per element against the logit's 8 to 16). Step 2 is split into two
+loops a stage apart, because the running maximum decides both rescale shifts: ``S = (S >>
+(k - K)) + v`` on a new maximum, else ``S + (v >> (K - k))``, is exactly ``S = (S >> a) +
+(v >> b)`` with ``a = max(K, k) - K`` and ``b = max(K, k) - k``. The maximum loop (compare,
+mux) registers ``a`` and ``b``; the sum loop is two shifters side by side and an adder, no
+subtracter or compare. (As one loop, step 2 held the ``ulx3s-85f`` build of preset
+``default`` to 77 MHz; split, the presets reach 119 to 133 MHz on an LFE5U-85F out of
+context, limited by the sum loop, a multiplier or the row memory's clock-to-out.) Every
+product goes straight into a register, with at most one adder in front of the multiplier;
+the adders that consume products sit in the next stage. Every memory's data is registered
+once more before use (ECP5 block RAM has a slow clock-to-out), and the log2 code compares
+``P`` against ``sqrt 2`` at each of the few positions its leading one can take instead of
+normalizing it with a shifter.
+
+Numeric semantics are defined by :mod:`accelgen.sim.golden.softmax`; parameters and every
+constant (``C``, ``G``, tables, PWL segments, I-BERT constants) by
+:class:`accelgen.generators.softmax.SoftmaxConfig`, never recomputed here.
+"""
+
+from dataclasses import dataclass
+from functools import lru_cache
+from types import SimpleNamespace
+
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, Value, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .. import approx
+from ..generators.softmax import RECIP_Q, SQRT2_Q15
+from .common.normalize import leading_zeros, normalize
+from .common.stream import stream_signature
+
+__all__ = ["Softmax"]
+
+_TAGS = ("valid", "end", "addr", "bank", "mask")    # what travels with an element in pass 1
+
+# -- value ranges (elaboration time, exact) ----------------------------------------------------
+
+@dataclass(frozen=True)
+class _Ranges:
+    """Exact ranges ``(lo, hi)`` of the datapath's integers over every input, from which the
+    signal widths follow.
+
+    Members
+    -------
+    k, v : tuple
+        Step 1 results.
+    sum_width : int
+        Bits of ``S``: ``config.sum_width``, or more where ``v`` reaches ``2**(A+1)``.
+    r0, r : tuple
+        Step 3: table or PWL value, and the final ``r`` (after Newton).
+    newton_t : tuple or None
+        ``2**17 - (m r0 >> 16)`` of the Newton step.
+    p_width : int
+        Bits of ``P = v * r``.
+    """
+    k: tuple
+    v: tuple
+    sum_width: int
+    r0: tuple
+    r: tuple
+    newton_t: object
+    p_width: int
+
+
+def _pwl_range(pwl, lo, hi):
+    """Value range of a PWL over the inputs ``lo .. hi``: each line is monotonic, so the
+    extremes of a segment sit at its ends."""
+    ends = list(pwl.bases[1:]) + [pwl.hi + 1]
+    values = [approx.pwl_eval(pwl, u) for base, end in zip(pwl.bases, ends)
+              for u in (max(base, lo), min(end - 1, hi)) if max(base, lo) <= min(end - 1, hi)]
+    return min(values), max(values)
+
+
+def _exp_ranges(cfg):
+    """``(k range, v range)`` of step 1 over every code of ``in_format`` (``k`` is monotonic
+    in ``x``)."""
+    fmt = cfg.in_fmt
+    if cfg.exp == "ibert":
+        ib = cfg.ibert_exp
+        poly, q = ib["poly"], ib["q"]
+        k = [(((x - ib["k_offset"] * q) * ib["div_mult"]) >> ib["div_shift"]) + ib["k_offset"]
+             for x in (fmt.min, fmt.max)]
+        # z(p) = p (p + b) + c over p in [-q, -1]: extremes at the ends or the vertex
+        ps = {-q, -1} | {p for p in (-poly.b_int // 2, -(-poly.b_int // 2)) if -q <= p <= -1}
+        zs = [p * (p + poly.b_int) + poly.c_int for p in ps]
+        v = [(z * ib["mult"] + _half(ib["shift"])) >> ib["shift"] for z in (min(zs), max(zs))]
+        return tuple(k), tuple(v)
+    c, g = cfg.base2
+    t = [(x * c) >> g for x in (fmt.min, fmt.max)]
+    k = (t[0] >> cfg.exp_frac, t[1] >> cfg.exp_frac)
+    if cfg.exp == "table":
+        return k, (min(cfg.pow2_table), max(cfg.pow2_table))
+    return k, _pwl_range(cfg.pow2_pwl, 0, (1 << cfg.exp_frac) - 1)
+
+
+def _recip_ranges(cfg):
+    """``(r0 range, r range, Newton t range or None)`` of step 3 over every mantissa ``m`` in
+    ``[2**16, 2**17)``."""
+    one, j = 1 << RECIP_Q, cfg.recip_bits
+    if cfg.recip == "table":
+        r0s = [cfg.recip_table[(m >> (RECIP_Q - j)) & ((1 << j) - 1)] for m in range(one, 2 * one)]
+    else:
+        r0s = [approx.pwl_eval(cfg.recip_pwl, u) for u in range(one)]
+    r0 = (min(r0s), max(r0s))
+    if not cfg.newton:
+        return r0, r0, None
+    ts = [(2 * one) - ((m * r) >> RECIP_Q) for m, r in zip(range(one, 2 * one), r0s)]
+    rs = [(r * t) >> RECIP_Q for r, t in zip(r0s, ts)]
+    return r0, (min(rs), max(rs)), (min(ts), max(ts))
+
+
+@lru_cache(maxsize=64)
+def _ranges(cfg):
+    k, v = _exp_ranges(cfg)
+    r0, r, t = _recip_ranges(cfg)
+    if v[0] < 1 or r[0] < 1:
+        # S >= 1 makes e >= 0 and P >= 1, which the datapath relies on
+        raise ValueError(f"softmax: v in {v} or r in {r} reaches below 1; the hardware needs "
+                         f"both positive")
+    # S is at most the plain sum of a row's v (every rescale floors towards 0)
+    sum_width = max(cfg.sum_width, (cfg.n_max * v[1]).bit_length())
+    return _Ranges(k=k, v=v, sum_width=sum_width, r0=r0, r=r, newton_t=t,
+                   p_width=(v[1] * r[1]).bit_length())
+
+
+def _half(shift):
+    """The round-half-up constant of ``>> shift`` (none for ``shift == 0``)."""
+    return 1 << (shift - 1) if shift else 0
+
+
+def _shape(lo, hi):
+    return Shape.cast(range(lo, hi + 1))
+
+
+def _fit(value, lo, hi):
+    """``value`` known to lie in ``[lo, hi]``, cut to the narrowest shape holding that range."""
+    shape = _shape(lo, hi)
+    bits = Value.cast(value)[:shape.width]
+    return bits.as_signed() if shape.signed else bits
+
+
+def _saturate(value, bits):
+    """A non-negative ``value`` as ``bits`` unsigned bits, all ones when it does not fit."""
+    return Mux(value[bits:].any(), (1 << bits) - 1, value[:bits])
+
+
+def _clamp(value, lo, hi):
+    return Mux(value < lo, lo, Mux(value > hi, hi, value))
+
+
+def _rom(m, name, entries):
+    """A ROM of ``(value, ...)`` tuples of signed integers, one entry per address: returns the
+    memory and the per-field ``(offset, width)`` packing its words."""
+    widths = [max(approx.signed_bits(e[i]) for e in entries) for i in range(len(entries[0]))]
+    words = []
+    for entry in entries:
+        word, offset = 0, 0
+        for value, width in zip(entry, widths):
+            word |= (value & ((1 << width) - 1)) << offset
+            offset += width
+        words.append(word)
+    mem = Memory(shape=unsigned(sum(widths)), depth=len(entries), init=words)
+    m.submodules[name] = mem
+    return mem, widths
+
+
+def _fields(word, widths):
+    """The signed fields of a ROM word packed by :func:`_rom`."""
+    out, offset = [], 0
+    for width in widths:
+        out.append(word[offset:offset + width].as_signed())
+        offset += width
+    return out
+
+
+class _Pipe:
+    """Register stages of one pipeline, counted (for the latency check). ``en``: the stages'
+    clock enable, or ``None`` for a free-running pipeline."""
+
+    def __init__(self, m, prefix, en=None):
+        self.m, self.prefix, self.en, self.depth = m, prefix, en, 0
+
+    def stage(self, **values):
+        """Register every value; returns them as attributes of a namespace."""
+        self.depth += 1
+        out = {}
+        for key, value in values.items():
+            value = Value.cast(value)
+            if isinstance(value, Const):
+                out[key] = value
+                continue
+            reg = Signal(value.shape(), name=f"{self.prefix}{self.depth}_{key}")
+            if self.en is None:
+                self.m.d.sync += reg.eq(value)
+            else:
+                with self.m.If(self.en):
+                    self.m.d.sync += reg.eq(value)
+            out[key] = reg
+        return SimpleNamespace(**out)
+
+
+def _pwl_value(pipe, s, widths, offset, frac, value_range, carry):
+    """A PWL's value from a registered ROM word ``s.rom`` of ``(slope, intercept +
+    2**(frac-1))``: the product ``slope * offset`` in its own stage, then ``(product +
+    intercept) >> frac`` (combinational, for the caller's next register). Returns the
+    product stage (with the ``carry`` fields) and the value."""
+    slope, icpt = _fields(s.rom, widths)
+    s = pipe.stage(prod=slope * offset, icpt=icpt, **_carry(s, *carry))
+    return s, _fit((s.prod + s.icpt) >> frac, *value_range)
+
+
+def _carry(stage, *names):
+    """The named attributes of a stage namespace as a dict, to travel on to the next one."""
+    return {n: getattr(stage, n) for n in names}
+
+
+class Softmax(wiring.Component):
+    """Row-wise streaming softmax of integer logits.
+
+    For each row the output codes are those of
+    :func:`accelgen.sim.golden.softmax.words`: base-2 exponent domain (table, PWL or I-BERT
+    polynomial), online normalization of the running maximum ``K`` and sum ``S``, a
+    normalized reciprocal (table or PWL, optional Newton step) and ``u8``, ``s8`` or ``log2``
+    codes. Every input bit pattern is legal; a row ends with ``last`` or at its ``n_max``-th
+    element (whose output carries ``last``).
+
+    Parameters
+    ----------
+    config : SoftmaxConfig
+
+    Members
+    -------
+    i : In(stream.Signature(...))
+        ``x`` (signed ``in_format``), ``mask`` (when ``config.mask``; 1 = excluded) and
+        ``last`` (ends the row).
+    o : Out(stream.Signature(...))
+        One beat per input beat, in order: ``y`` (``u8``, ``s8`` or 4-bit ``log2`` code) and
+        ``last`` (the element ends its row).
+    latency : int
+        ``config.latency``: clock edges from the one that accepts the beat of a one-element
+        row to ``o.valid`` of its output, with empty pipelines and ``o.ready`` high. It is
+        ``3`` (table), ``5`` (pwl) or ``6`` (ibert) exponent stages, the maximum loop's
+        register, ``5`` to ``10`` reciprocal stages (table or PWL, Newton step) and ``5``
+        output stages: 17 for preset ``tiny``, 19 for ``default``.
+
+    Timing
+    ------
+    Pass 1 takes one element per cycle and pass 2 emits one per cycle, with no bubble between
+    rows. ``i.ready`` falls only while the bank the next element goes to still holds an
+    unread element at its address: row ``n + 2`` starts once pass 2 has started row ``n``,
+    ``latency - 4`` cycles after row ``n``'s last element was taken. Back-to-back rows of
+    ``N`` elements therefore stream at one element per cycle when ``N >= latency - 5``, and
+    cost ``(latency - 5 - N) / 2`` extra cycles per row when shorter (rows of one element:
+    about ``(latency - 4) / 2`` cycles each). ``o`` may stall at any time: a stalled ``o``
+    freezes pass 2 and the reader; pass 1 keeps going until its bank runs into unread data.
+    """
+
+    def __init__(self, config):
+        self.config = config
+        super().__init__({
+            "i": In(stream_signature(config.input_fields)),
+            "o": Out(stream_signature(config.output_fields)),
+        })
+
+    @property
+    def latency(self):
+        return self.config.latency
+
+    def elaborate(self, platform):
+        cfg = self.config
+        m = Module()
+        self._rng = _ranges(cfg)
+        rows = self._row_state(m)
+        beat = self._ingest(m, rows)
+        el, exp_depth = self._exponent(m, beat)
+        row_end, sum_depth = self._online_sum(m, rows, el)
+        recip_depth = self._reciprocal(m, rows, row_end)
+        out_depth = self._pass2(m, rows)
+        # edges: the exponent stages end at the maximum loop, the sum loop's edge starts the
+        # reciprocal, whose last edge fills the row-info slot, read out in that cycle
+        depth = exp_depth + sum_depth + recip_depth + out_depth
+        if depth != cfg.latency:     # the manifest publishes the config's value
+            raise AssertionError(f"softmax pipeline has latency {depth} (exponent "
+                                 f"{exp_depth}, sum {sum_depth}, reciprocal {recip_depth}, "
+                                 f"output {out_depth}); config.latency says {cfg.latency}")
+        return m
+
+    # -- row bookkeeping -----------------------------------------------------------------------
+
+    def _row_state(self, m):
+        """Registers shared by the writer (pass 1), the reciprocal and the reader (pass 2)."""
+        cfg, rng = self.config, self._rng
+        rows = SimpleNamespace()
+        # per bank: rows finished by pass 1 and not yet fully read (0, 1 or 2)
+        rows.pending = [Signal(2, name=f"pending{b}") for b in range(2)]
+        rows.pend_inc = [Signal(name=f"pend_inc{b}") for b in range(2)]
+        rows.pend_dec = [Signal(name=f"pend_dec{b}") for b in range(2)]
+        for b in range(2):
+            m.d.sync += rows.pending[b].eq(rows.pending[b] + rows.pend_inc[b]
+                                           - rows.pend_dec[b])
+        # reader: the next address to read, its bank, and whether a row is under way
+        rows.rd_addr = Signal(range(2 * cfg.n_max), name="rd_addr")
+        rows.rd_bank = Signal(name="rd_bank")
+        rows.rd_active = Signal(name="rd_active")
+        # row info slots (one per bank), written by the reciprocal unit
+        rows.kx_shape = self._kx_shape()
+        rows.info = [SimpleNamespace(
+            valid=Signal(name=f"info{b}_valid"),
+            end=Signal(range(2 * cfg.n_max), name=f"info{b}_end"),
+            kx=Signal(rows.kx_shape, name=f"info{b}_kx"),
+            r=Signal(range(rng.r[1] + 1), name=f"info{b}_r")) for b in range(2)]
+        rows.memory = Memory(shape=self._entry_layout(), depth=2 * cfg.n_max, init=[])
+        m.submodules.rows = rows.memory
+        return rows
+
+    def _entry_layout(self):
+        rng = self._rng
+        fields = {"v": _shape(*rng.v), "k": _shape(*rng.k)}
+        if self.config.mask:
+            fields["mask"] = unsigned(1)
+        return data.StructLayout(fields)
+
+    def _p_lead(self):
+        """The positions the leading one of ``P = v r`` can take: ``P`` lies in ``[v_lo r_lo,
+        v_hi r_hi]``, usually a span of two or three bit positions (``v`` and ``r`` are
+        normalized)."""
+        rng = self._rng
+        return range((rng.v[0] * rng.r[0]).bit_length() - 1, rng.p_width)
+
+    def _kx_offset(self):
+        """``Kx = K + e + offset`` per row; pass 2 needs ``Kx - k``: the shift ``sh - 8`` of
+        the u8 rounding, or ``sh - n0`` for log2 (``n0``: the lowest leading-one position of
+        ``P``)."""
+        if self.config.output == "log2":
+            return RECIP_Q - self._p_lead()[0]
+        return RECIP_Q - 8
+
+    def _kx_shape(self):
+        rng = self._rng
+        off = self._kx_offset()
+        return _shape(rng.k[0] + off, rng.k[1] + rng.sum_width - 1 + off)
+
+    # -- pass 1 --------------------------------------------------------------------------------
+
+    def _ingest(self, m, rows):
+        """Accept beats, give each its row-memory address and mark row ends. Returns the
+        accepted beat's fields (combinational, valid in the accepting cycle)."""
+        cfg, n = self.config, self.config.n_max
+        wr_bank = Signal(name="wr_bank")
+        wr_addr = Signal(range(2 * n), name="wr_addr")
+        pending = Mux(wr_bank, rows.pending[1], rows.pending[0])
+        # Writable: the bank holds no unread row, or only the one being read and that read
+        # is past this address (so pass 2 already has the old entry). All registers.
+        m.d.comb += self.i.ready.eq(
+            (pending == 0)
+            | ((pending == 1) & rows.rd_active & (rows.rd_bank == wr_bank)
+               & (wr_addr < rows.rd_addr)))
+        take = self.i.valid & self.i.ready
+        p = self.i.payload
+        end = p.last | (wr_addr == Mux(wr_bank, 2 * n - 1, n - 1))
+        with m.If(take):
+            with m.If(end):
+                m.d.sync += [wr_addr.eq(Mux(wr_bank, 0, n)), wr_bank.eq(~wr_bank)]
+            with m.Else():
+                m.d.sync += wr_addr.eq(wr_addr + 1)
+        for b in range(2):
+            m.d.comb += rows.pend_inc[b].eq(take & end & (wr_bank == b))
+        return dict(valid=take, end=end, addr=wr_addr, bank=wr_bank,
+                    mask=p.mask if cfg.mask else Const(0, 1), x=p.x)
+
+    def _exponent(self, m, beat):
+        """Step 1: ``(k, v)`` of every element, with the beat's tags; returns the last
+        stage and the number of stages."""
+        pipe = _Pipe(m, "e")
+        build = {"table": self._exp_table, "pwl": self._exp_pwl,
+                 "ibert": self._exp_ibert}[self.config.exp]
+        tags = {key: beat[key] for key in _TAGS}
+        return build(m, pipe, beat["x"], tags), pipe.depth
+
+    def _base2(self, pipe, x, tags):
+        """``t = (x * C) >> G`` (a registered product); returns the stage and ``(k, f)``."""
+        cfg = self.config
+        c, g = cfg.base2
+        s = pipe.stage(t=(x * c) >> g, **tags)
+        k = _fit(s.t >> cfg.exp_frac, *self._rng.k)
+        return s, k, s.t[:cfg.exp_frac]
+
+    def _exp_table(self, m, pipe, x, tags):
+        """``v = T[f]``: ROM, then its output register."""
+        cfg = self.config
+        s, k, f = self._base2(pipe, x, tags)
+        rom = Memory(shape=unsigned(self._rng.v[1].bit_length()), depth=len(cfg.pow2_table),
+                     init=cfg.pow2_table)
+        m.submodules.pow2_rom = rom
+        port = rom.read_port()
+        m.d.comb += port.addr.eq(f)
+        s = pipe.stage(k=k, **_carry(s, *tags))
+        return pipe.stage(k=s.k, v=port.data, **_carry(s, *tags))
+
+    def _exp_pwl(self, m, pipe, x, tags):
+        """``v = (icpt + 2**(frac-1) + slope * (f - base)) >> frac`` over uniform segments:
+        segment and offset are bit fields of ``f``; the rounding constant sits in the ROM's
+        intercepts (:func:`_pwl_value`)."""
+        pwl, rng = self.config.pow2_pwl, self._rng
+        s, k, f = self._base2(pipe, x, tags)
+        rom, widths = _rom(m, "pow2_pwl", [(sl, c + _half(pwl.frac))
+                                           for sl, c in zip(pwl.slopes, pwl.intercepts)])
+        port = rom.read_port()
+        sh = pwl.uniform_shift
+        m.d.comb += port.addr.eq(f[sh:])
+        s = pipe.stage(k=k, off=f[:sh] if sh else Const(0, 1), **_carry(s, *tags))
+        s = pipe.stage(k=s.k, off=s.off, rom=port.data, **_carry(s, *tags))
+        s, v = _pwl_value(pipe, s, widths, s.off, pwl.frac, rng.v, ("k", *tags))
+        return pipe.stage(k=s.k, v=v, **_carry(s, *tags))
+
+    def _exp_ibert(self, m, pipe, x, tags):
+        """I-BERT's i-exp on the ln-2 grid: ``k = floor(x / q)`` by the config's exact
+        multiply-shift of ``x' = x - k_offset q``, ``p = x - (k + 1) q = (x' - q) - (k -
+        k_offset) q``, ``z = p (p + b) + c``, ``v = (z mult + 2**(shift-1)) >> shift``. A
+        multiplier's product goes straight into a register (``x'`` is one adder in front of
+        the first): ``p + b`` is formed beside ``-p`` from ``x' - q + b``, and ``c`` is
+        added after the multiply by ``mult``, as ``c mult``."""
+        ib, rng = self.config.ibert_exp, self._rng
+        poly, q, k0 = ib["poly"], ib["q"], ib["k_offset"]
+        b, c, mult, shift = poly.b_int, poly.c_int, ib["mult"], ib["shift"]
+        xs = x - k0 * q                                      # >= 0: k_offset q <= in_min
+        s = pipe.stage(prod=xs * ib["div_mult"], xq=xs - q, xqb=xs - q + b, **tags)
+        kk = _fit(s.prod >> ib["div_shift"], 0, rng.k[1] - k0)      # k - k_offset
+        s = pipe.stage(kk=kk, kq=kk * q, **_carry(s, "xq", "xqb", *tags))
+        # -p in [1, q] and p + b in [b - q, b - 1], positive (b ~ 3.9 q): the products are
+        # of magnitudes, which keeps p (p + b) mult within an unsigned 18 x 18 multiplier
+        if b - q < 1:
+            raise AssertionError(f"i-exp: b_int {b} is not above q {q}")
+        s = pipe.stage(k=_fit(s.kk + k0, *rng.k), np=_fit(s.kq - s.xq, 1, q),
+                       pb=_fit(s.xqb - s.kq, b - q, b - 1), **_carry(s, *tags))
+        s = pipe.stage(k=s.k, npp=s.np * s.pb, **_carry(s, *tags))
+        s = pipe.stage(k=s.k, w=s.npp * mult, **_carry(s, *tags))
+        # (z mult + half) >> shift with z = c - npp: c mult joins the rounding constant
+        v = _fit(((c * mult + _half(shift)) - s.w) >> shift, *rng.v)
+        return pipe.stage(k=s.k, v=v, **_carry(s, *tags))
+
+    def _online_sum(self, m, rows, el):
+        """Step 2 and the row-memory write, as two one-cycle loops. The maximum loop keeps
+        ``K`` (a compare and a mux) and registers the rescale shifts of the element: ``S >>
+        (k - K)`` when ``k`` is a new maximum, ``v >> (K - k)`` otherwise, ``S >> inf`` for a
+        row's first kept element and ``v = 0`` for a masked one. The sum loop one stage later
+        is then only ``S = (S >> a) + (v >> b)``: two shifters side by side and the adder,
+        with registered shift amounts. Returns the row end's stage namespace with the row's
+        final ``(K, S)`` (that element included)."""
+        rng = self._rng
+        wp = rows.memory.write_port()
+        m.d.comb += [wp.addr.eq(el.addr), wp.en.eq(el.valid),
+                     wp.data.v.eq(el.v), wp.data.k.eq(el.k)]
+        if self.config.mask:
+            m.d.comb += wp.data.mask.eq(el.mask)
+
+        big_k = Signal(_shape(*rng.k), name="run_k")
+        first = Signal(init=1, name="run_first")
+        keep = el.valid & ~el.mask
+        up = el.k > big_k
+        new_k = Mux(keep & (first | up), el.k, big_k)
+        m.d.sync += big_k.eq(new_k)
+        with m.If(keep):
+            m.d.sync += first.eq(0)
+        with m.If(el.valid & el.end):
+            m.d.sync += first.eq(1)
+        # Shift amounts saturate at all ones, which is at least the operand's width: the
+        # shift then gives 0, as the floor of a real shift by that much would.
+        s_bits, v_bits = rng.sum_width.bit_length(), len(el.v).bit_length()
+        shift_s = Mux(first, (1 << s_bits) - 1, Mux(up, _saturate(el.k - big_k, s_bits), 0))
+        shift_v = Mux(first | up, 0, _saturate(big_k - el.k, v_bits))
+        pipe = _Pipe(m, "n")
+        s = pipe.stage(shift_s=Mux(keep, shift_s, 0), shift_v=shift_v, v=Mux(keep, el.v, 0),
+                       k=new_k, row_end=el.valid & el.end, end=el.addr, bank=el.bank)
+
+        big_s = Signal(rng.sum_width, name="run_s")
+        new_s = Signal(rng.sum_width, name="new_s")
+        m.d.comb += new_s.eq((big_s >> s.shift_s) + (s.v >> s.shift_v))
+        m.d.sync += big_s.eq(new_s)
+        return SimpleNamespace(valid=s.row_end, k=s.k, s=new_s, end=s.end, bank=s.bank), 1
+
+    # -- step 3 --------------------------------------------------------------------------------
+
+    def _reciprocal(self, m, rows, row):
+        """Step 3 once per row: ``e``, ``m`` by leading-zero count and left shift, ``r`` from
+        the config's table or PWL, the optional Newton step; the row-info slot of the row's
+        bank receives ``(end, Kx = K + e + offset, r)``."""
+        cfg, rng = self.config, self._rng
+        ws, j = rng.sum_width, cfg.recip_bits
+        pipe = _Pipe(m, "r")
+        s = pipe.stage(**vars(row))
+        count, _zero = leading_zeros(s.s)
+        s = pipe.stage(count=count, **_carry(s, "valid", "k", "s", "end", "bank"))
+        top = normalize(s.s, s.count)
+        mant = top[ws - RECIP_Q - 1:] if ws > RECIP_Q else Cat(Const(0, RECIP_Q + 1 - ws), top)
+        kx = _fit(s.k + (ws - 1 + self._kx_offset()) - s.count, *_bounds(rows.kx_shape))
+        s = pipe.stage(mant=mant, kx=kx, **_carry(s, "valid", "end", "bank"))
+        index = s.mant[RECIP_Q - j:RECIP_Q]
+        tags = ("valid", "end", "bank", "kx", "mant")
+        r_shape = _shape(*rng.r0)
+        if cfg.recip == "table":
+            rom = Memory(shape=r_shape, depth=len(cfg.recip_table), init=cfg.recip_table)
+            m.submodules.recip_rom = rom
+            port = rom.read_port()
+            m.d.comb += port.addr.eq(index)
+            s = pipe.stage(**_carry(s, *tags))
+            r = port.data
+            if cfg.newton:      # the ROM output register; without Newton the slot is one
+                s = pipe.stage(r=r, **_carry(s, *tags))
+                r = s.r
+        else:
+            pwl = cfg.recip_pwl
+            rom, widths = _rom(m, "recip_pwl", [(sl, c + _half(pwl.frac))
+                                                for sl, c in zip(pwl.slopes, pwl.intercepts)])
+            port = rom.read_port()
+            m.d.comb += port.addr.eq(index)
+            sh = pwl.uniform_shift
+            s = pipe.stage(**_carry(s, *tags))
+            s = pipe.stage(rom=port.data, **_carry(s, *tags))
+            s, r = _pwl_value(pipe, s, widths, s.mant[:sh] if sh else Const(0, 1), pwl.frac,
+                              rng.r0, tags)
+            if cfg.newton:
+                s = pipe.stage(r=r, **_carry(s, *tags))
+                r = s.r
+        if cfg.newton:
+            # r = (r (2**17 - (m r >> 16))) >> 16: each product in its own stage, the
+            # subtraction between them in another
+            s = pipe.stage(pm=s.mant * r, r=r, **_carry(s, "valid", "end", "bank", "kx"))
+            t = _fit((2 << RECIP_Q) - (s.pm >> RECIP_Q), *rng.newton_t)
+            s = pipe.stage(t=t, r=s.r, **_carry(s, "valid", "end", "bank", "kx"))
+            r = _fit((s.r * s.t) >> RECIP_Q, *rng.r)
+        for b, slot in enumerate(rows.info):
+            with m.If(s.valid & (s.bank == b)):
+                m.d.sync += [slot.valid.eq(1), slot.end.eq(s.end), slot.kx.eq(s.kx),
+                             slot.r.eq(r)]
+        return pipe.depth + 1       # and the row-info slot
+
+    # -- pass 2 --------------------------------------------------------------------------------
+
+    def _pass2(self, m, rows):
+        """Reader and output pipeline, all stages enabled by ``en = ~o.valid | o.ready``."""
+        cfg, n = self.config, self.config.n_max
+        en = Signal(name="out_en")
+        m.d.comb += en.eq(~self.o.valid | self.o.ready)
+
+        # The reader's own copy of the current row's info; a row starts straight from its
+        # slot (no idle cycle), and the slot is free again from then on.
+        cur = SimpleNamespace(end=Signal.like(rows.info[0].end, name="cur_end"),
+                              kx=Signal.like(rows.info[0].kx, name="cur_kx"),
+                              r=Signal.like(rows.info[0].r, name="cur_r"))
+
+        def slot(field):
+            return Mux(rows.rd_bank, getattr(rows.info[1], field), getattr(rows.info[0], field))
+
+        def row(field):
+            return Mux(rows.rd_active, getattr(cur, field), slot(field))
+
+        have = rows.rd_active | slot("valid")
+        last = rows.rd_addr == row("end")
+        issue = en & have
+        port = rows.memory.read_port()
+        m.d.comb += [port.addr.eq(rows.rd_addr), port.en.eq(en)]
+        with m.If(issue):
+            with m.If(~rows.rd_active):
+                m.d.sync += [cur.end.eq(slot("end")), cur.kx.eq(slot("kx")),
+                             cur.r.eq(slot("r"))]
+                for b in range(2):
+                    with m.If(rows.rd_bank == b):
+                        m.d.sync += rows.info[b].valid.eq(0)
+            with m.If(last):
+                m.d.sync += [rows.rd_active.eq(0), rows.rd_bank.eq(~rows.rd_bank),
+                             rows.rd_addr.eq(Mux(rows.rd_bank, 0, n))]
+            with m.Else():
+                m.d.sync += [rows.rd_active.eq(1), rows.rd_addr.eq(rows.rd_addr + 1)]
+        for b in range(2):
+            m.d.comb += rows.pend_dec[b].eq(issue & last & (rows.rd_bank == b))
+
+        pipe = _Pipe(m, "o", en)
+        s = pipe.stage(valid=have, last=last, kx=row("kx"), r=row("r"))
+        d = port.data
+        s = pipe.stage(k=d.k, v=d.v, mask=d.mask if cfg.mask else Const(0, 1),
+                       **_carry(s, "valid", "last", "kx", "r"))
+        y = self._format(pipe, s)
+        with m.If(en):
+            m.d.sync += [self.o.valid.eq(y.valid), self.o.payload.last.eq(y.last),
+                         self.o.payload.y.eq(y.y)]
+        return pipe.depth + 1       # and the output register
+
+    def _format(self, pipe, s):
+        """Step 4 from the registered row-memory data: ``P = v r`` and the shift in one stage,
+        then u8/s8 (``P >> s`` with the round bit) or log2 (leading one of ``P`` and the
+        ``sqrt 2`` compares), then the code; returns ``valid``, ``last`` and ``y`` for the
+        output register."""
+        cfg, rng = self.config, self._rng
+        wp = rng.p_width
+        tags = ("valid", "last", "mask")
+        shift = s.kx - s.k      # sh - 8 (u8, s8) or sh - n0 (log2)
+        product = _fit(s.v * s.r, 0, (1 << wp) - 1)
+        if cfg.output == "log2":
+            return self._log2(pipe, s, product, shift, tags)
+        # u8: min(255, (P + 2**(s-1)) >> s) with s = sh - 8 >= 8: floor(P / 2**s) plus bit
+        # s-1 of P; (2 P) >> s holds both. s past the width of 2 P gives 0, as floor does.
+        s = pipe.stage(p=product, sh=_fit(_clamp(shift, 0, wp + 1), 0, wp + 1),
+                       **_carry(s, *tags))
+        q = Cat(Const(0, 1), s.p) >> s.sh
+        s = pipe.stage(floor=q[1:10], half=q[0], over=q[10:].any(), **_carry(s, *tags))
+        total = s.floor + s.half
+        u8 = Mux(s.over | (total > 255), 255, total)[:8]
+        u8 = Mux(s.mask, 0, u8)
+        y = u8 - 128 if cfg.output == "s8" else u8
+        return SimpleNamespace(valid=s.valid, last=s.last, y=y)
+
+    def _log2(self, pipe, s, product, shift, tags):
+        """``y = clamp(sh - n - (top > SQRT2_Q15), 0, 15)``, ``n`` the leading-one position
+        of ``P`` and ``top`` the 16 bits from it down. ``n`` takes one of a few positions
+        (:meth:`_p_lead`), so every candidate gets its own window compare, side by side, and
+        the leading one picks a candidate's code: no normalizing shifter. ``c = sh - n0`` is
+        clamped to ``[0, 16 + last candidate]``, past which every code is 0 or 15 anyway."""
+        lead = self._p_lead()
+        top = len(lead) - 1
+        s = pipe.stage(p=product, c=_fit(_clamp(shift, 0, 16 + top), 0, 16 + top),
+                       **_carry(s, *tags))
+        picks = {}
+        for j, n in enumerate(lead):
+            window = s.p[n - 15:n + 1] if n >= 15 else Cat(Const(0, 15 - n), s.p[:n + 1])
+            picks[f"hit{j}"] = s.p[n] & ~s.p[n + 1:].any()
+            # the candidate's code, chosen by its compare here rather than after it
+            picks[f"y{j}"] = Mux(window > SQRT2_Q15, _clamp(s.c - j - 1, 0, 15),
+                                 _clamp(s.c - j, 0, 15))[:4]
+        s = pipe.stage(**picks, **_carry(s, *tags))
+        y = Const(15, 4)      # masked elements (P >= 1 for the others: one candidate hits)
+        for j in range(len(lead)):
+            y = Mux(getattr(s, f"hit{j}") & ~s.mask, getattr(s, f"y{j}"), y)
+        return SimpleNamespace(valid=s.valid, last=s.last, y=y)
+
+
+def _bounds(shape):
+    """``(lo, hi)`` of an integer shape."""
+    shape = Shape.cast(shape)
+    if shape.signed:
+        return -(1 << (shape.width - 1)), (1 << (shape.width - 1)) - 1
+    return 0, (1 << shape.width) - 1

@@ -1,0 +1,220 @@
+"""Block ``activation``: RTL (Amaranth simulator) against the golden model over every input
+code of every preset and of small configs covering each function x back-end, under random
+gaps and backpressure, and the declared latency and throughput measured exactly.
+
+Golden model against float64 lives elsewhere; here the golden model is the scoreboard."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from amaranth.back import rtlil
+from amaranth.sim import Simulator
+
+from accelgen import approx
+from accelgen.generators.activation import FUNCTIONS, PRESETS, ActivationConfig
+from accelgen.hdl.activation import Activation, ibert_exp_divider
+from accelgen.sim.golden import activation as golden
+from accelgen.sim.pysim import run_streams
+
+# Six-bit formats keep the exhaustive runs short; the scales put each function's interesting
+# range inside the codes and its values inside the output format.
+_SMALL = {
+    "gelu": dict(in_format="s6", in_scale=1 / 8, out_format="s6", out_scale=1 / 8),
+    "silu": dict(in_format="s6", in_scale=1 / 8, out_format="s6", out_scale=1 / 8),
+    "sigmoid": dict(in_format="s6", in_scale=1 / 8, out_format="u6", out_scale=1 / 64),
+    "tanh": dict(in_format="s6", in_scale=1 / 8, out_format="s6", out_scale=1 / 32),
+    "exp": dict(in_format="s6", in_scale=1 / 8, out_format="u6", out_scale=1 / 64),
+    "reciprocal": dict(in_format="u6", in_scale=1 / 16, out_format="u6", out_scale=1 / 4),
+    "rsqrt": dict(in_format="u6", in_scale=1 / 16, out_format="u6", out_scale=1 / 8),
+}
+
+
+def _small(function, backend, **kwargs):
+    return ActivationConfig(function=function, backend=backend,
+                            **{**_SMALL[function], "segments": 8, **kwargs})
+
+
+EXTRA = {
+    **{f"table_{f}": _small(f, "table", lanes=3 if f in ("silu", "exp") else 1)
+       for f in FUNCTIONS},
+    **{f"pwl_{s}_{f}": _small(f, "pwl", spacing=s, lanes=2 if f == "tanh" else 1)
+       for f in FUNCTIONS for s in ("uniform", "nonuniform")},
+    "ibert_gelu_s6": _small("gelu", "ibert", lanes=3),
+    "ibert_exp_s6": _small("exp", "ibert", lanes=2),
+    # zero points away from 0: asymmetric input codes, shifted outputs
+    "table_zp": _small("sigmoid", "table", in_zero_point=-7, out_zero_point=5),
+    "pwl_zp": _small("gelu", "pwl", in_format="u6", in_zero_point=40, out_zero_point=-9),
+    "ibert_gelu_zp": replace(PRESETS["gelu_ibert"], out_zero_point=-20),
+    "ibert_exp_zp": replace(PRESETS["exp_ibert"], in_format="s8", in_scale=1 / 16,
+                            out_zero_point=100, lanes=1),
+    # i-exp with the clamp at n * x0 inside the codes (x0_int == -2: q saturates at 30)
+    "ibert_exp_clamp": _small("exp", "ibert", in_format="s8", in_scale=0.5, out_format="u8",
+                              out_scale=1 / 256),
+    # i-GELU with a nonzero erf_shift (the overflow guard shifts)
+    "ibert_gelu_erf_shift": _small("gelu", "ibert", in_format="s10", in_scale=1 / 256,
+                                   out_format="s8", out_scale=1 / 64),
+    # outputs so fine that one unit of I-BERT's intermediate integers moves the result: the
+    # clamps, floors and roundings inside the polynomials become visible
+    "ibert_gelu_fine": _small("gelu", "ibert", out_format="s16", out_scale=2 ** -13,
+                              mult_bits=24),
+    "ibert_gelu_erf_fine": _small("gelu", "ibert", in_format="s10", in_scale=1 / 256,
+                                  out_format="s16", out_scale=2 ** -16, mult_bits=24),
+    "ibert_exp_fine": _small("exp", "ibert", in_format="s12", in_scale=1 / 64,
+                             out_format="u16", out_scale=2 ** -37, mult_bits=24),
+    # a multiplier without shift (round at 2**q only)
+    "ibert_exp_shift0": _small("exp", "ibert", in_scale=1 / 4, out_format="u16",
+                               out_scale=2 ** -13, mult_bits=8),
+    # PWL corners: no fraction bits, one code per uniform segment, two nonuniform segments,
+    # the most nonuniform segments on a wide input
+    "pwl_frac0": _small("tanh", "pwl", spacing="nonuniform", pwl_frac=0, out_scale=1 / 8),
+    "pwl_shift0": _small("sigmoid", "pwl", in_format="s4", in_scale=1 / 2, spacing="uniform",
+                         segments=16),
+    "pwl_two": _small("silu", "pwl", spacing="nonuniform", segments=2),
+    "pwl_s12": _small("gelu", "pwl", in_format="s12", in_scale=1 / 256, out_format="s10",
+                      out_scale=1 / 128, spacing="nonuniform", segments=64, lanes=2),
+}
+CONFIGS = {**{f"preset_{n}": c for n, c in PRESETS.items()}, **EXTRA}
+
+
+def _exhaustive_beats(cfg):
+    """``(beats, lanes)`` codes in which every lane sees every code (each code once overall
+    for inputs past 12 bits), lanes rotated against each other so a beat mixes codes."""
+    codes = np.array(list(cfg.codes), np.int64)
+    n = len(codes)
+    if n > 4096:
+        beats = -(-n // cfg.lanes)
+        return np.resize(codes, beats * cfg.lanes).reshape(beats, cfg.lanes)
+    t = np.arange(n)[:, None]
+    return codes[(t + np.arange(cfg.lanes)[None, :] * (n // cfg.lanes + 1)) % n]
+
+
+def _run(cfg, words, **probs):
+    got, _cycles = run_streams(Activation(cfg), {"i": words}, {"o": len(words)},
+                               max_cycles=50 * len(words) + 200, **probs)
+    return got["o"]
+
+
+def _first_mismatch(cfg, words, got, expected):
+    for k, (g, e) in enumerate(zip(got, expected)):
+        if g != e:
+            x = golden.unpack_inputs(cfg, [words[k]])["x"][0].tolist()
+            return (f"beat {k}: x {x} -> y {golden.unpack_outputs(cfg, [g])['y'][0].tolist()}, "
+                    f"golden {golden.unpack_outputs(cfg, [e])['y'][0].tolist()}")
+    return f"{len(got)} beats out, {len(expected)} expected"
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_rtl_matches_golden_every_code(name):
+    cfg = CONFIGS[name]
+    seed = 3
+    x = _exhaustive_beats(cfg)
+    last = np.random.default_rng(seed).integers(0, 2, len(x)).astype(bool)
+    words = golden.pack_inputs(cfg, x, last)
+    expected = golden.words(cfg, words)
+    got = _run(cfg, words)
+    assert got == expected, f"{name}, seed {seed}: {_first_mismatch(cfg, words, got, expected)}"
+
+
+BACKPRESSURE = ["preset_tiny", "preset_default", "preset_sigmoid_pwl", "preset_gelu_ibert",
+                "preset_exp_ibert", "table_silu", "pwl_nonuniform_tanh", "ibert_gelu_s6"]
+
+
+@pytest.mark.parametrize("name", BACKPRESSURE)
+def test_rtl_matches_golden_with_gaps_and_backpressure(name):
+    cfg = CONFIGS[name]
+    seed = 17
+    rng = np.random.default_rng(seed)
+    beats = 300
+    x = golden.random_inputs(cfg, rng, beats)["x"]
+    words = golden.pack_inputs(cfg, x, rng.integers(0, 2, beats).astype(bool))
+    expected = golden.words(cfg, words)
+    got = _run(cfg, words, seed=seed, valid_prob=0.5, ready_prob=0.5)
+    assert got == expected, f"{name}, seed {seed}: {_first_mismatch(cfg, words, got, expected)}"
+
+
+def _measure(cfg, beats):
+    """Stream ``beats`` random beats back to back with ``o.ready`` high. Returns the
+    component's declared latency, the edges that accepted an ``i`` beat, the edges that
+    transferred an ``o`` beat, the ``o`` words and the golden words (edge ``e`` is the
+    ``e``-th rising clock edge of the run)."""
+    dut = Activation(cfg)
+    rng = np.random.default_rng(5)
+    words = golden.pack_inputs(cfg, golden.random_inputs(cfg, rng, beats)["x"],
+                               rng.integers(0, 2, beats).astype(bool))
+    ins, outs, got = [], [], []
+
+    async def bench(ctx):
+        ctx.set(dut.o.ready, 1)
+        for edge in range(beats + cfg.latency + 8):
+            if edge < beats:
+                ctx.set(dut.i.payload.as_value(), words[edge])
+            ctx.set(dut.i.valid, int(edge < beats))
+            _, _, iv, ir, ov, word = await ctx.tick().sample(
+                dut.i.valid, dut.i.ready, dut.o.valid, dut.o.payload.as_value())
+            if iv and ir:
+                ins.append(edge)
+            if ov:
+                outs.append(edge)
+                got.append(word)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return dut.latency, ins, outs, got, golden.words(cfg, words)
+
+
+LATENCY = {"preset_tiny": 2, "preset_default": 4, "preset_sigmoid_pwl": 3,
+           "preset_gelu_ibert": 6, "preset_exp_ibert": 6, "pwl_two": 4, "pwl_shift0": 3}
+
+
+@pytest.mark.parametrize("name", sorted(LATENCY))
+def test_latency_and_throughput_as_declared(name):
+    cfg = CONFIGS[name]
+    declared, ins, outs, got, expected = _measure(cfg, 1)
+    assert declared == cfg.latency == LATENCY[name]
+    assert outs[0] - ins[0] == cfg.latency, (ins, outs)
+    beats = 24
+    _, ins, outs, got, expected = _measure(cfg, beats)
+    assert ins == list(range(beats)), "i.ready fell while o was not stalled"
+    assert outs == list(range(cfg.latency, cfg.latency + beats)), "o has gaps"
+    assert got == expected
+
+
+def test_latency_is_the_same_for_every_preset_of_a_backend():
+    # latency depends on the back-end (and PWL spacing) only, never on formats or constants
+    for cfg in CONFIGS.values():
+        want = {"table": 2, "ibert": 6}.get(cfg.backend) or \
+            (3 if cfg.spacing == "uniform" else 4)
+        assert cfg.latency == want, cfg
+
+
+def test_table_is_a_rom_with_one_read_port_per_lane():
+    cfg = EXTRA["table_silu"]      # lanes=3
+    text = rtlil.convert(Activation(cfg))
+    assert text.count("cell $memrd_v2") == 3
+    assert "cell $memwr" not in text
+    assert text.count("cell $meminit_v2") == 1
+
+
+IBERT_EXP = sorted(n for n, c in CONFIGS.items() if c.backend == "ibert" and c.function == "exp")
+
+
+@pytest.mark.parametrize("name", IBERT_EXP)
+def test_ibert_exp_divider_is_exact_over_the_dividend_range(name):
+    # q = |xc| // |x0_int| is a multiply and a shift in the RTL: the constants are
+    # floor_div_magic's, exact for every dividend below 2**dividend_bits, and that range holds
+    # every clamped |x| of the config's codes
+    cfg = CONFIGS[name]
+    poly = cfg.ibert["poly"]
+    div = ibert_exp_divider(poly)
+    d = -poly.x0_int
+    assert div["divisor"] == d
+    assert div["dividend_bits"] == (poly.n * d).bit_length()
+    assert (div["mult"], div["shift"]) == approx.floor_div_magic(d, div["dividend_bits"])
+    u = np.arange(1 << div["dividend_bits"], dtype=object)
+    assert ((u * div["mult"]) >> div["shift"] == u // d).all()
+    codes = np.array(list(cfg.codes), np.int64)
+    clamped = -np.maximum(np.minimum(codes, 0), poly.n * poly.x0_int)
+    assert 0 <= clamped.min() and clamped.max() < 1 << div["dividend_bits"]
