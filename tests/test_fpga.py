@@ -452,3 +452,20 @@ def test_build_nonlinear(tmp_path, board, block, preset):
     assert r.resources["IO"][0] == 6
     assert r.resources["BRAM"][0] > 0
     assert r.fmax_mhz > r.target_mhz > 0
+
+
+@pytest.mark.fpga
+@pytest.mark.parametrize("family, dsp_cell", [("ecp5", "MULT18X18D"), ("ice40", "SB_MAC16")])
+def test_activation_without_dsp_maps_no_dsp_block(tmp_path, family, dsp_cell):
+    """``dsp=False`` keeps the PWL and I-BERT products off the DSP blocks: the same design
+    with ``dsp=True`` takes at least one per lane."""
+    from accelgen.fpga.flow import synth
+    act = REGISTRY["activation"]
+    for preset in ("default", "gelu_ibert"):
+        cfg = act.presets[preset]
+        with_dsp = synth(act, cfg, family, tmp_path / f"{preset}-dsp", preset=preset)
+        without = synth(act, dataclasses.replace(cfg, dsp=False), family,
+                        tmp_path / f"{preset}-lut", preset=preset)
+        assert with_dsp.resources["cells"].get(dsp_cell, 0) >= cfg.lanes, preset
+        assert without.resources["cells"].get(dsp_cell, 0) == 0, preset
+        assert without.resources["DSP"] == 0 and without.resources["LUT4"] > 0

@@ -172,6 +172,7 @@ def test_tables_are_reproducible():
      "at most 1.251"),
     ({"out_zero_point": 200}, "out_zero_point: 200 is not allowed; expected an integer from "
      "-128 to 127"),
+    ({"dsp": "yes"}, "dsp: 'yes' is not allowed; expected one of True, False"),
 ])
 def test_activation_config_errors(kwargs, message):
     with pytest.raises(ConfigError) as err:

@@ -99,6 +99,11 @@ class ActivationConfig(Config):
         Fraction bits of the PWL slopes and intercepts (0 to 24).
     mult_bits : int
         Bits of the I-BERT output multiplier (8 to 24).
+    dsp : bool
+        Products of the ``pwl`` and ``ibert`` back-ends as plain ``*`` that yosys maps to DSP
+        blocks (``True``), or built from LUTs and carry chains
+        (:func:`accelgen.hdl.common.arith.lut_product`) for a design whose DSPs are taken or
+        too few (iCE40 UP5K: 8). Numerics are the same; the ``table`` back-end has no products.
     """
     function: str = "gelu"
     backend: str = "table"
@@ -113,6 +118,7 @@ class ActivationConfig(Config):
     spacing: str = "nonuniform"
     pwl_frac: int = 8
     mult_bits: int = 16
+    dsp: bool = True
 
     def __post_init__(self):
         check_choice("function", self.function, FUNCTIONS)
@@ -127,6 +133,7 @@ class ActivationConfig(Config):
         check_choice("spacing", self.spacing, SPACINGS)
         check_int("pwl_frac", self.pwl_frac, 0, 24)
         check_int("mult_bits", self.mult_bits, 8, 24)
+        check_choice("dsp", self.dsp, (True, False))
         if self.backend == "table" and fin.width > TABLE_MAX_BITS:
             raise ConfigError(f"in_format: {self.in_format!r} is not allowed with backend "
                               f"'table'; a full table takes inputs of at most "
@@ -272,10 +279,12 @@ class ActivationConfig(Config):
 PRESETS = {
     "tiny": ActivationConfig(function="gelu", backend="table"),
 }
-# Uniform 16 segments: <= 1 LSB on int8 GELU/SiLU at 0.63x the full table's LUT area (ECP5,
-# benchmarks/nonlinear.py); non-uniform segments are more accurate but pay comparators.
+# Uniform 16 segments with 5 fraction bits: <= 1 LSB on int8 GELU/SiLU (the same error as 8
+# fraction bits; 4 would give 0.89 LSB) at about half the full table's LUT area with one DSP per
+# lane, 1.2x the table in LUTs alone (dsp=False; benchmarks/nonlinear.py). Non-uniform segments
+# are more accurate but pay comparators.
 PRESETS["default"] = ActivationConfig(function="gelu", backend="pwl", segments=16,
-                                      spacing="uniform", lanes=2)
+                                      spacing="uniform", pwl_frac=5, lanes=2)
 PRESETS["silu_pwl"] = replace(PRESETS["default"], function="silu", in_scale=1 / 16,
                               out_scale=1 / 16)
 PRESETS["silu_table"] = replace(PRESETS["silu_pwl"], backend="table")

@@ -53,7 +53,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..approx import floor_div_magic, signed_bits
-from .common.arith import register
+from .common.arith import lut_product, register
 from .common.numerics import saturate
 from .common.stream import stream_signature
 
@@ -170,9 +170,16 @@ class Activation(wiring.Component):
             slope = _lookup(m, j, p.slopes, signed(p.slope_bits), name=f"slope{lane}")
             icpt = _lookup(m, j, icpts, icpt_shape, name=f"icpt{lane}")
             slope, icpt, offset = pipe.stage(slope=slope, icpt=icpt, offset=offset)
-            prod, icpt = pipe.stage(prod=slope * offset, icpt=icpt)
+            prod, icpt = pipe.stage(prod=self._product(m, slope, offset, f"pwl{lane}"),
+                                    icpt=icpt)
             ys.append(saturate((prod + icpt) >> p.frac, cfg.out_fmt))
         return ys, pipe.depth
+
+    def _product(self, m, a, b, name):
+        """Exact ``a * b``: a ``$mul`` for yosys's DSP mapping, or with ``config.dsp`` off
+        shifted partial products over the bits of ``b`` (pass the narrower operand, or the
+        constant, as ``b``)."""
+        return a * b if self.config.dsp else lut_product(m, a, b, name=name)
 
     def _ibert(self, m, en, lanes):
         build = self._ibert_exp if self.config.function == "exp" else self._ibert_gelu
@@ -195,15 +202,15 @@ class Activation(wiring.Component):
         v = Mux(x < 0, b - x, x + b)
         m.d.comb += d.eq(Mux(v > 0, 0, v))
         d, neg, x = pipe.stage(d=d, neg=x < 0, x=x)
-        sq, neg, x = pipe.stage(sq=d * d, neg=neg, x=x)
+        sq, neg, x = pipe.stage(sq=self._product(m, d, d, f"sq{lane}"), neg=neg, x=x)
         # e = (sgn(x) * (sq + c)) >> k, floor. For x < 0, floor(-v / 2**k) == ~((v - 1) >> k),
         # so no negation sits in series with the shift: t = e + one is one adder after the
         # first. x == 0 takes the positive branch where sgn(0) is 0, harmless as y = x * t.
         t_pos = ((sq + c) >> k) + one
         t_neg = (one - 1) - ((sq + (c - 1)) >> k)
         t, x = pipe.stage(t=Mux(neg, t_neg, t_pos), x=x)
-        y_int, = pipe.stage(y_int=x * t)
-        prod, = pipe.stage(prod=y_int * mult)
+        y_int, = pipe.stage(y_int=self._product(m, t, x, f"yint{lane}"))
+        prod, = pipe.stage(prod=self._product(m, y_int, mult, f"out{lane}"))
         # zp and the half-LSB are one constant: floor((p + h) / 2**s) + zp == floor((p + h +
         # zp * 2**s) / 2**s)
         bias = (cfg.out_zero_point << shift) + (1 << (shift - 1) if shift else 0)
@@ -235,7 +242,7 @@ class Activation(wiring.Component):
         low = Mux(x < n * x0, n * x0, x) if n * x0 > fmt.min else x
         m.d.comb += xc.eq(Mux(x[-1], low, 0))
         q_bits = max(1, k_max.bit_length())
-        prod = xc * -div["mult"]                 # == |xc| * div_mult >= 0
+        prod = self._product(m, xc, -div["mult"], f"div{lane}")   # == |xc| * div_mult >= 0
         xc, q = pipe.stage(xc=xc, q=prod[div["shift"]:div["shift"] + q_bits])
 
         # r and u lie in known ranges, so their widths (the low bits of the differences) are
@@ -250,8 +257,8 @@ class Activation(wiring.Component):
                         name=f"qx0_b{lane}")
         m.d.comb += [r.eq(xc - qx0), u.eq(xc - qx0_b)]
         r, u, q = pipe.stage(r=r, u=u, q=q)
-        z0, q = pipe.stage(z0=r * u, q=q)
-        p0, q = pipe.stage(p0=z0 * mult, q=q)
+        z0, q = pipe.stage(z0=self._product(m, u, r, f"z{lane}"), q=q)
+        p0, q = pipe.stage(p0=self._product(m, z0, mult, f"out{lane}"), q=q)
         # z * mult == z0 * mult + c * mult: the constant joins after the multiplier
         p = p0 + c * mult
         a, q = pipe.stage(a=p >> (shift - 1) if shift else p << 1, q=q)

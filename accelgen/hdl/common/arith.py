@@ -35,13 +35,19 @@ def lut_product(m, a, b, *, name):
     ``$mul`` cell into DSPs). The partial sums are ``keep`` wires: without them yosys merges
     the adder tree into one ``$macc`` cell and maps that to about 5x the LUTs (8x8 on ECP5:
     36 CCU2C + 65 LUT4 with the wires kept, 333 LUT4 + 123 PFUMX without). ``b``'s top bit
-    has weight ``-2**(w-1)`` (two's complement)."""
+    has weight ``-2**(w-1)`` when it is signed (two's complement). A constant ``b`` (an int
+    or a ``Const``) gives one shifted copy of ``a`` per set bit and no multiplexers."""
     a, b = Value.cast(a), Value.cast(b)
     w = len(b)
+    const = b.value if isinstance(b, Const) else None
     parts = []
     for i in range(w):
-        part = Mux(b[i], a, 0) << i
+        if const is not None and not (const >> i) & 1:
+            continue
+        part = (a if const is not None else Mux(b[i], a, 0)) << i
         parts.append(-part if i == w - 1 and b.shape().signed else part)
+    if not parts:
+        return Const(0, 1)
     level = 0
     while len(parts) > 1:
         sums = []
