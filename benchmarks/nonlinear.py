@@ -135,6 +135,9 @@ def _activation_variants():
                 f"pwl-u{n}-lut", f"{group}/table")
 
     for group, table in (("gelu", p["tiny"]), ("silu", p["silu_table"])):
+        # the PWL sweeps at 8 fraction bits whatever the presets chose (silu_table inherits
+        # the default preset's 5), so both functions' rows mean the same
+        table = replace(table, pwl_frac=8)
         add(group, table, "table", "")
         for n in (8, 16, 32, 64):
             add(group, replace(table, backend="pwl", spacing="uniform", segments=n),
@@ -156,7 +159,7 @@ def _activation_variants():
     # int8 table is cheap, a 1024-entry one is not
     for group, table in (("gelu10", replace(p["tiny"], in_format="s10", in_scale=1 / 128)),
                          ("silu10", replace(p["silu_table"], in_format="s10",
-                                            in_scale=1 / 64))):
+                                            in_scale=1 / 64, pwl_frac=8))):
         add(group, table, "table", "")
         for n in (16, 32):
             add(group, replace(table, backend="pwl", spacing="uniform", segments=n),
