@@ -75,6 +75,7 @@ EXTRA = {
                       out_scale=1 / 128, spacing="nonuniform", segments=64, lanes=2),
     # products from LUTs and carry chains (dsp=False): the same numbers, other gates
     "lut_preset_default": replace(PRESETS["default"], dsp=False),
+    "lut_preset_exp_ibert": replace(PRESETS["exp_ibert"], dsp=False),
     "lut_pwl_nonuniform_sigmoid": _small("sigmoid", "pwl", spacing="nonuniform", dsp=False),
     "lut_pwl_s12": _small("gelu", "pwl", in_format="s12", in_scale=1 / 256, out_format="s10",
                           out_scale=1 / 128, spacing="uniform", segments=16, dsp=False),
