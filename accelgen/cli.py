@@ -243,7 +243,8 @@ def cmd_build(args):
     order = ("LUT4", "carry", "FF", "DSP", "BRAM", "IO")
     rows = [(k, f"{report.resources[k][0]} / {report.resources[k][1]}") for k in order
             if k in report.resources]
-    rows.append(("Fmax (MHz)", f"{report.fmax_mhz:.1f} (board clock {report.target_mhz:g})"))
+    rows.append(("Fmax (MHz)", f"{report.fmax_mhz:.1f} (board clock {report.target_mhz:g})"
+                               + (f"; {report.fmax_note}" if report.fmax_note else "")))
     rows.append(("cocotb vs golden model", "skipped" if sim is None else
                  f"PASS ({len(sim.testcases)} testcases, {sim.cycles} cycles)"))
     rows.append(("harness self-check (sim)", f"PASS ({report.selfcheck_cycles} cycles)"))

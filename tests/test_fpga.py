@@ -341,6 +341,20 @@ def test_nextpnr_log_parsing():
     assert res["BRAM"] == (0, 208)
 
 
+def test_nextpnr_ice40_pseudo_clock_is_not_the_design_clock():
+    """nextpnr-ice40 lists the constant net on a combinational SB_MAC16's clock pin as a clock
+    of its own, sometimes first: the Fmax is the real clock's, and the log is flagged."""
+    from accelgen.fpga.flow import parse_nextpnr_log, untimed_mac16
+    log = ("Info: Max frequency for clock '$PACKER_GND_NET_$glb_clk': 256.81 MHz (PASS at "
+           "12.00 MHz)\n"
+           "Info: Max frequency for clock          'button_sync.clk': 32.63 MHz (PASS at "
+           "12.00 MHz)\n")
+    _, fmax = parse_nextpnr_log(log, "ice40", clock_hint="clk12")
+    assert fmax == 32.63 and untimed_mac16(log)
+    plain = log.splitlines()[1]
+    assert parse_nextpnr_log(plain, "ice40")[1] == 32.63 and not untimed_mac16(plain)
+
+
 # -- fpga tier ------------------------------------------------------------------------------------
 
 KEYS = {"LUT4", "carry", "FF", "DSP", "BRAM", "cells"}

@@ -111,6 +111,10 @@ class BuildReport:
         :class:`SynthReport`.
     fmax_mhz : float
         nextpnr's post-route maximum frequency of the board clock.
+    fmax_note : str
+        Why ``fmax_mhz`` may be optimistic, or ``""``: on iCE40, paths through an SB_MAC16
+        that yosys left combinational are clocked by nextpnr's constant-net pseudo-clock and
+        not timed (:func:`untimed_mac16`).
     target_mhz : float
         The board clock's frequency (the constraint nextpnr worked to).
     selfcheck_passed : bool
@@ -148,6 +152,7 @@ class BuildReport:
     logs: dict
     seconds: dict = field(default_factory=dict)
     selfcheck_checks: dict = field(default_factory=dict)
+    fmax_note: str = ""
 
 
 # -- running tools ----------------------------------------------------------------------------
@@ -253,7 +258,9 @@ def parse_nextpnr_log(text, family, *, clock_hint="", synth_cells=None):
     that share an LC with a LUT), all out of every LC; on ECP5 ``LUT4`` counts logic LUTs,
     ``carry`` CCU2C cells (two LUT4s each, out of half the LUT4s) and ``FF`` flip-flops.
     Fmax is the last (post-route) ``Max frequency`` of the clock whose name contains
-    ``clock_hint``, else of the first clock listed.
+    ``clock_hint``, else of the first clock listed; nextpnr-ice40's ``$PACKER_...``
+    pseudo-clocks (constant nets on the clock pins of combinational SB_MAC16s) are never
+    taken for the design's clock.
     """
     check_family(family)
     blocks = text.split("Device utilisation:")
@@ -295,9 +302,21 @@ def _ecp5_logic(text):
             "FF": used_avail("Total DFFs")}
 
 
+#: nextpnr-ice40 names the constant net on a combinational SB_MAC16's clock pin a clock
+_PSEUDO_CLOCK = "$PACKER_"
+
+
+def untimed_mac16(text):
+    """Whether a nextpnr log times a ``$PACKER_...`` pseudo-clock: paths into and out of such
+    SB_MAC16s are not checked against the design's clock, so its Fmax is optimistic."""
+    return any(m[1].startswith(_PSEUDO_CLOCK) for m in _FMAX.finditer(text))
+
+
 def _fmax(text, clock_hint):
     found = {}
     for m in _FMAX.finditer(text):
+        if m[1].startswith(_PSEUDO_CLOCK):
+            continue
         found[m[1]] = float(m[2])   # later (post-route) lines overwrite earlier estimates
     if not found:
         return 0.0
@@ -448,9 +467,10 @@ def build(spec, config, board, out_dir, *, preset=None, beats=None, seed=1, quic
     if not bitstream.exists() or bitstream.stat().st_size == 0:
         raise ToolError(_PACK[family], k_log, f"no bitstream written at {bitstream.name}")
 
-    resources, fmax = parse_nextpnr_log(p_log.read_text(errors="replace"), family,
-                                        clock_hint=platform.default_clk,
+    p_text = p_log.read_text(errors="replace")
+    resources, fmax = parse_nextpnr_log(p_text, family, clock_hint=platform.default_clk,
                                         synth_cells=synth_res["cells"])
+    note = "SB_MAC16 paths untimed (combinational DSP)" if untimed_mac16(p_text) else ""
     return BuildReport(
         board=board.name, family=family, device=board.device, resources=resources,
         synth_resources=synth_res, fmax_mhz=fmax,
@@ -458,5 +478,5 @@ def build(spec, config, board, out_dir, *, preset=None, beats=None, seed=1, quic
         selfcheck_passed=result.passed, selfcheck_cycles=result.cycles, beats=harness.beats,
         seed=seed, expected_signature=harness.expected_signature, bitstream=bitstream,
         logs={"selfcheck": sc_log, "yosys": y_log, "nextpnr": p_log, "pack": k_log},
-        seconds=seconds, selfcheck_checks=dict(result.observed))
+        seconds=seconds, selfcheck_checks=dict(result.observed), fmax_note=note)
 
