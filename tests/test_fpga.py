@@ -353,6 +353,12 @@ def test_nextpnr_ice40_pseudo_clock_is_not_the_design_clock():
     assert fmax == 32.63 and untimed_mac16(log)
     plain = log.splitlines()[1]
     assert parse_nextpnr_log(plain, "ice40")[1] == 32.63 and not untimed_mac16(plain)
+    # a pseudo-clock without interior paths shows only in the cross-domain delays
+    crossing = (plain + "\nInfo: Clock '$PACKER_GND_NET_$glb_clk' has no interior paths\n"
+                "Info: Max delay posedge $PACKER_GND_NET_$glb_clk -> posedge clk$SB_IO_IN_$glb_"
+                "clk   : 5.16 ns\n")
+    assert parse_nextpnr_log(crossing, "ice40")[1] == 32.63 and untimed_mac16(crossing)
+    assert not untimed_mac16("Info: promoting $PACKER_GND_NET (fanout 1)\n" + plain)
 
 
 # -- fpga tier ------------------------------------------------------------------------------------

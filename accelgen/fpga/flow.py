@@ -277,7 +277,7 @@ def parse_nextpnr_log(text, family, *, clock_hint="", synth_cells=None):
     else:
         out.update(_ecp5_logic(text))
     out["cells"] = rows
-    return out, _fmax(text, clock_hint)
+    return out, fmax_from_log(text, clock_hint)
 
 
 def _count(pattern, text):
@@ -304,15 +304,21 @@ def _ecp5_logic(text):
 
 #: nextpnr-ice40 names the constant net on a combinational SB_MAC16's clock pin a clock
 _PSEUDO_CLOCK = "$PACKER_"
+#: that pseudo-clock as a clock of the timing report: its own Fmax line, or only the end of
+#: a cross-domain ``Max delay`` (it often has no interior paths)
+_PSEUDO_CLOCK_TIMED = re.compile(r"(?:posedge |negedge |clock\s+')" + re.escape(_PSEUDO_CLOCK))
 
 
 def untimed_mac16(text):
     """Whether a nextpnr log times a ``$PACKER_...`` pseudo-clock: paths into and out of such
     SB_MAC16s are not checked against the design's clock, so its Fmax is optimistic."""
-    return any(m[1].startswith(_PSEUDO_CLOCK) for m in _FMAX.finditer(text))
+    return _PSEUDO_CLOCK_TIMED.search(text) is not None
 
 
-def _fmax(text, clock_hint):
+def fmax_from_log(text, clock_hint):
+    """Post-route Fmax (MHz) in a nextpnr log of the clock whose name contains
+    ``clock_hint``, else of the first clock listed, never of a ``$PACKER_...`` pseudo-clock;
+    0.0 when the log reports none."""
     found = {}
     for m in _FMAX.finditer(text):
         if m[1].startswith(_PSEUDO_CLOCK):
