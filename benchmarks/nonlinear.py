@@ -81,7 +81,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from accelgen.fpga.flow import resources_from_stat, synth
+from accelgen.fpga.flow import fmax_from_log, resources_from_stat, synth, untimed_mac16
 from accelgen.generators.registry import REGISTRY
 from accelgen.sim.golden import activation as golden_act
 from accelgen.sim.golden import softmax as golden_smx
@@ -276,7 +276,7 @@ class Bench:
             result = {"fmax_mhz": None, "note": s["error"] or "no netlist"}
         else:
             t0 = time.monotonic()
-            result = place_and_route(netlist, family, s[which_netlist]["cells"])
+            result = place_and_route(netlist, family)
             _say(f"  pnr   {family:<5} {v.name:<20} {which_netlist:<7} "
                  f"{time.monotonic() - t0:5.1f} s {result['fmax_mhz']} MHz {result['note']}")
         self._pnr[key] = result
@@ -320,7 +320,7 @@ def _tool(argv, cwd, log):
     return path
 
 
-def place_and_route(netlist, family, cells):
+def place_and_route(netlist, family):
     """nextpnr of a synthesized block netlist (see the module docstring) → ``{"fmax_mhz",
     "note", "seconds"}``."""
     netlist = Path(netlist)
@@ -334,25 +334,14 @@ def place_and_route(netlist, family, cells):
     except ToolError as err:
         return {"fmax_mhz": None, "note": _pnr_failure(err), "seconds": None}
     text = (cwd / log).read_text(errors="replace")
-    fmax = _block_fmax(text)
-    if family == "ice40" and cells.get("SB_MAC16"):
+    fmax = fmax_from_log(text, "clk") or None
+    if untimed_mac16(text):
         into = _max_delay(text, r"posedge clk\S*", r"posedge \$PACKER_GND_NET\S*")
         out = _max_delay(text, r"posedge \$PACKER_GND_NET\S*", r"posedge clk\S*")
         if into is not None or out is not None:
             note = (f"MAC16 path untimed (to/from the MAC16 {into or 0:.1f} + {out or 0:.1f} "
                     f"ns, without the MAC16 itself)")
     return {"fmax_mhz": fmax, "note": note, "seconds": round(time.monotonic() - t0, 1)}
-
-
-#: the block's clock: ``clk`` (ECP5 out of context) or ``clk$SB_IO_IN_$glb_clk`` (iCE40); not
-#: nextpnr-ice40's ``$PACKER_GND_NET`` pseudo-clock of a combinational SB_MAC16
-_FMAX = re.compile(r"Max frequency for clock\s+'clk(?:\$[^']*)?':\s+([\d.]+) MHz")
-
-
-def _block_fmax(text):
-    """Post-route (last reported) Fmax of the block clock, or None."""
-    found = _FMAX.findall(text)
-    return float(found[-1]) if found else None
 
 
 def _max_delay(text, src, dst):
