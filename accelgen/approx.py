@@ -23,8 +23,9 @@ import math
 from dataclasses import dataclass
 
 __all__ = ["FUNCTIONS", "reference", "ideal", "PWL", "pwl_fit", "pwl_eval", "pwl_index",
-           "uniform_bases", "curvature_bases", "dyadic", "floor_div_magic", "signed_bits",
-           "IBERT_EXP", "IBERT_GELU", "ibert_exp_constants", "ibert_gelu_constants"]
+           "uniform_bases", "curvature_bases", "dyadic", "floor_div_magic", "half_up_bias",
+           "signed_bits", "IBERT_EXP", "IBERT_GELU", "ibert_exp_constants",
+           "ibert_gelu_constants"]
 
 
 def _gelu(x):
@@ -227,6 +228,12 @@ def make_pwl(targets, lo, segments, spacing, frac, *, out_min=None, out_max=None
 
 # -- integer-only building blocks --------------------------------------------------------------
 
+def half_up_bias(shift):
+    """The constant that makes ``(x + half_up_bias(shift)) >> shift`` round ``x / 2**shift``
+    half up: ``2**(shift-1)``, or 0 for ``shift == 0`` (nothing to round)."""
+    return 1 << (shift - 1) if shift else 0
+
+
 def dyadic(ratio, bits):
     """``(mult, shift)`` with ``mult / 2**shift ~= ratio > 0``, ``mult`` rounded (ties to even)
     into ``bits`` bits (``2**(bits-1) <= mult < 2**bits``, unless ``shift`` would go negative,
@@ -315,9 +322,11 @@ def ibert_gelu_constants(scale, x_max_abs):
     s_erf = scale / c["k"]
     b_int = math.floor(c["b"] / s_erf)
     c_int = math.floor(1.0 / c["a"] / s_erf ** 2)
-    if b_int > -2:
+    # the clamp -b must span at least two codes: -b / s_erf >= 2 (b_int <= -2 alone, through
+    # the floor, would take scales up to twice the bound the message states)
+    if b_int > -2 or scale > -c["b"] * c["k"] / 2:
         raise ValueError(f"in_scale: {scale!r} is too coarse for i-GELU; expected at most "
-                         f"{-c['b'] * c['k'] / 2:.4g}")
+                         f"{-c['b'] * c['k'] / 2:.6g}")
     # largest |poly| over the input range: at |x| = 0 it is b^2 + c, at the clamp it is c
     peak = max(abs(b_int * b_int + c_int), abs(c_int),
                abs((min(x_max_abs, -b_int) + b_int) ** 2 + c_int))

@@ -8,7 +8,10 @@ and what is allowed; nothing written).
 import argparse
 import dataclasses
 import json
+import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from .numerics import ConfigError
@@ -21,7 +24,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors and exit status 2 (argparse prints usage otherwise)."""
 
     def error(self, message):
-        raise ConfigError(f"{self.prog}: {message}")
+        sub = self.prog.partition(" ")[2]
+        raise ConfigError(f"{sub + ': ' if sub else ''}{message}")
 
 
 def _progress(args):
@@ -37,13 +41,15 @@ def _config_args(p):
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one setting (repeatable; nested keys with dots; TOML values)")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    p.add_argument("--allow-large", action="store_true",
+                   help="lift the limits on memory bits and simulated cycles (see README)")
 
 
 def _resolve(args):
-    from .generators.registry import get_spec, resolve_config
+    from .generators.registry import get_spec
     spec = get_spec(args.block)
-    config = resolve_config(spec, preset=args.preset, config_file=args.config, sets=args.set)
-    return spec, config
+    return spec, spec.resolve(args.preset, config_file=args.config, sets=args.set,
+                              allow_large=args.allow_large)
 
 
 def _table(rows, headers):
@@ -70,7 +76,9 @@ def cmd_list(args):
 def cmd_show(args):
     spec, config = _resolve(args)
     from .generators.emit import stream_layouts
-    streams = stream_layouts(spec.build(config))
+    component = spec.build(config)
+    component._MustUse__silence = True    # only its signature is read; never elaborated
+    streams = stream_layouts(component)
     data = {"block": spec.name, "preset": args.preset, "config": config.to_dict(),
             "digest": config.digest(), "derived": config.derived(), "streams": streams}
     lines = [f"{spec.name} ({args.preset}, digest {config.digest()})", ""]
@@ -127,20 +135,6 @@ def _sim_summary(result):
     return data
 
 
-def _gemm_rows(gemm):
-    """Table rows of the ``gemm`` testcase's record."""
-    util = gemm.get("utilization")
-    rows = [("shape", gemm.get("shape")), ("dataflow", gemm.get("dataflow")),
-            ("cycles", gemm.get("cycles")),
-            ("utilization", f"{100 * util:.1f} %" if util is not None else "-")]
-    rows += [(k, gemm.get(k)) for k in ("busy", "stall_a", "stall_b", "stall_out", "macs")]
-    rows.append(("check", {"passed": "PASS", "failed": "FAIL"}.get(gemm.get("check"), "FAIL")))
-    speed = gemm.get("cycles_per_second")
-    if speed:
-        rows.append(("simulation", f"{gemm['sim_cycles']} cycles at {speed:.0f} cycles/s"))
-    return rows
-
-
 def _error_line(errors, testcase=""):
     """``error vs float64: max 0.54 LSB, mean 0.09 LSB, bias -0.02 LSB`` (+ row sums)."""
     where = f" ({testcase})" if testcase else ""
@@ -153,26 +147,41 @@ def _error_line(errors, testcase=""):
     return line
 
 
+def _summary_rows(record):
+    """The ``summary`` rows a testcase recorded (``[[label, text], ...]``)."""
+    return [tuple(row) for row in record.get("summary", ())
+            if isinstance(row, (list, tuple)) and len(row) == 2]
+
+
+def _run_options(args):
+    from .generators.registry import REGISTRY
+    names = {o.name for s in REGISTRY.values() for o in s.run_options}
+    return {name: getattr(args, name) for name in sorted(names)
+            if getattr(args, name, None) is not None}
+
+
 def cmd_sim(args):
     spec, config = _resolve(args)
     from .sim.runner import simulate
     if args.outputs and not args.inputs:
         raise ConfigError("--outputs: needs --inputs FILE.npz (the data whose results to save)")
-    if args.gemm is not None and args.inputs:
-        raise ConfigError("--gemm: not allowed together with --inputs; --gemm runs random "
-                          "operands of a shape, --inputs runs your arrays")
-    testcases = ["user_inputs"] if args.inputs else ["gemm"] if args.gemm is not None else None
+    options = _run_options(args)
+    # your inputs alone, or (simulate's default) a run option's testcase or all random ones
+    testcases = ["user_inputs"] if args.inputs else None
     result = simulate(spec, config, preset=args.preset, simulator=args.sim, seed=args.seed,
                       beats=args.cycles, inputs=args.inputs, outputs=args.outputs,
+                      testcases=testcases,
                       check=not args.no_check, waves=args.waves, progress=_progress(args),
-                      testcases=testcases, gemm=args.gemm, dataflow=args.dataflow)
+                      options=options, allow_large=args.allow_large)
     data = _sim_summary(result)
-    if args.gemm is not None:
-        gemm = data.get("gemm", {})
-        rows = _gemm_rows(gemm)
+    records = result.result.get("testcases", {})
+    ran = list(result.testcases)
+    if len(ran) == 1 and ran[0] != "user_inputs" and _summary_rows(records.get(ran[0], {})):
+        # one testcase chosen by a run option: its summary is the answer, as a table
+        rows = _summary_rows(records[ran[0]])
         rows.append(("simulator build", f"{result.build_seconds:.0f} s" if result.built
                      else "reused"))
-        lines = [_table(rows, ("gemm", f"{spec.name} ({args.preset}) on {args.sim}")), ""]
+        lines = [_table(rows, (ran[0], f"{spec.name} ({args.preset}) on {args.sim}")), ""]
         if not result.passed:
             lines.append(f"FAIL: {', '.join(result.failed)} (see the log)")
         lines.append(f"log: {result.log}")
@@ -183,17 +192,8 @@ def cmd_sim(args):
     if result.cycles:
         lines.append(f"simulated {result.cycles} cycles at {result.cycles_per_second:.0f} "
                      f"cycles/s")
-    throughput = data.get("throughput", {}).get("macs_per_cycle")
-    if throughput:
-        lines.append("MACs/cycle (measured beats/cycle x MACs per beat): "
-                     + ", ".join(f"{m} {v:g}" for m, v in throughput.items()))
-    if "gemm" in data and data["gemm"].get("utilization") is not None:
-        g = data["gemm"]
-        lines.append(f"gemm {g['shape']} ({g['dataflow']}): {g['cycles']} cycles, utilization "
-                     f"{100 * g['utilization']:.1f} %")
-    elements = data.get("throughput", {}).get("elements_per_cycle")
-    if elements is not None and not throughput:
-        lines.append(f"elements/cycle (measured): {elements:.4g}")
+    for name, record in records.items():
+        lines += [f"{name} {label}: {text}" for label, text in _summary_rows(record)]
     if "user_inputs" in data:
         ui = data["user_inputs"]
         lines.append("your inputs: " + ", ".join(f"{k} {v}" for k, v in ui.items()
@@ -222,10 +222,11 @@ def cmd_synth(args):
 def cmd_build(args):
     spec, config = _resolve(args)
     from .fpga.boards import get_board
-    from .fpga.flow import build
+    from .fpga.flow import build, make_out_dir
     from .sim.runner import simulate
     get_board(args.board)
-    out_dir = Path(args.output or f"build/{spec.name}_{args.board}")
+    # checked (and created) before the cocotb step prints or writes anything
+    out_dir = make_out_dir(args.output or f"build/{spec.name}_{args.board}")
     say = _progress(args)
     sim = None
     if not args.skip_sim:
@@ -255,7 +256,19 @@ def cmd_build(args):
     _print(args, data, _table(rows, ("", f"{spec.name} ({args.preset}) on {args.board}")))
 
 
+def _all_run_options():
+    """Every block's run options → the blocks that take it (for ``sim --help``)."""
+    from .generators.registry import REGISTRY
+    out = {}
+    for name, spec in REGISTRY.items():
+        for option in spec.run_options:
+            known = next((o for o in out if o.name == option.name), option)
+            out.setdefault(known, []).append(name)
+    return out
+
+
 def _parser():
+    from .generators.registry import REGISTRY
     parser = _Parser(prog="accelgen", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -265,11 +278,12 @@ def _parser():
 
     p = sub.add_parser("show", help="show a block's config, derived values and ports")
     _config_args(p)
+    approx = ", ".join(name for name, s in REGISTRY.items() if s.approximates)
     p.add_argument("--errors", action="store_true",
-                   help="activation, softmax: golden model vs float64 (max, mean |error|, "
-                        "bias in output LSB) against the preset's declared bound")
+                   help=f"golden model vs float64 (max, mean |error|, bias in output LSB) "
+                        f"against the preset's declared bound ({approx})")
     p.add_argument("--plot", metavar="FILE.png",
-                   help="activation, softmax: draw error against input (needs matplotlib)")
+                   help=f"draw error against input (needs matplotlib; {approx})")
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("emit", help="write <top>.v and <top>.json")
@@ -284,17 +298,15 @@ def _parser():
     p.add_argument("--sim", default="verilator", help="verilator (default) or icarus")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--cycles", type=int, default=2000, metavar="N",
-                   help="length of the random testcases: input beats (mac, activation), "
-                        "elements (softmax), N/20 commands (systolic); default 2000")
+                   help="length of the random testcases (input beats or elements; see each "
+                        "block's testbench); default 2000")
     p.add_argument("--waves", action="store_true", help="write a waveform file")
     p.add_argument("--inputs", metavar="FILE.npz", help="run these arrays through the RTL")
     p.add_argument("--outputs", metavar="FILE.npz", help="save what the RTL produced")
     p.add_argument("--no-check", action="store_true", help="do not compare with the golden model")
-    p.add_argument("--gemm", metavar="MxKxN",
-                   help="systolic: run one GEMM of this shape at full rate and report cycles "
-                        "and utilization (the gemm testcase only)")
-    p.add_argument("--dataflow", metavar="os|ws",
-                   help="systolic: dataflow of --gemm and --inputs (default: the first built)")
+    for option, blocks in _all_run_options().items():
+        p.add_argument(f"--{option.name}", metavar=option.metavar,
+                       help=f"{', '.join(blocks)}: {option.help}")
     p.set_defaults(func=cmd_sim)
 
     p = sub.add_parser("synth", help="synthesize with yosys and report resources")
@@ -313,7 +325,31 @@ def _parser():
     return parser
 
 
+def _interrupted(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _stop_children():
+    """After an interrupt: end the tools this process started (a simulator build's make and
+    compilers, nextpnr) when it leads its own process group, as it does when started from a
+    shell; otherwise they would run on after the command has returned."""
+    if os.getpgrp() != os.getpid():
+        return
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        os.killpg(os.getpgrp(), signal.SIGTERM)
+    except OSError:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv=None):
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    handlers = None
+    if threading.current_thread() is threading.main_thread():
+        handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        signal.signal(signal.SIGTERM, _interrupted)
     try:
         args = _parser().parse_args(argv)
         if getattr(args, "cycles", 1) < 1:
@@ -327,8 +363,24 @@ def main(argv=None):
     except ToolError as err:
         print(f"accelgen: {err}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # the reader of stdout went away (``accelgen show ... | head``): stop quietly, and
+        # keep Python from failing again when it flushes stdout at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except KeyboardInterrupt:
+        _stop_children()
+        print("accelgen: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if handlers is not None:
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
+            if argv is None:
+                # As the command itself, the work is done: a Ctrl-C from here on (e.g. while
+                # objects are finalized at exit) ends the process with SIGINT's status instead
+                # of being swallowed as "Exception ignored" with status 0.
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,10 @@ class Overflow(enum.Enum):
     SATURATE = "saturate"  #: clamp to the nearest representable value
 
 
-_FORMAT_RE = re.compile(r"^([su])(\d+)$")
+#: ASCII digits only (``\d`` would take "s٨"), matched with ``fullmatch`` (``$`` would take a
+#: trailing newline); leading zeros are refused by :meth:`IntFormat.parse`
+_FORMAT_RE = re.compile(r"([su])([0-9]+)")
+MAX_FORMAT_WIDTH = 62
 
 
 @dataclass(frozen=True)
@@ -59,12 +62,24 @@ class IntFormat:
 
     @classmethod
     def parse(cls, text, *, param="format"):
-        """``"s8"`` → ``IntFormat(8, True)``; raises :class:`ConfigError` naming ``param``."""
-        m = _FORMAT_RE.match(text) if isinstance(text, str) else None
-        if not m or int(m.group(2)) < 1:
+        """``"s8"`` → ``IntFormat(8, True)``; raises :class:`ConfigError` naming ``param``.
+
+        Only the canonical spelling is taken (``s`` or ``u``, then the width from 1 to 62 in
+        ASCII digits without leading zeros; no blanks, no ``+``), so one format has one name
+        and one config digest."""
+        m = _FORMAT_RE.fullmatch(text) if isinstance(text, str) else None
+        if not m:
             raise ConfigError(f"{param}: {text!r} is not an integer format; expected 's' or 'u' "
                               f"followed by a width, e.g. 's8' or 'u4'")
-        return cls(int(m.group(2)), m.group(1) == "s")
+        sign, digits = m.groups()
+        width = digits.lstrip("0") or "0"
+        if len(width) > 2 or not 1 <= int(width) <= MAX_FORMAT_WIDTH:
+            raise ConfigError(f"{param}: {text!r} is not allowed; an integer format is 1 to "
+                              f"{MAX_FORMAT_WIDTH} bits wide, e.g. 's8' or 'u4'")
+        if width != digits:
+            raise ConfigError(f"{param}: {text!r} is not allowed; expected {sign + width!r} "
+                              f"(widths are written without leading zeros)")
+        return cls(int(width), sign == "s")
 
     @property
     def name(self):
@@ -143,7 +158,7 @@ def requantize(acc, mult, shift, zero_point, relu, out_signed, rounding):
 
     ``q = round_shift(acc * mult, shift, rounding)``; with ``relu``, ``q = max(q, 0)``; then
     ``y = q + zero_point`` saturated to ``s8`` (``out_signed``) or ``u8``. ``acc * mult`` must
-    fit in int64 (the ``systolic`` config keeps ``acc_width + mult_bits <= 62``); ``shift`` is a
+    fit in int64 (the GEMM engine's config keeps ``acc_width + mult_bits <= 62``); ``shift`` is a
     scalar from 0 to 63; the other parameters are scalars.
     """
     acc = _int64(acc)

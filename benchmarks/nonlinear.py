@@ -81,7 +81,8 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from accelgen.fpga.flow import fmax_from_log, resources_from_stat, synth, untimed_mac16
+from accelgen.fpga.flow import synth
+from accelgen.fpga.report import fmax_from_log, resources_from_stat, untimed_mac16
 from accelgen.generators.registry import REGISTRY
 from accelgen.sim.golden import activation as golden_act
 from accelgen.sim.golden import softmax as golden_smx

@@ -108,7 +108,8 @@ def utilization(root, quick):
         for m, k, n in gemms:
             t0 = time.monotonic()
             res = simulate(SPEC, PRESET16, preset="16x16", testcases=["gemm"],
-                           gemm=f"{m}x{k}x{n}", dataflow=flow, build_root=Path(root) / "sim")
+                           options={"gemm": f"{m}x{k}x{n}", "dataflow": flow},
+                           build_root=Path(root) / "sim")
             case = res.result["testcases"]["gemm"]
             rows.append({"dataflow": flow, "gemm": f"{m}x{k}x{n}", "passed": res.passed,
                          **{key: case.get(key) for key in

@@ -1,10 +1,24 @@
 """Session set-up shared by the test tiers."""
 
+from _pytest.mark.expression import Expression
+
+#: markers of the tests that run YoWASP tools
+YOWASP_MARKS = ("fpga", "lint")
+
+
+def _may_run_yowasp(config):
+    """Whether the ``-m`` expression lets tests marked with one of :data:`YOWASP_MARKS` run."""
+    markexpr = config.getoption("markexpr") or ""
+    if not markexpr:
+        return True
+    return Expression.compile(markexpr).evaluate(lambda name, **kwargs: name in YOWASP_MARKS)
+
 
 def pytest_configure(config):
     # YoWASP tools compile their WebAssembly on first use (~1-2 minutes cold, ~3 s warm for
-    # all five). Do it once here, on the controller only, before xdist workers start:
-    # otherwise every worker compiles at the same time.
-    if not hasattr(config, "workerinput"):
+    # all five). When fpga tests may run, do it once here, on the controller only, before
+    # xdist workers start: otherwise every worker compiles at the same time. The default
+    # (fast) tier runs no YoWASP tool and skips this.
+    if not hasattr(config, "workerinput") and _may_run_yowasp(config):
         from accelgen.fpga.flow import warm_cache
         warm_cache()

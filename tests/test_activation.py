@@ -62,6 +62,10 @@ EXTRA = {
                                   out_format="s16", out_scale=2 ** -16, mult_bits=24),
     "ibert_exp_fine": _small("exp", "ibert", in_format="s12", in_scale=1 / 64,
                              out_format="u16", out_scale=2 ** -37, mult_bits=24),
+    # shifts of 63 and more (q large): the result rounds to 0; the golden model's rounding
+    # term once overflowed int64 there and gave -1 on 699 codes
+    "ibert_exp_shift63": _small("exp", "ibert", in_format="s12", in_scale=2 ** -6,
+                                out_format="s8", out_scale=1 / 16, mult_bits=24),
     # a multiplier without shift (round at 2**q only)
     "ibert_exp_shift0": _small("exp", "ibert", in_scale=1 / 4, out_format="u16",
                                out_scale=2 ** -13, mult_bits=8),

@@ -23,10 +23,11 @@ from accelgen.generators.mac import MACConfig
 from accelgen.generators.registry import REGISTRY
 from accelgen.numerics import ConfigError
 from accelgen.sim.cocotb.manifest import Manifest
-from accelgen.sim.runner import TESTCASES, default_testcases, run_emitted, simulate
+from accelgen.sim.runner import default_testcases, run_emitted, simulate
 from accelgen.tools import ToolError, icarus_available
 
 SPEC = REGISTRY["mac"]
+TESTCASES = SPEC.testcases
 GOLDEN = SPEC.golden_model()
 SEED = 20240601
 BEATS = 150
@@ -52,6 +53,10 @@ def _check_figures(result, config):
     assert cases["latency"]["measured"] == [config.latency] * len(cases["latency"]["measured"])
     for name in ("random_traffic", "random_words", "reset_midstream"):
         assert cases[name]["mismatches"] == 0
+    assert cases["reset_midstream"]["in_flight"] > 0 and cases["reset_midstream"]["stale"] == 0
+    (label, text), = cases["throughput"]["summary"]
+    assert label.startswith("MACs/cycle") and text == ", ".join(
+        f"{m} {float(v):g}" for m, v in config.macs_per_cycle.items())
 
 
 @pytest.mark.cocotb
@@ -164,7 +169,7 @@ def test_unknown_simulator_is_one_line_config_error(tmp_path):
 
 
 def test_missing_icarus_is_config_error(tmp_path, monkeypatch):
-    monkeypatch.setattr("accelgen.sim.runner.icarus_available", lambda: False)
+    monkeypatch.setattr("accelgen.sim.simulators.icarus_available", lambda: False)
     with pytest.raises(ConfigError, match="'icarus' is not installed.*apt-get install"):
         simulate(SPEC, SPEC.presets["tiny"], simulator="icarus", build_root=tmp_path)
 
@@ -179,7 +184,8 @@ def test_bad_inputs_rejected_before_build(tmp_path):
     with pytest.raises(ConfigError, match="--inputs: a: values outside s8"):
         simulate(SPEC, config, inputs=tmp_path / "y.npz", build_root=tmp_path / "b")
     np.savez(tmp_path / "z.npz", a=zeros + 0.5, b=zeros)
-    with pytest.raises(ConfigError, match="--inputs: a: dtype float64 is not allowed"):
+    with pytest.raises(ConfigError, match="--inputs: array 'a' has dtype float64, which is not "
+                                          "allowed; expected integers or booleans"):
         simulate(SPEC, config, inputs=tmp_path / "z.npz", build_root=tmp_path / "b")
     with pytest.raises(ConfigError, match="--testcase: 'speed' is not allowed"):
         simulate(SPEC, config, testcases=["speed"], build_root=tmp_path / "b")
@@ -307,19 +313,21 @@ def test_systolic_testbench_catches_wrong_rtl(tmp_path):
 
 def test_systolic_arguments_refused_before_build(tmp_path):
     config = SYS.presets["tiny"]
-    cases = [(dict(gemm="3x17x5"), r"--gemm: '3x17x5' is not allowed in os \(err 2"),
-             (dict(gemm="0x1x1"), "--gemm: '0x1x1' is not allowed; expected MxKxN"),
-             (dict(dataflow="ws"), r"--dataflow: 'ws' is not allowed; allowed are 'os'"),
+    cases = [(dict(options={"gemm": "3x17x5"}), r"--gemm: '3x17x5' is not allowed in os \(err 2"),
+             (dict(options={"gemm": "0x1x1"}), "--gemm: '0x1x1' is not allowed; expected MxKxN"),
+             (dict(options={"dataflow": "ws"}),
+              r"--dataflow: 'ws' is not allowed; allowed are 'os'"),
              (dict(testcases=["latency"]), "--testcase: 'latency' is not allowed for systolic")]
     for kwargs, message in cases:
         with pytest.raises(ConfigError, match=message):
             simulate(SYS, config, build_root=tmp_path / "b", **kwargs)
     with pytest.raises(ConfigError, match="--gemm: not allowed for block mac"):
-        simulate(SPEC, SPEC.presets["tiny"], gemm="4x4x4", build_root=tmp_path / "b")
+        simulate(SPEC, SPEC.presets["tiny"], options={"gemm": "4x4x4"},
+                 build_root=tmp_path / "b")
     big = replace(config, dataflows=("os", "ws"))
     np.savez(tmp_path / "in.npz", a=np.ones((17, 3), np.int64), b=np.ones((3, 2), np.int64))
     with pytest.raises(ConfigError, match=r"--inputs: .* not allowed in ws; it is err 3"):
-        simulate(SYS, big, inputs=tmp_path / "in.npz", dataflow="ws",
+        simulate(SYS, big, inputs=tmp_path / "in.npz", options={"dataflow": "ws"},
                  build_root=tmp_path / "b")
     assert not (tmp_path / "b").exists()
     assert default_testcases(SYS) == ["random_gemms", "errors", "reset_midcommand", "gemm"]

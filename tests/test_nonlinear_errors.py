@@ -166,13 +166,13 @@ def test_tables_are_reproducible():
      "uniform spacing needs a power of two from 2 to 256"),
     ({"backend": "ibert", "function": "silu"}, "backend: 'ibert' is not allowed for function "
      "'silu'; I-BERT defines integer polynomials for gelu, exp"),
-    ({"in_scale": 0}, "in_scale: 0 is not allowed; expected a positive real number (the real "
-     "value of one LSB), e.g. 0.03125"),
+    ({"in_scale": 0}, "in_scale: 0 is not allowed; expected a real number from 2**-126 to "
+     "2**126 (the real value of one LSB), e.g. 0.03125"),
     ({"backend": "ibert", "in_scale": 4.0}, "in_scale: 4.0 is too coarse for i-GELU; expected "
-     "at most 1.251"),
+     "at most 1.25086"),
     ({"out_zero_point": 200}, "out_zero_point: 200 is not allowed; expected an integer from "
      "-128 to 127"),
-    ({"dsp": "yes"}, "dsp: 'yes' is not allowed; expected one of True, False"),
+    ({"dsp": "yes"}, "dsp: 'yes' is not allowed; expected true or false"),
 ])
 def test_activation_config_errors(kwargs, message):
     with pytest.raises(ConfigError) as err:

@@ -72,6 +72,7 @@ VERILATOR_WAIVED = ("WIDTHEXPAND", "WIDTHTRUNC", "UNUSEDSIGNAL", "PROCASSINIT", 
                     "DECLFILENAME")
 
 
+@pytest.mark.lint
 @pytest.mark.parametrize("block, preset", PRESETS)
 def test_verilator_lint_clean(emitted, block, preset):
     out = emitted[(block, preset)]
@@ -82,6 +83,7 @@ def test_verilator_lint_clean(emitted, block, preset):
     assert res.returncode == 0 and "%Warning" not in res.stderr, res.stderr[:3000]
 
 
+@pytest.mark.lint
 @pytest.mark.parametrize("block, preset", PRESETS)
 def test_yosys_check_clean(emitted, block, preset):
     out = emitted[(block, preset)]
@@ -133,6 +135,7 @@ _KEYS = st.lists(st.sampled_from(sorted(_VALUES)), max_size=7, unique=True).filt
 _SETTINGS = _KEYS.flatmap(lambda keys: st.fixed_dictionaries({k: _VALUES[k] for k in keys}))
 
 
+@pytest.mark.slow
 def test_random_configs_validate_or_emit():
     """>= 200 random settings: valid ones elaborate and emit Verilog, invalid ones raise the
     config's own one-line ConfigError, and nothing else happens."""

@@ -188,6 +188,7 @@ SMALL_SHIFTS = list(range(14)) + [40, 63]
 SMALL_ZPS = (-256, -37, 0, 100, 255)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", list(Rounding))
 def test_rtl_exhaustive_small(mode):
     """acc_width 8 (all 256 accumulators in one cycle) x mult_bits 4 (all 16) x shifts

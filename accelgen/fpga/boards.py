@@ -3,7 +3,9 @@ one.
 
 Pins, I/O standards and the clock constraint come from the amaranth-boards platform
 definitions; each build writes them as a ``.pcf`` (iCE40) or ``.lpf`` (ECP5) file into its
-build directory, so no hand-kept constraint file can drift from the board definition.
+build directory, so no hand-kept constraint file can drift from the board definition. What a
+board's FPGA family needs from the flow (tools, synthesis pass, file arguments) is in its
+:class:`~accelgen.fpga.family.Family` record, named by :attr:`Board.family`.
 
 Board top::
 
@@ -32,9 +34,7 @@ from amaranth.lib.cdc import FFSynchronizer
 from ..generators.base import close_matches
 from ..numerics import ConfigError
 
-__all__ = ["Board", "BOARDS", "FAMILIES", "get_board", "check_family", "BoardTop"]
-
-FAMILIES = ("ice40", "ecp5")
+__all__ = ["Board", "BOARDS", "get_board", "BoardTop"]
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,9 @@ class Board:
     -------
     name : str
         CLI name (``--board``).
-    family : ``"ice40"`` or ``"ecp5"``
+    family : str
+        Name of its :class:`~accelgen.fpga.family.Family` (``"ice40"`` or ``"ecp5"``): tools,
+        synthesis pass and file arguments.
     device : str
         FPGA part and package, for reports.
     platform : str
@@ -105,20 +107,14 @@ def get_board(name):
     return BOARDS[name]
 
 
-def check_family(family):
-    if family not in FAMILIES:
-        raise ConfigError(f"--family: {family!r} is not a known FPGA family; allowed are "
-                          f"{', '.join(FAMILIES)}{close_matches(family, FAMILIES)}")
-    return family
-
-
 class BoardTop(Elaboratable):
     """Top level for ``board``: the harness in the platform's ``sync`` domain, its verdict on
     LEDs, the board's button as a synchronized re-run (reset) of the harness.
 
     Members
     -------
-    harness : SelfCheckHarness
+    harness : Harness
+        Any :class:`~accelgen.fpga.harness.Harness` (``done``/``passed``/``failed``).
     board : Board
 
     Timing

@@ -7,10 +7,9 @@ This module holds the pieces every harness is built from (each with its Python t
 register with random gaps), :class:`SignatureSink` (an output register with random
 backpressure, CRC-32 and beat counter) and :class:`Harness` (verdict ports, flow-control PRNG,
 drain-then-compare verdict), plus :class:`SelfCheckHarness` for blocks with one ``i`` and one
-``o`` stream (``mac``). Blocks with several streams have their own module
-(:mod:`accelgen.fpga.harness_systolic`); :data:`accelgen.fpga.flow.HARNESSES` maps blocks to
-harnesses. The description below is :class:`SelfCheckHarness`'s; the others differ only in
-their streams.
+``o`` stream. A block with several streams has a harness module of its own; each block's
+registry entry names its harness (``GeneratorSpec.harness``). The description below is
+:class:`SelfCheckHarness`'s; the others differ only in their streams.
 
 ::
 
@@ -28,9 +27,10 @@ Stimulus
     ``state_0 | state_1 << 32 | ...`` truncated to the payload width ``W``, all generators
     stepping once per accepted beat. Every bit pattern is a legal payload (the golden model's
     ``words`` contract), so the stimulus covers control fields (``clear``, ``last``, ``mode``)
-    as well as operands. A golden model may name one-bit fields to make rarer
-    (``HARNESS_RARE``, e.g. softmax's ``last``: rows of ~16 elements rather than ~2); each
-    such bit is ANDed with extra generator bits beyond ``W`` (:func:`rare_taps`).
+    as well as operands. A registry entry may name one-bit fields to make rarer
+    (``GeneratorSpec.harness_rare``, e.g. a row-end ``last`` flag: rows of ~16 elements
+    rather than ~2); each such bit is ANDed with extra generator bits beyond ``W``
+    (:func:`rare_taps`).
 
 Flow control
     A separate free-running xorshift32 ``ctrl`` decides each cycle whether the empty input
@@ -42,10 +42,13 @@ Flow control
 Signature
     CRC-32 (polynomial 0x04C11DB7, not reflected, initial value 0xFFFFFFFF, no final XOR) over
     the bits of every ``o`` payload word, LSB first, ``W_o`` bits per beat (so wide payloads are
-    folded with CRC strength: any error burst of up to 32 bits and any odd number of flipped
-    bits is caught). Hardware updates it in one cycle per beat with the GF(2) matrix that
-    :func:`crc_masks` derives by running the bit-serial definition :func:`_crc_bits`
-    symbolically; the Python model applies the same matrix.
+    folded with CRC strength: any error burst of up to 32 bits is caught, other errors escape
+    with a chance of about 2**-32). Feeding bits LSB first is what the reflected CRC-32 of
+    zlib does byte by byte, so for words of whole bytes the signature is
+    ``bitreverse32(zlib.crc32(little-endian bytes) ^ 0xFFFFFFFF)`` (tests check this).
+    Hardware updates it in one cycle per beat with the GF(2) matrix that :func:`crc_masks`
+    derives by running the bit-serial definition :func:`_crc_bits` symbolically; the Python
+    model applies the same matrix.
 
 Verdict
     After all ``beats`` inputs were accepted and the block stayed quiet (no beat in either
@@ -124,7 +127,7 @@ def rare_taps(fields, rare):
     """Where the stimulus makes one-bit fields rarer: ``(taps, raw_width)``. ``rare`` maps a
     field name to ``n``; that field's bit is ANDed with ``n - 1`` extra random bits placed
     after the payload (so it is set with probability ``2**-n``), e.g. ``{"last": 4}`` gives
-    softmax rows of about 16 elements instead of 2. ``taps``: ``[(bit, [extra bits])]``;
+    rows of about 16 elements instead of 2. ``taps``: ``[(bit, [extra bits])]``;
     ``raw_width``: payload width plus the extra bits (what the generators produce)."""
     offsets = field_offsets(fields)
     taps, raw_width = [], payload_width(fields)
@@ -165,19 +168,21 @@ def stimulus_words(width, beats, seed, taps=(), raw_width=None):
 
 
 def harness_taps(spec, config):
-    """:func:`rare_taps` of a block whose golden model names rare fields in ``HARNESS_RARE``
-    (``{field: n}``; none by default)."""
-    return rare_taps(config.input_fields, getattr(spec.golden_model(), "HARNESS_RARE", {}))
+    """:func:`rare_taps` of the fields the block's registry entry makes rare
+    (``spec.harness_rare``: ``{field: n}``; none by default)."""
+    return rare_taps(config.input_fields, spec.harness_rare or {})
 
 
 def _crc_bits(state, data):
     """Bit-serial CRC-32 definition over GF(2) elements: ``state`` is 32 elements (bit 0
     first), ``data`` the message bits in order. Elements only meet ``^`` and ``0``, so the same
-    code runs on bits (0/1) and on bit sets (ints whose bits name variables)."""
+    code runs on bits (0/1) and on bit sets (ints whose bits name variables). Per bit: shift
+    left, and XOR every bit of :data:`CRC_POLY` (its ``x**0`` term included) in when the bit
+    shifted out differs from the data bit."""
     s = list(state)
     for d in data:
         fb = s[31] ^ d
-        s = [fb] + [s[k - 1] ^ (fb if (CRC_POLY >> k) & 1 else 0) for k in range(1, 32)]
+        s = [(s[k - 1] if k else 0) ^ (fb if (CRC_POLY >> k) & 1 else 0) for k in range(32)]
     return s
 
 
@@ -395,7 +400,7 @@ class Harness(wiring.Component):
 
 class SelfCheckHarness(Harness):
     """Pseudo-random stimulus → one-input, one-output block (``i``/``o``, a golden model with
-    ``words(config, in_words)``, e.g. ``mac``) → CRC-32 signature, checked against values
+    ``words(config, in_words)``) → CRC-32 signature, checked against values
     computed by the golden model at elaboration time. See the module docstring for the
     algorithms.
 
@@ -433,7 +438,8 @@ class SelfCheckHarness(Harness):
     lasts about ``beats * 4/3`` cycles plus the drain (tiny, 256 beats: 379 cycles). The
     block's input and output payloads are registered and the harness' own decisions (gaps,
     backpressure, drain, compare) come from flip-flops, so nextpnr's critical path is the
-    block's (for ``mac``: its stall enable, ``o.ready`` → every pipeline register's enable).
+    block's (e.g. a pipeline's stall enable: ``o.ready`` → every pipeline register's
+    enable).
     """
 
     DEFAULT_BEATS = 256

@@ -41,13 +41,13 @@ Streams and timing
     input bit pattern is legal.
 """
 
-import math
+import re
 from dataclasses import dataclass, replace
 from functools import cached_property
 
 from .. import approx
 from ..numerics import ConfigError, IntFormat
-from .base import Config, Field, check_choice, check_int
+from .base import Config, Field, check_bool, check_choice, check_int, check_real
 
 __all__ = ["ActivationConfig", "PRESETS", "ERROR_BOUNDS", "FUNCTIONS", "BACKENDS"]
 
@@ -58,20 +58,35 @@ IBERT_FUNCTIONS = ("gelu", "exp")
 TABLE_MAX_BITS = 10
 MAX_IN_BITS = 16
 MAX_NONUNIFORM = 64
+MAX_SEGMENTS = 256
+MAX_IBERT_SHIFT = 62   # output shift of the ibert back-end
+#: Range of every real scale (the real value of one LSB): the normal float32 numbers (the type
+#: of ONNX and PyTorch quantization scales) up to 2**126, so every realistic scale passes, and
+#: narrow enough that no float64 derived from one or two scales overflows or underflows
+#: (``scale**2`` of I-BERT, ``in_scale / out_scale``, ``f(x) / out_scale``).
+SCALE_MIN, SCALE_MAX = 2.0 ** -126, 2.0 ** 126
 
 
 def check_scale(name, value):
-    """A positive, finite real scale (an int is taken as a float)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) \
-            or not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"{name}: {value!r} is not allowed; expected a positive real number "
-                          f"(the real value of one LSB), e.g. 0.03125")
-    return float(value)
+    """A real scale from :data:`SCALE_MIN` to :data:`SCALE_MAX` (an int is taken as a
+    float; never a bool, NaN or infinity)."""
+    return check_real(name, value, SCALE_MIN, SCALE_MAX,
+                      expected="a real number from 2**-126 to 2**126 (the real value of one "
+                               "LSB), e.g. 0.03125")
 
 
 def check_format(name, value, lo, hi):
-    fmt = IntFormat.parse(value, param=name)
-    check_int(f"{name} (width)", fmt.width, lo, hi)
+    """An :class:`~accelgen.numerics.IntFormat` name of ``lo`` to ``hi`` bits."""
+    fmt = None
+    try:
+        fmt = IntFormat.parse(value, param=name)
+    except ConfigError:
+        # a well-spelt name of a width no IntFormat has ("s0", "s99"): say this field's range
+        if not (isinstance(value, str) and re.fullmatch(r"[su](0|[1-9][0-9]*)", value)):
+            raise
+    if fmt is None or not lo <= fmt.width <= hi:
+        raise ConfigError(f"{name}: {value!r} is not allowed; expected a format of {lo} to "
+                          f"{hi} bits, e.g. 's8' or 'u{hi}'")
     return fmt
 
 
@@ -85,15 +100,23 @@ class ActivationConfig(Config):
         One of ``gelu``, ``silu``, ``sigmoid``, ``tanh``, ``exp``, ``reciprocal``, ``rsqrt``.
     backend : ``"table"``, ``"pwl"`` or ``"ibert"``
     in_format, out_format : str
-        Integer formats such as ``"s8"``, ``"u8"``, ``"s16"`` (2 to 16 bits).
+        Integer formats such as ``"s8"``, ``"u8"``, ``"s16"`` (2 to 16 bits, spelt without
+        leading zeros or blanks; ``table`` takes inputs of at most 10 bits).
     in_scale, out_scale : float
-        Real value of one LSB.
+        Real value of one LSB: a finite real number from ``2**-126`` to ``2**126`` (an int is
+        taken as a float; a bool is refused), with every back-end. ``ibert`` narrows it:
+        ``in_scale`` below 0.6931 (i-exp: ln 2 must span two codes) or at most 1.25086
+        (i-GELU: its clamp must span two codes), for i-GELU also at least about
+        ``2**-29.6`` (its polynomial below ``2**62``); and the two scales must give an
+        output multiplier of at most ``mult_bits`` bits, an output shift of at most 62 bits
+        and a scaled polynomial below ``2**62``.
     in_zero_point, out_zero_point : int
         Code of real 0 (inside the format).
     lanes : int
         Elements per beat (1 to 16).
     segments : int
-        PWL segments: a power of two from 2 to 256 (uniform), 2 to 64 (nonuniform).
+        PWL segments, 2 to 256 with every back-end; ``pwl`` narrows this to a power of two
+        (``uniform``) or at most 64 (``nonuniform``), and at most the number of input codes.
     spacing : ``"uniform"`` or ``"nonuniform"``
     pwl_frac : int
         Fraction bits of the PWL slopes and intercepts (0 to 24).
@@ -104,6 +127,7 @@ class ActivationConfig(Config):
         blocks (``True``), or built from LUTs and carry chains
         (:func:`accelgen.hdl.common.arith.lut_product`) for a design whose DSPs are taken or
         too few (iCE40 UP5K: 8). Numerics are the same; the ``table`` back-end has no products.
+        Only ``True`` or ``False`` (not ``1`` or ``0``).
     """
     function: str = "gelu"
     backend: str = "table"
@@ -133,7 +157,10 @@ class ActivationConfig(Config):
         check_choice("spacing", self.spacing, SPACINGS)
         check_int("pwl_frac", self.pwl_frac, 0, 24)
         check_int("mult_bits", self.mult_bits, 8, 24)
-        check_choice("dsp", self.dsp, (True, False))
+        check_bool("dsp", self.dsp)
+        # unused by the table and ibert back-ends, but checked with every back-end, so that a
+        # config never carries a value that no back-end could build
+        check_int("segments", self.segments, 2, MAX_SEGMENTS)
         if self.backend == "table" and fin.width > TABLE_MAX_BITS:
             raise ConfigError(f"in_format: {self.in_format!r} is not allowed with backend "
                               f"'table'; a full table takes inputs of at most "
@@ -144,15 +171,16 @@ class ActivationConfig(Config):
             self._check_ibert(fin)
 
     def _check_segments(self, fin):
+        cap = MAX_SEGMENTS if self.spacing == "uniform" else MAX_NONUNIFORM
+        top = min(cap, 1 << fin.width)
+        codes = (f" (in_format {self.in_format!r} has {top} codes)" if top < cap else "")
         if self.spacing == "uniform":
-            top = min(256, 1 << fin.width)
-            if not isinstance(self.segments, int) or isinstance(self.segments, bool) \
-                    or self.segments < 2 or self.segments > top \
-                    or self.segments & (self.segments - 1):
+            if self.segments > top or self.segments & (self.segments - 1):
                 raise ConfigError(f"segments: {self.segments!r} is not allowed; uniform "
-                                  f"spacing needs a power of two from 2 to {top}")
-        else:
-            check_int("segments", self.segments, 2, min(MAX_NONUNIFORM, 1 << fin.width))
+                                  f"spacing needs a power of two from 2 to {top}{codes}")
+        elif self.segments > top:
+            raise ConfigError(f"segments: {self.segments!r} is not allowed; nonuniform "
+                              f"spacing needs from 2 to {top} segments{codes}")
 
     def _check_ibert(self, fin):
         if self.function not in IBERT_FUNCTIONS:
@@ -167,6 +195,13 @@ class ActivationConfig(Config):
             ib = self.ibert
         except ValueError as err:
             raise ConfigError(str(err)) from None
+        poly = ib["poly"]
+        if self.function == "gelu" and max(poly.b_int ** 2, abs(poly.c_int),
+                                           abs(poly.b_int ** 2 + poly.c_int)) >= 1 << 62:
+            # (min(|x|, -b) + b)**2 + c before the erf shift; finer scales grow it as 1/s**2
+            raise ConfigError(f"in_scale: {self.in_scale!r} is too fine for backend 'ibert' "
+                              f"with function 'gelu'; the i-GELU polynomial would exceed 62 "
+                              f"bits (use an in_scale of at least 2**-29)")
         if ib["mult"] >= 1 << self.mult_bits:
             raise ConfigError(f"out_scale: {self.out_scale!r} is not allowed with backend "
                               f"'ibert' and in_scale {self.in_scale!r}; the output multiplier "
@@ -176,6 +211,13 @@ class ActivationConfig(Config):
             raise ConfigError(f"in_scale: {self.in_scale!r} is too fine for backend 'ibert' "
                               f"with mult_bits {self.mult_bits}; the scaled polynomial would "
                               f"exceed 62 bits (use a coarser in_scale or fewer mult_bits)")
+        if ib["shift"] > MAX_IBERT_SHIFT:
+            # the scaled polynomial is below 2**62: at such shifts every output would round to
+            # out_zero_point (and the int64 golden model's rounding term would overflow)
+            raise ConfigError(f"out_scale: {self.out_scale!r} is not allowed with backend "
+                              f"'ibert' and in_scale {self.in_scale!r}; the output shift would "
+                              f"be {ib['shift']} bits, at most {MAX_IBERT_SHIFT} are allowed "
+                              f"(use a smaller out_scale)")
 
     def _ibert_peak(self, poly):
         """Largest magnitude of the integer the output multiplier scales (i-exp: ``z``;

@@ -12,8 +12,11 @@ from dataclasses import dataclass
 
 from ..numerics import ConfigError
 
-__all__ = ["ConfigError", "Config", "Field", "check_int", "check_choice", "close_matches",
-           "parse_set_value", "apply_overrides", "field_offsets"]
+__all__ = ["ConfigError", "Config", "Field", "ArrayLayout", "RunOption", "check_int",
+           "check_bool", "check_real", "check_str_list", "check_choice",
+           "close_matches", "parse_set_value", "apply_overrides", "field_offsets", "load_toml",
+           "parse_sets", "resolve_config", "check_plain", "LIMITS", "check_limit",
+           "check_cost"]
 
 
 def close_matches(value, allowed):
@@ -29,6 +32,38 @@ def check_int(name, value, lo, hi):
     return value
 
 
+def check_bool(name, value):
+    """``True`` or ``False`` only: ``1``, ``0``, ``1.0`` or ``"true"`` would build the same
+    hardware under a different digest."""
+    if value is not True and value is not False:
+        raise ConfigError(f"{name}: {value!r} is not allowed; expected true or false")
+    return value
+
+
+def check_real(name, value, lo, hi, *, expected=None):
+    """A real number (an ``int`` or ``float``, not a ``bool``) from ``lo`` to ``hi``, so never
+    NaN or infinite; returned as a ``float``. ``expected`` replaces the message's default
+    description of what is allowed (``"a real number from <lo> to <hi>"``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+        raise ConfigError(f"{name}: {value!r} is not allowed; expected "
+                          f"{expected or f'a real number from {lo!r} to {hi!r}'}")
+    return float(value)
+
+
+def check_str_list(name, value, example):
+    """A non-empty list (or tuple) of distinct strings, or one comma-separated string
+    (``"s8s8, s4s4"``; entries stripped of blanks); returned as a tuple."""
+    if isinstance(value, str):
+        value = tuple(v.strip() for v in value.split(","))
+    if not isinstance(value, (list, tuple)) or not value \
+            or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{name}: {value!r} is not allowed; expected a non-empty list of "
+                          f"names such as {example}")
+    if len(set(value)) != len(value):
+        raise ConfigError(f"{name}: {list(value)!r} lists an entry twice; each once")
+    return tuple(value)
+
+
 def check_choice(name, value, choices):
     if value not in choices:
         listed = ", ".join(repr(c) for c in choices)
@@ -38,13 +73,88 @@ def check_choice(name, value, choices):
 
 
 @dataclass(frozen=True)
+class ArrayLayout:
+    """How a payload field holds an array of equal elements (the shape of Amaranth's
+    ``data.ArrayLayout`` nested once per index, described without Amaranth), as the manifest
+    publishes it.
+
+    Element ``(i_0, ..., i_n-1)`` (``0 <= i_d < shape[d]``) holds the ``width`` bits of the
+    field that start at bit ``sum(i_d * stride[d])`` (bit 0 is the field's LSB), read as a
+    two's complement number when ``signed``. On an input stream the hardware ignores the
+    field's bits that no element covers.
+
+    Members
+    -------
+    shape : tuple of int
+        Element count per index, outermost first.
+    index : tuple of str
+        What each index counts (``("lane", "element")``).
+    stride : tuple of int
+        Bits from one element to the next along each index.
+    width : int
+        Bits per element.
+    signed : bool
+    when : tuple of (str, value) pairs
+        When this layout applies (a field with one layout per mode has several), e.g.
+        ``(("field", "mode"), ("equals", 2), ("mode", "s8s4"))``: ``field`` names the payload
+        field (``"<stream>.<field>"`` for another stream's) that selects the layout, ``equals``
+        its value; ``field`` is None when only one layout is built. Empty: always.
+    note : str
+        What a user must know beyond the layout (ignored elements, value ranges).
+    """
+    shape: tuple
+    index: tuple
+    stride: tuple
+    width: int
+    signed: bool = False
+    when: tuple = ()
+    note: str = ""
+
+    def __post_init__(self):
+        for name in ("shape", "index", "stride", "when"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if not len(self.shape) == len(self.index) == len(self.stride) or not self.shape:
+            raise ValueError(f"ArrayLayout: shape {self.shape}, index {self.index} and stride "
+                             f"{self.stride} must have one (and the same) number of entries")
+
+    def offsets(self):
+        """``[(index tuple, bit offset)]`` of every element, the last index counting fastest."""
+        out = [((), 0)]
+        for count, stride in zip(self.shape, self.stride):
+            out = [(idx + (i,), bit + i * stride) for idx, bit in out for i in range(count)]
+        return out
+
+    def to_dict(self):
+        """The manifest's record (``when`` as an object; empty ``when``/``note`` left out)."""
+        out = {"shape": list(self.shape), "index": list(self.index),
+               "stride": list(self.stride), "width": self.width, "signed": self.signed}
+        if self.when:
+            out["when"] = dict(self.when)
+        if self.note:
+            out["note"] = self.note
+        return out
+
+
+@dataclass(frozen=True)
 class Field:
     """One payload field, described without Amaranth: ``name``, ``width`` in bits and whether
     its bits are read as a two's complement number. Payload fields are packed LSB first in
-    list order; :mod:`accelgen.hdl` builds its ``StructLayout`` from the same list."""
+    list order; :mod:`accelgen.hdl` builds its ``StructLayout`` from the same list.
+
+    For the manifest (:func:`accelgen.generators.emit.build_manifest`), which the hardware
+    never reads: ``doc``, what the field means to a user, and ``array``, the
+    :class:`ArrayLayout` of the elements it packs (one per mode where the layout depends on
+    one; empty for a plain number)."""
     name: str
     width: int
     signed: bool = False
+    doc: str = ""
+    array: tuple = ()
+
+    def __post_init__(self):
+        if isinstance(self.array, ArrayLayout):
+            object.__setattr__(self, "array", (self.array,))
+        object.__setattr__(self, "array", tuple(self.array))
 
 
 def field_offsets(fields):
@@ -54,6 +164,29 @@ def field_offsets(fields):
         out[f.name] = (offset, f.width, f.signed)
         offset += f.width
     return out
+
+
+@dataclass(frozen=True)
+class RunOption:
+    """A block's own option of ``accelgen sim`` / :func:`accelgen.sim.runner.simulate` (e.g.
+    ``--gemm MxKxN``): the CLI adds ``--<name>`` for it, the runner validates every given
+    option with the block's ``check_run_options`` hook and hands the checked values to the
+    testbench (``ACCELGEN_OPTIONS``).
+
+    Members
+    -------
+    name : str
+        ``--<name>`` on the command line, ``options[name]`` in the API.
+    metavar, help : str
+        For ``--help`` (the CLI appends which blocks take the option).
+    testcase : str or None
+        Given without ``--inputs``, the option runs only this testcase (``--gemm`` runs
+        ``gemm``).
+    """
+    name: str
+    metavar: str
+    help: str
+    testcase: str = None
 
 
 class Config:
@@ -101,6 +234,75 @@ class Config:
         text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
+    def stream_fields(self):
+        """``{stream name: [Field, ...]}`` of the payloads the block's hardware builds, with
+        their ``doc`` and ``array`` descriptions; the manifest publishes them beside the
+        layouts it reads from the hardware. Blocks override it; the default describes none."""
+        return {}
+
+    def cost(self):
+        """What building this config costs, for the checks of :data:`LIMITS`:
+        ``{"memory_bits": (bits, "how they add up")}`` (RAM and ROM bits the hardware holds).
+        Blocks with memories override it; the default is no memory."""
+        return {}
+
+
+#: What a config and a simulation may cost before accelgen refuses them (``--allow-large``
+#: lifts these limits): on-chip memory bits of one block (ECP5-85F has 3.7 Mbit of block RAM;
+#: elaborating 100 Mbit took over ten minutes and 12 GB), and the clock cycles one
+#: simulation is estimated to take (at the ~30,000 cycles/s of a cocotb run, 5e7 cycles are
+#: about half an hour).
+LIMITS = {"memory_bits": 1 << 23, "sim_cycles": 50_000_000}
+
+
+def check_limit(name, value, what, allow_large=False):
+    """Raise :class:`ConfigError` when ``value`` exceeds ``LIMITS[name]`` (unless
+    ``allow_large``); ``what`` says what the value counts, e.g. ``"acc_depth x cols x
+    acc_width"``."""
+    limit = LIMITS[name]
+    if not allow_large and value > limit:
+        raise ConfigError(f"{what} = {value} {name.replace('_', ' ')} is not allowed; expected "
+                          f"at most {limit} (--allow-large lifts the limit)")
+
+
+def check_cost(config, allow_large=False):
+    """:func:`check_limit` of every entry of ``config.cost()``."""
+    for name, (value, what) in config.cost().items():
+        check_limit(name, value, what, allow_large)
+    return config
+
+
+#: settings nest at most this deep (a block config inside a block config is two levels)
+MAX_DEPTH = 16
+#: integers in settings have at most this many bits (a Python int converts to text only
+#: below ~14,000 bits, and no setting needs more than 64)
+MAX_INT_BITS = 64
+
+
+def check_plain(value, where, depth=0):
+    """Raise :class:`ConfigError` unless ``value`` is plain settings data: numbers (integers
+    of at most :data:`MAX_INT_BITS` bits), strings, booleans, and lists/tables of them nested
+    at most :data:`MAX_DEPTH` deep. TOML's dates and times, huge integers and deep nesting
+    are refused here, before any config sees them. Returns ``value``."""
+    if depth > MAX_DEPTH:
+        raise ConfigError(f"{where}: nested more than {MAX_DEPTH} levels deep, which is not "
+                          f"allowed")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            check_plain(item, f"{where}.{key}" if where else key, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            check_plain(item, where, depth + 1)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        if value.bit_length() > MAX_INT_BITS:
+            raise ConfigError(f"{where}: an integer of {value.bit_length()} bits is not "
+                              f"allowed; expected at most {MAX_INT_BITS} bits")
+    elif not isinstance(value, (str, float, bool)):
+        kind = type(value).__name__.replace("datetime", "date-time")
+        raise ConfigError(f"{where}: a {kind} value is not allowed; expected numbers, "
+                          f"strings, booleans, lists or tables")
+    return value
+
 
 def parse_set_value(text):
     """Parse the value of ``--set key=value`` as a TOML value (``4``, ``true``, ``"s8"``,
@@ -109,6 +311,12 @@ def parse_set_value(text):
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         return text
+    except ValueError:      # an integer past Python's text-conversion limit (4300 digits)
+        raise ConfigError(f"--set: an integer of {len(text)} digits is not allowed; expected "
+                          f"at most {MAX_INT_BITS} bits") from None
+    except RecursionError:
+        raise ConfigError(f"--set: a value nested more than {MAX_DEPTH} levels deep is not "
+                          f"allowed") from None
 
 
 def apply_overrides(data, overrides):
@@ -122,3 +330,61 @@ def apply_overrides(data, overrides):
             node = node[key]
         node[path[-1]] = value
     return data
+
+
+def _deep_merge(base, extra):
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_toml(path):
+    """The settings table of a ``--config FILE.toml`` (checked by :func:`check_plain`)."""
+    from pathlib import Path
+    shown = str(path)
+    if not shown:
+        raise ConfigError("--config: '' is not allowed; expected the path of a TOML file")
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"--config: {shown!r} is not a readable file")
+    try:
+        table = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ConfigError(f"--config: {shown!r} is not readable ({err.strerror})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"--config: {shown!r} is not valid TOML: {err}") from None
+    except ValueError:      # an integer past Python's text-conversion limit (4300 digits)
+        raise ConfigError(f"--config: {shown!r} holds an integer of more than 4300 digits, "
+                          f"which is not allowed; expected at most {MAX_INT_BITS} bits") from None
+    except RecursionError:
+        raise ConfigError(f"--config: {shown!r} nests values more than {MAX_DEPTH} levels "
+                          f"deep, which is not allowed") from None
+    return check_plain(table, "")
+
+
+def parse_sets(items):
+    """``["lanes=4", "pe.acc_width=24"]`` → ``{"lanes": 4, "pe.acc_width": 24}``."""
+    out = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set: {item!r} is not allowed; expected key=value, "
+                              f"e.g. --set lanes=4")
+        out[key.strip()] = check_plain(parse_set_value(value.strip()), key.strip())
+    return out
+
+
+def resolve_config(config_cls, preset_config, *, config_file=None, sets=(), allow_large=False):
+    """The config a command works on: ``preset_config``, then the ``--config`` file's
+    settings, then each ``--set key=value`` (nested keys with dots), validated by
+    ``config_cls`` and checked against :data:`LIMITS` (unless ``allow_large``). Raises
+    :class:`ConfigError`."""
+    data = preset_config.to_dict()
+    if config_file is not None:
+        data = _deep_merge(data, load_toml(config_file))
+    data = apply_overrides(data, parse_sets(sets))
+    return check_cost(config_cls.from_dict(data), allow_large)

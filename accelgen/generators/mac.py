@@ -36,7 +36,7 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 
 from ..numerics import ConfigError, IntFormat, Overflow
-from .base import Config, Field, check_choice, check_int
+from .base import ArrayLayout, Config, Field, check_choice, check_int
 
 __all__ = ["MACConfig", "Mode", "PRESETS", "MODE_WIDTHS"]
 
@@ -44,7 +44,9 @@ MODE_WIDTHS = (2, 4, 8)
 MULTIPLIERS = ("plain", "fused")
 REDUCTIONS = ("together", "apart")
 MAX_ACC_WIDTH = 48   # int64 golden model: acc + one beat's sum stays exact
-_MODE_RE = re.compile(r"^([su][1-9][0-9]*)([su][1-9][0-9]*)$")   # two IntFormat names
+MAX_MODES = 16
+#: two canonical IntFormat names (ASCII digits, no leading zeros); used with ``fullmatch``
+_MODE_RE = re.compile(r"([su][1-9][0-9]*)([su][1-9][0-9]*)")
 
 
 @dataclass(frozen=True)
@@ -55,16 +57,16 @@ class Mode:
 
     @classmethod
     def parse(cls, text, *, param="modes"):
-        m = _MODE_RE.match(text) if isinstance(text, str) else None
+        m = _MODE_RE.fullmatch(text) if isinstance(text, str) else None
         if not m:
             raise ConfigError(f"{param}: {text!r} is not a precision mode; expected the formats "
                               f"of a and b run together, e.g. 's8s8', 'u8s8', 's8s4', 's2s2'")
-        a, b = IntFormat.parse(m.group(1)), IntFormat.parse(m.group(2))
-        for fmt in (a, b):
-            if fmt.width not in MODE_WIDTHS:
-                raise ConfigError(f"{param}: {text!r} has a {fmt.width}-bit operand; operand "
+        for operand in m.groups():
+            # compared as text first: a width of thousands of digits is not an int to parse
+            if operand[1:] not in {str(w) for w in MODE_WIDTHS}:
+                raise ConfigError(f"{param}: {text!r} has a {operand[1:]}-bit operand; operand "
                                   f"widths must be one of 2, 4, 8")
-        return cls(a, b)
+        return cls(*(IntFormat.parse(operand, param=param) for operand in m.groups()))
 
     @property
     def name(self):
@@ -94,7 +96,8 @@ class MACConfig(Config):
     Members
     -------
     modes : tuple of str
-        Precision modes built into the hardware, e.g. ``("s8s8", "s8s4")``; index = mode code.
+        Precision modes built into the hardware, e.g. ``("s8s8", "s8s4")`` (1 to 16, each
+        once; a list, or one comma-separated string); index = mode code.
     lanes : int
         SIMD lanes (1 to 64).
     multiplier : ``"plain"`` or ``"fused"``
@@ -129,7 +132,9 @@ class MACConfig(Config):
         names = [m.name for m in parsed]
         if len(set(names)) != len(names):
             raise ConfigError(f"modes: {list(modes)!r} lists a mode twice; each mode once")
-        check_int("modes (count)", len(names), 1, 16)
+        if len(names) > MAX_MODES:
+            raise ConfigError(f"modes: {list(names)!r} lists {len(names)} modes; at most "
+                              f"{MAX_MODES} are allowed")
         object.__setattr__(self, "modes", tuple(names))
         check_int("lanes", self.lanes, 1, 64)
         check_choice("multiplier", self.multiplier, MULTIPLIERS)
@@ -210,17 +215,65 @@ class MACConfig(Config):
         of ``a_lane_bits``/``b_lane_bits``; lane ``l``, element ``k`` of a beat in mode ``m``
         sits at bit ``l * a_lane_bits + k * m.a.width`` as an ``m.a.width``-bit two's complement
         (or unsigned) number; slots beyond the mode's products are ignored."""
-        fields = [Field("a", self.lanes * self.a_lane_bits),
-                  Field("b", self.lanes * self.b_lane_bits)]
+        sums = ("all lanes' products add into acc0" if self.reduction == "together"
+                else "lane l's products add into acc<l>")
+        fields = [
+            Field("a", self.lanes * self.a_lane_bits,
+                  doc=f"Operand a (activations): {self.lanes} lanes of {self.a_lane_bits} "
+                      f"bits, each packing the beat's elements in the format of its mode "
+                      f"(one array layout per mode). Element k of lane l multiplies element "
+                      f"k of lane l of b; {sums}.",
+                  array=self._operand_arrays("a")),
+            Field("b", self.lanes * self.b_lane_bits,
+                  doc=f"Operand b (weights): {self.lanes} lanes of {self.b_lane_bits} bits, "
+                      f"laid out like a with the mode's b format; element k of lane l "
+                      f"multiplies element k of lane l of a.",
+                  array=self._operand_arrays("b"))]
         if self.mode_bits:
-            fields.append(Field("mode", self.mode_bits))
-        return fields + [Field("clear", 1), Field("last", 1)]
+            fields.append(Field(
+                "mode", self.mode_bits,
+                doc=f"Precision mode of this beat: the index of one of {list(self.modes)} "
+                    f"(derived.mode_codes). A code past {len(self.modes) - 1} adds nothing "
+                    f"and sets err until the next clear."))
+        return fields + [
+            Field("clear", 1, doc="1: this beat's products add to 0 instead of the running "
+                                  "accumulators (and err restarts from 0); set it on the "
+                                  "first beat of each accumulation."),
+            Field("last", 1, doc="1: after this beat's addition, send the accumulators as one "
+                                 "o beat (they are not cleared; use clear).")]
+
+    def _operand_arrays(self, operand):
+        """:class:`ArrayLayout` of operand ``"a"`` or ``"b"`` in each mode (mode-code order)."""
+        lane_bits = self.a_lane_bits if operand == "a" else self.b_lane_bits
+        out = []
+        for code, (name, mode) in enumerate(zip(self.modes, self.mode_formats)):
+            fmt = getattr(mode, operand)
+            n = self.products_per_lane(code)
+            unused = (f"; bits {n * fmt.width} to {lane_bits - 1} of each lane are ignored"
+                      if n * fmt.width < lane_bits else "")
+            out.append(ArrayLayout(
+                shape=(self.lanes, n), index=("lane", "element"), stride=(lane_bits, fmt.width),
+                width=fmt.width, signed=fmt.signed,
+                when=(("field", "mode" if self.mode_bits else None), ("equals", code),
+                      ("mode", name)),
+                note=f"mode {name}: {n} {fmt.name} element{'s' * (n > 1)} per lane{unused}"))
+        return tuple(out)
 
     @property
     def output_fields(self):
         """Fields of the ``o`` stream payload: ``acc<n>`` signed accumulators, then ``err``."""
-        return ([Field(f"acc{n}", self.acc_width, True) for n in range(self.accumulators)]
-                + [Field("err", 1)])
+        what = ("the sum over all lanes (a dot product)" if self.reduction == "together"
+                else "the sum of lane {n}'s products")
+        return ([Field(f"acc{n}", self.acc_width, True,
+                       doc=f"Accumulator {n}: {what.format(n=n)}, accumulated over the beats "
+                           f"since the last clear, {self.overflow} to s{self.acc_width} once "
+                           f"per beat; sent after a last beat's addition.")
+                 for n in range(self.accumulators)]
+                + [Field("err", 1, doc="1: a beat since the last clear had a mode code that "
+                                       "names no built mode (it added nothing).")])
+
+    def stream_fields(self):
+        return {"i": self.input_fields, "o": self.output_fields}
 
     def derived(self):
         """Derived values for the manifest."""

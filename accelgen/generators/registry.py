@@ -1,32 +1,45 @@
-"""The one list of what accelgen can build. The CLI, the tests and the FPGA flow all read it.
+"""The one list of what accelgen can build. The CLI, the runner, the FPGA flow, the reports
+and the tests all read it; none of them names a block.
 
-Hardware and golden models are named by import path and loaded on first use, so listing blocks
-and validating configs never imports Amaranth.
+A block family is its config module (``generators/<block>.py``: config class, presets, error
+bounds), its Amaranth component (``hdl/<block>``), its golden model (``sim/golden/<block>.py``,
+implementing :class:`~accelgen.sim.golden.protocol.GoldenModel`), its cocotb testbench
+(``sim/cocotb/tb_<block>.py`` with ``TESTCASES``), its FPGA self-check harness, and ONE entry
+below. Hardware, golden models, testbenches and harnesses are named by import path and loaded
+on first use, so listing blocks and validating configs never imports Amaranth or cocotb.
 """
 
 import importlib
 from dataclasses import dataclass
 
-from .base import ConfigError, apply_overrides, close_matches, parse_set_value
 from .activation import (ERROR_BOUNDS as ACTIVATION_BOUNDS, PRESETS as ACTIVATION_PRESETS,
                          ActivationConfig)
+from .base import ConfigError, RunOption, close_matches, resolve_config
 from .mac import PRESETS as MAC_PRESETS, MACConfig
 from .softmax import (ERROR_BOUNDS as SOFTMAX_BOUNDS, PRESETS as SOFTMAX_PRESETS,
                       SoftmaxConfig)
 from .systolic import PRESETS as SYSTOLIC_PRESETS, SystolicConfig
 
-__all__ = ["GeneratorSpec", "REGISTRY", "get_spec", "resolve_config", "load_toml", "parse_sets"]
+__all__ = ["GeneratorSpec", "REGISTRY", "get_spec"]
+
+
+def _load(path):
+    """``"module:attr"`` → the attribute; ``"module"`` → the module."""
+    module, _, attr = path.partition(":")
+    loaded = importlib.import_module(module)
+    return getattr(loaded, attr) if attr else loaded
 
 
 @dataclass(frozen=True)
 class GeneratorSpec:
-    """Everything the flows need to know about one block family.
+    """Everything the generic layers need to know about one block family.
 
     Members
     -------
     name : str
         The block's one identifier (module names, CLI argument, top-level Verilog name).
     summary : str
+        One line for ``accelgen list``.
     config_cls : type
         Its frozen ``Config`` dataclass.
     presets : dict
@@ -34,14 +47,27 @@ class GeneratorSpec:
     component : str
         ``"module:Class"`` of the Amaranth component; called with the config.
     golden : str
-        Module of the golden model. It provides ``ARGUMENTS`` (the array names ``accelgen sim
-        --inputs`` accepts) and ``check_arrays(config, *, strict, **arrays)``, which raises
-        ``ValueError`` for arrays the block cannot take (``strict``: also values outside
-        their formats); the rest of its API is the block's
-        own (its cocotb testbench and FPGA harness know it).
-    testcases : tuple of str
-        The cocotb testbench's testcases (``accelgen.sim.cocotb.tb_<name>``); all but
-        ``user_inputs`` run by default, ``user_inputs`` runs when inputs are given.
+        Module of the golden model; it implements
+        :class:`~accelgen.sim.golden.protocol.GoldenModel` (blocks with ``error_bounds``
+        also :class:`~accelgen.sim.golden.protocol.ApproxGoldenModel`), which a test checks
+        for every entry.
+    testbench : str
+        Module of the cocotb testbench; its ``TESTCASES`` tuple names its ``@cocotb.test``
+        functions (a test checks that they agree).
+    harness : str
+        ``"module:Class"`` of the FPGA self-check harness (an
+        :class:`~accelgen.fpga.harness.Harness`, called as ``cls(spec, config, *, beats=...,
+        seed=...)``).
+    run_options : tuple of RunOption
+        The block's own options of ``accelgen sim`` (e.g. ``--gemm``); the golden model's
+        ``check_run_options(config, options, arrays)`` validates them.
+    error_bounds : dict or None
+        ``{preset: {statistic: bound}}`` for approximating blocks (``accelgen show
+        --errors``); None for blocks that compute exactly.
+    harness_rare : dict
+        One-bit input fields the one-stream harness makes rarer (``{field: extra_bits}``: the
+        bit is ANDed with that many more random bits), e.g. softmax's ``last`` so that rows
+        are ~16 elements long rather than ~2.
     """
     name: str
     summary: str
@@ -49,9 +75,11 @@ class GeneratorSpec:
     presets: dict
     component: str
     golden: str
-    testcases: tuple = ("random_traffic", "random_words", "throughput", "latency",
-                        "reset_midstream", "user_inputs")
+    testbench: str
+    harness: str
+    run_options: tuple = ()
     error_bounds: dict = None
+    harness_rare: dict = None
 
     def preset(self, name):
         if name not in self.presets:
@@ -59,41 +87,92 @@ class GeneratorSpec:
                               f"{', '.join(self.presets)}{close_matches(name, self.presets)}")
         return self.presets[name]
 
+    def resolve(self, preset="default", *, config_file=None, sets=(), allow_large=False):
+        """The config of ``preset``, then the ``--config`` file, then ``--set`` items,
+        within :data:`~accelgen.generators.base.LIMITS` unless ``allow_large``."""
+        return resolve_config(self.config_cls, self.preset(preset), config_file=config_file,
+                              sets=sets, allow_large=allow_large)
+
     def build(self, config):
         """Elaborate-ready Amaranth component for ``config``."""
-        module, _, cls = self.component.partition(":")
-        return getattr(importlib.import_module(module), cls)(config)
+        return _load(self.component)(config)
 
     def golden_model(self):
-        return importlib.import_module(self.golden)
+        return _load(self.golden)
 
+    def testbench_module(self):
+        """The cocotb testbench module (imports cocotb)."""
+        return _load(self.testbench)
+
+    @property
+    def testcases(self):
+        """The testbench's ``TESTCASES``: all but ``user_inputs`` run by default,
+        ``user_inputs`` runs when inputs are given."""
+        return tuple(self.testbench_module().TESTCASES)
+
+    def harness_class(self):
+        return _load(self.harness)
+
+    @property
+    def approximates(self):
+        """Whether the block approximates a real function (has error reports)."""
+        return self.error_bounds is not None
+
+    def check_run_options(self, config, options, arrays=None, *, allow_large=False):
+        """Validate the block's run options (``{name: value}``, None values dropped) for
+        ``config`` (and the user's ``arrays`` when given), and what they would cost to
+        simulate against :data:`~accelgen.generators.base.LIMITS` unless ``allow_large``;
+        returns the checked values the testbench receives. :class:`ConfigError` names the
+        option."""
+        options = {k: v for k, v in (options or {}).items() if v is not None}
+        own = {o.name for o in self.run_options}
+        for name in options:
+            if name not in own:
+                takers = [s.name for s in REGISTRY.values()
+                          if name in {o.name for o in s.run_options}]
+                raise ConfigError(f"--{name}: not allowed for block {self.name}; it applies to "
+                                  f"{', '.join(takers) or 'no block'}")
+        if not own:
+            return {}
+        return self.golden_model().check_run_options(config, options, arrays,
+                                                     allow_large=allow_large)
+
+
+_ONE_STREAM_HARNESS = "accelgen.fpga.harness:SelfCheckHarness"
 
 REGISTRY = {
     "mac": GeneratorSpec(
         name="mac",
         summary="mixed-precision SIMD multiply-accumulate (INT8/4/2, plain or Bit Fusion)",
         config_cls=MACConfig, presets=MAC_PRESETS,
-        component="accelgen.hdl.mac:MAC", golden="accelgen.sim.golden.mac"),
+        component="accelgen.hdl.mac:MAC", golden="accelgen.sim.golden.mac",
+        testbench="accelgen.sim.cocotb.tb_mac", harness=_ONE_STREAM_HARNESS),
     "systolic": GeneratorSpec(
         name="systolic",
         summary="systolic GEMM engine (R x C, output/weight-stationary, int8/int4, requant)",
         config_cls=SystolicConfig, presets=SYSTOLIC_PRESETS,
         component="accelgen.hdl.systolic:Systolic", golden="accelgen.sim.golden.systolic",
-        testcases=("random_gemms", "errors", "reset_midcommand", "gemm", "user_inputs")),
+        testbench="accelgen.sim.cocotb.tb_systolic",
+        harness="accelgen.fpga.harness_systolic:SystolicHarness",
+        run_options=(
+            RunOption("gemm", "MxKxN", "run one GEMM of this shape at full rate and report "
+                      "cycles and utilization (the gemm testcase only)", testcase="gemm"),
+            RunOption("dataflow", "os|ws", "dataflow of --gemm and --inputs (default: the "
+                      "first built)"))),
     "activation": GeneratorSpec(
         name="activation",
         summary="elementwise GELU/SiLU/sigmoid/tanh/exp/reciprocal/rsqrt (table, PWL, I-BERT)",
         config_cls=ActivationConfig, presets=ACTIVATION_PRESETS,
         component="accelgen.hdl.activation:Activation", golden="accelgen.sim.golden.activation",
-        testcases=("exhaustive", "random_traffic", "throughput", "latency", "reset_midstream",
-                   "user_inputs"), error_bounds=ACTIVATION_BOUNDS),
+        testbench="accelgen.sim.cocotb.tb_activation", harness=_ONE_STREAM_HARNESS,
+        error_bounds=ACTIVATION_BOUNDS),
     "softmax": GeneratorSpec(
         name="softmax",
         summary="row-wise streaming softmax (base-2 online normalization, int8/int16 logits)",
         config_cls=SoftmaxConfig, presets=SOFTMAX_PRESETS,
         component="accelgen.hdl.softmax:Softmax", golden="accelgen.sim.golden.softmax",
-        testcases=("random_rows", "directed_rows", "throughput", "reset_midstream",
-                   "user_inputs"), error_bounds=SOFTMAX_BOUNDS),
+        testbench="accelgen.sim.cocotb.tb_softmax", harness=_ONE_STREAM_HARNESS,
+        error_bounds=SOFTMAX_BOUNDS, harness_rare={"last": 4, "mask": 2}),
 }
 
 
@@ -102,48 +181,3 @@ def get_spec(block):
         raise ConfigError(f"block: {block!r} is not a known block; allowed are "
                           f"{', '.join(REGISTRY)}{close_matches(block, REGISTRY)}")
     return REGISTRY[block]
-
-
-def _deep_merge(base, extra):
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def load_toml(path):
-    """The settings table of a ``--config FILE.toml``."""
-    import tomllib
-    from pathlib import Path
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"--config: {str(path)!r} is not a readable file")
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise ConfigError(f"--config: {str(path)!r} is not valid TOML: {err}") from None
-
-
-def parse_sets(items):
-    """``["lanes=4", "pe.acc_width=24"]`` → ``{"lanes": 4, "pe.acc_width": 24}``."""
-    out = {}
-    for item in items or ():
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set: {item!r} is not allowed; expected key=value, "
-                              f"e.g. --set lanes=4")
-        out[key.strip()] = parse_set_value(value.strip())
-    return out
-
-
-def resolve_config(spec, *, preset="default", config_file=None, sets=()):
-    """The config a command works on: ``preset``, then the ``--config`` file's settings, then
-    each ``--set key=value`` (nested keys with dots). Raises :class:`ConfigError`."""
-    data = spec.preset(preset).to_dict()
-    if config_file:
-        data = _deep_merge(data, load_toml(config_file))
-    data = apply_overrides(data, parse_sets(sets))
-    return spec.config_cls.from_dict(data)

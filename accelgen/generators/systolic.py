@@ -75,7 +75,7 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 
 from ..numerics import ConfigError, Overflow, Rounding
-from .base import Config, Field, check_choice, check_int
+from .base import Config, Field, check_bool, check_choice, check_int, check_str_list
 from .mac import Mode, _signed_width
 
 __all__ = ["SystolicConfig", "PRESETS", "DATAFLOWS", "OUTPUTS", "ERRORS"]
@@ -85,19 +85,9 @@ OUTPUTS = ("raw", "requant", "none")        #: ``output`` field codes 0, 1, 2
 ERRORS = {0: "ok", 1: "zero dimension", 2: "k beyond k_max",
           3: "results beyond the accumulator memory", 4: "unsupported command"}
 MODE_WIDTHS = (4, 8)
+MAX_MODES = 8
 SHIFT_BITS = 6
 COUNTERS = ("cycles", "busy", "stall_a", "stall_b", "stall_out", "macs")
-
-
-def _tuple_of(name, value, example):
-    if isinstance(value, str):
-        value = tuple(v.strip() for v in value.split(","))
-    if not isinstance(value, (list, tuple)) or not value:
-        raise ConfigError(f"{name}: {value!r} is not allowed; expected a non-empty list "
-                          f"such as {example}")
-    if len(set(value)) != len(value):
-        raise ConfigError(f"{name}: {list(value)!r} lists an entry twice; each once")
-    return tuple(value)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -110,7 +100,8 @@ class SystolicConfig(Config):
         Array size R x C (1 to 32 each).
     modes : tuple of str
         Operand formats (``mac`` mode names with 4- or 8-bit operands, e.g. ``"s8s8"``,
-        ``"u8s8"``, ``"s4s4"``); the command's ``mode`` field holds the index.
+        ``"u8s8"``, ``"s4s4"``; 1 to 8, each once); the command's ``mode`` field holds the
+        index.
     dataflows : tuple of str
         ``"os"`` (output-stationary) and/or ``"ws"`` (weight-stationary); a one-dataflow build
         has none of the other's hardware, a two-dataflow build picks one per command.
@@ -124,7 +115,7 @@ class SystolicConfig(Config):
     a_depth : int
         Depth of the ``a`` input FIFO (2 to 1024).
     requant : bool
-        Build the requantizing output stage.
+        Build the requantizing output stage (``True`` or ``False``, not ``1``/``0``).
     mult_bits : int
         Width of the unsigned requantization multiplier ``mult`` (1 to 32).
     rounding : str
@@ -161,7 +152,7 @@ class SystolicConfig(Config):
     def __post_init__(self):
         check_int("rows", self.rows, 1, 32)
         check_int("cols", self.cols, 1, 32)
-        modes = _tuple_of("modes", self.modes, "['s8s8', 's4s4']")
+        modes = check_str_list("modes", self.modes, "['s8s8', 's4s4']")
         parsed = [Mode.parse(m) for m in modes]
         for mode in parsed:
             for fmt in (mode.a, mode.b):
@@ -169,8 +160,10 @@ class SystolicConfig(Config):
                     raise ConfigError(f"modes: {mode.name!r} has a {fmt.width}-bit operand; "
                                       f"systolic operand widths must be 4 or 8")
         object.__setattr__(self, "modes", tuple(m.name for m in parsed))
-        check_int("modes (count)", len(self.modes), 1, 8)
-        flows = _tuple_of("dataflows", self.dataflows, "['os', 'ws']")
+        if len(self.modes) > MAX_MODES:
+            raise ConfigError(f"modes: {list(self.modes)!r} lists {len(self.modes)} modes; at "
+                              f"most {MAX_MODES} are allowed")
+        flows = check_str_list("dataflows", self.dataflows, "['os', 'ws']")
         for flow in flows:
             check_choice("dataflows", flow, DATAFLOWS)
         object.__setattr__(self, "dataflows", tuple(f for f in DATAFLOWS if f in flows))
@@ -183,8 +176,7 @@ class SystolicConfig(Config):
             raise ConfigError(f"acc_depth: {self.acc_depth!r} is not allowed; expected a power "
                               f"of two from {self.rows} to 65536")
         check_int("a_depth", self.a_depth, 2, 1024)
-        if not isinstance(self.requant, bool):
-            raise ConfigError(f"requant: {self.requant!r} is not allowed; expected true or false")
+        check_bool("requant", self.requant)
         check_int("mult_bits", self.mult_bits, 1, 32)
         if self.requant and self.acc_width + self.mult_bits > 62:
             raise ConfigError(f"mult_bits: {self.mult_bits!r} is not allowed with acc_width "

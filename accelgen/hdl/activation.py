@@ -47,20 +47,21 @@ constants by :class:`accelgen.generators.activation.ActivationConfig` and
 never recomputed here).
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import wiring
-from amaranth.lib.memory import Memory
-from amaranth.lib.wiring import In, Out
+from types import SimpleNamespace
 
-from ..approx import floor_div_magic, signed_bits
-from .common.arith import lut_product, register
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+
+from ..approx import floor_div_magic, half_up_bias, signed_bits
+from .common.arith import lut_product
 from .common.numerics import saturate
-from .common.stream import stream_signature
+from .common.pipeline import Pipeline, stall_enable
+from .common.rom import ROM
+from .common.stream import StreamBlock
 
 __all__ = ["Activation"]
 
 
-class Activation(wiring.Component):
+class Activation(StreamBlock):
     """Elementwise GELU / SiLU / sigmoid / tanh / exp / reciprocal / rsqrt on integer codes.
 
     Each lane maps its input code to the output code the golden model
@@ -91,22 +92,10 @@ class Activation(wiring.Component):
     falls in the same cycle; bubbles travel down the pipeline as invalid stages.
     """
 
-    def __init__(self, config):
-        self.config = config
-        super().__init__({
-            "i": In(stream_signature(config.input_fields)),
-            "o": Out(stream_signature(config.output_fields)),
-        })
-
-    @property
-    def latency(self):
-        return self.config.latency
-
     def elaborate(self, platform):
         cfg = self.config
         m = Module()
-        en = Signal()
-        m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
+        en = stall_enable(m, self.o, self.i)
 
         w, ow = cfg.in_fmt.width, cfg.out_fmt.width
         lanes = [self.i.payload.x[lane * w:(lane + 1) * w] for lane in range(cfg.lanes)]
@@ -116,12 +105,12 @@ class Activation(wiring.Component):
             raise AssertionError(f"{cfg.backend} pipeline has {depth + 1} stages, "
                                  f"config.latency says {cfg.latency}")
 
-        valid, last = self.i.valid, self.i.payload.last
-        for stage in range(1, depth + 1):
-            valid = register(m, en, valid, name=f"s{stage}_valid")
-            last = register(m, en, last, name=f"s{stage}_last")
+        tags = Pipeline(m, enable=en)      # valid and last, beside the lanes' pipelines
+        s = SimpleNamespace(valid=self.i.valid, last=self.i.payload.last)
+        for _ in range(depth):
+            s = tags.stage(valid=s.valid, last=s.last)
         with m.If(en):
-            m.d.sync += [self.o.valid.eq(valid), self.o.payload.last.eq(last)]
+            m.d.sync += [self.o.valid.eq(s.valid), self.o.payload.last.eq(s.last)]
             for lane, y in enumerate(ys):
                 m.d.sync += self.o.payload.y[lane * ow:(lane + 1) * ow].eq(y)
         return m
@@ -132,8 +121,7 @@ class Activation(wiring.Component):
     def _table(self, m, en, lanes):
         """One ROM entry per code, read at ``x - in_min``; the read port is the only stage."""
         cfg = self.config
-        m.submodules.rom = rom = Memory(shape=_shape(cfg.out_fmt), depth=len(cfg.table),
-                                        init=cfg.table)
+        rom = ROM(m, "rom", cfg.table, shape=_format_shape(cfg.out_fmt))
         ys = []
         for bits in lanes:
             port = rom.read_port(domain="sync")
@@ -147,13 +135,12 @@ class Activation(wiring.Component):
         cfg, p = self.config, self.config.pwl
         if p.lo != cfg.in_fmt.min:
             raise AssertionError(f"PWL starts at {p.lo}, the input format at {cfg.in_fmt.min}")
-        half = 1 << (p.frac - 1) if p.frac else 0
-        icpts = [c + half for c in p.intercepts]
+        icpts = [c + half_up_bias(p.frac) for c in p.intercepts]
         icpt_shape = signed(max(signed_bits(c) for c in icpts))
         ob = p.offset_bits
         ys = []
         for lane, bits in enumerate(lanes):
-            pipe = _Pipeline(m, en, lane)
+            pipe = Pipeline(m, enable=en, suffix=str(lane))
             if p.uniform_shift is not None:
                 # bases are lo + j * 2**shift: index and offset are bit fields of x - lo
                 idx, sh = _code_index(bits, cfg.in_fmt), p.uniform_shift
@@ -161,18 +148,18 @@ class Activation(wiring.Component):
                 offset = idx[:sh] if sh else Const(0, 1)
             else:
                 x = _read(bits, cfg.in_fmt)
-                j, x_low = pipe.stage(j=_thermometer_count([x >= b for b in p.bases[1:]]),
-                                      x_low=bits[:ob])
+                s = pipe.stage(j=_thermometer_count([x >= b for b in p.bases[1:]]),
+                               x_low=bits[:ob])
+                j = s.j
                 # offset < 2**ob, so its low ob bits are all there is to compute
                 base_low = _lookup(m, j, [b & ((1 << ob) - 1) for b in p.bases], unsigned(ob),
                                    name=f"base{lane}")
-                offset = (x_low - base_low)[:ob]
+                offset = (s.x_low - base_low)[:ob]
             slope = _lookup(m, j, p.slopes, signed(p.slope_bits), name=f"slope{lane}")
             icpt = _lookup(m, j, icpts, icpt_shape, name=f"icpt{lane}")
-            slope, icpt, offset = pipe.stage(slope=slope, icpt=icpt, offset=offset)
-            prod, icpt = pipe.stage(prod=self._product(m, slope, offset, f"pwl{lane}"),
-                                    icpt=icpt)
-            ys.append(saturate((prod + icpt) >> p.frac, cfg.out_fmt))
+            s = pipe.stage(slope=slope, icpt=icpt, offset=offset)
+            s = pipe.stage(prod=self._product(m, s.slope, s.offset, f"pwl{lane}"), icpt=s.icpt)
+            ys.append(saturate((s.prod + s.icpt) >> p.frac, cfg.out_fmt))
         return ys, pipe.depth
 
     def _product(self, m, a, b, name):
@@ -185,7 +172,7 @@ class Activation(wiring.Component):
         build = self._ibert_exp if self.config.function == "exp" else self._ibert_gelu
         ys = []
         for lane, bits in enumerate(lanes):
-            pipe = _Pipeline(m, en, lane)
+            pipe = Pipeline(m, enable=en, suffix=str(lane))
             ys.append(build(m, pipe, bits.as_signed(), lane))
         return ys, pipe.depth
 
@@ -201,20 +188,20 @@ class Activation(wiring.Component):
         d = Signal(signed(signed_bits(b)), name=f"d{lane}")          # [b, 0]
         v = Mux(x < 0, b - x, x + b)
         m.d.comb += d.eq(Mux(v > 0, 0, v))
-        d, neg, x = pipe.stage(d=d, neg=x < 0, x=x)
-        sq, neg, x = pipe.stage(sq=self._product(m, d, d, f"sq{lane}"), neg=neg, x=x)
+        s = pipe.stage(d=d, neg=x < 0, x=x)
+        s = pipe.stage(sq=self._product(m, s.d, s.d, f"sq{lane}"), neg=s.neg, x=s.x)
         # e = (sgn(x) * (sq + c)) >> k, floor. For x < 0, floor(-v / 2**k) == ~((v - 1) >> k),
         # so no negation sits in series with the shift: t = e + one is one adder after the
         # first. x == 0 takes the positive branch where sgn(0) is 0, harmless as y = x * t.
-        t_pos = ((sq + c) >> k) + one
-        t_neg = (one - 1) - ((sq + (c - 1)) >> k)
-        t, x = pipe.stage(t=Mux(neg, t_neg, t_pos), x=x)
-        y_int, = pipe.stage(y_int=self._product(m, t, x, f"yint{lane}"))
-        prod, = pipe.stage(prod=self._product(m, y_int, mult, f"out{lane}"))
+        t_pos = ((s.sq + c) >> k) + one
+        t_neg = (one - 1) - ((s.sq + (c - 1)) >> k)
+        s = pipe.stage(t=Mux(s.neg, t_neg, t_pos), x=s.x)
+        s = pipe.stage(y_int=self._product(m, s.t, s.x, f"yint{lane}"))
+        s = pipe.stage(prod=self._product(m, s.y_int, mult, f"out{lane}"))
         # zp and the half-LSB are one constant: floor((p + h) / 2**s) + zp == floor((p + h +
         # zp * 2**s) / 2**s)
-        bias = (cfg.out_zero_point << shift) + (1 << (shift - 1) if shift else 0)
-        return saturate((prod + bias) >> shift, cfg.out_fmt)
+        bias = (cfg.out_zero_point << shift) + half_up_bias(shift)
+        return saturate((s.prod + bias) >> shift, cfg.out_fmt)
 
     def _ibert_exp(self, m, pipe, x, lane):
         """i-exp (:class:`accelgen.approx.IBertExp`) and the output multiplier:
@@ -243,26 +230,26 @@ class Activation(wiring.Component):
         m.d.comb += xc.eq(Mux(x[-1], low, 0))
         q_bits = max(1, k_max.bit_length())
         prod = self._product(m, xc, -div["mult"], f"div{lane}")   # == |xc| * div_mult >= 0
-        xc, q = pipe.stage(xc=xc, q=prod[div["shift"]:div["shift"] + q_bits])
+        s = pipe.stage(xc=xc, q=prod[div["shift"]:div["shift"] + q_bits])
 
         # r and u lie in known ranges, so their widths (the low bits of the differences) are
         # all there is to compute; two tables, not r + b after r: the subtractions run side by
         # side
         r = Signal(signed(signed_bits(x0 + 1)), name=f"r{lane}")     # (x0, 0]
         u = Signal(signed(max(signed_bits(x0 + 1 + b), signed_bits(b))), name=f"u{lane}")
-        qx0 = _lookup(m, q, [k * x0 for k in range(k_max + 1)], signed(signed_bits(k_max * x0)),
-                      name=f"qx0_{lane}")
-        qx0_b = _lookup(m, q, [k * x0 - b for k in range(k_max + 1)],
+        qx0 = _lookup(m, s.q, [k * x0 for k in range(k_max + 1)],
+                      signed(signed_bits(k_max * x0)), name=f"qx0_{lane}")
+        qx0_b = _lookup(m, s.q, [k * x0 - b for k in range(k_max + 1)],
                         signed(max(signed_bits(k * x0 - b) for k in range(k_max + 1))),
                         name=f"qx0_b{lane}")
-        m.d.comb += [r.eq(xc - qx0), u.eq(xc - qx0_b)]
-        r, u, q = pipe.stage(r=r, u=u, q=q)
-        z0, q = pipe.stage(z0=self._product(m, u, r, f"z{lane}"), q=q)
-        p0, q = pipe.stage(p0=self._product(m, z0, mult, f"out{lane}"), q=q)
+        m.d.comb += [r.eq(s.xc - qx0), u.eq(s.xc - qx0_b)]
+        s = pipe.stage(r=r, u=u, q=s.q)
+        s = pipe.stage(z0=self._product(m, s.u, s.r, f"z{lane}"), q=s.q)
+        s = pipe.stage(p0=self._product(m, s.z0, mult, f"out{lane}"), q=s.q)
         # z * mult == z0 * mult + c * mult: the constant joins after the multiplier
-        p = p0 + c * mult
-        a, q = pipe.stage(a=p >> (shift - 1) if shift else p << 1, q=q)
-        return saturate(((a >> q) + (1 + 2 * cfg.out_zero_point)) >> 1, cfg.out_fmt)
+        p = s.p0 + c * mult
+        s = pipe.stage(a=p >> (shift - 1) if shift else p << 1, q=s.q)
+        return saturate(((s.a >> s.q) + (1 + 2 * cfg.out_zero_point)) >> 1, cfg.out_fmt)
 
 
 def ibert_exp_divider(poly):
@@ -277,20 +264,8 @@ def ibert_exp_divider(poly):
     return {"divisor": divisor, "dividend_bits": bits, "mult": mult, "shift": shift}
 
 
-class _Pipeline:
-    """The register stages of one lane, counted so the latency can be checked."""
-
-    def __init__(self, m, en, lane):
-        self.m, self.en, self.lane, self.depth = m, en, lane, 0
-
-    def stage(self, **values):
-        """Register every value (in keyword order) while ``en`` is high; returns the list."""
-        self.depth += 1
-        return [register(self.m, self.en, v, name=f"s{self.depth}_{k}{self.lane}")
-                for k, v in values.items()]
-
-
-def _shape(fmt):
+def _format_shape(fmt):
+    """The Amaranth shape of an :class:`~accelgen.numerics.IntFormat`'s codes."""
     return signed(fmt.width) if fmt.signed else unsigned(fmt.width)
 
 

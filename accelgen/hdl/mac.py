@@ -27,19 +27,18 @@ Numeric semantics are defined by :mod:`accelgen.sim.golden.mac`; parameters by
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
-from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
 
 from ..numerics import IntFormat
-from .common.arith import register, sum_tree
+from .common.arith import sum_tree
 from .common.numerics import apply_overflow
 from .common.operands import read_operand
-from .common.stream import stream_signature
+from .common.pipeline import Pipeline, stall_enable
+from .common.stream import StreamBlock
 
 __all__ = ["MAC"]
 
 
-class MAC(wiring.Component):
+class MAC(StreamBlock):
     """Mixed-precision SIMD multiply-accumulate unit.
 
     Parameters
@@ -63,34 +62,27 @@ class MAC(wiring.Component):
     without ready) freezes the whole pipeline, and ``i.ready`` falls in the same cycle.
     """
 
-    def __init__(self, config):
-        self.config = config
-        super().__init__({
-            "i": In(stream_signature(config.input_fields)),
-            "o": Out(stream_signature(config.output_fields)),
-        })
-
-    @property
-    def latency(self):
-        return self.config.latency
-
     def elaborate(self, platform):
         cfg = self.config
         m = Module()
-        en = Signal()
-        m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
+        en = stall_enable(m, self.o, self.i)
 
-        # Each stage maps {control..., data nodes} to the next; _stage registers it or not.
+        # Each stage maps {control..., data nodes} to the next; a stage the configured depth
+        # leaves out passes them through unregistered.
         depth = cfg.pipeline
+        pipe = Pipeline(m, enable=en)
         p = self.i.payload
         s = dict(valid=self.i.valid & en, a=p.a, b=p.b, mode=p.mode if cfg.mode_bits else 0,
                  clear=p.clear, last=p.last)
-        s = self._stage(m, en, s, "opnd", depth >= 2)
-        s = self._stage(m, en, self._multiply(m, s), "prod", depth >= 1)
-        s = self._stage(m, en, self._fold(m, s, "a"), "fold", depth >= 3)
-        s = self._stage(m, en, self._fold(m, s, "b"), "lane", depth >= 4)
-        s = self._stage(m, en, self._reduce(s), "sum", depth >= 5)
+        s = vars(pipe.add_stage(s, name="opnd", present=depth >= 2))
+        s = vars(pipe.add_stage(self._multiply(m, s), name="prod", present=depth >= 1))
+        s = vars(pipe.add_stage(self._fold(m, s, "a"), name="fold", present=depth >= 3))
+        s = vars(pipe.add_stage(self._fold(m, s, "b"), name="lane", present=depth >= 4))
+        s = vars(pipe.add_stage(self._reduce(s), name="sum", present=depth >= 5))
         self._accumulate(m, en, s)
+        if pipe.depth + 1 != cfg.latency:  # the config's latency is what the manifest publishes
+            raise AssertionError(f"mac pipeline has {pipe.depth + 1} stages, config.latency "
+                                 f"says {cfg.latency}")
         return m
 
     _CONTROL = ("valid", "mode", "clear", "last")
@@ -148,12 +140,6 @@ class MAC(wiring.Component):
                     m.d.sync += acc.eq(apply_overflow(base + total, acc_fmt, cfg.overflow))
                 m.d.sync += err.eq((err & ~s["clear"]) | ~mode_ok)
         m.d.comb += self.o.payload.err.eq(err)
-
-    @staticmethod
-    def _stage(m, en, values, prefix, enabled):
-        """Register every value of a pipeline stage (or pass them through when disabled)."""
-        return {k: register(m, en, v, name=f"{prefix}_{k}", when=enabled)
-                for k, v in values.items()}
 
     def _mode_cases(self, m, mode):
         """Yield ``(code, Mode)`` inside ``m.Case`` blocks of a switch on ``mode``; a build

@@ -55,134 +55,40 @@ normalizing it with a shifter.
 
 Numeric semantics are defined by :mod:`accelgen.sim.golden.softmax`; parameters and every
 constant (``C``, ``G``, tables, PWL segments, I-BERT constants) by
-:class:`accelgen.generators.softmax.SoftmaxConfig`, never recomputed here.
+:class:`accelgen.generators.softmax.SoftmaxConfig`, never recomputed here; the signal widths
+follow from the config's exact value ranges (``SoftmaxConfig.ranges``).
 """
 
-from dataclasses import dataclass
-from functools import lru_cache
 from types import SimpleNamespace
 
 from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, Value, unsigned
-from amaranth.lib import data, wiring
+from amaranth.lib import data
 from amaranth.lib.memory import Memory
-from amaranth.lib.wiring import In, Out
 
-from .. import approx
+from ..approx import half_up_bias
 from ..generators.softmax import RECIP_Q, SQRT2_Q15
 from .common.normalize import leading_zeros, normalize
-from .common.stream import stream_signature
+from .common.pipeline import Pipeline, stall_enable
+from .common.rom import ROM
+from .common.stream import StreamBlock
 
 __all__ = ["Softmax"]
 
 _TAGS = ("valid", "end", "addr", "bank", "mask")    # what travels with an element in pass 1
 
-# -- value ranges (elaboration time, exact) ----------------------------------------------------
-
-@dataclass(frozen=True)
-class _Ranges:
-    """Exact ranges ``(lo, hi)`` of the datapath's integers over every input, from which the
-    signal widths follow.
-
-    Members
-    -------
-    k, v : tuple
-        Step 1 results.
-    sum_width : int
-        Bits of ``S``: ``config.sum_width``, or more where ``v`` reaches ``2**(A+1)``.
-    r0, r : tuple
-        Step 3: table or PWL value, and the final ``r`` (after Newton).
-    newton_t : tuple or None
-        ``2**17 - (m r0 >> 16)`` of the Newton step.
-    p_width : int
-        Bits of ``P = v * r``.
-    """
-    k: tuple
-    v: tuple
-    sum_width: int
-    r0: tuple
-    r: tuple
-    newton_t: object
-    p_width: int
-
-
-def _pwl_range(pwl, lo, hi):
-    """Value range of a PWL over the inputs ``lo .. hi``: each line is monotonic, so the
-    extremes of a segment sit at its ends."""
-    ends = list(pwl.bases[1:]) + [pwl.hi + 1]
-    values = [approx.pwl_eval(pwl, u) for base, end in zip(pwl.bases, ends)
-              for u in (max(base, lo), min(end - 1, hi)) if max(base, lo) <= min(end - 1, hi)]
-    return min(values), max(values)
-
-
-def _exp_ranges(cfg):
-    """``(k range, v range)`` of step 1 over every code of ``in_format`` (``k`` is monotonic
-    in ``x``)."""
-    fmt = cfg.in_fmt
-    if cfg.exp == "ibert":
-        ib = cfg.ibert_exp
-        poly, q = ib["poly"], ib["q"]
-        k = [(((x - ib["k_offset"] * q) * ib["div_mult"]) >> ib["div_shift"]) + ib["k_offset"]
-             for x in (fmt.min, fmt.max)]
-        # z(p) = p (p + b) + c over p in [-q, -1]: extremes at the ends or the vertex
-        ps = {-q, -1} | {p for p in (-poly.b_int // 2, -(-poly.b_int // 2)) if -q <= p <= -1}
-        zs = [p * (p + poly.b_int) + poly.c_int for p in ps]
-        v = [(z * ib["mult"] + _half(ib["shift"])) >> ib["shift"] for z in (min(zs), max(zs))]
-        return tuple(k), tuple(v)
-    c, g = cfg.base2
-    t = [(x * c) >> g for x in (fmt.min, fmt.max)]
-    k = (t[0] >> cfg.exp_frac, t[1] >> cfg.exp_frac)
-    if cfg.exp == "table":
-        return k, (min(cfg.pow2_table), max(cfg.pow2_table))
-    return k, _pwl_range(cfg.pow2_pwl, 0, (1 << cfg.exp_frac) - 1)
-
-
-def _recip_ranges(cfg):
-    """``(r0 range, r range, Newton t range or None)`` of step 3 over every mantissa ``m`` in
-    ``[2**16, 2**17)``."""
-    one, j = 1 << RECIP_Q, cfg.recip_bits
-    if cfg.recip == "table":
-        r0s = [cfg.recip_table[(m >> (RECIP_Q - j)) & ((1 << j) - 1)] for m in range(one, 2 * one)]
-    else:
-        r0s = [approx.pwl_eval(cfg.recip_pwl, u) for u in range(one)]
-    r0 = (min(r0s), max(r0s))
-    if not cfg.newton:
-        return r0, r0, None
-    ts = [(2 * one) - ((m * r) >> RECIP_Q) for m, r in zip(range(one, 2 * one), r0s)]
-    rs = [(r * t) >> RECIP_Q for r, t in zip(r0s, ts)]
-    return r0, (min(rs), max(rs)), (min(ts), max(ts))
-
-
-@lru_cache(maxsize=64)
-def _ranges(cfg):
-    k, v = _exp_ranges(cfg)
-    r0, r, t = _recip_ranges(cfg)
-    if v[0] < 1 or r[0] < 1:
-        # S >= 1 makes e >= 0 and P >= 1, which the datapath relies on
-        raise ValueError(f"softmax: v in {v} or r in {r} reaches below 1; the hardware needs "
-                         f"both positive")
-    # S is at most the plain sum of a row's v (every rescale floors towards 0)
-    sum_width = max(cfg.sum_width, (cfg.n_max * v[1]).bit_length())
-    return _Ranges(k=k, v=v, sum_width=sum_width, r0=r0, r=r, newton_t=t,
-                   p_width=(v[1] * r[1]).bit_length())
-
-
-def _half(shift):
-    """The round-half-up constant of ``>> shift`` (none for ``shift == 0``)."""
-    return 1 << (shift - 1) if shift else 0
-
-
-def _shape(lo, hi):
+def _range_shape(lo, hi):
+    """The narrowest shape that holds every integer in ``[lo, hi]``."""
     return Shape.cast(range(lo, hi + 1))
 
 
-def _fit(value, lo, hi):
-    """``value`` known to lie in ``[lo, hi]``, cut to the narrowest shape holding that range."""
-    shape = _shape(lo, hi)
+def _cut_to_range(value, lo, hi):
+    """``value`` known to lie in ``[lo, hi]``, cut to :func:`_range_shape` of that range."""
+    shape = _range_shape(lo, hi)
     bits = Value.cast(value)[:shape.width]
     return bits.as_signed() if shape.signed else bits
 
 
-def _saturate(value, bits):
+def _saturate_unsigned(value, bits):
     """A non-negative ``value`` as ``bits`` unsigned bits, all ones when it does not fit."""
     return Mux(value[bits:].any(), (1 << bits) - 1, value[:bits])
 
@@ -191,65 +97,20 @@ def _clamp(value, lo, hi):
     return Mux(value < lo, lo, Mux(value > hi, hi, value))
 
 
-def _rom(m, name, entries):
-    """A ROM of ``(value, ...)`` tuples of signed integers, one entry per address: returns the
-    memory and the per-field ``(offset, width)`` packing its words."""
-    widths = [max(approx.signed_bits(e[i]) for e in entries) for i in range(len(entries[0]))]
-    words = []
-    for entry in entries:
-        word, offset = 0, 0
-        for value, width in zip(entry, widths):
-            word |= (value & ((1 << width) - 1)) << offset
-            offset += width
-        words.append(word)
-    mem = Memory(shape=unsigned(sum(widths)), depth=len(entries), init=words)
-    m.submodules[name] = mem
-    return mem, widths
+def _pwl_rom(m, name, pwl):
+    """A ROM of the segments ``(slope, intercept + 2**(frac-1))`` of a uniform ``pwl``."""
+    return ROM(m, name, [(sl, c + half_up_bias(pwl.frac))
+                         for sl, c in zip(pwl.slopes, pwl.intercepts)])
 
 
-def _fields(word, widths):
-    """The signed fields of a ROM word packed by :func:`_rom`."""
-    out, offset = [], 0
-    for width in widths:
-        out.append(word[offset:offset + width].as_signed())
-        offset += width
-    return out
-
-
-class _Pipe:
-    """Register stages of one pipeline, counted (for the latency check). ``en``: the stages'
-    clock enable, or ``None`` for a free-running pipeline."""
-
-    def __init__(self, m, prefix, en=None):
-        self.m, self.prefix, self.en, self.depth = m, prefix, en, 0
-
-    def stage(self, **values):
-        """Register every value; returns them as attributes of a namespace."""
-        self.depth += 1
-        out = {}
-        for key, value in values.items():
-            value = Value.cast(value)
-            if isinstance(value, Const):
-                out[key] = value
-                continue
-            reg = Signal(value.shape(), name=f"{self.prefix}{self.depth}_{key}")
-            if self.en is None:
-                self.m.d.sync += reg.eq(value)
-            else:
-                with self.m.If(self.en):
-                    self.m.d.sync += reg.eq(value)
-            out[key] = reg
-        return SimpleNamespace(**out)
-
-
-def _pwl_value(pipe, s, widths, offset, frac, value_range, carry):
-    """A PWL's value from a registered ROM word ``s.rom`` of ``(slope, intercept +
-    2**(frac-1))``: the product ``slope * offset`` in its own stage, then ``(product +
-    intercept) >> frac`` (combinational, for the caller's next register). Returns the
-    product stage (with the ``carry`` fields) and the value."""
-    slope, icpt = _fields(s.rom, widths)
+def _pwl_value(pipe, s, rom, offset, frac, value_range, carry):
+    """A PWL's value from a registered word ``s.rom`` of :func:`_pwl_rom`: the product
+    ``slope * offset`` in its own stage, then ``(product + intercept) >> frac``
+    (combinational, for the caller's next register). Returns the product stage (with the
+    ``carry`` fields) and the value."""
+    slope, icpt = rom.fields(s.rom)
     s = pipe.stage(prod=slope * offset, icpt=icpt, **_carry(s, *carry))
-    return s, _fit((s.prod + s.icpt) >> frac, *value_range)
+    return s, _cut_to_range((s.prod + s.icpt) >> frac, *value_range)
 
 
 def _carry(stage, *names):
@@ -257,7 +118,7 @@ def _carry(stage, *names):
     return {n: getattr(stage, n) for n in names}
 
 
-class Softmax(wiring.Component):
+class Softmax(StreamBlock):
     """Row-wise streaming softmax of integer logits.
 
     For each row the output codes are those of
@@ -298,21 +159,10 @@ class Softmax(wiring.Component):
     freezes pass 2 and the reader; pass 1 keeps going until its bank runs into unread data.
     """
 
-    def __init__(self, config):
-        self.config = config
-        super().__init__({
-            "i": In(stream_signature(config.input_fields)),
-            "o": Out(stream_signature(config.output_fields)),
-        })
-
-    @property
-    def latency(self):
-        return self.config.latency
-
     def elaborate(self, platform):
         cfg = self.config
         m = Module()
-        self._rng = _ranges(cfg)
+        self._rng = cfg.ranges
         rows = self._row_state(m)
         beat = self._ingest(m, rows)
         el, exp_depth = self._exponent(m, beat)
@@ -358,7 +208,7 @@ class Softmax(wiring.Component):
 
     def _entry_layout(self):
         rng = self._rng
-        fields = {"v": _shape(*rng.v), "k": _shape(*rng.k)}
+        fields = {"v": _range_shape(*rng.v), "k": _range_shape(*rng.k)}
         if self.config.mask:
             fields["mask"] = unsigned(1)
         return data.StructLayout(fields)
@@ -381,7 +231,7 @@ class Softmax(wiring.Component):
     def _kx_shape(self):
         rng = self._rng
         off = self._kx_offset()
-        return _shape(rng.k[0] + off, rng.k[1] + rng.sum_width - 1 + off)
+        return _range_shape(rng.k[0] + off, rng.k[1] + rng.sum_width - 1 + off)
 
     # -- pass 1 --------------------------------------------------------------------------------
 
@@ -414,7 +264,7 @@ class Softmax(wiring.Component):
     def _exponent(self, m, beat):
         """Step 1: ``(k, v)`` of every element, with the beat's tags; returns the last
         stage and the number of stages."""
-        pipe = _Pipe(m, "e")
+        pipe = Pipeline(m, prefix="e")
         build = {"table": self._exp_table, "pwl": self._exp_pwl,
                  "ibert": self._exp_ibert}[self.config.exp]
         tags = {key: beat[key] for key in _TAGS}
@@ -425,16 +275,14 @@ class Softmax(wiring.Component):
         cfg = self.config
         c, g = cfg.base2
         s = pipe.stage(t=(x * c) >> g, **tags)
-        k = _fit(s.t >> cfg.exp_frac, *self._rng.k)
+        k = _cut_to_range(s.t >> cfg.exp_frac, *self._rng.k)
         return s, k, s.t[:cfg.exp_frac]
 
     def _exp_table(self, m, pipe, x, tags):
         """``v = T[f]``: ROM, then its output register."""
         cfg = self.config
         s, k, f = self._base2(pipe, x, tags)
-        rom = Memory(shape=unsigned(self._rng.v[1].bit_length()), depth=len(cfg.pow2_table),
-                     init=cfg.pow2_table)
-        m.submodules.pow2_rom = rom
+        rom = ROM(m, "pow2_rom", cfg.pow2_table, shape=unsigned(self._rng.v[1].bit_length()))
         port = rom.read_port()
         m.d.comb += port.addr.eq(f)
         s = pipe.stage(k=k, **_carry(s, *tags))
@@ -443,17 +291,16 @@ class Softmax(wiring.Component):
     def _exp_pwl(self, m, pipe, x, tags):
         """``v = (icpt + 2**(frac-1) + slope * (f - base)) >> frac`` over uniform segments:
         segment and offset are bit fields of ``f``; the rounding constant sits in the ROM's
-        intercepts (:func:`_pwl_value`)."""
+        intercepts (:func:`_pwl_rom`)."""
         pwl, rng = self.config.pow2_pwl, self._rng
         s, k, f = self._base2(pipe, x, tags)
-        rom, widths = _rom(m, "pow2_pwl", [(sl, c + _half(pwl.frac))
-                                           for sl, c in zip(pwl.slopes, pwl.intercepts)])
+        rom = _pwl_rom(m, "pow2_pwl", pwl)
         port = rom.read_port()
         sh = pwl.uniform_shift
         m.d.comb += port.addr.eq(f[sh:])
         s = pipe.stage(k=k, off=f[:sh] if sh else Const(0, 1), **_carry(s, *tags))
         s = pipe.stage(k=s.k, off=s.off, rom=port.data, **_carry(s, *tags))
-        s, v = _pwl_value(pipe, s, widths, s.off, pwl.frac, rng.v, ("k", *tags))
+        s, v = _pwl_value(pipe, s, rom, s.off, pwl.frac, rng.v, ("k", *tags))
         return pipe.stage(k=s.k, v=v, **_carry(s, *tags))
 
     def _exp_ibert(self, m, pipe, x, tags):
@@ -468,18 +315,18 @@ class Softmax(wiring.Component):
         b, c, mult, shift = poly.b_int, poly.c_int, ib["mult"], ib["shift"]
         xs = x - k0 * q                                      # >= 0: k_offset q <= in_min
         s = pipe.stage(prod=xs * ib["div_mult"], xq=xs - q, xqb=xs - q + b, **tags)
-        kk = _fit(s.prod >> ib["div_shift"], 0, rng.k[1] - k0)      # k - k_offset
+        kk = _cut_to_range(s.prod >> ib["div_shift"], 0, rng.k[1] - k0)      # k - k_offset
         s = pipe.stage(kk=kk, kq=kk * q, **_carry(s, "xq", "xqb", *tags))
         # -p in [1, q] and p + b in [b - q, b - 1], positive (b ~ 3.9 q): the products are
         # of magnitudes, which keeps p (p + b) mult within an unsigned 18 x 18 multiplier
         if b - q < 1:
             raise AssertionError(f"i-exp: b_int {b} is not above q {q}")
-        s = pipe.stage(k=_fit(s.kk + k0, *rng.k), np=_fit(s.kq - s.xq, 1, q),
-                       pb=_fit(s.xqb - s.kq, b - q, b - 1), **_carry(s, *tags))
+        s = pipe.stage(k=_cut_to_range(s.kk + k0, *rng.k), np=_cut_to_range(s.kq - s.xq, 1, q),
+                       pb=_cut_to_range(s.xqb - s.kq, b - q, b - 1), **_carry(s, *tags))
         s = pipe.stage(k=s.k, npp=s.np * s.pb, **_carry(s, *tags))
         s = pipe.stage(k=s.k, w=s.npp * mult, **_carry(s, *tags))
         # (z mult + half) >> shift with z = c - npp: c mult joins the rounding constant
-        v = _fit(((c * mult + _half(shift)) - s.w) >> shift, *rng.v)
+        v = _cut_to_range(((c * mult + half_up_bias(shift)) - s.w) >> shift, *rng.v)
         return pipe.stage(k=s.k, v=v, **_carry(s, *tags))
 
     def _online_sum(self, m, rows, el):
@@ -497,7 +344,7 @@ class Softmax(wiring.Component):
         if self.config.mask:
             m.d.comb += wp.data.mask.eq(el.mask)
 
-        big_k = Signal(_shape(*rng.k), name="run_k")
+        big_k = Signal(_range_shape(*rng.k), name="run_k")
         first = Signal(init=1, name="run_first")
         keep = el.valid & ~el.mask
         up = el.k > big_k
@@ -510,9 +357,10 @@ class Softmax(wiring.Component):
         # Shift amounts saturate at all ones, which is at least the operand's width: the
         # shift then gives 0, as the floor of a real shift by that much would.
         s_bits, v_bits = rng.sum_width.bit_length(), len(el.v).bit_length()
-        shift_s = Mux(first, (1 << s_bits) - 1, Mux(up, _saturate(el.k - big_k, s_bits), 0))
-        shift_v = Mux(first | up, 0, _saturate(big_k - el.k, v_bits))
-        pipe = _Pipe(m, "n")
+        shift_s = Mux(first, (1 << s_bits) - 1,
+                      Mux(up, _saturate_unsigned(el.k - big_k, s_bits), 0))
+        shift_v = Mux(first | up, 0, _saturate_unsigned(big_k - el.k, v_bits))
+        pipe = Pipeline(m, prefix="n")
         s = pipe.stage(shift_s=Mux(keep, shift_s, 0), shift_v=shift_v, v=Mux(keep, el.v, 0),
                        k=new_k, row_end=el.valid & el.end, end=el.addr, bank=el.bank)
 
@@ -530,20 +378,19 @@ class Softmax(wiring.Component):
         bank receives ``(end, Kx = K + e + offset, r)``."""
         cfg, rng = self.config, self._rng
         ws, j = rng.sum_width, cfg.recip_bits
-        pipe = _Pipe(m, "r")
+        pipe = Pipeline(m, prefix="r")
         s = pipe.stage(**vars(row))
         count, _zero = leading_zeros(s.s)
         s = pipe.stage(count=count, **_carry(s, "valid", "k", "s", "end", "bank"))
         top = normalize(s.s, s.count)
         mant = top[ws - RECIP_Q - 1:] if ws > RECIP_Q else Cat(Const(0, RECIP_Q + 1 - ws), top)
-        kx = _fit(s.k + (ws - 1 + self._kx_offset()) - s.count, *_bounds(rows.kx_shape))
+        kx = _cut_to_range(s.k + (ws - 1 + self._kx_offset()) - s.count,
+                           *_bounds(rows.kx_shape))
         s = pipe.stage(mant=mant, kx=kx, **_carry(s, "valid", "end", "bank"))
         index = s.mant[RECIP_Q - j:RECIP_Q]
         tags = ("valid", "end", "bank", "kx", "mant")
-        r_shape = _shape(*rng.r0)
         if cfg.recip == "table":
-            rom = Memory(shape=r_shape, depth=len(cfg.recip_table), init=cfg.recip_table)
-            m.submodules.recip_rom = rom
+            rom = ROM(m, "recip_rom", cfg.recip_table, shape=_range_shape(*rng.r0))
             port = rom.read_port()
             m.d.comb += port.addr.eq(index)
             s = pipe.stage(**_carry(s, *tags))
@@ -553,14 +400,13 @@ class Softmax(wiring.Component):
                 r = s.r
         else:
             pwl = cfg.recip_pwl
-            rom, widths = _rom(m, "recip_pwl", [(sl, c + _half(pwl.frac))
-                                                for sl, c in zip(pwl.slopes, pwl.intercepts)])
+            rom = _pwl_rom(m, "recip_pwl", pwl)
             port = rom.read_port()
             m.d.comb += port.addr.eq(index)
             sh = pwl.uniform_shift
             s = pipe.stage(**_carry(s, *tags))
             s = pipe.stage(rom=port.data, **_carry(s, *tags))
-            s, r = _pwl_value(pipe, s, widths, s.mant[:sh] if sh else Const(0, 1), pwl.frac,
+            s, r = _pwl_value(pipe, s, rom, s.mant[:sh] if sh else Const(0, 1), pwl.frac,
                               rng.r0, tags)
             if cfg.newton:
                 s = pipe.stage(r=r, **_carry(s, *tags))
@@ -569,9 +415,9 @@ class Softmax(wiring.Component):
             # r = (r (2**17 - (m r >> 16))) >> 16: each product in its own stage, the
             # subtraction between them in another
             s = pipe.stage(pm=s.mant * r, r=r, **_carry(s, "valid", "end", "bank", "kx"))
-            t = _fit((2 << RECIP_Q) - (s.pm >> RECIP_Q), *rng.newton_t)
+            t = _cut_to_range((2 << RECIP_Q) - (s.pm >> RECIP_Q), *rng.newton_t)
             s = pipe.stage(t=t, r=s.r, **_carry(s, "valid", "end", "bank", "kx"))
-            r = _fit((s.r * s.t) >> RECIP_Q, *rng.r)
+            r = _cut_to_range((s.r * s.t) >> RECIP_Q, *rng.r)
         for b, slot in enumerate(rows.info):
             with m.If(s.valid & (s.bank == b)):
                 m.d.sync += [slot.valid.eq(1), slot.end.eq(s.end), slot.kx.eq(s.kx),
@@ -583,8 +429,7 @@ class Softmax(wiring.Component):
     def _pass2(self, m, rows):
         """Reader and output pipeline, all stages enabled by ``en = ~o.valid | o.ready``."""
         cfg, n = self.config, self.config.n_max
-        en = Signal(name="out_en")
-        m.d.comb += en.eq(~self.o.valid | self.o.ready)
+        en = stall_enable(m, self.o, name="out_en")
 
         # The reader's own copy of the current row's info; a row starts straight from its
         # slot (no idle cycle), and the slot is free again from then on.
@@ -618,7 +463,7 @@ class Softmax(wiring.Component):
         for b in range(2):
             m.d.comb += rows.pend_dec[b].eq(issue & last & (rows.rd_bank == b))
 
-        pipe = _Pipe(m, "o", en)
+        pipe = Pipeline(m, enable=en, prefix="o")
         s = pipe.stage(valid=have, last=last, kx=row("kx"), r=row("r"))
         d = port.data
         s = pipe.stage(k=d.k, v=d.v, mask=d.mask if cfg.mask else Const(0, 1),
@@ -638,12 +483,12 @@ class Softmax(wiring.Component):
         wp = rng.p_width
         tags = ("valid", "last", "mask")
         shift = s.kx - s.k      # sh - 8 (u8, s8) or sh - n0 (log2)
-        product = _fit(s.v * s.r, 0, (1 << wp) - 1)
+        product = _cut_to_range(s.v * s.r, 0, (1 << wp) - 1)
         if cfg.output == "log2":
             return self._log2(pipe, s, product, shift, tags)
         # u8: min(255, (P + 2**(s-1)) >> s) with s = sh - 8 >= 8: floor(P / 2**s) plus bit
         # s-1 of P; (2 P) >> s holds both. s past the width of 2 P gives 0, as floor does.
-        s = pipe.stage(p=product, sh=_fit(_clamp(shift, 0, wp + 1), 0, wp + 1),
+        s = pipe.stage(p=product, sh=_cut_to_range(_clamp(shift, 0, wp + 1), 0, wp + 1),
                        **_carry(s, *tags))
         q = Cat(Const(0, 1), s.p) >> s.sh
         s = pipe.stage(floor=q[1:10], half=q[0], over=q[10:].any(), **_carry(s, *tags))
@@ -661,7 +506,7 @@ class Softmax(wiring.Component):
         clamped to ``[0, 16 + last candidate]``, past which every code is 0 or 15 anyway."""
         lead = self._p_lead()
         top = len(lead) - 1
-        s = pipe.stage(p=product, c=_fit(_clamp(shift, 0, 16 + top), 0, 16 + top),
+        s = pipe.stage(p=product, c=_cut_to_range(_clamp(shift, 0, 16 + top), 0, 16 + top),
                        **_carry(s, *tags))
         picks = {}
         for j, n in enumerate(lead):

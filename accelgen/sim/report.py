@@ -2,20 +2,18 @@
 preset's declared bound, and an error plot. ``accelgen show BLOCK --errors [--plot FILE]``
 calls these."""
 
+import os
 from pathlib import Path
 
 from ..numerics import ConfigError
 
-__all__ = ["has_errors", "error_report", "error_lines", "plot_errors"]
-
-
-def has_errors(spec):
-    return spec.error_bounds is not None
+__all__ = ["error_report", "error_lines", "plot_errors"]
 
 
 def _require(spec, option):
-    if not has_errors(spec):
-        blocks = "activation, softmax"
+    if not spec.approximates:
+        from ..generators.registry import REGISTRY
+        blocks = ", ".join(name for name, s in REGISTRY.items() if s.approximates)
         raise ConfigError(f"{option}: not allowed for block {spec.name!r}; it computes exactly "
                           f"(no approximation error); blocks with error reports are {blocks}")
 
@@ -24,7 +22,7 @@ def error_report(spec, config, preset=None):
     """``{"stats": ..., "bound": {...} or None, "within_bound": bool or None}``: the golden
     model's ``errors(config)`` and, when ``config`` is the unchanged ``preset``, that
     preset's declared bound and whether every bounded statistic lies within it (u8/s8
-    softmax: also the row sums)."""
+    outputs: also the row sums, when the statistics have them)."""
     _require(spec, "--errors")
     stats = spec.golden_model().errors(config)
     bound = None
@@ -38,14 +36,6 @@ def error_report(spec, config, preset=None):
     return {"stats": stats, "bound": bound, "within_bound": within}
 
 
-def _describe(spec, stats):
-    if spec.name == "softmax":
-        return (f"over {stats['elements']} elements in {stats['rows']} random rows "
-                f"(normal logits, sigma 0.5-8)")
-    lo, hi = stats["input_range"]
-    return f"over all {stats['inputs']} input codes, inputs {lo:g} to {hi:g}"
-
-
 def error_lines(spec, report):
     """Text lines of :func:`error_report`."""
     s, bound = report["stats"], report["bound"] or {}
@@ -56,7 +46,7 @@ def error_lines(spec, report):
         ok = "PASS" if s[key] <= bound[key] else "FAIL"
         return f"{text:<10}  (declared bound {bound[key]:g}: {ok})"
 
-    lines = [f"error vs float64 {_describe(spec, s)}, in output LSB:",
+    lines = [f"error vs float64 {s['population']}, in output LSB:",
              f"  max |error|    {bounded('max_abs', format(s['max_abs'], '.4f'))}",
              f"  mean |error|   {bounded('mean_abs', format(s['mean_abs'], '.4f'))}",
              f"  mean error     {s['mean']:+.4f}  (bias)"]
@@ -76,9 +66,18 @@ def error_lines(spec, report):
 def plot_errors(spec, config, path, *, title=None):
     """Draw error (output LSB) against input into ``path`` (PNG) with matplotlib."""
     _require(spec, "--plot")
-    path = Path(path)
+    shown, path = str(path), Path(path)
+    if not shown or path.is_dir() or path.name in ("", ".", ".."):
+        raise ConfigError(f"--plot: {shown!r} is not allowed; expected the name of a PNG file "
+                          f"to write")
     if not path.parent.is_dir():
-        raise ConfigError(f"--plot: {str(path)!r} is not allowed; its directory does not exist")
+        raise ConfigError(f"--plot: {shown!r} is not allowed; its directory does not exist")
+    if not os.access(path.parent, os.W_OK | os.X_OK) or (path.exists()
+                                                         and not os.access(path, os.W_OK)):
+        raise ConfigError(f"--plot: {shown!r} is not allowed; it is not writable")
+    if len(path.name.encode()) > 200:
+        raise ConfigError(f"--plot: a file name of {len(path.name.encode())} bytes is not "
+                          f"allowed; expected at most 200")
     try:
         import matplotlib
     except ImportError:
@@ -96,8 +95,13 @@ def plot_errors(spec, config, path, *, title=None):
     ax.set_title(title or f"{spec.name} {config.digest()}")
     ax.grid(True, linewidth=0.3)
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, format="png", metadata={"Software": None})
-    plt.close(fig)
-    tmp.replace(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
+    try:
+        fig.savefig(tmp, format="png", metadata={"Software": None})
+        tmp.replace(path)
+    except OSError as err:
+        raise ConfigError(f"--plot: {shown!r} could not be written ({err.strerror})") from None
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
     return path

@@ -2,7 +2,7 @@
 
 from amaranth.hdl import Const, Mux, Signal, Value, signed
 
-__all__ = ["sum_tree", "register", "lut_product"]
+__all__ = ["sum_tree", "lut_product"]
 
 
 def sum_tree(values):
@@ -15,18 +15,6 @@ def sum_tree(values):
         pairs = [values[i] + values[i + 1] for i in range(0, len(values) - 1, 2)]
         values = pairs + ([values[-1]] if len(values) % 2 else [])
     return values[0]
-
-
-def register(m, enable, value, *, name, when=True):
-    """A register loading ``value`` while ``enable`` is high, or ``value`` itself when
-    ``when`` is false (lets a pipeline stage be configured away without branching)."""
-    value = Value.cast(value)
-    if not when or isinstance(value, Const):   # constants need no register
-        return value
-    reg = Signal(value.shape(), name=name)
-    with m.If(enable):
-        m.d.sync += reg.eq(value)
-    return reg
 
 
 def lut_product(m, a, b, *, name):

@@ -6,7 +6,7 @@ library, so a testbench (or a host script) can drive the Verilog knowing only th
 
 ::
 
-    m = Manifest.load("build/mac.json")
+    m = Manifest.load("build/<top>.json")
     word = m.pack("i", {"a": 0x12, "b": 0x34, "clear": 1, "last": 1})
     m.unpack("o", word)          # -> {"acc0": -5, "err": 0}
 

@@ -2,11 +2,10 @@
 per beat, rows ended by ``last`` or by ``n_max``), takes ``o`` (one probability code per
 element), and scoreboards every output beat against :mod:`accelgen.sim.golden.softmax`.
 
-Parameters come only from the environment (set by :func:`accelgen.sim.runner.simulate`):
+Parameters are :class:`accelgen.sim.cocotb.bench.BenchEnv` (``ACCELGEN_*``, set by
+:func:`accelgen.sim.runner.simulate`); for this block:
 
 =====================  ==================================================================
-``ACCELGEN_MANIFEST``  path of ``<top>.json``; the config is rebuilt from its ``config``
-``ACCELGEN_SEED``      integer seed (default 0); every failure message prints it
 ``ACCELGEN_BEATS``     input elements of the random testcases (default 200; ``random_rows``
                        sends at least 6 rows, ``throughput`` at least 16 rows of ``n_max``)
 ``ACCELGEN_INPUTS``    optional ``.npz``: ``x`` (rows, n) logit codes, optional ``lengths``
@@ -14,7 +13,6 @@ Parameters come only from the environment (set by :func:`accelgen.sim.runner.sim
 ``ACCELGEN_OUTPUTS``   optional ``.npz`` that ``user_inputs`` writes: ``y`` shaped as ``x``,
                        the masked code (probability 0) past each row's end
 ``ACCELGEN_CHECK``     ``1`` (default) or ``0``: compare ``user_inputs`` against the golden model
-``ACCELGEN_RESULT``    optional JSON file; each testcase adds ``testcases[<name>]`` to it
 =====================  ==================================================================
 
 Testcases (each starts with a synchronous reset and uses its own RNG stream derived from the
@@ -37,35 +35,36 @@ seed and its name, so results do not depend on which other testcases run):
                      end-to-end figure reach what :class:`accelgen.hdl.softmax.Softmax`
                      documents (:func:`row_period`, :func:`throughput_bound`; at least 0.9
                      end to end for ``n_max >= 64``) and every output is exact.
-``reset_midstream``  ``rst`` mid-row with outputs stalled: nothing from before comes out, and
-                     the following rows (the first one must start a fresh row) are exact.
+``reset_midstream``  ``rst`` mid-row with outputs stalled: nothing from before comes out (the
+                     output side listens for ``2 * n_max + latency + 8`` cycles), and the
+                     following rows (the first one must start a fresh row) are exact.
 ``user_inputs``      ``ACCELGEN_INPUTS`` (or random rows) at full rate; writes
                      ``ACCELGEN_OUTPUTS``, checks unless ``ACCELGEN_CHECK=0``, and records the
                      RTL's error against float64 softmax (``errors``: ``max_abs``,
                      ``mean_abs``, ``mean`` in output LSB; u8/s8 also ``row_sum_max_dev``).
 
+``throughput`` and ``reset_midstream`` are the shared testcases of
+:mod:`accelgen.sim.cocotb.bench`; this module supplies their stimulus, scoreboard and figure.
+
 Stream timing follows :mod:`accelgen.sim.cocotb.streams`: drive after a falling edge, read in
 ``ReadOnly``, a transfer is tagged with the rising edge that completes it.
 """
 
-import os
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 
 import cocotb
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, FallingEdge
 
 from accelgen.numerics import wrap
-from accelgen.sim.cocotb.bench import (PERIOD_NS, BenchBase, assert_clean, env_text,
-                                       reset)
-from accelgen.sim.cocotb.streams import CycleCounter, StreamSink, StreamSource
+from accelgen.sim.cocotb.bench import (SHOW_MISMATCHES, StreamBench, Transfers, assert_clean,
+                                       check_testcases, reset_midstream_test, throughput_test)
 from accelgen.sim.payload import unpack
 from accelgen.sim.reference import error_stats, softmax_float
 
-SHOW_MISMATCHES = 5
+#: the ``@cocotb.test`` functions below, in the order the runner runs them (``user_inputs``
+#: only when the user gives inputs); the registry and the runner read this tuple
+TESTCASES = ("random_rows", "directed_rows", "throughput", "reset_midstream", "user_inputs")
 
 
 def row_period(config):
@@ -90,54 +89,50 @@ def throughput_bound(config, rows):
 
 # -- parameters and set-up -----------------------------------------------------------------
 
-class Bench(BenchBase):
+class Bench(StreamBench):
     """Everything a testcase needs: manifest, config, golden model, clock, seeded RNGs.
 
     Members
     -------
-    manifest : Manifest
     config : SoftmaxConfig, rebuilt from ``manifest["config"]``
     golden : module :mod:`accelgen.sim.golden.softmax`
-    seed, beats : int
     rng : random.Random
         For valid/ready gaps (stream drivers) and raw payload bits.
     nprng : numpy.random.Generator
         For logits, lengths and masks.
-    counter : CycleCounter
+    hold_cycles : int (property)
+        ``n_max``: a row's outputs start only after its last element.
+
+    and those of :class:`~accelgen.sim.cocotb.bench.StreamBench` (``env``, ``manifest``,
+    ``seed``, ``beats``, ``counter``, ``result``, ...).
     """
 
-    def __init__(self, dut, testcase):
-        super().__init__(dut, testcase, generator="softmax")
-        self.golden = self.spec.golden_model()
+    generator = "softmax"
+    unit = "elements"
 
-    def source(self, valid_prob=1.0):
-        return StreamSource(self.dut, "i", self.dut.clk, self.counter, valid_prob=valid_prob,
-                            rng=self.rng)
+    @property
+    def hold_cycles(self):
+        return self.config.n_max
 
-    def sink(self, ready_prob=1.0):
-        return StreamSink(self.dut, "o", self.dut.clk, self.counter, ready_prob=ready_prob,
-                          rng=self.rng).start()
-
-    def timeout(self, beats, gaps=1.0):
-        """Generous cycle budget for ``beats`` elements at ``gaps`` (probability product): a
-        row's outputs start only after its last element."""
-        return (int(8 * (beats + 4) / max(gaps, 0.05)) + 8 * self.config.latency
-                + 4 * self.config.n_max + 100)
-
-
-async def start(dut, testcase):
-    """Clock, idle streams and a reset; returns the :class:`Bench`."""
-    bench = Bench(dut, testcase)
-    Clock(dut.clk, PERIOD_NS, unit="ns").start()
-    bench.counter = CycleCounter(PERIOD_NS, "ns")
-    dut.i__valid.value = 0
-    dut.o__ready.value = 0
-    await reset(dut)
-    return bench
-
-
-def _check_enabled():
-    return env_text("ACCELGEN_CHECK") not in ("0", "false", "no")
+    def compare(self, in_words, got, want, *, cases=None):
+        """Mismatch descriptions between RTL and golden ``o`` payload integers, naming each
+        element's row, position, logit and mask (and its directed case when ``cases`` maps
+        element indices to names)."""
+        mismatches = []
+        if len(got) != len(want):
+            mismatches.append(f"RTL produced {len(got)} outputs, golden model {len(want)}")
+        index = None
+        for n in range(min(len(got), len(want))):
+            if got[n] == want[n]:
+                continue
+            index = index or element_index(self, in_words)
+            row, pos, x, m = index[n]
+            g, w = self.manifest.unpack("o", got[n]), self.manifest.unpack("o", want[n])
+            case = f"case {cases[n]!r} " if cases is not None else ""
+            mismatches.append(f"{case}row {row} element {pos} (x={x}"
+                              f"{', masked' if m else ''}): RTL y={g['y']} last={g['last']} "
+                              f"!= golden y={w['y']} last={w['last']}")
+        return mismatches
 
 
 # -- stimulus ------------------------------------------------------------------------------
@@ -188,50 +183,6 @@ def element_index(bench, in_words):
     return out
 
 
-def compare(bench, in_words, got, want, *, cases=None):
-    """Mismatch descriptions between RTL and golden ``o`` payload integers, naming each
-    element's row, position, logit and mask (and its directed case when ``cases`` maps
-    element indices to names)."""
-    mismatches = []
-    if len(got) != len(want):
-        mismatches.append(f"RTL produced {len(got)} outputs, golden model {len(want)}")
-    index = None
-    for n in range(min(len(got), len(want))):
-        if got[n] == want[n]:
-            continue
-        index = index or element_index(bench, in_words)
-        row, pos, x, m = index[n]
-        g, w = bench.manifest.unpack("o", got[n]), bench.manifest.unpack("o", want[n])
-        case = f"case {cases[n]!r} " if cases is not None else ""
-        mismatches.append(f"{case}row {row} element {pos} (x={x}{', masked' if m else ''}): "
-                          f"RTL y={g['y']} last={g['last']} != golden y={w['y']} "
-                          f"last={w['last']}")
-    return mismatches
-
-
-async def run_words(bench, words, *, valid_prob=1.0, ready_prob=1.0, settle=True,
-                    expected=None):
-    """Send ``words`` and collect ``expected`` outputs (default one per word). With
-    ``settle``, also wait long enough for an extra (spurious) output to be collected too.
-    Returns ``(source, sink)``."""
-    expected = len(words) if expected is None else expected
-    sink = bench.sink(ready_prob)
-    source = bench.source(valid_prob).send(words)
-    budget = bench.timeout(len(words), valid_prob * ready_prob)
-    done = await source.wait_idle(budget)
-    assert done, bench.fail(f"i accepted {len(source.accepted)} of {len(words)} beats within "
-                            f"{budget} cycles (i.ready stuck low?)")
-    done = await sink.expect(expected, budget)
-    assert done, bench.fail(f"o delivered {len(sink.received)} of {expected} outputs within "
-                            f"{budget} cycles")
-    if settle:
-        await ClockCycles(bench.dut.clk, bench.config.latency + 8)
-        await FallingEdge(bench.dut.clk)
-    source.stop()
-    sink.stop()
-    return source, sink
-
-
 def rtl_errors(config, x, lengths, mask, y):
     """The RTL's output codes ``y`` (rows, >= max length) for rows ``x`` against float64
     softmax, in output LSB, as golden ``errors`` measures the model: :func:`error_stats` over
@@ -260,19 +211,19 @@ def rtl_errors(config, x, lengths, mask, y):
 @cocotb.test()
 async def random_rows(dut):
     """Random rows, lengths and masks; random valid gaps and o.ready backpressure."""
-    bench = await start(dut, "random_rows")
+    bench = await Bench.start(dut, "random_rows")
     cfg = bench.config
     rows = max(6, bench.beats // max(1, (cfg.n_max + 1) // 2))
     x = bench.golden.random_rows(cfg, bench.nprng, rows)
     lengths, mask = random_lengths_and_masks(bench, rows)
     words = bench.golden.pack_inputs(cfg, x, lengths, mask)
     valid_prob, ready_prob = bench.rng.uniform(0.5, 0.9), bench.rng.uniform(0.3, 0.8)
-    _, sink = await run_words(bench, words, valid_prob=valid_prob, ready_prob=ready_prob)
+    _, sink = await bench.run_words(words, valid_prob=valid_prob, ready_prob=ready_prob)
     want = bench.golden.words(cfg, words)
     bench.record(rows=rows, elements=len(words), outputs=len(sink.words),
                  masked=int(mask.sum()) if mask is not None else 0, valid_prob=valid_prob,
                  ready_prob=ready_prob)
-    assert_clean(bench, compare(bench, words, sink.words, want), "random rows")
+    assert_clean(bench, bench.compare(words, sink.words, want), "random rows")
 
 
 def directed_cases(bench):
@@ -334,7 +285,7 @@ def directed_cases(bench):
 async def directed_rows(dut):
     """Directed rows (equal, one-hot, extremes, ramps, masks, N=1, N=n_max, split rows, rows
     back to back), once at full rate and once with gaps and backpressure."""
-    bench = await start(dut, "directed_rows")
+    bench = await Bench.start(dut, "directed_rows")
     cases = directed_cases(bench)
     words = [w for _, ws in cases for w in ws]
     names = [name for name, ws in cases for _ in ws]
@@ -342,114 +293,101 @@ async def directed_rows(dut):
     mismatches = []
     for valid_prob, ready_prob in ((1.0, 1.0), (bench.rng.uniform(0.5, 0.9),
                                                 bench.rng.uniform(0.3, 0.8))):
-        _, sink = await run_words(bench, words, valid_prob=valid_prob, ready_prob=ready_prob)
+        _, sink = await bench.run_words(words, valid_prob=valid_prob, ready_prob=ready_prob)
         mismatches += [f"(valid {valid_prob:.2f}, ready {ready_prob:.2f}) {m}"
-                       for m in compare(bench, words, sink.words, want, cases=names)]
+                       for m in bench.compare(words, sink.words, want, cases=names)]
     bench.record(cases=[name for name, _ in cases], elements=len(words))
     assert_clean(bench, mismatches, "directed rows")
 
 
-@cocotb.test()
-async def throughput(dut):
-    """Rows of n_max back to back, o.ready = 1: elements per cycle, first input accepted to
-    last output, at least :func:`throughput_bound`."""
-    bench = await start(dut, "throughput")
+
+def _full_rows(bench):
+    """``throughput``: rows of ``n_max`` (at least 16, ``beats / n_max`` when more)."""
     cfg = bench.config
-    rows = max(16, bench.beats // cfg.n_max)
-    x = bench.golden.random_rows(cfg, bench.nprng, rows)
+    x = bench.golden.random_rows(cfg, bench.nprng, max(16, bench.beats // cfg.n_max))
     words = bench.golden.pack_inputs(cfg, x)
-    source, sink = await run_words(bench, words, settle=False)
-    first_in, last_in = source.accepted[0][0], source.accepted[-1][0]
-    first_out, last_out = sink.received[0][0], sink.received[-1][0]
-    elements = len(words)
-    end_to_end = Fraction(elements, last_out - first_in + 1)
-    in_rate = Fraction(elements, last_in - first_in + 1)
-    out_rate = Fraction(len(sink.received), last_out - first_out + 1)
+    yield None, words, bench.golden.words(cfg, words)
+
+
+def elements_per_cycle(bench, runs):
+    """``throughput``: the input rate at least ``n_max / row_period`` and the end-to-end
+    figure (first input accepted to last output) at least :func:`throughput_bound`."""
+    cfg, run = bench.config, runs[None]
+    rows, elements = run.beats // cfg.n_max, run.beats
+    end_to_end = Fraction(elements, run.end_cycles)
+    in_rate, out_rate = run.in_rate, run.out_rate
     bound = throughput_bound(cfg, rows)
     steady = Fraction(cfg.n_max, row_period(cfg))
     problems = []
     if in_rate < steady:
         problems.append(f"input rate {float(in_rate):.4f} elements/cycle ({elements} in "
-                        f"{last_in - first_in + 1} cycles), below the documented "
+                        f"{run.in_cycles} cycles), below the documented "
                         f"{cfg.n_max}/{row_period(cfg)} per row of n_max")
     if end_to_end < bound:
         problems.append(f"{elements} elements ({rows} rows of {cfg.n_max}) from first input "
-                        f"accepted (cycle {first_in}) to last output (cycle {last_out}): "
-                        f"{float(end_to_end):.4f} elements/cycle, below the bound "
-                        f"{float(bound):.4f} (input rate {float(in_rate):.4f}, output rate "
-                        f"{float(out_rate):.4f})")
-    problems += compare(bench, words, sink.words, bench.golden.words(cfg, words))
-    bench.record(rows=rows, elements=elements, cycles=last_out - first_in + 1,
+                        f"accepted (cycle {run.first_in}) to last output (cycle "
+                        f"{run.last_out}): {float(end_to_end):.4f} elements/cycle, below the "
+                        f"bound {float(bound):.4f} (input rate {float(in_rate):.4f}, output "
+                        f"rate {float(out_rate):.4f})")
+    bench.record(rows=rows, elements=elements, cycles=run.end_cycles,
                  elements_per_cycle=end_to_end, end_to_end=end_to_end, input_rate=in_rate,
                  output_rate=out_rate, bound=bound, steady_bound=steady,
-                 first_output_after=first_out - first_in,
+                 first_output_after=run.first_out - run.first_in,
                  declared=bench.manifest.derived.get("elements_per_cycle"))
-    assert not problems, bench.fail("; ".join(problems[:SHOW_MISMATCHES]))
+    bench.summary("elements/cycle (measured)", f"{float(end_to_end):.4g}")
+    return problems
 
 
-@cocotb.test()
-async def reset_midstream(dut):
-    """rst mid-row with outputs stalled: nothing from before comes out, later rows exact."""
-    bench = await start(dut, "reset_midstream")
+throughput = throughput_test(
+    Bench, stimulus=_full_rows, figure=elements_per_cycle,
+    doc="Rows of n_max back to back, o.ready = 1: elements per cycle, first input accepted "
+        "to last output, at least :func:`throughput_bound`.")
+
+
+def _random_rows(bench):
+    """``reset_midstream``: ``(words, expected words)`` of ``max(4, beats / n_max)`` random
+    rows with random lengths and masks."""
     cfg = bench.config
     rows = max(4, bench.beats // max(1, cfg.n_max))
     x = bench.golden.random_rows(cfg, bench.nprng, rows)
     lengths, mask = random_lengths_and_masks(bench, rows)
-    before = bench.golden.pack_inputs(cfg, x, lengths, mask)
-    early_source = bench.source(0.9).send(before)
-    early_sink = bench.sink(0.5)
-    await ClockCycles(dut.clk, bench.rng.randint(cfg.n_max + cfg.latency,
-                                                 max(cfg.n_max + cfg.latency + 1,
-                                                     len(before) // 2)))
-    await FallingEdge(dut.clk)
-    early_sink.stop()
-    dut.o__ready.value = 0   # stall the output so rows pile up inside
-    await ClockCycles(dut.clk, cfg.latency + bench.rng.randint(1, cfg.n_max + 2))
-    await FallingEdge(dut.clk)
-    early_source.stop()
-    dut.i__valid.value = 0
-    accepted = len(early_source.accepted)
-    in_flight = accepted - len(early_sink.received)
-    assert in_flight > 0, bench.fail("nothing was in flight at the reset; the testcase did "
-                                     "not test anything")
-    mid_row = len(element_index(bench, before[:accepted])) != accepted
-    await reset(dut, bench.rng.randint(1, 3))
-    # Output side alone first: anything that comes out now survived the reset.
-    quiet = bench.sink(1.0)
-    await ClockCycles(dut.clk, 2 * cfg.n_max + cfg.latency + 8)
-    await FallingEdge(dut.clk)
-    quiet.stop()
-    stale = [f"{bench.manifest.unpack('o', w)} came out after the reset with no input"
-             for w in quiet.words]
-    x = bench.golden.random_rows(cfg, bench.nprng, rows)
-    lengths, mask = random_lengths_and_masks(bench, rows)
     words = bench.golden.pack_inputs(cfg, x, lengths, mask)
-    _, sink = await run_words(bench, words, valid_prob=0.8, ready_prob=0.7)
-    bench.record(elements_before=accepted, outputs_before=len(early_sink.words),
-                 in_flight=in_flight, mid_row=mid_row, stale=len(quiet.words),
-                 elements=len(words))
-    assert_clean(bench, stale + compare(bench, words, sink.words,
-                                        bench.golden.words(cfg, words)),
-                 "the rows after the reset")
+    return words, bench.golden.words(cfg, words)
 
 
-def _user_arrays(bench):
+def _fill_cycles(bench, words):
+    """Traffic long enough for a whole row to be inside, up to half of ``words``."""
+    least = bench.config.n_max + bench.config.latency
+    return bench.rng.randint(least, max(least + 1, len(words) // 2))
+
+
+def _stall_cycles(bench):
+    """``latency`` and up to a row more, so the reset hits rows at random points."""
+    return bench.config.latency + bench.rng.randint(1, bench.config.n_max + 2)
+
+
+def _mid_row(bench, accepted):
+    """Whether the reset came inside a row (the accepted elements end no row)."""
+    return {"mid_row": len(element_index(bench, accepted)) != len(accepted)}
+
+
+reset_midstream = reset_midstream_test(
+    Bench, before=lambda bench: _random_rows(bench)[0], fill=_fill_cycles,
+    stall=_stall_cycles, notes=_mid_row, after=_random_rows, what="the rows after the reset",
+    doc="rst mid-row with outputs stalled: nothing from before comes out, later rows exact.")
+
+
+def _user_rows(bench):
     """``(x 2-D, lengths, mask, shape of x, path)`` of ``ACCELGEN_INPUTS`` (validated by the
     runner), or random rows."""
     cfg = bench.config
-    path = env_text("ACCELGEN_INPUTS")
-    if not path:
+    arrays, path = bench.user_arrays()
+    if arrays is None:
         rows = max(4, bench.beats // max(1, cfg.n_max))
         x = bench.golden.random_rows(cfg, bench.nprng, rows)
         lengths, mask = random_lengths_and_masks(bench, rows)
         return x, lengths, mask, x.shape, None
-    with np.load(path) as data:
-        unknown = set(data.files) - set(bench.golden.ARGUMENTS)
-        assert not unknown and "x" in data.files, bench.fail(
-            f"{path}: arrays {sorted(data.files)}; expected x and optionally lengths, mask")
-        x = np.asarray(data["x"])
-        lengths = data["lengths"] if "lengths" in data.files else None
-        mask = data["mask"] if "mask" in data.files else None
+    x, lengths, mask = arrays["x"], arrays.get("lengths"), arrays.get("mask")
     shape = x.shape
     x = x.reshape(1, -1) if x.ndim == 1 else x
     if mask is not None:
@@ -459,31 +397,22 @@ def _user_arrays(bench):
     return x, np.asarray(lengths, np.int64), mask, shape, path
 
 
-def _save_outputs(path, y):
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, y=y)
-    os.replace(tmp, path)
-
-
 @cocotb.test()
 async def user_inputs(dut):
     """User rows through the RTL at full rate; ``y`` to ``ACCELGEN_OUTPUTS``; error against
     float64 recorded."""
-    bench = await start(dut, "user_inputs")
+    bench = await Bench.start(dut, "user_inputs")
     cfg, golden = bench.config, bench.golden
-    x, lengths, mask, shape, path = _user_arrays(bench)
+    x, lengths, mask, shape, path = _user_rows(bench)
     x = wrap(x, cfg.in_fmt)   # the hardware reads the low bits (ACCELGEN_CHECK=0)
     words = golden.pack_inputs(cfg, x, lengths, mask)
-    source, sink = await run_words(bench, words, settle=False)
+    source, sink = await bench.run_words(words, settle=False)
     got = golden.unpack_outputs(cfg, sink.words, lengths)["rows"]
     y = np.full(x.shape, golden.masked_code(cfg), np.int64)
     y[:, :got.shape[1]] = got
-    if env_text("ACCELGEN_OUTPUTS"):
-        _save_outputs(env_text("ACCELGEN_OUTPUTS"), y.reshape(shape))
-    check = _check_enabled()
+    bench.save_outputs(y=y.reshape(shape))
     mismatches = []
-    if check:
+    if bench.env.check:
         want = golden.softmax(cfg, x, lengths, mask)
         bad = np.argwhere(y != want)
         mismatches = [f"row {i} element {j} (x={x[i, j]}): RTL y={y[i, j]} != golden "
@@ -491,14 +420,15 @@ async def user_inputs(dut):
         if bad.size:
             mismatches.append(f"{len(bad)} of {int(lengths.sum())} elements differ")
         if not bad.size:   # the codes agree: the last bits and the output count must too
-            mismatches = compare(bench, words, sink.words, golden.words(cfg, words))
+            mismatches = bench.compare(words, sink.words, golden.words(cfg, words))
     keep_mask = mask if mask is not None else np.zeros(x.shape, bool)
-    first, last_in = source.accepted[0][0], source.accepted[-1][0]
-    end = sink.received[-1][0]
+    run = Transfers.of(source, sink)
     bench.record(inputs=path, rows=int(len(lengths)), elements=len(words),
-                 outputs=len(sink.words), cycles=end - first + 1,
-                 elements_per_cycle=Fraction(len(words), end - first + 1),
-                 input_rate=Fraction(len(words), last_in - first + 1),
-                 errors=rtl_errors(cfg, x, lengths, keep_mask, y),
-                 check="skipped" if not check else "failed" if mismatches else "passed")
+                 outputs=len(sink.words), cycles=run.end_cycles,
+                 elements_per_cycle=Fraction(len(words), run.end_cycles),
+                 input_rate=run.in_rate, errors=rtl_errors(cfg, x, lengths, keep_mask, y),
+                 check=bench.checked(mismatches))
     assert_clean(bench, mismatches, f"user inputs {path or '(random)'}")
+
+
+check_testcases(globals())

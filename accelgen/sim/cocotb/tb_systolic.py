@@ -2,19 +2,17 @@
 ``c`` streams, takes ``o`` and ``rsp``, and scoreboards every ``o`` word and the ``err`` and
 ``macs`` of every ``rsp`` word against :class:`accelgen.sim.golden.systolic.Model`.
 
-Parameters come only from the environment (set by :func:`accelgen.sim.runner.simulate`):
+Parameters are :class:`accelgen.sim.cocotb.bench.BenchEnv` (``ACCELGEN_*``, set by
+:func:`accelgen.sim.runner.simulate`); for this block:
 
 =====================  ==================================================================
-``ACCELGEN_MANIFEST``  path of ``<top>.json``; the config is rebuilt from its ``config``
-``ACCELGEN_SEED``      integer seed (default 0); every failure message prints it
 ``ACCELGEN_BEATS``     length of the random testcases: ``BEATS // 20`` commands (at least 4)
-``ACCELGEN_GEMM``      ``MxKxN`` of the ``gemm`` testcase (default ``4R x 4R x 4C``, ``K``
-                       at most ``k_max``)
-``ACCELGEN_DATAFLOW``  ``os``/``ws`` for ``gemm`` and ``user_inputs`` (default: first built)
+``ACCELGEN_OPTIONS``   JSON object; ``"gemm"``: ``"MxKxN"`` of the ``gemm`` testcase (default
+                       ``4R x 4R x 4C``, ``K`` at most ``k_max``); ``"dataflow"``: ``"os"`` or
+                       ``"ws"`` for ``gemm`` and ``user_inputs`` (default: the first built)
 ``ACCELGEN_INPUTS``    optional ``.npz`` with ``a`` (M x K), ``b`` (K x N), optional ``c``
 ``ACCELGEN_OUTPUTS``   optional ``.npz`` that ``user_inputs`` writes (``y`` and the counters)
 ``ACCELGEN_CHECK``     ``1`` (default) or ``0``: compare ``user_inputs`` against the golden model
-``ACCELGEN_RESULT``    optional JSON file; each testcase adds ``testcases[<name>]`` to it
 =====================  ==================================================================
 
 Testcases (each starts with a synchronous reset and uses its own RNG stream derived from the
@@ -33,10 +31,11 @@ testcase (or, on Icarus, power-up X) left in it, so a testcase that accumulates 
 ``reset_midcommand``  ``rst`` in the middle of a long command; afterwards a fresh sequence
                       (the first command overwrites or preloads its rows) must come out
                       exactly, and nothing from before the reset may come out.
-``gemm``              one ``ACCELGEN_GEMM`` GEMM at full rate (valid and ready always high)
+``gemm``              one ``gemm`` (option) GEMM at full rate (valid and ready always high)
                       from a single tight coroutine; records the ``rsp`` counters, utilization
                       ``macs / (R*C*cycles)``, the testbench's own cycle count from command
-                      accept to ``rsp`` and the simulation speed.
+                      accept to ``rsp`` and the simulation speed; its ``summary`` rows are
+                      what ``accelgen sim systolic --gemm`` prints.
 ``user_inputs``       ``ACCELGEN_INPUTS`` (or random arrays) as one command (``preload`` with
                       ``c``), full rate; writes ``ACCELGEN_OUTPUTS``, checks unless
                       ``ACCELGEN_CHECK=0``.
@@ -45,10 +44,8 @@ Stream timing follows :mod:`accelgen.sim.cocotb.streams`: drive after a falling 
 ``ReadOnly``, a transfer is tagged with the rising edge that completes it.
 """
 
-import os
 import time
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import numpy as np
 
@@ -58,11 +55,15 @@ from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly
 
 from accelgen.generators.systolic import COUNTERS, ERRORS, ceil_div
 from accelgen.numerics import IntFormat, wrap
-from accelgen.sim.cocotb.bench import PERIOD_NS, BenchBase, assert_clean, env_text, reset
+from accelgen.sim.cocotb.bench import (PERIOD_NS, SHOW_MISMATCHES, BenchBase, assert_clean,
+                                       check_testcases, reset)
 from accelgen.sim.cocotb.streams import CycleCounter, StreamSink, StreamSource, stream_ports
 from accelgen.sim.golden import systolic as golden
 
-SHOW_MISMATCHES = 5
+#: the ``@cocotb.test`` functions below, in the order the runner runs them (``user_inputs``
+#: only when the user gives inputs); the registry and the runner read this tuple
+TESTCASES = ("random_gemms", "errors", "reset_midcommand", "gemm", "user_inputs")
+
 INPUTS = ("cmd", "a", "b", "c")
 OUTPUTS = ("o", "rsp")
 SETTLE = 32          #: extra cycles (plus the array's size) a run waits for spurious words
@@ -91,6 +92,8 @@ class Bench(BenchBase):
     nprng : numpy.random.Generator
         Commands and operands.
     counter : CycleCounter
+    env : BenchEnv
+        The parameters; ``env.options`` may hold ``gemm`` and ``dataflow``.
     """
 
     def __init__(self, dut, testcase):
@@ -98,10 +101,10 @@ class Bench(BenchBase):
         self.model = golden.Model(self.config)
 
     def dataflow(self):
-        """``ACCELGEN_DATAFLOW`` or the first built dataflow."""
-        flow = env_text("ACCELGEN_DATAFLOW") or self.config.dataflows[0]
+        """The ``dataflow`` option or the first built dataflow."""
+        flow = self.env.options.get("dataflow") or self.config.dataflows[0]
         assert flow in self.config.dataflows, self.fail(
-            f"ACCELGEN_DATAFLOW={flow!r} is not built; the config builds "
+            f"ACCELGEN_OPTIONS dataflow {flow!r} is not built; the config builds "
             f"{list(self.config.dataflows)}")
         return flow
 
@@ -582,12 +585,13 @@ def default_gemm(config, flow):
 
 
 def _gemm_shape(bench, flow):
-    text = env_text("ACCELGEN_GEMM")
+    """The ``gemm`` option (``"MxKxN"``) or :func:`default_gemm`."""
+    text = bench.env.options.get("gemm")
     if not text:
         return default_gemm(bench.config, flow)
-    parts = text.lower().split("x")
+    parts = str(text).lower().split("x")
     assert len(parts) == 3 and all(p.strip().isdigit() for p in parts), bench.fail(
-        f"ACCELGEN_GEMM={text!r} is not MxKxN")
+        f"ACCELGEN_OPTIONS gemm {text!r} is not MxKxN")
     return tuple(int(p) for p in parts)
 
 
@@ -623,6 +627,7 @@ async def gemm(dut):
                  sim_cycles=run["cycles"], sim_seconds=run["seconds"],
                  cycles_per_second=run["cycles"] / run["seconds"] if run["seconds"] else None,
                  check="failed" if mismatches else "passed")
+    _gemm_summary(bench)
     dut._log.info(f"gemm {m}x{k}x{n} {flow}: {rsp['cycles']} cycles, utilization "
                   f"{100 * util:.1f} %, {run['cycles']} cycles simulated in "
                   f"{run['seconds']:.2f} s ({run['cycles'] / max(run['seconds'], 1e-9):.0f} "
@@ -630,11 +635,25 @@ async def gemm(dut):
     assert_clean(bench, mismatches, f"gemm {m}x{k}x{n} {flow}")
 
 
+def _gemm_summary(bench):
+    """The ``summary`` rows of the ``gemm`` record (what the CLI prints)."""
+    gemm = bench.result
+    speed = gemm["cycles_per_second"]
+    rows = [("shape", gemm["shape"]), ("dataflow", gemm["dataflow"]),
+            ("cycles", gemm["cycles"]), ("utilization", f"{100 * gemm['utilization']:.1f} %")]
+    rows += [(k, gemm[k]) for k in ("busy", "stall_a", "stall_b", "stall_out", "macs")]
+    rows.append(("check", "PASS" if gemm["check"] == "passed" else "FAIL"))
+    if speed:
+        rows.append(("simulation", f"{gemm['sim_cycles']} cycles at {speed:.0f} cycles/s"))
+    for label, text in rows:
+        bench.summary(label, text)
+
+
 def _user_arrays(bench):
     """``(a, b, c or None, path or None)`` from ``ACCELGEN_INPUTS``, or random arrays."""
-    path = env_text("ACCELGEN_INPUTS")
+    arrays, path = bench.user_arrays()
     cfg = bench.config
-    if not path:        # a random valid command of the kind user inputs make
+    if arrays is None:  # a random valid command of the kind user inputs make
         while True:
             m, k, n = (int(bench.nprng.integers(1, d + 1)) for d in
                        (3 * cfg.rows + 1, min(cfg.k_max, 3 * cfg.rows + 1), 3 * cfg.cols + 1))
@@ -642,18 +661,7 @@ def _user_arrays(bench):
                                dataflow=bench.dataflow()).coded(cfg)
             if golden.error_code(cfg, c) == 0:
                 return *operands(bench, c), None
-    with np.load(path) as data:
-        unknown = set(data.files) - set(golden.ARGUMENTS)
-        assert not unknown and {"a", "b"} <= set(data.files), bench.fail(
-            f"{path}: arrays {sorted(data.files)}; expected a, b and optionally c")
-        return data["a"], data["b"], data["c"] if "c" in data.files else None, path
-
-
-def _save_outputs(path, y, rsp):
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, y=y, **{k: np.int64(v) for k, v in rsp.items()})
-    os.replace(tmp, path)
+    return arrays["a"], arrays["b"], arrays.get("c"), path
 
 
 @cocotb.test()
@@ -680,11 +688,9 @@ async def user_inputs(dut):
     except ValueError as error:
         raise AssertionError(bench.fail(f"the RTL's o words are not a result of {m}x{k}x{n}: "
                                         f"{error}")) from None
-    if env_text("ACCELGEN_OUTPUTS"):
-        _save_outputs(env_text("ACCELGEN_OUTPUTS"), y, rsp)
-    check = env_text("ACCELGEN_CHECK") not in ("0", "false", "no")
+    bench.save_outputs(y=y, **{k: np.int64(v) for k, v in rsp.items()})
     mismatches = []
-    if check:
+    if bench.env.check:
         want = golden.gemm(cfg, a, b, c, dataflow=flow)
         if not np.array_equal(y, want):
             bad = np.argwhere(y != want)
@@ -695,5 +701,8 @@ async def user_inputs(dut):
     util = rsp["macs"] / (cfg.rows * cfg.cols * rsp["cycles"]) if rsp["cycles"] else 0.0
     bench.record(inputs=path, shape=f"{m}x{k}x{n}", dataflow=flow, preload=c is not None,
                  **{name: rsp[name] for name in COUNTERS}, utilization=util,
-                 check="skipped" if not check else "failed" if mismatches else "passed")
+                 check=bench.checked(mismatches))
     assert_clean(bench, mismatches, f"user inputs {path or '(random)'}")
+
+
+check_testcases(globals())

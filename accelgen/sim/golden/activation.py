@@ -16,10 +16,12 @@ from ..payload import pack, unpack
 from ..reference import error_stats
 
 __all__ = ["activation", "words", "pack_inputs", "unpack_outputs", "check_arrays", "errors",
-           "random_inputs", "error_points", "ARGUMENTS"]
+           "random_inputs", "error_points", "ARGUMENTS", "REQUIRED"]
 
 #: array names ``accelgen sim activation --inputs FILE.npz`` accepts
 ARGUMENTS = ("x",)
+#: the arrays an inputs file must hold (the rest of :data:`ARGUMENTS` is optional)
+REQUIRED = ("x",)
 
 
 def _codes(config, x, *, strict=True):
@@ -77,9 +79,11 @@ def _ibert(config, x):
     if config.function == "exp":
         z, q = _ibert_exp(ib["poly"], x)
         # z >= 0 here (exp(p) > 0.5 on the polynomial's interval); (1 << total) >> 1 is the
-        # half-up rounding term, 0 when total == 0
+        # half-up rounding term, 0 when total == 0. z * mult < 2**62, so a shift of 63 or
+        # more rounds to 0 exactly (and int64 cannot hold its rounding term 2**62 << 1).
         total = ib["shift"] + q
-        y = (z * ib["mult"] + ((np.int64(1) << total) >> 1)) >> total
+        t = np.minimum(total, 62)
+        y = np.where(total <= 62, (z * ib["mult"] + ((np.int64(1) << t) >> 1)) >> t, 0)
     else:
         y = _round_half_up_shift(ib["sign"] * _ibert_gelu(ib["poly"], x) * ib["mult"],
                                  ib["shift"])
@@ -189,8 +193,10 @@ def errors(config, x=None):
     """Golden model against float64 over ``x`` (default: every input code), in output LSB:
     :func:`accelgen.sim.reference.error_stats` of ``y - clamp(r(x))``, plus the integer
     distance to the correctly rounded code (``code_max``: 0 means every output is the table's
-    entry). Returns a dict (see :func:`error_stats`)."""
-    x = np.asarray(list(config.codes) if x is None else x, np.int64)
+    entry), and ``population`` (what the statistics cover). Returns a dict (see
+    :func:`error_stats`)."""
+    every = x is None
+    x = np.asarray(list(config.codes) if every else x, np.int64)
     y = activation(config, x)
     stats = error_stats(y, float_reference(config, x))
     ideal = np.asarray(config.table, np.int64)[x - config.in_fmt.min]
@@ -199,6 +205,9 @@ def errors(config, x=None):
     stats["inputs"] = int(x.size)
     stats["input_range"] = [config.in_scale * (int(x.min()) - config.in_zero_point),
                             config.in_scale * (int(x.max()) - config.in_zero_point)]
+    lo, hi = stats["input_range"]
+    stats["population"] = (f"over {'all ' if every else ''}{x.size} input codes, inputs "
+                           f"{lo:g} to {hi:g}")
     return stats
 
 

@@ -14,10 +14,12 @@ from ...numerics import IntFormat, apply_overflow, wrap
 from ..payload import pack, unpack
 
 __all__ = ["mac", "mac_words", "check_arrays", "pack_inputs", "unpack_inputs", "random_inputs",
-           "ARGUMENTS"]
+           "ARGUMENTS", "REQUIRED"]
 
 #: names of :func:`mac`'s array arguments (``--inputs FILE.npz`` uses these names)
 ARGUMENTS = ("a", "b", "mode", "clear", "last")
+#: the arrays an inputs file must hold (the rest of :data:`ARGUMENTS` is optional)
+REQUIRED = ("a", "b")
 
 
 def _integers(name, values, dtype=np.int64):

@@ -17,14 +17,13 @@ from ..payload import pack, unpack
 from ..reference import error_stats, softmax_float
 
 __all__ = ["softmax", "exponents", "row_sum", "reciprocal", "outputs", "words", "pack_inputs",
-           "unpack_outputs", "check_arrays", "errors", "random_rows", "error_points", "ARGUMENTS"]
+           "unpack_outputs", "check_arrays", "errors", "random_rows", "error_points",
+           "ARGUMENTS", "REQUIRED"]
 
 #: array names ``accelgen sim softmax --inputs FILE.npz`` accepts
 ARGUMENTS = ("x", "lengths", "mask")
-
-#: the FPGA self-check harness sets ``last`` with probability 2**-4 (rows of ~16 elements)
-#: and ``mask`` with 2**-2 (see :func:`accelgen.fpga.harness.rare_taps`)
-HARNESS_RARE = {"last": 4, "mask": 2}
+#: the arrays an inputs file must hold (the rest of :data:`ARGUMENTS` is optional)
+REQUIRED = ("x",)
 
 
 # -- step 1: exponent domain -------------------------------------------------------------------
@@ -303,15 +302,20 @@ def errors(config, rows=1000, seed=0, *, x=None, lengths=None, mask=None):
     """Golden model against float64 softmax of the dequantized logits, in output LSB
     (1/256 for u8/s8, one log2 step for log2): :func:`error_stats` over every element, plus
     the worst row-sum deviation ``row_sum_max_dev`` (probabilities, u8/s8) and its bound
-    ``N * 2**-8``. Default data: :func:`random_rows` of length ``n_max``."""
+    ``N * 2**-8``, and ``population`` (what the statistics cover). Default data:
+    :func:`random_rows` of length ``n_max``."""
     rng = np.random.default_rng(seed)
-    if x is None:
+    drawn = x is None
+    if drawn:
         x = random_rows(config, rng, rows)
     x, lengths, mask = _arrays(config, x, lengths, mask)
     got, want, _, sums = _compare(config, x, lengths, mask)
     stats = error_stats(got, want)
     stats["rows"] = int(len(lengths))
     stats["elements"] = int(lengths.sum())
+    stats["population"] = (f"over {stats['elements']} elements in {stats['rows']} "
+                           + ("random rows (normal logits, sigma 0.5-8)" if drawn
+                              else "given rows"))
     if config.output != "log2":
         stats["row_sum_max_dev"] = max(sums) if sums else 0.0
         stats["row_sum_bound"] = int(lengths.max()) * 2 ** -8

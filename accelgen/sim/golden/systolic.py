@@ -44,16 +44,20 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from ...generators.base import check_limit
 from ...generators.systolic import ERRORS, OUTPUTS, SHIFT_BITS, ceil_div
-from ...numerics import IntFormat, apply_overflow, requantize, wrap
+from ...numerics import ConfigError, IntFormat, apply_overflow, requantize, wrap
 from ..payload import pack, unpack
 
 __all__ = ["ARGUMENTS", "Command", "Result", "Model", "pack_command", "unpack_command",
            "a_words", "b_words", "unpack_rows", "unpack_rsp", "error_code", "gemm",
-           "check_arrays", "random_operands", "random_command"]
+           "check_arrays", "check_run_options", "parse_gemm", "random_operands",
+           "random_command"]
 
 #: names of :func:`gemm`'s array arguments (``--inputs FILE.npz`` uses these names)
 ARGUMENTS = ("a", "b", "c")
+#: the arrays an inputs file must hold (the rest of :data:`ARGUMENTS` is optional)
+REQUIRED = ("a", "b")
 
 RAW, REQUANT, NONE = 0, 1, 2          #: ``output`` codes (index into ``OUTPUTS``); 3 is invalid
 OUTPUT_CODES = 4                      #: the ``output`` field is 2 bits wide
@@ -620,6 +624,80 @@ def check_arrays(config, *, strict=True, **arrays):
         gemm(config, arrays.get("a"), arrays.get("b"), arrays.get("c"))
     else:
         _gemm_command(config, arrays.get("a"), arrays.get("b"), arrays.get("c"), None, None, {})
+
+
+def parse_gemm(text):
+    """``"MxKxN"`` (or a 3-sequence) → ``(m, k, n)`` of positive ints; :class:`ConfigError`
+    naming ``--gemm`` otherwise."""
+    if isinstance(text, str):
+        parts = text.strip().lower().split("x")
+    else:
+        parts = list(text) if isinstance(text, (list, tuple)) else [text]
+    try:
+        dims = tuple(int(str(p).strip()) for p in parts)
+    except ValueError:
+        dims = ()
+    if len(dims) != 3 or min(dims) < 1:
+        shown = text if isinstance(text, str) else "x".join(map(str, parts))
+        raise ConfigError(f"--gemm: {shown!r} is not allowed; expected MxKxN, three positive "
+                          f"integers, e.g. 64x64x64")
+    return dims
+
+
+def _refuse(option, text, flow, cmd, config):
+    """:class:`ConfigError` for a command that is an error of ``config``, or None."""
+    try:
+        err = error_code(config, cmd)
+    except ValueError:
+        err = None
+    if err == 0:
+        return None
+    why = "" if err is None else f" (err {err}: {ERRORS[err]})"
+    limits = (f"M and N from 1 to {(1 << config.dim_bits) - 1}, K from 1 to "
+              f"k_max={config.k_max}"
+              + (f", and in ws M <= acc_depth={config.acc_depth} when K > rows={config.rows}"
+                 if "ws" in config.dataflows else ""))
+    return ConfigError(f"{option}: {text} is not allowed in {flow}{why}; allowed are {limits}")
+
+
+def check_run_options(config, options, arrays=None, *, allow_large=False):
+    """The ``accelgen sim`` options of this block, checked against ``config`` before anything
+    is built: ``gemm`` (``"MxKxN"``: the shape of the ``gemm`` testcase, a valid command of
+    ``config``) and ``dataflow`` (one the config builds; of ``gemm`` and of the inputs'
+    command). With the user's ``arrays``, their command must be valid in that dataflow too.
+    A GEMM takes at least ``M*K*N / (rows*cols)`` cycles; past
+    :data:`~accelgen.generators.base.LIMITS` ``sim_cycles`` it is refused unless
+    ``allow_large``. Returns ``{"gemm": "MxKxN", "dataflow": ...}`` (given keys only); raises
+    :class:`ConfigError` naming ``--gemm``/``--dataflow``/``--inputs``."""
+    out = {}
+    flow = options.get("dataflow")
+    if flow is not None:
+        if flow not in config.dataflows:
+            raise ConfigError(f"--dataflow: {flow!r} is not allowed; allowed are "
+                              f"{', '.join(repr(d) for d in config.dataflows)} (the dataflows "
+                              f"this config builds)")
+        out["dataflow"] = flow
+    flow = flow if flow is not None else config.dataflows[0]
+    if options.get("gemm") is not None:
+        if arrays is not None:
+            raise ConfigError("--gemm: not allowed together with --inputs; --gemm runs random "
+                              "operands of a shape, --inputs runs your arrays")
+        m, k, n = parse_gemm(options["gemm"])
+        text = f"{m}x{k}x{n}"
+        problem = _refuse("--gemm", repr(text), flow, Command(m, k, n, dataflow=flow), config)
+        if problem:
+            raise problem
+        check_limit("sim_cycles", m * k * n // (config.rows * config.cols),
+                    f"--gemm: {text} takes at least M*K*N/(rows*cols)", allow_large)
+        out["gemm"] = text
+    if arrays is not None and "dataflow" in out:
+        (m, k), n = np.shape(arrays["a"]), np.shape(arrays["b"])[1]
+        cmd = Command(m, k, n, preload="c" in arrays, dataflow=flow)
+        err = error_code(config, cmd)
+        if err:
+            raise ConfigError(f"--inputs: a ({m} x {k}) . ({k} x {n}) product is not allowed "
+                              f"in {flow}; it is err {err} ({ERRORS[err]})")
+    return out
 
 
 def random_operands(config, rng, m, k, n, mode):

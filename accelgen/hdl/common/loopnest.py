@@ -1,0 +1,114 @@
+"""Loop nests in hardware: the counters of a tiling loop nest as registers.
+
+A controller that walks a blocked iteration space (``for nb: for mb: for k:``) needs, per
+level, the counter, whether it is at its first or last value and how much of the block the
+current iteration covers (the last block of a dimension may be partial). :class:`LoopNest`
+keeps all of that in registers that are computed when the counters move, so a consumer's
+issue logic reads flip-flops only and loop control adds no adders or comparators to it.
+"""
+
+from amaranth.hdl import Const, Elaboratable, Module, Mux, Signal
+
+__all__ = ["LoopNest"]
+
+
+def _min(a, b):
+    return Mux(a < b, a, b)
+
+
+class LoopNest(Elaboratable):
+    """Counters of a loop nest, outermost level first.
+
+    Level ``l`` counts ``0, step[l], 2*step[l], ...`` while below ``limit[l]``; ``advance``
+    steps the innermost level and carries outwards, ``done`` is set after the final iteration
+    and ``start`` clears everything. Every level runs at least once (with a ``limit`` of 0, once
+    with ``chunk`` 0: callers reject empty dimensions).
+
+    Parameters
+    ----------
+    steps : sequence of int
+        Step of each level, outermost first (each at least 1).
+    width : int
+        Width of the counters.
+    limit_width : int
+        Width of the ``limit`` ports (default ``width``); wide enough for every limit value.
+    name : str
+        Prefix of the signal names.
+
+    Members
+    -------
+    start : Signal(), in
+        Clears the nest (``ctr`` 0, ``first`` 1, ``done`` 0) and samples ``limit``. It takes
+        precedence over ``advance``.
+    advance : Signal(), in
+        The current iteration is over; go to the next one.
+    limit : list of Signal(limit_width), in
+        Per level; sampled on ``start`` and whenever the level wraps, so it must hold still
+        from ``start`` until ``done``.
+    ctr : list of Signal(width), out
+        Per level, the current value (a multiple of the level's step).
+    first, end : list of Signal(), out
+        Per level, the counter is at its first / last value.
+    chunk : list of Signal(range(step + 1)), out
+        Per level, ``min(step, limit - ctr)``: how many rows or columns this iteration covers.
+    wrap : list of Signal(), out
+        Per level, combinational: the level wraps to 0 on this cycle's ``advance``.
+    final : Signal(), out
+        Combinational from registers: every level is at its last value.
+    done : Signal(), out
+        The final iteration has been advanced past.
+
+    Timing
+    ------
+    ``ctr``, ``first``, ``end``, ``chunk`` and ``done`` are registers: they show the effect of
+    ``start`` or ``advance`` in the cycle after it. ``wrap`` depends combinationally on
+    ``advance`` (and registers), ``final`` on registers only. One ``advance`` per cycle is
+    allowed. After the final iteration every level has wrapped to its first value and ``done``
+    is high until the next ``start``; consumers gate ``advance`` with ``~done``.
+    """
+
+    def __init__(self, steps, *, width, limit_width=None, name):
+        self.steps = tuple(steps)
+        self.width = width
+        count = len(self.steps)
+        self.start = Signal(name=f"{name}_start")
+        self.advance = Signal(name=f"{name}_advance")
+        self.limit = [Signal(limit_width or width, name=f"{name}_limit{n}")
+                      for n in range(count)]
+        self.ctr = [Signal(width, name=f"{name}_c{n}") for n in range(count)]
+        self.end = [Signal(name=f"{name}_end{n}") for n in range(count)]
+        self.first = [Signal(name=f"{name}_first{n}", init=1) for n in range(count)]
+        self.chunk = [Signal(range(step + 1), name=f"{name}_chunk{n}")
+                      for n, step in enumerate(self.steps)]
+        self.wrap = [Signal(name=f"{name}_wrap{n}") for n in range(count)]
+        self.final = Signal(name=f"{name}_final")
+        self.done = Signal(name=f"{name}_done")
+        self._rem = [Signal(width + 1, name=f"{name}_rem{n}") for n in range(count)]
+
+    def drive(self, *, start, advance, limits):
+        """The assignments of the input ports, for the parent's ``m.d.comb``."""
+        return [self.start.eq(start), self.advance.eq(advance),
+                *(port.eq(value) for port, value in zip(self.limit, limits, strict=True))]
+
+    def elaborate(self, platform):
+        m = Module()
+        inner_end = Const(1, 1)
+        for n in reversed(range(len(self.steps))):
+            limit, step, rem = self.limit[n], self.steps[n], self._rem[n]
+            carry = self.advance & inner_end
+            m.d.comb += self.wrap[n].eq(carry & self.end[n])
+            left = rem - step                          # what remains after this iteration
+            with m.If(self.start | (carry & self.end[n])):
+                m.d.sync += [self.ctr[n].eq(0), rem.eq(limit), self.end[n].eq(limit <= step),
+                             self.chunk[n].eq(_min(limit, step)), self.first[n].eq(1)]
+            with m.Elif(carry):
+                m.d.sync += [self.ctr[n].eq(self.ctr[n] + step), rem.eq(left),
+                             self.end[n].eq(left <= step), self.chunk[n].eq(_min(left, step)),
+                             self.first[n].eq(0)]
+            inner_end = inner_end & self.end[n]
+        m.d.comb += self.final.eq(inner_end)
+        with m.If(self.start):
+            m.d.sync += self.done.eq(0)
+        with m.Elif(self.advance & self.final):
+            m.d.sync += self.done.eq(1)
+        return m

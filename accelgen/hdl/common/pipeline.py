@@ -1,0 +1,111 @@
+"""Register pipelines with one shared stall: every stage of a block loads on the same enable.
+
+::
+
+    i.valid, i.payload ──► [stage 1] ──► [stage 2] ──► ... ──► [stage N] ──► o
+                              ▲              ▲                     ▲
+                              └──────────────┴────── en ───────────┘
+                                                      ▲
+    i.ready ◄──────────────── en = ~o.valid | o.ready ┘   (:func:`stall_enable`)
+
+Trade-offs. One enable for the whole pipeline (rather than a skid buffer or a ready chain per
+stage) costs no registers and no muxes beyond the clock enables, and keeps the latency a
+constant the manifest can publish. The price is that ``o.ready`` reaches every stage's enable
+and ``i.ready`` combinationally in one cycle (a fan-out, not a long path), and that a bubble
+does not close up behind a stalled output: bubbles travel down the pipeline as invalid stages.
+A pipeline without an enable (``enable=None``) is free-running: its registers load on every
+clock edge, for the parts of a block that never stall.
+"""
+
+from types import SimpleNamespace
+
+from amaranth.hdl import Const, Signal, Value
+
+__all__ = ["Pipeline", "register", "stall_enable"]
+
+
+def stall_enable(m, out, inp=None, *, name="en"):
+    """The enable of a pipeline that feeds stream ``out``: a signal that is high unless ``out``
+    holds a beat that is not being taken (``~out.valid | out.ready``). With ``inp`` given, the
+    pipeline's input stream, ``inp.ready`` is driven with it, so a beat enters exactly when
+    every stage moves on."""
+    en = Signal(name=name)
+    m.d.comb += en.eq(~out.valid | out.ready)
+    if inp is not None:
+        m.d.comb += inp.ready.eq(en)
+    return en
+
+
+def register(m, value, *, enable=None, name):
+    """A ``sync`` register that loads ``value`` while ``enable`` is high (on every clock edge
+    when ``enable`` is ``None``), reset to 0. A constant ``value`` is returned as it is: it
+    needs no register."""
+    value = Value.cast(value)
+    if isinstance(value, Const):
+        return value
+    reg = Signal(value.shape(), name=name)
+    if enable is None:
+        m.d.sync += reg.eq(value)
+    else:
+        with m.If(enable):
+            m.d.sync += reg.eq(value)
+    return reg
+
+
+class Pipeline:
+    """The register stages of one pipeline, counted so a block can check its latency.
+
+    Each call of :meth:`stage` registers a set of named values (data and the control bits that
+    travel with it, such as ``valid`` and ``last``) and returns the registers, which the next
+    stage's logic reads. Nothing is inferred: a value that should travel on must be passed to
+    every stage. Every register of the pipeline loads on the same ``enable``.
+
+    Parameters
+    ----------
+    m : Module
+        Where the registers go (``sync`` domain).
+    enable : Value or None
+        The stages' common clock enable, usually :func:`stall_enable` of the output stream;
+        ``None`` for a free-running pipeline.
+    prefix, suffix : str
+        Register ``key`` of stage ``d`` (counted from 1) is named ``{prefix}{d}_{key}{suffix}``
+        (see :meth:`add_stage` for named stages).
+
+    Members
+    -------
+    depth : int
+        Register stages so far (stages left out with ``present=False`` do not count).
+
+    Timing
+    ------
+    Latency ``depth``: a value presented to stage 1 in the cycle a beat is accepted (the edge
+    ``inp.valid & inp.ready``) is at the output of stage ``d`` ``d`` clock edges later while
+    ``enable`` stays high, so an output stream driven by the last of ``N`` stages shows it ``N``
+    cycles after it was accepted. Throughput one beat per cycle. Backpressure: while
+    ``enable`` is low no register loads, so a stalled output freezes every stage at once and,
+    with ``inp.ready`` = ``enable``, no beat enters; when it rises again every stage moves on
+    together. No beat is lost or duplicated, and bubbles (invalid stages) keep their place.
+    """
+
+    def __init__(self, m, *, enable=None, prefix="s", suffix=""):
+        self.m, self.enable = m, enable
+        self.prefix, self.suffix = prefix, suffix
+        self.depth = 0
+
+    def stage(self, **values):
+        """One register stage of ``values``; returns the registers as attributes of a
+        namespace (constants pass through as they are)."""
+        return self.add_stage(values)
+
+    def add_stage(self, values, *, name=None, present=True):
+        """:meth:`stage` with options: ``values`` is a mapping; ``name`` names the registers
+        ``{name}_{key}{suffix}`` instead of by stage number; ``present=False`` leaves the stage
+        out (the values pass through unregistered and ``depth`` stays), so a configurable
+        pipeline keeps one description of its logic."""
+        if not present:
+            return SimpleNamespace(**{key: Value.cast(value) for key, value in values.items()})
+        self.depth += 1
+        label = name if name is not None else f"{self.prefix}{self.depth}"
+        return SimpleNamespace(**{
+            key: register(self.m, value, enable=self.enable, name=f"{label}_{key}{self.suffix}")
+            for key, value in values.items()})

@@ -1,0 +1,61 @@
+"""Block ``systolic``: an R x C systolic GEMM engine with its tiling controller.
+
+::
+
+                 b ──► B-panel buffer (2 banks x k_max rows of C operands)
+                          │ os: one row per step        │ ws: R rows per weight tile
+                          ▼ (skewed by column)          ▼ (shadow-weight chain, no skew)
+    a ──► a FIFO ──► [feeder] ──► ┌────┬────┬────┐
+        (R operands  skewed by    │ PE │ PE │ PE │──► a, tags move right
+         per beat)   row          ├────┼────┼────┤
+                                  │ PE │ PE │ PE │    os: b moves down, results leave upwards
+                                  ├────┼────┼────┤    ws: partial sums move down
+                                  │ PE │ PE │ PE │
+                                  └────┴────┴────┘
+          os: top edge ─┐                    ┌─ ws: bottom edge
+                        └─► de-skew (column j delayed C-1-j) ─► one result row
+                                     │
+                    read-modify-write: row = ovf((overwrite ? 0 : mem) + row)
+                                     │
+                           accumulator memory (acc_depth rows of C lanes)
+                                     │ drain in row order
+                          (requantizer) ─► output FIFO ─► o ;  rsp (err + counters)
+
+The array is free-running: it never stalls. The feeder issues one *step* (an ``a`` beat, a
+B-panel row in ``os``, and tags) per cycle or a bubble (zeros), and it only issues a step whose
+results will find room: rows are retired into the accumulator memory, which is the elastic
+buffer in front of the (backpressured) output. Its ring of ``acc_depth`` rows is the credit.
+
+Output-stationary PE: ``acc`` sums exactly over the K steps of a tile; the step tagged
+``last`` captures ``acc + p`` into ``out`` and clears ``acc`` (the clear is the register's
+synchronous reset, so the next tile's first product needs no bubble). ``out`` registers form
+a chain that moves one row *up* per cycle while the capture wave moves down, so a tile's rows
+leave the top edge every other cycle, in order; the next tile's capture may follow 2R-1
+cycles later (the feeder enforces it; it only matters for K < 2R-1).
+
+Weight-stationary PE: a shadow weight register is loaded by shifting R B-panel rows down each
+column (``wload``) while the previous tile computes; the step tagged ``swap`` (first row of a
+weight tile) copies shadow to active as it passes. Partial sums move down and are exact
+(``ws_sum_width``); the accumulator memory applies the overflow rule once per K-block.
+
+With both dataflows the PE shares its multiplier, operand register and sum register and muxes
+their sources by the command's dataflow.
+
+Units (each a component with explicit ports; :class:`Systolic` in :mod:`.top` wires them)
+    :mod:`.control`      ``Control``: command register and checks, PRELOAD/RUN sequencing,
+                         counters, response; broadcasts the command as the ``task`` interface.
+    :mod:`.feeder`       ``AIntake`` (the ``a`` FIFO) and ``Feeder`` (issues steps, ring credit).
+    :mod:`.panel`        ``PanelBuffer`` (two B-panel banks) and ``WeightLoader`` (ws).
+    :mod:`.pe`           ``PE`` and ``Array`` (skew, PEs, de-skew); ``standalone_pe``.
+    :mod:`.accumulator`  ``Accumulator``: the memory with ``Preloader``, ``Writer`` and
+                         ``Drain`` (requantizer, output FIFO).
+    Loop counters are :class:`accelgen.hdl.common.loopnest.LoopNest` instances.
+
+Numeric semantics, stream formats, errors and counters are defined in
+:mod:`accelgen.generators.systolic` and :mod:`accelgen.sim.golden.systolic`.
+"""
+
+from .pe import standalone_pe
+from .top import Systolic
+
+__all__ = ["Systolic", "standalone_pe"]

@@ -1,0 +1,360 @@
+"""The result side of the ``systolic`` block: the accumulator memory, the writer that adds the
+array's rows into it, the preloader that fills it from ``c``, and the drain that sends finished
+rows (optionally requantized) to ``o``.
+
+::
+
+    c ──► Preloader ──┐ (PRELOAD only)
+                      ▼
+    array rows ──► Writer: read, add, write back ──► accumulator memory ──► Drain ──► o
+                       └── final_rows: rows that are complete ──────────────┘    │
+                                                                   issue: one row of credit
+                                                                   back to the feeder
+
+The memory is a ring of ``acc_depth`` rows (row ``r`` at address ``r mod acc_depth``). It is
+the elastic buffer between the free-running array and the backpressured output: the feeder only
+issues a step whose rows the ring has room for, and the drain frees a row when it reads it.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ...numerics import IntFormat
+from ..common.loopnest import LoopNest
+from ..common.numerics import apply_overflow
+from ..common.requant import Requantizer
+from ..common.stream import stream_signature
+from ._util import delay, fit, row_bits
+from .control import task_signature
+from .pe import row_width
+
+__all__ = ["Accumulator", "Drain", "Preloader", "Writer"]
+
+
+class Preloader(wiring.Component):
+    """Writes the ``c`` beats of a ``preload`` command into rows ``r mod acc_depth`` (lanes past
+    N as 0) while the controller is in PRELOAD.
+
+    Members
+    -------
+    task : In(task_signature(config))
+    c : In(stream_signature(config.c_fields))
+        The block's ``c`` stream.
+    wr_en : Out(1), wr_addr : Out(acc_addr_bits), wr_data : Out(cols * acc_width)
+        A memory write, in the cycle the beat is taken.
+    done : Out(1)
+        Every row of the command has been written.
+
+    Timing
+    ------
+    ``c.ready`` is high during ``task.preloading`` until the command's ``NB * M`` beats are
+    taken; each beat is written in the cycle it is taken and ``done`` rises the cycle after
+    the last one.
+    """
+
+    def __init__(self, config):
+        self.config = config
+        W = config.acc_width
+        super().__init__({
+            "task": In(task_signature(config)),
+            "c": In(stream_signature(config.c_fields)),
+            "wr_en": Out(1),
+            "wr_addr": Out(config.acc_addr_bits),
+            "wr_data": Out(config.cols * W),
+            "done": Out(1),
+        })
+
+    def elaborate(self, platform):
+        cfg, m, task = self.config, Module(), self.task
+        W = cfg.acc_width
+        take = Signal(name="pre_take")
+        m.submodules.loop = loop = LoopNest((cfg.cols, 1), width=cfg.dim_bits, name="pre")
+        m.d.comb += loop.drive(start=task.start, advance=take,
+                               limits=[task.params.n, task.params.m])
+        m.d.comb += self.done.eq(loop.done)
+        addr = Signal(cfg.acc_addr_bits, name="pre_addr")
+        with m.If(task.start):
+            m.d.sync += addr.eq(0)
+        with m.Elif(take):
+            m.d.sync += addr.eq(addr + 1)
+        cv = loop.chunk[0]
+        lanes = [Mux(j < cv, self.c.payload.c[j * W:(j + 1) * W], 0) for j in range(cfg.cols)]
+        m.d.comb += [self.c.ready.eq(task.preloading & ~loop.done),
+                     take.eq(self.c.valid & self.c.ready)]
+        m.d.comb += [self.wr_en.eq(take), self.wr_addr.eq(addr), self.wr_data.eq(Cat(*lanes))]
+        return m
+
+
+class Writer(wiring.Component):
+    """Adds each array row into its accumulator-memory row (read-modify-write):
+    ``row = ovf((overwrite ? 0 : mem) + row)``.
+
+    Members
+    -------
+    task : In(task_signature(config))
+    row : In(signed(row_width)).array(cols), row_valid : In(1)
+        The array's result rows.
+    rd_addr : Out(acc_addr_bits), rd_data : In(cols * acc_width)
+        A synchronous, non-transparent memory read port.
+    wr_en : Out(1), wr_addr : Out(acc_addr_bits), wr_data : Out(cols * acc_width)
+        The write-back.
+    final_rows : Out(row_bits)
+        Result rows written for the last time (the drain may read them).
+    done : Out(1)
+        Every array row of the command has been taken.
+    idle : Out(1)
+        No write-back in flight.
+
+    Timing
+    ------
+    A row taken in cycle ``t`` (``row_valid`` in RUN) is read in ``t``, its memory data is
+    registered in ``t + 1`` (W1) and in ``t + 2`` (W2, the block RAM's output is slow), added
+    and written in ``t + 2``; ``final_rows`` counts it in ``t + 3``. Rows of os padding (past
+    M) are dropped. Lanes saturate or wrap per ``overflow`` once per write.
+    """
+
+    def __init__(self, config):
+        self.config = config
+        W = config.acc_width
+        super().__init__({
+            "task": In(task_signature(config)),
+            "row": In(signed(row_width(config))).array(config.cols),
+            "row_valid": In(1),
+            "rd_addr": Out(config.acc_addr_bits),
+            "rd_data": In(config.cols * W),
+            "wr_en": Out(1),
+            "wr_addr": Out(config.acc_addr_bits),
+            "wr_data": Out(config.cols * W),
+            "final_rows": Out(row_bits(config)),
+            "done": Out(1),
+            "idle": Out(1),
+        })
+
+    def elaborate(self, platform):
+        cfg, m, task = self.config, Module(), self.task
+        R, C, W = cfg.rows, cfg.cols, cfg.acc_width
+        p, ws = task.params, task.ws
+        take = self.row_valid & task.run
+        # os: (nb, mb, row in tile); ws: (nb, kb, m)
+        m.submodules.loop = loop = LoopNest((C, R, 1), width=cfg.dim_bits,
+                                            limit_width=max(cfg.dim_bits, 8), name="wr")
+        m.d.comb += loop.drive(start=task.start, advance=take,
+                               limits=[p.n, Mux(ws, p.k, p.m), Mux(ws, p.m, Const(R, 8))])
+        m.d.comb += self.done.eq(loop.done)
+        rowbase = Signal(row_bits(cfg), name="wr_rowbase")
+        with m.If(task.start):
+            m.d.sync += rowbase.eq(0)
+        with m.Elif(loop.wrap[1]):
+            m.d.sync += rowbase.eq(rowbase + p.m)
+        mid, inner = loop.ctr[1], loop.ctr[2]
+        m_index = Mux(ws, inner, mid + inner)
+        keep = ws | (m_index < p.m)                 # os: padding rows of the last tile
+        addr = (rowbase + m_index)[:cfg.acc_addr_bits]
+        overwrite = ~p.accumulate & ~p.preload & (~ws | loop.first[1])
+        final = ~ws | loop.end[1]
+        m.d.comb += self.rd_addr.eq(addr)
+        # W1: the memory's data arrives; W2: registered (the block RAM's output is slow), added
+        # and written back. A read in the cycle of a write to the same row would see the old
+        # value, but a row comes back no sooner than its next K-block in ws, and the weight
+        # swap between K-blocks keeps those at least R + 4 cycles apart.
+        v1, ow1, fin1 = Signal(name="w1_valid"), Signal(name="w1_over"), Signal(name="w1_final")
+        addr1 = Signal(cfg.acc_addr_bits, name="w1_addr")
+        row1 = [Signal(signed(row_width(cfg)), name=f"w1_row{j}") for j in range(C)]
+        m.d.sync += [v1.eq(take & keep), ow1.eq(overwrite), fin1.eq(take & keep & final),
+                     addr1.eq(addr)] + [r.eq(x) for r, x in zip(row1, self.row)]
+        old1 = Signal(C * W, name="w2_old")
+        m.d.sync += old1.eq(self.rd_data)
+        v1, ow1, fin1, addr1 = (delay(m, x, 1, f"w2_{n}") for x, n in
+                                ((v1, "valid"), (ow1, "over"), (fin1, "final"), (addr1, "addr")))
+        row1 = [delay(m, x, 1, f"w2_row{j}") for j, x in enumerate(row1)]
+        fmt = IntFormat(W, True)
+        lanes = []
+        for j in range(C):
+            old = old1[j * W:(j + 1) * W].as_signed()
+            lanes.append(apply_overflow(Mux(ow1, 0, old) + row1[j], fmt, cfg.overflow))
+        m.d.comb += [self.wr_en.eq(v1), self.wr_addr.eq(addr1), self.wr_data.eq(Cat(*lanes))]
+        final_rows = self.final_rows
+        with m.If(task.start):
+            m.d.sync += final_rows.eq(0)
+        with m.Elif(fin1):
+            m.d.sync += final_rows.eq(final_rows + 1)
+        m.d.comb += self.idle.eq(~v1 & ~delay(m, take, 1, "w1_take"))
+        return m
+
+
+class Drain(wiring.Component):
+    """Reads finished rows out of the accumulator memory in row order and sends them on ``o``,
+    raw or requantized, with lanes past N as 0 and ``last`` on the command's final row.
+
+    Members
+    -------
+    task : In(task_signature(config))
+    final_rows : In(row_bits)
+        From the writer: rows that may be read.
+    rd_addr : Out(acc_addr_bits), rd_data : In(cols * acc_width)
+        A synchronous memory read port.
+    issue : Out(1)
+        A row is read in this cycle; its ring row is free again (credit for the feeder).
+    o : Out(stream_signature(config.o_fields))
+        The block's ``o`` stream.
+    done : Out(1)
+        Every row of the command has been sent (and the output FIFO is empty).
+
+    Timing
+    ------
+    Unless the command's output is ``none``, a row is read (``issue``) in any RUN cycle in
+    which it is final and the output FIFO has room for everything in flight. Its data is
+    registered in D1 and D2 and written into the output FIFO 2 cycles later (2 + 3 through
+    the requantizer). The output FIFO is ``latency + 3`` deep; ``issue`` counts the rows in
+    flight towards its level, so it never overflows.
+    """
+
+    def __init__(self, config):
+        self.config = config
+        super().__init__({
+            "task": In(task_signature(config)),
+            "final_rows": In(row_bits(config)),
+            "rd_addr": Out(config.acc_addr_bits),
+            "rd_data": In(config.cols * config.acc_width),
+            "issue": Out(1),
+            "o": Out(stream_signature(config.o_fields)),
+            "done": Out(1),
+        })
+
+    def elaborate(self, platform):
+        cfg, m, task = self.config, Module(), self.task
+        C, W = cfg.cols, cfg.acc_width
+        p = task.params
+        req = None
+        if cfg.requant:
+            req = m.submodules.requant = Requantizer(lanes=C, acc_width=W,
+                                                     mult_bits=cfg.mult_bits,
+                                                     rounding=cfg.rounding)
+        latency = 2 + (req.latency if req else 0)
+        depth = latency + 3
+        word_width = len(self.o.payload.as_value())
+        ofifo = m.submodules.ofifo = SyncFIFOBuffered(width=word_width, depth=depth)
+        inflight = Signal(range(depth + 1), name="dr_inflight")
+        drained = Signal(row_bits(cfg), name="drained")
+        draining = task.run & (p.output != 2)
+        issue = self.issue
+        m.submodules.loop = loop = LoopNest((C, 1), width=cfg.dim_bits, name="dr")
+        m.d.comb += loop.drive(start=task.start, advance=issue, limits=[p.n, p.m])
+        addr = Signal(cfg.acc_addr_bits, name="dr_addr")
+        m.d.comb += issue.eq(draining & ~loop.done & (drained < self.final_rows) &
+                             (ofifo.w_level + inflight < depth))
+        m.d.comb += self.rd_addr.eq(addr)
+        with m.If(task.start):
+            m.d.sync += [addr.eq(0), drained.eq(0)]
+        with m.Elif(issue):
+            m.d.sync += [addr.eq(addr + 1), drained.eq(drained + 1)]
+        # D1: data; lanes past N are sent as zeros (after requantization)
+        cv = loop.chunk[0]
+        v1, last1 = Signal(name="d1_valid"), Signal(name="d1_last")
+        cv1 = Signal(range(C + 1), name="d1_cv")
+        m.d.sync += [v1.eq(issue), last1.eq(issue & loop.final), cv1.eq(cv)]
+        # D2: the block RAM's output registered
+        data2 = Signal(C * W, name="d2_data")
+        m.d.sync += data2.eq(self.rd_data)
+        v1, last1, cv1 = (delay(m, x, 1, f"d2_{n}") for x, n in
+                          ((v1, "valid"), (last1, "last"), (cv1, "cv")))
+        raw = [data2[j * W:(j + 1) * W].as_signed() for j in range(C)]
+        if req:
+            m.d.comb += [req.acc[j].eq(raw[j]) for j in range(C)]
+            m.d.comb += [req.mult.eq(p.mult), req.shift.eq(p.shift),
+                         req.zero_point.eq(p.zero_point), req.relu.eq(p.relu),
+                         req.out_signed.eq(p.out_signed)]
+            rq = p.output == 1
+            vq = delay(m, v1 & rq, req.latency, "dq_v")
+            lq = delay(m, last1, req.latency, "dq_l")
+            cq = delay(m, cv1, req.latency, "dq_cv")
+            valid = Mux(rq, vq, v1)
+            last = Mux(rq, lq, last1)
+            cvo = Mux(rq, cq, cv1)
+            lanes = [Mux(rq, req.y[j], raw[j]) for j in range(C)]
+        else:
+            valid, last, cvo, lanes = v1, last1, cv1, raw
+        lanes = [Mux(j < cvo, x, 0) for j, x in enumerate(lanes)]
+        word = Signal(word_width, name="dr_word")
+        m.d.comb += word.eq(Cat(*[fit(x, W) for x in lanes], last))
+        m.d.comb += [ofifo.w_en.eq(valid), ofifo.w_data.eq(word)]
+        with m.If(task.start):
+            m.d.sync += inflight.eq(0)
+        with m.Else():
+            m.d.sync += inflight.eq(inflight + issue - valid)
+        m.d.comb += [self.o.valid.eq(ofifo.r_rdy), self.o.payload.eq(ofifo.r_data),
+                     ofifo.r_en.eq(self.o.ready)]
+        m.d.comb += self.done.eq(loop.done & (inflight == 0) & ~ofifo.r_rdy)
+        return m
+
+
+class Accumulator(wiring.Component):
+    """The accumulator memory with its preloader, writer and drain.
+
+    Members
+    -------
+    task : In(task_signature(config))
+    c : In(stream_signature(config.c_fields)); o : Out(stream_signature(config.o_fields))
+        The block's ``c`` and ``o`` streams.
+    row : In(signed(row_width)).array(cols), row_valid : In(1)
+        The array's result rows.
+    drain_issue : Out(1)
+        One ring row freed (credit for the feeder).
+    preload_done, write_done, write_idle, drain_done : Out(1)
+        The units' completion flags, for the controller.
+
+    Timing
+    ------
+    See :class:`Preloader`, :class:`Writer` and :class:`Drain`. The memory has one write
+    port, shared by the preloader (PRELOAD) and the writer (RUN), which are never active in
+    the same cycle, and two synchronous read ports (writer, drain).
+    """
+
+    def __init__(self, config):
+        self.config = config
+        super().__init__({
+            "task": In(task_signature(config)),
+            "c": In(stream_signature(config.c_fields)),
+            "o": Out(stream_signature(config.o_fields)),
+            "row": In(signed(row_width(config))).array(config.cols),
+            "row_valid": In(1),
+            "drain_issue": Out(1),
+            "preload_done": Out(1),
+            "write_done": Out(1),
+            "write_idle": Out(1),
+            "drain_done": Out(1),
+        })
+
+    def elaborate(self, platform):
+        cfg, m = self.config, Module()
+        m.submodules.preloader = pre = Preloader(cfg)
+        m.submodules.writer = wr = Writer(cfg)
+        m.submodules.drain = dr = Drain(cfg)
+        mem = m.submodules.acc = Memory(shape=unsigned(cfg.cols * cfg.acc_width),
+                                        depth=cfg.acc_depth, init=[])
+        wp = mem.write_port()
+        wr_rp = mem.read_port()     # not transparent: see the W2 note in Writer
+        dr_rp = mem.read_port()
+
+        wiring.connect(m, wiring.flipped(self.task), pre.task, wr.task, dr.task)
+        wiring.connect(m, wiring.flipped(self.c), pre.c)
+        wiring.connect(m, dr.o, wiring.flipped(self.o))
+        m.d.comb += [wr.row[j].eq(self.row[j]) for j in range(cfg.cols)]
+        m.d.comb += [
+            wr.row_valid.eq(self.row_valid),
+            wp.en.eq(wr.wr_en | pre.wr_en),
+            wp.addr.eq(Mux(pre.wr_en, pre.wr_addr, wr.wr_addr)),
+            wp.data.eq(Mux(pre.wr_en, pre.wr_data, wr.wr_data)),
+            wr_rp.addr.eq(wr.rd_addr), wr.rd_data.eq(wr_rp.data),
+            dr_rp.addr.eq(dr.rd_addr), dr.rd_data.eq(dr_rp.data),
+            dr.final_rows.eq(wr.final_rows),
+            self.drain_issue.eq(dr.issue),
+            self.preload_done.eq(pre.done),
+            self.write_done.eq(wr.done),
+            self.write_idle.eq(wr.idle),
+            self.drain_done.eq(dr.done),
+        ]
+        return m

@@ -1,0 +1,217 @@
+"""Command control of the ``systolic`` block: the command register, its checks, the state
+machine that sequences PRELOAD and RUN, the performance counters and the response.
+
+::
+
+    cmd ──► IDLE ──► CHECK ── error ─────────────────────────► RESPOND ──► rsp, IDLE
+                       │ ok, preload                                ▲
+                       ├─────────────► PRELOAD ──► RUN ─────────────┘
+                       │ ok                         ▲   feeder, writer and drain done
+                       └────────────────────────────┘
+
+The controller owns no datapath. It broadcasts the command and its phase to every unit as
+the ``task`` interface; the units report back through ``done`` flags and the feeder's
+``events``.
+"""
+
+from amaranth.hdl import Const, Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from ..common.stream import payload_layout, stream_signature
+from ._util import row_bits
+
+__all__ = ["Control", "event_signature", "task_signature"]
+
+
+def task_signature(config):
+    """What the controller tells every unit (seen from the controller: all ``Out``).
+
+    Members
+    -------
+    start : Out(1)
+        A register, high in the first cycle after CHECK (of PRELOAD, or of RUN without a
+        preload): every unit clears its loop state. The units hold still while it is high
+        (their ``done`` flags are still those of the previous command then).
+    preloading : Out(1)
+        PRELOAD, after ``start``: the preloader takes ``c`` beats.
+    run : Out(1)
+        RUN, after ``start``: the units take ``a``/``b`` beats, issue steps and drain.
+    params : Out(payload_layout(config.cmd_fields))
+        The accepted command, registered when it is accepted and held until the next one.
+    ws : Out(1)
+        The command runs weight-stationary (constant in one-dataflow builds).
+    """
+    return wiring.Signature({
+        "start": Out(1),
+        "preloading": Out(1),
+        "run": Out(1),
+        "params": Out(payload_layout(config.cmd_fields)),
+        "ws": Out(1),
+    })
+
+
+def event_signature(config):
+    """What the feeder reports to the counters (seen from the feeder: all ``Out``).
+
+    Members
+    -------
+    step : Out(1)
+        A step entered the array this cycle.
+    stall_a, stall_b, stall_out : Out(1)
+        A step (or weight load) could not go for want of an ``a`` beat, a B panel or
+        accumulator-memory space.
+    macs : Out(range(rows * cols + 1)), macs_valid : Out(1)
+        The useful MACs of a step, two cycles after it (off the issue path).
+    """
+    return wiring.Signature({
+        "step": Out(1),
+        "stall_a": Out(1),
+        "stall_b": Out(1),
+        "stall_out": Out(1),
+        "macs": Out(range(config.rows * config.cols + 1)),
+        "macs_valid": Out(1),
+    })
+
+
+class Control(wiring.Component):
+    """Command register, checks, PRELOAD/RUN sequencing, counters and response.
+
+    Members
+    -------
+    cmd : In(stream_signature(config.cmd_fields))
+        The block's command stream; a beat is taken only in IDLE.
+    rsp : Out(stream_signature(config.rsp_fields))
+        One beat per command: ``err`` and the counters (zero when ``err`` is not 0).
+    task : Out(task_signature(config))
+        The command and its phase, to every unit.
+    events : In(event_signature(config))
+        The feeder's per-cycle activity, counted while in RUN.
+    preload_done, feed_done, write_done, write_idle, drain_done : In(1)
+        The preloader has taken every ``c`` beat; the feeder has issued every step; the
+        writer has taken every array row / has no write in flight; the drain has sent every
+        row and its output FIFO is empty.
+
+    Timing
+    ------
+    IDLE takes a command beat (``cmd.ready`` is high throughout IDLE) and registers it into
+    ``task.params`` in the same clock edge. CHECK takes one cycle, plus one cycle per column
+    block when the command keeps its results in the memory (it counts ``NB * M`` rows). Its
+    last cycle raises ``start`` for one cycle. PRELOAD ends once ``preload_done`` is seen
+    after ``start``; RUN ends once every completion input is seen after ``start``; RESPOND
+    holds ``rsp.valid`` until taken, then returns to IDLE. Counters count from the accepting
+    cycle to the cycle before ``rsp.valid``.
+    """
+
+    def __init__(self, config):
+        self.config = config
+        super().__init__({
+            "cmd": In(stream_signature(config.cmd_fields)),
+            "rsp": Out(stream_signature(config.rsp_fields)),
+            "task": Out(task_signature(config)),
+            "events": In(event_signature(config)),
+            "preload_done": In(1),
+            "feed_done": In(1),
+            "write_done": In(1),
+            "write_idle": In(1),
+            "drain_done": In(1),
+        })
+
+    def elaborate(self, platform):
+        cfg, m = self.config, Module()
+        R, C, D = cfg.rows, cfg.cols, cfg.acc_depth
+        task, ev = self.task, self.events
+        p = task.params
+        accept = Signal(name="accept")
+        self._command(m, accept)
+
+        err = Signal(3, name="err")
+        cw = cfg.counter_width
+        ctr = {name: Signal(cw, name=f"ctr_{name}") for name in
+               ("cycles", "busy", "stall_a", "stall_b", "stall_out", "macs")}
+        chk_rows = Signal(row_bits(cfg), name="chk_rows")
+        chk_cols = Signal(cfg.dim_bits + 1, name="chk_cols")
+
+        unsupported = Const(0, 1)
+        if cfg.dataflow_bits and len(cfg.dataflows) < (1 << cfg.dataflow_bits):
+            unsupported = unsupported | (p.dataflow >= len(cfg.dataflows))
+        if cfg.mode_bits and len(cfg.modes) < (1 << cfg.mode_bits):
+            unsupported = unsupported | (p.mode >= len(cfg.modes))
+        unsupported = unsupported | (p.output == 3)
+        if not cfg.requant:
+            unsupported = unsupported | (p.output == 1)
+        zero = (p.m == 0) | (p.k == 0) | (p.n == 0)
+        ws_big = task.ws & (p.m > D) & (p.k > R)
+        resident = p.accumulate | p.preload | (p.output == 2)
+
+        # ``start`` fans out to hundreds of flip-flops: it is a register
+        m.d.sync += task.start.eq(0)
+        with m.FSM(name="ctl"):
+            with m.State("IDLE"):
+                m.d.comb += [self.cmd.ready.eq(1), accept.eq(self.cmd.valid)]
+                with m.If(self.cmd.valid):
+                    m.d.sync += [c.eq(0) for c in ctr.values()]
+                    m.d.sync += [ctr["cycles"].eq(1), chk_rows.eq(0), chk_cols.eq(0)]
+                    m.next = "CHECK"
+            with m.State("CHECK"):
+                m.d.sync += ctr["cycles"].eq(ctr["cycles"] + 1)
+                with m.If(zero):
+                    m.d.sync += err.eq(1)
+                    m.next = "RESPOND"
+                with m.Elif(unsupported):
+                    m.d.sync += err.eq(4)
+                    m.next = "RESPOND"
+                with m.Elif(p.k > cfg.k_max):
+                    m.d.sync += err.eq(2)
+                    m.next = "RESPOND"
+                with m.Elif(ws_big):
+                    m.d.sync += err.eq(3)
+                    m.next = "RESPOND"
+                with m.Elif(resident & (chk_rows > D)):
+                    m.d.sync += err.eq(3)
+                    m.next = "RESPOND"
+                with m.Elif(~resident | (chk_cols >= p.n)):
+                    m.d.sync += [err.eq(0), task.start.eq(1)]
+                    m.next = "RUN"
+                    with m.If(p.preload):
+                        m.next = "PRELOAD"
+                with m.Else():   # count NB * M one column block per cycle
+                    m.d.sync += [chk_rows.eq(chk_rows + p.m), chk_cols.eq(chk_cols + C)]
+            with m.State("PRELOAD"):
+                m.d.comb += task.preloading.eq(~task.start)
+                m.d.sync += ctr["cycles"].eq(ctr["cycles"] + 1)
+                with m.If(self.preload_done & ~task.start):
+                    m.next = "RUN"
+            with m.State("RUN"):
+                m.d.comb += task.run.eq(~task.start)
+                m.d.sync += ctr["cycles"].eq(ctr["cycles"] + 1)
+                for name in ("stall_a", "stall_b", "stall_out"):
+                    m.d.sync += ctr[name].eq(ctr[name] + getattr(ev, name))
+                with m.If(ev.step):
+                    m.d.sync += ctr["busy"].eq(ctr["busy"] + 1)
+                with m.If(ev.macs_valid):
+                    m.d.sync += ctr["macs"].eq(ctr["macs"] + ev.macs)
+                finished = self.feed_done & self.write_done & self.write_idle & \
+                    ((p.output == 2) | self.drain_done)
+                with m.If(finished & ~task.start):
+                    m.next = "RESPOND"
+            with m.State("RESPOND"):
+                m.d.comb += self.rsp.valid.eq(1)
+                with m.If(self.rsp.ready):
+                    m.next = "IDLE"
+        m.d.comb += self.rsp.payload.err.eq(err)
+        for name, c in ctr.items():
+            m.d.comb += self.rsp.payload[name].eq(Mux(err == 0, c, 0))
+        return m
+
+    def _command(self, m, accept):
+        """The command register and the dataflow it selects."""
+        cfg, task = self.config, self.task
+        with m.If(accept):
+            m.d.sync += task.params.eq(self.cmd.payload)
+        if "ws" not in cfg.dataflows:
+            m.d.comb += task.ws.eq(0)
+        elif len(cfg.dataflows) == 1:
+            m.d.comb += task.ws.eq(1)
+        else:
+            m.d.comb += task.ws.eq(task.params.dataflow == cfg.dataflows.index("ws"))

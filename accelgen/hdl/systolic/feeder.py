@@ -1,0 +1,228 @@
+"""The issue side of the ``systolic`` block: the ``a`` FIFO and the feeder that turns its beats
+into array steps.
+
+The feeder decides, once per cycle, whether the next step of the command's loop nest may enter
+the array. A step needs its ``a`` beat, its B panel (os) or its weight tile (ws), and room for
+its results: the array never stalls, so every row it produces must find a free row in the
+accumulator memory. The feeder keeps that room as a credit (rows of the ring not yet claimed
+by an issued step) that the drain returns one row at a time.
+"""
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+from ..common.loopnest import LoopNest
+from ..common.operands import read_operand
+from ..common.stream import stream_signature
+from ._util import panel_k_bits
+from .control import event_signature, task_signature
+
+__all__ = ["AIntake", "Feeder", "step_beats_signature"]
+
+
+def step_beats_signature(config):
+    """The ``a`` FIFO's read side: one step's R operand slots per beat."""
+    return stream.Signature(unsigned(config.rows * config.a_width))
+
+
+def _step_nest(config, name):
+    """The loop nest of the steps: os (nb, mb, k), ws (nb, kb, m)."""
+    return LoopNest((config.cols, config.rows, 1), width=config.dim_bits, name=name)
+
+
+def _step_limits(task):
+    p = task.params
+    return [p.n, Mux(task.ws, p.k, p.m), Mux(task.ws, p.m, p.k)]
+
+
+class AIntake(wiring.Component):
+    """The ``a`` FIFO, filled with exactly the command's ``a`` beats.
+
+    Members
+    -------
+    task : In(task_signature(config))
+    a : In(stream_signature(config.a_fields))
+        The block's ``a`` stream.
+    steps : Out(step_beats_signature(config))
+        The FIFO's read side, to the feeder.
+
+    Timing
+    ------
+    ``a.ready`` is high in RUN while the FIFO has room and the command's beats are not all
+    taken: an intake loop nest that mirrors the feeder's counts them, so beats of the next
+    command are never taken early. The FIFO is an ``a_depth``-deep ``SyncFIFOBuffered``: a
+    beat taken in cycle ``t`` is on ``steps`` from cycle ``t + 2`` at the earliest.
+    """
+
+    def __init__(self, config):
+        self.config = config
+        super().__init__({
+            "task": In(task_signature(config)),
+            "a": In(stream_signature(config.a_fields)),
+            "steps": Out(step_beats_signature(config)),
+        })
+
+    def elaborate(self, platform):
+        cfg, m, task = self.config, Module(), self.task
+        m.submodules.fifo = fifo = SyncFIFOBuffered(width=cfg.rows * cfg.a_width,
+                                                    depth=cfg.a_depth)
+        take = Signal(name="ai_take")
+        m.submodules.loop = loop = _step_nest(cfg, "ai")
+        m.d.comb += loop.drive(start=task.start, advance=take, limits=_step_limits(task))
+        m.d.comb += [
+            self.a.ready.eq(task.run & ~loop.done & fifo.w_rdy),
+            take.eq(self.a.valid & self.a.ready),
+            fifo.w_en.eq(take), fifo.w_data.eq(self.a.payload.a),
+            self.steps.valid.eq(fifo.r_rdy), self.steps.payload.eq(fifo.r_data),
+            fifo.r_en.eq(self.steps.ready),
+        ]
+        return m
+
+
+class Feeder(wiring.Component):
+    """Issues one step per cycle (or a bubble) into the array.
+
+    Members
+    -------
+    task : In(task_signature(config))
+    a : In(step_beats_signature(config))
+        ``a`` beats from the FIFO; one is taken per issued step.
+    bank_full : In(2)
+        The B-panel banks that hold a complete panel.
+    panel_addr : Out(panel_k_bits + 1), panel_release : Out(2)
+        os: the panel row (bank, k) of the next step; the bank freed by the last step of a
+        panel (one-hot, for one cycle). The panel buffer returns the row one cycle later.
+    w_ready, w_bank_ready : In(1)
+        ws, from the weight loader: the next weight tile is in the shadow chain / the panel
+        it loads from is complete (for ``stall_b`` only). 0 in os-only builds.
+    credit : In(1)
+        The drain has read one row out of the accumulator memory: one more row of credit.
+    a_ops : Out(signed(operand_width)).array(rows), last, swap, valid : Out(1)
+        To the array: the step's A operands in the command's mode, and its tags (os: last
+        step of a tile; ws: first step of a weight tile, not a bubble). Zeros for a bubble.
+    swap_issued : Out(1)
+        ws: a ``swap`` step is issued in this cycle (the weight loader may start the next
+        tile once it has passed every PE).
+    done : Out(1)
+        Every step of the command has been issued.
+    events : Out(event_signature(config))
+        Activity for the counters.
+
+    Timing
+    ------
+    A step is issued (``events.step``, ``a.ready``) in the cycle its conditions hold; the
+    array operands and tags are registered (F1) and on the outputs in the next cycle, with
+    the panel row read for it. An os tile's last step claims the tile's rows of credit and
+    holds the next tile's last step back until ``2R - 1`` cycles later (the array's result
+    chain moves one row per cycle); a ws step of the first K-block claims one row.
+    """
+
+    def __init__(self, config):
+        self.config = config
+        super().__init__({
+            "task": In(task_signature(config)),
+            "a": In(step_beats_signature(config)),
+            "bank_full": In(2),
+            "panel_addr": Out(panel_k_bits(config) + 1),
+            "panel_release": Out(2),
+            "w_ready": In(1),
+            "w_bank_ready": In(1),
+            "credit": In(1),
+            "a_ops": Out(signed(config.operand_width)).array(config.rows),
+            "last": Out(1),
+            "swap": Out(1),
+            "valid": Out(1),
+            "swap_issued": Out(1),
+            "done": Out(1),
+            "events": Out(event_signature(config)),
+        })
+
+    def elaborate(self, platform):
+        cfg, m, task = self.config, Module(), self.task
+        R = cfg.rows
+        ws = task.ws
+        step = Signal(name="step")
+        m.submodules.loop = loop = _step_nest(cfg, "fd")
+        m.d.comb += loop.drive(start=task.start, advance=step, limits=_step_limits(task))
+        inner = loop.ctr[2]
+        m.d.comb += self.done.eq(loop.done)
+        bank = Signal(name="fd_bank")
+        with m.If(task.start):
+            m.d.sync += bank.eq(0)
+        with m.Elif(loop.wrap[1]):
+            m.d.sync += bank.eq(~bank)
+
+        # Ring credit: accumulator-memory rows not yet claimed by an issued step. An os tile
+        # claims its rows with its last step, a ws row with its step of the first K-block;
+        # the drain gives one back per row it reads out. (Commands that keep their rows were
+        # checked to fit, so their credit never runs out.)
+        credit = Signal(range(cfg.acc_depth + 1), name="fd_credit")
+        rv = loop.chunk[1]                  # os: rows of this tile in M (ws: rows of K)
+        # os: capture spacing and ring credit for the tile's rows
+        gap = Signal(range(2 * R), name="fd_gap")
+        os_last = loop.end[2]
+        os_ring_ok = credit >= rv
+        panel_full = self.bank_full.bit_select(bank, 1)
+        os_ok = panel_full & (~os_last | ((gap == 0) & os_ring_ok))
+        # ws: the weight tile must be loaded for its first row
+        ws_first = loop.first[2]
+        ws_claims = loop.first[1]
+        ws_ring_ok = credit != 0
+        ws_ok = (~ws_first | self.w_ready) & (~ws_claims | ws_ring_ok)
+        ready = Signal(name="fd_ready")
+        m.d.comb += [
+            ready.eq(task.run & ~loop.done & Mux(ws, ws_ok, os_ok)),
+            step.eq(ready & self.a.valid),
+            self.a.ready.eq(step),
+        ]
+        claim = Mux(step, Mux(ws, ws_claims, Mux(os_last, rv, 0)), 0)
+        with m.If(task.start):
+            m.d.sync += credit.eq(cfg.acc_depth)
+        with m.Else():
+            m.d.sync += credit.eq(credit - claim + self.credit)
+        with m.If(task.start):
+            m.d.sync += gap.eq(0)
+        with m.Elif(step & ~ws & os_last):
+            m.d.sync += gap.eq(2 * R - 2)
+        with m.Elif(gap != 0):
+            m.d.sync += gap.eq(gap - 1)
+
+        # os: the panel row for this step; in ws the weight loader owns the read port
+        m.d.comb += [
+            self.panel_addr.eq(Cat(inner[:panel_k_bits(cfg)], bank)),
+            self.panel_release.eq(Mux(loop.wrap[1] & ~ws, Mux(bank, 0b10, 0b01), 0)),
+        ]
+
+        # step registers (F1): the popped a beat and the tags; the panel row arrives now too
+        a_bits = Signal(R * cfg.a_width, name="f1_a")
+        f1 = Signal(name="f1_step")
+        last, swap = Signal(name="f1_last"), Signal(name="f1_swap")
+        m.d.sync += [f1.eq(step), a_bits.eq(Mux(step, self.a.payload, 0)),
+                     last.eq(step & ~ws & os_last), swap.eq(step & ws & ws_first)]
+        formats = [f.a for f in cfg.mode_formats]
+        mode = task.params.mode if cfg.mode_bits else None
+        for i in range(R):
+            op = read_operand(m, a_bits[i * cfg.a_width:], formats, mode, name=f"f1_a{i}")
+            m.d.comb += self.a_ops[i].eq(op)
+        m.d.comb += [self.last.eq(last), self.swap.eq(swap), self.valid.eq(f1 & ws),
+                     self.swap_issued.eq(step & ws & ws_first)]
+
+        # counters: useful MACs of the step (two cycles later, off the issue path), and why
+        # a step did not go
+        ev = self.events
+        m.d.comb += ev.step.eq(step)
+        rows_q = Signal(range(R + 1), name="mc_rows")
+        cols_q = Signal(range(cfg.cols + 1), name="mc_cols")
+        step_q = Signal(name="mc_step")
+        m.d.sync += [step_q.eq(step), rows_q.eq(loop.chunk[1]), cols_q.eq(loop.chunk[0])]
+        m.d.sync += [ev.macs.eq(rows_q * cols_q), ev.macs_valid.eq(step_q)]
+        waiting = task.run & ~loop.done & ~step
+        panel_missing = Mux(ws, ws_first & ~self.w_ready & ~self.w_bank_ready, ~panel_full)
+        ring_full = Mux(ws, (~ws_first | self.w_ready) & ws_claims & ~ws_ring_ok,
+                        panel_full & os_last & (gap == 0) & ~os_ring_ok)
+        m.d.comb += [ev.stall_b.eq(waiting & panel_missing),
+                     ev.stall_a.eq(waiting & ready & ~self.a.valid),
+                     ev.stall_out.eq(waiting & ring_full)]
+        return m

@@ -1,0 +1,204 @@
+"""The B side of the ``systolic`` block: the double-buffered B-panel memory and, for the
+weight-stationary dataflow, the loader that shifts weight tiles out of it into the array.
+
+Panel ``p`` (the ``K`` rows of column block ``p``) goes into bank ``p % 2``, so panel ``p + 1``
+loads while panel ``p`` is used. One read port serves both dataflows: the feeder reads one
+row per step (os), the weight loader R rows per weight tile (ws).
+"""
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..common.loopnest import LoopNest
+from ..common.operands import operand_width, read_operand
+from ..common.stream import stream_signature
+from ._util import panel_k_bits
+from .control import task_signature
+
+__all__ = ["PanelBuffer", "WeightLoader", "panel_operand_shape"]
+
+
+def panel_operand_shape(config):
+    """Shape of one B operand as read out of the panel (any mode's ``b`` format)."""
+    return signed(operand_width([f.b for f in config.mode_formats]))
+
+
+class PanelBuffer(wiring.Component):
+    """Two banks of ``k_max`` rows of C ``b`` slots, written from the ``b`` stream.
+
+    Members
+    -------
+    task : In(task_signature(config))
+    b : In(stream_signature(config.b_fields))
+        The block's ``b`` stream; lanes past N are stored as zeros.
+    bank_full : Out(2)
+        Bank ``i`` holds a complete panel that its reader has not released.
+    os_addr, ws_addr : In(panel_k_bits + 1)
+        Read address (bank, k) of the feeder (os commands) and of the weight loader (ws).
+    os_release, ws_release : In(2)
+        One-hot, one cycle: the reader is done with that bank.
+    row : Out(panel_operand_shape(config)).array(cols)
+        The row read, as C operands in the command's mode.
+
+    Timing
+    ------
+    ``b.ready`` is high in RUN while the command's beats are not all taken and the bank being
+    filled is not full; ``bank_full`` rises in the cycle after a panel's last beat and falls in
+    the cycle after its release. ``row`` holds the data of the address presented in the
+    previous cycle (a synchronous read port, no enable).
+    """
+
+    def __init__(self, config):
+        self.config = config
+        addr = panel_k_bits(config) + 1
+        super().__init__({
+            "task": In(task_signature(config)),
+            "b": In(stream_signature(config.b_fields)),
+            "bank_full": Out(2),
+            "os_addr": In(addr),
+            "os_release": In(2),
+            "ws_addr": In(addr),
+            "ws_release": In(2),
+            "row": Out(panel_operand_shape(config)).array(config.cols),
+        })
+
+    def elaborate(self, platform):
+        cfg, m, task = self.config, Module(), self.task
+        k_bits = panel_k_bits(cfg)
+        m.submodules.banks = mem = Memory(shape=unsigned(cfg.cols * cfg.b_width),
+                                          depth=2 << k_bits, init=[])
+        wp = mem.write_port()
+        rp = mem.read_port()
+        bank_full = self.bank_full
+        release = Signal(2, name="release")
+        bank = Signal(name="pl_bank")
+        take = Signal(name="pl_take")
+        m.submodules.loop = loop = LoopNest((cfg.cols, 1), width=cfg.dim_bits, name="pl")
+        m.d.comb += loop.drive(start=task.start, advance=take,
+                               limits=[task.params.n, task.params.k])
+        m.d.comb += [
+            self.b.ready.eq(task.run & ~loop.done & ~bank_full.bit_select(bank, 1)),
+            take.eq(self.b.valid & self.b.ready),
+            wp.en.eq(take), wp.addr.eq(Cat(loop.ctr[1][:k_bits], bank)),
+        ]
+        # lanes past N are stored as zeros: they must add nothing to the memory's lanes there
+        bw = cfg.b_width
+        m.d.comb += wp.data.eq(Cat(*[Mux(j < loop.chunk[0], self.b.payload.b[j * bw:(j + 1) * bw],
+                                         0) for j in range(cfg.cols)]))
+        filled = Signal(2)
+        m.d.comb += filled.eq(Mux(take & loop.end[1], Mux(bank, 0b10, 0b01), 0))
+        with m.If(task.start):
+            m.d.sync += [bank_full.eq(0), bank.eq(0)]
+        with m.Else():
+            m.d.sync += bank_full.eq((bank_full | filled) & ~release)
+            with m.If(take & loop.end[1]):
+                m.d.sync += bank.eq(~bank)
+
+        if "ws" in cfg.dataflows:
+            m.d.comb += [rp.addr.eq(Mux(task.ws, self.ws_addr, self.os_addr)),
+                         release.eq(Mux(task.ws, self.ws_release, self.os_release))]
+        else:
+            m.d.comb += [rp.addr.eq(self.os_addr), release.eq(self.os_release)]
+        formats = [f.b for f in cfg.mode_formats]
+        mode = task.params.mode if cfg.mode_bits else None
+        for j in range(cfg.cols):
+            op = read_operand(m, rp.data[j * bw:], formats, mode, name=f"pr_b{j}")
+            m.d.comb += self.row[j].eq(op)
+        return m
+
+
+class WeightLoader(wiring.Component):
+    """ws: shifts the R rows of weight tile (nb, kb) into the array's shadow-weight chain
+    (row R-1 first, rows past K as zeros) once the previous tile's swap has passed every PE.
+
+    Members
+    -------
+    task : In(task_signature(config))
+    bank_full : In(2)
+        From the panel buffer.
+    bank_ready : Out(1)
+        The panel of the next weight tile is complete (for the feeder's ``stall_b``).
+    panel_addr : Out(panel_k_bits + 1), panel_release : Out(2)
+        The panel row to read; the bank freed after a panel's last weight tile (one cycle).
+    panel_row : In(panel_operand_shape(config)).array(cols)
+        The panel row read in the previous cycle.
+    w_top : Out(signed(operand_width)).array(cols), wload : Out(1)
+        To the array: shift ``w_top`` into the shadow chain.
+    w_ready : Out(1)
+        A loaded tile waits for its swap step (the feeder may issue it).
+    swap_issued : In(1)
+        The feeder issues that swap step in this cycle.
+
+    Timing
+    ------
+    A tile load takes R cycles of reads; each row enters the shadow chain one cycle after its
+    read, so ``w_ready`` rises in the cycle after the last shift. The next load starts no sooner
+    than ``R + 3`` cycles after the swap step is issued, by when the swap has reached the bottom
+    row (column ``j`` shifts and swaps ``j`` cycles late, so one bound fits all columns).
+    """
+
+    def __init__(self, config):
+        self.config = config
+        super().__init__({
+            "task": In(task_signature(config)),
+            "bank_full": In(2),
+            "bank_ready": Out(1),
+            "panel_addr": Out(panel_k_bits(config) + 1),
+            "panel_release": Out(2),
+            "panel_row": In(panel_operand_shape(config)).array(config.cols),
+            "w_top": Out(signed(config.operand_width)).array(config.cols),
+            "wload": Out(1),
+            "w_ready": Out(1),
+            "swap_issued": In(1),
+        })
+
+    def elaborate(self, platform):
+        cfg, m, task = self.config, Module(), self.task
+        R, C = cfg.rows, cfg.cols
+        K = task.params.k
+        load = Signal(name="wl_load")            # a tile load may start
+        row = Signal(range(R + 1), name="wl_row")
+        busy = Signal(name="wl_busy")
+        tile_done = Signal(name="wl_tile_done")
+        m.submodules.loop = loop = LoopNest((C, R), width=cfg.dim_bits, name="wl")
+        m.d.comb += loop.drive(start=task.start, advance=tile_done, limits=[task.params.n, K])
+        bank = Signal(name="wl_bank")
+        wait = Signal(range(R + 3), name="wl_wait")
+        m.d.comb += self.bank_ready.eq(self.bank_full.bit_select(bank, 1))
+        have = Signal(name="wl_have")            # a loaded tile waits for its swap step
+        shifting = Signal(name="wl_shift")       # read data enters the shadow chain now
+        m.d.comb += load.eq(task.run & task.ws & ~loop.done & ~busy & ~have & (wait == 0) &
+                            self.bank_ready)
+        k = loop.ctr[1] + (R - 1) - row           # panel row read this cycle
+        reading = busy | load
+        m.d.comb += self.panel_addr.eq(Cat(k[:panel_k_bits(cfg)], bank))
+        m.d.comb += tile_done.eq(Mux(busy, row == R - 1, load & (R == 1)))
+        m.d.comb += self.w_ready.eq(have & ~shifting)
+        with m.If(task.start):
+            m.d.sync += [busy.eq(0), row.eq(0), bank.eq(0), have.eq(0), wait.eq(0)]
+        with m.Else():
+            with m.If(load & (R > 1)):
+                m.d.sync += [busy.eq(1), row.eq(1)]
+            with m.Elif(busy):
+                m.d.sync += row.eq(row + 1)
+                with m.If(row == R - 1):
+                    m.d.sync += [busy.eq(0), row.eq(0)]
+            with m.If(loop.wrap[1]):
+                m.d.sync += bank.eq(~bank)
+            with m.If(self.swap_issued):
+                m.d.sync += [have.eq(0), wait.eq(R + 2)]
+            with m.Else():
+                with m.If(tile_done):
+                    m.d.sync += have.eq(1)
+                with m.If(wait != 0):
+                    m.d.sync += wait.eq(wait - 1)
+        m.d.comb += self.panel_release.eq(Mux(loop.wrap[1], Mux(bank, 0b10, 0b01), 0))
+        # read data arrives one cycle later: zero rows past K, shift into the shadow chain
+        valid_k = Signal(name="wl_valid_k")
+        m.d.sync += [shifting.eq(reading), valid_k.eq(k < K)]
+        for j in range(C):
+            m.d.comb += self.w_top[j].eq(Mux(valid_k, self.panel_row[j], 0))
+        m.d.comb += self.wload.eq(shifting)
+        return m

@@ -1,0 +1,255 @@
+"""The processing elements and the R x C array with its input skew and output de-skew.
+
+The array is free-running (no enables, no stalls): whatever enters its edges in a cycle is a
+step or a bubble, and results leave it a fixed number of cycles later. See the package
+docstring for the two dataflows.
+"""
+
+from amaranth.hdl import Const, Elaboratable, Module, Mux, Signal, signed
+
+from ..common.arith import lut_product
+from ._util import delay
+
+__all__ = ["PE", "Array", "standalone_pe", "row_width"]
+
+
+def row_width(cfg):
+    """Width of the sums the array delivers: the widest of its dataflows' PE sums."""
+    widths = ([cfg.os_acc_width] if "os" in cfg.dataflows else []) + \
+             ([cfg.ws_sum_width] if "ws" in cfg.dataflows else [])
+    return max(widths)
+
+
+class PE(Elaboratable):
+    """One processing element. ``os``/``ws`` say which dataflows it carries; ``ws_mode`` picks
+    one at run time when it carries both. Every register is free-running.
+
+    Members (signals named ``<name>_<member>``; ``*_in`` come from the neighbours)
+    -------
+    a_in -> a : the A operand, passed to the right one cycle later.
+    b_in -> bw : os: the B operand, passed down one cycle later; ws: ``bw`` is the active
+        weight, which takes the shadow weight ``w_s`` when a ``swap_in`` step enters.
+    w_in, load -> w_s : ws: the shadow weight, loaded from above while ``load`` is high.
+    last_in -> last, swap_in -> swap, v_in -> v : step tags, passed right with ``a``.
+    ps_in : ws: the partial sum from above.
+    s : os: the accumulator (cleared by the step tagged ``last``); ws: ``ps_in + a * bw``,
+        passed down; ``sv`` says it belongs to a valid step (bottom row only).
+    out_in/ov_in -> out/ov : os: the result chain; a ``last`` step captures ``acc + p``
+        into ``out`` (``ov`` set), otherwise ``out`` takes the value from below.
+    ws_mode : in when both dataflows are built, else a constant.
+
+    Timing
+    ------
+    ``a``, the tags and ``bw`` are registers; ``s`` and ``out`` are written one cycle after
+    ``a``/``bw`` hold the step (two with ``pe_pipeline``, which adds a product register and
+    delays the tags that go with it).
+    """
+
+    def __init__(self, cfg, *, os, ws, carry_valid, name, lut_multiplier=False):
+        self.cfg, self.os, self.ws = cfg, os, ws
+        self.lut_multiplier = lut_multiplier
+        ow = cfg.operand_width
+        widths = ([cfg.os_acc_width] if os else []) + ([cfg.ws_sum_width] if ws else [])
+        self.sum_width = max(widths)
+        self.a_in = Signal(signed(ow), name=f"{name}_a_in")
+        self.a = Signal(signed(ow), name=f"{name}_a")
+        self.bw = Signal(signed(ow), name=f"{name}_bw")      # os: b operand; ws: active weight
+        self.ws_mode = Signal(name=f"{name}_ws_mode") if (os and ws) else Const(int(ws), 1)
+        if os:
+            self.b_in = Signal(signed(ow), name=f"{name}_b_in")
+            self.last_in = Signal(name=f"{name}_last_in")
+            self.last = Signal(name=f"{name}_last")
+            self.out_in = Signal(signed(cfg.os_acc_width), name=f"{name}_out_in")
+            self.ov_in = Signal(name=f"{name}_ov_in")
+            self.out = Signal(signed(cfg.os_acc_width), name=f"{name}_out")
+            self.ov = Signal(name=f"{name}_ov")
+        if ws:
+            self.swap_in = Signal(name=f"{name}_swap_in")
+            self.swap = Signal(name=f"{name}_swap")
+            self.w_in = Signal(signed(ow), name=f"{name}_w_in")
+            self.w_s = Signal(signed(ow), name=f"{name}_w_s")
+            self.load = Signal(name=f"{name}_load")
+            self.ps_in = Signal(signed(self.sum_width), name=f"{name}_ps_in")
+        self.carry_valid = carry_valid
+        if carry_valid:
+            self.v_in = Signal(name=f"{name}_v_in")
+            self.v = Signal(name=f"{name}_v")
+            self.sv = Signal(name=f"{name}_sv")          # ws: ``s`` holds a valid step's sum
+        self.s = Signal(signed(self.sum_width), name=f"{name}_s")   # os: acc; ws: partial sum
+        self.name = name
+
+    def elaborate(self, platform):
+        cfg, m = self.cfg, Module()
+        m.d.sync += self.a.eq(self.a_in)
+        if self.os:
+            m.d.sync += self.last.eq(self.last_in)
+        if self.ws:
+            m.d.sync += self.swap.eq(self.swap_in)
+            with m.If(self.load):
+                m.d.sync += self.w_s.eq(self.w_in)
+        if self.carry_valid:
+            m.d.sync += self.v.eq(self.v_in)
+        self._operand(m)
+
+        if self.lut_multiplier:
+            product = lut_product(m, self.a, self.bw, name=f"{self.name}_m")
+        else:
+            product = self.a * self.bw
+        product = product[:cfg.product_width].as_signed()   # exact: fits by range
+        last = self.last if self.os else Const(0, 1)
+        valid = self.v if self.carry_valid else Const(0, 1)
+        if cfg.pe_pipeline:     # product register; the tags that go with it follow
+            p = Signal(signed(cfg.product_width), name=f"{self.name}_p")
+            m.d.sync += p.eq(product)
+            product = p
+            if self.os:
+                last = delay(m, last, 1, f"{self.name}_last_p")
+            if self.carry_valid:
+                valid = delay(m, valid, 1, f"{self.name}_v_p")
+
+        if self.os and self.ws:
+            addend = Mux(self.ws_mode, self.ps_in, self.s)
+        else:
+            addend = self.ps_in if self.ws else self.s
+        total = addend + product
+        with m.If(last & ~self.ws_mode):
+            m.d.sync += self.s.eq(0)          # synchronous reset: the next tile starts at 0
+        with m.Else():
+            m.d.sync += self.s.eq(total)
+        if self.os:
+            with m.If(last):
+                m.d.sync += [self.out.eq(total), self.ov.eq(1)]
+            with m.Else():
+                m.d.sync += [self.out.eq(self.out_in), self.ov.eq(self.ov_in)]
+        if self.carry_valid:
+            m.d.sync += self.sv.eq(valid)
+        return m
+
+    def _operand(self, m):
+        """The second multiplier operand: the passing ``b`` (os) or the active weight (ws),
+        which takes the shadow weight when a ``swap`` step enters."""
+        if self.os and self.ws:
+            with m.If(self.ws_mode):
+                with m.If(self.swap_in):
+                    m.d.sync += self.bw.eq(self.w_s)
+            with m.Else():
+                m.d.sync += self.bw.eq(self.b_in)
+        elif self.os:
+            m.d.sync += self.bw.eq(self.b_in)
+        else:
+            with m.If(self.swap_in):
+                m.d.sync += self.bw.eq(self.w_s)
+
+
+def standalone_pe(config, *, lut_multiplier=False):
+    """One processing element of ``config`` (an interior one: no valid tag) as
+    ``(elaboratable, ports)`` for ``amaranth.back.verilog.convert``, so benchmarks can
+    synthesize a PE alone."""
+    pe = PE(config, os="os" in config.dataflows, ws="ws" in config.dataflows,
+            carry_valid=False, name="pe", lut_multiplier=lut_multiplier)
+    ports = [v for v in vars(pe).values() if isinstance(v, Signal)]
+    return pe, ports
+
+
+class Array(Elaboratable):
+    """R x C PEs with input skew and output de-skew.
+
+    Members
+    -------
+    a : list of R Signal(signed(operand_width)), in
+        One step's A operands (element ``i`` enters row ``i``); zeros for a bubble.
+    b : list of C Signal(signed(operand_width)), in
+        os: the step's B-panel row (element ``j`` enters column ``j``).
+    last : Signal(), in
+        os: the step is the last of its tile; each PE captures its sum as the step passes.
+    swap, v : Signal(), in
+        ws: the step is the first of a weight tile (the active weights take the shadow ones
+        as it passes) / the step is not a bubble (only such steps produce a ``row``).
+    wload : Signal(), in; w_top : list of C Signal(signed(operand_width)), in
+        ws: shift ``w_top`` into the top of each column's shadow-weight chain.
+    ws_mode : Signal(), in
+        The PEs run weight-stationary (read only when both dataflows are built).
+    row : list of C Signal(signed(row_width(cfg))), out; row_valid : Signal(), out
+        One result row, all columns aligned: os rows leave every other cycle in tile-row
+        order; ws one row per valid step, in step order.
+
+    Timing
+    ------
+    Free-running: the inputs are taken every cycle. Row ``i`` is delayed ``i`` cycles and
+    column ``j`` ``j`` cycles on the way in, column ``j`` ``C-1-j`` cycles on the way out. With
+    ``p = pe_pipeline`` and a step on the inputs in cycle ``t``: ws, its partial-sum row is on
+    ``row`` in cycle ``t + R + C + p``; os, if it is a tile's last step, tile row ``i`` is on
+    ``row`` in cycle ``t + C + 1 + p + 2i``. ``wload`` in cycle ``t`` shifts column ``j`` in
+    cycle ``t + j``, in step with a ``swap`` wave that enters in cycle ``t``.
+    """
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        R, C, ow = cfg.rows, cfg.cols, cfg.operand_width
+        self.has_os, self.has_ws = "os" in cfg.dataflows, "ws" in cfg.dataflows
+        self.a = [Signal(signed(ow), name=f"arr_a{i}") for i in range(R)]
+        self.b = [Signal(signed(ow), name=f"arr_b{j}") for j in range(C)]
+        self.w_top = [Signal(signed(ow), name=f"arr_w{j}") for j in range(C)]
+        self.last, self.swap, self.v, self.wload = Signal(), Signal(), Signal(), Signal()
+        self.ws_mode = Signal()
+        self.row_width = row_width(cfg)
+        self.row = [Signal(signed(self.row_width), name=f"arr_row{j}") for j in range(C)]
+        self.row_valid = Signal()
+
+    def elaborate(self, platform):
+        cfg, m = self.cfg, Module()
+        R, C = cfg.rows, cfg.cols
+        pe = [[PE(cfg, os=self.has_os, ws=self.has_ws, carry_valid=(i == R - 1 and self.has_ws),
+                  name=f"pe{i}_{j}", lut_multiplier=i >= R - cfg.lut_rows)
+               for j in range(C)] for i in range(R)]
+        for i in range(R):
+            for j in range(C):
+                m.submodules[f"pe{i}_{j}"] = pe[i][j]
+        # ws: column j loads its shadow weights j cycles late, like the swap wave reaches it
+        w_top = [delay(m, self.w_top[j], j, f"sk_w{j}") for j in range(C)]
+        wload = [delay(m, self.wload, j, f"sk_wl{j}") for j in range(C)]
+        for i in range(R):
+            for j in range(C):
+                p = pe[i][j]
+                left = pe[i][j - 1] if j else None
+                up = pe[i - 1][j] if i else None
+                down = pe[i + 1][j] if i < R - 1 else None
+                if self.has_os and self.has_ws:
+                    m.d.comb += p.ws_mode.eq(self.ws_mode)
+                m.d.comb += p.a_in.eq(left.a if left else delay(m, self.a[i], i, f"sk_a{i}"))
+                if self.has_os:
+                    m.d.comb += [
+                        p.last_in.eq(left.last if left else delay(m, self.last, i, f"sk_l{i}")),
+                        p.b_in.eq(up.bw if up else delay(m, self.b[j], j, f"sk_b{j}")),
+                        p.out_in.eq(down.out if down else 0),
+                        p.ov_in.eq(down.ov if down else 0),
+                    ]
+                if self.has_ws:
+                    m.d.comb += [
+                        p.swap_in.eq(left.swap if left else delay(m, self.swap, i, f"sk_s{i}")),
+                        p.w_in.eq(up.w_s if up else w_top[j]),
+                        p.load.eq(wload[j]),
+                        p.ps_in.eq(up.s if up else 0),
+                    ]
+                if p.carry_valid:
+                    m.d.comb += p.v_in.eq(left.v if left else delay(m, self.v, i, "sk_v"))
+        self._deskew(m, pe)
+        return m
+
+    def _deskew(self, m, pe):
+        R, C = self.cfg.rows, self.cfg.cols
+        for j in range(C):
+            sources = []
+            if self.has_os:
+                sources.append((pe[0][j].out, pe[0][j].ov))
+            if self.has_ws:
+                sources.append((pe[R - 1][j].s, pe[R - 1][j].sv))
+            if len(sources) == 2:
+                value = Mux(self.ws_mode, sources[1][0], sources[0][0])
+                valid = Mux(self.ws_mode, sources[1][1], sources[0][1])
+            else:
+                value, valid = sources[0]
+            value = delay(m, value, C - 1 - j, f"dsk_c{j}")
+            m.d.comb += self.row[j].eq(value)
+            if j == 0:
+                m.d.comb += self.row_valid.eq(delay(m, valid, C - 1, "dsk_v"))
