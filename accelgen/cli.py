@@ -78,7 +78,7 @@ def cmd_show(args):
     from .generators.emit import stream_layouts
     component = spec.build(config)
     component._MustUse__silence = True    # only its signature is read; never elaborated
-    streams = stream_layouts(component)
+    streams = stream_layouts(component, config)
     data = {"block": spec.name, "preset": args.preset, "config": config.to_dict(),
             "digest": config.digest(), "derived": config.derived(), "streams": streams}
     lines = [f"{spec.name} ({args.preset}, digest {config.digest()})", ""]
@@ -86,8 +86,10 @@ def cmd_show(args):
     lines += ["", "derived:"] + [f"  {k} = {v}" for k, v in config.derived().items()]
     for name, s in streams.items():
         lines += ["", f"stream {name} ({s['dir']}, payload {s['width']} bits):"]
-        lines += [f"  [{f['offset'] + f['width'] - 1}:{f['offset']}] {f['name']}"
-                  f"{' (signed)' if f['signed'] else ''}" for f in s["fields"]]
+        for f in s["fields"]:
+            lines.append(f"  [{f['offset'] + f['width'] - 1}:{f['offset']}] {f['name']}"
+                         f"{' (signed)' if f['signed'] else ''}")
+            lines += [f"      {_array_text(a)}" for a in f.get("array", ())]
     if args.errors or args.plot:
         from .sim.report import error_lines, error_report, plot_errors
         title = f"{spec.name} ({args.preset})"
@@ -100,6 +102,19 @@ def cmd_show(args):
         if args.plot:
             lines.append(f"plot: {data['plot']}")
     _print(args, data, "\n".join(lines))
+
+
+def _array_text(array):
+    """``2 x s24 [j], stride 24 bits (when cmd.output = raw)`` for a manifest array entry."""
+    shape = " x ".join(map(str, array["shape"]))
+    kind = f"{'s' if array['signed'] else 'u'}{array['width']}"
+    when = array.get("when")
+    cond = ""
+    if when:
+        named = [v for k, v in when.items() if k not in ("field", "equals")]
+        cond = f" (when {when['field']} = {named[0] if named else when['equals']})"
+    return (f"{shape} x {kind} [{', '.join(array['index'])}], stride "
+            f"{', '.join(map(str, array['stride']))} bits{cond}")
 
 
 def cmd_emit(args):

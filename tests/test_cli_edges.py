@@ -270,3 +270,18 @@ def test_show_leaves_no_unused_elaboratable_warning():
                            "mac", "--preset", "tiny"], capture_output=True, text=True,
                           cwd=Path(__file__).parent)
     assert proc.returncode == 0 and "UnusedElaboratable" not in proc.stderr, proc.stderr
+
+
+def test_memory_bits_bounded_before_elaboration(capsys, tmp_path):
+    """``acc_depth=65536, cols=32, acc_width=48`` once elaborated for over ten minutes into
+    12 GB; now refused at once, and ``--allow-large`` lets a config past the limit through
+    (checked with ``show``, which does not elaborate)."""
+    settings = ["--set", "acc_depth=65536", "--set", "cols=32", "--set", "acc_width=48"]
+    refused(capsys, "emit", "systolic", "--preset", "tiny", *settings, "-o", tmp_path / "o",
+            message="acc_depth x cols x acc_width + 2 x k_max x cols x b_width = 100671488 "
+                    "memory bits is not allowed; expected at most 4194304 (--allow-large lifts "
+                    "the limit)")
+    assert not (tmp_path / "o").exists()
+    code, out, err = run(capsys, "show", "systolic", "--preset", "tiny", *settings,
+                         "--allow-large", "--json")
+    assert code == 0 and json.loads(out)["config"]["acc_depth"] == 65536

@@ -1,18 +1,30 @@
 """Block ``mac``: config validation, golden model against a loop reference written from the
-spec, and RTL (Amaranth simulator) against the golden model with and without backpressure."""
+spec, and RTL (Amaranth simulator) against the golden model with and without backpressure
+(fast tier); the emitted Verilog in cocotb on Verilator and Icarus (``cocotb`` marker) and
+the manifest's packing against the golden model's; yosys / nextpnr builds (``fpga`` marker)."""
 
+import json
 from dataclasses import replace
 
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
+from accelgen.fpga.family import FAMILIES
+from accelgen.fpga.harness import expected as harness_expected
+from accelgen.generators.emit import emit
 from accelgen.generators.mac import PRESETS, MACConfig
+from accelgen.generators.registry import REGISTRY
 from accelgen.hdl.mac import MAC
 from accelgen.numerics import ConfigError
+from accelgen.sim.cocotb.manifest import Manifest
 from accelgen.sim.golden import mac as golden
 from accelgen.sim.payload import payload_width
 from accelgen.sim.pysim import run_stream
+from accelgen.sim.runner import run_emitted, simulate
+
+from support import (RESOURCE_KEYS, SEED, check_selfchecked_build, explain,
+                     false_manifest_is_caught, needs_icarus, simulate_passing)
 
 # -- config validation ------------------------------------------------------------------------
 
@@ -253,3 +265,210 @@ def test_one_mode_build_has_no_mode_hardware():
     # a one-mode build has fixed brick wiring: no mode signal, register or case selection
     assert "mode" not in text_one
     assert "mode" in text_two
+
+
+@pytest.mark.parametrize("sa, sb", [(False, False), (True, False), (False, True),
+                                    (True, True), ("signal", "signal"), ("signal", True),
+                                    (False, "signal")])
+def test_fused_brick_every_operand_pair(sa, sb):
+    """The 2-bit x 2-bit brick of the fused multiplier against plain integer products, for
+    sign flags that are constants (every mode agrees) or signals (the mode decides)."""
+    from amaranth.hdl import Module, Signal
+
+    from accelgen.hdl.mac import _brick
+    m = Module()
+    a2, b2 = Signal(2), Signal(2)
+    flags = {n: Signal(name=n) if f == "signal" else f for n, f in (("sa", sa), ("sb", sb))}
+    prod = _brick(m, a2, flags["sa"], b2, flags["sb"], name="brick")
+    cases = [(a, b, fa, fb) for a in range(4) for b in range(4)
+             for fa in ((0, 1) if sa == "signal" else (int(sa),))
+             for fb in ((0, 1) if sb == "signal" else (int(sb),))]
+    got = []
+
+    async def bench(ctx):
+        for a, b, fa, fb in cases:
+            ctx.set(a2, a)
+            ctx.set(b2, b)
+            for name, value in (("sa", fa), ("sb", fb)):
+                if isinstance(flags[name], Signal):
+                    ctx.set(flags[name], value)
+            got.append(ctx.get(prod))
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    want = [(a - 4 * (fa and a >= 2)) * (b - 4 * (fb and b >= 2)) for a, b, fa, fb in cases]
+    assert got == want
+
+
+# -- cocotb: the emitted Verilog on Verilator (and Icarus where installed) -------------------
+# Each test runs all of its testcases against one build: a Verilator build costs 10-17 s, a
+# simulation of a few hundred beats per testcase well under a second. Every simulate() call
+# gets a ``tmp_path`` build root (pytest-xdist workers must not share build directories).
+
+SPEC = REGISTRY["mac"]
+BEATS = 150
+
+
+def _write_inputs(path, config, seed, beats):
+    args = golden.random_inputs(config, np.random.default_rng(seed), beats)
+    np.savez(path, **args)
+    return args
+
+
+def _check_figures(result, config):
+    """Measured throughput and latency equal the config's derived values."""
+    cases = result.result["testcases"]
+    assert cases["throughput"]["macs_per_cycle"] == config.macs_per_cycle
+    assert cases["latency"]["measured"] == [config.latency] * len(cases["latency"]["measured"])
+    for name in ("random_traffic", "random_words", "reset_midstream"):
+        assert cases[name]["mismatches"] == 0
+    assert cases["reset_midstream"]["in_flight"] > 0 and cases["reset_midstream"]["stale"] == 0
+    (label, text), = cases["throughput"]["summary"]
+    assert label.startswith("MACs/cycle") and text == ", ".join(
+        f"{m} {float(v):g}" for m, v in config.macs_per_cycle.items())
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("preset", list(SPEC.presets))
+def test_verilator_preset(preset, tmp_path):
+    """All testcases on one Verilator build, including a user-inputs npz round trip."""
+    config = SPEC.presets[preset]
+    args = _write_inputs(tmp_path / "in.npz", config, SEED, 40)
+    result = simulate_passing(SPEC, config, preset=preset, simulator="verilator", beats=BEATS,
+                              testcases=SPEC.testcases, inputs=tmp_path / "in.npz",
+                              outputs=tmp_path / "out.npz", build_root=tmp_path / "build")
+    assert set(result.testcases) == set(SPEC.testcases)
+    _check_figures(result, config)
+    with np.load(tmp_path / "out.npz") as out:
+        want = golden.run(config, **args)
+        np.testing.assert_array_equal(out["acc"], want["acc"])
+        np.testing.assert_array_equal(out["err"], want["err"])
+    user = result.result["testcases"]["user_inputs"]
+    assert user["check"] == "passed" and user["beats"] == 40 and user["throughput"] == 1.0
+
+
+@pytest.mark.cocotb
+def test_verilator_build_reused_and_check_skipped(tmp_path):
+    """A second call on the same config reuses the build; ``check=False`` reports skipped."""
+    config = SPEC.presets["tiny"]
+    _write_inputs(tmp_path / "in.npz", config, SEED, 10)
+    kwargs = dict(simulator="verilator", build_root=tmp_path, inputs=tmp_path / "in.npz",
+                  testcases=["user_inputs"])
+    first = simulate(SPEC, config, seed=1, outputs=tmp_path / "a.npz", **kwargs)
+    second = simulate(SPEC, config, seed=2, outputs=tmp_path / "b.npz", check=False, **kwargs)
+    assert first.passed and second.passed, explain(second)
+    assert first.built and not second.built
+    assert first.build_dir == second.build_dir and first.run_dir != second.run_dir
+    assert second.result["testcases"]["user_inputs"]["check"] == "skipped"
+    with np.load(tmp_path / "a.npz") as a, np.load(tmp_path / "b.npz") as b:
+        np.testing.assert_array_equal(a["acc"], b["acc"])
+
+
+@pytest.mark.cocotb
+@needs_icarus
+@pytest.mark.parametrize("preset", ["tiny", "default"])
+def test_icarus_preset(preset, tmp_path):
+    config = SPEC.presets[preset]
+    result = simulate_passing(SPEC, config, preset=preset, simulator="icarus", beats=60,
+                              testcases=SPEC.testcases, build_root=tmp_path,
+                              waves=preset == "tiny")
+    _check_figures(result, config)
+    if preset == "tiny":
+        assert result.waves is not None and result.waves.stat().st_size > 0
+
+
+def _rewrite_manifest(path, change):
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+@pytest.mark.cocotb
+def test_testbench_catches_wrong_rtl_and_wrong_figures(tmp_path):
+    """Verilog of a saturating accumulator with the manifest of a wrapping one must fail the
+    scoreboard; wrong declared MACs/cycle or latency must fail their testcases. One build."""
+    real = MACConfig(modes=("s8s8",), lanes=4, acc_width=16, overflow="saturate", pipeline=0)
+    claimed = replace(real, overflow="wrap")   # 16-bit sums of 4 products overflow often
+    # The true pairing passes, so every failure is caused by the manifest alone.
+    build, honest = false_manifest_is_caught(
+        SPEC, real, claimed, tmp_path, ["random_traffic"], "mismatches in random traffic",
+        ok_cases=["random_traffic", "throughput", "latency"])
+
+    build.write_text(honest)
+    _rewrite_manifest(build, lambda m: (m["derived"]["macs_per_cycle"].update(s8s8=5),
+                                        m["derived"].update(latency=2)))
+    wrong_figures = run_emitted(build, seed=SEED, beats=50,
+                                testcases=["throughput", "latency", "random_words"])
+    assert wrong_figures.testcases == {"throughput": False, "latency": False,
+                                       "random_words": True}
+    log = wrong_figures.log.read_text()
+    assert "manifest declares 5" in log and "manifest declares 2" in log
+    assert wrong_figures.result["testcases"]["throughput"]["macs_per_cycle"] == {"s8s8": 4.0}
+
+
+@pytest.mark.parametrize("preset", list(SPEC.presets))
+def test_manifest_packing_matches_golden_payloads(preset, tmp_path):
+    """The manifest-only packer agrees with the config-based one, both directions."""
+    config = SPEC.presets[preset]
+    manifest = Manifest.load(emit(SPEC, config, tmp_path, top="mac").manifest_path)
+    args = golden.random_inputs(config, np.random.default_rng(SEED), 20)
+    words = golden.pack_inputs(config, **args)
+    fields = manifest.unpack_many("i", words)
+    assert [manifest.pack("i", {k: v[n] for k, v in fields.items()})
+            for n in range(len(words))] == words
+    out_words = golden.words(config, words)
+    acc = golden.unpack_outputs(config, out_words)["acc"]
+    decoded = manifest.unpack_many("o", out_words)
+    for n in range(config.accumulators):
+        assert decoded[f"acc{n}"] == acc[:, n].tolist()
+    with pytest.raises(KeyError, match="unknown payload fields"):
+        manifest.pack("i", {"bogus": 1})
+
+
+# -- FPGA: the self-check harness and yosys / nextpnr builds ----------------------------------
+# (the harness passing and failing in the Amaranth simulator, for every one-stream block:
+# tests/test_fpga.py)
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_harness_last_bits_make_some_beats_emit(seed):
+    """The harness' random ``last`` bits (at the beats and seeds the generic harness test
+    simulates): some beats emit an accumulator, some do not."""
+    _, count, _ = harness_expected(SPEC, SPEC.presets["tiny"], beats=200, seed=seed)
+    assert 0 < count < 200
+
+
+@pytest.mark.fpga
+def test_synth_tiny_ice40(tmp_path):
+    from accelgen.fpga.flow import synth
+    r = synth(SPEC, SPEC.presets["tiny"], "ice40", tmp_path, preset="tiny")
+    assert set(r.resources) == RESOURCE_KEYS
+    assert r.resources["LUT4"] > 0 and r.resources["FF"] > 0
+    # synth_ice40 -dsp maps the 8x8 multiplier into one SB_MAC16
+    assert r.resources["DSP"] == 1
+    assert r.json.exists() and r.log.exists()
+
+
+@pytest.mark.fpga
+def test_synth_tiny_ecp5(tmp_path):
+    from accelgen.fpga.flow import synth
+    r = synth(SPEC, SPEC.presets["tiny"], "ecp5", tmp_path, preset="tiny")
+    assert set(r.resources) == RESOURCE_KEYS
+    assert r.resources["LUT4"] > 0
+    # yosys infers one MULT18X18D for the plain s8 x s8 multiplier
+    assert r.resources["DSP"] == 1
+    assert r.resources["carry"] > 0       # the 24-bit accumulator's CCU2C chain
+
+
+@pytest.mark.fpga
+@pytest.mark.parametrize("board", ["icebreaker", "ulx3s-85f"])
+def test_build_tiny(tmp_path, board):
+    from accelgen.fpga.flow import build
+    lines = []
+    r = build(SPEC, SPEC.presets["tiny"], board, tmp_path, preset="tiny",
+              progress=lines.append)
+    check_selfchecked_build(r)
+    assert r.resources["DSP"][0] == 1
+    assert r.resources["LUT4"][0] > 0 and r.resources["FF"][0] > 0
+    assert any("yosys" in ln for ln in lines) and any("nextpnr" in ln for ln in lines)
+    assert (tmp_path / FAMILIES[r.family].constraints("top")).exists()

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from accelgen.generators.emit import emit, verilog_text
 from accelgen.generators.registry import REGISTRY
 from accelgen.numerics import ConfigError
+from accelgen.sim.simulators import lint_arguments
 from accelgen.tools import tool_env, which
 
 PRESETS = [(b, p) for b, spec in REGISTRY.items() for p in spec.presets]
@@ -58,29 +59,43 @@ def emitted(tmp_path_factory):
             for b, p in PRESETS}
 
 
-# Warning classes disabled in the Verilator lint, and why:
-#   WIDTHEXPAND / WIDTHTRUNC: Amaranth emits `$signed(a) + $signed(b)` and narrower slices into
-#       wider contexts on purpose, relying on Verilog's context-determined widths; the results
-#       are proven equal to the golden model by simulation.
-#   UNUSEDSIGNAL: payload bits that some modes never read (element slots, upper product bits).
-#   PROCASSINIT: Amaranth's combinational processes start with an initial-value assignment.
-#   CASEINCOMPLETE: those same default assignments make incomplete `casez` latch-free;
-#       LATCH itself stays enabled, so a real latch still fails the lint.
-#   DECLFILENAME: Amaranth writes a block's submodules (FIFOs, memories, PEs) as further
-#       modules of the one emitted file, named after their hierarchy (``systolic.afifo``).
-VERILATOR_WAIVED = ("WIDTHEXPAND", "WIDTHTRUNC", "UNUSEDSIGNAL", "PROCASSINIT", "CASEINCOMPLETE",
-                    "DECLFILENAME")
+def _lint(out):
+    """Verilator ``-Wall`` with the documented waivers (:data:`LINT_WAIVED`)."""
+    cmd = [which("verilator"), *lint_arguments(out.manifest["top"]), str(out.verilog)]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=tool_env())
+    assert res.returncode == 0 and "%Warning" not in res.stderr, res.stderr[:3000]
 
 
 @pytest.mark.lint
 @pytest.mark.parametrize("block, preset", PRESETS)
 def test_verilator_lint_clean(emitted, block, preset):
-    out = emitted[(block, preset)]
-    cmd = [which("verilator"), "--lint-only", "-Wall",
-           *[f"-Wno-{w}" for w in VERILATOR_WAIVED], "--top-module", out.manifest["top"],
-           str(out.verilog)]
-    res = subprocess.run(cmd, capture_output=True, text=True, env=tool_env())
-    assert res.returncode == 0 and "%Warning" not in res.stderr, res.stderr[:3000]
+    _lint(emitted[(block, preset)])
+
+
+#: configurations beyond the presets whose Verilog differs in kind: every pipeline depth of
+#: both multipliers (pipeline 0 once produced LATCH warnings), single-dataflow and
+#: unpipelined arrays, every approximation back-end
+LINT_VARIANTS = [
+    *[("mac", {"multiplier": m, "pipeline": p, "lanes": 2})
+      for m in ("plain", "fused") for p in range(6)],
+    ("mac", {"reduction": "apart", "overflow": "wrap", "pipeline": 0, "lanes": 2}),
+    ("systolic", {"dataflows": ["ws"], "pe_pipeline": 0}),
+    ("systolic", {"dataflows": ["os"], "requant": True, "lut_rows": 1}),
+    ("activation", {"backend": "pwl", "spacing": "nonuniform", "dsp": False}),
+    ("activation", {"function": "exp", "backend": "ibert", "in_scale": 0.0625,
+                    "out_format": "u8", "out_scale": 0.00390625}),
+    ("softmax", {"exp": "table", "recip": "pwl", "newton": False, "output": "s8"}),
+    ("softmax", {"exp": "ibert", "output": "log2", "mask": False}),
+]
+
+
+@pytest.mark.lint
+@pytest.mark.parametrize("block, settings", LINT_VARIANTS,
+                         ids=[f"{b}-{i}" for i, (b, _) in enumerate(LINT_VARIANTS)])
+def test_verilator_lint_clean_variants(tmp_path, block, settings):
+    spec = REGISTRY[block]
+    config = spec.config_cls.from_dict({**spec.presets["tiny"].to_dict(), **settings})
+    _lint(emit(spec, config, tmp_path, preset=None))
 
 
 @pytest.mark.lint

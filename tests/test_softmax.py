@@ -6,10 +6,15 @@ does). Configs: the presets (those with ``n_max = 128`` cut to 16; the full ones
 ``slow``), every exponent x reciprocal x Newton x output combination, and a few corner
 configs (tiny ``acc_frac``, ``n_max`` 1 and not a power of two, coarse and fine scales).
 Seeds are in the test ids and the failure messages.
+
+At the end: the emitted Verilog in cocotb on Verilator and Icarus (``cocotb`` marker) and a
+yosys / nextpnr build (``fpga`` marker).
 """
 
 import itertools
+import json
 import random
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -17,6 +22,7 @@ import pytest
 from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 
+from accelgen.generators.registry import REGISTRY
 from accelgen.generators.softmax import PRESETS, SoftmaxConfig
 from accelgen.hdl.common.normalize import leading_zeros, normalize
 from accelgen.hdl.softmax import Softmax
@@ -24,6 +30,10 @@ from accelgen.numerics import ConfigError
 from accelgen.sim.golden import softmax as golden
 from accelgen.sim.payload import pack
 from accelgen.sim.pysim import run_streams
+
+from support import (SEED, check_selfchecked_build, errors_like_golden,
+                     false_manifest_is_caught, needs_icarus, simulate_passing,
+                     simulate_preset)
 
 SMALL = replace(PRESETS["tiny"], n_max=8)
 
@@ -350,3 +360,101 @@ def test_full_preset_random_rows(name):
     rows = _random_rows(cfg, rng, 16) + _directed_rows(cfg)
     _check(cfg, _words(cfg, rows), 8)
     _check(cfg, _words(cfg, rows), 9, valid_prob=1.0, ready_prob=1.0)
+
+
+# -- cocotb: the emitted Verilog on Verilator (and Icarus where installed) -------------------
+
+SPEC = REGISTRY["softmax"]
+BEATS = 150
+
+
+def _check_cocotb(result, config):
+    cases = result.result["testcases"]
+    for name in ("random_rows", "directed_rows", "reset_midstream"):
+        assert cases[name]["mismatches"] == 0
+    directed = cases["directed_rows"]["cases"]
+    assert any("split twice" in c for c in directed) and any("N=1" in c for c in directed)
+    assert config.mask == any("all masked" in c for c in directed)
+    tp = cases["throughput"]
+    assert tp["end_to_end"] >= tp["bound"] > 0
+    if config.n_max >= 64:
+        assert tp["end_to_end"] > 0.9
+    assert cases["reset_midstream"]["in_flight"] > 0 and cases["reset_midstream"]["stale"] == 0
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("preset", list(SPEC.presets))
+def test_verilator_preset(preset, tmp_path):
+    """random_rows, directed_rows, throughput, reset_midstream on one Verilator build."""
+    result = simulate_preset(SPEC, preset, tmp_path, simulator="verilator", beats=BEATS)
+    _check_cocotb(result, SPEC.presets[preset])
+
+
+@pytest.mark.cocotb
+@needs_icarus
+def test_icarus_tiny(tmp_path):
+    result = simulate_preset(SPEC, "tiny", tmp_path, simulator="icarus", beats=60)
+    _check_cocotb(result, SPEC.presets["tiny"])
+
+
+@pytest.mark.cocotb
+def test_user_inputs_and_cli(tmp_path, monkeypatch, capsys):
+    """Rows with lengths and a mask through simulate() and ``accelgen sim --inputs
+    --outputs``: y is (rows, n) with the masked code past each row's end, equals the golden
+    model, and the recorded errors (with row sums) are the golden model's."""
+    from accelgen.cli import main
+    config = SPEC.presets["tiny"]
+    assert config.mask and config.output == "u8"
+    rng = np.random.default_rng(SEED)
+    n = config.n_max
+    x = golden.random_rows(config, rng, 7)
+    lengths = np.array([n, 1, 3, n, 5, 2, n - 1])
+    mask = rng.random(x.shape) < 0.3
+    mask[3] = True                                       # a row with every element masked
+    np.savez(tmp_path / "in.npz", x=x, lengths=lengths, mask=mask)
+    result = simulate_passing(SPEC, config, preset="tiny", inputs=tmp_path / "in.npz",
+                              outputs=tmp_path / "out.npz",
+                              build_root=tmp_path / "build" / "sim", testcases=["user_inputs"])
+    user = result.result["testcases"]["user_inputs"]
+    assert (user["check"], user["rows"], user["elements"]) == ("passed", 7, int(lengths.sum()))
+    want = golden.errors(config, x=x, lengths=lengths, mask=mask)
+    errors_like_golden(user["errors"], want)
+    assert user["errors"]["row_sum_max_dev"] == pytest.approx(want["row_sum_max_dev"])
+    with np.load(tmp_path / "out.npz") as out:
+        assert out["y"].shape == x.shape
+        np.testing.assert_array_equal(out["y"], golden.softmax(config, x, lengths, mask))
+        assert (out["y"][1, 1:] == golden.masked_code(config)).all()
+
+    monkeypatch.chdir(tmp_path)
+    argv = ["sim", "softmax", "--preset", "tiny", "--inputs", "in.npz", "--outputs", "o2.npz"]
+    assert main(argv + ["--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["testcases"] == {"user_inputs": True}
+    assert data["user_inputs"]["errors"]["row_sum_bound"] == n * 2 ** -8
+    assert main(argv + ["--no-check"]) == 0
+    text = capsys.readouterr().out
+    assert re.search(r"^error vs float64: max \d+\.\d\d LSB, mean \d+\.\d\d LSB, bias "
+                     r"-?\d+\.\d\d LSB; row sums within \d\.\d{4} of 1", text, re.M), text
+    assert "check skipped" in text
+
+
+@pytest.mark.cocotb
+def test_testbench_catches_wrong_rtl(tmp_path):
+    """Verilog without the Newton step under a manifest that claims one: the scoreboards
+    fail with the seed in the message; the true pairing passes."""
+    real = replace(SPEC.presets["tiny"], newton=False, recip_bits=2)
+    false_manifest_is_caught(SPEC, real, replace(real, newton=True), tmp_path,
+                             ["random_rows", "directed_rows"], "mismatches in random rows")
+
+
+# -- FPGA: yosys / nextpnr builds ------------------------------------------------------------
+# (the self-check harness in the Amaranth simulator, for every one-stream block:
+# tests/test_fpga.py)
+
+@pytest.mark.fpga
+def test_build_default_ulx3s(tmp_path):
+    from accelgen.fpga.flow import build
+    r = build(SPEC, SPEC.presets["default"], "ulx3s-85f", tmp_path, preset="default",
+              beats=400, seed=2, quick=True)
+    check_selfchecked_build(r)
+    assert r.resources["BRAM"][0] > 0

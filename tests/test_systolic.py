@@ -1,10 +1,11 @@
 """Block ``systolic`` in the Amaranth simulator against its golden model (fast tier).
 
 Every run sends a sequence of commands with their ``a``/``b`` beats, with random gaps and
-backpressure on every stream, and compares every ``o`` word and the ``err``/``macs`` fields
-of every ``rsp`` word with :class:`accelgen.sim.golden.systolic.Model`, which runs the same
-sequence (so accumulate chains and memory contents left by earlier commands are covered).
-Seeds are in the test ids.
+backpressure on every stream, and compares every ``o`` word and the ``err``/``macs`` (and, for
+valid commands, ``busy``) fields of every ``rsp`` word with a
+:class:`accelgen.sim.golden.systolic_program.Program`, which runs the same sequence on the
+golden model (so accumulate chains and memory contents left by earlier commands are
+covered). Seeds are in the test ids.
 """
 
 import random
@@ -19,6 +20,7 @@ from accelgen.generators.systolic import PRESETS, SystolicConfig
 from accelgen.hdl.systolic import Systolic
 from accelgen.numerics import ConfigError
 from accelgen.sim.golden import systolic as golden
+from accelgen.sim.golden.systolic_program import Program, random_command
 from accelgen.sim.pysim import run_streams
 
 TINY = PRESETS["tiny"]
@@ -31,35 +33,17 @@ def _config(rows, cols, **kw):
     return replace(TINY, rows=rows, cols=cols, **kw)
 
 
-def _expect(cfg, commands, rng, model=None):
-    """Golden words for ``commands``: ``({stream: words}, o words, rsp as (err, macs))``."""
-    model = model or golden.Model(cfg)
-    ins, o_w, rsp = {"cmd": [], "a": [], "b": [], "c": []}, [], []
-    for cmd in commands:
-        c = cmd.coded(cfg)
-        mode = cfg.modes[c.mode] if c.mode < len(cfg.modes) else cfg.modes[0]
-        a, b = golden.random_operands(cfg, rng, max(c.m, 1), max(c.k, 1), max(c.n, 1), mode)
-        half = 1 << (cfg.acc_width - 1)
-        init = rng.integers(-half, half, size=(c.m, c.n)) if c.preload else None
-        res = model.run(cmd, a[:c.m, :c.k], b[:c.k, :c.n], init)
-        ins["cmd"].append(golden.pack_command(cfg, cmd))
-        ins["a"] += res.a_words
-        ins["b"] += res.b_words
-        ins["c"] += res.c_words
-        o_w += res.o_words
-        rsp.append((res.err, res.macs))
-    return ins, o_w, rsp
-
-
 def _run(cfg, commands, seed, *, valid_prob=0.8, ready_prob=0.8, model=None):
-    rng = np.random.default_rng(seed)
-    ins, o_w, rsp = _expect(cfg, commands, rng, model)
-    out, cycles = run_streams(Systolic(cfg), ins, {"o": len(o_w), "rsp": len(rsp)}, seed=seed,
-                              valid_prob=valid_prob, ready_prob=ready_prob,
-                              max_cycles=4000 + 40 * sum(map(len, [*ins.values(), o_w])))
+    p = Program(cfg, model).run(commands, np.random.default_rng(seed))
+    out, cycles = run_streams(Systolic(cfg), p.words, {"o": len(p.o), "rsp": len(p.rsp)},
+                              seed=seed, valid_prob=valid_prob, ready_prob=ready_prob,
+                              max_cycles=4000 + 40 * sum(map(len, [*p.words.values(), p.o])))
     got_rsp = [golden.unpack_rsp(cfg, w) for w in out["rsp"]]
-    assert [(r["err"], r["macs"]) for r in got_rsp] == rsp, f"seed {seed}: rsp"
-    assert out["o"] == o_w, f"seed {seed}: o words differ"
+    assert [(r["err"], r["macs"]) for r in got_rsp] == [(r.err, r.macs) for r in p.rsp], \
+        f"seed {seed}: rsp"
+    assert [r["busy"] for r in got_rsp if not r["err"]] == \
+        [r.a_beats for r in p.rsp if not r.err], f"seed {seed}: busy != steps (a beats)"
+    assert out["o"] == p.o, f"seed {seed}: o words differ"
     return got_rsp, cycles
 
 
@@ -84,7 +68,7 @@ ARRAYS = [
 @pytest.mark.parametrize("cfg", ARRAYS)
 def test_random_commands(cfg, seed):
     rng = np.random.default_rng(seed)
-    commands = [golden.random_command(cfg, rng) for _ in range(4)]
+    commands = [random_command(cfg, rng) for _ in range(4)]
     _run(cfg, commands, seed)
 
 
@@ -110,18 +94,13 @@ def test_accumulate_chain_and_none():
     M, N, ks = 5, 3, (2, 3, 4)
     a = [rng.integers(-128, 128, (M, k)) for k in ks]
     b = [rng.integers(-128, 128, (k, N)) for k in ks]
-    model = golden.Model(cfg)
     cmds = [golden.Command(m=M, k=k, n=N, accumulate=i > 0, output="none" if i < 2 else "raw",
                            dataflow=("os", "ws", "os")[i]) for i, k in enumerate(ks)]
-    results = [model.run(c, x, y) for c, x, y in zip(cmds, a, b)]
-    assert (results[2].y == sum(x @ y for x, y in zip(a, b))).all()
-    out, _ = run_streams(Systolic(cfg),
-                         {"cmd": [golden.pack_command(cfg, c) for c in cmds],
-                          "a": sum((r.a_words for r in results), []),
-                          "b": sum((r.b_words for r in results), [])},
-                         {"o": len(results[2].o_words), "rsp": 3}, seed=5, valid_prob=0.7,
-                         ready_prob=0.7, max_cycles=5000)
-    assert out["o"] == results[2].o_words
+    p = Program(cfg).run(cmds, arrays=[(x, y, None) for x, y in zip(a, b)])
+    assert (golden.unpack_rows(cfg, cmds[2], p.o) == sum(x @ y for x, y in zip(a, b))).all()
+    out, _ = run_streams(Systolic(cfg), p.words, {"o": len(p.o), "rsp": 3}, seed=5,
+                         valid_prob=0.7, ready_prob=0.7, max_cycles=5000)
+    assert out["o"] == p.o
     assert [golden.unpack_rsp(cfg, w)["err"] for w in out["rsp"]] == [0, 0, 0]
 
 
@@ -171,19 +150,18 @@ def test_reset_midcommand():
     depend on the interrupted command's memory rows: it overwrites first)."""
     cfg = _config(2, 2, dataflows=BOTH, k_max=16)
     rng = np.random.default_rng(2)
-    first = [golden.Command(m=7, k=16, n=5, dataflow="os")]
-    ins1, _, _ = _expect(cfg, first, rng)
-    second = [golden.Command(m=5, k=4, n=3, dataflow="ws", output="none"),
-              golden.Command(m=5, k=7, n=3, dataflow="os", accumulate=True),
-              golden.Command(m=3, k=2, n=3, dataflow="ws", preload=True)]
-    ins2, o2, rsp2 = _expect(cfg, second, rng)
+    first = Program(cfg).run([golden.Command(m=7, k=16, n=5, dataflow="os")], rng)
+    second = Program(cfg).run([golden.Command(m=5, k=4, n=3, dataflow="ws", output="none"),
+                               golden.Command(m=5, k=7, n=3, dataflow="os", accumulate=True),
+                               golden.Command(m=3, k=2, n=3, dataflow="ws", preload=True)], rng)
     for at in (40, 90):
-        out, _ = run_streams(Systolic(cfg), ins1, {"o": 10 ** 6},
+        out, _ = run_streams(Systolic(cfg), first.words, {"o": 10 ** 6},
                              seed=at, valid_prob=0.9, ready_prob=0.9,
-                             reset_at=(at, ins2, {"o": len(o2), "rsp": 3}), max_cycles=4000)
-        assert out["o"] == o2, f"reset at {at}"
+                             reset_at=(at, second.words, {"o": len(second.o), "rsp": 3}),
+                             max_cycles=4000)
+        assert out["o"] == second.o, f"reset at {at}"
         assert [(golden.unpack_rsp(cfg, w)["err"], golden.unpack_rsp(cfg, w)["macs"])
-                for w in out["rsp"]] == rsp2
+                for w in out["rsp"]] == [(r.err, r.macs) for r in second.rsp]
 
 
 # -- counters and utilization ----------------------------------------------------------------

@@ -2,16 +2,24 @@
 docstring of :mod:`accelgen.generators.systolic`) in plain Python integers, plus hand-computed
 cases. No Amaranth: these tests pin the model the RTL is later held to."""
 
+import dataclasses
+import itertools
+import json
 import math
+import subprocess
+import sys
 from dataclasses import replace
 from fractions import Fraction
 
 import numpy as np
 import pytest
 
-from accelgen.generators.systolic import OUTPUTS, PRESETS, SystolicConfig
+from accelgen.generators.base import field_offsets
+from accelgen.generators.systolic import COUNTERS, ERRORS, OUTPUTS, PRESETS, SystolicConfig
 from accelgen.sim.golden import systolic as golden
+from accelgen.sim.golden import systolic_program as prog
 from accelgen.sim.golden.systolic import Command, Model
+from accelgen.sim.golden.systolic_program import Program, flush_command
 
 DEFAULT = PRESETS["default"]
 TWO_FLOWS = replace(PRESETS["tiny"], dataflows=("os", "ws"))
@@ -224,7 +232,7 @@ def test_random_command_sequences_match_reference(variant):
     count = 12 if cfg.rows >= 16 else 30 if cfg.rows >= 8 else 80
     flows, accumulated, preloaded = set(), 0, 0
     for _ in range(count):
-        cmd = golden.random_command(cfg, rng, allow_errors=True)
+        cmd = prog.random_command(cfg, rng, allow_errors=True)
         a = b = c = None
         if ref_error(cfg, cmd) == 0:
             a, b = _operands(cfg, rng, cmd)
@@ -409,7 +417,7 @@ def test_requant_roundings_match_reference(rounding):
     rng = np.random.default_rng(len(rounding))
     model, ref = Model(cfg), Reference(cfg)
     for _ in range(25):
-        cmd = replace(golden.random_command(cfg, rng), output="requant",
+        cmd = replace(prog.random_command(cfg, rng), output="requant",
                       shift=int(rng.integers(0, 20)), mult=int(rng.integers(0, 8)))
         if ref_error(cfg, cmd) == 0:
             _check_against_reference(cfg, model, ref, cmd, *_operands(cfg, rng, cmd),
@@ -427,7 +435,7 @@ def test_payload_round_trip(variant):
     rng = np.random.default_rng(1)
     run, words = Model(cfg), Model(cfg)
     for _ in range(8 if cfg.rows >= 16 else 25):
-        cmd = golden.random_command(cfg, rng, allow_errors=True)
+        cmd = prog.random_command(cfg, rng, allow_errors=True)
         a = b = c = None
         if ref_error(cfg, cmd) == 0:
             a, b = _operands(cfg, rng, cmd)
@@ -539,9 +547,9 @@ def test_error_3_boundaries_run(cmd):
 @pytest.mark.parametrize("cfg", list(VARIANTS.values()), ids=sorted(VARIANTS))
 def test_random_command_valid_unless_asked(cfg):
     rng = np.random.default_rng(0)
-    seen = {golden.error_code(cfg, golden.random_command(cfg, rng)) for _ in range(200)}
+    seen = {golden.error_code(cfg, prog.random_command(cfg, rng)) for _ in range(200)}
     assert seen == {0}
-    seen = {golden.error_code(cfg, golden.random_command(cfg, rng, allow_errors=True))
+    seen = {golden.error_code(cfg, prog.random_command(cfg, rng, allow_errors=True))
             for _ in range(600)}
     expressible = {0, 1, 2, 3, 4} - (set() if cfg.k_max < (1 << cfg.dim_bits) - 1 else {2})
     assert seen == expressible
@@ -659,7 +667,176 @@ def test_check_arrays():
 def test_random_operands_cover_the_formats():
     rng = np.random.default_rng(0)
     for mode in DEFAULT.modes:
-        a, b = golden.random_operands(DEFAULT, rng, 40, 50, 30, mode)
+        a, b = prog.random_operands(DEFAULT, rng, 40, 50, 30, mode)
         (alo, ahi, _), (blo, bhi, _) = _formats(DEFAULT, mode)
         assert a.shape == (40, 50) and b.shape == (50, 30)
         assert (a.min(), a.max(), b.min(), b.max()) == (alo, ahi, blo, bhi), mode
+
+
+# -- the command format: every constant read from the config's fields --------------------------
+
+LAYOUTS = {**{name: cfg for name, cfg in PRESETS.items()},
+           **{f"{name}-requant-{not cfg.requant}": replace(cfg, requant=not cfg.requant)
+              for name, cfg in PRESETS.items()},
+           "narrow": replace(DEFAULT, dim_bits=5, k_max=31, mult_bits=3, counter_width=20,
+                             modes=("s8s8", "u8s8", "s4s4"))}
+
+
+def _field_range(f):
+    return ((-(1 << (f.width - 1)), (1 << (f.width - 1)) - 1) if f.signed
+            else (0, (1 << f.width) - 1))
+
+
+@pytest.mark.parametrize("variant", sorted(LAYOUTS))
+def test_golden_constants_are_the_config_field_layout(variant):
+    """Every width, range and code count the golden model uses is that of the config's
+    ``cmd_fields``/``rsp_fields``: each field takes its extreme values through pack and unpack
+    (at its place in the word) and refuses one past them, and the derived constants equal the
+    field list."""
+    cfg = LAYOUTS[variant]
+    fmt = golden.command_format(cfg)
+    fields = {f.name: f for f in cfg.cmd_fields}
+    offsets = field_offsets(cfg.cmd_fields)
+    twin = {f.name: f for f in replace(cfg, requant=True).cmd_fields} if \
+        cfg.acc_width + cfg.mult_bits <= 62 else fields
+    plain = [f.name for f in replace(cfg, requant=False).cmd_fields]
+    assert fmt.requant_params == tuple(n for n in twin if n not in plain)
+    assert set(fmt.requant_params) <= set(fields) if cfg.requant \
+        else not set(fmt.requant_params) & set(fields)
+    assert set(fmt.requant_params) <= {f.name for f in dataclasses.fields(Command)}
+    for name, f in twin.items():        # requant parameters checked even without the stage
+        assert (fmt.fields[name].width, fmt.fields[name].signed) == (f.width, f.signed), name
+    base = Command(1, 1, 1)
+    for name, f in fields.items():
+        lo, hi = _field_range(f)
+        assert fmt.range(name) == (lo, hi), name
+        offset, width, _ = offsets[name]
+        for value in (lo, hi):
+            word = golden.pack_command(cfg, replace(base, **{name: value}))
+            assert (word >> offset) & ((1 << width) - 1) == value & ((1 << width) - 1), name
+            assert getattr(golden.unpack_command(cfg, word), name) == value, name
+        for value in (lo - 1, hi + 1):
+            with pytest.raises(ValueError, match=rf"^{name}: "):
+                golden.pack_command(cfg, replace(base, **{name: value}))
+    assert fmt.format("zero_point") == golden.IntFormat(twin["zero_point"].width,
+                                                        twin["zero_point"].signed)
+    assert fmt.dim_max == (1 << fields["m"].width) - 1 == (1 << fields["n"].width) - 1
+    assert fmt.output_codes == 1 << fields["output"].width
+    assert [golden.error_code(cfg, replace(base, output=o))
+            for o in range(len(OUTPUTS), fmt.output_codes)] == \
+        [4] * (fmt.output_codes - len(OUTPUTS))
+    assert (golden.RAW, golden.REQUANT, golden.NONE) == tuple(
+        OUTPUTS.index(o) for o in ("raw", "requant", "none"))
+    for name in ("dataflow", "mode"):
+        assert fmt.codes(name) == (1 << fields[name].width if name in fields else 1)
+    rsp = {f.name: f for f in cfg.rsp_fields}
+    assert fmt.err_width == rsp["err"].width and max(ERRORS) < 1 << fmt.err_width
+    assert fmt.counters == tuple(n for n in rsp if n != "err") == COUNTERS
+    word = sum(((1 << f.width) - 1) << offset
+               for f, (offset, _, _) in zip(cfg.rsp_fields,
+                                            field_offsets(cfg.rsp_fields).values()))
+    assert golden.unpack_rsp(cfg, word) == {n: (1 << f.width) - 1 for n, f in rsp.items()}
+
+
+# -- the program layer --------------------------------------------------------------------------
+
+#: outside every ``s<acc_width>`` (acc_width <= 48): a row the flush did not write keeps it
+UNWRITTEN = 1 << 60
+FLUSHES = {**{name: cfg for name, cfg in PRESETS.items()},
+           "two-flows": TWO_FLOWS,
+           # m too narrow for acc_depth: N grows past C, and past dim_max (N = 15, NB = 8)
+           "narrow-m": replace(PRESETS["tiny"], dim_bits=4, k_max=15, acc_depth=64),
+           "narrow-m-8x8": replace(PRESETS["8x8"], dim_bits=6, k_max=63),
+           "deep-one-row": replace(PRESETS["tiny"], rows=1, cols=1, acc_depth=4096)}
+
+
+@pytest.mark.parametrize("variant", sorted(FLUSHES))
+def test_flush_overwrites_every_accumulator_row(variant):
+    """The flush command writes every lane of every one of the ``acc_depth`` rows, at element
+    level (random operands) and at payload level (any operand words, as the harness sends)."""
+    cfg = FLUSHES[variant]
+    cmd = flush_command(cfg)
+    c = cmd.coded(cfg)
+    assert golden.error_code(cfg, cmd) == 0, c
+    assert (c.output, c.accumulate, c.preload, c.k) == (golden.NONE, False, False, 1), c
+    element, payload = Model(cfg), Model(cfg)
+    for model in (element, payload):
+        model.memory[:] = UNWRITTEN
+    p = Program(cfg, element).run([cmd], np.random.default_rng(0))
+    ones = {n: itertools.repeat((1 << sum(f.width for f in fields)) - 1)
+            for n, fields in (("a", cfg.a_fields), ("b", cfg.b_fields), ("c", cfg.c_fields))}
+    q = Program(cfg, payload)
+    q.add_words(cmd, ones["a"], ones["b"], ones["c"])
+    for prog_, model in ((p, element), (q, payload)):
+        assert prog_.o == [] and prog_.rsp[0].err == 0
+        missed = sorted({int(r) for r in np.argwhere(model.memory == UNWRITTEN)[:, 0]})
+        assert model.memory.shape == (cfg.acc_depth, cfg.cols)
+        assert not missed, f"{c} leaves {len(missed)} of {cfg.acc_depth} rows, e.g. {missed[:4]}"
+
+
+def test_flush_with_narrow_fields_covers_every_readable_row():
+    """When no command of the config reaches all ``acc_depth`` rows (``m`` and ``n`` 4 bits,
+    C = 4: NB*M <= 60 < 64), the flush writes every row an ``accumulate`` command can read."""
+    cfg = replace(PRESETS["tiny"], cols=4, dim_bits=4, k_max=15, acc_depth=64)
+    model = Model(cfg)
+    model.memory[:] = UNWRITTEN
+    Program(cfg, model).run([flush_command(cfg)], np.random.default_rng(0))
+    readable = {r for m in range(1, 16) for n in range(1, 16)
+                if golden.error_code(cfg, Command(m, 1, n, accumulate=True)) == 0
+                for r in range(-(-n // cfg.cols) * m)}
+    written = {r for r in range(cfg.acc_depth) if (model.memory[r] != UNWRITTEN).all()}
+    assert readable == written == set(range(60))
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_program_element_and_payload_levels_agree(variant):
+    """A program with random (and erroneous) commands, junk in half the valid ones, replayed
+    at payload level from its own words: the same ``o`` and ``rsp``, every word taken (so the
+    junk is only in ignored bits and the beat counts are exact)."""
+    cfg = VARIANTS[variant]
+    rng = np.random.default_rng(7)
+    commands = [flush_command(cfg)] + [prog.random_command(cfg, rng, allow_errors=True)
+                                       for _ in range(6 if cfg.rows >= 8 else 20)]
+    p = Program(cfg).run(commands, rng, junk=0.5)
+    assert p.junk and p.rsp[0].err == 0
+    q = Program(cfg)
+    streams = [iter(p.words[n]) for n in prog.OPERANDS]
+    for cmd in commands:
+        q.add_words(cmd, *streams)
+    assert (q.o, q.rsp, q.words, q.owner) == (p.o, p.rsp, p.words, p.owner)
+    assert sum(r.a_beats for r in p.rsp) == len(p.words["a"])
+    assert not [r for r in p.rsp if r.err and (r.a_beats or r.macs)]
+
+
+def test_junk_sets_ignored_bits_only():
+    """``add_junk`` changes words (the kinds are not empty) and only where the hardware must
+    ignore them; a mask on a used bit is caught by the program's own check."""
+    cfg = replace(DEFAULT, modes=("s4s4",))
+    cmd = Command(5, 6, 7, preload=True, dataflow="os")   # M, K, N past full blocks
+    rng = np.random.default_rng(3)
+    clean = Program(cfg).run([cmd], rng)
+    junked = prog.add_junk(cfg, rng, cmd, clean.words)
+    for name in prog.OPERANDS:
+        assert junked[name] != clean.words[name], name
+    assert Program(cfg).run([cmd], rng, junk=1.0).junk == [0]
+    spoiled = {**junked, "a": [w | 1 for w in junked["a"]]}       # bit 0 of element 0: used
+    o_words, _, _ = Model(cfg).words(clean.cmd_words[0], *(iter(spoiled[n])
+                                                          for n in prog.OPERANDS))
+    assert o_words != clean.o
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_directed_error_commands(variant):
+    cfg = VARIANTS[variant]
+    directed = prog.error_commands(cfg)
+    assert [golden.error_code(cfg, cmd) for cmd, _ in directed] == [e for _, e in directed]
+    expressible = {1, 3, 4} | ({2} if cfg.k_max < golden.command_format(cfg).dim_max else set())
+    assert {e for _, e in directed} == expressible
+
+
+def test_program_layer_imports_no_amaranth_or_cocotb():
+    code = ("import json, sys, accelgen.sim.golden.systolic_program; "
+            "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert not set(json.loads(out.stdout)) & {"amaranth", "cocotb", "cocotb_tools"}

@@ -23,17 +23,22 @@ Why endless operand streams work
     a block that takes one beat too many or too few fails even if no result shows it.
 
 Command program (:func:`plan`, seeded by ``seed``; ``max_dim = 2 * max(R, C) + 1`` so tiles
-come in full and partial blocks and ``K`` spans several ``R``-blocks)
-    1. a *clearing* command: output ``none``, no ``accumulate``, ``K = 1``, rows covering the
-       whole accumulator memory. The memory is not cleared by reset, so without it a re-run
-       (button) would see what the previous run left; after it, every memory row is a
-       function of the stimulus.
+come in full and partial blocks and ``K`` spans several ``R``-blocks), built as a
+:class:`~accelgen.sim.golden.systolic_program.Program` at payload level
+(:meth:`~accelgen.sim.golden.systolic_program.Program.add_words` on the endless streams)
+    1. the clearing command
+       (:func:`~accelgen.sim.golden.systolic_program.flush_command`): output ``none``, no
+       ``accumulate``, ``K = 1``, rows covering the whole accumulator memory. The memory is
+       not cleared by reset, so without it a re-run (button) would see what the previous run
+       left; after it, every memory row is a function of the stimulus.
     2. in random order: for every built dataflow, one command each of plain ``raw``,
        ``accumulate``, ``preload``, output ``none`` and (when built) ``requant``, drawn by
-       :func:`~accelgen.sim.golden.systolic.random_command` with that field forced, and a
-       *widening pair* (``N`` ending inside a column block, then the same rows accumulated
-       with ``N`` rounded up to whole blocks: the lanes past the first ``N`` are read back);
-       one command with a zero dimension (err 1) and one with output code 3 (err 4);
+       :func:`~accelgen.sim.golden.systolic_program.random_command` with that field forced,
+       and a *widening pair* (``N`` ending inside a column block, then the same rows
+       accumulated with ``N`` rounded up to whole blocks: the lanes past the first ``N`` are
+       read back);
+       one command with a zero dimension (err 1) and one with the first output code that
+       names no output (err 4);
     3. random valid commands until the streams carry ``beats`` payload beats (``a + b + c +
        o``) in all.
 
@@ -59,73 +64,41 @@ FF on tiny (iCE40 and ECP5), 1.4k LUT4 and 0.7k FF on default and 2.0k LUT4 and 
 """
 
 import itertools
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from amaranth.hdl import Cat, Signal, unsigned
 from amaranth.lib.memory import Memory
 
-from ..generators.systolic import ceil_div
+from ..generators.systolic import OUTPUTS, ceil_div
 from ..sim.golden import systolic as golden
+from ..sim.golden.systolic_program import OPERANDS, Program, flush_command, random_command
 from ..sim.payload import payload_width
 from .harness import Harness, LaneBank, SignatureSink, lane_seeds, lane_words, lanes, \
     signature, source_register
 
 __all__ = ["Plan", "plan", "rsp_check_word", "SystolicHarness"]
 
-OPERANDS = ("a", "b", "c")
 #: ``ctrl`` bit fields of the random decisions (``!= 0``: 3/4 of cycles)
 DECISIONS = {"cmd": (0, 2), "a": (5, 7), "b": (10, 12), "c": (15, 17), "o": (20, 22),
              "rsp": (25, 27)}
 MAX_COMMANDS = 1024
 
 
-@dataclass(frozen=True)
-class Plan:
-    """One self-check run as the golden model sees it.
+@dataclass
+class Plan(Program):
+    """One self-check run as the golden model sees it: the
+    :class:`~accelgen.sim.golden.systolic_program.Program` (``commands``, ``words``: the ROM
+    contents on ``cmd`` and the operand words the block takes, ``o``, ``rsp``, ``consumed``,
+    ``beats``) and the seeds of its streams.
 
     Members
     -------
-    commands : tuple of Command
-        The command program, in order.
-    cmd_words : tuple of int
-        Their packed ``cmd`` payloads (the ROM contents).
-    o_words : tuple of int
-        Every ``o`` word the block must send.
-    rsp : tuple of (err, macs)
-        One per command.
-    consumed : dict
-        ``a``, ``b``, ``c`` → beats the program consumes.
     seeds : dict
         ``a``, ``b``, ``c`` → xorshift32 seeds of that stream's generators; ``ctrl`` → seed of
         the flow-control generator.
     """
-    commands: tuple
-    cmd_words: tuple
-    o_words: tuple
-    rsp: tuple
-    consumed: dict
-    seeds: dict
-
-    @property
-    def beats(self):
-        """Payload beats on ``a``, ``b``, ``c`` and ``o`` in all."""
-        return sum(self.consumed.values()) + len(self.o_words)
-
-
-class _Counted:
-    """Iterator wrapper that counts the items taken."""
-
-    def __init__(self, iterable):
-        self.it, self.n = iter(iterable), 0
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        item = next(self.it)
-        self.n += 1
-        return item
+    seeds: dict = field(default_factory=dict)
 
 
 def operand_widths(config):
@@ -145,23 +118,10 @@ def _seeds(config, seed):
     return out
 
 
-def _clearing_command(config):
-    """Output ``none``, ``K = 1``, ``NB * M = acc_depth``: overwrites every accumulator row
-    (``N`` doubles from ``C`` until ``M = acc_depth / NB`` fits the ``m`` field). Where the
-    ``m`` and ``n`` fields are too narrow for that, it covers as many rows as any command
-    can reach, and rows past those are never read."""
-    dim_max = (1 << config.dim_bits) - 1
-    n = min(config.cols, dim_max)
-    while ceil_div(config.acc_depth, ceil_div(n, config.cols)) > dim_max and n < dim_max:
-        n = min(2 * n, dim_max)
-    m = min(dim_max, config.acc_depth // ceil_div(n, config.cols))
-    return golden.Command(m=m, k=1, n=n, output="none", dataflow=config.dataflows[0])
-
-
 def _valid(config, rng, max_dim, make):
     """``make(random command)`` redrawn until valid (a forced field may make it err 3)."""
     for _ in range(100):
-        cmds = make(golden.random_command(config, rng, max_dim=max_dim))
+        cmds = make(random_command(config, rng, max_dim=max_dim))
         try:
             if all(golden.error_code(config, c) == 0 for c in cmds):
                 return cmds
@@ -198,8 +158,8 @@ def _coverage(config, rng, max_dim):
         if config.cols > 1:
             units.append(_valid(config, rng, max_dim,
                                 lambda c, f=flow: _widen(config, replace(c, dataflow=f))))
-    base = golden.random_command(config, rng, max_dim=max_dim)
-    units += [[replace(base, m=0)], [replace(base, output=3)]]
+    base = random_command(config, rng, max_dim=max_dim)
+    units += [[replace(base, m=0)], [replace(base, output=len(OUTPUTS))]]
     return [cmd for i in rng.permutation(len(units)) for cmd in units[i]]
 
 
@@ -211,30 +171,21 @@ def plan(config, *, beats, seed):
     max_dim = 2 * max(config.rows, config.cols) + 1
     seeds = _seeds(config, seed)
     widths = operand_widths(config)
-    streams = {name: _Counted(lane_words(seeds[name], widths[name]))
-               for name in OPERANDS}
-    fixed = [_clearing_command(config), *_coverage(config, rng, max_dim)]
-    randoms = (golden.random_command(config, rng, max_dim=max_dim) for _ in itertools.count())
-    model = golden.Model(config)
-    commands, words, o_words, rsp = [], [], [], []
+    streams = [lane_words(seeds[name], widths[name]) for name in OPERANDS]
+    fixed = [flush_command(config), *_coverage(config, rng, max_dim)]
+    randoms = (random_command(config, rng, max_dim=max_dim) for _ in itertools.count())
+    p = Plan(config, seeds=seeds)
     for i, cmd in enumerate(itertools.chain(fixed, randoms)):
-        word = golden.pack_command(config, cmd)
-        o, err, macs = model.words(word, streams["a"], streams["b"], streams["c"])
-        commands.append(cmd)
-        words.append(word)
-        o_words += o
-        rsp.append((err, macs))
-        total = sum(s.n for s in streams.values()) + len(o_words)
-        if i + 1 >= len(fixed) and total >= beats or len(commands) >= MAX_COMMANDS:
+        p.add_words(cmd, *streams)
+        if i + 1 >= len(fixed) and p.beats >= beats or len(p.commands) >= MAX_COMMANDS:
             break
-    return Plan(commands=tuple(commands), cmd_words=tuple(words), o_words=tuple(o_words),
-                rsp=tuple(rsp), consumed={name: s.n for name, s in streams.items()},
-                seeds=seeds)
+    return p
 
 
 def rsp_check_word(config, err, macs):
-    """The bits of an ``rsp`` beat that enter its signature: ``err | macs << 3``."""
-    return err | macs << config.rsp_fields[0].width
+    """The bits of an ``rsp`` beat that enter its signature: ``err | macs << W_err`` (``W_err``
+    the width of the ``err`` field)."""
+    return err | macs << golden.command_format(config).err_width
 
 
 class SystolicHarness(Harness):
@@ -293,10 +244,11 @@ class SystolicHarness(Harness):
         super().__init__(timeout=16 * p.beats + 64 * len(p.commands) * (rows_cols + 4)
                          + 4 * self.quiet_cycles + 1024, ctrl_seed=p.seeds["ctrl"])
         self.o_width = payload_width(config.o_fields)
-        self.rsp_width = config.rsp_fields[0].width + config.counter_width
-        self.model_signature = signature(p.o_words, self.o_width)
+        rsp_fields = golden.command_format(config).rsp
+        self.rsp_width = rsp_fields["err"].width + rsp_fields["macs"].width
+        self.model_signature = signature(p.o, self.o_width)
         self.expected_signature = self.model_signature ^ (1 if corrupt_expected else 0)
-        self.expected_count = len(p.o_words)
+        self.expected_count = len(p.o)
         widths = operand_widths(config)
         self.stimulus = {name: LaneBank(widths[name], p.seeds[name], f"stim_{name}")
                          for name in OPERANDS}
@@ -306,7 +258,8 @@ class SystolicHarness(Harness):
         self.sent = Signal(range(len(p.commands) + 1))
         self.taken = {name: Signal(range(self.timeout + 1), name=f"{name}_taken")
                       for name in OPERANDS}
-        rsp_sig = signature([rsp_check_word(config, e, n) for e, n in p.rsp], self.rsp_width)
+        rsp_sig = signature([rsp_check_word(config, r.err, r.macs) for r in p.rsp],
+                            self.rsp_width)
         self.checks = {"o signature": (self.out.sig, self.expected_signature),
                        "o beats": (self.out.count, self.expected_count),
                        "rsp signature": (self.rsp.sig, rsp_sig),

@@ -47,7 +47,8 @@ from functools import cached_property
 
 from .. import approx
 from ..numerics import ConfigError, IntFormat
-from .base import Config, Field, check_bool, check_choice, check_int, check_real
+from .base import (ArrayLayout, Config, Field, check_bool, check_choice, check_int,
+                   check_real)
 
 __all__ = ["ActivationConfig", "PRESETS", "ERROR_BOUNDS", "FUNCTIONS", "BACKENDS"]
 
@@ -291,13 +292,33 @@ class ActivationConfig(Config):
             return 3 if self.spacing == "uniform" else 4
         return {"table": 2, "ibert": 6}[self.backend]
 
+    def _lanes(self, fmt, note):
+        return ArrayLayout(shape=(self.lanes,), index=("lane",), stride=(fmt.width,),
+                           width=fmt.width, signed=fmt.signed, note=note)
+
     @property
     def input_fields(self):
-        return [Field("x", self.lanes * self.in_fmt.width), Field("last", 1)]
+        f = self.in_fmt
+        return [Field("x", self.lanes * f.width,
+                      doc=f"{self.lanes} input code{'s' * (self.lanes > 1)} ({f.name}), one "
+                          f"per lane; code x stands for in_scale * (x - in_zero_point). Lanes "
+                          f"are independent: lane l of y is {self.function} of lane l of x.",
+                      array=self._lanes(f, "every bit pattern is a legal code")),
+                Field("last", 1, doc="A tag the hardware carries unchanged to this beat's o "
+                                     "beat (no effect on the values).")]
 
     @property
     def output_fields(self):
-        return [Field("y", self.lanes * self.out_fmt.width), Field("last", 1)]
+        f = self.out_fmt
+        return [Field("y", self.lanes * f.width,
+                      doc=f"{self.lanes} output code{'s' * (self.lanes > 1)} ({f.name}), lane "
+                          f"l computed from lane l of the i beat; code y stands for out_scale * "
+                          f"(y - out_zero_point).",
+                      array=self._lanes(f, f"saturated to {f.name}")),
+                Field("last", 1, doc="The i beat's last, unchanged.")]
+
+    def stream_fields(self):
+        return {"i": self.input_fields, "o": self.output_fields}
 
     def derived(self):
         """Derived values for the manifest."""

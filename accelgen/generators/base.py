@@ -248,11 +248,12 @@ class Config:
 
 
 #: What a config and a simulation may cost before accelgen refuses them (``--allow-large``
-#: lifts these limits): on-chip memory bits of one block (ECP5-85F has 3.7 Mbit of block RAM;
-#: elaborating 100 Mbit took over ten minutes and 12 GB), and the clock cycles one
-#: simulation is estimated to take (at the ~30,000 cycles/s of a cocotb run, 5e7 cycles are
-#: about half an hour).
-LIMITS = {"memory_bits": 1 << 23, "sim_cycles": 50_000_000}
+#: lifts these limits): on-chip memory bits of one block (4 Mbit: the largest supported FPGA,
+#: the ECP5-85F, has 3.7 Mbit of block RAM; elaborating 4 Mbit takes ~10 s of CPU, 8 Mbit
+#: ~20 s, and 100 Mbit ran over ten minutes into 12 GB), and the clock cycles one simulation
+#: is estimated to take (at the ~30,000 cycles/s of a cocotb run, 5e7 cycles are about half
+#: an hour).
+LIMITS = {"memory_bits": 1 << 22, "sim_cycles": 50_000_000}
 
 
 def check_limit(name, value, what, allow_large=False):

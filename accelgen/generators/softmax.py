@@ -267,12 +267,28 @@ class SoftmaxConfig(Config):
 
     @property
     def input_fields(self):
-        return ([Field("x", self.in_fmt.width, True)]
-                + ([Field("mask", 1)] if self.mask else []) + [Field("last", 1)])
+        end = (f"1 on the final element of a row; a row also ends after {self.n_max} "
+               f"elements (n_max), as if last were set")
+        return ([Field("x", self.in_fmt.width, True,
+                       doc=f"One logit per beat ({self.in_format}), real value in_scale * x; "
+                           f"a row is the beats up to its end (see last).")]
+                + ([Field("mask", 1, doc="1: exclude this element (like an attention mask of "
+                                         "-inf): it outputs probability 0 and adds nothing to "
+                                         "the row's sum.")] if self.mask else [])
+                + [Field("last", 1, doc=end + ".")])
 
     @property
     def output_fields(self):
-        return [Field("y", self.out_width, self.output == "s8"), Field("last", 1)]
+        y = {"u8": "the probability * 256, rounded half up, at most 255 (masked: 0)",
+             "s8": "the u8 value (probability * 256) minus 128 (masked: -128)",
+             "log2": "4-bit code y ~= -log2(probability), 0 to 15 (masked: 15)"}[self.output]
+        return [Field("y", self.out_width, self.output == "s8",
+                      doc=f"One output per input element, in input order: {y}."),
+                Field("last", 1, doc="1 on the output of each row's final element (a last "
+                                     "beat, or the row's n_max-th element).")]
+
+    def stream_fields(self):
+        return {"i": self.input_fields, "o": self.output_fields}
 
     def derived(self):
         out = {"latency": self.latency, "elements_per_cycle": 1, "acc_frac": self.A,

@@ -16,7 +16,8 @@ Streams (payload fields are listed by :attr:`SystolicConfig.cmd_fields` etc., LS
     ``b``   (in)  operand B as C-element beats, the same way with the ``b`` formats.
     ``c``   (in)  with ``preload``: the initial accumulators ``C`` (M x N) as rows of C lanes of
                   ``s<acc_width>``, one beat per result row in the order of ``o``.
-    ``o``   (out) result rows: ``c`` = C lanes of ``s<acc_width>`` and ``last``.
+    ``o``   (out) result rows: ``c`` = C lanes of ``s<acc_width>`` (requantized results
+                  sign-extended into them) and ``last`` (on each command's final row).
     ``rsp`` (out) one beat per command after its last ``o`` beat: ``err`` and the performance
                   counters ``cycles``, ``busy``, ``stall_a``, ``stall_b``, ``stall_out``,
                   ``macs``.
@@ -25,7 +26,8 @@ Command ``(M, K, N)`` computes ``Y = A (M x K) . B (K x N)`` in mode ``mode``. L
 ``NB = ceil(N / C)``, ``MB = ceil(M / R)``, ``KB = ceil(K / R)``.
 
 Order of the ``b`` beats (both dataflows): for each column block ``nb`` in ``0..NB-1``, for each
-``k`` in ``0..K-1``: ``B[k, nb*C : nb*C+C]`` (lanes past ``N`` are ignored; send zeros).
+``k`` in ``0..K-1``: ``B[k, nb*C : nb*C+C]`` (lanes past ``N`` are ignored by the hardware:
+any value).
 Order of the ``a`` beats:
 
 * output-stationary (``"os"``): for ``nb``, for ``mb`` in ``0..MB-1``, for ``k`` in
@@ -33,36 +35,41 @@ Order of the ``a`` beats:
 * weight-stationary (``"ws"``): for ``nb``, for ``kb`` in ``0..KB-1``, for ``m`` in
   ``0..M-1``: the row segment ``A[m, kb*R : kb*R+R]``.
 
-Elements past ``M`` (os) or ``K`` (ws) are ignored; send zeros. A is streamed once per column
-block (``NB`` times in all), B once.
+Elements past ``M`` (os) or ``K`` (ws) are ignored by the hardware (any value). A is streamed
+once per column block (``NB`` times in all), B once.
 
 Accumulator memory
     ``acc_depth`` rows of C signed ``acc_width`` lanes. Result row ``r = nb*M + m`` (lanes
     ``j`` = column ``nb*C + j``) lives at address ``r mod acc_depth``. The memory is not
     cleared by reset. A ``preload`` command first writes its ``c`` beats into its rows (lanes
-    past ``N`` as 0) and then runs as if ``accumulate`` were set: ``Y = A . B + C``. Per row,
-    with ``init`` = the row's memory contents if ``accumulate`` (or ``preload``) else
-    zeros, and ``P(k0, k1)`` = the exact sum of products over ``k0 <= k < k1``:
+    past ``N`` are ignored by the hardware and written as 0) and then runs as if
+    ``accumulate`` were set: ``Y = A . B + C``. Per row, with ``init`` = the row's memory
+    contents if ``accumulate`` (or ``preload``) else zeros, and ``P(k0, k1)`` = the exact sum
+    of products over ``k0 <= k < k1``:
 
     * os: ``row = ovf(init + P(0, K))`` (the PE accumulates exactly; one overflow step);
     * ws: ``row = init``; for each ``kb``: ``row = ovf(row + P(kb*R, min(K, kb*R+R)))``;
 
     where ``ovf`` is ``overflow`` (wrap or saturate) into ``s<acc_width>``, applied lane by lane.
     Lanes past ``N`` hold ``ovf(init + 0)``. The row is written back, then (unless ``output``
-    is ``none``) sent on ``o`` in order of ``r``, with lanes past ``N`` sent as 0.
+    is ``none``) sent on ``o`` in order of ``r``, with lanes past ``N`` sent as 0; ``o.last``
+    is set on the command's final ``o`` beat (row ``NB*M - 1``) only.
 
 Output stage (``output`` field): 0 ``raw`` sends the accumulators; 1 ``requant`` sends
     ``y = sat_out((max(q, 0) if relu else q) + zero_point)`` with
     ``q = round_shift(acc * mult, shift, rounding)`` (:func:`accelgen.numerics.requantize`),
-    ``sat_out`` saturating to ``s8`` (``out_signed``) or ``u8``; 2 ``none`` sends nothing
-    (the results stay in the accumulator memory for a later ``accumulate`` command).
+    ``sat_out`` saturating to ``s8`` (``out_signed``) or ``u8``, sign-extended into the full
+    ``s<acc_width>`` lane of ``o.c`` (a ``u8`` value, never negative, has zeros above its 8
+    bits); 2 ``none`` sends nothing (the results stay in the accumulator memory for a later
+    ``accumulate`` command).
 
 Errors (``rsp.err``; an erroneous command consumes no ``a``/``b``/``c`` beats, sends no ``o`` beats
 and leaves the memory untouched; its counters are zero)
     ``0`` ok; ``1`` ``m``, ``k`` or ``n`` is zero; ``2`` ``k > k_max``; ``3`` the results do
     not fit the accumulator memory: ``NB*M > acc_depth`` with ``accumulate``, ``preload`` or
     output ``none``, or ``M > acc_depth`` in ``ws`` with ``K > R``; ``4`` unsupported: a dataflow or
-    mode code that is not built, output code 3, or ``requant`` when it is not built.
+    mode code that is not built, output code 3, or ``requant`` when it is not built. When
+    several hold, the first in the order 1, 4, 2, 3 (:data:`ERROR_PRECEDENCE`) is reported.
 
 Counters (``counter_width`` bits, wrapping; per command, from the cycle the command is accepted
 to the cycle before ``rsp.valid``): ``cycles``; ``busy`` = cycles a step entered the array;
@@ -75,15 +82,18 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 
 from ..numerics import ConfigError, Overflow, Rounding
-from .base import Config, Field, check_bool, check_choice, check_int, check_str_list
+from .base import (ArrayLayout, Config, Field, check_bool, check_choice, check_int,
+                   check_str_list)
 from .mac import Mode, _signed_width
 
-__all__ = ["SystolicConfig", "PRESETS", "DATAFLOWS", "OUTPUTS", "ERRORS"]
+__all__ = ["SystolicConfig", "PRESETS", "DATAFLOWS", "OUTPUTS", "ERRORS", "ERROR_PRECEDENCE"]
 
 DATAFLOWS = ("os", "ws")
 OUTPUTS = ("raw", "requant", "none")        #: ``output`` field codes 0, 1, 2
 ERRORS = {0: "ok", 1: "zero dimension", 2: "k beyond k_max",
           3: "results beyond the accumulator memory", 4: "unsupported command"}
+#: the order the error conditions are checked in: when several hold, the first is reported
+ERROR_PRECEDENCE = (1, 4, 2, 3)
 MODE_WIDTHS = (4, 8)
 MAX_MODES = 8
 SHIFT_BITS = 6
@@ -265,36 +275,156 @@ class SystolicConfig(Config):
 
     @property
     def cmd_fields(self):
-        fields = [Field("m", self.dim_bits), Field("k", self.dim_bits), Field("n", self.dim_bits),
-                  Field("accumulate", 1), Field("preload", 1), Field("output", 2)]
+        dim = f"(1 to {(1 << self.dim_bits) - 1}; 0 gives err 1)"
+        outputs = "0 raw, 1 requant, 2 none" if self.requant else "0 raw, 2 none"
+        fields = [
+            Field("m", self.dim_bits, doc=f"M: rows of A and of the result {dim}."),
+            Field("k", self.dim_bits, doc=f"K: columns of A and rows of B {dim[:-1]}, above "
+                                          f"k_max={self.k_max} err 2)."),
+            Field("n", self.dim_bits, doc=f"N: columns of B and of the result {dim}."),
+            Field("accumulate", 1, doc="1: add the products to the accumulator-memory rows of "
+                                       "this command (row r = nb*M + m at address r mod "
+                                       "acc_depth) instead of to 0."),
+            Field("preload", 1, doc="1: first take the command's NB*M c beats into its rows, "
+                                    "then run as if accumulate were set: Y = A . B + C."),
+            Field("output", 2, doc=f"What o carries: {outputs} (derived.output_codes); none "
+                                   f"sends no o beat and keeps the rows for a later accumulate "
+                                   f"command; any other code gives err 4.")]
         if self.dataflow_bits:
-            fields.append(Field("dataflow", self.dataflow_bits))
+            fields.append(Field("dataflow", self.dataflow_bits,
+                                doc=f"Dataflow: index into {list(self.dataflows)} "
+                                    f"(derived.dataflow_codes); it sets the order of the a "
+                                    f"beats."))
         if self.mode_bits:
-            fields.append(Field("mode", self.mode_bits))
+            fields.append(Field("mode", self.mode_bits,
+                                doc=f"Operand formats: index into {list(self.modes)} "
+                                    f"(derived.mode_codes); a code past {len(self.modes) - 1} "
+                                    f"gives err 4. Selects the element layout of a.a and "
+                                    f"b.b."))
         if self.requant:
-            fields += [Field("mult", self.mult_bits), Field("shift", SHIFT_BITS),
-                       Field("zero_point", 9, True), Field("relu", 1), Field("out_signed", 1)]
+            fields += [
+                Field("mult", self.mult_bits, doc="Requantization multiplier (unsigned): "
+                                                  "q = round_shift(acc * mult, shift)."),
+                Field("shift", SHIFT_BITS, doc=f"Right shift of acc * mult, rounded "
+                                               f"{self.rounding}."),
+                Field("zero_point", 9, True, doc="Added to q (after relu); the sum saturates "
+                                                 "to s8 or u8."),
+                Field("relu", 1, doc="1: q = max(q, 0) before the zero point."),
+                Field("out_signed", 1, doc="1: the requantized result saturates to s8; 0: to "
+                                           "u8.")]
         return fields
+
+    def _operand_arrays(self, operand):
+        """:class:`ArrayLayout` of the ``a`` or ``b`` beats in each mode (mode-code order)."""
+        count, slot = ((self.rows, self.a_width) if operand == "a"
+                       else (self.cols, self.b_width))
+        index = "i" if operand == "a" else "j"
+        out = []
+        for code, (name, mode) in enumerate(zip(self.modes, self.mode_formats)):
+            fmt = getattr(mode, operand)
+            upper = (f"; bits {fmt.width} to {slot - 1} of each {slot}-bit slot are ignored"
+                     if fmt.width < slot else "")
+            out.append(ArrayLayout(
+                shape=(count,), index=(index,), stride=(slot,), width=fmt.width,
+                signed=fmt.signed,
+                when=(("field", "cmd.mode" if self.mode_bits else None), ("equals", code),
+                      ("mode", name)),
+                note=f"mode {name}: {count} {fmt.name} elements{upper}"))
+        return tuple(out)
 
     @property
     def a_fields(self):
-        return [Field("a", self.rows * self.a_width)]
+        R = self.rows
+        order = []
+        if "os" in self.dataflows:
+            order.append(f"os: for nb in 0..NB-1, for mb in 0..MB-1, for k in 0..K-1: element "
+                         f"i = A[mb*{R} + i, k] (elements past M ignored)")
+        if "ws" in self.dataflows:
+            order.append(f"ws: for nb in 0..NB-1, for kb in 0..KB-1, for m in 0..M-1: element "
+                         f"i = A[m, kb*{R} + i] (elements past K ignored)")
+        return [Field("a", R * self.a_width,
+                      doc=f"Operand A, {R} elements (a segment of A) per beat, in the command "
+                          f"mode's a format; NB = ceil(N/{self.cols}), MB = ceil(M/{R}), KB = "
+                          f"ceil(K/{R}); beats in this order: " + "; ".join(order)
+                          + ". Ignored elements may hold any value.",
+                      array=self._operand_arrays("a"))]
 
     @property
     def b_fields(self):
-        return [Field("b", self.cols * self.b_width)]
+        C = self.cols
+        return [Field("b", C * self.b_width,
+                      doc=f"Operand B, {C} elements per beat, in the command mode's b format: "
+                          f"for nb in 0..NB-1, for k in 0..K-1: element j = B[k, nb*{C} + j] "
+                          f"(elements past N ignored: any value). Element j meets column j of "
+                          f"the array: it multiplies the A elements of result column "
+                          f"nb*{C} + j.",
+                      array=self._operand_arrays("b"))]
+
+    def _lanes(self, note, when=()):
+        return ArrayLayout(shape=(self.cols,), index=("j",), stride=(self.acc_width,),
+                           width=self.acc_width, signed=True, when=when, note=note)
 
     @property
     def c_fields(self):
-        return [Field("c", self.cols * self.acc_width)]
+        C = self.cols
+        return [Field("c", C * self.acc_width,
+                      doc=f"Preload rows (with cmd.preload): one beat per result row r = "
+                          f"nb*M + m in that order (like o); lane j = C[m, nb*{C} + j] as "
+                          f"s{self.acc_width}.",
+                      array=self._lanes("lanes past N are ignored (any value) and stored as "
+                                        "0"))]
 
     @property
     def o_fields(self):
-        return [Field("c", self.cols * self.acc_width), Field("last", 1)]
+        C = self.cols
+        arrays = [self._lanes(f"the s{self.acc_width} accumulator; lanes past N are 0",
+                              (("field", "cmd.output"), ("equals", 0), ("output", "raw")))]
+        if self.requant:
+            arrays.append(self._lanes(
+                f"the requantized value, s8 or u8 (cmd.out_signed), sign-extended into the "
+                f"full s{self.acc_width} lane (u8 values have zeros above bit 7); lanes past "
+                f"N are 0", (("field", "cmd.output"), ("equals", 1), ("output", "requant"))))
+        return [Field("c", C * self.acc_width,
+                      doc=f"Result row r = nb*M + m (rows in order of r): lane j = Y[m, "
+                          f"nb*{C} + j]; each lane is a signed s{self.acc_width} number (the "
+                          f"field's own signed flag is false: read the lanes as the array "
+                          f"says). One beat per row, NB*M beats per command; none for output "
+                          f"none or an erroneous command.",
+                      array=arrays),
+                Field("last", 1, doc="1 on the final o beat of each command (row NB*M - 1), 0 "
+                                     "on every other.")]
 
     @property
     def rsp_fields(self):
-        return [Field("err", 3)] + [Field(c, self.counter_width) for c in COUNTERS]
+        errors = "; ".join(f"{k} {v}" for k, v in ERRORS.items())
+        order = ", ".join(map(str, ERROR_PRECEDENCE))
+        counters = {
+            "cycles": "clock cycles from accepting the command to the cycle before rsp.valid",
+            "busy": "cycles a step entered the array",
+            "stall_a": "cycles a step waited for an a beat",
+            "stall_b": "cycles a step (or a weight load) waited for a B panel",
+            "stall_out": "cycles a step waited for accumulator-memory space (o backpressure)",
+            "macs": "M*K*N"}
+        return ([Field("err", 3, doc=f"Error code ({errors}; derived.errors). When several "
+                                     f"conditions hold, the first in the order {order} "
+                                     f"(derived.error_precedence) is reported. An erroneous "
+                                     f"command consumes no a, b or c beat, sends no o beat, "
+                                     f"leaves the memory as it was; its counters are 0.")]
+                + [Field(c, self.counter_width,
+                         doc=f"{counters[c]} (wraps at 2**{self.counter_width}).")
+                   for c in COUNTERS])
+
+    def stream_fields(self):
+        return {"cmd": self.cmd_fields, "a": self.a_fields, "b": self.b_fields,
+                "c": self.c_fields, "o": self.o_fields, "rsp": self.rsp_fields}
+
+    def cost(self):
+        """The accumulator memory and the two B-panel banks (see
+        :data:`~accelgen.generators.base.LIMITS`)."""
+        bits = self.acc_depth * self.cols * self.acc_width + 2 * self.k_max * self.cols * \
+            self.b_width
+        return {"memory_bits": (bits, "acc_depth x cols x acc_width + 2 x k_max x cols x "
+                                      "b_width")}
 
     def derived(self):
         """Derived values for the manifest."""
@@ -308,6 +438,7 @@ class SystolicConfig(Config):
             "dataflow_codes": {d: i for i, d in enumerate(self.dataflows)},
             "output_codes": {o: i for i, o in enumerate(OUTPUTS)},
             "errors": {str(k): v for k, v in ERRORS.items()},
+            "error_precedence": list(ERROR_PRECEDENCE),
             "b_panel_bits": 2 * self.k_max * self.cols * self.b_width,
             "acc_memory_bits": self.acc_depth * self.cols * self.acc_width,
             "dsp_multipliers": (self.rows - self.lut_rows) * self.cols,

@@ -192,12 +192,16 @@ class MAC(StreamBlock):
         for i in range(rows):
             for j in range(cols):
                 a2, b2 = Signal(2, name=f"a{lane}_{i}{j}"), Signal(2, name=f"b{lane}_{i}{j}")
-                sa, sb = Signal(name=f"sa{lane}_{i}{j}"), Signal(name=f"sb{lane}_{i}{j}")
-                for _code, fmt in self._mode_cases(m, stage["mode"]):
-                    a_off, a_sig, b_off, b_sig = self._brick_source(fmt, i, j)
+                sources = [self._brick_source(f, i, j) for f in cfg.mode_formats]
+                # a sign flag that every mode agrees on is a constant, not a signal
+                sa = _flag(f"sa{lane}_{i}{j}", {s[1] for s in sources})
+                sb = _flag(f"sb{lane}_{i}{j}", {s[3] for s in sources})
+                for code, _fmt in self._mode_cases(m, stage["mode"]):
+                    a_off, a_sig, b_off, b_sig = sources[code]
                     m.d.comb += [a2.eq(stage["a"][lane * cfg.a_lane_bits + a_off:][:2]),
-                                 b2.eq(stage["b"][lane * cfg.b_lane_bits + b_off:][:2]),
-                                 sa.eq(a_sig), sb.eq(b_sig)]
+                                 b2.eq(stage["b"][lane * cfg.b_lane_bits + b_off:][:2])]
+                    m.d.comb += [s.eq(v) for s, v in ((sa, a_sig), (sb, b_sig))
+                                 if isinstance(s, Signal)]
                 products.append(_brick(m, a2, sa, b2, sb, name=f"brick{lane}_{i}{j}"))
         return products
 
@@ -246,16 +250,32 @@ def _fuse(lo, hi, flag, shift):
     return lo + Mux(flag, hi << shift, hi)
 
 
+def _flag(name, values):
+    """The sign flag of a brick operand: the Python bool every mode agrees on, or a signal
+    the mode decode drives."""
+    return values.pop() if len(values) == 1 else Signal(name=name)
+
+
 def _brick(m, a2, sa, b2, sb, *, name):
-    """2-bit x 2-bit product as a 64-entry truth table (a 5-bit signed result). Each operand is
-    read as signed when its flag is set. A table, not ``*``: yosys would map even this tiny
-    multiplier to a DSP block."""
+    """2-bit x 2-bit product as a truth table (a 5-bit signed result). Each operand is read as
+    signed when its flag (a constant or a signal) is set. A table, not ``*``: yosys would map
+    even this tiny multiplier to a DSP block. Constant flags are not part of the table's
+    index, so the table covers every index value: a case statement with cases that constant
+    flags rule out would be pruned by yosys into one without a default, which Verilator's
+    lint reads as a latch."""
+    # index bits: a2, then sa if it is a signal, b2, then sb if it is a signal
+    parts = [(a2, "a"), (sa, "sa"), (b2, "b"), (sb, "sb")]
+    parts = [(v, n) for v, n in parts if not isinstance(v, bool)]
+    index = Cat(*[v for v, _ in parts])
     prod = Signal(signed(5), name=name)
-    with m.Switch(Cat(a2, sa, b2, sb)):
-        for code in range(64):
-            a, a_signed, b, b_signed = code & 3, code >> 2 & 1, code >> 3 & 3, code >> 5
-            a -= 4 if a_signed and a & 2 else 0
-            b -= 4 if b_signed and b & 2 else 0
+    with m.Switch(index):
+        for code in range(1 << len(index)):
+            value, offset = {"sa": sa, "sb": sb}, 0
+            for v, n in parts:
+                value[n] = code >> offset & (3 if n in ("a", "b") else 1)
+                offset += len(v)
+            a = value["a"] - (4 if value["sa"] and value["a"] & 2 else 0)
+            b = value["b"] - (4 if value["sb"] and value["b"] & 2 else 0)
             with m.Case(code):
                 m.d.comb += prod.eq(a * b)
     return prod

@@ -31,17 +31,14 @@ import os
 from pathlib import Path
 
 from ..numerics import ConfigError
-from ..tools import icarus_available, tool_env
+from ..tools import (ICARUS_ARGS, TIMESCALE, VERILATOR_ARGS, VERILATOR_MAKE_OVERRIDES,
+                     icarus_available, tool_env)
 
-__all__ = ["SIMULATORS", "TIMESCALE", "check_simulator", "wave_format", "model_path",
-           "build_arguments", "tool_environment", "make_overrides"]
+__all__ = ["SIMULATORS", "TIMESCALE", "LINT_WAIVED", "lint_arguments", "check_simulator",
+           "wave_format", "model_path", "build_arguments", "wave_arguments", "tool_environment",
+           "make_overrides"]
 
 SIMULATORS = ("verilator", "icarus")
-TIMESCALE = ("1ns", "1ps")
-
-_MAKE_OVERRIDES = "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O1"
-_VERILATOR_VISIBILITY = ("--no-public-flat-rw", "--public-depth", "1")
-_ICARUS_ARGS = ("-g2005",)
 _ICARUS_DUMP_MODULE = "accelgen_iverilog_dump"
 _ICARUS_DUMP = """module accelgen_iverilog_dump();
   reg [8*4096-1:0] path;
@@ -52,6 +49,29 @@ _ICARUS_DUMP = """module accelgen_iverilog_dump();
   end
 endmodule
 """
+
+
+#: Verilator ``-Wall`` warning classes that Amaranth's Verilog back-end produces by design,
+#: waived in the lint gate (``tests/test_quality.py``) and nowhere else; every other class
+#: (LATCH, MULTIDRIVEN, COMBDLY, BLKSEQ, UNOPTFLAT, VARHIDDEN, ...) fails it:
+LINT_WAIVED = {
+    "WIDTHEXPAND": "Amaranth writes $signed(a) + $signed(b) and narrow slices into wider "
+                   "contexts, relying on Verilog's context-determined widths",
+    "WIDTHTRUNC": "Amaranth writes x.any() as a logical NOT of a vector and bit selects as "
+                  "shifts assigned to one bit",
+    "UNUSEDSIGNAL": "Amaranth emits every named signal and every submodule port, used or not "
+                    "(payload bits a mode never reads, debug aliases like i__payload.a)",
+    "PROCASSINIT": "Amaranth's combinational processes start with an initial-value assignment",
+    "CASEINCOMPLETE": "those default assignments make an incomplete casez latch-free (LATCH "
+                      "itself stays enabled)",
+    "DECLFILENAME": "Amaranth writes a block's submodules as further modules of the one file",
+}
+
+
+def lint_arguments(top):
+    """``verilator`` arguments of the lint gate for the emitted ``top`` module."""
+    return ["--lint-only", "-Wall", *[f"-Wno-{rule}" for rule in LINT_WAIVED],
+            "--top-module", top]
 
 
 def check_simulator(simulator):
@@ -83,7 +103,7 @@ def model_path(build_dir, simulator, top):
 
 def make_overrides(simulator):
     """The make variables a build of ``simulator`` runs with (recorded in the build stamp)."""
-    return _MAKE_OVERRIDES if simulator == "verilator" else None
+    return VERILATOR_MAKE_OVERRIDES if simulator == "verilator" else None
 
 
 def build_arguments(simulator, build_dir, top, trace):
@@ -91,11 +111,11 @@ def build_arguments(simulator, build_dir, top, trace):
     or ``"vcd"``). Icarus waves come from our own dump module (written into ``build_dir``), so
     the runner's own wave option stays off for it."""
     if simulator == "verilator":
-        args = ["-Wno-fatal", *_VERILATOR_VISIBILITY]
+        args = list(VERILATOR_ARGS)
         if trace == "fst":
             args.append("--trace-fst")   # the runner's waves=True alone gives --trace (VCD)
         return [], args, trace is not None
-    args = list(_ICARUS_ARGS)
+    args = list(ICARUS_ARGS)
     if trace is None:
         return [], args, False
     dump = Path(build_dir) / f"{_ICARUS_DUMP_MODULE}.v"
@@ -117,7 +137,8 @@ def tool_environment():
     above. Not thread-safe: it changes the process environment for the duration."""
     saved = {key: os.environ.get(key) for key in ("PATH", "MAKEFLAGS")}
     os.environ["PATH"] = tool_env()["PATH"]
-    os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved["MAKEFLAGS"], _MAKE_OVERRIDES]))
+    os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved["MAKEFLAGS"],
+                                                     VERILATOR_MAKE_OVERRIDES]))
     try:
         yield
     finally:

@@ -18,9 +18,12 @@ Parameters are :class:`accelgen.sim.cocotb.bench.BenchEnv` (``ACCELGEN_*``, set 
 Testcases (each starts with a synchronous reset and uses its own RNG stream derived from the
 seed and its name). The accumulator memory survives a reset and holds whatever the previous
 testcase (or, on Icarus, power-up X) left in it, so a testcase that accumulates first runs a
-*flush*: one ``output none`` command that overwrites every row with known products.
+*flush* (:func:`~accelgen.sim.golden.systolic_program.flush_command`): one ``output none``
+command that overwrites every row with known products. Commands, operands and expected
+words come from one :class:`~accelgen.sim.golden.systolic_program.Program` per testcase run
+on ``Bench.model`` (operands and junk from ``Bench.nprng``).
 
-``random_gemms``      random valid commands (``golden.random_command``: both dataflows, every
+``random_gemms``      random valid commands (``program.random_command``: both dataflows, every
                       mode and output, accumulate chains, preload), random valid gaps and
                       ready backpressure on every stream; in half the commands bits the
                       hardware must ignore carry random junk (:data:`JUNK`: ``a`` padding
@@ -45,7 +48,7 @@ Stream timing follows :mod:`accelgen.sim.cocotb.streams`: drive after a falling 
 """
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import numpy as np
 
@@ -53,25 +56,24 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly
 
-from accelgen.generators.systolic import COUNTERS, ERRORS, ceil_div
+from accelgen.generators.systolic import COUNTERS, ERRORS
 from accelgen.numerics import IntFormat, wrap
 from accelgen.sim.cocotb.bench import (PERIOD_NS, SHOW_MISMATCHES, BenchBase, assert_clean,
                                        check_testcases, reset)
 from accelgen.sim.cocotb.streams import CycleCounter, StreamSink, StreamSource, stream_ports
 from accelgen.sim.golden import systolic as golden
+from accelgen.sim.golden import systolic_program as prog
+from accelgen.sim.golden.systolic_program import INPUTS, Program, flush_command
 
 #: the ``@cocotb.test`` functions below, in the order the runner runs them (``user_inputs``
 #: only when the user gives inputs); the registry and the runner read this tuple
 TESTCASES = ("random_gemms", "errors", "reset_midcommand", "gemm", "user_inputs")
 
-INPUTS = ("cmd", "a", "b", "c")
 OUTPUTS = ("o", "rsp")
 SETTLE = 32          #: extra cycles (plus the array's size) a run waits for spurious words
-#: Bits the spec says the hardware ignores: ``a`` elements past M (os) / K (ws), the bits of
-#: ``a``/``b`` elements above the command mode's format, ``b`` and ``c`` lanes past N.
-JUNK_KINDS = ("a_padding", "a_high_bits", "b_high_bits", "b_lanes", "c_lanes")
-#: The kinds ``random_gemms`` injects: all of them.
-JUNK = JUNK_KINDS
+#: The kinds of junk ``random_gemms`` injects: all of
+#: :data:`accelgen.sim.golden.systolic_program.JUNK_KINDS`.
+JUNK = prog.JUNK_KINDS
 
 
 # -- parameters and set-up -----------------------------------------------------------------
@@ -88,9 +90,9 @@ class Bench(BenchBase):
         The golden model run in the same command order as the hardware.
     seed, beats : int
     rng : random.Random
-        Valid/ready gaps and junk bits.
+        Valid/ready gaps.
     nprng : numpy.random.Generator
-        Commands and operands.
+        Commands, operands and junk bits.
     counter : CycleCounter
     env : BenchEnv
         The parameters; ``env.options`` may hold ``gemm`` and ``dataflow``.
@@ -127,143 +129,12 @@ def idle(dut):
         getattr(dut, f"{name}__ready").value = 0
 
 
-# -- plans: commands, their words and what must come back ------------------------------------
+# -- programs: commands, their words and what must come back ---------------------------------
 
-@dataclass
-class Plan:
-    """A command sequence at payload level with the golden model's answers.
-
-    Members
-    -------
-    commands : list of golden.Command
-    words : dict
-        ``{"cmd"|"a"|"b"|"c": [payload ints]}`` in stream order.
-    o : list of int
-        Expected ``o`` words; ``owner[i]`` is the index of the command that sends ``o[i]``.
-    rsp : list of dict
-        Per command: ``err``, ``macs`` and ``a_beats`` (the steps it issues, i.e. ``busy``).
-    junk : list of int
-        Indices of the commands whose ignored bits carry random junk.
-    """
-    commands: list = field(default_factory=list)
-    words: dict = field(default_factory=lambda: {name: [] for name in INPUTS})
-    o: list = field(default_factory=list)
-    owner: list = field(default_factory=list)
-    rsp: list = field(default_factory=list)
-    junk: list = field(default_factory=list)
-
-    def extend(self, other):
-        offset = len(self.commands)
-        self.commands += other.commands
-        for name in INPUTS:
-            self.words[name] += other.words[name]
-        self.o += other.o
-        self.owner += [i + offset for i in other.owner]
-        self.rsp += other.rsp
-        self.junk += [i + offset for i in other.junk]
-        return self
-
-    @property
-    def total_words(self):
-        return sum(len(w) for w in self.words.values()) + len(self.o) + len(self.rsp)
-
-
-def operands(bench, c):
-    """Random ``a``, ``b`` (and ``c`` for a preload) for valid coded command ``c``."""
-    cfg = bench.config
-    a, b = golden.random_operands(cfg, bench.nprng, c.m, c.k, c.n, cfg.modes[c.mode])
-    init = None
-    if c.preload:
-        half = 1 << (cfg.acc_width - 1)
-        init = bench.nprng.integers(-half, half, size=(c.m, c.n))
-    return a, b, init
-
-
-def plan(bench, commands, *, junk=0.0, arrays=None):
-    """Run ``commands`` on ``bench.model`` (random operands, or ``arrays`` =
-    ``[(a, b, c), ...]``) and return the :class:`Plan`. With probability ``junk`` per valid
-    command, the bits the hardware must ignore are filled with random junk (checked against
-    :meth:`golden.Model.words` on a copy of the memory, so a junk mask that touched a used bit
-    fails here, as a testbench error, not as an RTL mismatch)."""
-    cfg, model = bench.config, bench.model
-    out = Plan()
-    for index, cmd in enumerate(commands):
-        c = cmd.coded(cfg)
-        err = golden.error_code(cfg, c)
-        if err:
-            res = model.run(cmd)
-        else:
-            a, b, init = arrays[index] if arrays is not None else operands(bench, c)
-            before = model.memory.copy() if junk else None
-            res = model.run(cmd, a, b, init)
-        cmd_word = golden.pack_command(cfg, cmd)
-        words = {"cmd": [cmd_word], "a": res.a_words, "b": res.b_words, "c": res.c_words}
-        if not err and junk and bench.rng.random() < junk:
-            words = _add_junk(bench, c, words)
-            check = golden.Model(cfg)
-            check.memory[:] = before
-            o_words, _, _ = check.words(cmd_word, iter(words["a"]), iter(words["b"]),
-                                        iter(words["c"]))
-            assert o_words == res.o_words, bench.fail(
-                f"testbench error: junk bits changed the golden result of {describe_cmd(c)}")
-            out.junk.append(index)
-        out.commands.append(cmd)
-        for name in INPUTS:
-            out.words[name] += words[name]
-        out.o += res.o_words
-        out.owner += [index] * len(res.o_words)
-        out.rsp.append({"err": res.err, "macs": res.macs, "a_beats": len(res.a_words)})
-    return out
-
-
-def _slots(count, width, used_width, used_slots, *, pad=True, high=True):
-    """Mask of the ignored bits of a ``count``-slot word: (``pad``) whole slots from
-    ``used_slots`` on, and (``high``) the bits above ``used_width`` in the used ones."""
-    above = ((1 << width) - 1) ^ ((1 << used_width) - 1) if high else 0
-    whole = (1 << width) - 1 if pad else 0
-    mask = 0
-    for i in range(count):
-        mask |= (whole if i >= used_slots else above) << (i * width)
-    return mask
-
-
-def _add_junk(bench, c, words, kinds=JUNK):
-    """``words`` of valid command ``c`` with random bits wherever the spec says the hardware
-    ignores them, for each of ``kinds`` (see :data:`JUNK_KINDS`)."""
-    cfg, rng = bench.config, bench.rng
-    R, C = cfg.rows, cfg.cols
-    fmt = cfg.mode_formats[c.mode]
-    out = dict(words)
-    os_flow = cfg.dataflows[c.dataflow] == "os"
-    a_words = []
-    for t, w in enumerate(words["a"]):
-        if os_flow:
-            used = min(R, c.m - ((t // c.k) % ceil_div(c.m, R)) * R)
-        else:
-            used = min(R, c.k - ((t // c.m) % ceil_div(c.k, R)) * R)
-        mask = _slots(R, cfg.a_width, fmt.a.width, used, pad="a_padding" in kinds,
-                      high="a_high_bits" in kinds)
-        a_words.append(w | (rng.getrandbits(R * cfg.a_width) & mask))
-    out["a"] = a_words
-    out["b"] = [w | (rng.getrandbits(C * cfg.b_width)
-                     & _slots(C, cfg.b_width, fmt.b.width, min(C, c.n - (t // c.k) * C),
-                              pad="b_lanes" in kinds, high="b_high_bits" in kinds))
-                for t, w in enumerate(words["b"])]
-    out["c"] = [w | (rng.getrandbits(C * cfg.acc_width)
-                     & _slots(C, cfg.acc_width, cfg.acc_width, min(C, c.n - (t // c.m) * C),
-                              pad="c_lanes" in kinds, high=False))
-                for t, w in enumerate(words["c"])]
-    return out
-
-
-def flush_command(config):
-    """A command that overwrites every accumulator row (``output none``, ``k = 1``): after it
-    the memory holds known values whatever happened before."""
-    dim_max = (1 << config.dim_bits) - 1
-    nb = 1
-    while config.acc_depth // nb > dim_max or config.acc_depth % nb:
-        nb *= 2
-    return golden.Command(m=config.acc_depth // nb, k=1, n=nb * config.cols, output="none")
+def program(bench, commands, **kw):
+    """``commands`` run on ``bench.model`` with operands (and junk) from ``bench.nprng``: the
+    :class:`Program` (``kw``: ``arrays``, ``junk``, ``kinds`` of :meth:`Program.run`)."""
+    return Program(bench.config, bench.model).run(commands, bench.nprng, **kw)
 
 
 def describe_cmd(c):
@@ -273,7 +144,7 @@ def describe_cmd(c):
 
 
 def budget(bench, p, gaps=1.0):
-    """Generous cycle budget for plan ``p`` with probability product ``gaps``."""
+    """Generous cycle budget for program ``p`` with probability product ``gaps``."""
     cfg = bench.config
     per_cmd = 4 * (cfg.rows + cfg.cols) + 2 * cfg.k_max // max(1, cfg.rows) + 64
     return int(6 * p.total_words / max(gaps, 0.05)) + per_cmd * len(p.commands) + 500
@@ -290,7 +161,7 @@ def _lanes(bench, word):
 
 
 def compare(bench, p, o_words, rsp_words):
-    """Mismatch descriptions of RTL ``o``/``rsp`` words against plan ``p``."""
+    """Mismatch descriptions of RTL ``o``/``rsp`` words against program ``p``."""
     cfg = bench.config
     mismatches = []
     coded = [cmd.coded(cfg) for cmd in p.commands]
@@ -310,16 +181,15 @@ def compare(bench, p, o_words, rsp_words):
     for n, (word, want) in enumerate(zip(rsp_words, p.rsp)):
         got = golden.unpack_rsp(cfg, word)
         what = f"rsp #{n} (command {describe_cmd(coded[n])})"
-        if (got["err"], got["macs"]) != (want["err"], want["macs"]):
+        if (got["err"], got["macs"]) != (want.err, want.macs):
             mismatches.append(f"{what}: RTL err {got['err']} macs {got['macs']} != golden "
-                              f"err {want['err']} ({ERRORS.get(want['err'])}) macs "
-                              f"{want['macs']}")
-        elif want["err"]:
+                              f"err {want.err} ({ERRORS.get(want.err)}) macs {want.macs}")
+        elif want.err:
             if any(got[k] for k in COUNTERS):
-                mismatches.append(f"{what}: err {want['err']} but counters "
+                mismatches.append(f"{what}: err {want.err} but counters "
                                   f"{ {k: got[k] for k in COUNTERS} } are not all 0")
-        elif got["busy"] != want["a_beats"] & mask or got["busy"] > got["cycles"]:
-            mismatches.append(f"{what}: busy {got['busy']} != {want['a_beats']} steps (a beats)"
+        elif got["busy"] != want.a_beats & mask or got["busy"] > got["cycles"]:
+            mismatches.append(f"{what}: busy {got['busy']} != {want.a_beats} steps (a beats)"
                               f" or > cycles {got['cycles']}")
     return mismatches
 
@@ -350,7 +220,7 @@ class Streams:
 
 
 async def run_plan(bench, p, *, valid_prob, ready_prob, settle=True):
-    """Send plan ``p`` with random gaps (``{stream: probability}``), collect what comes back
+    """Send program ``p`` with random gaps (``{stream: probability}``), collect what comes back
     (plus, with ``settle``, anything spurious in the cycles after). Returns ``(o, rsp)``
     words and records the cycles used."""
     dut = bench.dut
@@ -388,7 +258,7 @@ def gap_probs(bench):
 
 
 async def full_rate(bench, p, timeout):
-    """Plan ``p`` at full rate from one coroutine: every input ``valid`` high while it has
+    """Program ``p`` at full rate from one coroutine: every input ``valid`` high while it has
     words, ``o.ready`` and ``rsp.ready`` always high; two triggers per cycle and a payload
     write only on a handshake. Returns ``{"o", "rsp", "cmd_cycles", "rsp_cycles", "cycles",
     "seconds"}`` (``cmd_cycles``/``rsp_cycles``: cycle of each ``cmd``/``rsp`` transfer)."""
@@ -466,9 +336,9 @@ async def random_gemms(dut):
     bench = await start(dut, "random_gemms")
     cfg = bench.config
     count = max(4, bench.beats // 20)
-    commands = [golden.random_command(cfg, bench.nprng, max_dim=_max_dim(cfg))
+    commands = [prog.random_command(cfg, bench.nprng, max_dim=_max_dim(cfg))
                 for _ in range(count)]
-    p = plan(bench, [flush_command(cfg)]).extend(plan(bench, commands, junk=0.5))
+    p = program(bench, [flush_command(cfg)]).run(commands, bench.nprng, junk=0.5, kinds=JUNK)
     valid_prob, ready_prob = gap_probs(bench)
     o_words, rsp_words = await run_plan(bench, p, valid_prob=valid_prob, ready_prob=ready_prob)
     coded = [c.coded(cfg) for c in commands]
@@ -482,51 +352,29 @@ async def random_gemms(dut):
     assert_clean(bench, compare(bench, p, o_words, rsp_words), "random GEMM commands")
 
 
-def error_commands(config):
-    """One directed command per kind of error ``config`` can express, with its code."""
-    C = golden.Command
-    dim_max = (1 << config.dim_bits) - 1
-    out = [(C(0, 3, 3), 1), (C(3, 0, 3), 1), (C(3, 3, 0), 1), (C(0, 3, 3, output=3), 1)]
-    if config.k_max < dim_max:
-        out.append((C(2, config.k_max + 1, 2), 2))
-    if config.acc_depth + 1 <= dim_max:
-        out.append((C(config.acc_depth + 1, 1, 1, accumulate=True), 3))
-        out.append((C(config.acc_depth + 1, 2, config.cols, preload=True), 3))
-        if "ws" in config.dataflows and config.k_max > config.rows:
-            out.append((C(config.acc_depth + 1, config.rows + 1, 1, dataflow="ws"), 3))
-    if 2 * config.cols <= dim_max:
-        out.append((C(config.acc_depth // 2 + 1, 1, 2 * config.cols, output="none"), 3))
-    out.append((C(2, 2, 2, output=3), 4))
-    if not config.requant:
-        out.append((C(2, 2, 2, output="requant"), 4))
-    if len(config.modes) < 1 << config.mode_bits:
-        out.append((C(2, 2, 2, mode=len(config.modes)), 4))
-    return out
-
-
 @cocotb.test()
 async def errors(dut):
     """Every error code the config can express between valid commands: nothing consumed,
     memory untouched, err codes and zero counters."""
     bench = await start(dut, "errors")
     cfg, rng = bench.config, bench.nprng
-    directed = error_commands(cfg)
+    directed = prog.error_commands(cfg)
     for cmd, code in directed:     # the list itself must say what the golden model says
         assert golden.error_code(cfg, cmd) == code, bench.fail(
             f"testbench error: {cmd} is err {golden.error_code(cfg, cmd)}, not {code}")
     commands = []
     for cmd, _ in directed:
-        commands.append(golden.random_command(cfg, rng, max_dim=_max_dim(cfg)))
+        commands.append(prog.random_command(cfg, rng, max_dim=_max_dim(cfg)))
         commands.append(cmd)
-    commands += [golden.random_command(cfg, rng, max_dim=_max_dim(cfg), allow_errors=True)
+    commands += [prog.random_command(cfg, rng, max_dim=_max_dim(cfg), allow_errors=True)
                  for _ in range(max(4, bench.beats // 20))]
     # a last valid command that accumulates onto rows the erroneous ones would have touched
     commands.append(golden.Command(m=min(cfg.acc_depth, 3 * cfg.rows + 1), k=2, n=cfg.cols,
                                    accumulate=True))
-    p = plan(bench, [flush_command(cfg)]).extend(plan(bench, commands))
+    p = program(bench, [flush_command(cfg)]).run(commands, rng)
     valid_prob, ready_prob = gap_probs(bench)
     o_words, rsp_words = await run_plan(bench, p, valid_prob=valid_prob, ready_prob=ready_prob)
-    codes = [r["err"] for r in p.rsp[1:]]
+    codes = [r.err for r in p.rsp[1:]]
     bench.record(commands=len(commands), err_codes={str(k): codes.count(k)
                                                     for k in sorted(set(codes))},
                  directed=len(directed), o_words=len(o_words))
@@ -540,12 +388,12 @@ async def errors(dut):
 async def reset_midcommand(dut):
     """rst during a long command; nothing from before comes out, a fresh sequence is exact."""
     bench = await start(dut, "reset_midcommand")
-    cfg, dim_max = bench.config, (1 << bench.config.dim_bits) - 1
+    cfg, dim_max = bench.config, golden.command_format(bench.config).dim_max
     flow = str(bench.nprng.choice(cfg.dataflows))
     k = min(cfg.k_max, 4 * cfg.rows)
     m = min(4 * cfg.rows, dim_max, cfg.acc_depth if flow == "ws" and k > cfg.rows else dim_max)
     long_cmd = golden.Command(m=m, k=k, n=min(3 * cfg.cols, dim_max), dataflow=flow)
-    before = plan(bench, [long_cmd])
+    before = program(bench, [long_cmd])
     # stop somewhere inside the command (the a beats alone take this many cycles)
     stop_at = bench.rng.randint(max(4, len(before.words["a"]) // 4),
                                 max(5, 3 * len(before.words["a"]) // 4))
@@ -560,11 +408,11 @@ async def reset_midcommand(dut):
 
     # Fresh sequence: the first command overwrites (or preloads) its rows, so it must not see
     # the interrupted command's partial rows; then a flush makes every row known again.
-    first = replace(golden.random_command(cfg, bench.nprng, max_dim=_max_dim(cfg)),
+    first = replace(prog.random_command(cfg, bench.nprng, max_dim=_max_dim(cfg)),
                     accumulate=False)
-    p = plan(bench, [first, flush_command(cfg)])
-    p.extend(plan(bench, [golden.random_command(cfg, bench.nprng, max_dim=_max_dim(cfg))
-                          for _ in range(max(3, bench.beats // 40))]))
+    p = program(bench, [first, flush_command(cfg)])
+    p.run([prog.random_command(cfg, bench.nprng, max_dim=_max_dim(cfg))
+           for _ in range(max(3, bench.beats // 40))], bench.nprng)
     valid_prob, ready_prob = gap_probs(bench)
     o_words, rsp_words = await run_plan(bench, p, valid_prob=valid_prob, ready_prob=ready_prob)
     bench.record(long_command=describe_cmd(long_cmd.coded(cfg)), reset_after_cycles=stop_at,
@@ -610,7 +458,7 @@ async def gemm(dut):
     err = golden.error_code(cfg, cmd)
     assert err == 0, bench.fail(f"gemm {m}x{k}x{n} in {flow} is err {err} ({ERRORS[err]})")
     bench.model = golden.Model(cfg)     # no accumulate: the memory's contents do not matter
-    p = plan(bench, [cmd])
+    p = program(bench, [cmd])
     bench.record(shape=f"{m}x{k}x{n}", m=m, k=k, n=n, dataflow=flow, mode=cfg.modes[0])
     run = await full_rate(bench, p, budget(bench, p) + 4 * len(p.words["a"]))
     rsp = _counters(bench, run["rsp"][0])
@@ -660,7 +508,7 @@ def _user_arrays(bench):
             c = golden.Command(m, k, n, preload=bool(bench.nprng.random() < 0.5),
                                dataflow=bench.dataflow()).coded(cfg)
             if golden.error_code(cfg, c) == 0:
-                return *operands(bench, c), None
+                return *prog.command_operands(cfg, bench.nprng, c), None
     return arrays["a"], arrays["b"], arrays.get("c"), path
 
 
@@ -680,7 +528,7 @@ async def user_inputs(dut):
     arrays = [(wrap(a, fmt.a), wrap(b, fmt.b),
                None if c is None else wrap(c, IntFormat(cfg.acc_width, True)))]
     bench.model = golden.Model(cfg)
-    p = plan(bench, [cmd], arrays=arrays)
+    p = program(bench, [cmd], arrays=arrays)
     run = await full_rate(bench, p, budget(bench, p) + 4 * len(p.words["a"]))
     rsp = _counters(bench, run["rsp"][0])
     try:

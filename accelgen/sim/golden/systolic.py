@@ -30,40 +30,125 @@ Numerics (all in int64, exact: products have at most 18 bits, ``acc_width <= 48`
 
 Errors (``rsp.err``), checked in this order, the first that matches wins:
     ``1`` ``m``, ``k`` or ``n`` is 0;
-    ``4`` unsupported: output code 3, output ``requant`` without the requant stage, a mode code
-    past the built modes (a dataflow code cannot be: its field has exactly the built codes);
+    ``4`` unsupported: an output code past ``OUTPUTS`` (3, the ``output`` field being 2 bits
+    wide), output ``requant`` without the requant stage, a mode code past the built modes (a
+    dataflow code cannot be: its field has exactly the built codes);
     ``2`` ``k > k_max``;
-    ``3`` ``NB*M > acc_depth`` with ``accumulate`` or output ``none``, or ``ws`` with
-    ``K > rows`` and ``M > acc_depth``.
-    Code 4 must precede code 3, which depends on the output and dataflow codes; an empty
-    dimension is reported first whatever the codes say. An erroneous command consumes no
-    ``a``/``b`` beat, sends no ``o`` beat, leaves the memory as it was, and counts 0 MACs.
+    ``3`` ``NB*M > acc_depth`` with ``accumulate``, ``preload`` or output ``none``, or
+    ``ws`` with ``K > rows`` and ``M > acc_depth``.
+    That order is :data:`~accelgen.generators.systolic.ERROR_PRECEDENCE`. Code 4 must precede
+    code 3, which depends on the output and dataflow codes; an empty dimension is reported
+    first whatever the codes say. An erroneous command consumes no ``a``/``b``/``c`` beat,
+    sends no ``o`` beat, leaves the memory as it was, and counts 0 MACs.
 """
 
+import copy
+import dataclasses
+import functools
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from ...generators.base import check_limit
-from ...generators.systolic import ERRORS, OUTPUTS, SHIFT_BITS, ceil_div
+from ...generators.systolic import ERRORS, OUTPUTS, ceil_div
 from ...numerics import ConfigError, IntFormat, apply_overflow, requantize, wrap
 from ..payload import pack, unpack
 
-__all__ = ["ARGUMENTS", "Command", "Result", "Model", "pack_command", "unpack_command",
-           "a_words", "b_words", "unpack_rows", "unpack_rsp", "error_code", "gemm",
-           "check_arrays", "check_run_options", "parse_gemm", "random_operands",
-           "random_command"]
+__all__ = ["ARGUMENTS", "Command", "CommandFormat", "command_format", "Result", "Model",
+           "pack_command", "unpack_command", "a_words", "b_words", "unpack_rows", "unpack_rsp",
+           "error_code", "gemm", "check_arrays", "check_run_options", "parse_gemm"]
 
 #: names of :func:`gemm`'s array arguments (``--inputs FILE.npz`` uses these names)
 ARGUMENTS = ("a", "b", "c")
 #: the arrays an inputs file must hold (the rest of :data:`ARGUMENTS` is optional)
 REQUIRED = ("a", "b")
 
-RAW, REQUANT, NONE = 0, 1, 2          #: ``output`` codes (index into ``OUTPUTS``); 3 is invalid
-OUTPUT_CODES = 4                      #: the ``output`` field is 2 bits wide
-REQUANT_PARAMS = ("mult", "shift", "zero_point", "relu", "out_signed")
-ZERO_POINT = IntFormat(9, True)       #: the ``zero_point`` field
-_REQUANT_DEFAULTS = {"mult": 1, "shift": 0, "zero_point": 0, "relu": False, "out_signed": True}
+#: ``output`` codes: indices into :data:`~accelgen.generators.systolic.OUTPUTS`; the codes
+#: past those that the field can hold (:attr:`CommandFormat.output_codes`) give err 4
+RAW, REQUANT, NONE = (OUTPUTS.index(name) for name in ("raw", "requant", "none"))
+
+
+# -- the command format, read from the config's payload fields -------------------------------
+
+
+@dataclass(frozen=True)
+class CommandFormat:
+    """The ``cmd`` and ``rsp`` formats of one config as this model uses them, every value read
+    from the config's field lists (:attr:`~accelgen.generators.systolic.SystolicConfig.cmd_fields`
+    and ``rsp_fields``), so no width is restated here. :func:`command_format` builds it.
+
+    Members
+    -------
+    fields : dict
+        ``cmd`` field name → :class:`~accelgen.generators.base.Field`, as a build of the config
+        *with* the requant stage has them: the requant parameters of a :class:`Command` are
+        checked against the fields they would have even where the stage is not built.
+    requant_params : tuple of str
+        The ``cmd`` fields only the requant stage has (``mult``, ``shift``, ``zero_point``,
+        ``relu``, ``out_signed``), in field order; they are sent only when the config has
+        ``requant``.
+    rsp : dict
+        ``rsp`` field name → Field (``err``, then the counters).
+    """
+    fields: dict
+    requant_params: tuple
+    rsp: dict
+
+    def range(self, name):
+        """``(lo, hi)`` of the integers ``cmd`` field ``name`` holds (two's complement when
+        the field is signed)."""
+        f = self.fields[name]
+        return (-(1 << (f.width - 1)), (1 << (f.width - 1)) - 1) if f.signed \
+            else (0, (1 << f.width) - 1)
+
+    def format(self, name):
+        """:class:`~accelgen.numerics.IntFormat` of ``cmd`` field ``name``."""
+        f = self.fields[name]
+        return IntFormat(f.width, f.signed)
+
+    def codes(self, name):
+        """How many codes field ``name`` (``output``, ``dataflow``, ``mode``) can hold: 1 when
+        the config has no such field (a one-dataflow or one-mode build sends code 0)."""
+        return 1 << self.fields[name].width if name in self.fields else 1
+
+    @property
+    def dim_max(self):
+        """Largest ``m``, ``k`` or ``n`` a command can hold."""
+        return min(self.range(name)[1] for name in ("m", "k", "n"))
+
+    @property
+    def output_codes(self):
+        """Codes of the ``output`` field; those from ``len(OUTPUTS)`` on give err 4."""
+        return self.codes("output")
+
+    @property
+    def err_width(self):
+        return self.rsp["err"].width
+
+    @property
+    def counters(self):
+        """The ``rsp`` fields after ``err``, in field order."""
+        return tuple(name for name in self.rsp if name != "err")
+
+
+def _requant_twin(config):
+    """``config`` with the requant stage built, read for its ``cmd`` field layout only (its
+    validation is skipped: ``acc_width + mult_bits`` may be too wide for a build of it)."""
+    if config.requant:
+        return config
+    twin = copy.copy(config)
+    object.__setattr__(twin, "requant", True)
+    return twin
+
+
+@functools.lru_cache(maxsize=64)
+def command_format(config):
+    """The :class:`CommandFormat` of ``config``."""
+    plain = {f.name for f in replace(config, requant=False).cmd_fields}
+    fields = {f.name: f for f in _requant_twin(config).cmd_fields}
+    return CommandFormat(fields=fields,
+                         requant_params=tuple(name for name in fields if name not in plain),
+                         rsp={f.name: f for f in config.rsp_fields})
 
 
 # -- commands ---------------------------------------------------------------------------------
@@ -77,9 +162,10 @@ class Command:
     integer code, so codes the config does not build can be expressed (they give ``err`` 4);
     ``None`` for ``dataflow``/``mode`` is code 0 (the config's first). A name must be one the
     config builds, and a code must fit the payload field (a one-dataflow build has no
-    ``dataflow`` field, so only code 0), else :class:`ValueError`. The requant parameters are
-    sent only when the config has ``requant``; ``mult`` is unsigned ``mult_bits`` wide,
-    ``shift`` 0 to 63, ``zero_point`` a signed 9-bit number.
+    ``dataflow`` field, so only code 0), else :class:`ValueError`; so must ``m``, ``k``, ``n``
+    and the requant parameters (``mult``, ``shift``, ``zero_point``: the ranges of their
+    fields, :meth:`CommandFormat.range`). The requant parameters are sent only when the config
+    has ``requant``.
     """
     m: int
     k: int
@@ -101,23 +187,29 @@ class Command:
         :func:`unpack_command` returns for its packed word: without the requant stage the
         requant parameters, which have no fields then, are checked and set to their
         defaults)."""
-        dim_max = (1 << config.dim_bits) - 1
-        coded = Command(
-            m=_check_int("m", self.m, 0, dim_max), k=_check_int("k", self.k, 0, dim_max),
-            n=_check_int("n", self.n, 0, dim_max),
-            accumulate=_check_bool("accumulate", self.accumulate),
-            preload=_check_bool("preload", self.preload),
-            output=_code("output", self.output, OUTPUTS, OUTPUT_CODES, ""),
-            dataflow=_code("dataflow", self.dataflow, config.dataflows,
-                           1 << config.dataflow_bits, " (one dataflow built: no dataflow field)"),
-            mode=_code("mode", self.mode, config.modes, 1 << config.mode_bits,
-                       f" (codes {len(config.modes)} and up name no built mode: err 4)"),
-            mult=_check_int("mult", self.mult, 0, (1 << config.mult_bits) - 1),
-            shift=_check_int("shift", self.shift, 0, (1 << SHIFT_BITS) - 1),
-            zero_point=_check_int("zero_point", self.zero_point, ZERO_POINT.min, ZERO_POINT.max),
-            relu=_check_bool("relu", self.relu),
-            out_signed=_check_bool("out_signed", self.out_signed))
-        return coded if config.requant else replace(coded, **_REQUANT_DEFAULTS)
+        fmt = command_format(config)
+        named = {"output": (OUTPUTS, ""),
+                 "dataflow": (config.dataflows, " (one dataflow built: no dataflow field)"),
+                 "mode": (config.modes,
+                          f" (codes {len(config.modes)} and up name no built mode: err 4)")}
+        coded = {}
+        for name in _DEFAULTS:          # checked in field order: the first bad one is named
+            value = getattr(self, name)
+            if name in _FLAGS:
+                coded[name] = _check_bool(name, value)
+            elif name in named:
+                names, note = named[name]
+                coded[name] = _code(name, value, names, fmt.codes(name), note)
+            else:
+                coded[name] = _check_int(name, value, *fmt.range(name))
+        if not config.requant:
+            coded.update({name: _DEFAULTS[name] for name in fmt.requant_params})
+        return Command(**coded)
+
+
+#: default of every :class:`Command` attribute; the one-bit flags are the bool ones
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Command)}
+_FLAGS = tuple(name for name, value in _DEFAULTS.items() if isinstance(value, bool))
 
 
 def _check_int(name, value, lo, hi):
@@ -158,12 +250,12 @@ def _coded(config, cmd):
 
 
 def error_code(config, cmd):
-    """``rsp.err`` of ``cmd`` (0 when it runs); precedence 1, 4, 2, 3 (see the module
-    docstring)."""
+    """``rsp.err`` of ``cmd`` (0 when it runs); the checks run in the order of
+    :data:`~accelgen.generators.systolic.ERROR_PRECEDENCE` (see the module docstring)."""
     c = _coded(config, cmd)
     if 0 in (c.m, c.k, c.n):
         return 1
-    if (c.output == 3 or (c.output == REQUANT and not config.requant)
+    if (c.output >= len(OUTPUTS) or (c.output == REQUANT and not config.requant)
             or c.dataflow >= len(config.dataflows) or c.mode >= len(config.modes)):
         return 4
     if c.k > config.k_max:
@@ -192,7 +284,7 @@ def unpack_command(config, word):
     """:class:`Command` of a ``cmd`` payload word, with raw integer codes (fields the config
     does not have take their defaults)."""
     fields = {k: int(v[0]) for k, v in unpack(config.cmd_fields, [word]).items()}
-    for name in ("accumulate", "preload", "relu", "out_signed"):
+    for name in _FLAGS:
         if name in fields:
             fields[name] = bool(fields[name])
     fields.setdefault("dataflow", 0)
@@ -590,10 +682,10 @@ def gemm(config, a, b, c=None, *, dataflow=None, mode=None, **requant):
 def _gemm_command(config, a, b, c, dataflow, mode, requant):
     """The one command :func:`gemm` runs; checks names, dtypes, shapes and that the command is
     not an error (not the values)."""
-    unknown = sorted(set(requant) - set(REQUANT_PARAMS))
+    params = command_format(config).requant_params
+    unknown = sorted(set(requant) - set(params))
     if unknown:
-        raise ValueError(f"{unknown[0]}: unknown argument; allowed are "
-                         f"{', '.join(REQUANT_PARAMS)}")
+        raise ValueError(f"{unknown[0]}: unknown argument; allowed are {', '.join(params)}")
     a, b = _integers("a", _required("a", a)), _integers("b", _required("b", b))
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
         raise ValueError(f"a, b: shapes {a.shape} and {b.shape} are not allowed; expected "
@@ -653,7 +745,7 @@ def _refuse(option, text, flow, cmd, config):
     if err == 0:
         return None
     why = "" if err is None else f" (err {err}: {ERRORS[err]})"
-    limits = (f"M and N from 1 to {(1 << config.dim_bits) - 1}, K from 1 to "
+    limits = (f"M and N from 1 to {command_format(config).dim_max}, K from 1 to "
               f"k_max={config.k_max}"
               + (f", and in ws M <= acc_depth={config.acc_depth} when K > rows={config.rows}"
                  if "ws" in config.dataflows else ""))
@@ -698,75 +790,6 @@ def check_run_options(config, options, arrays=None, *, allow_large=False):
             raise ConfigError(f"--inputs: a ({m} x {k}) . ({k} x {n}) product is not allowed "
                               f"in {flow}; it is err {err} ({ERRORS[err]})")
     return out
-
-
-def random_operands(config, rng, m, k, n, mode):
-    """Random ``a`` (m x k) and ``b`` (k x n), uniform over ``mode``'s (name or code) formats."""
-    fmt = config.mode_formats[config.mode_code(mode)]
-    return (rng.integers(fmt.a.min, fmt.a.max + 1, size=(m, k)),
-            rng.integers(fmt.b.min, fmt.b.max + 1, size=(k, n)))
-
-
-def random_command(config, rng, *, max_dim=None, allow_errors=False):
-    """A random :class:`Command`: dimensions from 1 to ``max_dim`` (default ``3*rows+1`` for
-    ``m`` and ``k``, ``3*cols+1`` for ``n``; ``k`` also at most ``k_max``), every built mode,
-    dataflow and output, ``accumulate`` about a third of the time, random requant parameters
-    when the stage is built; always valid (shapes are drawn so error 3 cannot happen). With
-    ``allow_errors`` about a quarter of the commands have an error of a random kind this
-    config can express."""
-    if max_dim is not None:
-        _check_int("max_dim", max_dim, 1, 1 << 24)
-    cfg = config
-    dim_max = (1 << cfg.dim_bits) - 1
-    m_hi = min(max_dim or 3 * cfg.rows + 1, dim_max)
-    k_hi = min(max_dim or 3 * cfg.rows + 1, cfg.k_max)
-    n_hi = min(max_dim or 3 * cfg.cols + 1, dim_max)
-    outputs = [o for o in OUTPUTS if o != "requant" or cfg.requant]
-    output = str(rng.choice(outputs))
-    accumulate = bool(rng.random() < 1 / 3)
-    preload = bool(rng.random() < 1 / 6)
-    flow = str(rng.choice(cfg.dataflows))
-    k = int(rng.integers(1, k_hi + 1))
-    keeps_rows = accumulate or preload or output == "none"
-    if keeps_rows:      # NB*M <= acc_depth needs NB <= acc_depth
-        n_hi = min(n_hi, cfg.acc_depth * cfg.cols)
-    n = int(rng.integers(1, n_hi + 1))
-    if keeps_rows:
-        m_hi = min(m_hi, cfg.acc_depth // ceil_div(n, cfg.cols))
-    if flow == "ws" and k > cfg.rows:
-        m_hi = min(m_hi, cfg.acc_depth)
-    cmd = Command(int(rng.integers(1, m_hi + 1)), k, n, accumulate=accumulate, preload=preload,
-                  output=output, dataflow=flow, mode=str(rng.choice(cfg.modes)))
-    if cfg.requant:
-        mult = int(rng.integers(0, 1 << cfg.mult_bits))
-        # a shift near the product's magnitude keeps most results off the s8/u8 rails
-        shift = min(63, mult.bit_length() + int(rng.integers(0, 24)))
-        cmd = replace(cmd, mult=mult, shift=shift, zero_point=int(rng.integers(-256, 256)),
-                      relu=bool(rng.random() < 0.5), out_signed=bool(rng.random() < 0.5))
-    if allow_errors and rng.random() < 0.25:
-        cmd = _spoil(cfg, rng, cmd)
-    return cmd
-
-
-def _spoil(config, rng, cmd):
-    """``cmd`` turned into an error of a random kind ``config`` can express (error 3 by
-    enlarging ``m``, error 4 by an unsupported output or mode code)."""
-    dim_max = (1 << config.dim_bits) - 1
-    kinds = {"zero": lambda: replace(cmd, **{str(rng.choice(["m", "k", "n"])): 0}),
-             "output3": lambda: replace(cmd, output=3)}
-    if config.k_max < dim_max:
-        kinds["k_max"] = lambda: replace(
-            cmd, k=int(rng.integers(config.k_max + 1, min(dim_max, 2 * config.k_max + 8) + 1)))
-    n1 = min(cmd.n, config.cols)                  # one column block: needs M > acc_depth
-    if config.acc_depth + 1 <= dim_max:
-        kinds["memory"] = lambda: replace(cmd, m=config.acc_depth + 1, n=n1,
-                                          accumulate=True)
-    if not config.requant:
-        kinds["requant"] = lambda: replace(cmd, output=REQUANT)
-    if len(config.modes) < 1 << config.mode_bits:
-        kinds["mode"] = lambda: replace(cmd, mode=int(rng.integers(len(config.modes),
-                                                                   1 << config.mode_bits)))
-    return kinds[str(rng.choice(sorted(kinds)))]()
 
 
 #: registry-facing name (see :class:`accelgen.generators.registry.GeneratorSpec`)
