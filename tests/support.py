@@ -2,7 +2,9 @@
 puts ``tests/`` on ``sys.path``). Nothing here is a test.
 
 - cocotb tier: the seed every run uses, the failure message that names it, the Icarus skip
-  mark, a passing-run helper and the "true pairing passes, false manifest fails" check.
+  mark, runs that must pass (any testcases; a preset's default testcases), the recorded
+  error statistics against the golden model's, and the "true pairing passes, false manifest
+  fails" check.
 - fpga tier: the resource keys of a synthesis report and the checks every built bitstream
   with a self-check harness must pass.
 """
