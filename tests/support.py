@@ -90,3 +90,26 @@ def check_selfchecked_build(r):
     assert r.bitstream.exists() and r.bitstream.stat().st_size > 0
     assert r.resources["IO"][0] == 6
     assert r.fmax_mhz > r.target_mhz > 0
+
+
+def accepted_words(harness, ports):
+    """Simulate ``harness`` to ``done``; the payload words each of the block's ``ports`` took,
+    in order (values sampled at the clock edge: a transfer is valid & ready just before it)."""
+    from amaranth.sim import Simulator
+    streams = [getattr(harness.block, name) for name in ports]
+    seen = {name: [] for name in ports}
+
+    async def bench(ctx):
+        while not ctx.get(harness.done):
+            _, _, *values = await ctx.tick().sample(
+                *(v for st in streams for v in (st.valid, st.ready, st.payload.as_value())))
+            for k, name in enumerate(ports):
+                valid, ready, payload = values[3 * k:3 * k + 3]
+                if valid and ready:
+                    seen[name].append(payload)
+
+    sim = Simulator(harness)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return seen

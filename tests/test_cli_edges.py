@@ -52,7 +52,11 @@ def test_toml_dates_huge_integers_and_deep_nesting(capsys, tmp_path):
     refused(capsys, "show", "mac", "--config", deep, message=f"--config: {str(deep)!r} nests "
             "values more than 16 levels deep, which is not allowed")
     refused(capsys, "show", "mac", "--set", "lanes=" + "[" * 3000 + "]" * 3000,
-            message="--set: a value nested more than 16 levels deep is not allowed")
+            message="--set: lanes=... nests values more than 16 levels deep, which is not "
+                    "allowed")
+    refused(capsys, "show", "mac", "--set", "lanes=1" + "0" * 5000,
+            message="--set: lanes=... holds an integer of more than 4300 digits, which is not "
+                    "allowed; expected at most 64 bits")
     refused(capsys, "show", "mac", "--set", "lanes=1979-05-27",
             message="lanes: a date value is not allowed; expected numbers, strings, booleans, "
                     "lists or tables")

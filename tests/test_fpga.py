@@ -3,12 +3,10 @@ one-stream harness around each block that uses it (fast tier, Amaranth simulator
 records, report parsing and output-directory handling and locking (fast tier, and two real
 builds into one directory under the ``fpga`` marker).
 
-A block's own synthesis and builds are in its ``tests/test_<block>.py``; the systolic harness
-and builds below join ``tests/test_systolic.py`` once its restructuring has landed."""
+A block's own harness, synthesis and builds are in its ``tests/test_<block>.py``."""
 
 import dataclasses
 import fcntl
-import itertools
 import os
 import random
 import re
@@ -21,7 +19,6 @@ from pathlib import Path
 
 import pytest
 from amaranth.hdl import Module, Signal
-from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
 from accelgen.outputs import ALLOWED_DIRECTORY as ALLOWED_OUT
@@ -30,40 +27,16 @@ from accelgen.fpga import harness_systolic as hs
 from accelgen.fpga import flow as fpga_flow
 from accelgen.fpga.boards import BOARDS, get_board
 from accelgen.fpga.family import FAMILIES, Family, check_family
-from accelgen.generators.base import field_offsets
 from accelgen.generators.registry import REGISTRY
 from accelgen.numerics import ConfigError
-from accelgen.sim.golden import systolic as golden
 from accelgen.sim.payload import payload_width
 
-from support import RESOURCE_KEYS as KEYS
+from support import accepted_words as _accepted
 
 SPEC = REGISTRY["mac"]
 TINY = SPEC.presets["tiny"]
 SYS = REGISTRY["systolic"]
 SYS_TINY = SYS.presets["tiny"]
-
-
-def _accepted(harness, ports):
-    """Simulate ``harness`` to ``done``; the payload words each of the block's ``ports`` took,
-    in order (values sampled at the clock edge: a transfer is valid & ready just before it)."""
-    streams = [getattr(harness.block, name) for name in ports]
-    seen = {name: [] for name in ports}
-
-    async def bench(ctx):
-        while not ctx.get(harness.done):
-            _, _, *values = await ctx.tick().sample(
-                *(v for st in streams for v in (st.valid, st.ready, st.payload.as_value())))
-            for k, name in enumerate(ports):
-                valid, ready, payload = values[3 * k:3 * k + 3]
-                if valid and ready:
-                    seen[name].append(payload)
-
-    sim = Simulator(harness)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
-    return seen
 
 
 # -- fast tier: the Python model and its hardware twin -----------------------------------------
@@ -280,117 +253,6 @@ def test_harness_beats_validated():
     with pytest.raises(ConfigError, match=r"^--beats: 0 is not allowed; expected an integer "
                                           r"from 1 to 1048576$"):
         hz.SelfCheckHarness(SPEC, TINY, beats=0)
-
-
-# -- fast tier: the systolic harness ------------------------------------------------------------
-
-@pytest.mark.parametrize("preset", ["tiny", "default"])
-def test_systolic_program_covers_the_features(preset):
-    cfg = SYS.presets[preset]
-    p = hs.plan(cfg, beats=1, seed=3)
-    coded = [c.coded(cfg) for c in p.commands]
-    first = coded[0]
-    assert (first.output, first.accumulate, first.preload, first.k) == (2, False, False, 1)
-    assert first.m * -(-first.n // cfg.cols) == cfg.acc_depth     # clears every memory row
-    assert sorted(r.err for r in p.rsp if r.err) == [1, 4]
-    valid = [c for c, r in zip(coded, p.rsp) if not r.err]
-    for flow in range(len(cfg.dataflows)):
-        mine = [c for c in valid if c.dataflow == flow]
-        assert any(c.accumulate and not c.preload for c in mine), (preset, flow)
-        assert any(c.preload for c in mine) and any(c.output == 2 for c in mine)
-        assert any(c.output == 0 for c in mine)
-        assert any(c.output == 1 for c in mine) == cfg.requant
-        assert any(c2.accumulate and (c1.m, c1.k, c1.dataflow) == (c2.m, c2.k, c2.dataflow)
-                   and c1.n % cfg.cols and c2.n == -(-c1.n // cfg.cols) * cfg.cols
-                   for c1, c2 in zip(mine, mine[1:])), "widening pair"
-    assert p.cmd_words == [golden.pack_command(cfg, c) for c in p.commands]
-    assert p == hs.plan(cfg, beats=1, seed=3)                        # deterministic
-
-
-def test_systolic_program_grows_to_the_beat_budget():
-    small, big = (hs.plan(SYS_TINY, beats=b, seed=1) for b in (1, 2000))
-    assert big.commands[:len(small.commands)] == small.commands
-    assert big.beats >= 2000 > small.beats
-    assert big.consumed["a"] > 0 and big.consumed["b"] > 0 and big.consumed["c"] > 0
-
-
-def test_systolic_harness_sends_the_planned_streams():
-    """The block takes exactly the ROM's commands and prefixes of the modelled operand
-    streams, as many beats as the golden model pulled (holds whatever the block computes)."""
-    h = hs.SystolicHarness(SYS, SYS_TINY, beats=150, seed=4)
-    seen = _accepted(h, ["cmd", "a", "b", "c"])
-    assert seen["cmd"] == h.plan.cmd_words
-    for name in hs.OPERANDS:
-        width = payload_width(getattr(SYS_TINY, f"{name}_fields"))
-        want = list(itertools.islice(hz.lane_words(h.plan.seeds[name], width),
-                                     h.plan.consumed[name]))
-        assert seen[name] == want == h.plan.words[name], name
-
-
-@pytest.mark.parametrize("preset", ["tiny", "default"])
-def test_systolic_harness_passes(preset):
-    h = hs.SystolicHarness(SYS, SYS.presets[preset], beats=300, seed=2)
-    r = hz.simulate(h)
-    assert r.done and r.passed and not r.failed, f"seed 2: {r}"
-    assert r.cycles < h.timeout // 4
-    assert r.observed == h.expected_values()
-    assert (r.signature, r.count) == (h.expected_signature, h.expected_count)
-
-
-def test_systolic_harness_fails_with_corrupted_expectation():
-    h = hs.SystolicHarness(SYS, SYS_TINY, beats=300, seed=2, corrupt_expected=True)
-    r = hz.simulate(h)
-    assert r.done and r.failed and not r.passed, f"seed 2: {r}"
-    assert r.signature == h.model_signature != h.expected_signature
-    assert {k: v for k, v in r.observed.items() if v != h.expected_values()[k]} == \
-        {"o signature": h.model_signature}
-
-
-class _Mutant(wiring.Component):
-    """``block`` with one output stream's payload passed through ``mutate`` (a function of
-    the payload ``View``): a broken block the harness must catch."""
-
-    def __init__(self, block, stream, mutate):
-        self.inner, self.stream, self.mutate = block, stream, mutate
-        super().__init__(block.signature)
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.inner = self.inner
-        for name, member in self.signature.members.items():
-            outer, inner = getattr(self, name), getattr(self.inner, name)
-            if member.flow == wiring.In:
-                m.d.comb += [inner.valid.eq(outer.valid), inner.payload.eq(outer.payload),
-                             outer.ready.eq(inner.ready)]
-            else:
-                payload = self.mutate(inner.payload) if name == self.stream else inner.payload
-                m.d.comb += [outer.valid.eq(inner.valid), outer.payload.eq(payload),
-                             inner.ready.eq(outer.ready)]
-        return m
-
-
-@pytest.mark.parametrize("stream, mutate, caught", [
-    # bit 0 of lane 0 flipped on each command's last row only
-    ("o", lambda p: p.as_value() ^ p.last, {"o signature"}),
-    # the macs counter one too high (its field is the last)
-    ("rsp", lambda p: p.as_value() + (1 << field_offsets(SYS_TINY.rsp_fields)["macs"][0]),
-     {"rsp signature"}),
-    # a timing counter is not checked: a correct block's counters depend on the flow control
-    ("rsp", lambda p: p.as_value() ^ (1 << field_offsets(SYS_TINY.rsp_fields)["cycles"][0]),
-     set()),
-])
-def test_systolic_harness_catches_a_broken_block(stream, mutate, caught):
-    h = hs.SystolicHarness(SYS, SYS_TINY, beats=100, seed=5)
-    h.block = _Mutant(h.block, stream, mutate)
-    r = hz.simulate(h)
-    assert r.done and r.failed == bool(caught) != r.passed, f"seed 5: {r}"
-    assert {k for k, v in r.observed.items() if v != h.expected_values()[k]} == caught
-
-
-def test_systolic_harness_beats_validated():
-    with pytest.raises(ConfigError, match=r"^--beats: 0 is not allowed; expected an integer "
-                                          r"from 1 to 1048576$"):
-        hs.SystolicHarness(SYS, SYS_TINY, beats=0)
 
 
 def test_selfcheck_log_lists_every_check(tmp_path):
@@ -731,35 +593,3 @@ def test_tool_failure_detail_names_the_overflowing_resource():
     assert failure_detail(log, 255) == (
         "ERROR: Unable to place cell 'x', no BELs remaining to implement cell type "
         "'ICESTORM_LC' (does not fit: ICESTORM_LC 6673/5280 used)")
-
-
-@pytest.mark.fpga
-@pytest.mark.parametrize("family", ["ice40", "ecp5"])
-def test_synth_systolic_tiny(tmp_path, family):
-    from accelgen.fpga.flow import synth
-    r = synth(SYS, SYS_TINY, family, tmp_path, preset="tiny")
-    assert set(r.resources) == KEYS
-    assert r.resources["LUT4"] > 0 and r.resources["FF"] > 0 and r.resources["carry"] > 0
-    # one multiplier per PE (2x2) in DSPs; the accumulator memory and the B panels in block
-    # RAM (iCE40) or, being small, in distributed RAM (ECP5)
-    assert r.resources["DSP"] >= SYS_TINY.rows * SYS_TINY.cols
-    assert r.resources["BRAM"] + r.resources["cells"].get("TRELLIS_DPR16X4", 0) > 0
-
-
-@pytest.mark.fpga
-@pytest.mark.parametrize("board, preset", [("icebreaker", "tiny"), ("ulx3s-85f", "default")])
-def test_build_systolic(tmp_path, board, preset):
-    """The systolic harness on both boards (quick placement keeps the 4x4 build near a
-    minute; the CLI's builds are timing-driven)."""
-    from accelgen.fpga.flow import build
-    cfg = SYS.presets[preset]
-    r = build(SYS, cfg, board, tmp_path, preset=preset, beats=300, seed=2, quick=True)
-    assert r.selfcheck_passed and r.selfcheck_cycles > 0
-    assert set(r.selfcheck_checks) == {"o signature", "o beats", "rsp signature", "rsp beats",
-                                       "a beats", "b beats", "c beats"}
-    assert r.bitstream.exists() and r.bitstream.stat().st_size > 0
-    assert r.resources["IO"][0] == 6        # clock, button, four LEDs: no stream pins
-    assert r.resources["DSP"][0] >= (cfg.rows - getattr(cfg, "lut_rows", 0)) * cfg.cols
-    assert r.resources["LUT4"][0] > 0 and r.resources["FF"][0] > 0
-    assert r.resources["BRAM"][0] > 0
-    assert r.fmax_mhz > r.target_mhz > 0

@@ -1,29 +1,50 @@
-"""Block ``systolic`` in the Amaranth simulator against its golden model (fast tier).
+"""Block ``systolic``: the RTL in the Amaranth simulator against its golden model (fast
+tier), the emitted Verilog in cocotb (``cocotb``), its FPGA self-check harness (fast tier) and
+its synthesis and board builds (``fpga``).
 
-Every run sends a sequence of commands with their ``a``/``b`` beats, with random gaps and
-backpressure on every stream, and compares every ``o`` word and the ``err``/``macs`` (and, for
-valid commands, ``busy``) fields of every ``rsp`` word with a
+Every Amaranth-simulator run sends a sequence of commands with their ``a``/``b`` beats, with
+random gaps and backpressure on every stream, and compares every ``o`` word and the
+``err``/``macs`` (and, for valid commands, ``busy``) fields of every ``rsp`` word with a
 :class:`accelgen.sim.golden.systolic_program.Program`, which runs the same sequence on the
 golden model (so accumulate chains and memory contents left by earlier commands are
 covered). Seeds are in the test ids.
 """
 
+import itertools
 import random
 import re
+import shutil
+import time
 from dataclasses import replace
 
 import numpy as np
 import pytest
+from amaranth.hdl import Module
+from amaranth.lib import wiring
 
-from accelgen.generators.emit import verilog_text
+from accelgen.fpga import harness as hz
+from accelgen.fpga import harness_systolic as hs
+from accelgen.generators.base import field_offsets
+from accelgen.generators.emit import emit, verilog_text
+from accelgen.generators.registry import REGISTRY
 from accelgen.generators.systolic import PRESETS, SystolicConfig
 from accelgen.hdl.systolic import Systolic
 from accelgen.numerics import ConfigError
 from accelgen.sim.golden import systolic as golden
 from accelgen.sim.golden.systolic_program import Program, random_command
+from accelgen.sim.payload import payload_width
 from accelgen.sim.pysim import run_streams
+from accelgen.sim.runner import default_testcases, run_emitted, simulate
+
+from support import RESOURCE_KEYS as KEYS
+from support import SEED, needs_icarus
+from support import accepted_words as _accepted
+from support import explain as _explain
 
 TINY = PRESETS["tiny"]
+SYS = REGISTRY["systolic"]
+SYS_TINY = SYS.presets["tiny"]
+MAC = REGISTRY["mac"]          # run options and defaults are compared with a block without them
 BOTH = ("os", "ws")
 
 
@@ -262,3 +283,250 @@ def test_config_errors_name_the_setting():
     for name, kw in cases.items():
         with pytest.raises(ConfigError, match=rf"^{name}"):
             SystolicConfig(**kw)
+
+
+# == cocotb tier: the emitted Verilog on Verilator / Icarus =============================
+
+SYS_GOLDEN = SYS.golden_model()
+SYS_CASES = default_testcases(SYS)
+SYS_BEATS = 160          # random testcases: 8 commands each (ACCELGEN_BEATS // 20)
+
+
+def _sys_presets():
+    return [pytest.param(p, marks=pytest.mark.slow) if p == "16x16" else p
+            for p in SYS.presets]
+
+
+def _check_systolic(result, config):
+    """Every scoreboard clean, every expressible error code seen, gemm figures consistent."""
+    cases = result.result["testcases"]
+    for name in ("random_gemms", "errors", "reset_midcommand"):
+        assert cases[name]["mismatches"] == 0
+    assert cases["random_gemms"]["commands"] >= 4
+    assert cases["reset_midcommand"]["sent_before"]["rsp"] == 0
+    seen = {int(code) for code in cases["errors"]["err_codes"]}
+    assert {1, 4} <= seen and (config.k_max >= (1 << config.dim_bits) - 1 or 2 in seen)
+    gemm = cases["gemm"]
+    m, k, n = (int(x) for x in gemm["shape"].split("x"))
+    assert gemm["check"] == "passed" and gemm["macs"] == m * k * n
+    assert gemm["tb_cycles"] == gemm["cycles"]
+    assert 0 < gemm["utilization"] <= 1
+    assert gemm["utilization"] == pytest.approx(
+        m * k * n / (config.rows * config.cols * gemm["cycles"]))
+    assert gemm["busy"] == gemm["a_beats"] and gemm["stall_a"] == 0
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("preset", _sys_presets())
+def test_systolic_verilator_preset(preset, tmp_path):
+    """random_gemms, errors, reset_midcommand and gemm on one Verilator build per preset
+    (16x16 must stay under three minutes including its build)."""
+    config = SYS.presets[preset]
+    start = time.monotonic()
+    result = simulate(SYS, config, preset=preset, simulator="verilator", seed=SEED,
+                      beats=SYS_BEATS, build_root=tmp_path)
+    elapsed = time.monotonic() - start
+    assert result.passed, _explain(result)
+    assert list(result.testcases) == SYS_CASES
+    _check_systolic(result, config)
+    if preset == "16x16":
+        assert elapsed < 180, f"16x16 took {elapsed:.0f} s (build {result.build_seconds:.0f} s)"
+
+
+@pytest.mark.cocotb
+@needs_icarus
+def test_systolic_icarus_tiny(tmp_path):
+    """The same testcases on Icarus, both dataflows (four-state: a combinational output that
+    stays X after the reset, as ``cmd.ready`` did under ``-g2012``, fails here)."""
+    config = replace(SYS.presets["tiny"], dataflows=("os", "ws"))
+    result = simulate(SYS, config, preset="tiny", simulator="icarus", seed=SEED, beats=80,
+                      build_root=tmp_path)
+    assert result.passed, _explain(result)
+    _check_systolic(result, config)
+
+
+@pytest.mark.cocotb
+def test_systolic_testbench_catches_wrong_rtl(tmp_path):
+    """Verilog of a saturating 16-bit accumulator with the manifest of a wrapping one: the
+    true pairing passes, the false one fails the scoreboard with the seed in the message."""
+    real = replace(SYS.presets["tiny"], acc_width=16, overflow="saturate",
+                   dataflows=("os", "ws"))
+    claimed = replace(real, overflow="wrap")
+    build = emit(SYS, real, tmp_path / "dut", top="systolic").manifest_path
+    liar = emit(SYS, claimed, tmp_path / "liar", top="systolic").manifest_path
+    ok = run_emitted(build, seed=SEED, beats=200, testcases=["random_gemms"])
+    assert ok.passed, _explain(ok)
+    shutil.copy(liar, build)
+    wrong = run_emitted(build, seed=SEED, beats=200, testcases=["random_gemms", "gemm"])
+    assert not wrong.built
+    assert wrong.testcases["random_gemms"] is False
+    log = wrong.log.read_text()
+    assert f"seed={SEED}" in log and "mismatches in random GEMM commands" in log
+    assert wrong.result["testcases"]["random_gemms"]["mismatches"] > 0
+
+
+def test_systolic_arguments_refused_before_build(tmp_path):
+    config = SYS.presets["tiny"]
+    cases = [(dict(options={"gemm": "3x17x5"}), r"--gemm: '3x17x5' is not allowed in os \(err 2"),
+             (dict(options={"gemm": "0x1x1"}), "--gemm: '0x1x1' is not allowed; expected MxKxN"),
+             (dict(options={"dataflow": "ws"}),
+              r"--dataflow: 'ws' is not allowed; allowed are 'os'"),
+             (dict(testcases=["latency"]), "--testcase: 'latency' is not allowed for systolic")]
+    for kwargs, message in cases:
+        with pytest.raises(ConfigError, match=message):
+            simulate(SYS, config, build_root=tmp_path / "b", **kwargs)
+    with pytest.raises(ConfigError, match="--gemm: not allowed for block mac"):
+        simulate(MAC, MAC.presets["tiny"], options={"gemm": "4x4x4"},
+                 build_root=tmp_path / "b")
+    big = replace(config, dataflows=("os", "ws"))
+    np.savez(tmp_path / "in.npz", a=np.ones((17, 3), np.int64), b=np.ones((3, 2), np.int64))
+    with pytest.raises(ConfigError, match=r"--inputs: .* not allowed in ws; it is err 3"):
+        simulate(SYS, big, inputs=tmp_path / "in.npz", options={"dataflow": "ws"},
+                 build_root=tmp_path / "b")
+    assert not (tmp_path / "b").exists()
+    assert default_testcases(SYS) == ["random_gemms", "errors", "reset_midcommand", "gemm"]
+    assert default_testcases(SYS, inputs=True)[-1] == "user_inputs"
+    assert default_testcases(MAC) == list(MAC.testcases[:-1])
+
+
+# == the FPGA self-check harness (fast tier) and builds (fpga tier) ======================
+
+@pytest.mark.parametrize("preset", ["tiny", "default"])
+def test_systolic_program_covers_the_features(preset):
+    cfg = SYS.presets[preset]
+    p = hs.plan(cfg, beats=1, seed=3)
+    coded = [c.coded(cfg) for c in p.commands]
+    first = coded[0]
+    assert (first.output, first.accumulate, first.preload, first.k) == (2, False, False, 1)
+    assert first.m * -(-first.n // cfg.cols) == cfg.acc_depth     # clears every memory row
+    assert sorted(r.err for r in p.rsp if r.err) == [1, 4]
+    valid = [c for c, r in zip(coded, p.rsp) if not r.err]
+    for flow in range(len(cfg.dataflows)):
+        mine = [c for c in valid if c.dataflow == flow]
+        assert any(c.accumulate and not c.preload for c in mine), (preset, flow)
+        assert any(c.preload for c in mine) and any(c.output == 2 for c in mine)
+        assert any(c.output == 0 for c in mine)
+        assert any(c.output == 1 for c in mine) == cfg.requant
+        assert any(c2.accumulate and (c1.m, c1.k, c1.dataflow) == (c2.m, c2.k, c2.dataflow)
+                   and c1.n % cfg.cols and c2.n == -(-c1.n // cfg.cols) * cfg.cols
+                   for c1, c2 in zip(mine, mine[1:])), "widening pair"
+    assert p.cmd_words == [golden.pack_command(cfg, c) for c in p.commands]
+    assert p == hs.plan(cfg, beats=1, seed=3)                        # deterministic
+
+
+def test_systolic_program_grows_to_the_beat_budget():
+    small, big = (hs.plan(SYS_TINY, beats=b, seed=1) for b in (1, 2000))
+    assert big.commands[:len(small.commands)] == small.commands
+    assert big.beats >= 2000 > small.beats
+    assert big.consumed["a"] > 0 and big.consumed["b"] > 0 and big.consumed["c"] > 0
+
+
+def test_systolic_harness_sends_the_planned_streams():
+    """The block takes exactly the ROM's commands and prefixes of the modelled operand
+    streams, as many beats as the golden model pulled (holds whatever the block computes)."""
+    h = hs.SystolicHarness(SYS, SYS_TINY, beats=150, seed=4)
+    seen = _accepted(h, ["cmd", "a", "b", "c"])
+    assert seen["cmd"] == h.plan.cmd_words
+    for name in hs.OPERANDS:
+        width = payload_width(getattr(SYS_TINY, f"{name}_fields"))
+        want = list(itertools.islice(hz.lane_words(h.plan.seeds[name], width),
+                                     h.plan.consumed[name]))
+        assert seen[name] == want == h.plan.words[name], name
+
+
+@pytest.mark.parametrize("preset", ["tiny", "default"])
+def test_systolic_harness_passes(preset):
+    h = hs.SystolicHarness(SYS, SYS.presets[preset], beats=300, seed=2)
+    r = hz.simulate(h)
+    assert r.done and r.passed and not r.failed, f"seed 2: {r}"
+    assert r.cycles < h.timeout // 4
+    assert r.observed == h.expected_values()
+    assert (r.signature, r.count) == (h.expected_signature, h.expected_count)
+
+
+def test_systolic_harness_fails_with_corrupted_expectation():
+    h = hs.SystolicHarness(SYS, SYS_TINY, beats=300, seed=2, corrupt_expected=True)
+    r = hz.simulate(h)
+    assert r.done and r.failed and not r.passed, f"seed 2: {r}"
+    assert r.signature == h.model_signature != h.expected_signature
+    assert {k: v for k, v in r.observed.items() if v != h.expected_values()[k]} == \
+        {"o signature": h.model_signature}
+
+
+class _Mutant(wiring.Component):
+    """``block`` with one output stream's payload passed through ``mutate`` (a function of
+    the payload ``View``): a broken block the harness must catch."""
+
+    def __init__(self, block, stream, mutate):
+        self.inner, self.stream, self.mutate = block, stream, mutate
+        super().__init__(block.signature)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.inner = self.inner
+        for name, member in self.signature.members.items():
+            outer, inner = getattr(self, name), getattr(self.inner, name)
+            if member.flow == wiring.In:
+                m.d.comb += [inner.valid.eq(outer.valid), inner.payload.eq(outer.payload),
+                             outer.ready.eq(inner.ready)]
+            else:
+                payload = self.mutate(inner.payload) if name == self.stream else inner.payload
+                m.d.comb += [outer.valid.eq(inner.valid), outer.payload.eq(payload),
+                             inner.ready.eq(outer.ready)]
+        return m
+
+
+@pytest.mark.parametrize("stream, mutate, caught", [
+    # bit 0 of lane 0 flipped on each command's last row only
+    ("o", lambda p: p.as_value() ^ p.last, {"o signature"}),
+    # the macs counter one too high (its field is the last)
+    ("rsp", lambda p: p.as_value() + (1 << field_offsets(SYS_TINY.rsp_fields)["macs"][0]),
+     {"rsp signature"}),
+    # a timing counter is not checked: a correct block's counters depend on the flow control
+    ("rsp", lambda p: p.as_value() ^ (1 << field_offsets(SYS_TINY.rsp_fields)["cycles"][0]),
+     set()),
+])
+def test_systolic_harness_catches_a_broken_block(stream, mutate, caught):
+    h = hs.SystolicHarness(SYS, SYS_TINY, beats=100, seed=5)
+    h.block = _Mutant(h.block, stream, mutate)
+    r = hz.simulate(h)
+    assert r.done and r.failed == bool(caught) != r.passed, f"seed 5: {r}"
+    assert {k for k, v in r.observed.items() if v != h.expected_values()[k]} == caught
+
+
+def test_systolic_harness_beats_validated():
+    with pytest.raises(ConfigError, match=r"^--beats: 0 is not allowed; expected an integer "
+                                          r"from 1 to 1048576$"):
+        hs.SystolicHarness(SYS, SYS_TINY, beats=0)
+
+
+@pytest.mark.fpga
+@pytest.mark.parametrize("family", ["ice40", "ecp5"])
+def test_synth_systolic_tiny(tmp_path, family):
+    from accelgen.fpga.flow import synth
+    r = synth(SYS, SYS_TINY, family, tmp_path, preset="tiny")
+    assert set(r.resources) == KEYS
+    assert r.resources["LUT4"] > 0 and r.resources["FF"] > 0 and r.resources["carry"] > 0
+    # one multiplier per PE (2x2) in DSPs; the accumulator memory and the B panels in block
+    # RAM (iCE40) or, being small, in distributed RAM (ECP5)
+    assert r.resources["DSP"] >= SYS_TINY.rows * SYS_TINY.cols
+    assert r.resources["BRAM"] + r.resources["cells"].get("TRELLIS_DPR16X4", 0) > 0
+
+
+@pytest.mark.fpga
+@pytest.mark.parametrize("board, preset", [("icebreaker", "tiny"), ("ulx3s-85f", "default")])
+def test_build_systolic(tmp_path, board, preset):
+    """The systolic harness on both boards (quick placement keeps the 4x4 build near a
+    minute; the CLI's builds are timing-driven)."""
+    from accelgen.fpga.flow import build
+    cfg = SYS.presets[preset]
+    r = build(SYS, cfg, board, tmp_path, preset=preset, beats=300, seed=2, quick=True)
+    assert r.selfcheck_passed and r.selfcheck_cycles > 0
+    assert set(r.selfcheck_checks) == {"o signature", "o beats", "rsp signature", "rsp beats",
+                                       "a beats", "b beats", "c beats"}
+    assert r.bitstream.exists() and r.bitstream.stat().st_size > 0
+    assert r.resources["IO"][0] == 6        # clock, button, four LEDs: no stream pins
+    assert r.resources["DSP"][0] >= (cfg.rows - getattr(cfg, "lut_rows", 0)) * cfg.cols
+    assert r.resources["LUT4"][0] > 0 and r.resources["FF"][0] > 0
+    assert r.resources["BRAM"][0] > 0
+    assert r.fmax_mhz > r.target_mhz > 0

@@ -305,19 +305,29 @@ def check_plain(value, where, depth=0):
     return value
 
 
-def parse_set_value(text):
+def _loads(text, subject):
+    """``tomllib.loads(text)``; the two ways TOML text can exhaust Python (an integer past its
+    4300-digit conversion limit, nesting past the recursion limit) become one-line
+    :class:`ConfigError` s about ``subject``. TOML syntax errors pass through."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        raise
+    except ValueError:
+        raise ConfigError(f"{subject} holds an integer of more than 4300 digits, which is not "
+                          f"allowed; expected at most {MAX_INT_BITS} bits") from None
+    except RecursionError:
+        raise ConfigError(f"{subject} nests values more than {MAX_DEPTH} levels deep, which is "
+                          f"not allowed") from None
+
+
+def parse_set_value(text, key="value"):
     """Parse the value of ``--set key=value`` as a TOML value (``4``, ``true``, ``"s8"``,
     ``["s8s8", "s4s4"]``); anything TOML cannot read is taken as a plain string."""
     try:
-        return tomllib.loads(f"v = {text}")["v"]
+        return _loads(f"v = {text}", f"--set: {key}=...")["v"]
     except tomllib.TOMLDecodeError:
         return text
-    except ValueError:      # an integer past Python's text-conversion limit (4300 digits)
-        raise ConfigError(f"--set: an integer of {len(text)} digits is not allowed; expected "
-                          f"at most {MAX_INT_BITS} bits") from None
-    except RecursionError:
-        raise ConfigError(f"--set: a value nested more than {MAX_DEPTH} levels deep is not "
-                          f"allowed") from None
 
 
 def apply_overrides(data, overrides):
@@ -353,17 +363,11 @@ def load_toml(path):
     if not path.is_file():
         raise ConfigError(f"--config: {shown!r} is not a readable file")
     try:
-        table = tomllib.loads(path.read_text(encoding="utf-8"))
+        table = _loads(path.read_text(encoding="utf-8"), f"--config: {shown!r}")
     except OSError as err:
         raise ConfigError(f"--config: {shown!r} is not readable ({err.strerror})") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ConfigError(f"--config: {shown!r} is not valid TOML: {err}") from None
-    except ValueError:      # an integer past Python's text-conversion limit (4300 digits)
-        raise ConfigError(f"--config: {shown!r} holds an integer of more than 4300 digits, "
-                          f"which is not allowed; expected at most {MAX_INT_BITS} bits") from None
-    except RecursionError:
-        raise ConfigError(f"--config: {shown!r} nests values more than {MAX_DEPTH} levels "
-                          f"deep, which is not allowed") from None
     return check_plain(table, "")
 
 
@@ -375,7 +379,8 @@ def parse_sets(items):
         if not sep or not key.strip():
             raise ConfigError(f"--set: {item!r} is not allowed; expected key=value, "
                               f"e.g. --set lanes=4")
-        out[key.strip()] = check_plain(parse_set_value(value.strip()), key.strip())
+        key = key.strip()
+        out[key] = check_plain(parse_set_value(value.strip(), key), key)
     return out
 
 
