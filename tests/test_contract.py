@@ -16,21 +16,18 @@ ROOT = Path(__file__).resolve().parent.parent / "accelgen"
 
 #: modules that serve every block: none of them may name one (docstrings and comments
 #: included, so a new block never has to edit them)
-GENERIC = ["cli.py", "tools.py", "numerics.py", "generators/base.py", "generators/emit.py",
-           "sim/runner.py", "sim/simulators.py", "sim/inputs.py", "sim/report.py",
-           "sim/payload.py", "sim/pysim.py", "sim/golden/protocol.py",
+GENERIC = ["cli.py", "tools.py", "numerics.py", "outputs.py", "generators/base.py",
+           "generators/emit.py", "sim/runner.py", "sim/simulators.py", "sim/inputs.py",
+           "sim/report.py", "sim/payload.py", "sim/pysim.py", "sim/golden/protocol.py",
            "sim/cocotb/bench.py", "sim/cocotb/streams.py", "sim/cocotb/manifest.py",
-           "fpga/flow.py", "fpga/boards.py", "fpga/harness.py"]
-#: modules added with the contract (checked when present)
-GENERIC_OPTIONAL = ["fpga/report.py", "fpga/family.py"]
+           "fpga/flow.py", "fpga/boards.py", "fpga/harness.py", "fpga/report.py",
+           "fpga/family.py"]
 
 BLOCK_NAME = re.compile(r"\b(" + "|".join(map(re.escape, REGISTRY)) + r")\b")
 
 
 def _generic_files():
-    files = [ROOT / name for name in GENERIC]
-    files += [ROOT / name for name in GENERIC_OPTIONAL if (ROOT / name).exists()]
-    return files
+    return [ROOT / name for name in GENERIC]
 
 
 def block_names_in(text):
