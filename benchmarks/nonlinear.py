@@ -82,7 +82,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from accelgen.fpga.flow import synth
-from accelgen.fpga.report import fmax_from_log, resources_from_stat, untimed_mac16
+from accelgen.fpga.report import (failure_detail, fmax_from_log, resources_from_stat,
+                                   untimed_mac16)
 from accelgen.generators.registry import REGISTRY
 from accelgen.sim.golden import activation as golden_act
 from accelgen.sim.golden import softmax as golden_smx
@@ -351,18 +352,11 @@ def _max_delay(text, src, dst):
     return float(found[-1]) if found else None
 
 
-_UTIL_ROW = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", re.M)
-
-
 def _pnr_failure(err):
     """nextpnr's first error, and which resources overflowed the device (e.g. the block's
-    ports on the SG48's 39 pins)."""
+    ports on the SG48's 39 pins): :func:`accelgen.fpga.report.failure_detail` of its log."""
     text = err.log.read_text(errors="replace") if err.log and err.log.exists() else ""
-    m = re.search(r"ERROR: (.*)", text)
-    msg = (m[1] if m else _short(err))[:120]
-    over = dict.fromkeys(f"{r[1]} {r[2]}/{r[3]}" for r in _UTIL_ROW.finditer(text)
-                         if int(r[2]) > int(r[3]))
-    return f"does not fit: {', '.join(over)} ({msg})" if over else msg
+    return failure_detail(text, "?")[:200] if text else _short(err)
 
 
 # -- sections ---------------------------------------------------------------------------------
