@@ -563,7 +563,9 @@ from accelgen.fpga.flow import build
 from accelgen.generators.registry import REGISTRY
 spec = REGISTRY[sys.argv[1]]
 r = build(spec, spec.presets["tiny"], "icebreaker", sys.argv[2], preset="tiny")
-print(r.bitstream.stat().st_size, r.resources["IO"][0])
+# the next run into the directory may replace top.bin at once: the report says what this
+# run wrote
+print(r.bitstream_bytes, r.resources["IO"][0])
 """
 
 

@@ -35,6 +35,7 @@ iCE40 synthesis uses ``synth_ice40 -dsp`` (the UP5K has eight SB_MAC16; without 
 yosys builds multipliers from LUTs). ECP5 synthesis infers MULT18X18D by default.
 """
 
+import hashlib
 import json
 import subprocess
 import time
@@ -114,7 +115,11 @@ class BuildReport:
     expected_signature : int
         The expected (first) output signature.
     bitstream : Path
-        The family's bitstream (``top.bin`` on iCE40, ``top.bit`` on ECP5).
+        The family's bitstream (``top.bin`` on iCE40, ``top.bit`` on ECP5). The directory
+        belongs to the next run into it once :func:`build` returns; ``bitstream_bytes`` and
+        ``bitstream_sha256`` say what this run wrote there.
+    bitstream_bytes : int
+    bitstream_sha256 : str
     logs : dict
         ``selfcheck``, ``yosys``, ``nextpnr``, ``pack`` → log path.
     seconds : dict
@@ -140,6 +145,8 @@ class BuildReport:
     seconds: dict = field(default_factory=dict)
     selfcheck_checks: dict = field(default_factory=dict)
     fmax_note: str = ""
+    bitstream_bytes: int = 0
+    bitstream_sha256: str = ""
 
 
 # -- output directory ---------------------------------------------------------------------------
@@ -343,6 +350,7 @@ def _build(spec, config, board, fam, out_dir, *, beats, seed, quick, progress):
                    f"{_TOP}.pack.log")
     if not bitstream.exists() or bitstream.stat().st_size == 0:
         raise ToolError(fam.packer, k_log, f"no bitstream written at {bitstream.name}")
+    written = bitstream.read_bytes()
 
     p_text = p_log.read_text(errors="replace")
     resources, fmax = parse_nextpnr_log(p_text, fam.name, clock_hint=platform.default_clk,
@@ -355,4 +363,5 @@ def _build(spec, config, board, fam, out_dir, *, beats, seed, quick, progress):
         selfcheck_passed=result.passed, selfcheck_cycles=result.cycles, beats=harness.beats,
         seed=seed, expected_signature=harness.expected_signature, bitstream=bitstream,
         logs={"selfcheck": sc_log, "yosys": y_log, "nextpnr": p_log, "pack": k_log},
-        seconds=seconds, selfcheck_checks=dict(result.observed), fmax_note=note)
+        seconds=seconds, selfcheck_checks=dict(result.observed), fmax_note=note,
+        bitstream_bytes=len(written), bitstream_sha256=hashlib.sha256(written).hexdigest())
