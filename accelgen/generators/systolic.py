@@ -377,13 +377,15 @@ class SystolicConfig(Config):
     @property
     def o_fields(self):
         C = self.cols
+        def when(output):
+            return ("field", "cmd.output"), ("equals", OUTPUTS.index(output)), ("output", output)
         arrays = [self._lanes(f"the s{self.acc_width} accumulator; lanes past N are 0",
-                              (("field", "cmd.output"), ("equals", 0), ("output", "raw")))]
+                              when("raw"))]
         if self.requant:
             arrays.append(self._lanes(
                 f"the requantized value, s8 or u8 (cmd.out_signed), sign-extended into the "
                 f"full s{self.acc_width} lane (u8 values have zeros above bit 7); lanes past "
-                f"N are 0", (("field", "cmd.output"), ("equals", 1), ("output", "requant"))))
+                f"N are 0", when("requant")))
         return [Field("c", C * self.acc_width,
                       doc=f"Result row r = nb*M + m (rows in order of r): lane j = Y[m, "
                           f"nb*{C} + j]; each lane is a signed s{self.acc_width} number (the "
