@@ -16,8 +16,8 @@ from pathlib import Path
 
 from .numerics import ConfigError
 
-__all__ = ["ALLOWED_DIRECTORY", "check_directory", "make_directory", "locked", "write_atomic",
-           "write_pair", "remove_stale_temporaries"]
+__all__ = ["ALLOWED_DIRECTORY", "check_directory", "check_file", "make_directory", "locked",
+           "write_atomic", "write_pair", "remove_stale_temporaries"]
 
 ALLOWED_DIRECTORY = "expected a directory, or a path where one can be created"
 
@@ -53,6 +53,25 @@ def check_directory(option, out_dir):
     if not os.access(parent, os.W_OK | os.X_OK):
         raise _refuse(option, shown, f"the directory cannot be created (Permission denied); "
                                      f"{ALLOWED_DIRECTORY}")
+
+
+def check_file(option, path, what):
+    """The resolved ``path`` of a file to write: a file name (not a directory, at most 200
+    bytes, leaving room for a temporary name beside it) in an existing, writable directory;
+    ``what`` names the kind of file in the message (e.g. ``"an .npz file"``). Raises
+    :class:`ConfigError` naming ``option``; writes nothing."""
+    shown, path = str(path), Path(path)
+    if not shown or path.name in ("", ".", "..") or path.is_dir():
+        raise _refuse(option, shown, f"expected the name of {what} to write")
+    if not path.resolve().parent.is_dir():
+        raise _refuse(option, shown, "its directory does not exist")
+    if not os.access(path.resolve().parent, os.W_OK | os.X_OK) or (
+            path.exists() and not os.access(path, os.W_OK)):
+        raise _refuse(option, shown, "it is not writable")
+    if len(path.name.encode()) > 200:
+        raise ConfigError(f"{option}: a file name of {len(path.name.encode())} bytes is not "
+                          f"allowed; expected at most 200")
+    return path.resolve()
 
 
 def make_directory(option, out_dir):

@@ -102,3 +102,14 @@ def test_manifest_module_stands_alone_and_runner_owns_cocotb_tools():
     users = [p for p in Path(accelgen.__file__).parent.rglob("*.py")
              if "cocotb_tools" in p.read_text()]
     assert [p.name for p in users] == ["runner.py"]
+
+
+def test_build_root_that_is_a_file_is_one_config_error(tmp_path):
+    """A ``build_root`` below a regular file: a one-line ConfigError naming it (it once
+    surfaced as NotADirectoryError from ``mkdir``), nothing written."""
+    blocker = tmp_path / "file"
+    blocker.write_text("keep")
+    with pytest.raises(ConfigError, match=r"^--build-root: .* is not allowed; the directory "
+                                          r"cannot be created \(Not a directory\)"):
+        simulate(SPEC, SPEC.presets["tiny"], build_root=blocker)
+    assert blocker.read_text() == "keep" and sorted(tmp_path.iterdir()) == [blocker]

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..numerics import ConfigError
 from ..tools import ICARUS_ARGS, TIMESCALE, VERILATOR_ARGS, VERILATOR_MAKE_OVERRIDES
+from .base import field_offsets
 from ..outputs import (check_directory, make_directory, remove_stale_temporaries,
                        write_pair)
 
@@ -92,10 +93,7 @@ def describe_fields(streams, config):
                          f"({', '.join(streams)})")
     for name, fields in described.items():
         have = [(f["name"], f["offset"], f["width"]) for f in streams[name]["fields"]]
-        want, offset = [], 0
-        for f in fields:
-            want.append((f.name, offset, f.width))
-            offset += f.width
+        want = [(n, off, w) for n, (off, w, _) in field_offsets(fields).items()]
         if have != want:
             raise ValueError(f"stream_fields: stream {name!r} is described as {want}; the "
                              f"hardware's payload is {have}")
@@ -129,7 +127,7 @@ CONVENTIONS = {
 }
 
 
-def simulation_facts(top):
+def simulation_facts():
     """The manifest's ``simulation`` entry: the simulator flags the runner uses (the facts in
     :mod:`accelgen.tools`) and why an outside harness needs them too."""
     return {
@@ -173,7 +171,7 @@ def build_manifest(spec, config, component, *, preset, top, verilog_sha256=None)
         "ports": ports,
         "conventions": CONVENTIONS,
         "streams": stream_layouts(component, config),
-        "simulation": simulation_facts(top),
+        "simulation": simulation_facts(),
         "tools": tool_versions(),
     }
 

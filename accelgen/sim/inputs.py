@@ -12,6 +12,7 @@ import zipfile
 from pathlib import Path
 
 from ..numerics import ConfigError
+from ..outputs import check_file
 
 __all__ = ["MAX_INPUT_ELEMENTS", "check_inputs", "check_outputs", "read_headers"]
 
@@ -114,23 +115,10 @@ def check_inputs(spec, config, path, strict):
 
 
 def check_outputs(outputs, inputs=None):
-    """The resolved ``--outputs`` path: a file name in an existing, writable directory, not a
-    directory itself and not the inputs file."""
-    shown = str(outputs)
-    path = Path(outputs)
-    if not shown or path.name in ("", ".", "..") or path.is_dir():
-        raise ConfigError(f"--outputs: {shown!r} is not allowed; expected the name of an .npz "
-                          f"file to write")
-    parent = path.resolve().parent
-    if not parent.is_dir():
-        raise ConfigError(f"--outputs: {shown!r} is not allowed; its directory does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists()
-                                                     and not os.access(path, os.W_OK)):
-        raise ConfigError(f"--outputs: {shown!r} is not allowed; it is not writable")
-    if len(path.name.encode()) > 250:
-        raise ConfigError(f"--outputs: {shown[:40]!r}... is not allowed; expected a file name "
-                          f"of at most 250 bytes")
-    if inputs is not None and path.resolve() == Path(inputs).resolve():
-        raise ConfigError(f"--outputs: {shown!r} is not allowed; it is the --inputs file, "
-                          f"which would be overwritten")
-    return path.resolve()
+    """The resolved ``--outputs`` path: :func:`accelgen.outputs.check_file`, and not the
+    inputs file."""
+    path = check_file("--outputs", outputs, "an .npz file")
+    if inputs is not None and path == Path(inputs).resolve():
+        raise ConfigError(f"--outputs: {str(outputs)!r} is not allowed; it is the --inputs "
+                          f"file, which would be overwritten")
+    return path

@@ -3,9 +3,9 @@ preset's declared bound, and an error plot. ``accelgen show BLOCK --errors [--pl
 calls these."""
 
 import os
-from pathlib import Path
 
 from ..numerics import ConfigError
+from ..outputs import check_file
 
 __all__ = ["error_report", "error_lines", "plot_errors"]
 
@@ -66,18 +66,8 @@ def error_lines(spec, report):
 def plot_errors(spec, config, path, *, title=None):
     """Draw error (output LSB) against input into ``path`` (PNG) with matplotlib."""
     _require(spec, "--plot")
-    shown, path = str(path), Path(path)
-    if not shown or path.is_dir() or path.name in ("", ".", ".."):
-        raise ConfigError(f"--plot: {shown!r} is not allowed; expected the name of a PNG file "
-                          f"to write")
-    if not path.parent.is_dir():
-        raise ConfigError(f"--plot: {shown!r} is not allowed; its directory does not exist")
-    if not os.access(path.parent, os.W_OK | os.X_OK) or (path.exists()
-                                                         and not os.access(path, os.W_OK)):
-        raise ConfigError(f"--plot: {shown!r} is not allowed; it is not writable")
-    if len(path.name.encode()) > 200:
-        raise ConfigError(f"--plot: a file name of {len(path.name.encode())} bytes is not "
-                          f"allowed; expected at most 200")
+    shown = str(path)
+    path = check_file("--plot", path, "a PNG file")
     try:
         import matplotlib
     except ImportError:

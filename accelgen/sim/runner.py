@@ -49,7 +49,7 @@ from xml.etree import ElementTree
 
 from ..generators.base import check_limit
 from ..numerics import ConfigError
-from ..outputs import locked
+from ..outputs import locked, make_directory
 from ..tools import ToolError
 from .inputs import check_inputs, check_outputs
 from .simulators import (TIMESCALE, build_arguments, check_simulator, make_overrides,
@@ -360,7 +360,7 @@ def simulate(spec, config, *, preset=None, simulator="verilator", seed=0, beats=
     if outputs is not None:
         outputs = check_outputs(outputs, inputs)
     build_dir = build_dir_for(spec, config, simulator, build_root=build_root, waves=waves)
-    build_dir.mkdir(parents=True, exist_ok=True)
+    make_directory("--build-root", build_dir)
     (progress or (lambda message: None))(f"emitting {spec.name} ({config.digest()})")
     with locked(build_dir, option="--build-root"):
         emitted = emit(spec, config, build_dir, preset=preset, top=spec.name)

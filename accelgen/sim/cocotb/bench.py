@@ -58,6 +58,7 @@ from cocotb.regression import TestGenerator
 from cocotb.triggers import ClockCycles, FallingEdge
 
 from accelgen.generators.registry import REGISTRY
+from accelgen.outputs import write_atomic
 from accelgen.sim.cocotb.manifest import Manifest
 from accelgen.sim.cocotb.streams import CycleCounter, StreamSink, StreamSource
 
@@ -237,9 +238,7 @@ class BenchBase:
         doc.setdefault("beats", self.beats)
         doc.setdefault("clock_period_ns", PERIOD_NS)
         doc.setdefault("testcases", {})[self.testcase] = self.result
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(doc, indent=2, default=_json_default) + "\n")
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps(doc, indent=2, default=_json_default) + "\n")
 
     def summary(self, label, text):
         """Append the row ``[label, text]`` to ``result["summary"]``: what the CLI prints of

@@ -435,12 +435,7 @@ def default_gemm(config, flow):
 def _gemm_shape(bench, flow):
     """The ``gemm`` option (``"MxKxN"``) or :func:`default_gemm`."""
     text = bench.env.options.get("gemm")
-    if not text:
-        return default_gemm(bench.config, flow)
-    parts = str(text).lower().split("x")
-    assert len(parts) == 3 and all(p.strip().isdigit() for p in parts), bench.fail(
-        f"ACCELGEN_OPTIONS gemm {text!r} is not MxKxN")
-    return tuple(int(p) for p in parts)
+    return golden.parse_gemm(text) if text else default_gemm(bench.config, flow)
 
 
 def _counters(bench, word):
