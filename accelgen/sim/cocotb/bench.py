@@ -220,6 +220,23 @@ class BenchBase:
         self.counter = None
         self.result = {}
 
+    @classmethod
+    async def start(cls, dut, testcase):
+        """Clock, idle streams and a reset; returns the bench of ``testcase``."""
+        bench = cls(dut, testcase)
+        Clock(dut.clk, PERIOD_NS, unit="ns").start()
+        bench.counter = CycleCounter(PERIOD_NS, "ns")
+        bench.idle()
+        await reset(dut)
+        return bench
+
+    def idle(self):
+        """Every input stream's ``valid`` and every output stream's ``ready`` low, as the
+        manifest lists the streams (stop the drivers first)."""
+        for stream in self.manifest["streams"].values():
+            port = stream["valid"] if stream["dir"] == "in" else stream["ready"]
+            getattr(self.dut, port).value = 0
+
     def fail(self, message):
         """Assertion text that names the seed and how to reproduce."""
         return (f"[{self.testcase}, seed={self.seed}, preset={self.manifest['preset']}, "
@@ -335,15 +352,6 @@ class StreamBench(BenchBase):
         super().__init__(dut, testcase, generator=self.generator)
         self.golden = self.spec.golden_model()
 
-    @classmethod
-    async def start(cls, dut, testcase):
-        """Clock, idle streams and a reset; returns the bench of ``testcase``."""
-        bench = cls(dut, testcase)
-        Clock(dut.clk, PERIOD_NS, unit="ns").start()
-        bench.counter = CycleCounter(PERIOD_NS, "ns")
-        bench.idle()
-        await reset(dut)
-        return bench
 
     @property
     def hold_cycles(self):
@@ -352,11 +360,6 @@ class StreamBench(BenchBase):
     @property
     def quiet_cycles(self):
         return self.config.latency + 8 + 2 * self.hold_cycles
-
-    def idle(self):
-        """``i.valid`` and ``o.ready`` low (drivers stopped first)."""
-        self.dut.i__valid.value = 0
-        self.dut.o__ready.value = 0
 
     def source(self, valid_prob=1.0):
         """A :class:`StreamSource` on ``i`` with gaps from :attr:`rng`."""

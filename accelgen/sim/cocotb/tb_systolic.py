@@ -53,14 +53,13 @@ from dataclasses import replace
 import numpy as np
 
 import cocotb
-from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly
 
 from accelgen.generators.systolic import COUNTERS, ERRORS
 from accelgen.numerics import IntFormat, wrap
-from accelgen.sim.cocotb.bench import (PERIOD_NS, SHOW_MISMATCHES, BenchBase, assert_clean,
+from accelgen.sim.cocotb.bench import (SHOW_MISMATCHES, BenchBase, assert_clean,
                                        check_testcases, reset)
-from accelgen.sim.cocotb.streams import CycleCounter, StreamSink, StreamSource, stream_ports
+from accelgen.sim.cocotb.streams import StreamSink, StreamSource, stream_ports
 from accelgen.sim.golden import systolic as golden
 from accelgen.sim.golden import systolic_program as prog
 from accelgen.sim.golden.systolic_program import INPUTS, Program, flush_command
@@ -109,24 +108,6 @@ class Bench(BenchBase):
             f"ACCELGEN_OPTIONS dataflow {flow!r} is not built; the config builds "
             f"{list(self.config.dataflows)}")
         return flow
-
-
-async def start(dut, testcase):
-    """Clock, idle streams and a reset; returns the :class:`Bench`."""
-    bench = Bench(dut, testcase)
-    Clock(dut.clk, PERIOD_NS, unit="ns").start()
-    bench.counter = CycleCounter(PERIOD_NS, "ns")
-    idle(dut)
-    await reset(dut)
-    return bench
-
-
-def idle(dut):
-    """Every input ``valid`` and output ``ready`` low."""
-    for name in INPUTS:
-        getattr(dut, f"{name}__valid").value = 0
-    for name in OUTPUTS:
-        getattr(dut, f"{name}__ready").value = 0
 
 
 # -- programs: commands, their words and what must come back ---------------------------------
@@ -201,7 +182,7 @@ class Streams:
 
     def __init__(self, bench, valid_prob, ready_prob):
         dut, clk, counter, rng = bench.dut, bench.dut.clk, bench.counter, bench.rng
-        self.dut = dut
+        self.bench = bench
         self.sources = {name: StreamSource(dut, name, clk, counter, valid_prob=valid_prob[name],
                                            rng=rng) for name in INPUTS}
         self.sinks = {name: StreamSink(dut, name, clk, counter, ready_prob=ready_prob[name],
@@ -216,7 +197,7 @@ class Streams:
         """Cancel every driver and drive all valids and readys low."""
         for driver in [*self.sources.values(), *self.sinks.values()]:
             driver.stop()
-        idle(self.dut)
+        self.bench.idle()
 
 
 async def run_plan(bench, p, *, valid_prob, ready_prob, settle=True):
@@ -312,7 +293,7 @@ async def full_rate(bench, p, timeout):
                 active.remove(s)
     seconds = time.perf_counter() - wall
     await fall
-    idle(dut)
+    bench.idle()
     left = {s[0]: len(s[4]) - s[5] for s in active}
     assert not left and len(rsp_words) >= want_rsp, bench.fail(
         f"after {now - begin} cycles (budget {timeout}) at full rate the RTL sent "
@@ -333,7 +314,7 @@ def _max_dim(config):
 @cocotb.test()
 async def random_gemms(dut):
     """Random valid commands with random gaps and backpressure on every stream."""
-    bench = await start(dut, "random_gemms")
+    bench = await Bench.start(dut, "random_gemms")
     cfg = bench.config
     count = max(4, bench.beats // 20)
     commands = [prog.random_command(cfg, bench.nprng, max_dim=_max_dim(cfg))
@@ -356,7 +337,7 @@ async def random_gemms(dut):
 async def errors(dut):
     """Every error code the config can express between valid commands: nothing consumed,
     memory untouched, err codes and zero counters."""
-    bench = await start(dut, "errors")
+    bench = await Bench.start(dut, "errors")
     cfg, rng = bench.config, bench.nprng
     directed = prog.error_commands(cfg)
     for cmd, code in directed:     # the list itself must say what the golden model says
@@ -387,7 +368,7 @@ async def errors(dut):
 @cocotb.test()
 async def reset_midcommand(dut):
     """rst during a long command; nothing from before comes out, a fresh sequence is exact."""
-    bench = await start(dut, "reset_midcommand")
+    bench = await Bench.start(dut, "reset_midcommand")
     cfg, dim_max = bench.config, golden.command_format(bench.config).dim_max
     flow = str(bench.nprng.choice(cfg.dataflows))
     k = min(cfg.k_max, 4 * cfg.rows)
@@ -445,7 +426,7 @@ def _counters(bench, word):
 @cocotb.test()
 async def gemm(dut):
     """One GEMM at full rate: result, counters, utilization and simulation speed."""
-    bench = await start(dut, "gemm")
+    bench = await Bench.start(dut, "gemm")
     cfg = bench.config
     flow = bench.dataflow()
     m, k, n = _gemm_shape(bench, flow)
@@ -510,7 +491,7 @@ def _user_arrays(bench):
 @cocotb.test()
 async def user_inputs(dut):
     """User arrays as one command (preload with ``c``); outputs to ``ACCELGEN_OUTPUTS``."""
-    bench = await start(dut, "user_inputs")
+    bench = await Bench.start(dut, "user_inputs")
     cfg = bench.config
     flow = bench.dataflow()
     a, b, c, path = _user_arrays(bench)
