@@ -72,7 +72,7 @@ def run_stream(dut, words, n_out, *, seed=0, valid_prob=1.0, ready_prob=1.0,
 
 
 def run_streams(dut, inputs, outputs, *, seed=0, valid_prob=1.0, ready_prob=1.0,
-                max_cycles=100_000, settle=32, reset_at=None, vcd=None):
+                max_cycles=100_000, settle=32, reset_at=None, vcd=None, monitors=()):
     """Drive several input streams and collect several output streams of ``dut``, all from one
     cycle-by-cycle testbench (so runs are reproducible for a seed).
 
@@ -84,7 +84,9 @@ def run_streams(dut, inputs, outputs, *, seed=0, valid_prob=1.0, ready_prob=1.0,
     and backpressure on every stream (a ``{port name: probability}`` dict sets them per stream,
     1.0 for the ports it leaves out). ``reset_at=(cycle, inputs2, outputs2)`` holds reset for
     one cycle at ``cycle``, drops everything in flight and then runs the second set of streams;
-    only the second run's words are returned.
+    only the second run's words are returned. ``monitors`` names output ports without
+    ``ready`` (a ``valid`` and a ``payload`` only) whose every valid word is collected too
+    (from both phases).
     """
     rng = random.Random(seed)
 
@@ -92,7 +94,7 @@ def run_streams(dut, inputs, outputs, *, seed=0, valid_prob=1.0, ready_prob=1.0,
         return setting.get(name, 1.0) if isinstance(setting, dict) else setting
 
     phases = [(inputs, outputs)] + ([tuple(reset_at[1:])] if reset_at else [])
-    result = {}
+    result = {name: [] for name in monitors}
 
     async def bench(ctx):
         cycle = 0
@@ -124,8 +126,8 @@ def run_streams(dut, inputs, outputs, *, seed=0, valid_prob=1.0, ready_prob=1.0,
                         rng.random() <= probability(ready_prob, name)
                     ctx.set(getattr(dut, name).ready, int(readies[name]))
                 sampled = [getattr(dut, n).ready for n in pending] + \
-                    [x for n in outs for x in (getattr(dut, n).valid,
-                                               getattr(dut, n).payload.as_value())]
+                    [x for n in (*outs, *monitors) for x in (getattr(dut, n).valid,
+                                                             getattr(dut, n).payload.as_value())]
                 values = (await ctx.tick().sample(*sampled))[2:]
                 cycle += 1
                 for name in pending:
@@ -137,6 +139,10 @@ def run_streams(dut, inputs, outputs, *, seed=0, valid_prob=1.0, ready_prob=1.0,
                     (valid, word), values = values[:2], values[2:]
                     if valid and readies[name]:
                         got[name].append(word)
+                for name in monitors:
+                    (valid, word), values = values[:2], values[2:]
+                    if valid:
+                        result[name].append(word)
                 if all(len(got[n]) >= c for n, c in outs.items()) and \
                         not any(pending.values()):
                     settled += 1
