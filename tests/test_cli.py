@@ -64,7 +64,7 @@ def test_emit_is_byte_identical(capsys, tmp_path):
 
 BAD = [
     (["emit", "mca", "-o", "{out}"], "block: 'mca' is not a known block; allowed are mac, "
-                                     "systolic, activation, softmax (did you mean 'mac'?)"),
+                                     "systolic, activation, softmax, pim (did you mean 'mac'?)"),
     (["emit", "mac", "--preset", "tinny", "-o", "{out}"],
      "--preset: 'tinny' is not a preset of mac; allowed are tiny, default, int8, w4a8, "
      "plain_mixed (did you mean 'tiny'?)"),

@@ -438,6 +438,61 @@ def test_outside_client_softmax(preset):
     assert lasts == [0] * (n_max - 1) + [1, 1]
 
 
+@pytest.mark.parametrize("preset", list(REGISTRY["pim"].presets))
+def test_outside_client_pim(preset):
+    """A client packs a small GEMV program from the manifest alone (op codes, field offsets,
+    the column and bias layouts), reads y from the RD_MAC beat's bank array and checks it with
+    its own numpy product; its words are the golden model's."""
+    from accelgen.sim.golden import pim as golden
+    config = REGISTRY["pim"].presets[preset]
+    manifest = manifest_of("pim", preset)
+    derived, cmd, o = manifest["derived"], fields(manifest, "cmd"), fields(manifest, "o")
+    codes = derived["op_codes"]
+    rng = np.random.default_rng(13)
+    banks, cols = manifest["config"]["banks"], 2
+    column = entry_for(cmd["data"], {"cmd.fmt": derived["format_codes"]["s8"]})
+    (lanes,) = column["shape"]
+    w = rng.integers(-128, 128, (banks, cols * lanes))
+    x = rng.integers(-128, 128, cols * lanes)
+    b = rng.integers(-(1 << (derived["bias_width"] - 2)), 1 << (derived["bias_width"] - 2),
+                     banks)
+
+    def instr(op, **values):
+        word = put_field(0, cmd["op"], codes[op])
+        for name, value in values.items():
+            if name == "data" and isinstance(value, np.ndarray):
+                word = pack_array(word, cmd["data"], column, value)
+            else:
+                word = put_field(word, cmd[name], value)
+        return word
+
+    words = [instr("WR_GB", col=c, data=x[c * lanes:(c + 1) * lanes]) for c in range(cols)]
+    bias_mask = (1 << derived["bias_width"]) - 1       # the bias in the low bias_width bits
+    words += [instr("WR_BIAS", bank=k, data=int(b[k]) & bias_mask) for k in range(banks)]
+    words.append(instr("ACT_AB", row=0, buf=0))
+    words += [instr("WR_SBK", bank=k, col=c, data=w[k, c * lanes:(c + 1) * lanes])
+              for k in range(banks) for c in range(cols)]
+    words += [instr("MAC_ABK", col=0, count=cols, gb=0, init=1), instr("RD_MAC"),
+              instr("PRE_AB"), instr("EOC")]
+    program = [golden.Instr(*args[:1], **args[1]) for args in (
+        [("WR_GB", {"col": c, "data": golden.pack_column(config, x[c * lanes:(c + 1) * lanes])})
+         for c in range(cols)]
+        + [("WR_BIAS", {"bank": k, "data": int(b[k]) & ((1 << derived["bias_width"]) - 1)})
+           for k in range(banks)]
+        + [("ACT_AB", {})]
+        + [("WR_SBK", {"bank": k, "col": c,
+                       "data": golden.pack_column(config, w[k, c * lanes:(c + 1) * lanes])})
+           for k in range(banks) for c in range(cols)]
+        + [("MAC_ABK", {"count": cols, "init": 1}), ("RD_MAC", {}), ("PRE_AB", {}),
+           ("EOC", {})])]
+    assert words == golden.pack_instr(config, program), preset
+    steps = golden.Model(config).words(words)
+    (beat,) = [word for s in steps for word in s.o_words]
+    assert get_field(beat, o["kind"]) == derived["o_kinds"]["mac"]
+    y = unpack_array(beat, o["data"], entry_for(o["data"], {"kind": derived["o_kinds"]["mac"]}))
+    assert np.array_equal(y, w @ x + b), preset
+
+
 def test_every_block_has_an_outside_client_test():
     names = {m.group(1) for m in re.finditer(r"def test_outside_client_(\w+)\(",
                                              Path(__file__).read_text())}

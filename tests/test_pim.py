@@ -24,6 +24,9 @@ SEED = 20240601
 
 
 def no_refresh(name, **changes):
+    """Preset ``name`` (``"tiny2"``: tiny with two row buffers) with refresh off."""
+    if name == "tiny2":
+        name, changes = "tiny", {"row_buffers": 2, **changes}
     return dataclasses.replace(PRESETS[name], refresh=False, **changes)
 
 
@@ -245,17 +248,18 @@ def assert_same_work(config, exp, outs):
     assert check_trace(outs["trace"], config) == []
 
 
-@pytest.mark.parametrize("name", ["tiny", "default"])
+@pytest.mark.parametrize("name", ["tiny", "tiny2", "default"])
 def test_rtl_random_programs_cycle_exact(name):
     cfg = no_refresh(name)
     rng = np.random.default_rng(SEED)
-    exp, outs = run_rtl(cfg, random_program(cfg, rng, 300 if name == "tiny" else 150))
+    exp, outs = run_rtl(cfg, random_program(cfg, rng, 150 if name == "default" else 300))
     assert_exact(cfg, exp, outs)
     assert any(r["err"] for r in exp.rsp) and sum(r["eoc"] for r in exp.rsp) > 3
 
 
-def test_rtl_random_programs_with_gaps_and_backpressure():
-    cfg = no_refresh("tiny")
+@pytest.mark.parametrize("name", ["tiny", "tiny2"])
+def test_rtl_random_programs_with_gaps_and_backpressure(name):
+    cfg = no_refresh(name)
     for seed in range(3):
         rng = np.random.default_rng(SEED + seed)
         exp, outs = run_rtl(cfg, random_program(cfg, rng, 250), seed=seed, valid_prob=0.6,
@@ -276,12 +280,12 @@ def test_rtl_directed_errors_send_error_beats_and_change_nothing():
     assert_exact(cfg, exp, outs)
 
 
-@pytest.mark.parametrize("name, mode", [("tiny", "plain"), ("tiny", "overlap"),
+@pytest.mark.parametrize("name, mode", [("tiny", "plain"), ("tiny2", "overlap"),
                                         ("default", "plain"), ("default", "overlap")])
 def test_rtl_gemv_bit_exact_and_cycle_exact(name, mode):
     cfg = no_refresh(name)
     rng = np.random.default_rng(SEED)
-    n, k = (9, 16) if name == "tiny" else (100, 256)
+    n, k = (100, 256) if name == "default" else (9, 16)
     w, x = rng.integers(-128, 128, (n, k)), rng.integers(-128, 128, k)
     b = rng.integers(-1000, 1000, n)
     g = compile_gemv(cfg, w, x, b, act=("relu_requant", 6), mode=mode)
@@ -337,7 +341,7 @@ def run_controller(config, instrs):
 
 
 def test_rtl_reset_in_the_middle_of_a_program():
-    cfg = no_refresh("tiny")
+    cfg = no_refresh("tiny2")
     rng = np.random.default_rng(SEED)
     first = random_program(cfg, rng, 120)
     w, x = rng.integers(-128, 128, (6, 13)), rng.integers(-128, 128, 13)
@@ -357,7 +361,7 @@ def test_rtl_reset_in_the_middle_of_a_program():
 def test_rtl_refresh_interrupting_gemv_stays_exact_and_legal():
     """Refresh on with a short tREFI: over >= 20 tREFI every REF is legal, none starves, and
     the GEMV (plain: boundary refreshes; overlap: forced close / re-open) stays bit-exact."""
-    base = no_refresh("tiny", rows=64)
+    base = no_refresh("tiny2", rows=64)
     timing = dataclasses.replace(base.timing, tREFI=450, tRFC=40)
     cfg = dataclasses.replace(base, timing=timing, refresh=True)
     rng = np.random.default_rng(SEED)

@@ -17,7 +17,9 @@ GD = replace(PRESETS["gddr6"], refresh=False)            # tCCD 2/4, tRRD 7/9
 GD_REF = PRESETS["gddr6"]
 #: tFAW longer than tRC, so an ACT_AB's weight 4 can bind alone
 WIDE_FAW = replace(GD, timing=replace(GD.timing, tFAW=100))
-SINGLE = replace(PRESETS["tiny"], row_buffers=1)
+SINGLE = PRESETS["tiny"]
+#: tiny with two row buffers
+DUAL = replace(PRESETS["tiny"], row_buffers=2)
 #: a GB narrower than a row, so the two column limits differ
 SMALL_GB = replace(GD, gb_columns=GD.columns // 4)
 
@@ -98,7 +100,7 @@ def legal_trace(cfg, *, with_ref=True):
 
 # -- legal traces -------------------------------------------------------------------------------
 
-LEGAL_CONFIGS = {"gddr6-aim": PRESETS["gddr6-aim"], "tiny": PRESETS["tiny"],
+LEGAL_CONFIGS = {"gddr6-aim": PRESETS["gddr6-aim"], "tiny": DUAL,
                  "hbm2": PRESETS["hbm2"], "gddr6": PRESETS["gddr6"],
                  "hbm2-pim": PRESETS["hbm2-pim"], "tiny-single-buffer": SINGLE}
 
@@ -123,8 +125,8 @@ def test_legal_trace_without_refresh(name):
 
 
 def test_dual_buffer_config_is_dual():
-    assert PRESETS["tiny"].row_buffers == 2 and SINGLE.row_buffers == 1
-    kinds = [(n, buf) for _, n, _, buf, *_ in legal_trace(PRESETS["tiny"])]
+    assert DUAL.row_buffers == 2 and SINGLE.row_buffers == 1
+    kinds = [(n, buf) for _, n, _, buf, *_ in legal_trace(DUAL)]
     assert ("ACT_AB", 1) in kinds and ("PRE_AB", 1) in kinds
     assert ("ACT_AB", 1) not in [(n, buf) for _, n, _, buf, *_ in legal_trace(SINGLE)]
 
@@ -647,7 +649,7 @@ def test_refresh_rules_constants():
 
 
 def test_decode_trace_round_trip_with_wrapping_cycles():
-    cfg = PRESETS["tiny"]
+    cfg = DUAL
     wrap = 1 << cfg.counter_width
     trace = [op(5, "ACT", bank=3, buf=1, row=cfg.rows - 1),
              op(wrap - 3, "MAC", bank=2, buf=1, col=cfg.columns - 1),

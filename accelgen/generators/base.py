@@ -212,7 +212,8 @@ class Config:
         """Build and validate a config from a plain dict (JSON/TOML shaped). Unknown keys raise
         :class:`ConfigError` with the closest known name."""
         if not isinstance(data, dict):
-            raise ConfigError(f"{prefix or 'config'}: {data!r} is not a table of settings")
+            raise ConfigError(f"{prefix.rstrip('.') or 'config'}: {data!r} is not a table of "
+                              f"settings")
         names = {f.name: f for f in dataclasses.fields(cls)}
         hints = typing.get_type_hints(cls)
         kwargs = {}
@@ -227,7 +228,7 @@ class Config:
         try:
             return cls(**kwargs)
         except TypeError as err:  # a wrong type that the validators did not catch first
-            raise ConfigError(f"{prefix or 'config'}: {err}") from None
+            raise ConfigError(f"{prefix.rstrip('.') or 'config'}: {err}") from None
 
     def digest(self):
         """12 hex digits naming this exact configuration (stable across runs and machines)."""

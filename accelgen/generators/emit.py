@@ -62,13 +62,16 @@ def _ports(node, path=()):
 
 
 def stream_layouts(component, config=None):
-    """Stream members (those with payload/valid/ready) and their payload field layouts; with
-    ``config``, each field its :meth:`~accelgen.generators.base.Config.stream_fields` describes
-    also gets ``doc`` and ``array`` (see :func:`describe_fields`)."""
+    """Stream members (those with payload/valid/ready, and monitor streams with payload/valid
+    only, whose receiver takes every beat: ``"ready"`` is None) and their payload field
+    layouts; with ``config``, each field its
+    :meth:`~accelgen.generators.base.Config.stream_fields` describes also gets ``doc`` and
+    ``array`` (see :func:`describe_fields`)."""
     out = {}
     for name, member in component.signature.members.items():
         sig = getattr(member, "signature", None)
-        if sig is None or set(sig.members) != {"payload", "valid", "ready"}:
+        if sig is None or set(sig.members) not in ({"payload", "valid", "ready"},
+                                                   {"payload", "valid"}):
             continue
         layout = sig.members["payload"].shape
         fields = [{"name": fname, "offset": f.offset, "width": f.width,
@@ -76,7 +79,8 @@ def stream_layouts(component, config=None):
                   for fname, f in layout]
         out[name] = {"dir": member.flow.value.lower(),
                      "payload": f"{name}__payload", "valid": f"{name}__valid",
-                     "ready": f"{name}__ready", "width": layout.size, "fields": fields}
+                     "ready": f"{name}__ready" if "ready" in sig.members else None,
+                     "width": layout.size, "fields": fields}
     return out if config is None else describe_fields(out, config)
 
 

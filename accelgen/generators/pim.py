@@ -350,7 +350,10 @@ class PimConfig(Config):
             raise ConfigError(f"timing: {self.timing!r} is not allowed; expected a table of "
                               f"timing values")
         check_int("banks", self.banks, 1, 32)
-        check_int("bank_groups", self.bank_groups, 1, self.banks)
+        check_int("bank_groups", self.bank_groups, 1, 32)
+        if self.banks < self.bank_groups:
+            raise ConfigError(f"banks: {self.banks!r} is not allowed with bank_groups "
+                              f"{self.bank_groups}; expected a multiple of bank_groups")
         if self.banks % self.bank_groups:
             raise ConfigError(f"bank_groups: {self.bank_groups!r} is not allowed with banks "
                               f"{self.banks}; expected a divisor of banks")
@@ -516,16 +519,24 @@ class PimConfig(Config):
     @property
     def o_fields(self):
         kinds = ", ".join(f"{i} {k}" for i, k in enumerate(O_KINDS))
+
+        def banks(kind, note):
+            return ArrayLayout(shape=(self.banks,), index=("bank",), stride=(self.acc_width,),
+                               width=self.acc_width, signed=True,
+                               when=(("field", "kind"), ("equals", O_KINDS.index(kind)),
+                                     ("kind", kind)), note=note)
+        column = ArrayLayout(shape=(self.column_bytes,), index=("byte",), stride=(8,), width=8,
+                             signed=True, when=(("field", "kind"), ("equals", 0),
+                                                ("kind", "column")),
+                             note="RD_SBK: the column's bytes (s8 elements; an s16 element is "
+                                  "two bytes, little-endian); the bits above are 0")
         return [
             Field("data", self.o_bits,
                   doc=f"kind column: the column read by RD_SBK (low {self.column_bits} bits); "
                       f"kind mac/af: bank b's accumulator / af register at bits "
                       f"b*{self.acc_width} (signed).",
-                  array=(ArrayLayout(shape=(self.banks,), index=("bank",),
-                                     stride=(self.acc_width,), width=self.acc_width,
-                                     signed=True, when=(("field", "o.kind"), ("equals", 1),
-                                                        ("kind", "mac")),
-                                     note="RD_MAC and RD_AF results, one per bank"),)),
+                  array=(column, banks("mac", "RD_MAC: the accumulators, one per bank"),
+                         banks("af", "RD_AF: the af registers, one per bank"))),
             Field("kind", 2, doc=f"What data holds: {kinds}."),
         ]
 
@@ -618,9 +629,10 @@ _GDDR6 = dict(banks=16, bank_groups=4, rows=8, columns=64, column_bytes=32, gb_c
 _HBM2 = dict(banks=16, bank_groups=4, rows=8, columns=32, column_bytes=32, gb_columns=32)
 
 PRESETS = {
-    # fits the iCE40 UP5K (icebreaker): 4 banks of 4 rows x 8 columns x 2 bytes
+    # fits the iCE40 UP5K (icebreaker, with its self-check harness 3.8k of 5.3k LUT4): 4
+    # banks of 4 rows x 8 columns x 2 bytes, one row buffer (two need ~0.6k LUT4 more)
     "tiny": PimConfig(banks=4, bank_groups=2, rows=4, columns=8, column_bytes=2, gb_columns=8,
-                      counter_width=24, o_depth=12),
+                      row_buffers=1, counter_width=16, o_depth=12),
     # the ECP5-85F channel: 16 banks x 8 rows x 32 columns x 8 bytes, AiM timing
     "default": PimConfig(),
 }

@@ -18,6 +18,7 @@ from .base import ConfigError, RunOption, close_matches, resolve_config
 from .mac import PRESETS as MAC_PRESETS, MACConfig
 from .softmax import (ERROR_BOUNDS as SOFTMAX_BOUNDS, PRESETS as SOFTMAX_PRESETS,
                       SoftmaxConfig)
+from .pim import PRESETS as PIM_PRESETS, PimConfig
 from .systolic import PRESETS as SYSTOLIC_PRESETS, SystolicConfig
 
 __all__ = ["GeneratorSpec", "REGISTRY", "get_spec"]
@@ -173,6 +174,20 @@ REGISTRY = {
         component="accelgen.hdl.softmax:Softmax", golden="accelgen.sim.golden.softmax",
         testbench="accelgen.sim.cocotb.tb_softmax", harness=_ONE_STREAM_HARNESS,
         error_bounds=SOFTMAX_BOUNDS, harness_rare={"last": 4, "mask": 2}),
+    "pim": GeneratorSpec(
+        name="pim",
+        summary="processing-in-memory DRAM channel: bank controller (timing rules, refresh), "
+                "bank model with per-bank MAC units, GEMV",
+        config_cls=PimConfig, presets=PIM_PRESETS,
+        component="accelgen.hdl.pim:Pim", golden="accelgen.sim.golden.pim",
+        testbench="accelgen.sim.cocotb.tb_pim", harness="accelgen.fpga.harness_pim:PimHarness",
+        run_options=(
+            RunOption("gemv", "NxK", "run one GEMV y = W x of this shape at full rate and "
+                      "report cycles, MAC efficiency, refreshes and timing violations (the "
+                      "gemv testcase only)", testcase="gemv"),
+            RunOption("mode", "plain|overlap", "GEMV schedule of --gemv and --inputs: plain "
+                      "(open, MAC, close each row) or overlap (the next row opens in the "
+                      "second row buffer; default plain)"))),
 }
 
 

@@ -24,10 +24,10 @@ table holds: the controller's validation, not the bank model, keeps the program 
 """
 
 from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
-from amaranth.lib import memory, wiring
+from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from ...generators.pim import AF_FUNCS, DRAM_COMMANDS, O_KINDS
+from ...generators.pim import AF_FUNCS, DRAM_COMMANDS, O_KINDS, SHIFT_BITS
 from ..common.arith import sum_tree
 from ..common.requant import Requantizer
 from ..common.stream import payload_layout
@@ -97,12 +97,18 @@ class BankModel(wiring.Component):
         m.d.comb += [gb_rd.addr.eq(c1.gb), gb_wr.addr.eq(c1.col), gb_wr.data.eq(c1.data),
                      gb_wr.en.eq(v1 & at(c1, "WR_GB")), gb_rd.en.eq(1)]
 
-        # stage 2: read data (the memories' synchronous read); the command follows
-        c2, v2 = Signal(cmd_layout), Signal()
-        m.d.sync += [c2.eq(c1), v2.eq(v1)]
+        # stage 2: read data (the memories' synchronous read); the command follows with the
+        # fields later stages read (the address fields are done with)
+        mid_layout = data.StructLayout({"cmd": 4, "bank": cfg.bank_bits, "fmt": 1, "init": 1,
+                                        "func": 2, "shift": SHIFT_BITS,
+                                        "bias": signed(cfg.bias_width)})
+        c2, v2 = Signal(mid_layout), Signal()
+        m.d.sync += [c2.cmd.eq(c1.cmd), c2.bank.eq(c1.bank), c2.fmt.eq(c1.fmt),
+                     c2.init.eq(c1.init), c2.func.eq(c1.func), c2.shift.eq(c1.shift),
+                     c2.bias.eq(c1.data[:cfg.bias_width]), v2.eq(v1)]
 
         # stage 3: products
-        c3, v3 = Signal(cmd_layout), Signal()
+        c3, v3 = Signal(mid_layout), Signal()
         col3 = Signal(cfg.column_bits)          # the bank column of an RD
         m.d.sync += [c3.eq(c2), v3.eq(v2),
                      col3.eq(Array(words)[c2.bank] if B > 1 else words[0])]
@@ -120,8 +126,9 @@ class BankModel(wiring.Component):
                     row.append(p)
                 prods[f].append(row)
 
-        # stage 4: sums
-        c4, v4 = Signal(cmd_layout), Signal()
+        # stage 4: sums (registered), then with them: accumulators, bias, RD_MAC's snapshot,
+        # the requantizer's input
+        c4, v4 = Signal(mid_layout), Signal()
         col4 = Signal(cfg.column_bits)
         m.d.sync += [c4.eq(c3), v4.eq(v3), col4.eq(col3)]
         sums = []
@@ -133,8 +140,6 @@ class BankModel(wiring.Component):
             else:
                 m.d.sync += s.eq(total["s8"])
             sums.append(s)
-
-        # stage 4 (with the sums): accumulators, bias, reads of acc
         acc = [Signal(signed(cfg.acc_width), name=f"acc_b{b}") for b in range(B)]
         bias = [Signal(signed(cfg.acc_width), name=f"bias_b{b}") for b in range(B)]
         for b in range(B):
@@ -142,29 +147,29 @@ class BankModel(wiring.Component):
             with m.If(v4 & mine):
                 m.d.sync += acc[b].eq(Mux(c4.init, bias[b], acc[b]) + sums[b])
             with m.If(v4 & at(c4, "WR_BIAS") & (c4.bank == b)):
-                m.d.sync += bias[b].eq(c4.data[:cfg.bias_width].as_signed())
-        c5, v5 = Signal(cmd_layout), Signal()
-        res5 = Signal(cfg.o_bits)
-        m.d.sync += [c5.eq(c4), v5.eq(v4),
-                     res5.eq(Mux(at(c4, "RD_MAC"), Cat(acc), col4))]
+                m.d.sync += bias[b].eq(c4.bias)
 
-        # stages 5-7: the AF requantizer (input in stage 4, result in stage 7); the result
-        # word and the accumulators as stage 4 saw them follow the command
+        # stages 5-7: the requantizer (input in stage 4, result in stage 7); the accumulators
+        # as stage 4 saw them (AF's identity / relu input, RD_MAC's result) and an RD's column
+        # follow the command
         m.submodules.requant = rq = Requantizer(lanes=B, acc_width=cfg.acc_width, mult_bits=1,
-                                                rounding=cfg.rounding, shift_bits=5)
+                                                rounding=cfg.rounding, shift_bits=SHIFT_BITS)
         m.d.comb += [rq.mult.eq(1), rq.zero_point.eq(0), rq.out_signed.eq(1),
                      rq.shift.eq(c4.shift), rq.relu.eq(c4.func == AF_FUNCS.index("relu_requant"))]
         for b in range(B):
             m.d.comb += rq.acc[b].eq(acc[b])
-        acc5 = Signal(B * cfg.acc_width)
-        m.d.sync += acc5.eq(Cat(acc))
-        ck, vk, rk, ak = c5, v5, res5, acc5
+        late_layout = data.StructLayout({"cmd": 4, "func": 2})
+        ck, vk = Signal(late_layout, name="c5"), Signal(name="v5")
+        ak, colk = Signal(B * cfg.acc_width, name="acc5"), Signal(cfg.column_bits, name="col5")
+        m.d.sync += [ck.cmd.eq(c4.cmd), ck.func.eq(c4.func), vk.eq(v4), ak.eq(Cat(acc)),
+                     colk.eq(col4)]
         for k in (6, 7):
-            cn, vn = Signal(cmd_layout, name=f"c{k}"), Signal(name=f"v{k}")
-            rn, an = Signal(cfg.o_bits, name=f"res{k}"), Signal(B * cfg.acc_width, name=f"acc{k}")
-            m.d.sync += [cn.eq(ck), vn.eq(vk), rn.eq(rk), an.eq(ak)]
-            ck, vk, rk, ak = cn, vn, rn, an
-        c7, v7, res7, acc7 = ck, vk, rk, ak
+            cn, vn = Signal(late_layout, name=f"c{k}"), Signal(name=f"v{k}")
+            an = Signal(B * cfg.acc_width, name=f"acc{k}")
+            coln = Signal(cfg.column_bits, name=f"col{k}")
+            m.d.sync += [cn.eq(ck), vn.eq(vk), an.eq(ak), coln.eq(colk)]
+            ck, vk, ak, colk = cn, vn, an, coln
+        c7, v7, acc7, col7 = ck, vk, ak, colk
         assert Requantizer.latency == 3         # input in stage 4, y in stage 7
         af = [Signal(signed(cfg.acc_width), name=f"af_b{b}") for b in range(B)]
         with m.If(v7 & at(c7, "AF")):
@@ -177,7 +182,8 @@ class BankModel(wiring.Component):
         # stage 8: read data out
         out = self.rdata
         m.d.sync += [out.valid.eq(v7 & at(c7, "RD", "RD_MAC", "RD_AF")),
-                     out.payload.data.eq(Mux(at(c7, "RD_AF"), Cat(af), res7)),
+                     out.payload.data.eq(Mux(at(c7, "RD_AF"), Cat(af),
+                                             Mux(at(c7, "RD_MAC"), acc7, col7))),
                      out.payload.kind.eq(Mux(at(c7, "RD"), O_KINDS.index("column"),
                                              Mux(at(c7, "RD_MAC"), O_KINDS.index("mac"),
                                                  O_KINDS.index("af"))))]

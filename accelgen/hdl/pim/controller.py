@@ -156,7 +156,8 @@ class Controller(wiring.Component):
         p_read = Signal()
         p_last = Signal(init=1)
         one_hot = Signal(B)
-        m.d.comb += one_hot.eq(1 << cur.bank)
+        # every field defaults to 0 (a field no branch assigns would be left undriven: X)
+        m.d.comb += [p.eq(0), one_hot.eq(1 << cur.bank)]
         for name, (dram, cls, all_bank) in _ISSUES.items():
             with m.If(op == OP[name]):
                 m.d.comb += [p.cmd.eq(D[dram]), p_has.eq(1),
@@ -213,14 +214,19 @@ class Controller(wiring.Component):
         credit = inflight + o_fifo.level < cfg.o_depth
         drained = (inflight == 0) & (o_fifo.level == 0)
 
-        m.submodules.rsp_fifo = rsp_fifo = fifo.SyncFIFOBuffered(
-            width=len(self.rsp.payload.as_value()), depth=4)
+        # rsp: one output register (responses are rare; a full register stalls the program)
         rsp_word = Signal(payload_layout(cfg.rsp_fields))
-        m.d.comb += [self.rsp.valid.eq(rsp_fifo.r_rdy), self.rsp.payload.eq(rsp_fifo.r_data),
-                     rsp_fifo.r_en.eq(self.rsp.ready), rsp_fifo.w_data.eq(rsp_word)]
+        rsp_push = Signal()
+        rsp_room = ~self.rsp.valid | self.rsp.ready
+        with m.If(rsp_push):
+            m.d.sync += [self.rsp.valid.eq(1), self.rsp.payload.eq(rsp_word)]
+        with m.Elif(self.rsp.ready):
+            m.d.sync += self.rsp.valid.eq(0)
 
         # -- refresh manager ------------------------------------------------------------------
-        r = Signal(payload_layout(cfg.dram_fields))     # its command this cycle
+        # its command this cycle (REF, PRE_AB or ACT: the fields below, the others are 0)
+        r = Signal(payload_layout([f for f in cfg.dram_fields
+                                   if f.name in ("cmd", "bank", "buf", "row")]))
         r_kind = Signal(range(NONE + 1), init=NONE)
         r_targets = Signal(B)
         r_want = Signal()                                # it has a command to issue
@@ -298,9 +304,9 @@ class Controller(wiring.Component):
         consume = Signal()
         with m.If(active):
             with m.If(err != 0):
-                m.d.comb += consume.eq(rsp_fifo.w_rdy)
+                m.d.comb += consume.eq(rsp_room)
             with m.Elif(is_eoc):
-                m.d.comb += consume.eq(quiet & rsp_fifo.w_rdy)
+                m.d.comb += consume.eq(quiet & rsp_room)
             with m.Elif(is_sync):
                 m.d.comb += consume.eq(quiet)
             with m.Elif(~p_has):
@@ -313,10 +319,14 @@ class Controller(wiring.Component):
         sel = Signal(payload_layout(cfg.dram_fields))
         sel_kind = Signal(range(NONE + 1))
         sel_targets = Signal(B)
-        with m.If(r_issue):
-            m.d.comb += [sel.eq(r), sel_kind.eq(r_kind), sel_targets.eq(r_targets)]
-        with m.Else():
-            m.d.comb += [sel.eq(p), sel_kind.eq(p_kind), sel_targets.eq(p_targets)]
+        # field by field: the refresh manager drives cmd, bank, buf and row only (a field
+        # driven by nothing but a constant becomes an `always @*` block Icarus never runs)
+        for f in cfg.dram_fields:
+            mine = f.name in ("cmd", "bank", "buf", "row")
+            m.d.comb += getattr(sel, f.name).eq(
+                Mux(r_issue, getattr(r, f.name) if mine else 0, getattr(p, f.name)))
+        m.d.comb += [sel_kind.eq(Mux(r_issue, r_kind, p_kind)),
+                     sel_targets.eq(Mux(r_issue, r_targets, p_targets))]
         m.d.comb += [self.dram.valid.eq(issue), self.dram.payload.eq(sel),
                      te.issue.eq(issue), te.kind.eq(sel_kind), te.targets.eq(sel_targets),
                      te.buf.eq(sel.buf), te.weight4.eq(sel.cmd == D["ACT_AB"]),
@@ -349,8 +359,9 @@ class Controller(wiring.Component):
         end = consume & is_eoc
         with m.If(consume):
             m.d.sync += index.eq(Mux(is_eoc, 0, index + 1))
-        m.d.comb += rsp_fifo.w_en.eq(consume & ((err != 0) | is_eoc))
-        m.d.comb += [rsp_word.eoc.eq(err == 0), rsp_word.err.eq(err), rsp_word.index.eq(index)]
+        m.d.comb += rsp_push.eq(consume & ((err != 0) | is_eoc))
+        m.d.comb += [rsp_word.eq(0), rsp_word.eoc.eq(err == 0), rsp_word.err.eq(err),
+                     rsp_word.index.eq(index)]
         with m.If(err == 0):
             for name in COUNTERS:
                 m.d.comb += getattr(rsp_word, name).eq(counters[name])
@@ -362,7 +373,7 @@ class Controller(wiring.Component):
         # an instruction that is there and neither issued nor completed this cycle waits: for
         # room in the result or response FIFO (output), else for a rule or for quiet (timing)
         blocked = active & (err == 0) & ~p_issue & ~consume
-        out_block = p_has & p_read & ~credit | is_eoc & quiet & ~rsp_fifo.w_rdy
+        out_block = p_has & p_read & ~credit | is_eoc & quiet & ~rsp_room
         events = {
             "cycles": running,
             "busy": Mux(p_issue & is_mac, cfg.timing.tCCD_L, 0),
@@ -374,7 +385,7 @@ class Controller(wiring.Component):
             "stall_refresh": started & cur_valid & hold,
             "stall_host": started & ~cur_valid,
             "stall_output": started & (blocked & out_block
-                                       | active & (err != 0) & ~rsp_fifo.w_rdy),
+                                       | active & (err != 0) & ~rsp_room),
         }
         with m.If(end):
             m.d.sync += started.eq(0)

@@ -235,7 +235,8 @@ class BenchBase:
         manifest lists the streams (stop the drivers first)."""
         for stream in self.manifest["streams"].values():
             port = stream["valid"] if stream["dir"] == "in" else stream["ready"]
-            getattr(self.dut, port).value = 0
+            if port is not None:        # an output without ready (a monitor) needs nothing
+                getattr(self.dut, port).value = 0
 
     def fail(self, message):
         """Assertion text that names the seed and how to reproduce."""

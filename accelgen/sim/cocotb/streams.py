@@ -32,7 +32,8 @@ import cocotb
 from cocotb.triggers import ClockCycles, Event, FallingEdge, First, ReadOnly
 from cocotb.utils import get_sim_steps, get_sim_time
 
-__all__ = ["CycleCounter", "StreamSource", "StreamSink", "bit", "stream_ports"]
+__all__ = ["CycleCounter", "StreamSource", "StreamSink", "StreamMonitor", "bit",
+           "stream_ports"]
 
 
 def bit(handle):
@@ -232,3 +233,43 @@ class StreamSink(_Driver):
                     self.received.append((self.counter.now, self.payload.value.to_unsigned()))
                     if self._target is not None and len(self.received) >= self._target:
                         self._got.set()
+
+
+class StreamMonitor:
+    """Records every beat of the DUT's output ``<name>`` that has no ``ready`` (a monitor
+    stream of ``<name>__valid`` and ``<name>__payload`` only, whose receiver takes every
+    beat), sampled like the sinks: in ``ReadOnly`` after each falling edge.
+
+    Members
+    -------
+    received : list of (cycle, word)
+    words : list of int (property)
+    """
+
+    def __init__(self, dut, name, clk, counter):
+        self.name, self.clk, self.counter = name, clk, counter
+        self.payload = getattr(dut, f"{name}__payload")
+        self.valid = getattr(dut, f"{name}__valid")
+        self.received = []
+        self._task = None
+
+    @property
+    def words(self):
+        return [w for _, w in self.received]
+
+    def start(self):
+        if self._task is None or self._task.done():
+            self._task = cocotb.start_soon(self._run())
+        return self
+
+    def stop(self):
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        self._task = None
+
+    async def _run(self):
+        while True:
+            await FallingEdge(self.clk)
+            await ReadOnly()
+            if bit(self.valid):
+                self.received.append((self.counter.now, self.payload.value.to_unsigned()))

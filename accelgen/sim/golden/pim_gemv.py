@@ -410,13 +410,14 @@ def check_gemv_options(config, options, arrays=None, *, allow_large=False):
     :func:`accelgen.sim.golden.pim.check_run_options`)."""
     out = {}
     mode = options.get("mode", "plain")
+    if "mode" in options:
+        out["mode"] = mode
     if mode not in MODES:
         raise ConfigError(f"--mode: {mode!r} is not allowed; expected one of "
                           f"{', '.join(MODES)}")
     if mode == "overlap" and config.row_buffers < 2:
         raise ConfigError("--mode: 'overlap' is not allowed with row_buffers=1; it needs "
                           "row_buffers=2")
-    out["mode"] = mode
     if "gemv" in options:
         n, k = parse_gemv(options["gemv"])
         lay = layout(config, n, k)

@@ -14,8 +14,8 @@ from ..payload import pack
 from .pim import Instr, Model, expected_counters, pack_instr
 from .pim_cycles import schedule
 
-__all__ = ["USED", "random_program", "error_instrs", "add_junk", "Expected", "expect",
-           "TIMING_COUNTERS"]
+__all__ = ["USED", "clear_program", "random_program", "error_instrs", "add_junk", "Expected",
+           "expect", "TIMING_COUNTERS"]
 
 #: the fields each op reads; the hardware ignores the others (any value)
 USED = {"EOC": (), "SYNC": (), "ACT": ("bank", "buf", "row"), "ACT_AB": ("buf", "row"),
@@ -28,6 +28,20 @@ USED = {"EOC": (), "SYNC": (), "ACT": ("bank", "buf", "row"), "ACT_AB": ("buf", 
 #: the EOC counters that depend on timing (the others are the golden model's)
 TIMING_COUNTERS = ("cycles", "refs", "stall_timing", "stall_refresh", "stall_host",
                    "stall_output")
+
+
+def clear_program(config):
+    """Instructions that write 0 into every column of every row and of the GB, ending with
+    EOC: after them the hardware's storage is what a fresh golden :class:`Model` holds (the
+    storage survives a reset, so a testcase that reads columns it did not write runs this
+    first)."""
+    out = []
+    for row in range(config.rows):
+        out.append(Instr("ACT_AB", row=row))
+        out += [Instr("WR_ABK", col=c) for c in range(config.columns)]
+        out.append(Instr("PRE_AB"))
+    out += [Instr("WR_GB", col=c) for c in range(config.gb_columns)]
+    return out + [Instr("EOC")]
 
 
 def _field_max(config, name):

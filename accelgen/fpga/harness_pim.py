@@ -1,0 +1,181 @@
+"""Self-checking harness of block ``pim``: an instruction program in a ROM (directed errors,
+a GEMV's weight load, then GEMV runs in every mode the config builds, with and without the
+activation step), random gaps on ``cmd`` and random backpressure on ``o`` and ``rsp``, and
+CRC-32 signatures of both outputs, checked against the golden model run on the same program
+at elaboration time.
+
+::
+
+      program ROM ─► [reg] ── cmd ──► pim channel ─┬─ o ──► [reg] ─► CRC-32 + count
+      (random gaps)                   (controller,  └─ rsp ► [reg] ─► CRC-32 + count
+                                       bank model)     (eoc, err, index, busy, macs;
+                                                        random backpressure on both)
+                                                    ─► all equal the golden model's → passed
+
+Program (:func:`plan`, seeded by ``seed``): the directed errors of
+:func:`~accelgen.sim.golden.pim_program.error_instrs` (nothing open yet), the weight load of
+a GEMV that fills the geometry's first rows (:func:`~accelgen.sim.cocotb.tb_pim.default_shape`
+is the testbench's twin), then GEMV runs with random ``x`` and bias, alternating the plain and
+(with two row buffers) overlapped schedules and the ``relu_requant`` activation, until the ROM
+holds at least ``beats`` instructions. The load rewrites every column the runs read, so a
+re-run after a reset (the storage survives it) gives the same results.
+
+Signatures: ``o`` over the whole payload; ``rsp`` over ``eoc``, ``err``, ``index``, ``busy``
+and ``macs`` (the other counters measure timing, which the gaps, backpressure and refresh
+change). The verdict is :class:`~accelgen.fpga.harness.Harness`'s: idle for
+:attr:`PimHarness.quiet_cycles`, then every signature and beat count must match.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from amaranth.hdl import Cat, Signal, unsigned
+from amaranth.lib.memory import Memory
+
+from ..generators.base import field_offsets
+from ..sim.golden.pim import Instr, Model, pack_instr
+from ..sim.golden.pim_gemv import compile_gemv, gemv_program, layout
+from ..sim.golden.pim_program import Expected, error_instrs
+from ..sim.payload import payload_width
+from .harness import Harness, SignatureSink, signature, source_register
+
+__all__ = ["Plan", "plan", "rsp_check_word", "PimHarness", "RSP_CHECKED", "MAX_INSTRUCTIONS"]
+
+DECISIONS = {"cmd": (0, 2), "o": (5, 7), "rsp": (10, 12)}
+MAX_INSTRUCTIONS = 1 << 14
+#: the rsp fields the signature covers, LSB first
+RSP_CHECKED = ("eoc", "err", "index", "busy", "macs")
+
+
+@dataclass
+class Plan:
+    """One self-check run: the instructions, and what the golden model expects back.
+
+    Members
+    -------
+    instrs : list of Instr
+    expected : Expected
+        ``o`` words and ``rsp`` beats (:class:`~accelgen.sim.golden.pim_program.Expected`).
+    shape : tuple
+        ``(N, K)`` of the GEMV.
+    """
+    instrs: list
+    expected: object = field(repr=False)
+    shape: tuple = ()
+
+
+def harness_shape(config):
+    """A GEMV that fills the geometry's first rows (as the testbench's default)."""
+    k = max(1, min(config.columns, config.gb_columns) * config.lanes - 3)
+    n = 2 * config.banks + 1
+    while n > 1:
+        try:
+            layout(config, n, k)
+            break
+        except ValueError:
+            n -= 1
+    return n, k
+
+
+def plan(config, *, beats, seed):
+    """The :class:`Plan` of a run with ``seed`` holding at least ``beats`` instructions (at
+    most :data:`MAX_INSTRUCTIONS`)."""
+    rng = np.random.default_rng(seed)
+    n, k = harness_shape(config)
+    w = rng.integers(-128, 128, (n, k))
+    x = rng.integers(-128, 128, k)
+    g = compile_gemv(config, w, x)
+    instrs = [ins for ins, _ in error_instrs(config, Model(config))] + [Instr("EOC")] + g.load
+    modes = ["plain", "overlap"] if config.row_buffers == 2 else ["plain"]
+    half = 1 << (min(config.bias_width, 20) - 1)
+    runs = 0
+    while len(instrs) < min(beats, MAX_INSTRUCTIONS) or runs < len(modes) * 2:
+        x = rng.integers(-128, 128, k)
+        b = rng.integers(-half, half, n)
+        act = ("relu_requant", int(rng.integers(0, 12))) if runs % 2 else None
+        run, _ = gemv_program(g.layout, x, b, act=act, mode=modes[(runs // 2) % len(modes)])
+        if len(instrs) + len(run) > MAX_INSTRUCTIONS and runs >= len(modes) * 2:
+            break
+        instrs += run
+        runs += 1
+    return Plan(instrs, Expected(config, instrs), (n, k))
+
+
+def rsp_check_word(config, rsp):
+    """The bits of an ``rsp`` beat (a dict) that enter its signature: the fields of
+    :data:`RSP_CHECKED`, packed LSB first at their widths."""
+    widths = {f.name: f.width for f in config.rsp_fields}
+    word, at = 0, 0
+    for name in RSP_CHECKED:
+        word |= (rsp[name] & ((1 << widths[name]) - 1)) << at
+        at += widths[name]
+    return word
+
+
+class PimHarness(Harness):
+    """Program ROM → ``pim`` channel → CRC-32 signatures of ``o`` and ``rsp`` (see the module
+    docstring).
+
+    Parameters
+    ----------
+    spec : GeneratorSpec
+    config : PimConfig
+        A whole channel (not ``controller_only``).
+    beats : int
+        Instructions the program holds at least (default 1000).
+    seed : int
+    corrupt_expected : bool
+        Flip bit 0 of the expected ``o`` signature, so a correct block must *fail*.
+    """
+
+    DEFAULT_BEATS = 1000
+
+    def __init__(self, spec, config, *, beats=DEFAULT_BEATS, seed=1, corrupt_expected=False):
+        self.check_beats(beats)
+        if config.controller_only:
+            self._MustUse__silence = True
+            raise ValueError("controller_only: a self-check needs the bank model; build the "
+                             "whole channel (controller_only = false)")
+        self.spec, self.config, self.beats, self.seed = spec, config, beats, seed
+        self.plan = p = plan(config, beats=beats, seed=seed)
+        exp = p.expected
+        self.block = spec.build(config)
+        self.quiet_cycles = 64
+        refresh = (exp.schedule.end // config.timing.tREFI + 2) * config.forced_refresh_bound
+        super().__init__(timeout=8 * (exp.schedule.end + refresh) + 64 * len(p.instrs) + 4096,
+                         ctrl_seed=seed * 2654435761 % (1 << 32) or 1)
+        self.o_width = payload_width(config.o_fields)
+        offsets = field_offsets(config.rsp_fields)
+        self.rsp_width = sum(offsets[name][1] for name in RSP_CHECKED)
+        self.model_signature = signature(exp.o, self.o_width)
+        self.expected_signature = self.model_signature ^ (1 if corrupt_expected else 0)
+        self.expected_count = len(exp.o)
+        self.out = SignatureSink(self.o_width, self.timeout, "o")
+        self.rsp = SignatureSink(self.rsp_width, self.timeout, "rsp")
+        self.sig, self.count = self.out.sig, self.out.count
+        self.sent = Signal(range(len(p.instrs) + 1))
+        rsp_sig = signature([rsp_check_word(config, r) for r in exp.rsp], self.rsp_width)
+        self.checks = {"o signature": (self.out.sig, self.expected_signature),
+                       "o beats": (self.out.count, self.expected_count),
+                       "rsp signature": (self.rsp.sig, rsp_sig),
+                       "rsp beats": (self.rsp.count, len(exp.rsp))}
+
+    def elaborate_streams(self, m, running):
+        block, p = self.block, self.plan
+        ok = dict(zip(DECISIONS, self.flow_control(m, running, tuple(DECISIONS.values()))))
+        n = len(p.instrs)
+        words = pack_instr(self.config, p.instrs)
+        m.submodules.rom = rom = Memory(shape=unsigned(len(block.cmd.payload.as_value())),
+                                        depth=n, init=words)
+        rd = rom.read_port(domain="comb")
+        m.d.comb += rd.addr.eq(self.sent)
+        more = Signal(init=1)
+        cvalid = source_register(m, block.cmd, offer=running & more & ok["cmd"], word=rd.data,
+                                 load=[self.sent.eq(self.sent + 1), more.eq(self.sent != n - 1)],
+                                 name="cmd")
+        self.out.attach(m, block.o, take_ok=ok["o"], running=running)
+        self.rsp.attach(m, block.rsp, take_ok=ok["rsp"], running=running,
+                        select=lambda payload: Cat(*(getattr(payload, f)
+                                                     for f in RSP_CHECKED)))
+        self.verdict(m, ~more & ~cvalid & ~block.o.valid & ~self.out.valid & ~block.rsp.valid
+                     & ~self.rsp.valid & (self.rsp.count == len(p.expected.rsp)))
