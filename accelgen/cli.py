@@ -73,6 +73,21 @@ def cmd_list(args):
     _print(args, data, _table(rows, ("block", "presets", "summary")))
 
 
+def _settings_lines(table, indent="  "):
+    """``key = value`` lines; a nested table of settings (a config inside the config, e.g.
+    a timing table) or of named numbers gets its own indented block under ``key:``."""
+    lines = []
+    for key, value in table.items():
+        if isinstance(value, dict) and value and all(
+                isinstance(v, (int, float, str, bool)) for v in value.values()) \
+                and len(value) > 4:
+            lines.append(f"{indent}{key}:")
+            lines += [f"{indent}  {k} = {v}" for k, v in value.items()]
+        else:
+            lines.append(f"{indent}{key} = {value}")
+    return lines
+
+
 def cmd_show(args):
     spec, config = _resolve(args)
     from .generators.emit import stream_layouts
@@ -82,8 +97,8 @@ def cmd_show(args):
     data = {"block": spec.name, "preset": args.preset, "config": config.to_dict(),
             "digest": config.digest(), "derived": config.derived(), "streams": streams}
     lines = [f"{spec.name} ({args.preset}, digest {config.digest()})", ""]
-    lines += [f"  {k} = {v}" for k, v in config.to_dict().items()]
-    lines += ["", "derived:"] + [f"  {k} = {v}" for k, v in config.derived().items()]
+    lines += _settings_lines(config.to_dict())
+    lines += ["", "derived:"] + _settings_lines(config.derived())
     for name, s in streams.items():
         lines += ["", f"stream {name} ({s['dir']}, payload {s['width']} bits):"]
         for f in s["fields"]:

@@ -17,8 +17,10 @@ from accelgen.sim.golden.pim_cycles import mac_efficiency, schedule
 from accelgen.sim.golden.pim_gemv import (compile_gemv, gather, golden_y, layout, place,
                                           read_y)
 from accelgen.sim.golden.pim_program import (TIMING_COUNTERS, Expected, error_instrs,
-                                             random_program)
+                                             random_program, timing_probe)
 from accelgen.sim.payload import unpack
+
+from support import needs_icarus
 
 SEED = 20240601
 
@@ -385,3 +387,264 @@ def test_rtl_refresh_interrupting_gemv_stays_exact_and_legal():
               for i in range(2)]
         for y in ys:
             assert np.array_equal(y, golden_y(cfg, w, x)), mode
+
+
+# -- mutation: a controller with one timing value shortened by one is caught ---------------------
+
+
+def probe_config(name):
+    """Preset ``name``'s timing on a small geometry :func:`timing_probe` can use."""
+    return no_refresh(name, banks=8, bank_groups=4, rows=4, columns=16, column_bytes=2,
+                      gb_columns=16, row_buffers=2)
+
+
+def probe_trace(config, exp):
+    from accelgen.hdl.pim import Pim
+    from accelgen.sim.pysim import run_streams
+    outs, _ = run_streams(Pim(config), {"cmd": exp.cmd_words},
+                          {"o": len(exp.o), "rsp": len(exp.rsp)}, monitors=("trace",))
+    return decode_trace(config, outs["trace"])
+
+
+def redundant(timing, name):
+    """Whether shortening ``name`` by one cannot change any schedule: another rule always
+    spaces the same commands at least as far (or the value is 1, the command bus's own
+    spacing)."""
+    t = timing
+    return (getattr(t, name) == 1 or name == "tCCD_L" and t.tCCD_L <= t.tCCD_S
+            or name == "tRRD_L" and t.tRRD_L <= t.tRRD_S
+            or name == "tFAW" and t.tFAW <= 4 * t.tRRD_S)
+
+
+PAIRWISE = ("tRCD_RD", "tRCD_WR", "tRCD_MAC", "tRAS", "tRP", "tRC", "tRTP", "tWR", "tCCD_S",
+            "tCCD_L", "tRRD_S", "tRRD_L", "tFAW")
+
+
+def check_mutants(name):
+    true = probe_config(name)
+    exp = Expected(true, timing_probe(true))
+    base = probe_trace(true, exp)
+    assert check_trace(base, true) == [] and relative(base) == relative(exp.trace)
+    for value in PAIRWISE:
+        t = getattr(true.timing, value)
+        if t == 1:
+            continue                    # nothing shorter than the command bus's one cycle
+        mutant = dataclasses.replace(true, timing=dataclasses.replace(true.timing,
+                                                                      **{value: t - 1}))
+        trace = probe_trace(mutant, exp)
+        fired = {v.rule for v in check_trace(trace, true)}
+        if redundant(true.timing, value):
+            assert trace == base, (name, value)
+        else:
+            assert value in fired, (name, value, fired)
+
+
+def test_mutants_are_caught_gddr6_aim():
+    check_mutants("gddr6-aim")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["gddr6", "hbm2-pim", "hbm2"])
+def test_mutants_are_caught(name):
+    check_mutants(name)
+
+
+def test_refresh_mutants_are_caught():
+    """tRFC shortened by one, and tREFI ten times too long (a shorter tREFI only refreshes
+    more often, which is legal): the checker fires. tREFI is scaled down to just above the
+    forced-refresh bound so ten intervals fit a fast test."""
+    base = probe_config("gddr6-aim")
+    timing = dataclasses.replace(base.timing, tREFI=base.forced_refresh_bound + 1)
+    true = dataclasses.replace(base, timing=timing, refresh=True)
+    filler = [Instr("WR_GB", col=c % true.gb_columns) for c in range(12 * timing.tREFI)]
+    exp = Expected(true, filler + [Instr("EOC")])
+    trace = probe_trace(true, exp)
+    end = trace[-1][0]
+    assert check_trace(trace, true, end=end) == []
+    assert sum(c == "REF" for _, c, *_ in trace) >= end // timing.tREFI - 1
+    for value, changed in (("tRFC", timing.tRFC - 1), ("tREFI", 10 * timing.tREFI)):
+        mutant = dataclasses.replace(true, timing=dataclasses.replace(timing, **{value: changed}))
+        fired = {v.rule for v in check_trace(probe_trace(mutant, exp), true, end=end)}
+        assert fired & ({"tRFC"} if value == "tRFC" else {"refresh_gap", "refresh_debt"}), \
+            (value, fired)
+
+
+# -- CLI: bad input is one line, exit 2, nothing written ------------------------------------------
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["sim", "pim", "--set", "timing.tRCX=3"], "timing.tRCX: unknown setting; allowed are "
+                                               "tRCD_RD, tRCD_WR, tRCD_MAC"),
+    (["sim", "pim", "--set", "timing.tRP=-2"], "timing.tRP: -2 is not allowed; expected an "
+                                               "integer from 1 to 65535"),
+    (["sim", "pim", "--gemv", "5000x256"], "--gemv: 5000x256 is not allowed; it needs 313 "
+                                           "rows per bank and the geometry has rows=8"),
+    (["sim", "pim", "--gemv", "16x5000"], "--gemv: 16x5000 is not allowed; K=5000 needs 625 GB "
+                                          "columns"),
+    (["sim", "pim", "--gemv", "0x16"], "--gemv: '0x16' is not allowed; expected NxK"),
+    (["sim", "pim", "--preset", "tiny", "--mode", "overlap"], "--mode: 'overlap' is not "
+                                                              "allowed with row_buffers=1"),
+    (["sim", "pim", "--inputs", "{big}"], "--inputs: w: 300x16 is not allowed; it needs 75 rows "
+                                          "per bank and the geometry has rows=4"),
+    (["sim", "pim", "--inputs", "{wide}"], "--inputs: w: values from 300 to 300 are not "
+                                           "allowed; expected -128 to 127"),
+    (["sim", "mac", "--gemv", "4x4"], "--gemv: not allowed for block mac; it applies to pim"),
+])
+def test_cli_bad_input(capsys, tmp_path, argv, message):
+    from accelgen.cli import main
+    rng = np.random.default_rng(SEED)
+    np.savez(tmp_path / "big.npz", w=rng.integers(-9, 9, (300, 16)), x=rng.integers(-9, 9, 16))
+    np.savez(tmp_path / "wide.npz", w=np.full((4, 4), 300), x=np.ones(4, np.int64))
+    args = [a.format(big=tmp_path / "big.npz", wide=tmp_path / "wide.npz") for a in argv]
+    if "--preset" not in args and args[1] == "pim" and "{big}" in argv[-1]:
+        args += ["--preset", "tiny"]
+    out_dir = tmp_path / "out"
+    code = main(args + ["--outputs", str(out_dir / "y.npz")] if "--inputs" in args else args)
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "", err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("accelgen: error: "), err
+    assert err.strip().startswith(f"accelgen: error: {message}"), err
+    assert not out_dir.exists()
+
+
+# -- FPGA self-check harness (fast tier) -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("controller_only", [False, True])
+def test_pim_harness_passes_and_fails_with_a_corrupted_expectation(controller_only):
+    from accelgen.fpga import harness as hz
+    from accelgen.fpga.harness_pim import PimHarness
+    from accelgen.generators.registry import REGISTRY
+    spec = REGISTRY["pim"]
+    cfg = dataclasses.replace(PRESETS["tiny"], controller_only=controller_only)
+    h = PimHarness(spec, cfg, beats=200, seed=3)
+    names = {i.name for i in h.plan.instrs}
+    assert {"WR_SBK", "MAC_ABK", "RD_MAC", "AF", "RD_AF", "WR_BIAS", "EOC"} <= names
+    assert sorted({r["err"] for r in h.plan.expected.rsp} - {0}) == [1, 2, 3, 4, 5]
+    r = hz.simulate(h)
+    assert r.done and r.passed and not r.failed, f"seed 3: {r}"
+    bad = hz.simulate(PimHarness(spec, cfg, beats=200, seed=3, corrupt_expected=True))
+    assert bad.done and bad.failed and not bad.passed
+
+
+# -- cocotb tier ------------------------------------------------------------------------------------
+
+
+def _pim_cases():
+    from accelgen.generators.registry import REGISTRY
+    from accelgen.sim.runner import default_testcases
+    return default_testcases(REGISTRY["pim"])
+
+
+def _check_pim(result, config):
+    cases = result.result["testcases"]
+    for name, case in cases.items():
+        assert not case.get("violations"), (name, case.get("violations"))
+    gemv = cases["gemv"]
+    assert gemv["timing_violations"] == 0 and gemv["check"].startswith("passed")
+    if not config.refresh:
+        assert gemv["cycles"] == gemv["model_cycles"]
+    else:
+        refresh = cases["refresh"]
+        assert refresh["refreshes"] >= refresh["cycles"] // config.timing.tREFI - 8
+        assert refresh["longest_gap"] <= 9 * config.timing.tREFI
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_pim_verilator_preset(preset, tmp_path):
+    from accelgen.generators.registry import REGISTRY
+    from accelgen.sim.runner import simulate
+    from support import explain
+    config = PRESETS[preset]
+    result = simulate(REGISTRY["pim"], config, preset=preset, seed=SEED, beats=200,
+                      build_root=tmp_path)
+    assert result.passed, explain(result)
+    assert list(result.testcases) == _pim_cases()
+    _check_pim(result, config)
+
+
+@pytest.mark.cocotb
+@needs_icarus
+def test_pim_icarus_tiny(tmp_path):
+    from accelgen.generators.registry import REGISTRY
+    from accelgen.sim.runner import simulate
+    from support import explain
+    result = simulate(REGISTRY["pim"], PRESETS["tiny"], preset="tiny", simulator="icarus",
+                      seed=SEED, beats=120, build_root=tmp_path)
+    assert result.passed, explain(result)
+    _check_pim(result, PRESETS["tiny"])
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("mode", ["plain", "overlap"])
+def test_pim_controller_alone_gemv_cycles_are_the_model(mode, tmp_path):
+    """GEMV 1024x1024 with bias and AiM timing on the controller alone (Verilator): every
+    command at the cycle the analytic model says (the testbench compares the whole trace),
+    the cycles it reports are the model's, and the MAC efficiency is the published plain
+    figure (128 of every 226 cycles) or >= 90 % overlapped."""
+    from accelgen.generators.registry import REGISTRY
+    from accelgen.sim.runner import simulate
+    from support import explain
+    cfg = no_refresh("gddr6-aim", controller_only=True, rows=64)
+    result = simulate(REGISTRY["pim"], cfg, preset="gddr6-aim", seed=SEED, testcases=["gemv"],
+                      options={"gemv": "1024x1024", "mode": mode}, build_root=tmp_path)
+    assert result.passed, explain(result)
+    gemv = result.result["testcases"]["gemv"]
+    assert gemv["cycles"] == gemv["model_cycles"] and gemv["timing_violations"] == 0
+    if mode == "plain":
+        assert 0.56 < gemv["mac_efficiency"] <= 128 / 226
+    else:
+        assert gemv["mac_efficiency"] >= 0.95
+
+
+@pytest.mark.cocotb
+def test_pim_testbench_catches_a_controller_that_breaks_a_rule(tmp_path):
+    """Verilog of a controller built with tRCD_MAC one cycle short, under the manifest of the
+    true timing: the testbench's timing checker fails it (the true pairing passes)."""
+    from accelgen.generators.registry import REGISTRY
+    from support import false_manifest_is_caught
+    true = no_refresh("tiny")
+    short = dataclasses.replace(true, timing=dataclasses.replace(true.timing, tRCD_MAC=55))
+    false_manifest_is_caught(REGISTRY["pim"], short, true, tmp_path, ["gemv"], "tRCD_MAC",
+                             beats=60)
+
+
+@pytest.mark.cocotb
+def test_cli_sim_pim_gemv_json_and_inputs(tmp_path):
+    import json
+    import subprocess
+    import sys
+    run = [sys.executable, "-m", "accelgen.cli", "sim", "pim", "--preset", "tiny"]
+    done = subprocess.run(run + ["--gemv", "8x16", "--json"], capture_output=True, text=True,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    gemv = report["gemv"]
+    assert gemv["timing_violations"] == 0 and gemv["check"] == "passed"
+    assert gemv["cycles"] >= gemv["model_cycles"] and gemv["mac_efficiency"] > 0
+    rng = np.random.default_rng(SEED)
+    w, x, b = rng.integers(-128, 128, (7, 15)), rng.integers(-128, 128, 15), \
+        rng.integers(-1000, 1000, 7)
+    np.savez(tmp_path / "w.npz", w=w, x=x, b=b)
+    done = subprocess.run(run + ["--inputs", "w.npz", "--outputs", "y.npz"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    with np.load(tmp_path / "y.npz") as out:
+        assert np.array_equal(out["y"], w @ x + b)
+
+
+# -- fpga tier ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.fpga
+@pytest.mark.parametrize("board, preset", [("icebreaker", "tiny"), ("ulx3s-85f", "default")])
+def test_build_pim(tmp_path, board, preset):
+    from accelgen.fpga.flow import build
+    from accelgen.generators.registry import REGISTRY
+    r = build(REGISTRY["pim"], PRESETS[preset], board, tmp_path, preset=preset, beats=200,
+              seed=2, quick=True)
+    assert r.selfcheck_passed and r.bitstream.exists() and r.bitstream.stat().st_size > 0
+    assert set(r.selfcheck_checks) == {"o signature", "o beats", "rsp signature", "rsp beats"}
+    assert r.resources["BRAM"][0] > 0 and r.resources["DSP"][0] > 0
+    assert r.fmax_mhz > r.target_mhz > 0

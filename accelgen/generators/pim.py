@@ -265,15 +265,16 @@ class PimTiming(Config):
 
 #: Timing presets. From pim.md's table: tRCD rd/wr, tRP, tRAS, tRC, tCCD S/L, tFAW, tREFI,
 #: tRFC, and AiM's tRCD_MAC, tRTP, tWR. Not in pim.md and assumed here (JEDEC-typical values
-#: with 3 x tRRD_S < tFAW, so tFAW still binds): tRRD_S/L of every preset, tRTP and tWR of the
-#: non-AiM ones; tRCD_MAC of a plain DRAM is its tRCD_RD (a MAC reads like a RD).
+#: with 4 x tRRD_S < tFAW, so the window still binds five quick ACTs, and tRRD_L > tRRD_S):
+#: tRRD_S/L of every preset, tRTP and tWR of the non-AiM ones; tRCD_MAC of a plain DRAM is its
+#: tRCD_RD (a MAC reads like a RD).
 TIMINGS = {
     "gddr6-aim": PimTiming(),
     "gddr6": PimTiming(tRCD_RD=27, tRCD_WR=16, tRCD_MAC=27, tRAS=53, tRP=27, tRC=79, tRTP=6,
                        tWR=30, tCCD_S=2, tCCD_L=4, tRRD_S=7, tRRD_L=9, tFAW=29, tREFI=3333,
                        tRFC=211),
     "hbm2-pim": PimTiming(tRCD_RD=14, tRCD_WR=10, tRCD_MAC=14, tRAS=33, tRP=14, tRC=47, tRTP=4,
-                          tWR=16, tCCD_S=2, tCCD_L=4, tRRD_S=4, tRRD_L=6, tFAW=16, tREFI=3900,
+                          tWR=16, tCCD_S=2, tCCD_L=4, tRRD_S=3, tRRD_L=5, tFAW=16, tREFI=3900,
                           tRFC=350),
     "hbm2": PimTiming(tRCD_RD=14, tRCD_WR=14, tRCD_MAC=14, tRAS=34, tRP=14, tRC=48, tRTP=4,
                       tWR=16, tCCD_S=1, tCCD_L=2, tRRD_S=4, tRRD_L=6, tFAW=30, tREFI=3900,

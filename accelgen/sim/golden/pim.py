@@ -417,7 +417,7 @@ def check_arrays(config, *, strict=True, fmt="s8", **arrays):
                          f"match w {np.asarray(w).shape}")
     if b is not None and np.asarray(b).shape != (n,):
         raise ValueError(f"b: shape {np.asarray(b).shape} is not allowed; expected ({n},)")
-    layout(config, n, k, fmt)       # raises when the geometry cannot hold the matrix
+    layout(config, n, k, fmt, what="w")     # raises when the geometry cannot hold it
     if strict:
         f = IntFormat(16 if fmt == "s16" else 8, True)
         for name, arr, lo_hi in (("w", w, (f.min, f.max)), ("x", x, (f.min, f.max)),

@@ -318,7 +318,9 @@ def gemv_program(lay, x, b=None, *, act=None, mode="plain"):
                 weave(command, column)
                 em.add(mac)
                 column += 1
-                if first and j == 0 and tile + 1 < lay.tiles:
+                # with a bias, the next tile's goes into the bias registers once this tile's
+                # init MAC has read them; without one they stay 0 from the prologue
+                if bias is not None and first and j == 0 and tile + 1 < lay.tiles:
                     due = tile_starts[tile + 1]
                     regs_q.extend((ins, due) for ins in bias_of(tile + 1))
             if last:

@@ -239,3 +239,42 @@ class Expected:
 def expect(config, instrs, model=None):
     return Expected(config, instrs, model)
 
+
+
+def timing_probe(config):
+    """A directed program in which every rule of the timing table binds at least once (its
+    command issues exactly when that rule allows it), for the mutation test: a controller
+    built with one timing value shortened by one issues some command one cycle early. Needs
+    two row buffers, at least three bank groups of at least two banks and 16 columns.
+
+    Sequences (``b0``, ``b1`` share a group; ``b2``, ``b4``, ``b6`` are in other groups):
+    ACT then PRE (tRAS); ACT again (tRC or tRP, whichever is longer); ACT of the other buffer
+    (tRC); a long MAC then PRE and ACT (tRCD_MAC, tRTP, tRP); RDs then PRE (tRCD_RD, tRTP);
+    WRs then PRE (tRCD_WR, tWR); column commands in one group then in another (tCCD_L,
+    tCCD_S); ACTs in one group and across four groups (tRRD_L, tRRD_S, tFAW)."""
+    cfg = config
+    bpg = cfg.banks_per_group
+    if cfg.row_buffers < 2 or cfg.bank_groups < 4 or bpg < 2 or cfg.columns < 16:
+        raise ValueError("timing_probe: needs row_buffers=2, bank_groups >= 4, 2 banks per "
+                         "group and 16 columns")
+    b0, b1, b2, b4, b6 = 0, 1, bpg, 2 * bpg, 3 * bpg
+    p = [Instr("ACT", bank=b0, row=0), Instr("PRE", bank=b0), Instr("ACT", bank=b0, row=1),
+         Instr("ACT", bank=b0, buf=1, row=2),
+         Instr("ACT", bank=b1, row=0), Instr("MAC_SBK", bank=b1, count=16),
+         Instr("PRE", bank=b1), Instr("ACT", bank=b1, row=1),
+         Instr("ACT", bank=b2, row=0)]
+    p += [Instr("RD_SBK", bank=b2, col=c) for c in range(16)]
+    p += [Instr("PRE", bank=b2), Instr("ACT", bank=b2, row=3)]
+    p += [Instr("WR_SBK", bank=b2, col=c) for c in range(16)]
+    p += [Instr("PRE", bank=b2)]
+    # column commands: same group (b0, b1: tCCD_L), then another group (b2: tCCD_S)
+    p += [Instr("ACT", bank=b2, row=1)]
+    for _ in range(4):
+        p += [Instr("RD_SBK", bank=b0), Instr("RD_SBK", bank=b1), Instr("RD_SBK", bank=b2)]
+    p += [Instr("PRE_AB", buf=0), Instr("PRE_AB", buf=1)]
+    # ACTs: same group (tRRD_L), then four groups (tRRD_S) and a fifth inside tFAW
+    p += [Instr("ACT", bank=b0, row=2), Instr("ACT", bank=b1, row=2),
+          Instr("ACT", bank=b2, row=2), Instr("ACT", bank=b4, row=2),
+          Instr("ACT", bank=b6, row=2), Instr("ACT", bank=b2 + 1, row=2),
+          Instr("PRE_AB", buf=0)]
+    return p + [Instr("EOC")]
