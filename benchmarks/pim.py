@@ -85,14 +85,16 @@ def _rtl_gemv(config, n, k, mode, root):
     return res.passed, case
 
 
-def _sweep_config(n_max, k_min):
-    rows = layout(replace(AIM, rows=65536), n_max, k_min).rows_used
+def _sweep_config(ns, ks):
+    """AiM geometry with rows enough for every shape, the controller alone, refresh off."""
+    big = replace(AIM, rows=65536)
+    rows = max(layout(big, n, k).rows_used for n in ns for k in ks)
     return replace(AIM, rows=max(AIM.rows, rows), refresh=False, controller_only=True)
 
 
 def sweep(root, quick):
     ns, ks = ((1024, 4096), (256, 1024)) if quick else (NS, KS)
-    cfg = _sweep_config(max(ns), min(ks))
+    cfg = _sweep_config(ns, ks)
     rows = []
     for n in ns:
         for k in ks:
@@ -111,7 +113,7 @@ def sweep(root, quick):
 
 def refresh(root, quick):
     n, k = (1024, 1024) if quick else (4096, 1024)
-    off = _sweep_config(n, k)
+    off = _sweep_config([n], [k])
     on = replace(off, refresh=True)
     rows = []
     for mode in ("plain", "overlap"):

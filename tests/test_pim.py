@@ -507,7 +507,7 @@ def test_cli_bad_input(capsys, tmp_path, argv, message):
     assert not out_dir.exists()
 
 
-# -- FPGA self-check harness (fast tier) -------------------------------------------------------------
+# -- FPGA self-check harness (fast tier) ----------------------------------------------------------
 
 
 @pytest.mark.parametrize("controller_only", [False, True])
@@ -527,7 +527,7 @@ def test_pim_harness_passes_and_fails_with_a_corrupted_expectation(controller_on
     assert bad.done and bad.failed and not bad.passed
 
 
-# -- cocotb tier ------------------------------------------------------------------------------------
+# -- cocotb tier ----------------------------------------------------------------------------------
 
 
 def _pim_cases():
@@ -634,7 +634,7 @@ def test_cli_sim_pim_gemv_json_and_inputs(tmp_path):
         assert np.array_equal(out["y"], w @ x + b)
 
 
-# -- fpga tier ----------------------------------------------------------------------------------------
+# -- fpga tier ------------------------------------------------------------------------------------
 
 
 @pytest.mark.fpga
