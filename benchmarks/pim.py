@@ -45,11 +45,13 @@ def _say(text):
     print(text, file=sys.stderr, flush=True)
 
 
-def model_gemv(config, n, k, mode):
-    """``(cycles, efficiency)`` of the cycle model for the GEMV program of ``n x k``."""
+def model_gemv(config, n, k, mode, bias=False):
+    """``(cycles, efficiency)`` of the cycle model for the GEMV program of ``n x k`` (``y = W
+    x``, or with ``bias`` ``+ b``)."""
     lay = layout(config, n, k)
     rng = np.random.default_rng(0)
-    run, _ = gemv_program(lay, rng.integers(-128, 128, k), mode=mode)
+    b = rng.integers(-1000, 1000, n) if bias else None
+    run, _ = gemv_program(lay, rng.integers(-128, 128, k), b, mode=mode)
     steps = Model(config).program(run)
     cycles = schedule(config, run, steps).programs[-1]["cycles"]
     return cycles, mac_efficiency(config, sum(s.macs for s in steps), cycles)
@@ -101,10 +103,13 @@ def sweep(root, quick):
             for mode in ("plain", "overlap"):
                 t0 = time.monotonic()
                 model, eff = model_gemv(cfg, n, k, mode)
+                biased, eff_b = model_gemv(cfg, n, k, mode, bias=True)
                 passed, case = _rtl_gemv(cfg, n, k, mode, root)
                 rows.append({"N x K": f"{n}x{k}", "mode": mode, "model cycles": model,
-                             "rtl cycles": case.get("cycles"), "equal": case.get("cycles") == model,
-                             "mac efficiency": eff, "check": case.get("check"),
+                             "rtl cycles": case.get("cycles"),
+                             "equal": case.get("cycles") == model,
+                             "mac efficiency": eff, "rtl efficiency": case.get("mac_efficiency"),
+                             "with bias (model)": f"{biased} ({100 * eff_b:.1f} %)",
                              "violations": case.get("timing_violations"), "passed": passed,
                              "seconds": round(time.monotonic() - t0)})
                 _say(f"  sweep {rows[-1]}")

@@ -14,8 +14,9 @@ at elaboration time.
 
 Program (:func:`plan`, seeded by ``seed``): the directed errors of
 :func:`~accelgen.sim.golden.pim_program.error_instrs` (nothing open yet), the weight load of
-a GEMV that fills the geometry's first rows (:func:`~accelgen.sim.cocotb.tb_pim.default_shape`
-is the testbench's twin), then GEMV runs with random ``x`` and bias, alternating the plain and
+a GEMV that fills the geometry's first rows
+(:func:`~accelgen.sim.golden.pim_gemv.default_shape`, as the testbench's ``gemv``), then GEMV
+runs with random ``x`` and bias, alternating the plain and
 (with two row buffers) overlapped schedules and the ``relu_requant`` activation, until the ROM
 holds at least ``beats`` instructions. The load rewrites every column the runs read, so a
 re-run after a reset (the storage survives it) gives the same results.
@@ -34,7 +35,7 @@ from amaranth.lib.memory import Memory
 
 from ..generators.base import field_offsets
 from ..sim.golden.pim import Instr, Model, pack_instr
-from ..sim.golden.pim_gemv import compile_gemv, gemv_program, layout
+from ..sim.golden.pim_gemv import compile_gemv, default_shape, gemv_program
 from ..sim.golden.pim_program import Expected, error_instrs
 from ..sim.payload import payload_width
 from .harness import Harness, SignatureSink, signature, source_register
@@ -64,24 +65,11 @@ class Plan:
     shape: tuple = ()
 
 
-def harness_shape(config):
-    """A GEMV that fills the geometry's first rows (as the testbench's default)."""
-    k = max(1, min(config.columns, config.gb_columns) * config.lanes - 3)
-    n = 2 * config.banks + 1
-    while n > 1:
-        try:
-            layout(config, n, k)
-            break
-        except ValueError:
-            n -= 1
-    return n, k
-
-
 def plan(config, *, beats, seed):
     """The :class:`Plan` of a run with ``seed`` holding at least ``beats`` instructions (at
     most :data:`MAX_INSTRUCTIONS`)."""
     rng = np.random.default_rng(seed)
-    n, k = harness_shape(config)
+    n, k = default_shape(config)
     w = rng.integers(-128, 128, (n, k))
     x = rng.integers(-128, 128, k)
     g = compile_gemv(config, w, x)

@@ -56,7 +56,7 @@ from accelgen.sim.cocotb.streams import StreamMonitor, StreamSink, StreamSource
 from accelgen.sim.golden import pim as golden
 from accelgen.sim.golden.pim_check import check_trace, decode_trace, summary
 from accelgen.sim.golden.pim_cycles import mac_efficiency, refresh_budget
-from accelgen.sim.golden.pim_gemv import compile_gemv, golden_y, layout, read_y
+from accelgen.sim.golden.pim_gemv import compile_gemv, default_shape, golden_y, read_y
 from accelgen.sim.golden.pim_program import (TIMING_COUNTERS, Expected, clear_program,
                                              error_instrs, random_program)
 from accelgen.sim.payload import unpack
@@ -307,28 +307,15 @@ async def errors(dut):
     assert_clean(bench, mismatches, "programs with errors")
 
 
-def _gemv(bench, n, k, *, rng=None, act=None):
+def _gemv(bench, n, k, *, rng=None, act=None, bias=True):
+    """Random ``w``, ``x`` (and ``b`` with ``bias``) and their compiled GEMV."""
     cfg = bench.config
     rng = rng if rng is not None else bench.nprng
     w = rng.integers(-128, 128, (n, k))
     x = rng.integers(-128, 128, k)
     half = 1 << (min(cfg.bias_width, 24) - 1)
-    b = rng.integers(-half, half, n)
+    b = rng.integers(-half, half, n) if bias else None
     return w, x, b, compile_gemv(cfg, w, x, b, act=act, mode=bench.mode())
-
-
-def default_shape(config):
-    """A GEMV that fills the first rows: ``2 x banks + 1`` outputs of ``min(columns,
-    gb_columns) x lanes - 3`` elements (at most the geometry's capacity)."""
-    k = max(1, min(config.columns, config.gb_columns) * config.lanes - 3)
-    n = 2 * config.banks + 1
-    while n > 1:
-        try:
-            layout(config, n, k)
-            break
-        except ValueError:
-            n -= 1
-    return n, k
 
 
 @cocotb.test()
@@ -362,10 +349,11 @@ async def reset_midprogram(dut):
 
 
 async def _gemv_run(bench, n, k, *, arrays=None):
-    """Load and run one GEMV at full rate; returns ``(record, mismatches, y)``."""
+    """Load and run one GEMV (``arrays`` or random ``y = W x``) at full rate; returns
+    ``(record, mismatches, y)``."""
     cfg = bench.config
     if arrays is None:
-        w, x, b, g = _gemv(bench, n, k)
+        w, x, b, g = _gemv(bench, n, k, bias=False)
     else:
         w, x, b = arrays
         g = compile_gemv(cfg, w, x, b, mode=bench.mode())

@@ -38,8 +38,9 @@ from ...numerics import ConfigError
 from .pim import Command, Instr, Model, gemv_reference, pack_column, result_values, activate
 from .pim_cycles import Timeline
 
-__all__ = ["Layout", "layout", "place", "gather", "load_program", "gemv_program", "Gemv",
-           "compile_gemv", "read_y", "golden_y", "parse_gemv", "check_gemv_options", "MODES"]
+__all__ = ["Layout", "layout", "default_shape", "place", "gather", "load_program",
+           "gemv_program", "Gemv", "compile_gemv", "read_y", "golden_y", "parse_gemv",
+           "check_gemv_options", "MODES"]
 
 MODES = ("plain", "overlap")
 
@@ -108,6 +109,21 @@ class Layout:
                     out.append((row, []))
                 out[-1][1].append((tile, col, count, gb, j == 0, j == len(parts) - 1))
         return out
+
+
+def default_shape(config):
+    """A GEMV that fills the geometry's first rows: ``2 x banks + 1`` outputs (fewer when the
+    rows cannot hold them) of ``min(columns, gb_columns) x lanes - 3`` elements (a partial last
+    column); the testbench's ``gemv`` default and the FPGA self-check's GEMV."""
+    k = max(1, min(config.columns, config.gb_columns) * config.lanes - 3)
+    n = 2 * config.banks + 1
+    while n > 1:
+        try:
+            layout(config, n, k)
+            break
+        except ConfigError:
+            n -= 1
+    return n, k
 
 
 def layout(config, n, k, fmt="s8", *, what="--gemv"):
