@@ -636,7 +636,20 @@ def test_cli_sim_pim_gemv_json_and_inputs(tmp_path):
 
 
 @pytest.mark.fpga
-@pytest.mark.parametrize("board, preset", [("icebreaker", "tiny"), ("ulx3s-85f", "default")])
+def test_synth_pim_default_ecp5(tmp_path):
+    """The ULX3S channel in yosys: one s8 multiplier per lane and bank in DSP blocks, the
+    row storage in block RAM, within the ECP5-85F (its full build with place and route,
+    ~20 minutes, is in benchmarks/pim.py)."""
+    from accelgen.fpga.flow import synth
+    from accelgen.generators.registry import REGISTRY
+    cfg = PRESETS["default"]
+    r = synth(REGISTRY["pim"], cfg, "ecp5", tmp_path, preset="default")
+    assert r.resources["DSP"] >= cfg.banks * cfg.lanes
+    assert r.resources["BRAM"] > 0 and 0 < r.resources["LUT4"] < 84_000
+
+
+@pytest.mark.fpga
+@pytest.mark.parametrize("board, preset", [("icebreaker", "tiny")])
 def test_build_pim(tmp_path, board, preset):
     from accelgen.fpga.flow import build
     from accelgen.generators.registry import REGISTRY
