@@ -51,7 +51,7 @@ def test_aim_epoch_cycles_are_pim_md_numbers():
     (["timing.tRCX=3"], "timing.tRCX: unknown setting; allowed are tRCD_RD"),
     (["timing.tRP=-1"], "timing.tRP: -1 is not allowed; expected an integer from 1 to 65535"),
     (["timing.tREFI=300"], "timing.tREFI: 300 is not allowed with tRFC 210"),
-    (["bank_groups=3"], "bank_groups: 3 is not allowed with banks 16; expected a divisor"),
+    (["bank_groups=3"], "bank_groups: 3 is not allowed with banks 8; expected a divisor"),
     (["formats=['s8','s16']", "column_bytes=3"], "column_bytes: 3 is not allowed with format"),
     (["formats=['s16']"], "formats: ['s16'] is not allowed; expected a list holding 's8'"),
     (["row_buffers=3"], "row_buffers: 3 is not allowed; expected an integer from 1 to 2"),
@@ -475,7 +475,7 @@ def test_refresh_mutants_are_caught():
                                                "tRCD_RD, tRCD_WR, tRCD_MAC"),
     (["sim", "pim", "--set", "timing.tRP=-2"], "timing.tRP: -2 is not allowed; expected an "
                                                "integer from 1 to 65535"),
-    (["sim", "pim", "--gemv", "5000x256"], "--gemv: 5000x256 is not allowed; it needs 313 "
+    (["sim", "pim", "--gemv", "5000x256"], "--gemv: 5000x256 is not allowed; it needs 625 "
                                            "rows per bank and the geometry has rows=8"),
     (["sim", "pim", "--gemv", "16x5000"], "--gemv: 16x5000 is not allowed; K=5000 needs 625 GB "
                                           "columns"),
