@@ -282,8 +282,10 @@ def test_rtl_directed_errors_send_error_beats_and_change_nothing():
     assert_exact(cfg, exp, outs)
 
 
-@pytest.mark.parametrize("name, mode", [("tiny", "plain"), ("tiny2", "overlap"),
-                                        ("default", "plain"), ("default", "overlap")])
+@pytest.mark.parametrize("name, mode", [
+    ("tiny", "plain"), ("tiny2", "overlap"),
+    pytest.param("default", "plain", marks=pytest.mark.slow),
+    pytest.param("default", "overlap", marks=pytest.mark.slow)])
 def test_rtl_gemv_bit_exact_and_cycle_exact(name, mode):
     cfg = no_refresh(name)
     rng = np.random.default_rng(SEED)
