@@ -678,3 +678,20 @@ def test_golden_gemv_4096x1024_is_numpy_matmul():
         y = read_y(g, [o for s in m.program(g.run) for o in s.o_words])
         want = w @ x + b if act is None else golden_y(cfg, w, x, b, act)
         assert np.array_equal(y, want), mode
+
+
+def test_rtl_program_starting_with_rows_open_is_cycle_exact():
+    """A program that begins where the previous one left rows open (no reset between): the
+    cycle model starts from the golden model's open buffers, so a PRE_AB waits for the rows
+    the previous program opened (found by the cocotb controller-alone run: tWR of a row the
+    model thought closed)."""
+    cfg = no_refresh("tiny2")
+    first = [Instr("ACT", bank=1, row=2), Instr("EOC")]
+    second = [Instr("WR_SBK", bank=1, col=3), Instr("PRE_AB"), Instr("EOC")]
+    model = Model(cfg)
+    model.program(first)
+    exp_second = Expected(cfg, second, model)
+    assert exp_second.schedule.programs[0]["cycles"] == cfg.timing.tWR + cfg.timing.tRP
+    exp, outs = run_rtl(cfg, first + second)
+    assert_exact(cfg, exp, outs)
+    assert rsp_dicts(cfg, outs["rsp"])[1]["cycles"] == cfg.timing.tWR + cfg.timing.tRP

@@ -214,9 +214,6 @@ def compare(bench, exp, o_words, rsp_words, trace, *, exact):
     got_rsp = _rsp(bench, rsp_words)
     if len(got_rsp) != len(exp.rsp):
         out.append(f"rsp: RTL sent {len(got_rsp)} beats, golden {len(exp.rsp)}")
-    # cycle-exact: full rate, refresh off, and the bank model (the controller alone is held to
-    # the cycle model on GEMV programs only: see the gemv testcase)
-    exact = exact and not (cfg.controller_only and bench.testcase != "gemv")
     timing = exact and not cfg.refresh
     for n, (got, want) in enumerate(zip(got_rsp, exp.rsp)):
         keys = [k for k in want if timing or (k not in TIMING_COUNTERS

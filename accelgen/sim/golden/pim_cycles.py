@@ -45,7 +45,7 @@ class Scheduler:
 
     :meth:`earliest` gives the first cycle a command may issue; :meth:`issue` records it."""
 
-    def __init__(self, config):
+    def __init__(self, config, open_buffers=None):
         self.config = config
         t = config.timing
         self.ready = np.zeros((config.banks, config.row_buffers, len(CLASSES)), np.int64)
@@ -53,7 +53,10 @@ class Scheduler:
         self.ref_end = 0
         self.last = -1
         self.last_read = None
-        self.open = np.zeros((config.banks, config.row_buffers), bool)
+        # the buffers open when the program starts (a program may begin where the last one
+        # left rows open; every timing counter has expired by then: it ended with EOC)
+        self.open = np.zeros((config.banks, config.row_buffers), bool) \
+            if open_buffers is None else np.array(open_buffers, bool)
         self.issued = []
         groups = np.array([config.group(b) for b in range(config.banks)])
         self._same_group = groups[:, None] == groups[None, :]
@@ -154,8 +157,8 @@ class Timeline:
     cycle ``s`` of the next instruction, and the programs completed so far (:func:`schedule`
     runs a whole program; the GEMV compiler asks it when a command would issue)."""
 
-    def __init__(self, config):
-        self.sched = Scheduler(config)
+    def __init__(self, config, open_buffers=None):
+        self.sched = Scheduler(config, open_buffers)
         self.s = 0
         self.start = None
         self.stall = 0
@@ -196,10 +199,12 @@ class Timeline:
         return self.sched.earliest(command, self.s)
 
 
-def schedule(config, instrs, steps):
+def schedule(config, instrs, steps, open_buffers=None):
     """Issue cycles of the commands of ``instrs`` (run by the golden model into ``steps``,
-    :meth:`~accelgen.sim.golden.pim.Model.program`) and each program's counters."""
-    line = Timeline(config)
+    :meth:`~accelgen.sim.golden.pim.Model.program`) and each program's counters;
+    ``open_buffers`` (``banks x row_buffers`` bools, the model's ``open`` before the program)
+    when it starts with rows open (default: all closed, as after a reset)."""
+    line = Timeline(config, open_buffers)
     for ins, step in zip(instrs, steps):
         line.add(ins, step)
     return Schedule(trace=line.sched.issued, programs=line.programs, end=line.s)

@@ -204,10 +204,11 @@ class Expected:
         self.config = config
         self.instrs = list(instrs)
         model = model or Model(config)
+        opened = model.open.copy()          # the program may start with rows open
         steps = model.program(self.instrs)
         self.steps = steps
         self.o = [w for s in steps for w in s.o_words]
-        self.schedule = schedule(config, self.instrs, steps)
+        self.schedule = schedule(config, self.instrs, steps, opened)
         self.rsp = []
         programs = iter(self.schedule.programs)
         first = 0
