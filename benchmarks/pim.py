@@ -23,8 +23,6 @@ Sections (all by default; pick some with ``--only epochs,sweep,refresh,fpga``):
 """
 
 import argparse
-import json
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -32,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from accelgen.generators.registry import REGISTRY
+from report import print_results, say
 from accelgen.sim.golden.pim import Instr, Model
 from accelgen.sim.golden.pim_cycles import mac_efficiency, refresh_budget, schedule
 from accelgen.sim.golden.pim_gemv import gemv_program, layout
@@ -40,9 +39,6 @@ SPEC = REGISTRY["pim"]
 AIM = SPEC.presets["gddr6-aim"]
 NS, KS = (1024, 4096, 16384), (256, 512, 1024)
 
-
-def _say(text):
-    print(text, file=sys.stderr, flush=True)
 
 
 def model_gemv(config, n, k, mode, bias=False):
@@ -74,7 +70,7 @@ def epochs(root, quick):
                      "model": exp.schedule.programs[0]["cycles"], "rtl": rtl,
                      "mac_bus_busy": f"{c * cfg.timing.tCCD_L}/{rtl}",
                      "efficiency": c * cfg.timing.tCCD_L / rtl})
-        _say(f"  epoch {rows[-1]}")
+        say(f"  epoch {rows[-1]}")
     return rows
 
 
@@ -112,7 +108,7 @@ def sweep(root, quick):
                              "with bias (model)": f"{biased} ({100 * eff_b:.1f} %)",
                              "violations": case.get("timing_violations"), "passed": passed,
                              "seconds": round(time.monotonic() - t0)})
-                _say(f"  sweep {rows[-1]}")
+                say(f"  sweep {rows[-1]}")
     return rows
 
 
@@ -132,7 +128,7 @@ def refresh(root, quick):
                      "model budget": refresh_budget(on, model),
                      "efficiency on": case_on["mac_efficiency"],
                      "violations": case_on["timing_violations"], "passed": passed})
-        _say(f"  refresh {rows[-1]}")
+        say(f"  refresh {rows[-1]}")
     return rows
 
 
@@ -155,19 +151,8 @@ def fpga(root, quick):
                         for k, v in res.items()},
                      "selfcheck": rep.selfcheck_passed,
                      "seconds": round(time.monotonic() - t0)})
-        _say(f"  fpga {rows[-1]}")
+        say(f"  fpga {rows[-1]}")
     return rows
-
-
-def _table(rows):
-    if not rows:
-        return ""
-    keys = list(rows[0])
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    for row in rows:
-        lines.append("| " + " | ".join(
-            f"{v:.3f}" if isinstance(v, float) else str(v) for v in row.values()) + " |")
-    return "\n".join(lines)
 
 
 def main(argv=None):
@@ -183,13 +168,9 @@ def main(argv=None):
     sections = {"epochs": epochs, "sweep": sweep, "refresh": refresh, "fpga": fpga}
     results = {}
     for name in args.only.split(","):
-        _say(f"[{name}]")
+        say(f"[{name}]")
         results[name] = sections[name.strip()](root, args.quick)
-    if args.json:
-        print(json.dumps(results, indent=2, default=str))
-    else:
-        for name, rows in results.items():
-            print(f"\n## {name}\n{_table(rows)}")
+    print_results(results, as_json=args.json, digits=3)
 
 
 if __name__ == "__main__":

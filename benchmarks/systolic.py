@@ -23,13 +23,13 @@ Sections (all by default; pick some with ``--only pe,array,util,fmax``):
 import argparse
 import json
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
 from accelgen.generators.registry import REGISTRY
+from report import print_results, say
 from accelgen.tools import which
 
 SPEC = REGISTRY["systolic"]
@@ -37,9 +37,6 @@ PRESET16 = SPEC.presets["16x16"]
 FLOWS = {"os": ("os",), "ws": ("ws",), "both": ("os", "ws")}
 GEMMS = [(16, 16, 16), (64, 64, 64), (256, 256, 256), (128, 768, 768)]
 
-
-def _say(text):
-    print(text, file=sys.stderr, flush=True)
 
 
 def _yosys_cells(verilog, top, workdir):
@@ -79,7 +76,7 @@ def pe_costs(root):
                                  "ws_sum_width": cfg.ws_sum_width, "dataflow": flow,
                                  "multiplier": "lut" if lut else "dsp", "pe_pipeline": pipe,
                                  **cells})
-                    _say(f"  pe {acc_label} {flow:<4} {'lut' if lut else 'dsp'} "
+                    say(f"  pe {acc_label} {flow:<4} {'lut' if lut else 'dsp'} "
                          f"pipe={pipe}: {cells}")
     return rows
 
@@ -96,7 +93,7 @@ def array_costs(root, quick):
         t0 = time.monotonic()
         res = synth(SPEC, cfg, "ecp5", Path(root) / f"array-{name}").resources
         rows.append({"design": name, **{k: v for k, v in res.items() if k != "cells"}})
-        _say(f"  array {name}: {rows[-1]} ({time.monotonic() - t0:.0f} s)")
+        say(f"  array {name}: {rows[-1]} ({time.monotonic() - t0:.0f} s)")
     return rows
 
 
@@ -115,7 +112,7 @@ def utilization(root, quick):
                          **{key: case.get(key) for key in
                             ("cycles", "busy", "stall_a", "stall_b", "stall_out", "macs",
                              "utilization", "cycles_per_second")}})
-            _say(f"  util {flow} {m}x{k}x{n}: {rows[-1]} ({time.monotonic() - t0:.0f} s)")
+            say(f"  util {flow} {m}x{k}x{n}: {rows[-1]} ({time.monotonic() - t0:.0f} s)")
     return rows
 
 
@@ -129,19 +126,8 @@ def fmax(root, quick):
         rows.append({"preset": preset, "fmax_mhz": rep.fmax_mhz,
                      "resources": {k: v for k, v in rep.resources.items() if k != "cells"},
                      "selfcheck_passed": True, "seconds": round(time.monotonic() - t0)})
-        _say(f"  fmax {preset}: {rows[-1]}")
+        say(f"  fmax {preset}: {rows[-1]}")
     return rows
-
-
-def _table(rows):
-    if not rows:
-        return ""
-    keys = list(rows[0])
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    for row in rows:
-        lines.append("| " + " | ".join(
-            f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.values()) + " |")
-    return "\n".join(lines)
 
 
 def main(argv=None):
@@ -159,13 +145,9 @@ def main(argv=None):
                 "fmax": lambda: fmax(root, args.quick)}
     results = {}
     for name in args.only.split(","):
-        _say(f"[{name}]")
+        say(f"[{name}]")
         results[name] = sections[name.strip()]()
-    if args.json:
-        print(json.dumps(results, indent=2))
-    else:
-        for name, rows in results.items():
-            print(f"\n## {name}\n{_table(rows)}")
+    print_results(results, as_json=args.json, digits=4)
 
 
 if __name__ == "__main__":

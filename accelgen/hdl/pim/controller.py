@@ -21,8 +21,7 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import fifo, wiring
 from amaranth.lib.wiring import In, Out
 
-from ...generators.pim import (COUNTERS, DRAM_COMMANDS, FORMATS, MAX_POSTPONED, OPS,
-                               READ_LATENCY)
+from ...generators.pim import COUNTERS, DRAM_COMMANDS, FORMATS, MAX_POSTPONED, OPS
 from ..common.stream import payload_layout, stream_signature
 from .timing import CLASSES, TimingEngine, _all, _any
 
@@ -404,5 +403,4 @@ class Controller(wiring.Component):
             m.d.comb += [self.trace.valid.eq(issue), tr.cycle.eq(now), tr.cmd.eq(sel.cmd),
                          tr.bank.eq(sel.bank), tr.buf.eq(sel.buf), tr.row.eq(sel.row),
                          tr.col.eq(sel.col)]
-        assert READ_LATENCY > 0
         return m

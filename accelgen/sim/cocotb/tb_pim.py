@@ -50,6 +50,7 @@ import numpy as np
 import cocotb
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly
 
+from accelgen.generators.base import field_offsets
 from accelgen.generators.pim import ERRORS
 from accelgen.sim.cocotb.bench import BenchBase, assert_clean, check_testcases, reset
 from accelgen.sim.cocotb.streams import StreamMonitor, StreamSink, StreamSource
@@ -119,9 +120,8 @@ async def _stub_memory(bench):
     kinds = {DRAM_COMMANDS.index("RD"): O_KINDS.index("column"),
              DRAM_COMMANDS.index("RD_MAC"): O_KINDS.index("mac"),
              DRAM_COMMANDS.index("RD_AF"): O_KINDS.index("af")}
-    offsets = {f.name: off for f, off in zip(bench.config.dram_fields, _offsets(
-        bench.config.dram_fields))}
-    kind_at = _offsets(bench.config.rdata_fields)[1]
+    cmd_at = field_offsets(bench.config.dram_fields)["cmd"][0]
+    kind_at = field_offsets(bench.config.rdata_fields)["kind"][0]
     due = deque()
     dut.rdata__valid.value = 0
     while True:
@@ -134,17 +134,9 @@ async def _stub_memory(bench):
             dut.rdata__valid.value = 0
         await ReadOnly()
         if bit(dut.dram__valid):
-            cmd = (dut.dram__payload.value.to_unsigned() >> offsets["cmd"]) & 0xF
+            cmd = (dut.dram__payload.value.to_unsigned() >> cmd_at) & 0xF
             if cmd in kinds:
                 due.append((now + PIPELINE, kinds[cmd]))
-
-
-def _offsets(fields):
-    out, at = [], 0
-    for f in fields:
-        out.append(at)
-        at += f.width
-    return out
 
 
 # -- running programs ---------------------------------------------------------------------------
@@ -201,8 +193,7 @@ def compare(bench, exp, o_words, rsp_words, trace, *, exact):
         out.append(f"o: RTL sent {len(o_words)} words, golden {len(exp.o)}")
     owners = [i for i, s in enumerate(exp.steps) for _ in s.o_words]
     if cfg.controller_only:     # a stub memory answers: only the kinds of the beats are known
-        kind = {f.name: (off, f.width) for f, off in zip(cfg.o_fields, _offsets(cfg.o_fields))}
-        off, width = kind["kind"]
+        off, width, _ = field_offsets(cfg.o_fields)["kind"]
         o_words = [(w >> off) & ((1 << width) - 1) << off for w in o_words]
         exp_o = [(w >> off) & ((1 << width) - 1) << off for w in exp.o]
     else:
@@ -255,13 +246,19 @@ async def start(dut, name):
     return bench
 
 
+async def clear(bench):
+    """Run :func:`clear_program` (every column and GB column 0, as the fresh golden model's);
+    returns its mismatches."""
+    exp, o, rsp, trace, _ = await run(bench, clear_program(bench.config))
+    return compare(bench, exp, o, rsp, trace, exact=True)
+
+
 @cocotb.test()
 async def random_programs(dut):
     """Random legal programs with gaps and backpressure, then at full rate."""
     bench = await start(dut, "random_programs")
     cfg = bench.config
-    exp, o, rsp, trace, _ = await run(bench, clear_program(cfg))
-    mismatches = compare(bench, exp, o, rsp, trace, exact=True)
+    mismatches = await clear(bench)
     length = max(20, bench.beats // 4)
     valid_prob = round(bench.rng.uniform(0.6, 0.9), 3)
     ready_prob = round(bench.rng.uniform(0.5, 0.9), 3)
@@ -285,8 +282,7 @@ async def errors(dut):
     """Every directed error, then programs with many random errors."""
     bench = await start(dut, "errors")
     cfg = bench.config
-    exp, o, rsp, trace, _ = await run(bench, clear_program(cfg))
-    mismatches = compare(bench, exp, o, rsp, trace, exact=True)
+    mismatches = await clear(bench)
     directed = error_instrs(cfg, golden.Model(cfg))
     for ins, code in directed:          # the list must say what the golden model says
         assert golden.Model(cfg).run(ins).err == code, bench.fail(

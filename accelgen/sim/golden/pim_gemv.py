@@ -40,7 +40,7 @@ from .pim_cycles import Timeline
 
 __all__ = ["Layout", "layout", "default_shape", "place", "gather", "load_program",
            "gemv_program", "Gemv", "compile_gemv", "read_y", "golden_y", "parse_gemv",
-           "check_gemv_options", "MODES"]
+           "check_gemv_options", "check_mode", "MODES"]
 
 MODES = ("plain", "overlap")
 
@@ -259,17 +259,23 @@ def _first_command(model, ins):
     raise ValueError(f"side instruction {name} is not one the compiler weaves")
 
 
+def check_mode(config, mode):
+    """:class:`ConfigError` naming ``--mode`` unless ``mode`` is one of :data:`MODES` that
+    ``config`` can run (``overlap`` needs two row buffers)."""
+    if mode not in MODES:
+        raise ConfigError(f"--mode: {mode!r} is not allowed; expected one of "
+                          f"{', '.join(MODES)}")
+    if mode == "overlap" and config.row_buffers < 2:
+        raise ConfigError("--mode: 'overlap' is not allowed with row_buffers=1; it needs "
+                          "row_buffers=2")
+
+
 def gemv_program(lay, x, b=None, *, act=None, mode="plain"):
     """The instruction program of ``y = act(W x + b)`` for weights already placed by
     :func:`load_program`: returns ``(instructions, readout tiles)``. ``act`` is None or
     ``(func, shift)`` with ``func`` a name of :data:`~accelgen.generators.pim.AF_FUNCS`."""
     cfg = lay.config
-    if mode not in MODES:
-        raise ConfigError(f"--mode: {mode!r} is not allowed; expected one of "
-                          f"{', '.join(MODES)}")
-    if mode == "overlap" and cfg.row_buffers < 2:
-        raise ConfigError("--mode: 'overlap' is not allowed with row_buffers=1; it needs "
-                          "row_buffers=2")
+    check_mode(cfg, mode)
     buffers = 2 if mode == "overlap" else 1
     bias = None if b is None else np.asarray(b, np.int64)
     mask = (1 << cfg.acc_width) - 1
@@ -430,12 +436,7 @@ def check_gemv_options(config, options, arrays=None, *, allow_large=False):
     mode = options.get("mode", "plain")
     if "mode" in options:
         out["mode"] = mode
-    if mode not in MODES:
-        raise ConfigError(f"--mode: {mode!r} is not allowed; expected one of "
-                          f"{', '.join(MODES)}")
-    if mode == "overlap" and config.row_buffers < 2:
-        raise ConfigError("--mode: 'overlap' is not allowed with row_buffers=1; it needs "
-                          "row_buffers=2")
+    check_mode(config, mode)
     if "gemv" in options:
         n, k = parse_gemv(options["gemv"])
         lay = layout(config, n, k)

@@ -15,7 +15,7 @@ from .pim import Instr, Model, expected_counters, pack_instr
 from .pim_cycles import schedule
 
 __all__ = ["USED", "clear_program", "random_program", "error_instrs", "add_junk", "Expected",
-           "expect", "TIMING_COUNTERS"]
+           "TIMING_COUNTERS"]
 
 #: the fields each op reads; the hardware ignores the others (any value)
 USED = {"EOC": (), "SYNC": (), "ACT": ("bank", "buf", "row"), "ACT_AB": ("buf", "row"),
@@ -235,10 +235,6 @@ class Expected:
     def rsp_words(self):
         return pack(self.config.rsp_fields,
                     {k: [r[k] for r in self.rsp] for k in self.rsp[0]}) if self.rsp else []
-
-
-def expect(config, instrs, model=None):
-    return Expected(config, instrs, model)
 
 
 
