@@ -28,6 +28,10 @@ from accelgen.numerics import ConfigError, IntFormat
 from accelgen.sim.golden import activation as golden
 from accelgen.sim.pysim import run_streams
 
+#: the end of MACConfig's "not a precision mode" message
+FLOAT_MODES_HINT = ("; or one or two of e4m3, e5m2, e3m2, e2m3, e2m1, bf16, fp16, p4, p8, p16 "
+                    "(e.g. 'e4m3', 'e4m3e5m2')")
+
 #: every registered block's config class (the property test below covers each field)
 CONFIGS = {name: spec.config_cls for name, spec in REGISTRY.items()}
 
@@ -111,11 +115,14 @@ def test_canonical_formats_still_parse():
     (ActivationConfig, {"in_format": "s17"}, "in_format: 's17' is not allowed; expected a "
      "format of 2 to 16 bits, e.g. 's8' or 'u16'"),
     (MACConfig, {"modes": ["s08s8"]}, "modes: 's08s8' is not a precision mode; expected the "
-     "formats of a and b run together, e.g. 's8s8', 'u8s8', 's8s4', 's2s2'"),
+     "formats of a and b run together, e.g. 's8s8', 'u8s8', 's8s4', 's2s2'"
+     + FLOAT_MODES_HINT),
     (MACConfig, {"modes": ["s8s08"]}, "modes: 's8s08' is not a precision mode; expected the "
-     "formats of a and b run together, e.g. 's8s8', 'u8s8', 's8s4', 's2s2'"),
+     "formats of a and b run together, e.g. 's8s8', 'u8s8', 's8s4', 's2s2'"
+     + FLOAT_MODES_HINT),
     (MACConfig, {"modes": ["s8s8\n"]}, "modes: 's8s8\\n' is not a precision mode; expected "
-     "the formats of a and b run together, e.g. 's8s8', 'u8s8', 's8s4', 's2s2'"),
+     "the formats of a and b run together, e.g. 's8s8', 'u8s8', 's8s4', 's2s2'"
+     + FLOAT_MODES_HINT),
     (SystolicConfig, {"modes": ["s08s8"]}, "modes: 's08s8' is not a precision mode; expected "
      "the formats of a and b run together, e.g. 's8s8', 'u8s8', 's8s4', 's2s2'"),
 ])
@@ -281,7 +288,8 @@ def test_every_backend_at_the_ends_of_the_scale_range(name, capsys):
 
 @pytest.mark.parametrize("cls, data, message", [
     (MACConfig, {"modes": [{"a": 1}]}, "modes: {'a': 1} is not a precision mode; expected the "
-     "formats of a and b run together, e.g. 's8s8', 'u8s8', 's8s4', 's2s2'"),
+     "formats of a and b run together, e.g. 's8s8', 'u8s8', 's8s4', 's2s2'"
+     + FLOAT_MODES_HINT),
     (SystolicConfig, {"modes": [{"a": 1}]}, "modes: [{'a': 1}] is not allowed; expected a "
      "non-empty list of names such as ['s8s8', 's4s4']"),
     (SystolicConfig, {"dataflows": ["os", {}]}, "dataflows: ['os', {}] is not allowed; "

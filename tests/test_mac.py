@@ -4,7 +4,9 @@ spec, and RTL (Amaranth simulator) against the golden model with and without bac
 the manifest's packing against the golden model's; yosys / nextpnr builds (``fpga`` marker)."""
 
 import json
+import math
 from dataclasses import replace
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -19,6 +21,7 @@ from accelgen.hdl.mac import MAC
 from accelgen.numerics import ConfigError
 from accelgen.sim.cocotb.manifest import Manifest
 from accelgen.sim.golden import mac as golden
+from accelgen.sim.golden import elements as golden_elements
 from accelgen.sim.payload import payload_width
 from accelgen.sim.pysim import run_stream
 from accelgen.sim.runner import run_emitted, simulate
@@ -41,12 +44,30 @@ from support import (RESOURCE_KEYS, SEED, check_selfchecked_build, explain,
     ({"pipeline": 6}, "pipeline: 6 is not allowed; expected an integer from 0 to 5"),
     ({"acc_width": 15}, "acc_width: 15 is not allowed; expected an integer from 16 to 48"),
     ({"modes": ()}, "modes: () is not allowed; expected a non-empty list of precision modes "
-                    "such as ['s8s8', 's8s4']"),
+                    "such as ['s8s8', 's8s4'] or ['e4m3', 'bf16']"),
     ({"modes": ("s8s8", "s8s8")}, "modes: ['s8s8', 's8s8'] lists a mode twice; each mode once"),
     ({"modes": ("s8s3",)}, "modes: 's8s3' has a 3-bit operand; operand widths must be one of "
                            "2, 4, 8"),
     ({"modes": ("q8s8",)}, "modes: 'q8s8' is not a precision mode; expected the formats of a "
-                           "and b run together, e.g. 's8s8', 'u8s8', 's8s4', 's2s2'"),
+                           "and b run together, e.g. 's8s8', 'u8s8', 's8s4', 's2s2'; or one or "
+                           "two of e4m3, e5m2, e3m2, e2m3, e2m1, bf16, fp16, p4, p8, p16 (e.g. "
+                           "'e4m3', 'e4m3e5m2')"),
+    ({"modes": ("fp32",)}, "modes: 'fp32' is not a precision mode; expected the formats of a "
+                           "and b run together, e.g. 's8s8', 'u8s8', 's8s4', 's2s2'; or one or "
+                           "two of e4m3, e5m2, e3m2, e2m3, e2m1, bf16, fp16, p4, p8, p16 (e.g. "
+                           "'e4m3', 'e4m3e5m2')"),
+    ({"modes": ("e4m3",), "accumulate": "int"},
+     "accumulate: 'int' cannot carry mode 'e4m3'; expected 'exact' or 'fp32' when a mode is "
+     "not an integer mode"),
+    ({"modes": ("e4m3",), "accumulate": "kulisch"},
+     "accumulate: 'kulisch' is not allowed; expected one of 'int', 'exact', 'fp32'"),
+    ({"modes": ("e4m3",), "acc_width": 40},
+     "acc_width: 40 is not allowed; expected an integer from 32 to 32"),
+    ({"modes": ("e4m3",), "accumulate": "exact", "acc_width": 36},
+     "acc_width: 36 is not allowed; expected an integer from 37 to 101"),
+    ({"modes": ("e4m3",), "overflow": "saturate"},
+     "overflow: 'saturate' does not apply to accumulate='fp32' (IEEE addition overflows to "
+     "inf); expected 'wrap'"),
 ])
 def test_invalid_config_message(kwargs, message):
     with pytest.raises(ConfigError) as info:
@@ -108,7 +129,7 @@ def _loop_reference(cfg, a, b, mode, clear, last):
     return out
 
 
-@pytest.mark.parametrize("preset", sorted(PRESETS))
+@pytest.mark.parametrize("preset", sorted(p for p in PRESETS if not PRESETS[p].element_lane))
 @pytest.mark.parametrize("acc_width", [None, 17])
 def test_golden_matches_loop_reference(preset, acc_width):
     cfg = PRESETS[preset]
@@ -309,6 +330,213 @@ def test_fused_brick_every_operand_pair(sa, sb):
 SPEC = REGISTRY["mac"]
 BEATS = 150
 
+
+
+# -- element lanes (float, posit and integer modes with exact / fp32 accumulation) ---------
+# The reference below is written from the MACConfig docstring with Python Fractions: exact
+# products, exact sums, and its own round-to-nearest-even into FP32.
+
+def _f32_code(x):
+    """FP32 code nearest to the Fraction ``x`` (ties to even; overflow to inf; a negative
+    value that rounds to zero gives -0)."""
+    sign = 0x80000000 if x < 0 else 0
+    ax = abs(x)
+    if ax >= Fraction(2 ** 128 - 2 ** 103):
+        return sign | 0x7F800000
+    if ax == 0:
+        return sign
+    e = ax.numerator.bit_length() - ax.denominator.bit_length()
+    if Fraction(2) ** e > ax:
+        e -= 1
+    lsb = Fraction(2) ** max(e - 23, -149)
+    q = math.floor(ax / lsb)
+    rest = ax / lsb - q
+    if rest > Fraction(1, 2) or (rest == Fraction(1, 2) and q % 2):
+        q += 1
+    return sign | int(np.float32(float(q * lsb)).view(np.uint32))
+
+
+def _element(v):
+    """A user element value as a Fraction, or "nan" / "+inf" / "-inf"."""
+    v = float(v)
+    if math.isnan(v):
+        return "nan"
+    if math.isinf(v):
+        return "+inf" if v > 0 else "-inf"
+    return Fraction(v)
+
+
+def _product(x, y):
+    """``(exact value or 0, nan, +inf, -inf)`` of one product, as the docstring says."""
+    if "nan" in (x, y):
+        return 0, True, False, False
+    specials = [v for v in (x, y) if isinstance(v, str)]
+    if specials:
+        if 0 in (x, y):
+            return 0, True, False, False
+        negative = sum(1 for v in (x, y) if (v == "-inf") or (not isinstance(v, str) and v < 0))
+        return 0, False, negative % 2 == 0, negative % 2 == 1
+    return x * y, False, False, False
+
+
+def _special_code(nan, pos, neg):
+    if nan or (pos and neg):
+        return 0x7FC00000
+    return 0x7F800000 if pos else 0xFF800000
+
+
+def _float_reference(cfg, a, b, mode, clear, last):
+    unit = Fraction(2) ** cfg.product_exp
+    half = 1 << (cfg.acc_width - 1)
+    exact = [0] * cfg.accumulators
+    flags = [[False] * 3 for _ in range(cfg.accumulators)]
+    fp32 = [0] * cfg.accumulators
+    err, out = False, []
+    for t in range(len(mode)):
+        code = int(mode[t])
+        ok = code < len(cfg.modes)
+        n = cfg.products_per_lane(code) if ok else 0
+        lanes = []
+        for lane in range(cfg.lanes):
+            prods = [_product(_element(a[t, lane, k]), _element(b[t, lane, k])) for k in range(n)]
+            lanes.append((sum(p[0] for p in prods),
+                          *[any(p[i] for p in prods) for i in (1, 2, 3)]))
+        if cfg.reduction == "together":
+            lanes = [(sum(x[0] for x in lanes), *[any(x[i] for x in lanes) for i in (1, 2, 3)])]
+        for i, (total, nan, pos, neg) in enumerate(lanes):
+            if cfg.accumulate == "exact":
+                units = total / unit
+                assert units.denominator == 1
+                v = (0 if clear[t] else exact[i]) + int(units)
+                if cfg.overflow == "saturate":
+                    v = min(half - 1, max(-half, v))
+                else:
+                    v = (v + half) % (2 * half) - half
+                exact[i] = v
+                old = [False] * 3 if clear[t] else flags[i]
+                flags[i] = [o or f for o, f in zip(old, (nan, pos, neg))]
+            else:
+                s32 = _special_code(nan, pos, neg) if (nan or pos or neg) else _f32_code(total)
+                if clear[t]:
+                    fp32[i] = s32
+                else:
+                    with np.errstate(all="ignore"):
+                        r = np.uint32(fp32[i]).view(np.float32) + np.uint32(s32).view(np.float32)
+                    fp32[i] = 0x7FC00000 if np.isnan(r) else int(np.float32(r).view(np.uint32))
+        err = (False if clear[t] else err) or not ok
+        if last[t]:
+            if cfg.accumulate == "exact":
+                accs = [_special_code(*f) if any(f) else _f32_code(v * unit)
+                        for v, f in zip(exact, flags)]
+            else:
+                accs = list(fp32)
+            out.append((accs, err))
+    return out
+
+
+ELEMENT_CONFIGS = {
+    "every-format-exact": MACConfig(
+        modes=("e4m3", "e5m2", "e3m2", "e2m3", "e2m1", "p4", "p8", "s8s8", "u8s8", "s4s4"),
+        lanes=2, multiplier="fused", accumulate="exact", reduction="apart", pipeline=2),
+    "every-format-fp32": MACConfig(
+        modes=("bf16", "fp16", "p16", "e4m3e5m2", "e5m2e4m3", "e4m3", "e2m1", "s8s8"),
+        lanes=2, multiplier="fused", accumulate="fp32", pipeline=1),
+    "fp16-bf16-exact": MACConfig(modes=("fp16", "bf16"), lanes=2, multiplier="plain",
+                                 accumulate="exact", pipeline=5),
+    "narrow-saturate": MACConfig(modes=("e2m1", "p4"), lanes=3, multiplier="fused",
+                                 accumulate="exact", acc_width=20, overflow="saturate",
+                                 pipeline=0),
+    "narrow-wrap": MACConfig(modes=("e2m1", "p4"), lanes=3, multiplier="fused",
+                             accumulate="exact", acc_width=20, overflow="wrap", pipeline=4),
+}
+ELEMENT_CASES = {**ELEMENT_CONFIGS, **{p: c for p, c in PRESETS.items() if c.element_lane}}
+
+
+@pytest.mark.parametrize("name", sorted(ELEMENT_CASES))
+def test_golden_element_lanes_match_fraction_reference(name):
+    """Random codes of every built format (NaN, inf, zeros, subnormals at their code
+    frequencies), random clear/last, unbuilt mode codes."""
+    cfg = ELEMENT_CASES[name]
+    rng = np.random.default_rng(17)
+    args = golden.random_inputs(cfg, rng, 160, last_every=6)
+    if cfg.mode_bits and (1 << cfg.mode_bits) > len(cfg.modes):
+        args["mode"][::23] = len(cfg.modes)          # an unbuilt code adds 0 and sets err
+    got = golden.mac(cfg, **args)
+    want = _float_reference(cfg, **args)
+    assert got["acc"].tolist() == [w[0] for w in want], name
+    assert got["err"].tolist() == [w[1] for w in want], name
+
+
+def test_golden_element_directed_semantics():
+    """The declared specials and orderings, on values a reader can check by hand."""
+    exact = MACConfig(modes=("e4m3", "e5m2"), lanes=2, multiplier="fused", accumulate="exact")
+    fp32 = replace(exact, accumulate="fp32", acc_width="auto")
+    f32 = lambda r: golden_elements.fp32_value(r["acc"][:, 0]).tolist()   # noqa: E731
+    one = lambda *x: np.array(x, np.float64).reshape(1, 2, 1)              # noqa: E731
+    # inf * 0 is NaN; inf + -inf is NaN; inf * finite is inf (E5M2 has inf, E4M3 has none)
+    mode = [1]
+    assert math.isnan(f32(golden.mac(exact, one(np.inf, 1), one(0, 1), mode=mode))[0])
+    assert math.isnan(f32(golden.mac(exact, one(np.inf, -np.inf), one(1, 1), mode=mode))[0])
+    assert f32(golden.mac(exact, one(np.inf, 3), one(-2, 1), mode=mode)) == [-np.inf]
+    # exact: 2**15 + 2**-9 - 2**15 survives; fp32 rounds the beat first, so it does too here,
+    # but across beats FP32 addition loses it: (2**24 + 1) - 2**24 = 0 vs 1
+    a = np.array([[[256.0], [1.0]], [[256.0], [0.0]]])          # beats x lanes x 1
+    b = np.array([[[256.0], [1.0]], [[-256.0], [0.0]]])
+    b_e5m2 = [1, 1]
+    assert f32(golden.mac(exact, a, b, mode=b_e5m2)) == [1.0]
+    assert f32(golden.mac(fp32, a, b, mode=b_e5m2)) == [1.0]   # 65537 is exact in FP32
+    big = np.array([[[4096.0], [1.0]], [[4096.0], [0.0]]])
+    neg = np.array([[[4096.0], [1.0]], [[-4096.0], [0.0]]])
+    assert f32(golden.mac(exact, big, neg, mode=b_e5m2)) == [1.0]
+    assert f32(golden.mac(fp32, big, neg, mode=b_e5m2)) == [0.0]  # 2**24 + 1 rounds to 2**24
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"a": np.full((2, 2, 1), 0.3)}, r"^a \(in mode 'e4m3'\): 0.3 is not a value of format e4m3"),
+    ({"a": np.full((2, 2, 1), np.nan), "mode": [2, 2]},
+     r"^a \(in mode 's8s8'\): nan is not allowed in integer format s8; expected integers"),
+    ({"a": np.full((2, 2, 1), 1.5), "mode": [2, 2]},
+     r"^a \(in mode 's8s8'\): 1.5 is not allowed in integer format s8; expected integers"),
+    ({"b": np.full((2, 2, 1), np.inf)}, r"^b \(in mode 'e4m3'\): inf is not allowed in format "
+                                        r"e4m3 \(it has none"),
+])
+def test_golden_element_inputs_refused_with_the_array_named(bad, message):
+    cfg = MACConfig(modes=("e4m3", "e5m2", "s8s8"), lanes=2, multiplier="fused",
+                    accumulate="exact")
+    args = {"a": np.ones((2, 2, 1)), "b": np.ones((2, 2, 1)), **bad}
+    with pytest.raises(ValueError, match=message):
+        golden.mac(cfg, **args)
+
+
+@pytest.mark.parametrize("name", sorted(ELEMENT_CONFIGS))
+def test_rtl_element_lanes_match_golden(name):
+    """Valid beats of every mode, then raw random words (any code, unbuilt modes), with
+    random bubbles and backpressure."""
+    cfg = ELEMENT_CONFIGS[name]
+    rng = np.random.default_rng(23)
+    words = golden.pack_inputs(cfg, **golden.random_inputs(cfg, rng, 120, last_every=5))
+    words += _random_words(cfg, rng, 60)
+    expected = golden.words(cfg, words)
+    got = run_stream(MAC(cfg), words, len(expected), seed=23, valid_prob=0.7, ready_prob=0.6)
+    assert got == expected, name
+
+
+@pytest.mark.parametrize("accumulate", ["exact", "fp32"])
+@pytest.mark.parametrize("pipeline", [0, 3, 5])
+def test_rtl_element_latency_every_depth(accumulate, pipeline):
+    cfg = MACConfig(modes=("e4m3", "e2m1"), lanes=2, multiplier="fused", pipeline=pipeline,
+                    accumulate=accumulate)
+    assert cfg.latency == 2 + pipeline
+    assert _measure(cfg, 8) == {"beats_per_cycle": 1.0, "latency": 2 + pipeline}
+
+
+def test_xrnpe_scaling_published():
+    """A 16-bit lane: 1 x 16-bit, 2 x 8-bit, 4 x 4-bit products per cycle (XR-NPE)."""
+    cfg = PRESETS["xrnpe"]
+    assert cfg.lane_width == 16
+    assert {m: cfg.products_per_lane(m) for m in cfg.modes} == {
+        "s8s8": 2, "e4m3": 2, "e5m2": 2, "e2m1": 4, "bf16": 1, "p8": 2, "p16": 1}
+    assert cfg.macs_per_cycle["e2m1"] == 4 * cfg.lanes
 
 def _write_inputs(path, config, seed, beats):
     args = golden.random_inputs(config, np.random.default_rng(seed), beats)

@@ -182,6 +182,39 @@ def random_array(rng, entry):
     return rng.integers(lo, hi + 1, size=entry["shape"])
 
 
+#: element formats by manifest name, decoded by the reference packages (not by accelgen)
+REFERENCE_DTYPES = {"e4m3": "float8_e4m3fn", "e5m2": "float8_e5m2", "e3m2": "float6_e3m2fn",
+                    "e2m3": "float6_e2m3fn", "e2m1": "float4_e2m1fn", "bf16": "bfloat16",
+                    "fp16": "float16"}
+
+
+def format_values(name, codes):
+    """float64 values of element ``codes`` of format ``name`` (posits: universal-dtypes;
+    posit(4,1) codes are the top bits of posit(8,1) codes)."""
+    import ml_dtypes
+    import universal_dtypes
+    codes = np.asarray(codes)
+    if name.startswith("p"):
+        dtype, shift, store = {"p4": (universal_dtypes.posit8e1, 4, np.uint8),
+                               "p8": (universal_dtypes.posit8e0, 0, np.uint8),
+                               "p16": (universal_dtypes.posit16e1, 0, np.uint16)}[name]
+    else:
+        dtype = np.dtype(getattr(ml_dtypes, REFERENCE_DTYPES[name], None)
+                         or REFERENCE_DTYPES[name])
+        shift, store = 0, np.uint16 if dtype.itemsize == 2 else np.uint8
+    with np.errstate(invalid="ignore"):
+        return (codes << shift).astype(store).view(dtype).astype(np.float64)
+
+
+def random_codes(rng, entry):
+    """Random codes of a float/posit array entry whose values are finite; ``(codes,
+    values)``."""
+    every = np.arange(1 << entry["width"])
+    finite = every[np.isfinite(format_values(entry["format"], every))]
+    codes = rng.choice(finite, size=entry["shape"])
+    return codes, format_values(entry["format"], codes)
+
+
 def client_mac(manifest, rng, beats=12):
     """Pack random beats of every mode from the manifest; returns what the golden model needs
     and the client's own packing, plus its independent expectation of the accumulators."""
@@ -189,7 +222,8 @@ def client_mac(manifest, rng, beats=12):
     codes = manifest["derived"]["mode_codes"]
     config = manifest["config"]
     lanes, slots = config["lanes"], manifest["derived"]["elements_per_lane"]
-    a = np.zeros((beats, lanes, slots), np.int64)
+    floats = config["accumulate"] != "int"
+    a = np.zeros((beats, lanes, slots), np.float64 if floats else np.int64)
     b = np.zeros_like(a)
     mode = rng.choice(sorted(codes.values()), size=beats)
     last = rng.random(beats) < 0.3
@@ -200,10 +234,11 @@ def client_mac(manifest, rng, beats=12):
         sel = {"mode": int(mode[t])}
         ea, eb = entry_for(i["a"], sel), entry_for(i["b"], sel)
         assert ea["shape"] == eb["shape"]           # element (l, k) of a meets (l, k) of b
-        va, vb = random_array(rng, ea), random_array(rng, eb)
+        (ca, va), (cb, vb) = ((random_codes(rng, e) if e.get("format") else
+                               (random_array(rng, e),) * 2) for e in (ea, eb))
         n = ea["shape"][1]
         a[t, :, :n], b[t, :, :n] = va, vb
-        word = pack_array(pack_array(0, i["a"], ea, va), i["b"], eb, vb)
+        word = pack_array(pack_array(0, i["a"], ea, ca), i["b"], eb, cb)
         if "mode" in i:
             word = put_field(word, i["mode"], mode[t])
         word = put_field(put_field(word, i["clear"], clear[t]), i["last"], last[t])
@@ -212,9 +247,14 @@ def client_mac(manifest, rng, beats=12):
     acc, expect = 0, []
     for t in range(beats):
         s = sums[t].sum(keepdims=True) if config["reduction"] == "together" else sums[t]
-        acc = s if clear[t] else acc + s
+        if config["accumulate"] == "fp32":      # beat sums rounded to FP32, FP32 additions
+            with np.errstate(over="ignore", invalid="ignore"):
+                s = s.astype(np.float32)
+                acc = s if clear[t] else (acc + s).astype(np.float32)
+        else:
+            acc = s if clear[t] else acc + s
         if last[t]:
-            expect.append(acc)
+            expect.append(np.float32(acc).view(np.uint32).astype(np.int64) if floats else acc)
     return {"a": a, "b": b, "mode": mode, "clear": clear, "last": last}, words, expect, o
 
 
@@ -228,14 +268,19 @@ def test_outside_client_mac(preset):
     assert words == golden.pack_inputs(config, **arrays), f"seed 7, {preset}"
     back = golden.unpack_inputs(config, words)
     assert np.array_equal(back["a"], arrays["a"]) and np.array_equal(back["b"], arrays["b"])
+    if config.element_lane:    # the client's values are the golden model's too
+        assert words == golden.pack_inputs(config, **back)
     out_words = golden.mac_words(config, words)
     accs = [n for n in o if n.startswith("acc")]
     got = np.array([[get_field(w, o[n]) for n in accs] for w in out_words])
     ref = golden.unpack_outputs(config, out_words)
     assert np.array_equal(got, ref["acc"])
     assert [get_field(w, o["err"]) for w in out_words] == ref["err"].astype(int).tolist()
-    # small beats never overflow: the manifest's pairing gives the numpy math
-    assert np.array_equal(got, np.array(expect))
+    # small beats never overflow: the manifest's pairing gives the numpy math (float64 sums
+    # are exact for formats of at most 8 bits: their products span fewer than 53 bits)
+    if all(f["a"] not in ("bf16", "fp16", "p16") for f in
+           manifest["derived"]["mode_formats"].values()):
+        assert np.array_equal(got, np.array(expect))
 
 
 def test_outside_client_mac_can_fail():

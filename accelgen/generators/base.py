@@ -101,6 +101,9 @@ class ArrayLayout:
         its value; ``field`` is None when only one layout is built. Empty: always.
     note : str
         What a user must know beyond the layout (ignored elements, value ranges).
+    format : str
+        The element format when the bits are codes rather than a plain integer (``"e4m3"``,
+        ``"bf16"``, ``"p8"``: see :mod:`accelgen.formats`); empty for integers.
     """
     shape: tuple
     index: tuple
@@ -109,6 +112,7 @@ class ArrayLayout:
     signed: bool = False
     when: tuple = ()
     note: str = ""
+    format: str = ""
 
     def __post_init__(self):
         for name in ("shape", "index", "stride", "when"):
@@ -132,6 +136,8 @@ class ArrayLayout:
             out["when"] = dict(self.when)
         if self.note:
             out["note"] = self.note
+        if self.format:
+            out["format"] = self.format
         return out
 
 

@@ -1,49 +1,89 @@
 """Config and presets of block ``mac``: a mixed-precision SIMD multiply-accumulate unit.
 
 Precision modes
-    A mode names the formats of operand ``a`` (activation) and operand ``b`` (weight):
-    ``"s8s4"`` is a signed 8-bit ``a`` times a signed 4-bit ``b`` (the "W4A8" of low-bit LLM
-    weights); ``"u8s8"`` an unsigned 8-bit ``a`` times a signed 8-bit ``b``. Widths are 2, 4 or
-    8 bits. The hardware carries exactly the modes listed in ``modes``; the input beat's
-    ``mode`` field holds the index of one of them.
+    A mode names the formats of operand ``a`` (activation) and operand ``b`` (weight).
+    Integer modes run two formats together: ``"s8s4"`` is a signed 8-bit ``a`` times a signed
+    4-bit ``b`` (the "W4A8" of low-bit LLM weights); ``"u8s8"`` an unsigned 8-bit ``a`` times
+    a signed 8-bit ``b``; widths are 2, 4 or 8 bits. Float and posit modes name one element
+    format for both operands -- ``"e4m3"``, ``"e5m2"`` (OCP FP8), ``"e3m2"``, ``"e2m3"`` (FP6),
+    ``"e2m1"`` (FP4), ``"bf16"``, ``"fp16"``, ``"p4"``, ``"p8"``, ``"p16"`` (posit(4,1),
+    (8,0), (16,1)) -- or two (``"e4m3e5m2"``: E4M3 activations times E5M2 weights). See
+    :mod:`accelgen.formats` for every format's encoding. The hardware carries exactly the
+    modes listed in ``modes``; the input beat's ``mode`` field holds the index of one of them.
+
+Accumulation (``accumulate``; the golden model in :mod:`accelgen.sim.golden.mac` is the
+definition)
+    ``"int"`` (integer modes only, the default for them): for each accepted beat, ``s`` = the
+    exact sum of the beat's products (per accumulator); ``acc = overflow((0 if clear else acc)
+    + s)`` into ``s<acc_width>`` with ``overflow`` = wrap or saturate, once per beat.
+
+    ``"exact"`` (exact sum, one rounding): every product is exact and lands in a fixed-point
+    ("Kulisch") accumulator of ``acc_width`` bits whose LSB weighs ``2**product_exp`` (the
+    smallest product of any mode), updated like ``int`` (wrap or saturate per beat). The o
+    beat carries the accumulator rounded once to FP32 (round to nearest, ties to even;
+    overflow to inf). Sums are exact, so the order of the products never matters.
+
+    ``"fp32"`` (FP32 accumulate per beat, the default when a mode is not an integer): the
+    beat's exact product sum is rounded to FP32 (RNE), then ``acc = s if clear else
+    fp32(acc + s)`` with IEEE binary32 addition (RNE, subnormals kept).
+
+    Specials (float modes): a NaN operand, or inf times zero, makes the product NaN; inf
+    times a nonzero value is an infinity. ``exact`` keeps sticky NaN/+inf/-inf flags beside
+    the fixed-point sum and emits NaN if NaN or both infinities were seen, else the
+    infinity; ``fp32`` applies the same rule to each beat, then IEEE addition. Every NaN
+    result is ``0x7FC00000``. A zero sum is +0 (an exact sum has no signed zero).
+
+    A beat with ``last`` set emits the accumulators after its own addition. Accumulators are
+    not cleared by ``last``; set ``clear`` on the first beat of the next accumulation. A
+    ``mode`` code outside the built modes adds zero and sets the sticky ``err`` flag of the
+    running accumulation (cleared by ``clear``).
 
 Multiplier strategies
     ``plain``: one multiplier per lane, as wide as the widest mode; every mode runs at one
     product per lane per cycle. Narrow operands are sign- or zero-extended by mode.
 
-    ``fused``: Bit Fusion style sub-word decomposition. A lane has ``(Wa/2) * (Wb/2)`` 2-bit
-    "bricks" (``Wa``/``Wb``: widest ``a``/``b`` over the modes); a mode ``wa x wb`` groups
-    them into ``P = (Wa/wa) * (Wb/wb)`` independent products per lane per cycle, so a lane
-    with 8-bit maxima yields 1 MAC/cycle at 8x8, 2 at 8x4, 4 at 4x4 or 8x2, 8 at 4x2 and
-    16 at 2x2.
+    ``fused``, integer lanes (``accumulate="int"``): Bit Fusion style sub-word decomposition.
+    A lane has ``(Wa/2) * (Wb/2)`` 2-bit "bricks" (``Wa``/``Wb``: widest ``a``/``b`` over the
+    modes); a mode ``wa x wb`` groups them into ``P = (Wa/wa) * (Wb/wb)`` independent products
+    per lane per cycle, so a lane with 8-bit maxima yields 1 MAC/cycle at 8x8, 2 at 8x4, 4 at
+    4x4 or 8x2, 8 at 4x2 and 16 at 2x2.
+
+    ``fused``, element lanes (``exact``/``fp32``), the XR-NPE scaling: a lane is as wide as
+    the widest element of any mode (``W`` bits) and a mode whose wider operand has ``w`` bits
+    computes ``P = W // w`` products per lane per cycle -- a 16-bit lane does 1 BF16/P16, 2
+    FP8/P8/INT8 or 4 FP4/P4 products. Each product slot decodes its operands to ``(sign,
+    significand, exponent)``, multiplies the significands exactly and shifts the product to
+    its place in the fixed-point sum.
 
 Reduction
     Every lane adds its ``P`` products of one beat exactly. ``reduction="together"`` also adds
     the lane sums into one accumulator (a dot product); ``"apart"`` keeps one accumulator per
     lane.
-
-Accumulation (the golden model in :mod:`accelgen.sim.golden.mac` is the definition)
-    For each accepted input beat, ``s`` = exact sum of the beat's products (per accumulator);
-    ``acc = overflow((0 if clear else acc) + s)`` into ``s<acc_width>`` with ``overflow`` =
-    wrap or saturate, applied once per beat. A beat with ``last`` set emits the accumulators
-    after its own addition. Accumulators are not cleared by ``last``; set ``clear`` on the
-    first beat of the next accumulation. A ``mode`` code outside the built modes adds zero
-    and sets the sticky ``err`` flag of the running accumulation (cleared by ``clear``).
 """
 
 import re
 from dataclasses import dataclass, replace
 from functools import cached_property
 
+from ..formats import ELEMENT_FORMATS, product_range
 from ..numerics import ConfigError, IntFormat, Overflow
 from .base import ArrayLayout, Config, Field, check_choice, check_int
 
-__all__ = ["MACConfig", "Mode", "PRESETS", "MODE_WIDTHS"]
+__all__ = ["MACConfig", "Mode", "PRESETS", "MODE_WIDTHS", "ACCUMULATE", "MODE_FORMATS"]
 
 MODE_WIDTHS = (2, 4, 8)
 MULTIPLIERS = ("plain", "fused")
 REDUCTIONS = ("together", "apart")
 MAX_ACC_WIDTH = 48   # int64 golden model: acc + one beat's sum stays exact
+#: accumulation semantics (see the module docstring)
+ACCUMULATE = ("int", "exact", "fp32")
+#: element formats a float/posit mode may name (multiplier operands; fp32 is for results)
+MODE_FORMATS = tuple(name for name in ELEMENT_FORMATS if name != "fp32")
+#: default of ``accumulate`` and ``acc_width``: derived from the modes (the config stores the
+#: derived value, so ``to_dict`` never holds it)
+AUTO = "auto"
+#: Kulisch accumulator: at most this many bits above the widest product (carry room)
+MAX_EXACT_CARRY = 64
 MAX_MODES = 16
 #: two canonical IntFormat names (ASCII digits, no leading zeros); used with ``fullmatch``
 _MODE_RE = re.compile(r"([su][1-9][0-9]*)([su][1-9][0-9]*)")
@@ -51,16 +91,24 @@ _MODE_RE = re.compile(r"([su][1-9][0-9]*)([su][1-9][0-9]*)")
 
 @dataclass(frozen=True)
 class Mode:
-    """Operand formats of one precision mode."""
-    a: IntFormat
-    b: IntFormat
+    """Operand formats of one precision mode (:class:`~accelgen.numerics.IntFormat`,
+    :class:`~accelgen.formats.FloatFormat` or :class:`~accelgen.formats.PositFormat`)."""
+    a: object
+    b: object
 
     @classmethod
-    def parse(cls, text, *, param="modes"):
+    def parse(cls, text, *, param="modes", integer_only=True):
+        """The mode spelled ``text``; float/posit names are refused when ``integer_only``."""
         m = _MODE_RE.fullmatch(text) if isinstance(text, str) else None
         if not m:
+            pair = None if integer_only else _element_pair(text)
+            if pair:
+                return cls(*(ELEMENT_FORMATS[name] for name in pair))
+            floats = (f"; or one or two of {', '.join(MODE_FORMATS)} (e.g. 'e4m3', "
+                      f"'e4m3e5m2')" if not integer_only else "")
             raise ConfigError(f"{param}: {text!r} is not a precision mode; expected the formats "
-                              f"of a and b run together, e.g. 's8s8', 'u8s8', 's8s4', 's2s2'")
+                              f"of a and b run together, e.g. 's8s8', 'u8s8', 's8s4', "
+                              f"'s2s2'{floats}")
         for operand in m.groups():
             # compared as text first: a width of thousands of digits is not an int to parse
             if operand[1:] not in {str(w) for w in MODE_WIDTHS}:
@@ -69,8 +117,19 @@ class Mode:
         return cls(*(IntFormat.parse(operand, param=param) for operand in m.groups()))
 
     @property
+    def is_int(self):
+        return isinstance(self.a, IntFormat) and isinstance(self.b, IntFormat)
+
+    @property
     def name(self):
+        if not self.is_int and self.a == self.b:
+            return self.a.name
         return f"{self.a.name}{self.b.name}"
+
+    @property
+    def width(self):
+        """Bits of the wider operand element."""
+        return max(self.a.width, self.b.width)
 
     @property
     def product_min(self):
@@ -79,6 +138,24 @@ class Mode:
     @property
     def product_max(self):
         return max(x * y for x in (self.a.min, self.a.max) for y in (self.b.min, self.b.max))
+
+    @property
+    def product_range(self):
+        """``(exp_min, magnitude_bits)`` of this mode's exact products (see
+        :func:`accelgen.formats.product_range`)."""
+        return product_range(self.a, self.b)
+
+
+def _element_pair(text):
+    """``(a, b)`` format names of a float/posit mode spelled ``text``, or None."""
+    if not isinstance(text, str):
+        return None
+    if text in MODE_FORMATS:
+        return text, text
+    for cut in range(1, len(text)):
+        if text[:cut] in MODE_FORMATS and text[cut:] in MODE_FORMATS:
+            return text[:cut], text[cut:]
+    return None
 
 
 def _signed_width(lo, hi):
@@ -96,28 +173,40 @@ class MACConfig(Config):
     Members
     -------
     modes : tuple of str
-        Precision modes built into the hardware, e.g. ``("s8s8", "s8s4")`` (1 to 16, each
-        once; a list, or one comma-separated string); index = mode code.
+        Precision modes built into the hardware, e.g. ``("s8s8", "s8s4")`` or ``("s8s8",
+        "e4m3", "bf16")`` (1 to 16, each once; a list, or one comma-separated string); index =
+        mode code.
     lanes : int
         SIMD lanes (1 to 64).
     multiplier : ``"plain"`` or ``"fused"``
     reduction : ``"together"`` or ``"apart"``
+    accumulate : ``"int"``, ``"exact"`` or ``"fp32"``
+        Accumulation semantics; default (``"auto"``) ``"int"`` when every mode is an integer
+        mode, else ``"fp32"``. ``"int"`` needs integer modes only.
     acc_width : int
-        Signed accumulator width, from the widest product's width to 48.
+        Default (``"auto"``) as stated per accumulation below.
+        ``int``: signed accumulator width, from the widest product's width to 48 (default 32).
+        ``exact``: width of the fixed-point accumulator, from ``product_width`` (one product)
+        to ``product_width + 64`` (default ``product_width + 16``: at least 2**15 products of
+        the largest magnitude before an overflow). ``fp32``: 32 (the FP32 accumulator).
     overflow : ``"wrap"`` or ``"saturate"``
+        Of the ``int``/``exact`` accumulator; ``fp32`` overflows to inf as IEEE says, and
+        takes ``"wrap"`` (the default) only.
     pipeline : int
         Register stages before the accumulator (0 to 5), added in this order: product
         registers, operand (input) registers, fold registers (halfway through the fusion
-        tree), lane-sum registers, reduction-sum register. Latency is ``1 + pipeline`` for
-        every config: a stage with no logic before it (the fold and lane-sum stages of
-        ``plain``, the reduction stage of ``apart``) still adds its register, as a retiming
-        slack for synthesis.
+        tree; in element lanes after the products are shifted into place), lane-sum
+        registers, reduction-sum register. Latency is ``1 + pipeline`` for ``int`` and
+        ``2 + pipeline`` for ``exact``/``fp32`` (one more register: the FP32 rounding of the
+        result, resp. of the beat's sum) for every config: a stage with no logic before it
+        still adds its register, as a retiming slack for synthesis.
     """
     modes: tuple = ("s8s8",)
     lanes: int = 1
     multiplier: str = "plain"
     reduction: str = "together"
-    acc_width: int = 32
+    accumulate: str = AUTO
+    acc_width: int = AUTO
     overflow: str = "wrap"
     pipeline: int = 1
 
@@ -127,8 +216,8 @@ class MACConfig(Config):
             modes = tuple(m.strip() for m in modes.split(","))
         if not isinstance(modes, (list, tuple)) or not modes:
             raise ConfigError(f"modes: {self.modes!r} is not allowed; expected a non-empty list "
-                              f"of precision modes such as ['s8s8', 's8s4']")
-        parsed = [Mode.parse(m) for m in modes]
+                              f"of precision modes such as ['s8s8', 's8s4'] or ['e4m3', 'bf16']")
+        parsed = [Mode.parse(m, integer_only=False) for m in modes]
         names = [m.name for m in parsed]
         if len(set(names)) != len(names):
             raise ConfigError(f"modes: {list(modes)!r} lists a mode twice; each mode once")
@@ -141,14 +230,54 @@ class MACConfig(Config):
         check_choice("reduction", self.reduction, REDUCTIONS)
         check_choice("overflow", self.overflow, [o.value for o in Overflow])
         check_int("pipeline", self.pipeline, 0, 5)
-        check_int("acc_width", self.acc_width, self.product_width, MAX_ACC_WIDTH)
+        self._check_accumulate(parsed)
+
+    def _check_accumulate(self, parsed):
+        """Resolve the ``accumulate`` and ``acc_width`` defaults and check both."""
+        if self.accumulate == AUTO:
+            all_int = all(m.is_int for m in parsed)
+            object.__setattr__(self, "accumulate", "int" if all_int else "fp32")
+        check_choice("accumulate", self.accumulate, ACCUMULATE)
+        if self.accumulate == "int":
+            floats = [m.name for m in parsed if not m.is_int]
+            if floats:
+                raise ConfigError(f"accumulate: 'int' cannot carry mode {floats[0]!r}; expected "
+                                  f"'exact' or 'fp32' when a mode is not an integer mode")
+        default, low, high = {
+            "int": (32, self.product_width, MAX_ACC_WIDTH),
+            "exact": (self.product_width + 16, self.product_width,
+                      self.product_width + MAX_EXACT_CARRY),
+            "fp32": (32, 32, 32)}[self.accumulate]
+        if self.acc_width == AUTO:
+            object.__setattr__(self, "acc_width", default)
+        check_int("acc_width", self.acc_width, low, high)
+        if self.accumulate == "fp32" and self.overflow != "wrap":
+            raise ConfigError(f"overflow: {self.overflow!r} does not apply to accumulate="
+                              f"'fp32' (IEEE addition overflows to inf); expected 'wrap'")
 
     # -- derived values ---------------------------------------------------------------------
 
     @cached_property
     def mode_formats(self):
         """``Mode`` objects in mode-code order."""
-        return tuple(Mode.parse(m) for m in self.modes)
+        return tuple(Mode.parse(m, integer_only=False) for m in self.modes)
+
+    @property
+    def element_lane(self):
+        """Whether lanes decode elements to (sign, significand, exponent) and sum them in a
+        fixed-point window (``exact``/``fp32``) rather than as integers (``int``)."""
+        return self.accumulate != "int"
+
+    @property
+    def lane_width(self):
+        """Element lanes: bits of the widest element of any mode (one lane slot)."""
+        return max(m.width for m in self.mode_formats)
+
+    @property
+    def product_exp(self):
+        """Exponent of the LSB of the fixed-point product sum: ``2**product_exp`` divides
+        every product of every mode (0 for integer modes)."""
+        return min(m.product_range[0] for m in self.mode_formats)
 
     @property
     def a_max_width(self):
@@ -160,14 +289,20 @@ class MACConfig(Config):
 
     @property
     def product_width(self):
-        """Signed bits that hold any single product of any mode."""
-        return max(_signed_width(m.product_min, m.product_max) for m in self.mode_formats)
+        """Signed bits that hold any single product of any mode (element lanes: in units of
+        ``2**product_exp``)."""
+        if not self.element_lane:
+            return max(_signed_width(m.product_min, m.product_max) for m in self.mode_formats)
+        return 1 + max(e + bits for e, bits in (m.product_range for m in self.mode_formats)) \
+            - self.product_exp
 
     def products_per_lane(self, mode):
         """Products one lane computes per beat in ``mode`` (name or code)."""
         m = self.mode_formats[self.mode_code(mode)]
         if self.multiplier == "plain":
             return 1
+        if self.element_lane:
+            return self.lane_width // m.width
         return (self.a_max_width // m.a.width) * (self.b_max_width // m.b.width)
 
     def mode_code(self, mode):
@@ -202,7 +337,7 @@ class MACConfig(Config):
     @property
     def latency(self):
         """Cycles from accepting a ``last`` beat to ``o.valid``, without stalls."""
-        return 1 + self.pipeline
+        return 1 + self.pipeline + (1 if self.element_lane else 0)
 
     @property
     def macs_per_cycle(self):
@@ -214,7 +349,8 @@ class MACConfig(Config):
         """Fields of the ``i`` stream payload, LSB first. ``a``/``b`` hold ``lanes`` lane slots
         of ``a_lane_bits``/``b_lane_bits``; lane ``l``, element ``k`` of a beat in mode ``m``
         sits at bit ``l * a_lane_bits + k * m.a.width`` as an ``m.a.width``-bit two's complement
-        (or unsigned) number; slots beyond the mode's products are ignored."""
+        (or unsigned) number, or the code of a float/posit element; slots beyond the mode's
+        products are ignored."""
         sums = ("all lanes' products add into acc0" if self.reduction == "together"
                 else "lane l's products add into acc<l>")
         fields = [
@@ -251,23 +387,35 @@ class MACConfig(Config):
             n = self.products_per_lane(code)
             unused = (f"; bits {n * fmt.width} to {lane_bits - 1} of each lane are ignored"
                       if n * fmt.width < lane_bits else "")
+            kind = (f"{fmt.name} element" if isinstance(fmt, IntFormat)
+                    else f"{fmt.name} code")
             out.append(ArrayLayout(
                 shape=(self.lanes, n), index=("lane", "element"), stride=(lane_bits, fmt.width),
-                width=fmt.width, signed=fmt.signed,
+                width=fmt.width, signed=isinstance(fmt, IntFormat) and fmt.signed,
+                format="" if isinstance(fmt, IntFormat) else fmt.name,
                 when=(("field", "mode" if self.mode_bits else None), ("equals", code),
                       ("mode", name)),
-                note=f"mode {name}: {n} {fmt.name} element{'s' * (n > 1)} per lane{unused}"))
+                note=f"mode {name}: {n} {kind}{'s' * (n > 1)} per lane{unused}"))
         return tuple(out)
 
     @property
     def output_fields(self):
-        """Fields of the ``o`` stream payload: ``acc<n>`` signed accumulators, then ``err``."""
+        """Fields of the ``o`` stream payload: ``acc<n>`` accumulators (signed integers, or
+        FP32 codes in element lanes), then ``err``."""
         what = ("the sum over all lanes (a dot product)" if self.reduction == "together"
                 else "the sum of lane {n}'s products")
-        return ([Field(f"acc{n}", self.acc_width, True,
+        how = {"int": f"{self.overflow} to s{self.acc_width} once per beat",
+               "exact": f"exactly in a {self.acc_width}-bit fixed-point sum with LSB "
+                        f"2**{self.product_exp} ({self.overflow} once per beat), sent rounded "
+                        f"to FP32 (round to nearest even)",
+               "fp32": "each beat's exact sum rounded to FP32, then added in FP32 (IEEE "
+                       "binary32, round to nearest even)"}[self.accumulate]
+        width, signed = (32, False) if self.element_lane else (self.acc_width, True)
+        fmt = " The field holds FP32 (binary32) bits." if self.element_lane else ""
+        return ([Field(f"acc{n}", width, signed,
                        doc=f"Accumulator {n}: {what.format(n=n)}, accumulated over the beats "
-                           f"since the last clear, {self.overflow} to s{self.acc_width} once "
-                           f"per beat; sent after a last beat's addition.")
+                           f"since the last clear, {how}; sent after a last beat's addition."
+                           f"{fmt}")
                  for n in range(self.accumulators)]
                 + [Field("err", 1, doc="1: a beat since the last clear had a mode code that "
                                        "names no built mode (it added nothing).")])
@@ -288,7 +436,22 @@ class MACConfig(Config):
             "elements_per_lane": self.elements_per_lane,
             "product_width": self.product_width,
             "mode_codes": {m: i for i, m in enumerate(self.modes)},
+            "mode_formats": {m: {"a": f.a.name, "b": f.b.name}
+                             for m, f in zip(self.modes, self.mode_formats)},
+            "accumulation": self.accumulation,
+            **({"product_exp": self.product_exp} if self.element_lane else {}),
         }
+
+    @property
+    def accumulation(self):
+        """One line stating the accumulation semantics (``accelgen show``)."""
+        return {
+            "int": f"integer: exact beat sums, {self.overflow} to s{self.acc_width} per beat",
+            "exact": f"exact: every product exact in a {self.acc_width}-bit fixed-point sum "
+                     f"(LSB 2**{self.product_exp}, {self.overflow}), one RNE to FP32 per "
+                     f"result",
+            "fp32": "fp32: each beat's exact sum rounded to FP32 (RNE), then FP32 addition "
+                    "(IEEE, RNE)"}[self.accumulate]
 
 
 _LLM_MODES = ("s8s8", "s8s4", "s8s2")
@@ -303,3 +466,15 @@ PRESETS["int8"] = replace(PRESETS["tiny"], lanes=4, acc_width=32, pipeline=2)
 PRESETS["w4a8"] = replace(PRESETS["default"], modes=_LLM_MODES, reduction="apart",
                           overflow="wrap")
 PRESETS["plain_mixed"] = replace(PRESETS["default"], multiplier="plain")
+#: FP8 dot-4: E4M3 and E5M2, every product exact, one rounding to FP32 per result
+PRESETS["fp8"] = MACConfig(modes=("e4m3", "e5m2"), lanes=4, multiplier="fused",
+                           accumulate="exact", pipeline=3)
+#: FP4/posit4 dot-8 (4 lanes x 2 products), exact
+PRESETS["fp4"] = MACConfig(modes=("e2m1", "p4", "e4m3"), lanes=4, multiplier="fused",
+                           accumulate="exact", pipeline=2)
+#: BF16 dot-2 with FP32 accumulation (the training/inference default of GPUs and TPUs)
+PRESETS["bf16"] = MACConfig(modes=("bf16",), lanes=2, accumulate="fp32", pipeline=3)
+#: XR-NPE-style multi-format lanes: each 16-bit lane does 1 BF16/P16, 2 INT8/FP8/P8 or 4 FP4
+#: products per cycle; FP32 accumulation
+PRESETS["xrnpe"] = MACConfig(modes=("s8s8", "e4m3", "e5m2", "e2m1", "bf16", "p8", "p16"),
+                             lanes=2, multiplier="fused", accumulate="fp32", pipeline=3)

@@ -26,10 +26,14 @@ Numeric semantics are defined by :mod:`accelgen.sim.golden.mac`; parameters by
 :class:`accelgen.generators.mac.MACConfig`.
 """
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 
+from ..formats import decode_range
 from ..numerics import IntFormat
 from .common.arith import sum_tree
+from .common.floats import FP32_INF, FP32_NAN, add_fp32, decode_element, round_fp32
 from .common.numerics import apply_overflow
 from .common.operands import read_operand
 from .common.pipeline import Pipeline, stall_enable
@@ -66,6 +70,9 @@ class MAC(StreamBlock):
         cfg = self.config
         m = Module()
         en = stall_enable(m, self.o, self.i)
+        if cfg.element_lane:
+            self._elaborate_elements(m, en)
+            return m
 
         # Each stage maps {control..., data nodes} to the next; a stage the configured depth
         # leaves out passes them through unregistered.
@@ -241,6 +248,201 @@ class MAC(StreamBlock):
             nodes = [_fuse(nodes[2 * c], nodes[2 * c + 1], flags["b", level], 1 << (level + 1))
                      for c in range(len(nodes) // 2)]
         return nodes
+
+
+    # -- element lanes (accumulate = "exact" or "fp32") ---------------------------------------
+
+    def _elaborate_elements(self, m, en):
+        """Decode, multiply, align, sum; then the exact accumulator and its FP32 rounding, or
+        the beat's FP32 rounding and the FP32 accumulator. Stage ``fold`` holds the products
+        shifted into the fixed-point window (element lanes have no fusion tree to fold)."""
+        cfg = self.config
+        depth = cfg.pipeline
+        pipe = Pipeline(m, enable=en)
+        p = self.i.payload
+        s = dict(valid=self.i.valid & en, a=p.a, b=p.b, mode=p.mode if cfg.mode_bits else 0,
+                 clear=p.clear, last=p.last)
+        s = vars(pipe.add_stage(s, name="opnd", present=depth >= 2))
+        s = vars(pipe.add_stage(self._element_products(m, s), name="prod", present=depth >= 1))
+        s = vars(pipe.add_stage(self._align(s), name="fold", present=depth >= 3))
+        s = vars(pipe.add_stage(self._element_sums(s, "lane"), name="lane", present=depth >= 4))
+        s = vars(pipe.add_stage(self._element_sums(s, "reduce"), name="sum",
+                                present=depth >= 5))
+        if cfg.accumulate == "fp32":
+            s = vars(pipe.add_stage(self._round_beats(m, s), name="round"))
+            self._accumulate_fp32(m, en, s)
+            stages = pipe.depth + 1
+        else:
+            self._accumulate_exact(m, en, s)
+            stages = pipe.depth + 2
+        if stages != cfg.latency:
+            raise AssertionError(f"mac pipeline has {stages} stages, config.latency says "
+                                 f"{cfg.latency}")
+
+    def _slot_modes(self, k):
+        """Mode codes whose beats use product slot ``k`` of a lane."""
+        return [code for code in range(len(self.config.modes))
+                if self.config.products_per_lane(code) > k]
+
+    def _element_products(self, m, s):
+        """Per lane and slot: the exact product as sign, significand product, shift (its
+        exponent above ``product_exp``) and flags ``Cat(nan, +inf, -inf)``."""
+        cfg = self.config
+        out = {k: s[k] for k in self._CONTROL}
+        for lane in range(cfg.lanes):
+            for k in range(cfg.elements_per_lane):
+                a = self._decoded_slot(m, s, lane, k, "a")
+                b = self._decoded_slot(m, s, lane, k, "b")
+                zero_a = (a.sig == 0) & ~a.nan & ~a.inf
+                zero_b = (b.sig == 0) & ~b.nan & ~b.inf
+                nan = a.nan | b.nan | (a.inf & zero_b) | (b.inf & zero_a)
+                inf = (a.inf | b.inf) & ~nan
+                sign = a.sign ^ b.sign
+                shift = Signal(range(self._max_shift(k) + 1), name=f"shift{lane}_{k}")
+                m.d.comb += shift.eq(a.exp + b.exp - cfg.product_exp)
+                out.update({f"s{lane}_{k}": sign, f"m{lane}_{k}": a.sig * b.sig,
+                            f"e{lane}_{k}": shift,
+                            f"f{lane}_{k}": Cat(nan, inf & ~sign, inf & sign)})
+        return out
+
+    def _max_shift(self, k):
+        """Largest exponent of a slot-``k`` product's LSB above ``product_exp``."""
+        cfg = self.config
+        top = max(decode_range(f.a)[1] + decode_range(f.b)[1]
+                  for f in (cfg.mode_formats[code] for code in self._slot_modes(k)))
+        return top - cfg.product_exp
+
+    def _decoded_slot(self, m, s, lane, k, operand):
+        """Element ``k`` of ``lane`` of operand ``"a"``/``"b"`` decoded in the beat's mode
+        (all zero in modes that leave the slot unused, and for unbuilt mode codes)."""
+        cfg = self.config
+        lane_bits = cfg.a_lane_bits if operand == "a" else cfg.b_lane_bits
+        codes = self._slot_modes(k)
+        formats = [getattr(cfg.mode_formats[c], operand) for c in codes]
+        sig_bits = max(decode_range(f)[2] for f in formats)
+        name = f"{operand}{lane}_{k}"
+        # exponents of every format lie in [-150, 150]: signed(11) holds them and their sums
+        d = SimpleNamespace(sign=Signal(name=f"{name}_sign"),
+                            sig=Signal(sig_bits, name=f"{name}_sig"),
+                            exp=Signal(signed(11), name=f"{name}_exp"),
+                            nan=Signal(name=f"{name}_nan"), inf=Signal(name=f"{name}_inf"))
+        for code, fmt in self._mode_cases(m, s["mode"]):
+            if code not in codes:
+                continue
+            f = getattr(fmt, operand)
+            src = decode_element(m, s[operand][lane * lane_bits + k * f.width:], f,
+                                 name=f"{name}_m{code}")
+            m.d.comb += [getattr(d, key).eq(getattr(src, key))
+                         for key in ("sign", "sig", "exp", "nan", "inf")]
+        return d
+
+    def _align(self, s):
+        """Each product shifted to its place in the window: a signed ``product_width`` value
+        in units of ``2**product_exp``."""
+        cfg = self.config
+        out = {k: s[k] for k in self._CONTROL}
+        for lane in range(cfg.lanes):
+            for k in range(cfg.elements_per_lane):
+                mag = (s[f"m{lane}_{k}"] << s[f"e{lane}_{k}"])[:cfg.product_width - 1]
+                out[f"v{lane}_{k}"] = Mux(s[f"s{lane}_{k}"], -mag, mag)
+                out[f"f{lane}_{k}"] = s[f"f{lane}_{k}"]
+        return out
+
+    def _element_sums(self, s, level):
+        """``lane``: each lane's slots added (values) and ORed (flags); ``reduce``: the lanes
+        added into one accumulator when ``reduction="together"``."""
+        cfg = self.config
+        out = {k: s[k] for k in self._CONTROL}
+        if level == "lane":
+            groups = {lane: [f"{lane}_{k}" for k in range(cfg.elements_per_lane)]
+                      for lane in range(cfg.lanes)}
+        elif cfg.reduction == "together":
+            groups = {0: [str(lane) for lane in range(cfg.lanes)]}
+        else:
+            groups = {lane: [str(lane)] for lane in range(cfg.lanes)}
+        for n, keys in groups.items():
+            out[f"v{n}"] = sum_tree([s[f"v{key}"] for key in keys])
+            flags = [s[f"f{key}"] for key in keys]
+            out[f"f{n}"] = flags[0] if len(flags) == 1 else _or_all(flags)
+        return out
+
+    def _wide_format(self):
+        """The exact accumulator's format (``s<acc_width>``; may exceed IntFormat's limit)."""
+        w = self.config.acc_width
+        return SimpleNamespace(width=w, signed=True, min=-(1 << (w - 1)), max=(1 << (w - 1)) - 1)
+
+    def _special(self, flags, finite):
+        """FP32 code: NaN if NaN or both infinities are flagged, else the infinity, else
+        ``finite``."""
+        nan, pos, neg = flags[0], flags[1], flags[2]
+        return Mux(nan | (pos & neg), FP32_NAN,
+                   Mux(pos, FP32_INF, Mux(neg, FP32_INF | 1 << 31, finite)))
+
+    def _round_beats(self, m, s):
+        """fp32: each accumulator's beat sum rounded to FP32 (specials by the flags)."""
+        cfg = self.config
+        out = {k: s[k] for k in self._CONTROL}
+        for n in range(cfg.accumulators):
+            total = s[f"v{n}"]
+            neg = total < 0
+            rounded = round_fp32(m, Mux(neg, -total, total)[:len(total)], cfg.product_exp, neg,
+                                 name=f"beat{n}")
+            out[f"r{n}"] = self._special(s[f"f{n}"], rounded)
+        return out
+
+    def _mode_ok(self, s):
+        cfg = self.config
+        return s["mode"] < len(cfg.modes) if cfg.mode_bits else Const(1, 1)
+
+    def _accumulate_fp32(self, m, en, s):
+        """``acc = s if clear else fp32(acc + s)``; the accumulators are ``o.payload``."""
+        cfg = self.config
+        accs = [getattr(self.o.payload, f"acc{n}") for n in range(cfg.accumulators)]
+        totals = [add_fp32(m, acc, s[f"r{n}"], name=f"acc_add{n}") for n, acc in enumerate(accs)]
+        err = Signal()
+        with m.If(en):
+            m.d.sync += self.o.valid.eq(s["valid"] & s["last"])
+            with m.If(s["valid"]):
+                for n, (acc, total) in enumerate(zip(accs, totals)):
+                    m.d.sync += acc.eq(Mux(s["clear"], s[f"r{n}"], total))
+                m.d.sync += err.eq((err & ~s["clear"]) | ~self._mode_ok(s))
+        m.d.comb += self.o.payload.err.eq(err)
+
+    def _accumulate_exact(self, m, en, s):
+        """The fixed-point accumulators with sticky special flags, then one output register
+        stage holding their FP32 rounding."""
+        cfg = self.config
+        fmt = self._wide_format()
+        accs = [Signal(signed(cfg.acc_width), name=f"acc{n}") for n in range(cfg.accumulators)]
+        flags = [Signal(3, name=f"acc_flags{n}") for n in range(cfg.accumulators)]
+        results = []
+        for n, (acc, flag) in enumerate(zip(accs, flags)):
+            neg = acc < 0
+            rounded = round_fp32(m, Mux(neg, -acc, acc)[:cfg.acc_width], cfg.product_exp, neg,
+                                 name=f"result{n}")
+            results.append(self._special(flag, rounded))
+        err, done, out_err = Signal(), Signal(), Signal()
+        with m.If(en):
+            m.d.sync += done.eq(s["valid"] & s["last"])
+            with m.If(s["valid"]):
+                for n, (acc, flag) in enumerate(zip(accs, flags)):
+                    base = Mux(s["clear"], 0, acc)
+                    m.d.sync += [acc.eq(apply_overflow(base + s[f"v{n}"], fmt, cfg.overflow)),
+                                 flag.eq(Mux(s["clear"], 0, flag) | s[f"f{n}"])]
+                m.d.sync += err.eq((err & ~s["clear"]) | ~self._mode_ok(s))
+            # the output register: the accumulators as they stand after a last beat
+            m.d.sync += self.o.valid.eq(done)
+            with m.If(done):
+                for n, result in enumerate(results):
+                    m.d.sync += getattr(self.o.payload, f"acc{n}").eq(result)
+                m.d.sync += out_err.eq(err)
+        m.d.comb += self.o.payload.err.eq(out_err)
+
+def _or_all(values):
+    out = values[0]
+    for v in values[1:]:
+        out = out | v
+    return out
 
 
 def _fuse(lo, hi, flag, shift):

@@ -60,8 +60,9 @@ def _npy_header(f):
     return shape, dtype
 
 
-def _check_headers(golden, headers, shown):
+def _check_headers(golden, config, headers, shown):
     import numpy as np
+    floats = set(golden.float_arrays(config)) if hasattr(golden, "float_arrays") else set()
     unknown = sorted(set(headers) - set(golden.ARGUMENTS))
     if unknown:
         raise ConfigError(f"--inputs: arrays {unknown} are not allowed; expected names from "
@@ -74,9 +75,11 @@ def _check_headers(golden, headers, shown):
                           f"{', '.join(optional) or 'none'})")
     total = 0
     for name, (shape, dtype) in headers.items():
-        if dtype.kind not in "iub":
+        if dtype.kind not in "iub" and not (name in floats and dtype.kind == "f"):
+            allowed = ("numbers (integers or floats)" if name in floats
+                       else "integers or booleans")
             raise ConfigError(f"--inputs: array {name!r} has dtype {dtype}, which is not "
-                              f"allowed; expected integers or booleans")
+                              f"allowed; expected {allowed}")
         total += int(np.prod(shape, dtype=object))
     if total > MAX_INPUT_ELEMENTS:
         raise ConfigError(f"--inputs: {shown!r} holds {total} elements, which is not allowed; "
@@ -97,7 +100,7 @@ def check_inputs(spec, config, path, strict):
     if not os.access(path, os.R_OK):
         raise ConfigError(f"--inputs: {shown!r} is not readable; expected a readable .npz file")
     golden = spec.golden_model()
-    _check_headers(golden, read_headers(path), shown)
+    _check_headers(golden, config, read_headers(path), shown)
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}

@@ -2,7 +2,9 @@
 
 Two levels:
 
-* :func:`mac` works on element arrays, the form users hand to ``accelgen sim --inputs``;
+* :func:`mac` works on element arrays, the form users hand to ``accelgen sim --inputs``
+  (integers for integer modes; for float/posit modes the element values, each exactly a
+  value of its format -- NaN and inf where the format has them);
 * :func:`mac_words` works on raw payload integers of the ``i``/``o`` streams, the form the
   cocotb testbench and the FPGA self-check harness use. Any input word is legal there: element
   slots a mode does not use are ignored, and unknown mode codes set ``err``.
@@ -12,8 +14,10 @@ import numpy as np
 
 from ...numerics import IntFormat, apply_overflow, wrap
 from ..payload import pack, unpack
+from .elements import (add_fp32, code_values, decode_values, exact_products, round_fp32,
+                       to_codes)
 
-__all__ = ["mac", "mac_words", "check_arrays", "pack_inputs", "unpack_inputs", "random_inputs",
+__all__ = ["mac", "mac_words", "check_arrays", "float_arrays", "pack_inputs", "unpack_inputs", "random_inputs",
            "ARGUMENTS", "REQUIRED"]
 
 #: names of :func:`mac`'s array arguments (``--inputs FILE.npz`` uses these names)
@@ -30,9 +34,20 @@ def _integers(name, values, dtype=np.int64):
     return arr.astype(dtype)
 
 
+def _operands(config, name, values):
+    """Operand array ``name``: int64 for integer lanes; float64 (integers and element values)
+    for element lanes, where NaN and inf are checked per mode later."""
+    if not config.element_lane:
+        return _integers(name, values)
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "iubf":
+        raise ValueError(f"{name}: dtype {arr.dtype} is not allowed; expected numbers")
+    return arr.astype(np.float64)
+
+
 def _arguments(config, a, b, mode, clear, last):
     """Validated arrays with defaults filled in (see :func:`mac`)."""
-    a, b = _integers("a", a), _integers("b", b)
+    a, b = _operands(config, "a", a), _operands(config, "b", b)
     beats = a.shape[0] if a.ndim else 0
     mode = np.zeros(beats, np.int64) if mode is None else _integers("mode", mode)
     clear = np.arange(beats) == 0 if clear is None else _integers("clear", clear, bool)
@@ -64,9 +79,12 @@ def mac(config, a, b, mode=None, clear=None, last=None):
     and ``last`` (default: final beat) are booleans per beat.
 
     Returns ``{"acc": int64 (outputs, accumulators), "err": bool (outputs,)}``, one row per beat
-    with ``last`` set, in order.
+    with ``last`` set, in order; in element lanes (``accumulate`` ``exact``/``fp32``) ``acc``
+    holds FP32 codes (view them with :func:`~accelgen.sim.golden.elements.fp32_value`).
     """
     a, b, mode, clear, last = _arguments(config, a, b, mode, clear, last)
+    if config.element_lane:
+        return _mac_elements(config, a, b, mode, clear, last)
     beats = a.shape[0]
     sums = np.zeros((beats, config.lanes), np.int64)
     valid = (mode >= 0) & (mode < len(config.modes))
@@ -98,6 +116,71 @@ def mac(config, a, b, mode=None, clear=None, last=None):
             "err": np.array(out_err, bool)}
 
 
+def _beat_sums(config, a, b, mode):
+    """Exact per-beat sums in element lanes: ``(sums, nan, pos_inf, neg_inf)``, each
+    ``(beats, accumulators)``; sums are Python ints in units of ``2**product_exp``."""
+    beats = a.shape[0]
+    sums = np.zeros((beats, config.lanes), object)
+    flags = [np.zeros((beats, config.lanes), bool) for _ in range(3)]
+    for code, fmt in enumerate(config.mode_formats):
+        sel = mode == code
+        if not sel.any():
+            continue
+        n = config.products_per_lane(code)
+        where = f"in mode {config.modes[code]!r}"
+        da = decode_values(fmt.a, a[sel, :, :n], param=f"a ({where})")
+        db = decode_values(fmt.b, b[sel, :, :n], param=f"b ({where})")
+        value, *special = exact_products(da, db, config.product_exp)
+        sums[sel] = value.sum(axis=2)
+        for flag, s in zip(flags, special):
+            flag[sel] = s.any(axis=2)
+    if config.reduction == "together":
+        sums = sums.sum(axis=1, keepdims=True)
+        flags = [f.any(axis=1, keepdims=True) for f in flags]
+    return (sums, *flags)
+
+
+def _overflow(x, width, policy):
+    """Python int ``x`` wrapped or saturated to ``s<width>``."""
+    half = 1 << (width - 1)
+    if policy == "saturate":
+        return max(-half, min(half - 1, x))
+    return (x + half) % (1 << width) - half
+
+
+def _mac_elements(config, a, b, mode, clear, last):
+    """:func:`mac` for element lanes (see the module docstring of
+    :mod:`accelgen.generators.mac` for ``exact`` and ``fp32``)."""
+    sums, nan, pos_inf, neg_inf = _beat_sums(config, a, b, mode)
+    valid = (mode >= 0) & (mode < len(config.modes))
+    n_acc = config.accumulators
+    acc = [0] * n_acc                      # exact: fixed-point sums; fp32: FP32 codes
+    sticky = [[False] * 3 for _ in range(n_acc)]
+    err = False
+    out_acc, out_err = [], []
+    for t in range(len(sums)):
+        for n in range(n_acc):
+            beat = (int(sums[t, n]), bool(nan[t, n]), bool(pos_inf[t, n]), bool(neg_inf[t, n]))
+            if config.accumulate == "exact":
+                base = 0 if clear[t] else acc[n]
+                acc[n] = _overflow(base + beat[0], config.acc_width, config.overflow)
+                sticky[n] = [(not clear[t] and old) or new
+                             for old, new in zip(sticky[n], beat[1:])]
+            else:
+                s = round_fp32(beat[0], config.product_exp, *beat[1:])
+                acc[n] = s if clear[t] else add_fp32(acc[n], s)
+        err = (False if clear[t] else err) or not valid[t]
+        if last[t]:
+            if config.accumulate == "exact":
+                out_acc.append([round_fp32(acc[n], config.product_exp, *sticky[n])
+                                for n in range(n_acc)])
+            else:
+                out_acc.append(list(acc))
+            out_err.append(err)
+    return {"acc": np.array(out_acc, np.int64).reshape(-1, n_acc),
+            "err": np.array(out_err, bool)}
+
+
 def _element_offsets(config, code):
     """(lane, element) -> bit offsets inside the ``a`` and ``b`` fields for mode ``code``."""
     fmt = config.mode_formats[code]
@@ -108,11 +191,19 @@ def _element_offsets(config, code):
 
 
 def _extract(words, offsets, fmt):
-    """Signed/unsigned element values at ``offsets`` of each Python-int word."""
+    """Element values at ``offsets`` of each Python-int word: signed/unsigned integers, or
+    the float64 values of float/posit codes."""
     mask = (1 << fmt.width) - 1
     raw = np.array([[[(w >> int(o)) & mask for o in row] for row in offsets] for w in words],
                    dtype=np.int64).reshape(len(words), *offsets.shape)
-    return wrap(raw, fmt)
+    return wrap(raw, fmt) if isinstance(fmt, IntFormat) else code_values(fmt, raw)
+
+
+def _code(fmt, value):
+    """The ``fmt.width``-bit code of one element value (integers: two's complement)."""
+    if isinstance(fmt, IntFormat):
+        return int(value) & ((1 << fmt.width) - 1)
+    return int(to_codes(fmt, [value], param="value")[0])
 
 
 def unpack_inputs(config, words):
@@ -120,7 +211,8 @@ def unpack_inputs(config, words):
     fields = unpack(config.input_fields, words)
     beats = len(words)
     shape = (beats, config.lanes, config.elements_per_lane)
-    a, b = np.zeros(shape, np.int64), np.zeros(shape, np.int64)
+    dtype = np.float64 if config.element_lane else np.int64
+    a, b = np.zeros(shape, dtype), np.zeros(shape, dtype)
     mode = fields["mode"] if "mode" in fields else np.zeros(beats, np.int64)
     for code, fmt in enumerate(config.mode_formats):
         sel = np.flatnonzero(mode == code)
@@ -132,6 +224,11 @@ def unpack_inputs(config, words):
         b[sel, :, :n] = _extract([fields["b"][i] for i in sel], off_b, fmt.b)
     return {"a": a, "b": b, "mode": mode, "clear": fields["clear"].astype(bool),
             "last": fields["last"].astype(bool)}
+
+
+def float_arrays(config):
+    """Arrays that may hold floats: ``a`` and ``b`` in element lanes (element values)."""
+    return ("a", "b") if config.element_lane else ()
 
 
 def check_arrays(config, *, strict=True, **arrays):
@@ -153,8 +250,8 @@ def pack_inputs(config, a, b, mode=None, clear=None, last=None):
         n = config.products_per_lane(code)
         for lane in range(config.lanes):
             for k in range(n):
-                words_a[t] |= (int(a[t, lane, k]) & ((1 << fmt.a.width) - 1)) << int(off_a[lane, k])
-                words_b[t] |= (int(b[t, lane, k]) & ((1 << fmt.b.width) - 1)) << int(off_b[lane, k])
+                words_a[t] |= _code(fmt.a, a[t, lane, k]) << int(off_a[lane, k])
+                words_b[t] |= _code(fmt.b, b[t, lane, k]) << int(off_b[lane, k])
     values = {"a": words_a, "b": words_b, "mode": mode, "clear": clear, "last": last}
     return pack(config.input_fields, values)
 
@@ -177,6 +274,15 @@ def mac_words(config, words):
     return pack_outputs(config, mac(config, **unpack_inputs(config, words)))
 
 
+def random_elements(fmt, rng, size):
+    """Random elements of ``fmt``: uniform integers in range, or the values of uniformly
+    drawn codes of a float/posit format (so NaN, inf, zeros and subnormals at their code
+    frequencies)."""
+    if isinstance(fmt, IntFormat):
+        return rng.integers(fmt.min, fmt.max + 1, size=size)
+    return code_values(fmt, rng.integers(0, 1 << fmt.width, size=size))
+
+
 def random_inputs(config, rng, beats, *, modes=None, last_every=4):
     """Random in-range operands for :func:`mac`: modes drawn from ``modes`` (default: all
     codes), ``clear`` on the first beat after each ``last``, ``last`` about every
@@ -184,13 +290,14 @@ def random_inputs(config, rng, beats, *, modes=None, last_every=4):
     codes = [config.mode_code(m) for m in (modes or config.modes)]
     mode = rng.choice(codes, size=beats)
     shape = (beats, config.lanes, config.elements_per_lane)
-    a, b = np.zeros(shape, np.int64), np.zeros(shape, np.int64)
+    dtype = np.float64 if config.element_lane else np.int64
+    a, b = np.zeros(shape, dtype), np.zeros(shape, dtype)
     for code in set(codes):
         fmt = config.mode_formats[code]
         sel = mode == code
         n = config.products_per_lane(code)
-        a[sel, :, :n] = rng.integers(fmt.a.min, fmt.a.max + 1, size=(sel.sum(), config.lanes, n))
-        b[sel, :, :n] = rng.integers(fmt.b.min, fmt.b.max + 1, size=(sel.sum(), config.lanes, n))
+        a[sel, :, :n] = random_elements(fmt.a, rng, (sel.sum(), config.lanes, n))
+        b[sel, :, :n] = random_elements(fmt.b, rng, (sel.sum(), config.lanes, n))
     last = rng.random(beats) < 1 / last_every
     last[-1] = True
     clear = np.concatenate([[True], last[:-1]])

@@ -21,6 +21,9 @@ class GoldenModel(Protocol):
         Names of the arrays ``accelgen sim --inputs FILE.npz`` accepts.
     REQUIRED : tuple of str
         The ones it must hold.
+
+    A model may also define ``float_arrays(config)``: the names of the arrays that may hold
+    floats for ``config`` (element values of float formats); all others must be integers.
     """
     ARGUMENTS: tuple
     REQUIRED: tuple

@@ -1,0 +1,176 @@
+"""Element decoders, FP32 rounding and FP32 addition as combinational Amaranth logic. Each is
+the hardware twin of a definition in :mod:`accelgen.formats` /
+:mod:`accelgen.sim.golden.elements` and is tested against it exhaustively (decoders, the
+rounding of every 16-bit magnitude at every exponent) or on random and directed operands
+(addition).
+
+Decoded form (as in :mod:`accelgen.formats`): ``value = (-1)**sign * sig * 2**exp`` with
+``nan``/``inf`` flags; a NaN or inf decodes with ``sig = 0``, so a product of decoded
+significands is 0 whenever a special is involved and only the flags carry it.
+"""
+
+from types import SimpleNamespace
+
+from amaranth.hdl import Cat, Const, Mux, Signal, Value, signed
+
+from ...formats import FP32, FloatFormat, PositFormat
+from ...numerics import IntFormat
+from .normalize import leading_zeros
+
+__all__ = ["decode_element", "round_fp32", "add_fp32", "FP32_NAN", "FP32_INF"]
+
+FP32_NAN = FP32.nan_code
+FP32_INF = FP32.inf_code
+
+
+def decode_element(m, bits, fmt, *, name):
+    """Decoded form of the ``fmt.width`` low bits of ``bits`` as Amaranth values:
+    a namespace of ``sign``, ``sig`` (unsigned), ``exp`` (signed), ``nan``, ``inf``.
+    Integers decode to ``(x < 0, |x|, 0)``. Intermediate signals (posits) are named
+    ``{name}_*``."""
+    bits = bits[:fmt.width]
+    if isinstance(fmt, IntFormat):
+        return _decode_int(bits, fmt)
+    if isinstance(fmt, FloatFormat):
+        return _decode_float(bits, fmt)
+    if isinstance(fmt, PositFormat):
+        return _decode_posit(m, bits, fmt, name)
+    raise TypeError(f"decode_element: {fmt!r} is not an element format")
+
+
+def _decode_int(bits, fmt):
+    sign = bits[-1] if fmt.signed else Const(0, 1)
+    value = bits.as_signed() if fmt.signed else bits
+    return SimpleNamespace(sign=sign, sig=Mux(sign, -value, value)[:fmt.width], exp=Const(0, 1),
+                           nan=Const(0, 1), inf=Const(0, 1))
+
+
+def _decode_float(bits, fmt):
+    w, man, top = fmt.width, fmt.man_bits, (1 << fmt.exp_bits) - 1
+    sign, field, frac = bits[w - 1], bits[man:w - 1], bits[:man]
+    if fmt.specials == "ieee":
+        nan, inf = (field == top) & (frac != 0), (field == top) & (frac == 0)
+    elif fmt.specials == "fn":
+        nan, inf = bits[:w - 1] == (1 << (w - 1)) - 1, Const(0, 1)
+    else:
+        nan, inf = Const(0, 1), Const(0, 1)
+    normal = field != 0
+    sig = Mux(nan | inf, 0, Cat(frac, normal))
+    # subnormals share the exponent of the smallest normal binade
+    exp = Mux(normal, field, 1) + (fmt.exp_min - 1)
+    return SimpleNamespace(sign=sign, sig=sig, exp=exp, nan=nan, inf=inf)
+
+
+def _decode_posit(m, bits, fmt, name):
+    """Posit decode: two's complement magnitude, regime run length by a leading-zero count
+    (of the body, inverted when the run is of ones), then the body shifted past the regime
+    and its terminating bit leaves the exponent bits on top and the fraction below."""
+    n, es, fb = fmt.n, fmt.es, fmt.frac_bits
+    sign = bits[n - 1]
+    nar = bits == 1 << (n - 1)
+    zero = bits == 0
+    body = Signal(n - 1, name=f"{name}_body")
+    m.d.comb += body.eq(Mux(sign, -bits, bits)[:n - 1])
+    first = body[n - 2]
+    count, all_same = leading_zeros(Mux(first, ~body, body), m, name=f"{name}_lz")
+    run = Signal(range(n), name=f"{name}_run")
+    m.d.comb += run.eq(Mux(all_same, n - 1, count))
+    k = Mux(first, run - 1, -run)
+    rest = (body << (run + 1))[:n - 1]
+    exp_field = rest[n - 1 - es:n - 1] if es else Const(0, 1)
+    frac = rest[n - 1 - es - fb:n - 1 - es] if fb else Const(0, 0)
+    sig = Mux(zero | nar, 0, Cat(frac, Const(1, 1)))
+    exp = (k << es) + exp_field - fb
+    return SimpleNamespace(sign=Mux(nar, 0, sign), sig=sig, exp=exp, nan=nar, inf=Const(0, 1))
+
+
+def _held(m, decoded, name):
+    """A decoded namespace copied into signals ``{name}_<field>`` (shared, not re-expanded,
+    by its several readers)."""
+    out = {}
+    for key, value in vars(decoded).items():
+        sig = Signal(value.shape(), name=f"{name}_{key}")
+        m.d.comb += sig.eq(value)
+        out[key] = sig
+    return SimpleNamespace(**out)
+
+
+def round_fp32(m, mag, exp_lsb, sign, sticky=0, *, name):
+    """FP32 code nearest (ties to even) to ``(-1)**sign * (mag + d) * 2**exp_lsb`` with
+    ``0 < d < 1`` if ``sticky`` else ``d = 0``; overflow gives inf, a zero ``mag`` without
+    ``sticky`` a zero of ``sign``. ``mag`` is unsigned, ``exp_lsb`` an int or a signed value
+    with ``exp_lsb + max(len(mag), 26) + 125 >= 0``.
+
+    The magnitude is normalized by its leading-zero count, but never further than the
+    subnormal binade allows (the shift stops where the last kept bit weighs 2**-149); the top
+    24 bits are kept, the next is the round bit, and everything below (plus ``sticky``) is
+    the sticky bit. The exponent field and the significand are added, so a rounding carry
+    (or a subnormal rounding up to the smallest normal) moves the exponent for free.
+    """
+    mag, sticky = mag.as_unsigned(), Value.cast(sticky)
+    width = max(len(mag), 26)
+    if isinstance(exp_lsb, int):
+        # a constant exponent may need zeros on top so the subnormal limit stays >= 0
+        width = max(width, -exp_lsb - 125)
+    held = Signal(width, name=f"{name}_mag")   # read bit by bit below: hold, don't copy
+    m.d.comb += held.eq(mag)
+    mag = held
+    count, zero = leading_zeros(mag, m, name=f"{name}_lz")
+    limit = exp_lsb + width + 125         # shift at which the last kept bit weighs 2**-149
+    shift = Signal(range(width + 1), name=f"{name}_shift")
+    m.d.comb += shift.eq(Mux(zero, 0, Mux(count > limit, limit, count)))
+    shifted = Signal(width, name=f"{name}_norm")
+    m.d.comb += shifted.eq(mag << shift)
+    q = shifted[width - 24:]
+    up = shifted[width - 25] & ((shifted[:width - 25] != 0) | sticky | q[0])
+    field = limit - shift                  # biased exponent - 1 of a normal result, 0 else
+    code = Signal(signed(len(field) + 26), name=f"{name}_code")
+    m.d.comb += code.eq((field << 23) + q + up)
+    out = Signal(32, name=name)
+    m.d.comb += out.eq(Cat(Mux(zero & ~sticky, 0, Mux(code >= FP32_INF, FP32_INF, code[:31])),
+                           sign))
+    return out
+
+
+def add_fp32(m, x, y, *, name):
+    """IEEE binary32 ``x + y`` (codes), round to nearest even, subnormals kept; a NaN result
+    is :data:`FP32_NAN`. ``x + (-x)`` is +0, ``-0 + -0`` is -0.
+
+    The operand of larger magnitude is ``X``; ``Y``'s significand is aligned to it with three
+    extra low bits and everything shifted out folded into a sticky flag. For a subtraction
+    with sticky set the exact difference lies strictly between ``X - Y_kept - 1`` and
+    ``X - Y_kept`` (in units of the last kept bit), so the magnitude handed to
+    :func:`round_fp32` is ``X - Y_kept - 1`` with its sticky flag: no approximation anywhere.
+    """
+    dx, dy = (_held(m, decode_element(m, v, FP32, name=f"{name}_{v_name}"),
+                    f"{name}_{v_name}") for v, v_name in ((x, "x"), (y, "y")))
+    nan = dx.nan | dy.nan | (dx.inf & dy.inf & (dx.sign != dy.sign))
+    inf = dx.inf | dy.inf
+    inf_sign = Mux(dx.inf, dx.sign, dy.sign)
+    swap = Signal(name=f"{name}_swap")
+    m.d.comb += swap.eq(y[:31] > x[:31])
+    big = SimpleNamespace(**{k: Mux(swap, getattr(dy, k), getattr(dx, k))
+                             for k in ("sign", "sig", "exp")})
+    small = SimpleNamespace(**{k: Mux(swap, getattr(dx, k), getattr(dy, k))
+                               for k in ("sign", "sig", "exp")})
+    diff = Signal(range(300), name=f"{name}_diff")
+    m.d.comb += diff.eq(big.exp - small.exp)
+    wide = Cat(Const(0, 3), small.sig[:24])            # 27 bits: significand and 3 extra
+    cut = Signal(range(28), name=f"{name}_cut")
+    m.d.comb += cut.eq(Mux(diff > 27, 27, diff))
+    kept = wide >> cut
+    lost = (wide & ((Const(1, 28) << cut) - 1)[:27]) != 0
+    sticky = Signal(name=f"{name}_sticky")
+    m.d.comb += sticky.eq(lost | ((diff > 27) & (small.sig != 0)))
+    big_wide = Cat(Const(0, 3), big.sig[:24])
+    subtract = big.sign != small.sign
+    magnitude = Signal(28, name=f"{name}_mag")
+    m.d.comb += magnitude.eq(Mux(subtract, big_wide - kept - sticky, big_wide + kept))
+    rounded = round_fp32(m, magnitude, big.exp - 3, big.sign, sticky, name=f"{name}_round")
+    exact_zero = (magnitude == 0) & ~sticky
+    zero_code = Cat(Const(0, 31), dx.sign & dy.sign)
+    result = Signal(32, name=name)
+    m.d.comb += result.eq(Mux(nan, FP32_NAN,
+                              Mux(inf, Cat(Const(FP32_INF, 31), inf_sign),
+                                  Mux(exact_zero, zero_code, rounded))))
+    return result
