@@ -38,7 +38,8 @@ from dataclasses import dataclass
 
 from .numerics import ConfigError, IntFormat
 
-__all__ = ["FloatFormat", "PositFormat", "Decoded", "FLOAT_FORMATS", "POSIT_FORMATS",
+__all__ = ["FloatFormat", "PositFormat", "MXElement", "Decoded", "FLOAT_FORMATS",
+           "POSIT_FORMATS", "MX_FORMATS", "E8M0_BIAS", "E8M0_NAN",
            "ELEMENT_FORMATS", "FP32", "element_format", "int_decode", "decode_range",
            "product_range", "round_to_float"]
 
@@ -129,6 +130,10 @@ class FloatFormat:
     def inf_code(self):
         return ((1 << self.exp_bits) - 1) << self.man_bits if self.has_inf else None
 
+    @property
+    def negative_zero_code(self):
+        return 1 << (self.width - 1)
+
     def decode(self, code):
         """:class:`Decoded` value of ``code`` (an unsigned integer of ``width`` bits)."""
         sign = code >> (self.width - 1) & 1
@@ -188,6 +193,7 @@ class PositFormat:
         return 1 << (self.n - 1)
 
     inf_code = None
+    negative_zero_code = None
 
     def decode(self, code):
         """:class:`Decoded` value of ``code``: ``sig`` has the hidden bit at
@@ -216,6 +222,79 @@ class PositFormat:
         return Decoded(sign, sig, k * (1 << self.es) + exp_field - self.frac_bits)
 
 
+@dataclass(frozen=True)
+class MXElement:
+    """An element type of an OCP Microscaling (MX v1.0) block: ``element`` decoded as usual,
+    times ``2**exp_offset`` (MXINT8's implicit 2**-6), times the block's shared E8M0 scale
+    (applied by the block's dot product, not here). Codes are the element's codes.
+
+    Members
+    -------
+    name : str
+        ``"mxe4m3"``, ``"mxe5m2"``, ``"mxe3m2"``, ``"mxe2m3"``, ``"mxe2m1"``, ``"mxi8"``.
+    element : FloatFormat or IntFormat
+    exp_offset : int
+    """
+    name: str
+    element: object
+    exp_offset: int = 0
+
+    kind = "mx"
+    signed = True
+
+    @property
+    def width(self):
+        return self.element.width
+
+    @property
+    def sig_bits(self):
+        return decode_range(self.element)[2]
+
+    @property
+    def exp_min(self):
+        return decode_range(self.element)[0] + self.exp_offset
+
+    @property
+    def exp_max(self):
+        return decode_range(self.element)[1] + self.exp_offset
+
+    def decode(self, code):
+        if isinstance(self.element, IntFormat):
+            value = code - (1 << self.width) if code >> (self.width - 1) else code
+            d = int_decode(self.element, value)
+        else:
+            d = self.element.decode(code)
+        return Decoded(d.sign, d.sig, d.exp + self.exp_offset, d.nan, d.inf)
+
+    @property
+    def max_code(self):
+        return self.element.max if isinstance(self.element, IntFormat) else self.element.max_code
+
+    @property
+    def nan_code(self):
+        return None if isinstance(self.element, IntFormat) else self.element.nan_code
+
+    @property
+    def inf_code(self):
+        return None if isinstance(self.element, IntFormat) else self.element.inf_code
+
+    @property
+    def negative_zero_code(self):
+        return getattr(self.element, "negative_zero_code", None)
+
+    @property
+    def has_nan(self):
+        return self.nan_code is not None
+
+    @property
+    def has_inf(self):
+        return self.inf_code is not None
+
+
+#: E8M0 shared scale of an MX block: 2**(code - 127); code 0xFF is NaN
+E8M0_BIAS = 127
+E8M0_NAN = 0xFF
+
 FLOAT_FORMATS = {f.name: f for f in (
     FloatFormat("e4m3", 4, 3, 7, "fn", "float8_e4m3fn"),
     FloatFormat("e5m2", 5, 2, 15, "ieee", "float8_e5m2"),
@@ -229,8 +308,18 @@ FLOAT_FORMATS = {f.name: f for f in (
 FP32 = FLOAT_FORMATS["fp32"]
 POSIT_FORMATS = {f.name: f for f in (
     PositFormat("p4", 4, 1), PositFormat("p8", 8, 0), PositFormat("p16", 16, 1))}
+
+def _mx_formats():
+    out = {f"mx{n}": MXElement(f"mx{n}", FLOAT_FORMATS[n])
+           for n in ("e4m3", "e5m2", "e3m2", "e2m3", "e2m1")}
+    out["mxi8"] = MXElement("mxi8", IntFormat(8, True), -6)
+    return out
+
+
+#: MX element types by name (OCP MX v1.0: MXFP8, MXFP6, MXFP4, MXINT8)
+MX_FORMATS = _mx_formats()
 #: every non-integer element format by name
-ELEMENT_FORMATS = {**FLOAT_FORMATS, **POSIT_FORMATS}
+ELEMENT_FORMATS = {**FLOAT_FORMATS, **POSIT_FORMATS, **MX_FORMATS}
 
 
 def element_format(text, *, param="format"):

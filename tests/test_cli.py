@@ -67,12 +67,12 @@ BAD = [
                                      "systolic, activation, softmax, pim (did you mean 'mac'?)"),
     (["emit", "mac", "--preset", "tinny", "-o", "{out}"],
      "--preset: 'tinny' is not a preset of mac; allowed are tiny, default, int8, w4a8, "
-     "plain_mixed, fp8, fp4, bf16, xrnpe (did you mean 'tiny'?)"),
+     "plain_mixed, fp8, fp4, bf16, mxfp8, xrnpe (did you mean 'tiny'?)"),
     (["emit", "mac", "--set", "lanes=0", "-o", "{out}"],
      "lanes: 0 is not allowed; expected an integer from 1 to 64"),
     (["emit", "mac", "--set", "lane=2", "-o", "{out}"], "lane: unknown setting; allowed are "
-     "modes, lanes, multiplier, reduction, accumulate, acc_width, overflow, pipeline (did you mean "
-     "'lanes'?)"),
+     "modes, lanes, multiplier, reduction, accumulate, acc_width, overflow, pipeline, block (did "
+     "you mean 'lanes'?)"),
     (["emit", "mac", "--set", "lanes", "-o", "{out}"],
      "--set: 'lanes' is not allowed; expected key=value, e.g. --set lanes=4"),
     (["emit", "mac", "--set", "modes=['s8s8','s8s9']", "-o", "{out}"],

@@ -186,7 +186,7 @@ def test_inputs_checked_before_any_build(capsys, tmp_path, npz, monkeypatch):
     lone = npz("lone.npz", a=one)
     refused(capsys, "sim", "mac", "--preset", "tiny", "--inputs", lone,
             message=f"--inputs: {str(lone)!r} has no array 'b'; it needs a, b (optional: "
-                    f"mode, clear, last)")
+                    f"mode, clear, last, scale_a, scale_b)")
     text = tmp_path / "t.npz"
     text.write_text("a,b\n1,2\n")
     refused(capsys, "sim", "mac", "--preset", "tiny", "--inputs", text,

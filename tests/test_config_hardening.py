@@ -29,8 +29,8 @@ from accelgen.sim.golden import activation as golden
 from accelgen.sim.pysim import run_streams
 
 #: the end of MACConfig's "not a precision mode" message
-FLOAT_MODES_HINT = ("; or one or two of e4m3, e5m2, e3m2, e2m3, e2m1, bf16, fp16, p4, p8, p16 "
-                    "(e.g. 'e4m3', 'e4m3e5m2')")
+FLOAT_MODES_HINT = ("; or one or two of e4m3, e5m2, e3m2, e2m3, e2m1, bf16, fp16, p4, p8, p16, "
+                    "mxe4m3, mxe5m2, mxe3m2, mxe2m3, mxe2m1, mxi8 (e.g. 'e4m3', 'e4m3e5m2')")
 
 #: every registered block's config class (the property test below covers each field)
 CONFIGS = {name: spec.config_cls for name, spec in REGISTRY.items()}

@@ -9,7 +9,7 @@ import universal_dtypes
 from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.sim import Simulator
 
-from accelgen.formats import (ELEMENT_FORMATS, FLOAT_FORMATS, FP32, POSIT_FORMATS,
+from accelgen.formats import (ELEMENT_FORMATS, FLOAT_FORMATS, FP32, MX_FORMATS, POSIT_FORMATS,
                               element_format, round_to_float)
 from accelgen.hdl.common.floats import add_fp32, decode_element, round_fp32
 from accelgen.numerics import ConfigError
@@ -20,8 +20,13 @@ SMALL = {n: f for n, f in ELEMENT_FORMATS.items() if f.width <= 16}
 
 
 def _reference_values(fmt):
-    """float64 value of every code of ``fmt`` from the reference package."""
+    """float64 value of every code of ``fmt`` from the reference package (MX element types:
+    their element format's; MXINT8: the int8 value times 2**-6, as OCP MX v1.0 defines it)."""
     codes = np.arange(1 << fmt.width)
+    if fmt.name == "mxi8":
+        return codes.astype(np.uint8).view(np.int8) / 64.0
+    if fmt.name in MX_FORMATS:
+        return _reference_values(fmt.element)
     if fmt.name in POSIT_FORMATS:
         # posit(4,1) is the prefix of posit(8,1): code c of p4 is code c << 4 of p8e1
         dtype, shift = {"p4": (universal_dtypes.posit8e1, 4), "p8": (universal_dtypes.posit8e0, 0),

@@ -50,12 +50,14 @@ from support import (RESOURCE_KEYS, SEED, check_selfchecked_build, explain,
                            "2, 4, 8"),
     ({"modes": ("q8s8",)}, "modes: 'q8s8' is not a precision mode; expected the formats of a "
                            "and b run together, e.g. 's8s8', 'u8s8', 's8s4', 's2s2'; or one or "
-                           "two of e4m3, e5m2, e3m2, e2m3, e2m1, bf16, fp16, p4, p8, p16 (e.g. "
-                           "'e4m3', 'e4m3e5m2')"),
+                           "two of e4m3, e5m2, e3m2, e2m3, e2m1, bf16, fp16, p4, p8, p16, "
+                           "mxe4m3, mxe5m2, mxe3m2, mxe2m3, mxe2m1, mxi8 (e.g. 'e4m3', "
+                           "'e4m3e5m2')"),
     ({"modes": ("fp32",)}, "modes: 'fp32' is not a precision mode; expected the formats of a "
                            "and b run together, e.g. 's8s8', 'u8s8', 's8s4', 's2s2'; or one or "
-                           "two of e4m3, e5m2, e3m2, e2m3, e2m1, bf16, fp16, p4, p8, p16 (e.g. "
-                           "'e4m3', 'e4m3e5m2')"),
+                           "two of e4m3, e5m2, e3m2, e2m3, e2m1, bf16, fp16, p4, p8, p16, "
+                           "mxe4m3, mxe5m2, mxe3m2, mxe2m3, mxe2m1, mxi8 (e.g. 'e4m3', "
+                           "'e4m3e5m2')"),
     ({"modes": ("e4m3",), "accumulate": "int"},
      "accumulate: 'int' cannot carry mode 'e4m3'; expected 'exact' or 'fp32' when a mode is "
      "not an integer mode"),
@@ -385,12 +387,13 @@ def _special_code(nan, pos, neg):
     return 0x7F800000 if pos else 0xFF800000
 
 
-def _float_reference(cfg, a, b, mode, clear, last):
+def _float_reference(cfg, a, b, mode, clear, last, scale_a=None, scale_b=None):
     unit = Fraction(2) ** cfg.product_exp
     half = 1 << (cfg.acc_width - 1)
     exact = [0] * cfg.accumulators
     flags = [[False] * 3 for _ in range(cfg.accumulators)]
     fp32 = [0] * cfg.accumulators
+    block = None              # fp32: [sums, flags, beats, replaces] of the running block
     err, out = False, []
     for t in range(len(mode)):
         code = int(mode[t])
@@ -403,8 +406,8 @@ def _float_reference(cfg, a, b, mode, clear, last):
                           *[any(p[i] for p in prods) for i in (1, 2, 3)]))
         if cfg.reduction == "together":
             lanes = [(sum(x[0] for x in lanes), *[any(x[i] for x in lanes) for i in (1, 2, 3)])]
-        for i, (total, nan, pos, neg) in enumerate(lanes):
-            if cfg.accumulate == "exact":
+        if cfg.accumulate == "exact":
+            for i, (total, nan, pos, neg) in enumerate(lanes):
                 units = total / unit
                 assert units.denominator == 1
                 v = (0 if clear[t] else exact[i]) + int(units)
@@ -415,14 +418,32 @@ def _float_reference(cfg, a, b, mode, clear, last):
                 exact[i] = v
                 old = [False] * 3 if clear[t] else flags[i]
                 flags[i] = [o or f for o, f in zip(old, (nan, pos, neg))]
-            else:
-                s32 = _special_code(nan, pos, neg) if (nan or pos or neg) else _f32_code(total)
-                if clear[t]:
-                    fp32[i] = s32
-                else:
-                    with np.errstate(all="ignore"):
-                        r = np.uint32(fp32[i]).view(np.float32) + np.uint32(s32).view(np.float32)
-                    fp32[i] = 0x7FC00000 if np.isnan(r) else int(np.float32(r).view(np.uint32))
+        else:
+            # MX: a block ends at last, at a beat that is not MX, or when it is full
+            if block is None or clear[t]:
+                block = [[0] * len(lanes), [[False] * 3 for _ in lanes], 0, bool(clear[t])]
+            block[0] = [x + lane[0] for x, lane in zip(block[0], lanes)]
+            block[1] = [[o or f for o, f in zip(old, lane[1:])]
+                        for old, lane in zip(block[1], lanes)]
+            block[2] += 1
+            mx = ok and cfg.modes[code].startswith("mx")
+            if last[t] or not mx or block[2] == cfg.block // (cfg.lanes * n):
+                scale, scale_nan = Fraction(1), False
+                if mx:
+                    scale_nan = 255 in (int(scale_a[t]), int(scale_b[t]))
+                    scale = Fraction(2) ** (int(scale_a[t]) + int(scale_b[t]) - 254)
+                for i, (total, (nan, pos, neg)) in enumerate(zip(*block[:2])):
+                    nan = nan or scale_nan
+                    s32 = (_special_code(nan, pos, neg) if (nan or pos or neg)
+                           else _f32_code(total * scale))
+                    if block[3]:
+                        fp32[i] = s32
+                    else:
+                        with np.errstate(all="ignore"):
+                            r = (np.uint32(fp32[i]).view(np.float32)
+                                 + np.uint32(s32).view(np.float32))
+                        fp32[i] = 0x7FC00000 if np.isnan(r) else int(np.float32(r).view(np.uint32))
+                block = None
         err = (False if clear[t] else err) or not ok
         if last[t]:
             if cfg.accumulate == "exact":
@@ -448,6 +469,12 @@ ELEMENT_CONFIGS = {
                                  pipeline=0),
     "narrow-wrap": MACConfig(modes=("e2m1", "p4"), lanes=3, multiplier="fused",
                              accumulate="exact", acc_width=20, overflow="wrap", pipeline=4),
+    # every MX element type, blocks of 8 beats (4 for MXFP4), with a plain mode between
+    "mx-every-type": MACConfig(modes=("mxe4m3", "mxe5m2", "mxe3m2", "mxe2m3", "mxe2m1", "mxi8",
+                                      "e4m3", "mxe4m3mxe5m2"),
+                               lanes=2, multiplier="fused", block=16, pipeline=2),
+    "mx-wide-lanes": MACConfig(modes=("mxe4m3", "mxe2m1"), lanes=8, multiplier="fused",
+                                    block=16, pipeline=0),
 }
 ELEMENT_CASES = {**ELEMENT_CONFIGS, **{p: c for p, c in PRESETS.items() if c.element_lane}}
 

@@ -194,6 +194,10 @@ def format_values(name, codes):
     import ml_dtypes
     import universal_dtypes
     codes = np.asarray(codes)
+    if name == "mxi8":                     # OCP MX: int8 with an implicit scale of 2**-6
+        return codes.astype(np.uint8).view(np.int8) / 64.0
+    if name.startswith("mx"):              # MX element types: the element's own values
+        return format_values(name[2:], codes)
     if name.startswith("p"):
         dtype, shift, store = {"p4": (universal_dtypes.posit8e1, 4, np.uint8),
                                "p8": (universal_dtypes.posit8e0, 0, np.uint8),
@@ -242,6 +246,9 @@ def client_mac(manifest, rng, beats=12):
         if "mode" in i:
             word = put_field(word, i["mode"], mode[t])
         word = put_field(put_field(word, i["clear"], clear[t]), i["last"], last[t])
+        for scale in ("scale_a", "scale_b"):   # MX scales of 2**0 (E8M0 bias 127)
+            if scale in i:
+                word = put_field(word, i[scale], 127)
         words.append(word)
         sums.append((va * vb).sum(axis=1))             # per lane
     acc, expect = 0, []

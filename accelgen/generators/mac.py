@@ -33,6 +33,18 @@ definition)
     infinity; ``fp32`` applies the same rule to each beat, then IEEE addition. Every NaN
     result is ``0x7FC00000``. A zero sum is +0 (an exact sum has no signed zero).
 
+    MX modes (``"mxe4m3"``, ``"mxe5m2"``, ``"mxe3m2"``, ``"mxe2m3"``, ``"mxe2m1"``, ``"mxi8"``:
+    OCP MX v1.0 element types; a pair such as ``"mxe4m3mxe5m2"`` mixes two) need
+    ``accumulate="fp32"`` and ``reduction="together"``: the beats of a mode form blocks of
+    ``block`` elements (``block / (lanes * P)`` beats) that share one E8M0 scale per operand
+    (``scale_a``/``scale_b`` input fields, ``2**(code - 127)``, 255 = NaN, read on the block's
+    last beat). Each block's products are summed exactly, scaled by ``2**(scale_a + scale_b -
+    254)``, rounded once to FP32 and added to the FP32 accumulator. A block also ends at a
+    ``last`` beat and at any beat of a mode that is not MX (such a beat is a block of its
+    own, unscaled), and ``clear`` starts a new block (an unfinished one is dropped). MXINT8
+    elements are int8 times 2**-6 (code 0x80 is -2.0). Users hand ``mac`` MX elements as
+    their unscaled values.
+
     A beat with ``last`` set emits the accumulators after its own addition. Accumulators are
     not cleared by ``last``; set ``clear`` on the first beat of the next accumulation. A
     ``mode`` code outside the built modes adds zero and sets the sticky ``err`` flag of the
@@ -65,7 +77,7 @@ import re
 from dataclasses import dataclass, replace
 from functools import cached_property
 
-from ..formats import ELEMENT_FORMATS, product_range
+from ..formats import ELEMENT_FORMATS, MX_FORMATS, MXElement, product_range
 from ..numerics import ConfigError, IntFormat, Overflow
 from .base import ArrayLayout, Config, Field, check_choice, check_int
 
@@ -84,6 +96,8 @@ MODE_FORMATS = tuple(name for name in ELEMENT_FORMATS if name != "fp32")
 AUTO = "auto"
 #: Kulisch accumulator: at most this many bits above the widest product (carry room)
 MAX_EXACT_CARRY = 64
+#: largest MX block size (elements)
+MAX_BLOCK = 4096
 MAX_MODES = 16
 #: two canonical IntFormat names (ASCII digits, no leading zeros); used with ``fullmatch``
 _MODE_RE = re.compile(r"([su][1-9][0-9]*)([su][1-9][0-9]*)")
@@ -103,6 +117,10 @@ class Mode:
         if not m:
             pair = None if integer_only else _element_pair(text)
             if pair:
+                if (pair[0] in MX_FORMATS) != (pair[1] in MX_FORMATS):
+                    raise ConfigError(f"{param}: {text!r} mixes an MX element type with a "
+                                      f"plain format; expected both operands MX (e.g. "
+                                      f"'mxe4m3mxe5m2') or neither")
                 return cls(*(ELEMENT_FORMATS[name] for name in pair))
             floats = (f"; or one or two of {', '.join(MODE_FORMATS)} (e.g. 'e4m3', "
                       f"'e4m3e5m2')" if not integer_only else "")
@@ -119,6 +137,11 @@ class Mode:
     @property
     def is_int(self):
         return isinstance(self.a, IntFormat) and isinstance(self.b, IntFormat)
+
+    @property
+    def is_mx(self):
+        """An OCP MX mode: elements of blocks with shared E8M0 scales."""
+        return isinstance(self.a, MXElement)
 
     @property
     def name(self):
@@ -198,8 +221,12 @@ class MACConfig(Config):
         tree; in element lanes after the products are shifted into place), lane-sum
         registers, reduction-sum register. Latency is ``1 + pipeline`` for ``int`` and
         ``2 + pipeline`` for ``exact``/``fp32`` (one more register: the FP32 rounding of the
-        result, resp. of the beat's sum) for every config: a stage with no logic before it
-        still adds its register, as a retiming slack for synthesis.
+        result, resp. of the beat's sum) for every config, plus 1 for configs with MX modes
+        (the running block's register): a stage with no logic before it still adds its
+        register, as a retiming slack for synthesis.
+    block : int
+        Elements per MX block (a power of two up to 4096; OCP MX: 32), a multiple of every MX
+        mode's elements per beat. Used by MX modes only.
     """
     modes: tuple = ("s8s8",)
     lanes: int = 1
@@ -209,6 +236,7 @@ class MACConfig(Config):
     acc_width: int = AUTO
     overflow: str = "wrap"
     pipeline: int = 1
+    block: int = 32
 
     def __post_init__(self):
         modes = self.modes
@@ -231,6 +259,30 @@ class MACConfig(Config):
         check_choice("overflow", self.overflow, [o.value for o in Overflow])
         check_int("pipeline", self.pipeline, 0, 5)
         self._check_accumulate(parsed)
+        self._check_block(parsed)
+
+    def _check_block(self, parsed):
+        """MX modes: FP32 accumulation of block results, one dot product, and a block size
+        that is a whole number of beats in every MX mode."""
+        check_int("block", self.block, 1, MAX_BLOCK)
+        if self.block & (self.block - 1):
+            raise ConfigError(f"block: {self.block} is not allowed; expected a power of two "
+                              f"(OCP MX blocks hold 32 elements)")
+        mx = [m.name for m in parsed if m.is_mx]
+        if not mx:
+            return
+        if self.accumulate != "fp32":
+            raise ConfigError(f"accumulate: {self.accumulate!r} cannot carry MX mode {mx[0]!r}; "
+                              f"expected 'fp32' (block results are accumulated in FP32)")
+        if self.reduction != "together":
+            raise ConfigError(f"reduction: {self.reduction!r} cannot carry MX mode {mx[0]!r}; "
+                              f"expected 'together' (an MX block is one dot product)")
+        for name in mx:
+            per_beat = self.lanes * self.products_per_lane(name)
+            if self.block % per_beat:
+                raise ConfigError(f"block: {self.block} is not allowed with mode {name!r}, "
+                                  f"which takes {per_beat} elements per beat; expected a "
+                                  f"multiple of {per_beat}")
 
     def _check_accumulate(self, parsed):
         """Resolve the ``accumulate`` and ``acc_width`` defaults and check both."""
@@ -267,6 +319,18 @@ class MACConfig(Config):
         """Whether lanes decode elements to (sign, significand, exponent) and sum them in a
         fixed-point window (``exact``/``fp32``) rather than as integers (``int``)."""
         return self.accumulate != "int"
+
+    @property
+    def has_mx(self):
+        return any(m.is_mx for m in self.mode_formats)
+
+    def beats_per_block(self, mode):
+        """Beats of one MX block in ``mode`` (1 for modes that are not MX: every beat is a
+        block of its own)."""
+        code = self.mode_code(mode)
+        if not self.mode_formats[code].is_mx:
+            return 1
+        return self.block // (self.lanes * self.products_per_lane(code))
 
     @property
     def lane_width(self):
@@ -337,7 +401,7 @@ class MACConfig(Config):
     @property
     def latency(self):
         """Cycles from accepting a ``last`` beat to ``o.valid``, without stalls."""
-        return 1 + self.pipeline + (1 if self.element_lane else 0)
+        return 1 + self.pipeline + (1 if self.element_lane else 0) + (1 if self.has_mx else 0)
 
     @property
     def macs_per_cycle(self):
@@ -371,6 +435,13 @@ class MACConfig(Config):
                 doc=f"Precision mode of this beat: the index of one of {list(self.modes)} "
                     f"(derived.mode_codes). A code past {len(self.modes) - 1} adds nothing "
                     f"and sets err until the next clear."))
+        if self.has_mx:
+            fields += [Field(f"scale_{x}", 8, doc=f"E8M0 shared scale of the MX block this "
+                                                  f"beat belongs to, for operand {x}: "
+                                                  f"2**(scale_{x} - 127), 255 is NaN; read on "
+                                                  f"the block's last beat (ignored in modes "
+                                                  f"that are not MX)")
+                       for x in ("a", "b")]
         return fields + [
             Field("clear", 1, doc="1: this beat's products add to 0 instead of the running "
                                   "accumulators (and err restarts from 0); set it on the "
@@ -440,6 +511,8 @@ class MACConfig(Config):
                              for m, f in zip(self.modes, self.mode_formats)},
             "accumulation": self.accumulation,
             **({"product_exp": self.product_exp} if self.element_lane else {}),
+            **({"beats_per_block": {m: self.beats_per_block(m) for m in self.modes}}
+               if self.has_mx else {}),
         }
 
     @property
@@ -474,6 +547,10 @@ PRESETS["fp4"] = MACConfig(modes=("e2m1", "p4", "e4m3"), lanes=4, multiplier="fu
                            accumulate="exact", pipeline=2)
 #: BF16 dot-2 with FP32 accumulation (the training/inference default of GPUs and TPUs)
 PRESETS["bf16"] = MACConfig(modes=("bf16",), lanes=2, accumulate="fp32", pipeline=3)
+#: MX dot-32: one OCP MX block (32 elements, one E8M0 scale per operand) per beat, every
+#: 8-bit-or-narrower MX element type but FP4 (which takes 64 elements per beat in 32 lanes)
+PRESETS["mxfp8"] = MACConfig(modes=("mxe4m3", "mxe5m2", "mxe3m2", "mxe2m3", "mxi8"), lanes=32,
+                             multiplier="fused", block=32, pipeline=3)
 #: XR-NPE-style multi-format lanes: each 16-bit lane does 1 BF16/P16, 2 INT8/FP8/P8 or 4 FP4
 #: products per cycle; FP32 accumulation
 PRESETS["xrnpe"] = MACConfig(modes=("s8s8", "e4m3", "e5m2", "e2m1", "bf16", "p8", "p16"),

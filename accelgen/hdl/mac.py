@@ -30,13 +30,13 @@ from types import SimpleNamespace
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 
-from ..formats import decode_range
+from ..formats import E8M0_BIAS, E8M0_NAN, decode_range
 from ..numerics import IntFormat
 from .common.arith import sum_tree
 from .common.floats import FP32_INF, FP32_NAN, add_fp32, decode_element, round_fp32
 from .common.numerics import apply_overflow
 from .common.operands import read_operand
-from .common.pipeline import Pipeline, stall_enable
+from .common.pipeline import Pipeline, register, stall_enable
 from .common.stream import StreamBlock
 
 __all__ = ["MAC"]
@@ -93,6 +93,12 @@ class MAC(StreamBlock):
         return m
 
     _CONTROL = ("valid", "mode", "clear", "last")
+    #: what travels with a beat through element lanes: control fields and MX scales
+    _CARRIED = _CONTROL + ("scale_a", "scale_b")
+
+    def _carry(self, stage):
+        """The fields of ``stage`` that travel on unchanged (control, and scales if built)."""
+        return {k: stage[k] for k in self._CARRIED if k in stage}
 
     def _with_nodes(self, stage, nodes):
         """A stage dict: the control fields of ``stage`` plus ``nodes[lane][n]`` as data."""
@@ -262,6 +268,8 @@ class MAC(StreamBlock):
         p = self.i.payload
         s = dict(valid=self.i.valid & en, a=p.a, b=p.b, mode=p.mode if cfg.mode_bits else 0,
                  clear=p.clear, last=p.last)
+        if cfg.has_mx:
+            s.update(scale_a=p.scale_a, scale_b=p.scale_b)
         s = vars(pipe.add_stage(s, name="opnd", present=depth >= 2))
         s = vars(pipe.add_stage(self._element_products(m, s), name="prod", present=depth >= 1))
         s = vars(pipe.add_stage(self._align(s), name="fold", present=depth >= 3))
@@ -269,9 +277,12 @@ class MAC(StreamBlock):
         s = vars(pipe.add_stage(self._element_sums(s, "reduce"), name="sum",
                                 present=depth >= 5))
         if cfg.accumulate == "fp32":
+            blocks = 0
+            if cfg.has_mx:
+                s, blocks = self._blocks(m, en, s), 1
             s = vars(pipe.add_stage(self._round_beats(m, s), name="round"))
             self._accumulate_fp32(m, en, s)
-            stages = pipe.depth + 1
+            stages = pipe.depth + blocks + 1
         else:
             self._accumulate_exact(m, en, s)
             stages = pipe.depth + 2
@@ -288,7 +299,7 @@ class MAC(StreamBlock):
         """Per lane and slot: the exact product as sign, significand product, shift (its
         exponent above ``product_exp``) and flags ``Cat(nan, +inf, -inf)``."""
         cfg = self.config
-        out = {k: s[k] for k in self._CONTROL}
+        out = self._carry(s)
         for lane in range(cfg.lanes):
             for k in range(cfg.elements_per_lane):
                 a = self._decoded_slot(m, s, lane, k, "a")
@@ -340,7 +351,7 @@ class MAC(StreamBlock):
         """Each product shifted to its place in the window: a signed ``product_width`` value
         in units of ``2**product_exp``."""
         cfg = self.config
-        out = {k: s[k] for k in self._CONTROL}
+        out = self._carry(s)
         for lane in range(cfg.lanes):
             for k in range(cfg.elements_per_lane):
                 mag = (s[f"m{lane}_{k}"] << s[f"e{lane}_{k}"])[:cfg.product_width - 1]
@@ -352,7 +363,7 @@ class MAC(StreamBlock):
         """``lane``: each lane's slots added (values) and ORed (flags); ``reduce``: the lanes
         added into one accumulator when ``reduction="together"``."""
         cfg = self.config
-        out = {k: s[k] for k in self._CONTROL}
+        out = self._carry(s)
         if level == "lane":
             groups = {lane: [f"{lane}_{k}" for k in range(cfg.elements_per_lane)]
                       for lane in range(cfg.lanes)}
@@ -378,16 +389,60 @@ class MAC(StreamBlock):
         return Mux(nan | (pos & neg), FP32_NAN,
                    Mux(pos, FP32_INF, Mux(neg, FP32_INF | 1 << 31, finite)))
 
-    def _round_beats(self, m, s):
-        """fp32: each accumulator's beat sum rounded to FP32 (specials by the flags)."""
+    def _blocks(self, m, en, s):
+        """MX configs: the running block (see the golden model's ``_Block``) as one register
+        stage. Each valid beat adds its exact sum to the running block sum (or starts a new
+        one: after a block ended, or on ``clear``); the stage's registers hold the block sum
+        including the beat, whether the beat ends the block, whether the block replaces the
+        accumulator, and the beat's control fields and scales."""
         cfg = self.config
-        out = {k: s[k] for k in self._CONTROL}
+        total, flags = s["v0"], s["f0"]
+        run_sum = Signal(signed(len(total) + max(cfg.block, 2).bit_length()), name="block_sum")
+        run_flags, run_replace = Signal(3, name="block_flags"), Signal(name="block_replace")
+        running = Signal(name="block_running")
+        run_count = Signal(range(cfg.block + 1), name="block_count")
+        mx, full = Signal(name="beat_is_mx"), Signal(name="block_full")
+        start = s["clear"] | ~running
+        count = Mux(start, 0, run_count) + 1
+        for code, fmt in self._mode_cases(m, s["mode"]):
+            m.d.comb += [mx.eq(fmt.is_mx), full.eq(count == cfg.beats_per_block(code))]
+        end = s["last"] | ~mx | full
+        new = {"v0": Mux(start, 0, run_sum) + total, "f0": Mux(start, 0, run_flags) | flags,
+               "replace": s["clear"] | (~start & run_replace), "end": end, "mx": mx}
+        with m.If(en & s["valid"]):
+            m.d.sync += [run_sum.eq(new["v0"]), run_flags.eq(new["f0"]), run_count.eq(count),
+                         run_replace.eq(new["replace"]), running.eq(~end)]
+        # the stage register: valid loads on every enabled cycle, the rest with a beat
+        out = {"valid": register(m, s["valid"], enable=en, name="block_valid")}
+        for key, value in {**self._carry(s), **new}.items():
+            if key != "valid":
+                out[key] = register(m, value, enable=en & s["valid"], name=f"block_{key}")
+        return out
+
+    def _round_beats(self, m, s):
+        """fp32: each accumulator's beat (or MX block) sum rounded to FP32, specials by the
+        flags; MX blocks are scaled by ``2**(scale_a + scale_b - 254)`` first (NaN if a scale
+        is 255). Also passes on when the accumulator takes the result (``add``) and whether
+        the result replaces it (``replace``)."""
+        cfg = self.config
+        out = self._carry(s)
+        exp, exp_min, scale_nan = cfg.product_exp, None, Const(0, 1)
+        if cfg.has_mx:
+            exp_min = cfg.product_exp - 2 * E8M0_BIAS
+            exp = Signal(signed(12), name="block_exp")
+            m.d.comb += exp.eq(cfg.product_exp + Mux(s["mx"], s["scale_a"] + s["scale_b"]
+                                                     - 2 * E8M0_BIAS, 0))
+            scale_nan = s["mx"] & ((s["scale_a"] == E8M0_NAN) | (s["scale_b"] == E8M0_NAN))
+            out.update(add=s["valid"] & s["end"], replace=s["replace"])
+        else:
+            out.update(add=s["valid"], replace=s["clear"])
         for n in range(cfg.accumulators):
             total = s[f"v{n}"]
             neg = total < 0
-            rounded = round_fp32(m, Mux(neg, -total, total)[:len(total)], cfg.product_exp, neg,
-                                 name=f"beat{n}")
-            out[f"r{n}"] = self._special(s[f"f{n}"], rounded)
+            rounded = round_fp32(m, Mux(neg, -total, total)[:len(total)], exp, neg,
+                                 exp_min=exp_min, name=f"beat{n}")
+            flags = s[f"f{n}"] | scale_nan
+            out[f"r{n}"] = self._special(flags, rounded)
         return out
 
     def _mode_ok(self, s):
@@ -402,9 +457,10 @@ class MAC(StreamBlock):
         err = Signal()
         with m.If(en):
             m.d.sync += self.o.valid.eq(s["valid"] & s["last"])
-            with m.If(s["valid"]):
+            with m.If(s["add"]):
                 for n, (acc, total) in enumerate(zip(accs, totals)):
-                    m.d.sync += acc.eq(Mux(s["clear"], s[f"r{n}"], total))
+                    m.d.sync += acc.eq(Mux(s["replace"], s[f"r{n}"], total))
+            with m.If(s["valid"]):
                 m.d.sync += err.eq((err & ~s["clear"]) | ~self._mode_ok(s))
         m.d.comb += self.o.payload.err.eq(err)
 

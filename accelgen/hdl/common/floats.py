@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 from amaranth.hdl import Cat, Const, Mux, Signal, Value, signed
 
-from ...formats import FP32, FloatFormat, PositFormat
+from ...formats import FP32, FloatFormat, MXElement, PositFormat
 from ...numerics import IntFormat
 from .normalize import leading_zeros
 
@@ -29,6 +29,9 @@ def decode_element(m, bits, fmt, *, name):
     Integers decode to ``(x < 0, |x|, 0)``. Intermediate signals (posits) are named
     ``{name}_*``."""
     bits = bits[:fmt.width]
+    if isinstance(fmt, MXElement):       # the element's own decode, exponent offset added
+        d = decode_element(m, bits, fmt.element, name=name)
+        return SimpleNamespace(**{**vars(d), "exp": d.exp + fmt.exp_offset})
     if isinstance(fmt, IntFormat):
         return _decode_int(bits, fmt)
     if isinstance(fmt, FloatFormat):
@@ -95,11 +98,12 @@ def _held(m, decoded, name):
     return SimpleNamespace(**out)
 
 
-def round_fp32(m, mag, exp_lsb, sign, sticky=0, *, name):
+def round_fp32(m, mag, exp_lsb, sign, sticky=0, *, exp_min=None, name):
     """FP32 code nearest (ties to even) to ``(-1)**sign * (mag + d) * 2**exp_lsb`` with
     ``0 < d < 1`` if ``sticky`` else ``d = 0``; overflow gives inf, a zero ``mag`` without
     ``sticky`` a zero of ``sign``. ``mag`` is unsigned, ``exp_lsb`` an int or a signed value
-    with ``exp_lsb + max(len(mag), 26) + 125 >= 0``.
+    with ``exp_lsb + max(len(mag), 26) + 125 >= 0``, or with ``exp_lsb >= exp_min`` (the
+    magnitude then gets the zero bits on top that keep the subnormal limit non-negative).
 
     The magnitude is normalized by its leading-zero count, but never further than the
     subnormal binade allows (the shift stops where the last kept bit weighs 2**-149); the top
@@ -109,9 +113,9 @@ def round_fp32(m, mag, exp_lsb, sign, sticky=0, *, name):
     """
     mag, sticky = mag.as_unsigned(), Value.cast(sticky)
     width = max(len(mag), 26)
-    if isinstance(exp_lsb, int):
-        # a constant exponent may need zeros on top so the subnormal limit stays >= 0
-        width = max(width, -exp_lsb - 125)
+    if isinstance(exp_lsb, int) or exp_min is not None:
+        # a low exponent needs zeros on top so the subnormal limit stays >= 0
+        width = max(width, -(exp_lsb if isinstance(exp_lsb, int) else exp_min) - 125)
     held = Signal(width, name=f"{name}_mag")   # read bit by bit below: hold, don't copy
     m.d.comb += held.eq(mag)
     mag = held

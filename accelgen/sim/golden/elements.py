@@ -10,7 +10,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from ...formats import FP32, FloatFormat, round_to_float
+from ...formats import FP32, round_to_float
 from ...numerics import IntFormat
 
 __all__ = ["decode_table", "decode_codes", "decode_values", "to_codes", "code_values",
@@ -72,9 +72,8 @@ def to_codes(fmt, values, *, param):
             raise ValueError(f"{param}: inf is not allowed in format {fmt.name} (it has none; "
                              f"largest value {table[-1]:g})")
         out[inf] = fmt.inf_code | (np.signbit(values[inf]).astype(np.int64) << (fmt.width - 1))
-    negative_zero = (values == 0) & np.signbit(values)
-    if isinstance(fmt, FloatFormat):
-        out[negative_zero] = 1 << (fmt.width - 1)
+    if fmt.negative_zero_code is not None:
+        out[(values == 0) & np.signbit(values)] = fmt.negative_zero_code
     bad = ~(exact | nan | inf)
     if bad.any():
         x = values[bad][0]

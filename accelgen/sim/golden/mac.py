@@ -12,16 +12,17 @@ Two levels:
 
 import numpy as np
 
+from ...formats import E8M0_BIAS, E8M0_NAN
 from ...numerics import IntFormat, apply_overflow, wrap
 from ..payload import pack, unpack
 from .elements import (add_fp32, code_values, decode_values, exact_products, round_fp32,
                        to_codes)
 
-__all__ = ["mac", "mac_words", "check_arrays", "float_arrays", "pack_inputs", "unpack_inputs", "random_inputs",
-           "ARGUMENTS", "REQUIRED"]
+__all__ = ["mac", "mac_words", "check_arrays", "float_arrays", "pack_inputs", "unpack_inputs",
+           "random_inputs", "random_elements", "ARGUMENTS", "REQUIRED"]
 
 #: names of :func:`mac`'s array arguments (``--inputs FILE.npz`` uses these names)
-ARGUMENTS = ("a", "b", "mode", "clear", "last")
+ARGUMENTS = ("a", "b", "mode", "clear", "last", "scale_a", "scale_b")
 #: the arrays an inputs file must hold (the rest of :data:`ARGUMENTS` is optional)
 REQUIRED = ("a", "b")
 
@@ -43,6 +44,24 @@ def _operands(config, name, values):
     if arr.dtype.kind not in "iubf":
         raise ValueError(f"{name}: dtype {arr.dtype} is not allowed; expected numbers")
     return arr.astype(np.float64)
+
+
+def _scales(config, beats, scale_a, scale_b):
+    """The E8M0 scale arrays (default 127, i.e. 2**0), validated."""
+    out = []
+    for name, arr in (("scale_a", scale_a), ("scale_b", scale_b)):
+        if arr is None:
+            out.append(np.full(beats, 127, np.int64))
+            continue
+        if not config.has_mx:
+            raise ValueError(f"{name}: not allowed; the config has no MX mode")
+        arr = _integers(name, arr)
+        if arr.shape != (beats,):
+            raise ValueError(f"{name}: shape {arr.shape} is not allowed; expected ({beats},)")
+        if arr.size and (arr.min() < 0 or arr.max() > 255):
+            raise ValueError(f"{name}: values outside E8M0 codes [0, 255]")
+        out.append(arr)
+    return out
 
 
 def _arguments(config, a, b, mode, clear, last):
@@ -70,21 +89,24 @@ def _arguments(config, a, b, mode, clear, last):
     return a, b, mode, clear, last
 
 
-def mac(config, a, b, mode=None, clear=None, last=None):
+def mac(config, a, b, mode=None, clear=None, last=None, scale_a=None, scale_b=None):
     """Run beats through the ``mac`` block.
 
     ``a``, ``b``: integer arrays ``(beats, lanes, elements_per_lane)``; in a beat of mode ``m``
     only the first ``products_per_lane(m)`` elements are used and each must lie in that mode's
     operand format. ``mode``: mode codes per beat (default 0); ``clear`` (default: first beat)
-    and ``last`` (default: final beat) are booleans per beat.
+    and ``last`` (default: final beat) are booleans per beat. ``scale_a``, ``scale_b``
+    (configs with MX modes): E8M0 codes per beat (default 127: 2**0), read on each block's
+    last beat.
 
     Returns ``{"acc": int64 (outputs, accumulators), "err": bool (outputs,)}``, one row per beat
     with ``last`` set, in order; in element lanes (``accumulate`` ``exact``/``fp32``) ``acc``
     holds FP32 codes (view them with :func:`~accelgen.sim.golden.elements.fp32_value`).
     """
     a, b, mode, clear, last = _arguments(config, a, b, mode, clear, last)
+    scales = _scales(config, len(mode), scale_a, scale_b)
     if config.element_lane:
-        return _mac_elements(config, a, b, mode, clear, last)
+        return _mac_elements(config, a, b, mode, clear, last, scales)
     beats = a.shape[0]
     sums = np.zeros((beats, config.lanes), np.int64)
     valid = (mode >= 0) & (mode < len(config.modes))
@@ -148,7 +170,7 @@ def _overflow(x, width, policy):
     return (x + half) % (1 << width) - half
 
 
-def _mac_elements(config, a, b, mode, clear, last):
+def _mac_elements(config, a, b, mode, clear, last, scales):
     """:func:`mac` for element lanes (see the module docstring of
     :mod:`accelgen.generators.mac` for ``exact`` and ``fp32``)."""
     sums, nan, pos_inf, neg_inf = _beat_sums(config, a, b, mode)
@@ -156,19 +178,23 @@ def _mac_elements(config, a, b, mode, clear, last):
     n_acc = config.accumulators
     acc = [0] * n_acc                      # exact: fixed-point sums; fp32: FP32 codes
     sticky = [[False] * 3 for _ in range(n_acc)]
+    block = _Block(config)
     err = False
     out_acc, out_err = [], []
     for t in range(len(sums)):
-        for n in range(n_acc):
-            beat = (int(sums[t, n]), bool(nan[t, n]), bool(pos_inf[t, n]), bool(neg_inf[t, n]))
-            if config.accumulate == "exact":
+        beats = [(int(sums[t, n]), bool(nan[t, n]), bool(pos_inf[t, n]), bool(neg_inf[t, n]))
+                 for n in range(n_acc)]
+        if config.accumulate == "exact":
+            for n, beat in enumerate(beats):
                 base = 0 if clear[t] else acc[n]
                 acc[n] = _overflow(base + beat[0], config.acc_width, config.overflow)
                 sticky[n] = [(not clear[t] and old) or new
                              for old, new in zip(sticky[n], beat[1:])]
-            else:
-                s = round_fp32(beat[0], config.product_exp, *beat[1:])
-                acc[n] = s if clear[t] else add_fp32(acc[n], s)
+        else:
+            ended = block.add(t, beats, mode, clear, last, scales)
+            if ended is not None:
+                replace, results = ended
+                acc = [s if replace else add_fp32(x, s) for x, s in zip(acc, results)]
         err = (False if clear[t] else err) or not valid[t]
         if last[t]:
             if config.accumulate == "exact":
@@ -179,6 +205,46 @@ def _mac_elements(config, a, b, mode, clear, last):
             out_err.append(err)
     return {"acc": np.array(out_acc, np.int64).reshape(-1, n_acc),
             "err": np.array(out_err, bool)}
+
+
+class _Block:
+    """FP32 accumulation in blocks: beat sums add exactly into the running block; a block
+    ends at a ``last`` beat, at a beat whose mode is not MX, or after ``beats_per_block``
+    beats of an MX mode, counted from the block's first beat (a ``clear`` beat always starts
+    a block, dropping any unfinished one). An ended block is scaled by the E8M0 scales of its
+    last beat (MX modes; NaN if either is 255), rounded once to FP32 and either replaces the
+    accumulator (the block started with ``clear``) or is added to it in FP32."""
+
+    def __init__(self, config):
+        self.config = config
+        self.sums = self.flags = None
+        self.count, self.replace = 0, False
+
+    def add(self, t, beats, mode, clear, last, scales):
+        cfg = self.config
+        if clear[t] or self.sums is None:
+            self.sums = [0] * len(beats)
+            self.flags = [[False] * 3 for _ in beats]
+            self.count, self.replace = 0, bool(clear[t]) or self.replace
+        self.sums = [x + beat[0] for x, beat in zip(self.sums, beats)]
+        self.flags = [[o or f for o, f in zip(old, beat[1:])]
+                      for old, beat in zip(self.flags, beats)]
+        self.count += 1
+        code = int(mode[t])
+        mx = code < len(cfg.modes) and cfg.mode_formats[code].is_mx
+        if not (last[t] or not mx or self.count == cfg.beats_per_block(code)):
+            return None
+        exp = cfg.product_exp
+        scale_nan = False
+        if mx:
+            sa, sb = int(scales[0][t]), int(scales[1][t])
+            scale_nan = E8M0_NAN in (sa, sb)
+            exp += sa + sb - 2 * E8M0_BIAS
+        results = [round_fp32(total, exp, flags[0] or scale_nan, *flags[1:])
+                   for total, flags in zip(self.sums, self.flags)]
+        ended = (self.replace, results)
+        self.sums, self.replace = None, False
+        return ended
 
 
 def _element_offsets(config, code):
@@ -222,7 +288,9 @@ def unpack_inputs(config, words):
         off_a, off_b = _element_offsets(config, code)
         a[sel, :, :n] = _extract([fields["a"][i] for i in sel], off_a, fmt.a)
         b[sel, :, :n] = _extract([fields["b"][i] for i in sel], off_b, fmt.b)
-    return {"a": a, "b": b, "mode": mode, "clear": fields["clear"].astype(bool),
+    scales = ({"scale_a": fields["scale_a"], "scale_b": fields["scale_b"]}
+              if config.has_mx else {})
+    return {"a": a, "b": b, "mode": mode, **scales, "clear": fields["clear"].astype(bool),
             "last": fields["last"].astype(bool)}
 
 
@@ -237,9 +305,10 @@ def check_arrays(config, *, strict=True, **arrays):
     (mac if strict else pack_inputs)(config, **arrays)
 
 
-def pack_inputs(config, a, b, mode=None, clear=None, last=None):
+def pack_inputs(config, a, b, mode=None, clear=None, last=None, scale_a=None, scale_b=None):
     """Encode :func:`mac` arguments as ``i`` payload integers (unused slots are zero)."""
     a, b, mode, clear, last = _arguments(config, a, b, mode, clear, last)
+    scale_a, scale_b = _scales(config, len(mode), scale_a, scale_b)
     words_a, words_b = [0] * len(a), [0] * len(a)
     for t in range(len(a)):
         code = int(mode[t])
@@ -252,7 +321,8 @@ def pack_inputs(config, a, b, mode=None, clear=None, last=None):
             for k in range(n):
                 words_a[t] |= _code(fmt.a, a[t, lane, k]) << int(off_a[lane, k])
                 words_b[t] |= _code(fmt.b, b[t, lane, k]) << int(off_b[lane, k])
-    values = {"a": words_a, "b": words_b, "mode": mode, "clear": clear, "last": last}
+    values = {"a": words_a, "b": words_b, "mode": mode, "clear": clear, "last": last,
+              "scale_a": scale_a, "scale_b": scale_b}
     return pack(config.input_fields, values)
 
 
@@ -301,7 +371,15 @@ def random_inputs(config, rng, beats, *, modes=None, last_every=4):
     last = rng.random(beats) < 1 / last_every
     last[-1] = True
     clear = np.concatenate([[True], last[:-1]])
-    return {"a": a, "b": b, "mode": mode, "clear": clear, "last": last}
+    out = {"a": a, "b": b, "mode": mode, "clear": clear, "last": last}
+    if config.has_mx:
+        # scales around 2**0 with the extremes (0: 2**-127, 254: 2**127, 255: NaN) now and then
+        for name in ("scale_a", "scale_b"):
+            scale = rng.integers(112, 143, size=beats)
+            odd = rng.random(beats) < 0.05
+            scale[odd] = rng.choice([0, 1, 254, 255], size=odd.sum())
+            out[name] = scale
+    return out
 
 
 #: registry-facing names (see :class:`accelgen.generators.registry.GeneratorSpec`)
