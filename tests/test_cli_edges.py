@@ -233,7 +233,7 @@ def test_simulation_cost_bounded(capsys, tmp_path, monkeypatch):
                     "sim cycles is not allowed; expected at most 50000000 (--allow-large lifts "
                     "the limit)")
     refused(capsys, "sim", "mac", "--preset", "tiny", "--cycles", "100000000",
-            message="--cycles: 5 testcases of about 4 x 100000000 cycles = 2000000000 sim "
+            message="--cycles: 6 testcases of about 4 x 100000000 cycles = 2400000000 sim "
                     "cycles is not allowed; expected at most 50000000 (--allow-large lifts the "
                     "limit)")
     assert not (tmp_path / "build").exists()

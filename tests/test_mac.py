@@ -21,7 +21,7 @@ from accelgen.hdl.mac import MAC
 from accelgen.numerics import ConfigError
 from accelgen.sim.cocotb.manifest import Manifest
 from accelgen.sim.golden import mac as golden
-from accelgen.sim.golden import elements as golden_elements
+from accelgen.sim.golden import elements as golden_elements, mac_errors
 from accelgen.sim.payload import payload_width
 from accelgen.sim.pysim import run_stream
 from accelgen.sim.runner import run_emitted, simulate
@@ -727,3 +727,37 @@ def test_build_tiny(tmp_path, board):
     assert r.resources["LUT4"][0] > 0 and r.resources["FF"][0] > 0
     assert any("yosys" in ln for ln in lines) and any("nextpnr" in ln for ln in lines)
     assert (tmp_path / FAMILIES[r.family].constraints("top")).exists()
+
+
+# -- accuracy report (accelgen show mac --errors) ----------------------------------------------
+
+@pytest.mark.parametrize("preset", sorted(p for p in PRESETS if p in
+                                          REGISTRY["mac"].error_bounds))
+def test_error_report_within_declared_bound(preset):
+    cfg = PRESETS[preset]
+    stats = golden.errors(cfg, trials=60)
+    assert set(stats["per_mode"]) == set(cfg.modes)
+    assert stats["max_abs"] <= REGISTRY["mac"].error_bounds[preset]["max_abs"]
+
+
+def test_error_report_measures_fp32_accumulation():
+    """The report can see error: FP32 accumulation of BF16 products loses bits that the
+    exact sum keeps (same workload, same seed)."""
+    fp32 = MACConfig(modes=("bf16",), lanes=2, accumulate="fp32")
+    exact = replace(fp32, accumulate="exact", acc_width="auto")
+    lossy, kept = golden.errors(fp32, trials=80), golden.errors(exact, trials=80)
+    assert lossy["max_abs"] > 1 and lossy["per_mode"]["bf16"]["max_rel"] > 0
+    assert kept["max_abs"] <= 0.5
+
+
+def test_error_workload_exact_values_are_exact():
+    """The workload's float64 truth equals a Fraction sum of its own elements (MX scales
+    included)."""
+    cfg = PRESETS["mxfp8"]
+    args, exact, length = mac_errors.workload(cfg, 0, np.random.default_rng(2), 5)
+    assert length == 32
+    for trial in range(5):
+        a, b = args["a"][trial], args["b"][trial]
+        scale = Fraction(2) ** (int(args["scale_a"][trial]) + int(args["scale_b"][trial]) - 254)
+        total = sum(Fraction(x) * Fraction(y) for x, y in zip(a.ravel(), b.ravel())) * scale
+        assert Fraction(exact[trial][0]) == total

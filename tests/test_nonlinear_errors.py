@@ -224,9 +224,9 @@ def test_show_errors_of_a_modified_config_has_no_bound(capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["show", "mac", "--errors"], "accelgen: error: --errors: not allowed for block 'mac'; it "
-     "computes exactly (no approximation error); blocks with error reports are activation, "
-     "softmax"),
+    (["show", "systolic", "--errors"], "accelgen: error: --errors: not allowed for block "
+     "'systolic'; it computes exactly (no approximation error); blocks with error reports are "
+     "mac, activation, softmax"),
     (["show", "softmax", "--plot", "/nonexistent/x.png"], "accelgen: error: --plot: "
      "'/nonexistent/x.png' is not allowed; its directory does not exist"),
 ])

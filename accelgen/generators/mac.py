@@ -81,7 +81,8 @@ from ..formats import ELEMENT_FORMATS, MX_FORMATS, MXElement, product_range
 from ..numerics import ConfigError, IntFormat, Overflow
 from .base import ArrayLayout, Config, Field, check_choice, check_int
 
-__all__ = ["MACConfig", "Mode", "PRESETS", "MODE_WIDTHS", "ACCUMULATE", "MODE_FORMATS"]
+__all__ = ["MACConfig", "Mode", "PRESETS", "ERROR_BOUNDS", "MODE_WIDTHS", "ACCUMULATE",
+           "MODE_FORMATS"]
 
 MODE_WIDTHS = (2, 4, 8)
 MULTIPLIERS = ("plain", "fused")
@@ -337,7 +338,7 @@ class MACConfig(Config):
         """Element lanes: bits of the widest element of any mode (one lane slot)."""
         return max(m.width for m in self.mode_formats)
 
-    @property
+    @cached_property
     def product_exp(self):
         """Exponent of the LSB of the fixed-point product sum: ``2**product_exp`` divides
         every product of every mode (0 for integer modes)."""
@@ -551,7 +552,17 @@ PRESETS["bf16"] = MACConfig(modes=("bf16",), lanes=2, accumulate="fp32", pipelin
 #: 8-bit-or-narrower MX element type but FP4 (which takes 64 elements per beat in 32 lanes)
 PRESETS["mxfp8"] = MACConfig(modes=("mxe4m3", "mxe5m2", "mxe3m2", "mxe2m3", "mxi8"), lanes=32,
                              multiplier="fused", block=32, pipeline=3)
+#: ``accelgen show mac --errors`` bounds, in FP32 ULPs of the exact value (integer presets: in
+#: units of 1) over the report's workload (see :mod:`accelgen.sim.golden.mac_errors`): exact
+#: integer sums are exact; an exact sum with one rounding is within half an ULP, and so is an
+#: MX workload of one block (one rounding). FP32 accumulation over several beats has no
+#: bound relative to the exact value (cancellation), so its presets declare none.
+ERROR_BOUNDS = {}
+
 #: XR-NPE-style multi-format lanes: each 16-bit lane does 1 BF16/P16, 2 INT8/FP8/P8 or 4 FP4
 #: products per cycle; FP32 accumulation
 PRESETS["xrnpe"] = MACConfig(modes=("s8s8", "e4m3", "e5m2", "e2m1", "bf16", "p8", "p16"),
                              lanes=2, multiplier="fused", accumulate="fp32", pipeline=3)
+ERROR_BOUNDS.update({name: {"max_abs": 0.0 if cfg.accumulate == "int" else 0.5}
+                     for name, cfg in PRESETS.items()
+                     if cfg.accumulate != "fp32" or all(m.is_mx for m in cfg.mode_formats)})

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from .activation import (ERROR_BOUNDS as ACTIVATION_BOUNDS, PRESETS as ACTIVATION_PRESETS,
                          ActivationConfig)
 from .base import ConfigError, RunOption, close_matches, resolve_config
-from .mac import PRESETS as MAC_PRESETS, MACConfig
+from .mac import ERROR_BOUNDS as MAC_BOUNDS, PRESETS as MAC_PRESETS, MACConfig
 from .softmax import (ERROR_BOUNDS as SOFTMAX_BOUNDS, PRESETS as SOFTMAX_PRESETS,
                       SoftmaxConfig)
 from .pim import PRESETS as PIM_PRESETS, PimConfig
@@ -144,10 +144,12 @@ _ONE_STREAM_HARNESS = "accelgen.fpga.harness:SelfCheckHarness"
 REGISTRY = {
     "mac": GeneratorSpec(
         name="mac",
-        summary="mixed-precision SIMD multiply-accumulate (INT8/4/2, plain or Bit Fusion)",
+        summary="mixed-precision SIMD multiply-accumulate (INT8/4/2 Bit Fusion; FP8/FP6/FP4, "
+                "BF16, posit, OCP MX with exact or FP32 accumulation)",
         config_cls=MACConfig, presets=MAC_PRESETS,
         component="accelgen.hdl.mac:MAC", golden="accelgen.sim.golden.mac",
-        testbench="accelgen.sim.cocotb.tb_mac", harness=_ONE_STREAM_HARNESS),
+        testbench="accelgen.sim.cocotb.tb_mac", harness=_ONE_STREAM_HARNESS,
+        error_bounds=MAC_BOUNDS),
     "systolic": GeneratorSpec(
         name="systolic",
         summary="systolic GEMM engine (R x C, output/weight-stationary, int8/int4, requant)",

@@ -46,7 +46,7 @@ def error_lines(spec, report):
         ok = "PASS" if s[key] <= bound[key] else "FAIL"
         return f"{text:<10}  (declared bound {bound[key]:g}: {ok})"
 
-    lines = [f"error vs float64 {s['population']}, in output LSB:",
+    lines = [f"error vs float64 {s['population']}, in {s.get('unit', 'output LSB')}:",
              f"  max |error|    {bounded('max_abs', format(s['max_abs'], '.4f'))}",
              f"  mean |error|   {bounded('mean_abs', format(s['mean_abs'], '.4f'))}",
              f"  mean error     {s['mean']:+.4f}  (bias)"]
@@ -58,8 +58,12 @@ def error_lines(spec, report):
         ok = "PASS" if s["row_sum_max_dev"] <= s["row_sum_bound"] else "FAIL"
         lines.append(f"  max |row sum - 1|  {s['row_sum_max_dev']:.4f}  (bound N * 2**-8 = "
                      f"{s['row_sum_bound']:g}: {ok})")
+    for mode, m in s.get("per_mode", {}).items():
+        lines.append(f"  mode {mode:<12} max {m['max_abs']:<9.4g} mean {m['mean_abs']:<9.4g} "
+                     f"bias {m['mean']:<+9.3g} max relative {m['max_rel']:.3g} "
+                     f"(length {m['length']})")
     if report["bound"] is None:
-        lines.append("  (no declared bound: the config differs from every preset)")
+        lines.append("  (no declared bound: the config differs from every preset with one)")
     return lines
 
 

@@ -29,6 +29,10 @@ seed and its name, so results do not depend on which other testcases run):
                      in flight (asserted: accepted beats after the last delivered ``last``);
                      after the reset nothing may come out without input, and an accumulation
                      that starts *without* ``clear`` must come out as if from zero.
+``every_product``    per mode, single products in lane 0 (every other element 0), one output per
+                     beat: every operand pair of modes of at most 16 operand bits together
+                     (65,536 for 8-bit x 8-bit), ``50 * ACCELGEN_BEATS`` random pairs of wider
+                     modes (BF16, FP16, posit16); against the golden model, payload level.
 ``user_inputs``      runs ``ACCELGEN_INPUTS`` (or random inputs) back to back, writes what the
                      RTL produced to ``ACCELGEN_OUTPUTS``, checks unless ``ACCELGEN_CHECK=0``.
 
@@ -48,7 +52,7 @@ from accelgen.sim.cocotb.bench import (StreamBench, Transfers, assert_clean, che
 #: the ``@cocotb.test`` functions below, in the order the runner runs them (``user_inputs``
 #: only when the user gives inputs); the registry and the runner read this tuple
 TESTCASES = ("random_traffic", "random_words", "throughput", "latency",
-             "reset_midstream", "user_inputs")
+             "reset_midstream", "every_product", "user_inputs")
 
 
 class Bench(StreamBench):
@@ -155,6 +159,33 @@ def _fresh_accumulation(bench):
     return _inputs(bench, args)
 
 
+#: operand bits (a + b) up to which ``every_product`` runs every pair of a mode
+EXHAUSTIVE_BITS = 16
+
+
+def _product_pairs(bench, code):
+    """``every_product``: ``(how, args)`` with one product per beat in lane 0 of mode
+    ``code``: every pair of codes, or random ones for wide modes."""
+    cfg = bench.config
+    fmt = cfg.mode_formats[code]
+    if fmt.a.width + fmt.b.width <= EXHAUSTIVE_BITS:
+        codes_a, codes_b = np.divmod(np.arange(1 << (fmt.a.width + fmt.b.width)), 1 << fmt.b.width)
+        how = "every pair"
+    else:
+        count = 50 * bench.beats
+        codes_a = bench.nprng.integers(0, 1 << fmt.a.width, count)
+        codes_b = bench.nprng.integers(0, 1 << fmt.b.width, count)
+        how = "random pairs"
+    beats = len(codes_a)
+    dtype = np.float64 if cfg.element_lane else np.int64
+    a = np.zeros((beats, cfg.lanes, cfg.elements_per_lane), dtype)
+    b = np.zeros_like(a)
+    a[:, 0, 0] = bench.golden.code_values(fmt.a, codes_a)
+    b[:, 0, 0] = bench.golden.code_values(fmt.b, codes_b)
+    ones = np.ones(beats, bool)
+    return how, {"a": a, "b": b, "mode": np.full(beats, code), "clear": ones, "last": ones}
+
+
 # -- figures -------------------------------------------------------------------------------
 
 def macs_per_cycle(bench, runs):
@@ -221,6 +252,24 @@ reset_midstream = reset_midstream_test(
     Bench, after=_fresh_accumulation, what="the accumulation after the reset",
     doc="rst with beats in flight: nothing comes out afterwards, and accumulation restarts "
         "from zero.")
+
+
+@cocotb.test()
+async def every_product(dut):
+    """Per mode, single products one per beat: every operand pair where the mode has at most
+    16 operand bits, else random pairs; each against the golden model."""
+    bench = await Bench.start(dut, "every_product")
+    counts, mismatches = {}, []
+    for code, mode in enumerate(bench.config.modes):
+        how, args = _product_pairs(bench, code)
+        words = bench.golden.pack_inputs(bench.config, **args)
+        _, sink = await bench.run_words(words)
+        want = bench.golden.words(bench.config, words)
+        counts[mode] = f"{how}: {len(words)}"
+        mismatches += [f"mode {mode}: {m}" for m in compare_words(bench, sink.words, want)]
+    bench.record(products=counts)
+    bench.summary("products checked", ", ".join(f"{m} {c}" for m, c in counts.items()))
+    assert_clean(bench, mismatches, "single products")
 
 
 @cocotb.test()

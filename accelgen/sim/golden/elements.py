@@ -13,7 +13,7 @@ import numpy as np
 from ...formats import FP32, round_to_float
 from ...numerics import IntFormat
 
-__all__ = ["decode_table", "decode_codes", "decode_values", "to_codes", "code_values",
+__all__ = ["decode_table", "decode_codes", "decode_values", "to_codes", "code_values", "quantize",
            "exact_products", "round_fp32", "add_fp32", "fp32_value", "FP32_NAN"]
 
 #: the NaN every FP32 result carries (quiet, positive)
@@ -80,6 +80,20 @@ def to_codes(fmt, values, *, param):
         raise ValueError(f"{param}: {float(x)!r} is not a value of format {fmt.name}; round it "
                          f"first (e.g. ml_dtypes), the block takes exact element values")
     return out
+
+
+def quantize(fmt, values):
+    """Codes of ``fmt`` (a float/posit/MX element format of at most 16 bits) nearest to the
+    finite float64 ``values``, ties to the even code, saturating at the largest magnitude:
+    how test data and error workloads are made (not a hardware semantics; see
+    :func:`accelgen.formats.round_to_float` for the converters')."""
+    table, codes = _value_index(fmt)
+    values = np.clip(np.asarray(values, np.float64), table[0], table[-1])
+    hi = np.clip(np.searchsorted(table, values), 1, len(table) - 1)
+    lo = hi - 1
+    d_lo, d_hi = values - table[lo], table[hi] - values
+    pick_hi = (d_hi < d_lo) | ((d_hi == d_lo) & (codes[hi] % 2 == 0))
+    return np.where(pick_hi, codes[hi], codes[lo]).astype(np.int64)
 
 
 def decode_codes(fmt, codes):

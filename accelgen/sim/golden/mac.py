@@ -15,11 +15,12 @@ import numpy as np
 from ...formats import E8M0_BIAS, E8M0_NAN
 from ...numerics import IntFormat, apply_overflow, wrap
 from ..payload import pack, unpack
-from .elements import (add_fp32, code_values, decode_values, exact_products, round_fp32,
-                       to_codes)
+from . import elements
+from .elements import add_fp32, decode_values, exact_products, round_fp32, to_codes
 
 __all__ = ["mac", "mac_words", "check_arrays", "float_arrays", "pack_inputs", "unpack_inputs",
-           "random_inputs", "random_elements", "ARGUMENTS", "REQUIRED"]
+           "random_inputs", "random_elements", "code_values", "errors", "error_points",
+           "ARGUMENTS", "REQUIRED"]
 
 #: names of :func:`mac`'s array arguments (``--inputs FILE.npz`` uses these names)
 ARGUMENTS = ("a", "b", "mode", "clear", "last", "scale_a", "scale_b")
@@ -256,20 +257,42 @@ def _element_offsets(config, code):
             lanes * config.b_lane_bits + elems * fmt.b.width)
 
 
-def _extract(words, offsets, fmt):
-    """Element values at ``offsets`` of each Python-int word: signed/unsigned integers, or
-    the float64 values of float/posit codes."""
-    mask = (1 << fmt.width) - 1
-    raw = np.array([[[(w >> int(o)) & mask for o in row] for row in offsets] for w in words],
-                   dtype=np.int64).reshape(len(words), *offsets.shape)
-    return wrap(raw, fmt) if isinstance(fmt, IntFormat) else code_values(fmt, raw)
+def _field_bits(values, width):
+    """``(count, width)`` uint8 array of the bits (LSB first) of Python-int field values."""
+    nbytes = max(1, (width + 7) // 8)
+    raw = b"".join(int(v).to_bytes(nbytes, "little") for v in values)
+    buf = np.frombuffer(raw, np.uint8).reshape(len(values), nbytes)
+    return np.unpackbits(buf, axis=1, bitorder="little")[:, :width]
 
 
-def _code(fmt, value):
-    """The ``fmt.width``-bit code of one element value (integers: two's complement)."""
+def _field_values(bits):
+    """Python ints of the rows of a bit array (LSB first): the inverse of
+    :func:`_field_bits`."""
+    packed = np.packbits(bits, axis=1, bitorder="little")
+    return [int.from_bytes(row.tobytes(), "little") for row in packed]
+
+
+def _extract(values, width, offsets, fmt):
+    """Element values at ``offsets`` (an array) of Python-int field ``values``: integers of
+    an integer format, or the float64 values of float/posit/MX codes."""
+    bits = _field_bits(values, width).astype(np.int64)
+    index = offsets[..., None] + np.arange(fmt.width)
+    codes = (bits[:, index] << np.arange(fmt.width)).sum(axis=-1)
+    return code_values(fmt, codes)
+
+
+def code_values(fmt, codes):
+    """Element values of ``codes`` (unsigned integers of ``fmt.width`` bits) in ``fmt``:
+    two's complement or unsigned integers, or float64 values of float/posit/MX codes."""
+    codes = np.asarray(codes, np.int64)
+    return wrap(codes, fmt) if isinstance(fmt, IntFormat) else elements.code_values(fmt, codes)
+
+
+def _codes(fmt, values, *, param):
+    """The ``fmt.width``-bit codes of element ``values`` (integers: two's complement)."""
     if isinstance(fmt, IntFormat):
-        return int(value) & ((1 << fmt.width) - 1)
-    return int(to_codes(fmt, [value], param="value")[0])
+        return np.asarray(values).astype(np.int64) & ((1 << fmt.width) - 1)
+    return to_codes(fmt, values, param=param)
 
 
 def unpack_inputs(config, words):
@@ -286,8 +309,8 @@ def unpack_inputs(config, words):
             continue
         n = config.products_per_lane(code)
         off_a, off_b = _element_offsets(config, code)
-        a[sel, :, :n] = _extract([fields["a"][i] for i in sel], off_a, fmt.a)
-        b[sel, :, :n] = _extract([fields["b"][i] for i in sel], off_b, fmt.b)
+        a[sel, :, :n] = _extract(fields["a"][sel], config.lanes * config.a_lane_bits, off_a, fmt.a)
+        b[sel, :, :n] = _extract(fields["b"][sel], config.lanes * config.b_lane_bits, off_b, fmt.b)
     scales = ({"scale_a": fields["scale_a"], "scale_b": fields["scale_b"]}
               if config.has_mx else {})
     return {"a": a, "b": b, "mode": mode, **scales, "clear": fields["clear"].astype(bool),
@@ -309,20 +332,21 @@ def pack_inputs(config, a, b, mode=None, clear=None, last=None, scale_a=None, sc
     """Encode :func:`mac` arguments as ``i`` payload integers (unused slots are zero)."""
     a, b, mode, clear, last = _arguments(config, a, b, mode, clear, last)
     scale_a, scale_b = _scales(config, len(mode), scale_a, scale_b)
-    words_a, words_b = [0] * len(a), [0] * len(a)
-    for t in range(len(a)):
-        code = int(mode[t])
-        if not 0 <= code < len(config.modes):
+    widths = {"a": config.lanes * config.a_lane_bits, "b": config.lanes * config.b_lane_bits}
+    bits = {x: np.zeros((len(a), w), np.uint8) for x, w in widths.items()}
+    for code, fmt in enumerate(config.mode_formats):
+        sel = np.flatnonzero(mode == code)
+        if not sel.size:
             continue
-        fmt = config.mode_formats[code]
-        off_a, off_b = _element_offsets(config, code)
         n = config.products_per_lane(code)
-        for lane in range(config.lanes):
-            for k in range(n):
-                words_a[t] |= _code(fmt.a, a[t, lane, k]) << int(off_a[lane, k])
-                words_b[t] |= _code(fmt.b, b[t, lane, k]) << int(off_b[lane, k])
-    values = {"a": words_a, "b": words_b, "mode": mode, "clear": clear, "last": last,
-              "scale_a": scale_a, "scale_b": scale_b}
+        offsets = _element_offsets(config, code)
+        for x, arr, f, off in zip("ab", (a, b), (fmt.a, fmt.b), offsets):
+            codes = _codes(f, arr[sel, :, :n], param=f"{x} (in mode {config.modes[code]!r})")
+            index = off[..., None] + np.arange(f.width)          # (lanes, n, width)
+            ones = (codes[..., None] >> np.arange(f.width)) & 1
+            bits[x][sel[:, None, None, None], index[None]] = ones      # (sel, lanes, n, width)
+    values = {"a": _field_values(bits["a"]), "b": _field_values(bits["b"]), "mode": mode,
+              "clear": clear, "last": last, "scale_a": scale_a, "scale_b": scale_b}
     return pack(config.input_fields, values)
 
 
@@ -350,7 +374,7 @@ def random_elements(fmt, rng, size):
     frequencies)."""
     if isinstance(fmt, IntFormat):
         return rng.integers(fmt.min, fmt.max + 1, size=size)
-    return code_values(fmt, rng.integers(0, 1 << fmt.width, size=size))
+    return elements.code_values(fmt, rng.integers(0, 1 << fmt.width, size=size))
 
 
 def random_inputs(config, rng, beats, *, modes=None, last_every=4):
@@ -381,6 +405,8 @@ def random_inputs(config, rng, beats, *, modes=None, last_every=4):
             out[name] = scale
     return out
 
+
+from .mac_errors import error_points, errors  # noqa: E402  (accuracy report: imports mac lazily)
 
 #: registry-facing names (see :class:`accelgen.generators.registry.GeneratorSpec`)
 run = mac
