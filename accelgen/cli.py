@@ -122,7 +122,7 @@ def cmd_show(args):
 def _array_text(array):
     """``2 x s24 [j], stride 24 bits (when cmd.output = raw)`` for a manifest array entry."""
     shape = " x ".join(map(str, array["shape"]))
-    kind = f"{'s' if array['signed'] else 'u'}{array['width']}"
+    kind = array.get("format") or f"{'s' if array['signed'] else 'u'}{array['width']}"
     when = array.get("when")
     cond = ""
     if when:

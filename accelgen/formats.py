@@ -41,7 +41,7 @@ from .numerics import ConfigError, IntFormat
 __all__ = ["FloatFormat", "PositFormat", "MXElement", "Decoded", "FLOAT_FORMATS",
            "POSIT_FORMATS", "MX_FORMATS", "E8M0_BIAS", "E8M0_NAN",
            "ELEMENT_FORMATS", "FP32", "element_format", "int_decode", "decode_range",
-           "product_range", "round_to_float"]
+           "product_range", "round_to_float", "round_to_posit"]
 
 
 @dataclass(frozen=True)
@@ -402,3 +402,37 @@ def round_to_float(sign, mag, exp, fmt, *, sticky=False, saturate=False):
         else:
             return fmt.nan_code
     return sign_bit | code
+
+
+def round_to_posit(sign, mag, exp, fmt):
+    """Code of posit ``fmt`` for ``(-1)**sign * mag * 2**exp`` (``mag >= 0`` integer), rounded
+    as the posit standard (2022) rounds: the exact bit string after the sign (regime,
+    exponent bits, fraction) is cut to ``n - 1`` bits with round to nearest, ties to even on
+    the bit string; never to zero or NaR: a value beyond maxpos gives maxpos, a nonzero value
+    below minpos gives minpos. Zero gives 0; negative values are the two's complement."""
+    if not isinstance(fmt, PositFormat):
+        raise TypeError(f"round_to_posit: {fmt!r} is not a PositFormat")
+    n, es = fmt.n, fmt.es
+    if mag == 0:
+        return 0
+    top = mag.bit_length() - 1
+    scale = exp + top                           # value = 1.f * 2**scale
+    k, e = scale >> es, scale & ((1 << es) - 1)
+    largest = (1 << (n - 1)) - 1
+    if k > n - 2:
+        body = largest
+    elif k < -(n - 2):
+        body = 1
+    else:
+        regime, regime_bits = ((1 << (k + 2)) - 2, k + 2) if k >= 0 else (1, 1 - k)
+        string = (((regime << es) | e) << top) | (mag & ((1 << top) - 1))
+        length = regime_bits + es + top
+        if length <= n - 1:
+            body = string << (n - 1 - length)
+        else:
+            cut = length - (n - 1)
+            body, rest = string >> cut, string & ((1 << cut) - 1)
+            half = 1 << (cut - 1)
+            body += rest > half or (rest == half and body & 1)
+        body = min(max(body, 1), largest)
+    return (-body) & ((1 << n) - 1) if sign else body

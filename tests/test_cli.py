@@ -64,7 +64,8 @@ def test_emit_is_byte_identical(capsys, tmp_path):
 
 BAD = [
     (["emit", "mca", "-o", "{out}"], "block: 'mca' is not a known block; allowed are mac, "
-                                     "systolic, activation, softmax, pim (did you mean 'mac'?)"),
+                                     "systolic, activation, softmax, cast, pim (did you mean "
+                                     "'mac'?)"),
     (["emit", "mac", "--preset", "tinny", "-o", "{out}"],
      "--preset: 'tinny' is not a preset of mac; allowed are tiny, default, int8, w4a8, "
      "plain_mixed, fp8, fp4, bf16, mxfp8, xrnpe (did you mean 'tiny'?)"),

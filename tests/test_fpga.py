@@ -228,6 +228,17 @@ def test_harness_passes(block, preset, seed):
     assert r.count > 0 and r.cycles < h.timeout
 
 
+@pytest.mark.parametrize("preset", ["fp8", "fp4", "mxfp8", "bf16"])
+def test_harness_passes_mac_element_presets(preset):
+    """The self-check harness around float, posit and MX configurations of ``mac``: random
+    payload words (NaN, inf and subnormal codes, unbuilt modes, random scales)."""
+    spec = REGISTRY["mac"]
+    h = hz.SelfCheckHarness(spec, spec.presets[preset], beats=120, seed=3)
+    r = hz.simulate(h)
+    assert r.done and r.passed and not r.failed, f"mac {preset}: {r}"
+    assert (r.signature, r.count) == (h.expected_signature, h.expected_count) and r.count > 0
+
+
 @pytest.mark.parametrize("preset", ["tiny", "default"])
 @pytest.mark.parametrize("block", ONE_STREAM)
 def test_harness_fails_with_corrupted_expectation(block, preset):

@@ -604,6 +604,19 @@ def test_verilator_preset(preset, tmp_path):
 
 
 @pytest.mark.cocotb
+@pytest.mark.slow
+def test_verilator_wide_products_random_1e5(tmp_path):
+    """10**5 random BF16 and posit16 products through the emitted Verilog (and every pair of
+    the 8-bit and 4-bit modes), each against the golden model."""
+    config = SPEC.presets["xrnpe"]
+    result = simulate_passing(SPEC, config, preset="xrnpe", simulator="verilator", beats=2000,
+                              testcases=["every_product"], build_root=tmp_path)
+    products = result.result["testcases"]["every_product"]["products"]
+    assert products["bf16"] == products["p16"] == "random pairs: 100000"
+    assert products["e4m3"] == "every pair: 65536" and products["e2m1"] == "every pair: 256"
+
+
+@pytest.mark.cocotb
 def test_verilator_build_reused_and_check_skipped(tmp_path):
     """A second call on the same config reuses the build; ``check=False`` reports skipped."""
     config = SPEC.presets["tiny"]

@@ -460,6 +460,50 @@ def test_outside_client_activation(preset):
     assert [get_field(w, o["last"]) for w in out_words] == last.astype(int).tolist()
 
 
+@pytest.mark.parametrize("preset", list(REGISTRY["cast"].presets))
+def test_outside_client_cast(preset):
+    """Finite source values packed by the manifest's array entry; the hardware's codes
+    (golden words) decoded by the entry and compared with the reference packages' casts
+    (float32 -> ml_dtypes, clipped first when saturating; posits: universal-dtypes)."""
+    import ml_dtypes
+    import universal_dtypes
+    from accelgen.sim.golden import cast as golden
+    config = REGISTRY["cast"].presets[preset]
+    manifest = manifest_of("cast", preset)
+    i, o = fields(manifest, "i"), fields(manifest, "o")
+    ex, ey = entry_for(i["x"], {}), entry_for(o["y"], {})
+    rng = np.random.default_rng(9)
+    values = (rng.standard_normal((12, ex["shape"][0]))
+              * 2.0 ** rng.integers(-20, 20, (12, ex["shape"][0]))).astype(np.float32)
+    if ex["format"] == "bf16":
+        values = values.astype(ml_dtypes.bfloat16).astype(np.float32)
+    codes = values.view(np.uint32).astype(np.int64)
+    if ex["format"] == "bf16":
+        codes >>= 16
+    words = [pack_array(0, i["x"], ex, row) for row in codes]
+    assert words == golden.pack_inputs(config, values.astype(np.float64)), preset
+    out = np.stack([unpack_array(w, o["y"], ey) for w in golden.words(config, words)])
+    target = ey["format"]
+    posit = {"p8": universal_dtypes.posit8e0, "p16": universal_dtypes.posit16e1}
+    if target == "p4":
+        return                    # no posit(4, 1) in the reference package (tests/test_cast.py)
+    if target in posit:
+        want = values.astype(posit[target]).view(np.uint8 if target == "p8" else np.uint16)
+        assert np.array_equal(out, want.astype(np.int64)), preset
+        return
+    dtype = np.dtype(getattr(ml_dtypes, REFERENCE_DTYPES[target], None)
+                     or REFERENCE_DTYPES[target])
+    clipped = values
+    if manifest["config"]["saturate"]:
+        top = float(ml_dtypes.finfo(dtype).max)
+        clipped = np.clip(values, -top, top)
+    with np.errstate(over="ignore"):
+        want = clipped.astype(dtype).astype(np.float64)
+    got = format_values(target, out)
+    assert np.array_equal(got, want) and np.array_equal(np.signbit(got), np.signbit(want)), \
+        preset
+
+
 @pytest.mark.parametrize("preset", list(REGISTRY["softmax"].presets))
 def test_outside_client_softmax(preset):
     from accelgen.sim.golden import softmax as golden

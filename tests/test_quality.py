@@ -123,8 +123,12 @@ def test_verilog_byte_identical_across_processes(emitted):
 # -- hypothesis: random settings through validation → elaboration → emission -----------------
 
 _VALID_MODE = st.sampled_from(["s8s8", "u8s8", "s8s4", "s4s4", "s8s2", "s4s2", "s2s2", "u4u4",
-                                "u2s8", "s4s8"])
-_BAD_MODE = st.sampled_from(["s8s3", "x8s8", "s16s8", "", "s8", "s0s8"])
+                                "u2s8", "s4s8",
+                                # element modes (BF16/FP16/posit16 left out: large to elaborate)
+                                "e4m3", "e5m2", "e3m2", "e2m3", "e2m1", "p4", "p8", "e4m3e5m2",
+                                "mxe4m3", "mxe2m1", "mxi8", "mxe3m2"])
+_BAD_MODE = st.sampled_from(["s8s3", "x8s8", "s16s8", "", "s8", "s0s8", "e9m9", "fp32",
+                             "mxe4m3e4m3", "p32"])
 
 
 def _mostly(valid, invalid):
@@ -143,6 +147,9 @@ _VALUES = {
                                                         st.just("32"))),
     "overflow": _mostly(st.sampled_from(["wrap", "saturate"]), st.sampled_from(["clip", None])),
     "pipeline": _mostly(st.integers(0, 5), st.sampled_from([-1, 6, 1.5])),
+    "accumulate": _mostly(st.sampled_from(["auto", "int", "exact", "fp32"]),
+                          st.sampled_from(["kulisch", None, 1])),
+    "block": _mostly(st.sampled_from([8, 16, 32, 64]), st.sampled_from([0, 3, 48, "32"])),
     "bogus": st.integers(),
 }
 _KEYS = st.lists(st.sampled_from(sorted(_VALUES)), max_size=7, unique=True).filter(

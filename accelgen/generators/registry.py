@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from .activation import (ERROR_BOUNDS as ACTIVATION_BOUNDS, PRESETS as ACTIVATION_PRESETS,
                          ActivationConfig)
 from .base import ConfigError, RunOption, close_matches, resolve_config
+from .cast import PRESETS as CAST_PRESETS, CastConfig
 from .mac import ERROR_BOUNDS as MAC_BOUNDS, PRESETS as MAC_PRESETS, MACConfig
 from .softmax import (ERROR_BOUNDS as SOFTMAX_BOUNDS, PRESETS as SOFTMAX_PRESETS,
                       SoftmaxConfig)
@@ -176,6 +177,13 @@ REGISTRY = {
         component="accelgen.hdl.softmax:Softmax", golden="accelgen.sim.golden.softmax",
         testbench="accelgen.sim.cocotb.tb_softmax", harness=_ONE_STREAM_HARNESS,
         error_bounds=SOFTMAX_BOUNDS, harness_rare={"last": 4, "mask": 2}),
+    "cast": GeneratorSpec(
+        name="cast",
+        summary="number-format converter: FP32/BF16 to FP8/FP6/FP4/BF16/FP16/posit (RNE, "
+                "saturating or not)",
+        config_cls=CastConfig, presets=CAST_PRESETS,
+        component="accelgen.hdl.cast:Cast", golden="accelgen.sim.golden.cast",
+        testbench="accelgen.sim.cocotb.tb_cast", harness=_ONE_STREAM_HARNESS),
     "pim": GeneratorSpec(
         name="pim",
         summary="processing-in-memory DRAM channel: bank controller (timing rules, refresh), "

@@ -17,7 +17,8 @@ from ...formats import FP32, FloatFormat, MXElement, PositFormat
 from ...numerics import IntFormat
 from .normalize import leading_zeros
 
-__all__ = ["decode_element", "round_fp32", "add_fp32", "FP32_NAN", "FP32_INF"]
+__all__ = ["decode_element", "round_float", "round_fp32", "encode_posit", "add_fp32", "FP32_NAN",
+           "FP32_INF"]
 
 FP32_NAN = FP32.nan_code
 FP32_INF = FP32.inf_code
@@ -98,42 +99,69 @@ def _held(m, decoded, name):
     return SimpleNamespace(**out)
 
 
-def round_fp32(m, mag, exp_lsb, sign, sticky=0, *, exp_min=None, name):
-    """FP32 code nearest (ties to even) to ``(-1)**sign * (mag + d) * 2**exp_lsb`` with
-    ``0 < d < 1`` if ``sticky`` else ``d = 0``; overflow gives inf, a zero ``mag`` without
-    ``sticky`` a zero of ``sign``. ``mag`` is unsigned, ``exp_lsb`` an int or a signed value
-    with ``exp_lsb + max(len(mag), 26) + 125 >= 0``, or with ``exp_lsb >= exp_min`` (the
-    magnitude then gets the zero bits on top that keep the subnormal limit non-negative).
+def round_float(m, mag, exp_lsb, sign, fmt, *, sticky=0, saturate=False, exp_min=None,
+                name):
+    """Code of :class:`~accelgen.formats.FloatFormat` ``fmt`` nearest (ties to even) to
+    ``(-1)**sign * (mag + d) * 2**exp_lsb`` with ``0 < d < 1`` if ``sticky`` else ``d = 0``,
+    as :func:`accelgen.formats.round_to_float` defines it: overflow gives inf, NaN (E4M3) or
+    the largest value (formats with neither, or ``saturate``); a zero ``mag`` without
+    ``sticky``, or a value below half the smallest subnormal, gives a zero of ``sign``.
+    ``mag`` is unsigned, ``exp_lsb`` an int or a signed value (``exp_min``, when given, is
+    its lowest value: it may save the clamp below).
 
     The magnitude is normalized by its leading-zero count, but never further than the
-    subnormal binade allows (the shift stops where the last kept bit weighs 2**-149); the top
-    24 bits are kept, the next is the round bit, and everything below (plus ``sticky``) is
-    the sticky bit. The exponent field and the significand are added, so a rounding carry
-    (or a subnormal rounding up to the smallest normal) moves the exponent for free.
+    subnormal binade allows (the shift stops where the last kept bit weighs ``2**exp_min``
+    of the format); the top ``man_bits + 1`` bits are kept, the next is the round bit, and
+    everything below (plus ``sticky``) is the sticky bit. The exponent field and the
+    significand are added, so a rounding carry (or a subnormal rounding up to the smallest
+    normal) moves the exponent for free. A variable exponent so low that the whole value lies
+    below half the smallest subnormal is clamped (its result is zero anyway), which bounds
+    the zeros the magnitude needs on top.
     """
+    kept = fmt.man_bits + 1
     mag, sticky = mag.as_unsigned(), Value.cast(sticky)
-    width = max(len(mag), 26)
-    if isinstance(exp_lsb, int) or exp_min is not None:
-        # a low exponent needs zeros on top so the subnormal limit stays >= 0
-        width = max(width, -(exp_lsb if isinstance(exp_lsb, int) else exp_min) - 125)
+    given = len(mag)
+    tiny = Const(0, 1)
+    if isinstance(exp_lsb, int):
+        width = max(given, kept + 2, kept + fmt.exp_min - exp_lsb)
+    else:
+        width = max(given, kept + 2) + kept
+        lowest = fmt.exp_min - given        # below it: value < 2**(exp_min - 1)
+        if exp_min is None or exp_min < lowest:
+            tiny = Signal(name=f"{name}_tiny")
+            m.d.comb += tiny.eq(exp_lsb < lowest)
+            exp_lsb = Mux(tiny, lowest, exp_lsb)
     held = Signal(width, name=f"{name}_mag")   # read bit by bit below: hold, don't copy
     m.d.comb += held.eq(mag)
     mag = held
     count, zero = leading_zeros(mag, m, name=f"{name}_lz")
-    limit = exp_lsb + width + 125         # shift at which the last kept bit weighs 2**-149
+    limit = exp_lsb + width - kept - fmt.exp_min   # shift that puts the last kept bit at exp_min
     shift = Signal(range(width + 1), name=f"{name}_shift")
     m.d.comb += shift.eq(Mux(zero, 0, Mux(count > limit, limit, count)))
     shifted = Signal(width, name=f"{name}_norm")
     m.d.comb += shifted.eq(mag << shift)
-    q = shifted[width - 24:]
-    up = shifted[width - 25] & ((shifted[:width - 25] != 0) | sticky | q[0])
+    q = shifted[width - kept:]
+    up = shifted[width - kept - 1] & ((shifted[:width - kept - 1] != 0) | sticky | q[0])
     field = limit - shift                  # biased exponent - 1 of a normal result, 0 else
-    code = Signal(signed(len(field) + 26), name=f"{name}_code")
-    m.d.comb += code.eq((field << 23) + q + up)
-    out = Signal(32, name=name)
-    m.d.comb += out.eq(Cat(Mux(zero & ~sticky, 0, Mux(code >= FP32_INF, FP32_INF, code[:31])),
-                           sign))
+    code = Signal(signed(len(field) + kept + 2), name=f"{name}_code")
+    m.d.comb += code.eq((field << fmt.man_bits) + q + up)
+    if saturate or not fmt.has_nan:
+        overflow = fmt.max_code
+    else:
+        overflow = fmt.inf_code if fmt.has_inf else fmt.nan_code
+    out = Signal(fmt.width, name=name)
+    too_big = code > fmt.max_code
+    magnitude = Mux((zero & ~sticky) | tiny, 0, Mux(too_big, overflow, code[:fmt.width - 1]))
+    signed_code = Cat(magnitude[:fmt.width - 1], sign)
+    if overflow == fmt.nan_code:           # overflow to NaN: the canonical (positive) NaN
+        signed_code = Mux(too_big & ~tiny & ~(zero & ~sticky), fmt.nan_code, signed_code)
+    m.d.comb += out.eq(signed_code)
     return out
+
+
+def round_fp32(m, mag, exp_lsb, sign, sticky=0, *, exp_min=None, name):
+    """:func:`round_float` into FP32 (overflow to inf)."""
+    return round_float(m, mag, exp_lsb, sign, FP32, sticky=sticky, exp_min=exp_min, name=name)
 
 
 def add_fp32(m, x, y, *, name):
@@ -178,3 +206,56 @@ def add_fp32(m, x, y, *, name):
                               Mux(inf, Cat(Const(FP32_INF, 31), inf_sign),
                                   Mux(exact_zero, zero_code, rounded))))
     return result
+
+
+def encode_posit(m, d, fmt, *, name):
+    """Posit code of ``fmt`` for a decoded value ``d`` (a namespace of ``sign``, ``sig``,
+    ``exp``, ``nan``, ``inf``), as :func:`accelgen.formats.round_to_posit` defines it: NaN and
+    inf give NaR, zero 0, anything else the bit string rounded to nearest even, clamped to
+    [minpos, maxpos] in magnitude.
+
+    The significand is normalized (leading-zero count), its scale split into the regime
+    ``k = scale >> es`` and the exponent bits; the regime pattern (``k + 1`` ones and a zero,
+    or ``-k`` zeros and a one) is put at the top of an ``n + es + fraction``-bit string with
+    the exponent bits and the fraction shifted in right behind it; the top ``n - 1`` bits are
+    the body, the next bit rounds (ties to even with the sticky OR of the rest)."""
+    n, es = fmt.n, fmt.es
+    sig = d.sig.as_unsigned()
+    width = len(sig)
+    frac_bits = width - 1
+    count, zero = leading_zeros(sig, m, name=f"{name}_lz")
+    norm = Signal(width, name=f"{name}_norm")
+    m.d.comb += norm.eq(sig << count)
+    scale = Signal(signed(12), name=f"{name}_scale")
+    m.d.comb += scale.eq(d.exp + (width - 1) - count)
+    k = Signal(signed(12), name=f"{name}_k")
+    m.d.comb += k.eq(scale >> es)
+    e_bits = scale[:es] if es else Const(0, 0)
+    tail = Cat(norm[:frac_bits], e_bits)                     # exponent bits, then fraction
+    tail_bits = frac_bits + es
+    total = n + tail_bits                                    # regime at most n bits
+    # regime left-aligned in n bits: k >= 0: k + 1 ones; k < 0: a one after -k zeros
+    regime_len = Signal(range(n + 2), name=f"{name}_rlen")
+    in_range = (k <= n - 2) & (k >= -(n - 2))
+    k_pos = Mux(k >= 0, k, 0)[:len(regime_len)]
+    k_neg = Mux(k < 0, -k, 0)[:len(regime_len)]
+    m.d.comb += regime_len.eq(Mux(k >= 0, k_pos + 2, k_neg + 1))
+    ones = Signal(n, name=f"{name}_ones")
+    m.d.comb += ones.eq(Mux(k >= 0, ~(Const((1 << n) - 1, n) >> (k_pos + 1)),
+                            Const(1 << (n - 1), n) >> k_neg))
+    string = Signal(total, name=f"{name}_string")
+    m.d.comb += string.eq(Cat(Const(0, tail_bits), ones) | ((tail << n) >> regime_len))
+    body = string[total - (n - 1):]
+    guard = string[total - n]
+    sticky = string[:total - n] != 0
+    rounded = Signal(n, name=f"{name}_rounded")
+    m.d.comb += rounded.eq(body + (guard & (sticky | body[0])))
+    largest = (1 << (n - 1)) - 1
+    magnitude = Signal(n - 1, name=f"{name}_body")
+    m.d.comb += magnitude.eq(Mux(~in_range, Mux(k > 0, largest, 1),
+                                 Mux(rounded > largest, largest, Mux(rounded == 0, 1, rounded))))
+    out = Signal(n, name=name)
+    m.d.comb += out.eq(Mux(d.nan | d.inf, 1 << (n - 1),
+                           Mux(zero, 0, Mux(d.sign, -Cat(magnitude, Const(0, 1)),
+                                            Cat(magnitude, Const(0, 1))))))
+    return out

@@ -63,6 +63,7 @@ from accelgen.sim.cocotb.manifest import Manifest
 from accelgen.sim.cocotb.streams import CycleCounter, StreamSink, StreamSource
 
 __all__ = ["PERIOD_NS", "RESET_CYCLES", "SHOW_MISMATCHES", "BenchEnv", "bench_env",
+           "random_words_test",
            "BenchBase", "StreamBench", "Transfers", "reset", "assert_clean",
            "throughput_test", "latency_test", "reset_midstream_test", "check_testcases"]
 
@@ -506,6 +507,21 @@ def throughput_test(bench_cls, *, stimulus, figure, doc):
         problems = figure(bench, runs) + mismatches
         assert not problems, bench.fail("; ".join(problems[:SHOW_MISMATCHES]))
     return _testcase(bench_cls, "throughput", doc, body)
+
+
+def random_words_test(bench_cls, *, name="random_traffic", doc):
+    """A testcase of ``bench.beats`` raw random payload words (every bit pattern, tags
+    included) with random ``i.valid`` gaps and ``o.ready`` backpressure, every output checked
+    against the golden model's ``words`` with ``bench.compare``."""
+    async def body(bench):
+        words = bench.random_words(bench.beats)
+        valid_prob, ready_prob = bench.rng.uniform(0.5, 0.9), bench.rng.uniform(0.3, 0.8)
+        _, sink = await bench.run_words(words, valid_prob=valid_prob, ready_prob=ready_prob)
+        want = bench.golden.words(bench.config, words)
+        bench.record(beats=len(words), outputs=len(sink.words), valid_prob=valid_prob,
+                     ready_prob=ready_prob)
+        assert_clean(bench, bench.compare(words, sink.words, want), "random payload words")
+    return _testcase(bench_cls, name, doc, body)
 
 
 def latency_test(bench_cls, *, lone, burst=None, doc, trials=4):

@@ -50,7 +50,8 @@ import cocotb
 
 from accelgen.numerics import wrap
 from accelgen.sim.cocotb.bench import (StreamBench, Transfers, assert_clean, check_testcases,
-                                       latency_test, reset_midstream_test, throughput_test)
+                                       latency_test, random_words_test, reset_midstream_test,
+                                       throughput_test)
 from accelgen.sim.reference import error_stats
 
 #: the ``@cocotb.test`` functions below, in the order the runner runs them (``user_inputs``
@@ -216,17 +217,9 @@ async def exhaustive(dut):
     assert_clean(bench, mismatches, "every input code")
 
 
-@cocotb.test()
-async def random_traffic(dut):
-    """Raw random payload words (``last`` bits included) against golden ``words``."""
-    bench = await Bench.start(dut, "random_traffic")
-    words = bench.random_words(bench.beats)
-    valid_prob, ready_prob = bench.rng.uniform(0.5, 0.9), bench.rng.uniform(0.3, 0.8)
-    _, sink = await bench.run_words(words, valid_prob=valid_prob, ready_prob=ready_prob)
-    want = bench.golden.words(bench.config, words)
-    bench.record(beats=len(words), outputs=len(sink.words), valid_prob=valid_prob,
-                 ready_prob=ready_prob)
-    assert_clean(bench, bench.compare(words, sink.words, want), "random payload words")
+random_traffic = random_words_test(
+    Bench, doc="Raw random payload words (``last`` bits included), gaps and backpressure, "
+               "against golden ``words``.")
 
 
 throughput = throughput_test(
