@@ -67,9 +67,6 @@ from support import (RESOURCE_KEYS, SEED, check_selfchecked_build, explain,
      "acc_width: 40 is not allowed; expected an integer from 32 to 32"),
     ({"modes": ("e4m3",), "accumulate": "exact", "acc_width": 36},
      "acc_width: 36 is not allowed; expected an integer from 37 to 101"),
-    ({"modes": ("e4m3",), "overflow": "saturate"},
-     "overflow: 'saturate' does not apply to accumulate='fp32' (IEEE addition overflows to "
-     "inf); expected 'wrap'"),
 ])
 def test_invalid_config_message(kwargs, message):
     with pytest.raises(ConfigError) as info:
@@ -473,8 +470,8 @@ ELEMENT_CONFIGS = {
     "mx-every-type": MACConfig(modes=("mxe4m3", "mxe5m2", "mxe3m2", "mxe2m3", "mxe2m1", "mxi8",
                                       "e4m3", "mxe4m3mxe5m2"),
                                lanes=2, multiplier="fused", block=16, pipeline=2),
-    "mx-wide-lanes": MACConfig(modes=("mxe4m3", "mxe2m1"), lanes=8, multiplier="fused",
-                                    block=16, pipeline=0),
+    "mx-wide-lanes": MACConfig(modes=("mxe4m3", "mxe2m1"), lanes=4, multiplier="fused",
+                               block=8, pipeline=0),
 }
 ELEMENT_CASES = {**ELEMENT_CONFIGS, **{p: c for p, c in PRESETS.items() if c.element_lane}}
 
@@ -774,3 +771,20 @@ def test_error_workload_exact_values_are_exact():
         scale = Fraction(2) ** (int(args["scale_a"][trial]) + int(args["scale_b"][trial]) - 254)
         total = sum(Fraction(x) * Fraction(y) for x, y in zip(a.ravel(), b.ravel())) * scale
         assert Fraction(exact[trial][0]) == total
+
+
+# -- derived settings follow --set ---------------------------------------------------------------
+
+def test_set_modes_rederives_accumulation_and_width():
+    """The default preset holds the derived accumulation (int, 32 bits): new float modes on
+    the command line re-derive them (fp32, 32); an explicit accumulate re-derives the width;
+    a preset's own non-derived width stays and is checked."""
+    spec = REGISTRY["mac"]
+    cfg = spec.resolve("default", sets=['modes=["s8s8","e4m3","bf16"]'])
+    assert (cfg.accumulate, cfg.acc_width) == ("fp32", 32)
+    cfg = spec.resolve("default", sets=['modes=["e4m3"]', "accumulate=exact"])
+    assert (cfg.accumulate, cfg.acc_width) == ("exact", cfg.product_width + 16)
+    assert spec.resolve("default").acc_width == 32           # untouched presets stay
+    with pytest.raises(ConfigError, match=r"^acc_width: 24 is not allowed; expected an "
+                                          r"integer from 32 to 32"):
+        spec.resolve("tiny", sets=['modes=["e4m3"]'])

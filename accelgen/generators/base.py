@@ -8,7 +8,7 @@ import hashlib
 import json
 import tomllib
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..numerics import ConfigError
 
@@ -397,7 +397,27 @@ def resolve_config(config_cls, preset_config, *, config_file=None, sets=(), allo
     ``config_cls`` and checked against :data:`LIMITS` (unless ``allow_large``). Raises
     :class:`ConfigError`."""
     data = preset_config.to_dict()
+    given = {}
     if config_file is not None:
-        data = _deep_merge(data, load_toml(config_file))
-    data = apply_overrides(data, parse_sets(sets))
+        given = load_toml(config_file)
+        data = _deep_merge(data, given)
+    overrides = parse_sets(sets)
+    data = apply_overrides(data, overrides)
+    data = _rederive(preset_config, data, given, overrides)
     return check_cost(config_cls.from_dict(data), allow_large)
+
+
+def _rederive(preset_config, data, given, overrides):
+    """Fields the config derives from the others when left at ``"auto"`` (its
+    ``AUTO_FIELDS``) go back to ``"auto"`` when the preset holds just the derived value and
+    the user did not set them: ``--set modes=[...]`` then re-derives, say, the accumulation of
+    the new modes instead of keeping the preset's."""
+    auto = getattr(type(preset_config), "AUTO_FIELDS", ())
+    set_keys = {k.split(".")[0] for k in dict(overrides)} | set(given)
+    for name in auto:
+        if name in set_keys:
+            continue
+        derived = replace(preset_config, **{name: "auto"})
+        if getattr(derived, name) == getattr(preset_config, name):
+            data[name] = "auto"
+    return data

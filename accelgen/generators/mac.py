@@ -214,8 +214,8 @@ class MACConfig(Config):
         to ``product_width + 64`` (default ``product_width + 16``: at least 2**15 products of
         the largest magnitude before an overflow). ``fp32``: 32 (the FP32 accumulator).
     overflow : ``"wrap"`` or ``"saturate"``
-        Of the ``int``/``exact`` accumulator; ``fp32`` overflows to inf as IEEE says, and
-        takes ``"wrap"`` (the default) only.
+        Of the ``int``/``exact`` accumulator; not used by ``fp32``, which overflows to inf as
+        IEEE addition does (``accelgen show`` states the accumulation in ``derived``).
     pipeline : int
         Register stages before the accumulator (0 to 5), added in this order: product
         registers, operand (input) registers, fold registers (halfway through the fusion
@@ -229,6 +229,10 @@ class MACConfig(Config):
         Elements per MX block (a power of two up to 4096; OCP MX: 32), a multiple of every MX
         mode's elements per beat. Used by MX modes only.
     """
+    #: settings derived from the others when "auto" (``resolve_config`` re-derives them when
+    #: ``--set`` changes the others and the preset held the derived value)
+    AUTO_FIELDS = ("accumulate", "acc_width")
+
     modes: tuple = ("s8s8",)
     lanes: int = 1
     multiplier: str = "plain"
@@ -304,9 +308,6 @@ class MACConfig(Config):
         if self.acc_width == AUTO:
             object.__setattr__(self, "acc_width", default)
         check_int("acc_width", self.acc_width, low, high)
-        if self.accumulate == "fp32" and self.overflow != "wrap":
-            raise ConfigError(f"overflow: {self.overflow!r} does not apply to accumulate="
-                              f"'fp32' (IEEE addition overflows to inf); expected 'wrap'")
 
     # -- derived values ---------------------------------------------------------------------
 
