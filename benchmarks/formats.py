@@ -20,14 +20,17 @@ Sections (markdown tables on stdout, progress on stderr):
 import argparse
 import math
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 
-from mac import measure, ratio
+from mac import BOARDS, SPEC, ratio
 from report import print_results, say
 
 from accelgen.formats import MX_FORMATS
+from accelgen.fpga.flow import build, synth
+from accelgen.tools import ToolError
 from accelgen.generators.mac import MACConfig, PRESETS
 from accelgen.sim.golden import elements
 from accelgen.sim.golden.mac import mac
@@ -40,11 +43,13 @@ PUBLISHED_SQNR = {"mxi8": 41.7, "mxe4m3": 30.7, "mxe2m3": 30.9, "mxe3m2": 25.4,
 
 
 def cost_designs():
-    """Designs with 4 MACs/cycle each (INT8 baseline, FP8 both accumulations, BF16), the
-    XR-NPE-style lane and the MX dot-32 preset."""
+    """Designs with 4 MACs/cycle each (INT8 baseline with one multiplier per lane, as the
+    float lanes have; FP8 both accumulations; BF16), the XR-NPE-style lane and the MX dot-32
+    preset."""
     four = dict(lanes=4, multiplier="fused", pipeline=3)
     return {
-        "int8-x4": MACConfig(modes=("s8s8",), acc_width=32, **four),
+        "int8-x4": MACConfig(modes=("s8s8",), acc_width=32, lanes=4, multiplier="plain",
+                             pipeline=3),
         "e4m3-x4-exact": MACConfig(modes=("e4m3",), accumulate="exact", **four),
         "e4m3-x4-fp32": MACConfig(modes=("e4m3",), accumulate="fp32", **four),
         "e5m2-x4-exact": MACConfig(modes=("e5m2",), accumulate="exact", **four),
@@ -55,9 +60,30 @@ def cost_designs():
     }
 
 
-def cost_rows(families, root):
+def measure(name, config, family, root, max_pnr_lut):
+    """Resources of the block alone and Fmax of the harness build; designs above
+    ``max_pnr_lut`` LUT4 (or larger than the part) get resources only."""
+    out = root / f"{name}_{family}"
+    t0 = time.monotonic()
+    resources = synth(SPEC, config, family, out / "synth").resources
+    fmax, note = None, ""
+    if resources["LUT4"] > max_pnr_lut:
+        note = f"P&R skipped: {resources['LUT4']} LUT4 > --max-pnr-lut {max_pnr_lut}"
+    else:
+        try:
+            fmax = build(SPEC, config, BOARDS[family], out / "build").fmax_mhz
+        except ToolError as err:
+            note = f"build failed: {str(err).split(';')[0]}"
+    say(f"  {name:<14} {family:<6} {time.monotonic() - t0:6.1f} s {note}")
+    return {"resources": {k: v for k, v in resources.items() if k != "cells"},
+            "fmax_mhz": fmax, "note": note}
+
+
+def cost_rows(families, root, max_pnr_lut):
     designs = cost_designs()
-    results = {(n, f): measure(n, c, f, root) for f in families for n, c in designs.items()}
+    limits = {"ice40": min(max_pnr_lut, 5280), "ecp5": max_pnr_lut}
+    results = {(n, f): measure(n, c, f, root, limits[f])
+               for f in families for n, c in designs.items()}
     rows = []
     for family in families:
         base = results[("int8-x4", family)]["resources"]
@@ -122,6 +148,9 @@ def main(argv=None):
     parser.add_argument("--out", default="build/bench_formats")
     parser.add_argument("--trials", type=int, default=100)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--max-pnr-lut", type=int, default=8000,
+                        help="place and route only designs up to this many LUT4 (nextpnr on "
+                             "2 cores took over 25 minutes at 20k)")
     args = parser.parse_args(argv)
     results = {}
     say("accuracy ...")
@@ -129,7 +158,8 @@ def main(argv=None):
     say("MX SQNR ...")
     results["mx_sqnr"] = sqnr_rows()
     if not args.no_fpga:
-        results["cost"] = cost_rows(args.family or list(FAMILIES), Path(args.out))
+        results["cost"] = cost_rows(args.family or list(FAMILIES), Path(args.out),
+                                    args.max_pnr_lut)
     print_results(results, as_json=args.json)
 
 

@@ -8,7 +8,8 @@ Parameters are :class:`accelgen.sim.cocotb.bench.BenchEnv` (``ACCELGEN_*``, set 
 ``ACCELGEN_BEATS``     input beats per testcase (per mode in ``throughput``; default 200)
 ``ACCELGEN_INPUTS``    optional ``.npz`` with arrays named as golden ``ARGUMENTS`` (``a``
                        and ``b`` required)
-``ACCELGEN_OUTPUTS``   optional ``.npz`` that ``user_inputs`` writes (``acc``, ``err``)
+``ACCELGEN_OUTPUTS``   optional ``.npz`` that ``user_inputs`` writes (``acc``, ``err``; element
+                       lanes also ``acc_fp32``: the FP32 codes of ``acc`` as float32)
 ``ACCELGEN_CHECK``     ``1`` (default) or ``0``: compare ``user_inputs`` against the golden model
 =====================  ==================================================================
 
@@ -282,7 +283,10 @@ async def user_inputs(dut):
     words = bench.golden.pack_inputs(bench.config, **args)
     source, sink = await bench.run_words(words, settle=False)
     got = bench.golden.unpack_outputs(bench.config, sink.words)
-    bench.save_outputs(acc=got["acc"], err=got["err"])
+    # element lanes: acc holds FP32 codes; acc_fp32 is the same bits as float32 values
+    extra = ({"acc_fp32": np.asarray(got["acc"], np.int64).astype(np.uint32).view(np.float32)}
+             if bench.config.element_lane else {})
+    bench.save_outputs(acc=got["acc"], err=got["err"], **extra)
     run = Transfers.of(source, sink)
     macs = macs_of(bench, words)
     mismatches = compare_arrays(got, bench.golden.run(bench.config, **args)) \
