@@ -14,6 +14,9 @@ Sections (all by default; pick some with ``--only pe,array,util,fmax``):
            testcase on Verilator, streams at full rate) for the 16x16 preset, both dataflows,
            GEMMs 16^3, 64^3, 256^3 and 128x768x768. Targets: >= 95 % at 256^3, >= 98 % at
            128x768x768. Also prints the testbench's simulated cycles/s.
+``float``  float PEs (E4M3, the three FP8 modes, BF16; FP32 accumulation) against the int8
+           PE, one PE alone per dataflow choice, and the ``default``/``fp8``/``bf16`` presets
+           synthesized whole (yosys ECP5 cells).
 ``fmax``   ``accelgen build`` (self-checking harness, nextpnr-ecp5) of the 8x8 and 16x16
            presets on the ULX3S-85F. Target: >= 150 MHz for 16x16.
 
@@ -81,6 +84,39 @@ def pe_costs(root):
     return rows
 
 
+#: the PE number formats compared by ``float``: int8 (32-bit accumulator) against float PEs
+PE_FORMATS = {"int8": ("s8s8",), "e4m3": ("e4m3",),
+              "fp8 (3 modes)": ("e4m3", "e5m2", "e4m3e5m2"), "bf16": ("bf16",)}
+
+
+def float_costs(root, quick):
+    """PE and whole-array cost of float modes against int8: one PE alone (os, and both
+    dataflows) per format set, then the ``default``/``fp8``/``bf16`` presets synthesized."""
+    from amaranth.back import verilog
+
+    from accelgen.fpga.flow import synth
+    from accelgen.hdl.systolic import standalone_pe
+    rows = []
+    base = SPEC.presets["default"]
+    for label, modes in PE_FORMATS.items():
+        for flow in ("os", "both"):
+            cfg = replace(base, modes=modes, dataflows=FLOWS[flow], acc_width=32, k_max=65535,
+                          requant=False)
+            pe, ports = standalone_pe(cfg)
+            text = verilog.convert(pe, ports=ports, name="pe", emit_src=False)
+            with tempfile.TemporaryDirectory(dir=root) as tmp:
+                cells = _summary(_yosys_cells(text, "pe", tmp))
+            rows.append({"design": f"PE {label}", "dataflow": flow, **cells})
+            say(f"  float pe {label} {flow}: {cells}")
+    for preset in ([] if quick else ["default", "fp8", "bf16"]):
+        t0 = time.monotonic()
+        res = synth(SPEC, SPEC.presets[preset], "ecp5", Path(root) / f"float-{preset}").resources
+        rows.append({"design": f"preset {preset}", "dataflow": "+".join(
+            SPEC.presets[preset].dataflows), **{k: v for k, v in res.items() if k != "cells"}})
+        say(f"  float preset {preset}: {rows[-1]} ({time.monotonic() - t0:.0f} s)")
+    return rows
+
+
 def array_costs(root, quick):
     from accelgen.fpga.flow import synth
     rows = []
@@ -132,7 +168,7 @@ def fmax(root, quick):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", default="pe,array,util,fmax",
+    parser.add_argument("--only", default="pe,array,util,float,fmax",
                         help="comma-separated sections: pe, array, util, fmax")
     parser.add_argument("--quick", action="store_true", help="fewer designs and shapes")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
@@ -142,6 +178,7 @@ def main(argv=None):
     root.mkdir(parents=True, exist_ok=True)
     sections = {"pe": lambda: pe_costs(root), "array": lambda: array_costs(root, args.quick),
                 "util": lambda: utilization(root, args.quick),
+                "float": lambda: float_costs(root, args.quick),
                 "fmax": lambda: fmax(root, args.quick)}
     results = {}
     for name in args.only.split(","):

@@ -124,7 +124,8 @@ def test_canonical_formats_still_parse():
      "the formats of a and b run together, e.g. 's8s8', 'u8s8', 's8s4', 's2s2'"
      + FLOAT_MODES_HINT),
     (SystolicConfig, {"modes": ["s08s8"]}, "modes: 's08s8' is not a precision mode; expected "
-     "the formats of a and b run together, e.g. 's8s8', 'u8s8', 's8s4', 's2s2'"),
+     "the formats of a and b run together, e.g. 's8s8', 'u8s8', 's8s4', 's2s2'"
+     + FLOAT_MODES_HINT),
 ])
 def test_non_canonical_names_in_configs(cls, data, message):
     assert _message(cls, data) == message

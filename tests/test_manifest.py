@@ -378,24 +378,35 @@ def test_outside_client_systolic(preset):
                "output": derived["output_codes"][output],
                "dataflow": derived["dataflow_codes"][flow], "mode": derived["mode_codes"][mode]}
         requant = {}
-        if config.requant:           # sent with every command; read with output requant
+        floats = "format" in entry_for(fields(manifest, "o")["c"], {"cmd.output": 0})
+        if config.requant and floats:
+            requant = {"scale": int(rng.integers(-8, 8)), "relu": 0}
+        elif config.requant:           # sent with every command; read with output requant
             requant = {"mult": int(rng.integers(1, 1 << 12)), "shift": 12,
                        "zero_point": int(rng.integers(-20, 20)), "relu": 0,
                        "out_signed": int(rng.integers(0, 2))}
         cmd.update(requant)
         sel = {"cmd.mode": cmd["mode"]}
-        a = random_array(rng, {**entry_for(fields(manifest, "a")["a"], sel), "shape": (m, k)})
-        b = random_array(rng, {**entry_for(fields(manifest, "b")["b"], sel), "shape": (k, n)})
-        c = rng.integers(-1000, 1000, size=(m, n))
+        ea = {**entry_for(fields(manifest, "a")["a"], sel), "shape": (m, k)}
+        eb = {**entry_for(fields(manifest, "b")["b"], sel), "shape": (k, n)}
+        if floats:      # the client packs codes, the golden model takes their values
+            (a, va), (b, vb) = random_codes(rng, ea), random_codes(rng, eb)
+            vc = (4 * rng.normal(size=(m, n))).astype(np.float32)
+            c = vc.view(np.uint32).astype(np.int64)
+            vc = vc.astype(np.float64)
+        else:
+            a, b = random_array(rng, ea), random_array(rng, eb)
+            c = rng.integers(-1000, 1000, size=(m, n))
+            va, vb, vc = a, b, c
         command = golden.Command(m, k, n, preload=True, output=output, dataflow=flow,
                                  mode=mode, **{key: bool(v) if key in ("relu", "out_signed")
                                                else v for key, v in requant.items()})
         where = f"seed 11, {preset}, {mode} {flow} {output} {m}x{k}x{n}"
         assert systolic_cmd_word(manifest, cmd) == golden.pack_command(config, command), where
         a_words, b_words = client_systolic_operands(manifest, cmd, a, b)
-        assert a_words == golden.a_words(config, command, a), where
-        assert b_words == golden.b_words(config, command, b), where
-        result = golden.Model(config).run(command, a, b, c)
+        assert a_words == golden.a_words(config, command, va), where
+        assert b_words == golden.b_words(config, command, vb), where
+        result = golden.Model(config).run(command, va, vb, vc)
         fc = fields(manifest, "c")["c"]
         c_words = []
         for col_block in range(-(-n // C)):
@@ -407,7 +418,11 @@ def test_outside_client_systolic(preset):
         assert c_words == result.c_words, where
         y = client_systolic_rows(manifest, cmd, result.o_words, m, n)
         assert np.array_equal(y, golden.unpack_rows(config, command, result.o_words)), where
-        if output == "raw":                              # small operands: no overflow
+        if output == "raw" and floats:       # FP32 sums: within a few ulp of the exact sum
+            got = y.astype(np.uint32).view(np.float32).astype(np.float64)
+            bound = 2.0 ** -20 * (np.abs(va) @ np.abs(vb) + np.abs(vc))
+            assert (np.abs(got - (va @ vb + vc)) <= bound).all(), where
+        elif output == "raw":                            # small operands: no overflow
             assert np.array_equal(y, a @ b + c), where
 
 

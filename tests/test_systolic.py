@@ -31,6 +31,7 @@ from accelgen.generators.systolic import PRESETS, SystolicConfig
 from accelgen.hdl.systolic import Systolic
 from accelgen.numerics import ConfigError
 from accelgen.sim.golden import systolic as golden
+from accelgen.sim.golden.elements import fp32_value
 from accelgen.sim.golden.systolic_program import Program, random_command
 from accelgen.sim.payload import payload_width
 from accelgen.sim.pysim import run_streams
@@ -82,6 +83,13 @@ ARRAYS = [
                          requant=True, rounding="half_even"), id="3x4-ws-saturate17"),
     pytest.param(_config(3, 3, dataflows=BOTH, modes=("s8s8", "u8s8"), lut_rows=2),
                  id="3x3-both-lut-multipliers"),
+    pytest.param(_config(2, 2, dataflows=BOTH, modes=("e4m3", "e5m2", "e4m3e5m2"),
+                         acc_width=32, requant=True), id="2x2-both-fp8-convert"),
+    pytest.param(_config(2, 3, dataflows=("os",), modes=("bf16", "fp16"), acc_width=32,
+                         requant=True, out_format="p8"), id="2x3-os-bf16-fp16-posit-out"),
+    pytest.param(_config(3, 2, dataflows=("ws",), modes=("e2m1", "e3m2"), acc_width=32,
+                         pe_pipeline=0, requant=True, out_format="e2m1", out_saturate=False),
+                 id="3x2-ws-fp4-fp6-nopipe"),
 ]
 
 
@@ -105,6 +113,29 @@ def test_every_shape_edge(cfg):
             commands.append(golden.Command(m=rng.choice(dims), k=rng.choice(dims),
                                            n=rng.choice(dims + [cfg.cols + 1]), dataflow=flow))
     _run(cfg, commands, 3, valid_prob=1.0, ready_prob=1.0)
+
+
+@pytest.mark.parametrize("flow", BOTH)
+def test_float_bubbles_and_padding_add_nothing(flow):
+    """Float builds: a bubble (gaps on ``a``) must add +0, not +0 * inf = NaN, and ws
+    elements past K (inf junk) must not meet their +0 weights; columns with an inf in B give
+    inf (A all ones), not NaN."""
+    cfg = _config(2, 2, dataflows=BOTH, modes=("e5m2",), acc_width=32)
+    m, k, n = 5, 3, 3
+    a = np.ones((m, k))
+    b = np.full((k, n), 2.0)
+    b[0, 0] = b[2, 1] = np.inf
+    cmd = golden.Command(m, k, n, dataflow=flow)
+    p = Program(cfg).run([cmd], arrays=[(a, b, None)])
+    inf_code = 0x7C                                             # e5m2 +inf
+    if flow == "ws":        # a elements past K (slot 1 of each second beat) carry inf
+        p.words["a"] = [w | (inf_code << 8) if t % (2 * m) >= m else w
+                        for t, w in enumerate(p.words["a"])]
+    y = golden.unpack_rows(cfg, cmd, p.o)
+    assert np.isinf(fp32_value(y)[:, :2]).all() and (fp32_value(y)[:, 2] == 6).all()
+    out, _ = run_streams(Systolic(cfg), p.words, {"o": len(p.o), "rsp": 1}, seed=4,
+                         valid_prob=0.4, ready_prob=0.7, max_cycles=3000)
+    assert out["o"] == p.o
 
 
 def test_accumulate_chain_and_none():
@@ -434,7 +465,7 @@ def test_systolic_harness_sends_the_planned_streams():
         assert seen[name] == want == h.plan.words[name], name
 
 
-@pytest.mark.parametrize("preset", ["tiny", "default"])
+@pytest.mark.parametrize("preset", ["tiny", "default", "fp8", "bf16"])
 def test_systolic_harness_passes(preset):
     h = hs.SystolicHarness(SYS, SYS.presets[preset], beats=300, seed=2)
     r = hz.simulate(h)

@@ -14,11 +14,15 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
+from accelgen.formats import FLOAT_FORMATS, FP32, round_to_float
 from accelgen.generators.base import field_offsets
+from accelgen.generators.cast import CastConfig
 from accelgen.generators.systolic import COUNTERS, ERRORS, OUTPUTS, PRESETS, SystolicConfig
+from accelgen.sim.golden import cast as cast_golden
 from accelgen.sim.golden import systolic as golden
 from accelgen.sim.golden import systolic_program as prog
 from accelgen.sim.golden.systolic import Command, Model
+from accelgen.sim.golden.elements import FP32_NAN, fp32_value, to_codes
 from accelgen.sim.golden.systolic_program import Program, flush_command
 
 DEFAULT = PRESETS["default"]
@@ -82,6 +86,24 @@ def ref_error(cfg, cmd):
     return 0
 
 
+def _ref_float_sum(a_codes, b_codes, cfg, mode):
+    """``P``: FP32 products of the codes, added in order to +0 (defined further down)."""
+    fmt = cfg.mode_formats[cfg.mode_code(0 if mode is None else mode)]
+    total = 0
+    for x, y in zip(a_codes, b_codes):
+        total = _ref_add(total, _ref_mul(_element(fmt.a, int(x)), _element(fmt.b, int(y))))
+    return total
+
+
+def _ref_convert(cfg, cmd, code):
+    """Float output requant: relu, the exact power of two, the cast block's conversion."""
+    d = FP32.decode(int(code))
+    if cmd.relu and d.sign and not d.nan:
+        d = replace(d, sign=0, sig=0, inf=False)
+    return cast_golden.convert(replace(d, exp=d.exp + cmd.scale), cfg.out_target,
+                               saturate=cfg.out_saturate)
+
+
 class Reference:
     """Accumulator memory as lists; one command at a time, row by row, lane by lane."""
 
@@ -119,16 +141,22 @@ class Reference:
                     col = nb * C + j
 
                     def P(k0, k1, m=m, col=col):
+                        if cfg.is_float:        # B is +0 past N: inf or NaN in A gives NaN
+                            return _ref_float_sum([a[m][k] for k in range(k0, k1)],
+                                                  [b[k][col] if col < N else 0
+                                                   for k in range(k0, k1)], cfg, cmd.mode)
                         return sum(a[m][k] * b[k][col] for k in range(k0, k1)) if col < N else 0
+                    add = _ref_add if cfg.is_float else (lambda x, y: self.ovf(x + y))
                     if flow == "os":
-                        v = self.ovf(init[j] + P(0, K))
+                        v = add(init[j], P(0, K))
                     else:
                         v = init[j]
                         for k0 in range(0, K, R):
-                            v = self.ovf(v + P(k0, min(K, k0 + R)))
+                            v = add(v, P(k0, min(K, k0 + R)))
                     row.append(v)
                 self.mem[addr] = row
-                out = [_requant(cfg, cmd, v) if output == "requant" else v for v in row]
+                convert = _ref_convert if cfg.is_float else _requant
+                out = [convert(cfg, cmd, v) if output == "requant" else v for v in row]
                 out = [v if nb * C + j < N else 0 for j, v in enumerate(out)]
                 sent.append(out)
                 for j in range(C):
@@ -151,9 +179,15 @@ def _pack_slots(values, slot, width):
     return sum((int(v) & ((1 << width) - 1)) << (i * slot) for i, v in enumerate(values))
 
 
+def _widths(cfg, mode):
+    """Element widths of ``a`` and ``b`` in ``mode`` (name or code)."""
+    fmt = cfg.mode_formats[cfg.mode_code(0 if mode is None else mode)]
+    return fmt.a.width, fmt.b.width
+
+
 def ref_a_words(cfg, cmd, a):
     """The ``a`` beat order of the spec, written out."""
-    R, (_, _, wa) = cfg.rows, _formats(cfg, cmd.mode)[0]
+    R, wa = cfg.rows, _widths(cfg, cmd.mode)[0]
     M, K = cmd.m, cmd.k
     flow = cfg.dataflows[_code(cmd.dataflow, cfg.dataflows)]
     words = []
@@ -172,13 +206,15 @@ def ref_a_words(cfg, cmd, a):
 
 
 def ref_b_words(cfg, cmd, b):
-    C, (_, _, wb) = cfg.cols, _formats(cfg, cmd.mode)[1]
+    C, wb = cfg.cols, _widths(cfg, cmd.mode)[1]
     return [_pack_slots([b[k][nb * C + j] if nb * C + j < cmd.n else 0 for j in range(C)],
                         cfg.b_width, wb)
             for nb in range(-(-cmd.n // C)) for k in range(cmd.k)]
 
 
 def _operands(cfg, rng, cmd):
+    if cfg.is_float:                # element values (the model's input), NaN and inf included
+        return prog.random_operands(cfg, rng, cmd.m, cmd.k, cmd.n, cmd.mode or 0)
     (alo, ahi, _), (blo, bhi, _) = _formats(cfg, cmd.mode)
     return (rng.integers(alo, ahi + 1, size=(cmd.m, cmd.k)),
             rng.integers(blo, bhi + 1, size=(cmd.k, cmd.n)))
@@ -188,6 +224,8 @@ def _initial(cfg, rng, cmd):
     """A random ``c`` for a ``preload`` command (None otherwise)."""
     if not cmd.preload:
         return None
+    if cfg.is_float:
+        return prog.random_fp32(rng, (cmd.m, cmd.n))
     half = 1 << (cfg.acc_width - 1)
     return rng.integers(-half, half, size=(cmd.m, cmd.n))
 
@@ -199,6 +237,10 @@ def _check_against_reference(cfg, model, ref, cmd, a, b, c=None):
     if err:
         assert (res.y, res.macs, res.o_words, res.a_words, res.b_words) == (None, 0, [], [], [])
     else:
+        if cfg.is_float:        # the reference works on codes
+            fmt = cfg.mode_formats[cfg.mode_code(cmd.mode or 0)]
+            a, b = to_codes(fmt.a, a, param="a"), to_codes(fmt.b, b, param="b")
+            c = None if c is None else golden.fp32_codes(c, param="c")
         y, rows = ref.run(cmd, a, b, c)
         assert (None if res.y is None else res.y.tolist()) == y, cmd
         assert res.o_words == ref_o_words(cfg, rows), cmd
@@ -718,8 +760,9 @@ def test_golden_constants_are_the_config_field_layout(variant):
         for value in (lo - 1, hi + 1):
             with pytest.raises(ValueError, match=rf"^{name}: "):
                 golden.pack_command(cfg, replace(base, **{name: value}))
-    assert fmt.format("zero_point") == golden.IntFormat(twin["zero_point"].width,
-                                                        twin["zero_point"].signed)
+    if not cfg.is_float:
+        assert fmt.format("zero_point") == golden.IntFormat(twin["zero_point"].width,
+                                                            twin["zero_point"].signed)
     assert fmt.dim_max == (1 << fields["m"].width) - 1 == (1 << fields["n"].width) - 1
     assert fmt.output_codes == 1 << fields["output"].width
     assert [golden.error_code(cfg, replace(base, output=o))
@@ -840,3 +883,205 @@ def test_program_layer_imports_no_amaranth_or_cocotb():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert not set(json.loads(out.stdout)) & {"amaranth", "cocotb", "cocotb_tools"}
+
+
+# -- float modes: the spec in Fractions (IEEE binary32 by hand, not numpy) ---------------------
+
+
+_NAN = "nan"
+
+
+def _f32(code):
+    return _element(FP32, code)
+
+
+def _element(fmt, code):
+    """Reference form of a code of ``fmt``: a Fraction, ``("inf", sign)``, ``_NAN``, or
+    ``("zero", sign)`` for a zero (its sign matters in IEEE sums)."""
+    d = fmt.decode(code)
+    if d.nan:
+        return _NAN
+    if d.inf:
+        return ("inf", d.sign)
+    if d.sig == 0:
+        return ("zero", d.sign)
+    return (-1) ** d.sign * Fraction(d.sig) * Fraction(2) ** d.exp
+
+
+def _sign(x):
+    if isinstance(x, tuple):
+        return x[1]
+    return int(x < 0)
+
+
+def _round32(value, zero_sign):
+    """FP32 code nearest to the exact nonzero-or-zero Fraction ``value`` (RNE), through
+    :func:`accelgen.formats.round_to_float` (checked against ml_dtypes)."""
+    if value == 0:
+        return zero_sign << 31
+    sign, mag = int(value < 0), abs(value)
+    exp = -(mag.denominator.bit_length() - 1)           # denominators are powers of two
+    return round_to_float(sign, int(mag * 2 ** -exp), exp, FP32)
+
+
+def _ref_mul(x, y):
+    if _NAN in (x, y):
+        return FP32_NAN
+    sign = _sign(x) ^ _sign(y)
+    inf = [isinstance(v, tuple) and v[0] == "inf" for v in (x, y)]
+    zero = [isinstance(v, tuple) and v[0] == "zero" for v in (x, y)]
+    if any(inf):
+        return FP32_NAN if any(zero) else FP32.inf_code | sign << 31
+    if any(zero):
+        return sign << 31
+    return _round32(x * y, sign)
+
+
+def _ref_add(cx, cy):
+    """IEEE binary32 ``cx + cy`` on codes, by the rules: NaN in, NaN out; inf - inf NaN;
+    an exact zero sum is +0 unless both operands are -0."""
+    x, y = _f32(cx), _f32(cy)
+    if _NAN in (x, y):
+        return FP32_NAN
+    infs = [v for v in (x, y) if isinstance(v, tuple) and v[0] == "inf"]
+    if infs:
+        if len({s for _, s in infs}) > 1:
+            return FP32_NAN
+        return FP32.inf_code | infs[0][1] << 31
+    vx = 0 if isinstance(x, tuple) else x
+    vy = 0 if isinstance(y, tuple) else y
+    both_negative_zero = x == ("zero", 1) and y == ("zero", 1)
+    return _round32(vx + vy, 1 if both_negative_zero else 0)
+
+
+def _ref_float_gemm(cfg, mode, flow, a_codes, b_codes, init):
+    """Result codes of one float command by the spec: products rounded to FP32, summed in k
+    order from +0 (os: all K; ws: per block of ``rows``), added to ``init``."""
+    fmt = cfg.mode_formats[cfg.modes.index(mode)]
+    fa, fb = fmt.a, fmt.b
+    (m, k), n = a_codes.shape, b_codes.shape[1]
+    out = np.zeros((m, n), np.int64)
+    step = k if flow == "os" else cfg.rows
+    for i in range(m):
+        for j in range(n):
+            row = int(init[i, j])
+            for k0 in range(0, k, step):
+                part = 0
+                for kk in range(k0, min(k, k0 + step)):
+                    p = _ref_mul(_element(fa, int(a_codes[i, kk])),
+                                 _element(fb, int(b_codes[kk, j])))
+                    part = _ref_add(part, p)
+                row = _ref_add(row, part)
+            out[i, j] = row
+    return out
+
+
+FLOAT_CFG = SystolicConfig(rows=3, cols=2, modes=("e4m3", "e5m2", "bf16", "e4m3e5m2", "fp16",
+                                                   "e2m1"),
+                           dataflows=("os", "ws"), k_max=16, acc_depth=32, requant=True)
+
+
+@pytest.mark.parametrize("flow", ["os", "ws"])
+@pytest.mark.parametrize("mode", FLOAT_CFG.modes)
+def test_float_modes_match_the_ieee_reference(mode, flow):
+    """Random GEMMs (random codes with specials, N(0,1) values that cancel) with a preload
+    of random FP32 codes: every result code equals the Fraction reference."""
+    cfg = FLOAT_CFG
+    rng = np.random.default_rng(sum(map(ord, mode + flow)))
+    fmt = cfg.mode_formats[cfg.modes.index(mode)]
+    for trial in range(6):
+        m, k, n = (int(x) for x in rng.integers(1, 8, 3))
+        a = prog.random_elements(fmt.a, rng, (m, k))
+        b = prog.random_elements(fmt.b, rng, (k, n))
+        c = prog.random_fp32(rng, (m, n)) if trial % 2 else None
+        y = golden.gemm(cfg, a, b, c, dataflow=flow, mode=mode)
+        init = (golden.fp32_codes(c, param="c") if c is not None
+                else np.zeros((m, n), np.int64))
+        want = _ref_float_gemm(cfg, mode, flow, to_codes(fmt.a, a, param="a"),
+                               to_codes(fmt.b, b, param="b"), init)
+        assert np.array_equal(y, want), (mode, flow, trial, np.argwhere(y != want)[:3])
+
+
+def test_float_hand_values():
+    """A few sums worked by hand: exactness, order, cancellation, specials."""
+    cfg = replace(FLOAT_CFG, rows=2, cols=2)
+    one = 1.0
+    # 1*1 + 2^-20 * 1 is not representable in e4m3 operands; use e5m2 in fp32: exact sums
+    y = golden.gemm(cfg, [[one, 2.0 ** -16]], [[one], [one]], mode="e5m2")
+    assert fp32_value(y)[0, 0] == 1 + 2.0 ** -16
+    # order: (448*448 + -448*448) + 2^-9... = exact 2^-18 for e4m3 products (os)
+    y = golden.gemm(cfg, [[448.0, -448.0, 2.0 ** -9]], [[448.0], [448.0], [2.0 ** -9]],
+                    mode="e4m3")
+    assert fp32_value(y)[0, 0] == 2.0 ** -18
+    # inf * 0 is NaN; inf + -inf is NaN; inf stays inf
+    y = golden.gemm(cfg, [[np.inf, 1.0], [np.inf, -np.inf]], [[0.0, 1.0], [1.0, 1.0]],
+                    mode="e5m2")
+    assert y[0, 0] == FP32_NAN and y[1, 1] == FP32_NAN and fp32_value(y)[0, 1] == np.inf
+    # bf16 products leave FP32: overflow to inf, underflow to zero of the product's sign
+    big, tiny = 2.0 ** 127, 2.0 ** -133
+    y = golden.gemm(cfg, [[big], [-tiny]], [[big, tiny]], mode="bf16")
+    assert fp32_value(y)[0, 0] == np.inf and y[1, 1] == 0       # -0 + +0 sum is +0
+    # e4m3 has no inf: 448 * 448 = 200704 exactly
+    y = golden.gemm(cfg, [[448.0]], [[448.0]], mode="e4m3")
+    assert fp32_value(y)[0, 0] == 200704.0
+
+
+@pytest.mark.parametrize("target, saturate", [
+    *itertools.product(["e4m3", "e5m2", "e2m1", "bf16"], [True, False]),
+    ("p8", True), ("p16", True)])           # posits always saturate
+def test_float_output_conversion_is_the_cast_block(target, saturate):
+    """Output requant = relu, exact 2**scale, then the ``cast`` block's conversion of the
+    scaled value (checked here where the scaled value is an FP32 value: cast golden from
+    its code)."""
+    cfg = replace(FLOAT_CFG, out_format=target, out_saturate=saturate)
+    cast_cfg = CastConfig(source="fp32", target=target, saturate=saturate)
+    rng = np.random.default_rng(5)
+    model = Model(cfg)
+    for trial in range(8):
+        m, k, n = 3, int(rng.integers(1, 5)), 4
+        a = prog.random_elements(FLOAT_FORMATS["e4m3"], rng, (m, k))
+        b = prog.random_elements(FLOAT_FORMATS["e4m3"], rng, (k, n))
+        scale, relu = int(rng.integers(-12, 13)), bool(trial % 2)
+        raw = model.run(Command(m, k, n, output="none", mode="e4m3"), a, b)
+        acc = model.memory[np.arange(2 * m) % cfg.acc_depth].reshape(2, m, 2)
+        got = model.run(Command(m, 1, n, accumulate=True, output="requant", scale=scale,
+                                relu=relu, mode="e4m3"), np.zeros((m, 1)),
+                        np.zeros((1, n))).y
+        assert raw.err == 0
+        acc = acc.transpose(1, 0, 2).reshape(m, 4)
+        values = fp32_value(acc)
+        with np.errstate(all="ignore"):
+            if relu:
+                values = np.where(np.signbit(values) & ~np.isnan(values), 0.0, values)
+            scaled = values * 2.0 ** scale
+        single = scaled.astype(np.float32)
+        exact = (single.astype(np.float64) == scaled) | np.isnan(scaled)
+        codes = single.view(np.uint32).astype(np.int64)
+        want = cast_golden.cast_codes(cast_cfg, codes)
+        assert exact.sum() >= 6
+        assert np.array_equal(got[exact], want[exact]), (target, trial)
+
+
+def test_float_config_and_command_errors():
+    with pytest.raises(Exception, match="modes: .* mixes integer and float"):
+        SystolicConfig(modes=("s8s8", "e4m3"))
+    with pytest.raises(Exception, match="modes: 'p8' is not allowed"):
+        SystolicConfig(modes=("p8",))
+    with pytest.raises(Exception, match="modes: 'mxe4m3' is not allowed"):
+        SystolicConfig(modes=("mxe4m3",))
+    with pytest.raises(Exception, match="acc_width: 24 is not allowed with float modes"):
+        SystolicConfig(modes=("e4m3",), acc_width=24)
+    with pytest.raises(Exception, match="lut_rows: 1 is not allowed with float modes"):
+        SystolicConfig(modes=("bf16",), lut_rows=1)
+    with pytest.raises(Exception, match="out_format: 'fp32' is not allowed"):
+        SystolicConfig(modes=("bf16",), out_format="fp32")
+    with pytest.raises(Exception, match="out_saturate: False is not allowed with posit"):
+        SystolicConfig(modes=("bf16",), out_format="p8", out_saturate=False)
+    with pytest.raises(ValueError, match="mult: 3 is not allowed in a float build"):
+        golden.pack_command(FLOAT_CFG, Command(1, 1, 1, output="requant", mult=3))
+    with pytest.raises(ValueError, match="scale: 2 is not allowed in an integer build"):
+        golden.pack_command(DEFAULT, Command(1, 1, 1, output="requant", scale=2))
+    with pytest.raises(ValueError, match=r"a \(in mode 'e4m3'\): 0.3 is not a value"):
+        golden.gemm(FLOAT_CFG, [[0.3]], [[1.0]], mode="e4m3")
+    with pytest.raises(ValueError, match="c: 0.1 is not a value of format fp32"):
+        golden.gemm(FLOAT_CFG, [[1.0]], [[1.0]], [[0.1]], mode="e4m3")

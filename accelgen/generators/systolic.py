@@ -63,6 +63,28 @@ Output stage (``output`` field): 0 ``raw`` sends the accumulators; 1 ``requant``
     bits); 2 ``none`` sends nothing (the results stay in the accumulator memory for a later
     ``accumulate`` command).
 
+Float modes (``modes`` of :data:`FLOAT_MODE_FORMATS`, e.g. ``e4m3``, ``e5m2``, ``bf16``,
+    ``e4m3e5m2``; ``acc_width`` 32)
+    Elements are codes of the mode's formats (decoded once at the array's edges). The memory
+    lanes, ``c`` and raw ``o`` lanes are FP32 codes. Each product ``a*b`` is rounded to FP32
+    (nearest, ties to even; exact for every pair of formats except BF16 products that leave the
+    FP32 range: they round to a subnormal, zero or inf); NaN if an operand is NaN or inf times
+    zero. ``add`` below is the IEEE binary32 addition (round to nearest even, subnormals
+    kept, ``x + (-x) = +0``); every NaN result is the FP32 NaN ``0x7fc00000``. With
+    ``P(k0, k1)`` = ``((+0 add p[k0]) add p[k0+1]) ... add p[k1-1]`` in ``k`` order and
+    ``init`` = the row's memory contents with ``accumulate``/``preload``, else ``+0``:
+
+    * os: ``row = init add P(0, K)``;
+    * ws: ``row = init``; for each ``kb``: ``row = row add P(kb*R, min(K, kb*R+R))``.
+
+    Lanes past ``N`` are computed as if B held ``+0`` there (an infinite or NaN A element makes
+    them NaN); ``overflow`` does not apply (IEEE overflow gives inf). Output ``requant``
+    sends ``convert(relu(x) * 2**scale)``: ``relu`` maps every value with the sign bit set
+    but NaN to +0, the power-of-two scaling is exact, and ``convert`` rounds once to
+    ``out_format`` exactly as the ``cast`` block does (``out_saturate`` as its ``saturate``),
+    the code zero-extended into the 32-bit lane. The ``cmd`` fields ``mult``, ``shift``,
+    ``zero_point``, ``out_signed`` are replaced by ``scale`` (signed, 8 bits) and ``relu``.
+
 Errors (``rsp.err``; an erroneous command consumes no ``a``/``b``/``c`` beats, sends no ``o`` beats
 and leaves the memory untouched; its counters are zero)
     ``0`` ok; ``1`` ``m``, ``k`` or ``n`` is zero; ``2`` ``k > k_max``; ``3`` the results do
@@ -84,6 +106,7 @@ from functools import cached_property
 from ..numerics import ConfigError, Overflow, Rounding
 from .base import (ArrayLayout, Config, Field, check_bool, check_choice, check_int,
                    check_str_list)
+from ..formats import FLOAT_FORMATS, FP32, POSIT_FORMATS
 from .mac import Mode, _signed_width
 
 __all__ = ["SystolicConfig", "PRESETS", "DATAFLOWS", "OUTPUTS", "ERRORS", "ERROR_PRECEDENCE"]
@@ -98,6 +121,35 @@ MODE_WIDTHS = (4, 8)
 MAX_MODES = 8
 SHIFT_BITS = 6
 COUNTERS = ("cycles", "busy", "stall_a", "stall_b", "stall_out", "macs")
+#: element formats of float modes (any pair of them is a mode too, e.g. ``e4m3e5m2``)
+FLOAT_MODE_FORMATS = ("e4m3", "e5m2", "e3m2", "e2m3", "e2m1", "bf16", "fp16")
+#: what output ``requant`` converts FP32 results to in float builds (the ``cast`` targets)
+OUT_FORMATS = ("e4m3", "e5m2", "e3m2", "e2m3", "e2m1", "bf16", "fp16", "p4", "p8", "p16")
+ELEMENT_EXP_BITS = 10    #: float modes: signed exponent bits of a decoded element
+SCALE_BITS = 8          #: float builds: the ``scale`` field (a signed power of two)
+
+
+#: the float accumulation semantics, as ``accelgen show`` states it
+ACCUMULATION_FLOAT = ("fp32 per step: each product rounded to FP32 (exact unless a bf16 "
+                      "product leaves the FP32 range), added to an FP32 sum in k order (os: "
+                      "one PE sum per result, then one FP32 add into the memory row; ws: one "
+                      "chain sum per K-block of rows products, each added to the row in "
+                      "FP32), RNE, subnormals kept")
+
+
+def _parse_mode(text):
+    """A systolic mode: integer with 4- or 8-bit operands, or float of
+    :data:`FLOAT_MODE_FORMATS`; :class:`ConfigError` naming ``modes`` otherwise."""
+    mode = Mode.parse(text, integer_only=False)
+    for fmt in (mode.a, mode.b):
+        if mode.is_int and fmt.width not in MODE_WIDTHS:
+            raise ConfigError(f"modes: {mode.name!r} has a {fmt.width}-bit operand; systolic "
+                              f"operand widths must be 4 or 8")
+        if not mode.is_int and fmt.name not in FLOAT_MODE_FORMATS:
+            raise ConfigError(f"modes: {text!r} is not allowed; systolic float modes take "
+                              f"{', '.join(FLOAT_MODE_FORMATS)} (or a pair, e.g. 'e4m3e5m2'), "
+                              f"not posit or MX formats")
+    return mode
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -110,13 +162,15 @@ class SystolicConfig(Config):
         Array size R x C (1 to 32 each).
     modes : tuple of str
         Operand formats (``mac`` mode names with 4- or 8-bit operands, e.g. ``"s8s8"``,
-        ``"u8s8"``, ``"s4s4"``; 1 to 8, each once); the command's ``mode`` field holds the
-        index.
+        ``"u8s8"``, ``"s4s4"``; or float modes of :data:`FLOAT_MODE_FORMATS`, e.g. ``"e4m3"``,
+        ``"bf16"``, ``"e4m3e5m2"``; 1 to 8, each once, all integer or all float); the
+        command's ``mode`` field holds the index.
     dataflows : tuple of str
         ``"os"`` (output-stationary) and/or ``"ws"`` (weight-stationary); a one-dataflow build
         has none of the other's hardware, a two-dataflow build picks one per command.
     acc_width : int
-        Accumulator-memory lane width (the widest product's width to 48).
+        Accumulator-memory lane width (the widest product's width to 48; 32 with float
+        modes, whose accumulators are FP32).
     overflow : ``"wrap"`` or ``"saturate"``
     k_max : int
         Depth of each of the two B-panel buffers: the largest ``k`` of a command (1 to 65535).
@@ -141,6 +195,13 @@ class SystolicConfig(Config):
         Width of the command's ``m``, ``k``, ``n`` fields (4 to 24).
     counter_width : int
         Width of each performance counter (16 to 48).
+    out_format : str
+        Float modes: the format output ``requant`` converts the FP32 results to (one of
+        :data:`OUT_FORMATS`; ignored by integer modes).
+    out_saturate : bool
+        Float modes: the conversion saturates (overflow and infinities to the largest finite
+        value; posit formats always do) instead of giving inf or NaN, as the ``cast`` block's
+        ``saturate``.
     """
     rows: int = 4
     cols: int = 4
@@ -158,17 +219,17 @@ class SystolicConfig(Config):
     lut_rows: int = 0
     dim_bits: int = 16
     counter_width: int = 32
+    out_format: str = "e4m3"
+    out_saturate: bool = True
 
     def __post_init__(self):
         check_int("rows", self.rows, 1, 32)
         check_int("cols", self.cols, 1, 32)
         modes = check_str_list("modes", self.modes, "['s8s8', 's4s4']")
-        parsed = [Mode.parse(m) for m in modes]
-        for mode in parsed:
-            for fmt in (mode.a, mode.b):
-                if fmt.width not in MODE_WIDTHS:
-                    raise ConfigError(f"modes: {mode.name!r} has a {fmt.width}-bit operand; "
-                                      f"systolic operand widths must be 4 or 8")
+        parsed = [_parse_mode(m) for m in modes]
+        if len({mode.is_int for mode in parsed}) > 1:
+            raise ConfigError(f"modes: {list(modes)!r} mixes integer and float modes; a "
+                              f"systolic array is built for one or the other")
         object.__setattr__(self, "modes", tuple(m.name for m in parsed))
         if len(self.modes) > MAX_MODES:
             raise ConfigError(f"modes: {list(self.modes)!r} lists {len(self.modes)} modes; at "
@@ -178,7 +239,17 @@ class SystolicConfig(Config):
             check_choice("dataflows", flow, DATAFLOWS)
         object.__setattr__(self, "dataflows", tuple(f for f in DATAFLOWS if f in flows))
         check_choice("overflow", self.overflow, [o.value for o in Overflow])
-        check_int("acc_width", self.acc_width, self.product_width, 48)
+        if self.is_float:
+            if self.acc_width != 32:
+                raise ConfigError(f"acc_width: {self.acc_width!r} is not allowed with float "
+                                  f"modes; the accumulators are FP32, expected 32")
+        else:
+            check_int("acc_width", self.acc_width, self.product_width, 48)
+        check_choice("out_format", self.out_format, OUT_FORMATS)
+        check_bool("out_saturate", self.out_saturate)
+        if self.out_format in POSIT_FORMATS and not self.out_saturate:
+            raise ConfigError(f"out_saturate: False is not allowed with posit out_format "
+                              f"{self.out_format!r}; posits never overflow, expected true")
         check_int("dim_bits", self.dim_bits, 4, 24)
         check_int("k_max", self.k_max, 1, min(65535, (1 << self.dim_bits) - 1))
         check_int("acc_depth", self.acc_depth, self.rows, 65536)
@@ -188,19 +259,37 @@ class SystolicConfig(Config):
         check_int("a_depth", self.a_depth, 2, 1024)
         check_bool("requant", self.requant)
         check_int("mult_bits", self.mult_bits, 1, 32)
-        if self.requant and self.acc_width + self.mult_bits > 62:
+        if self.requant and not self.is_float and self.acc_width + self.mult_bits > 62:
             raise ConfigError(f"mult_bits: {self.mult_bits!r} is not allowed with acc_width "
                               f"{self.acc_width}; acc_width + mult_bits must be at most 62")
         check_choice("rounding", self.rounding, [r.value for r in Rounding])
         check_int("pe_pipeline", self.pe_pipeline, 0, 1)
         check_int("lut_rows", self.lut_rows, 0, self.rows)
+        if self.is_float and self.lut_rows:
+            raise ConfigError(f"lut_rows: {self.lut_rows!r} is not allowed with float modes "
+                              f"(their significand multipliers are small); expected 0")
         check_int("counter_width", self.counter_width, 16, 48)
 
     # -- derived values ---------------------------------------------------------------------
 
     @cached_property
     def mode_formats(self):
-        return tuple(Mode.parse(m) for m in self.modes)
+        return tuple(Mode.parse(m, integer_only=False) for m in self.modes)
+
+    @property
+    def is_float(self):
+        """Float modes: decoded elements, FP32 products and FP32 accumulation."""
+        return not self.mode_formats[0].is_int
+
+    @property
+    def element_sig_bits(self):
+        """Float modes: bits of the widest decoded significand (hidden bit included)."""
+        return max(f.sig_bits for m in self.mode_formats for f in (m.a, m.b))
+
+    @property
+    def out_target(self):
+        """The :mod:`accelgen.formats` format of output ``requant`` in float builds."""
+        return {**FLOAT_FORMATS, **POSIT_FORMATS}[self.out_format]
 
     @property
     def a_width(self):
@@ -213,7 +302,11 @@ class SystolicConfig(Config):
 
     @property
     def operand_width(self):
-        """Signed width the array carries operands in: 9 when any 8-bit operand is unsigned."""
+        """Width the array carries operands in: integers signed (9 bits when any 8-bit operand
+        is unsigned); float modes decoded, ``Cat(sig, exp, sign, nan, inf)`` with a
+        :data:`ELEMENT_EXP_BITS`-bit signed exponent."""
+        if self.is_float:
+            return self.element_sig_bits + ELEMENT_EXP_BITS + 3
         return max(f.width + (0 if f.signed else 1)
                    for m in self.mode_formats for f in (m.a, m.b))
 
@@ -227,19 +320,26 @@ class SystolicConfig(Config):
 
     @property
     def product_width(self):
-        """Signed bits of any single product of any mode."""
+        """Signed bits of any single product of any mode (float modes: 32, an FP32 code)."""
+        if self.is_float:
+            return 32
         return _signed_width(self.product_min, self.product_max)
 
     @property
     def os_acc_width(self):
         """Width of an output-stationary PE accumulator: exact for ``k_max`` products (or
-        ``acc_width`` if that is narrower and the overflow is ``wrap``)."""
+        ``acc_width`` if that is narrower and the overflow is ``wrap``); float modes: 32."""
+        if self.is_float:
+            return 32
         exact = _signed_width(self.k_max * self.product_min, self.k_max * self.product_max)
         return min(exact, self.acc_width) if self.overflow == "wrap" else exact
 
     @property
     def ws_sum_width(self):
-        """Width of the weight-stationary partial-sum chain: exact for ``rows`` products."""
+        """Width of the weight-stationary partial-sum chain: exact for ``rows`` products
+        (float modes: 32)."""
+        if self.is_float:
+            return 32
         exact = _signed_width(self.rows * self.product_min, self.rows * self.product_max)
         return min(exact, self.acc_width) if self.overflow == "wrap" else exact
 
@@ -301,7 +401,15 @@ class SystolicConfig(Config):
                                     f"(derived.mode_codes); a code past {len(self.modes) - 1} "
                                     f"gives err 4. Selects the element layout of a.a and "
                                     f"b.b."))
-        if self.requant:
+        if self.requant and self.is_float:
+            out = self.out_format
+            fields += [
+                Field("scale", SCALE_BITS, True,
+                      doc=f"Output requant: the FP32 result times 2**scale is rounded once "
+                          f"(nearest, ties to even) to {out}."),
+                Field("relu", 1, doc=f"1: results with the sign bit set (not NaN) become +0 "
+                                     f"before the conversion to {out}.")]
+        elif self.requant:
             fields += [
                 Field("mult", self.mult_bits, doc="Requantization multiplier (unsigned): "
                                                   "q = round_shift(acc * mult, shift)."),
@@ -326,7 +434,8 @@ class SystolicConfig(Config):
                      if fmt.width < slot else "")
             out.append(ArrayLayout(
                 shape=(count,), index=(index,), stride=(slot,), width=fmt.width,
-                signed=fmt.signed,
+                signed=getattr(fmt, "signed", False),
+                format="" if mode.is_int else fmt.name,
                 when=(("field", "cmd.mode" if self.mode_bits else None), ("equals", code),
                       ("mode", name)),
                 note=f"mode {name}: {count} {fmt.name} elements{upper}"))
@@ -360,7 +469,13 @@ class SystolicConfig(Config):
                           f"nb*{C} + j.",
                       array=self._operand_arrays("b"))]
 
-    def _lanes(self, note, when=()):
+    def _lanes(self, note, when=(), fmt=None):
+        """Lanes of ``c``/``o``: ``s<acc_width>`` integers, or codes of ``fmt`` (float builds:
+        FP32 unless given) in the low bits of each lane."""
+        if self.is_float:
+            fmt = fmt or FP32
+            return ArrayLayout(shape=(self.cols,), index=("j",), stride=(self.acc_width,),
+                               width=fmt.width, format=fmt.name, when=when, note=note)
         return ArrayLayout(shape=(self.cols,), index=("j",), stride=(self.acc_width,),
                            width=self.acc_width, signed=True, when=when, note=note)
 
@@ -370,7 +485,7 @@ class SystolicConfig(Config):
         return [Field("c", C * self.acc_width,
                       doc=f"Preload rows (with cmd.preload): one beat per result row r = "
                           f"nb*M + m in that order (like o); lane j = C[m, nb*{C} + j] as "
-                          f"s{self.acc_width}.",
+                          f"{'an FP32 code' if self.is_float else f's{self.acc_width}'}.",
                       array=self._lanes("lanes past N are ignored (any value) and stored as "
                                         "0"))]
 
@@ -379,19 +494,31 @@ class SystolicConfig(Config):
         C = self.cols
         def when(output):
             return ("field", "cmd.output"), ("equals", OUTPUTS.index(output)), ("output", output)
-        arrays = [self._lanes(f"the s{self.acc_width} accumulator; lanes past N are 0",
-                              when("raw"))]
-        if self.requant:
+        if self.is_float:
+            arrays = [self._lanes("the FP32 accumulator; lanes past N are 0", when("raw"))]
+            if self.requant:
+                out = self.out_target
+                arrays.append(self._lanes(
+                    f"the result converted to {out.name} (cmd.scale, cmd.relu), zero-extended "
+                    f"into the 32-bit lane; lanes past N are 0", when("requant"), out))
+        else:
+            arrays = [self._lanes(f"the s{self.acc_width} accumulator; lanes past N are 0",
+                                  when("raw"))]
+        if self.requant and not self.is_float:
             arrays.append(self._lanes(
                 f"the requantized value, s8 or u8 (cmd.out_signed), sign-extended into the "
                 f"full s{self.acc_width} lane (u8 values have zeros above bit 7); lanes past "
                 f"N are 0", when("requant")))
         return [Field("c", C * self.acc_width,
                       doc=f"Result row r = nb*M + m (rows in order of r): lane j = Y[m, "
-                          f"nb*{C} + j]; each lane is a signed s{self.acc_width} number (the "
-                          f"field's own signed flag is false: read the lanes as the array "
-                          f"says). One beat per row, NB*M beats per command; none for output "
-                          f"none or an erroneous command.",
+                          f"nb*{C} + j]; "
+                          + ("each lane holds an FP32 code (raw) or a converted code "
+                             "(requant): read the lanes as the array says. "
+                             if self.is_float else
+                             f"each lane is a signed s{self.acc_width} number (the field's "
+                             f"own signed flag is false: read the lanes as the array says). ")
+                          + "One beat per row, NB*M beats per command; none for output "
+                          "none or an erroneous command.",
                       array=arrays),
                 Field("last", 1, doc="1 on the final o beat of each command (row NB*M - 1), 0 "
                                      "on every other.")]
@@ -444,6 +571,9 @@ class SystolicConfig(Config):
             "b_panel_bits": 2 * self.k_max * self.cols * self.b_width,
             "acc_memory_bits": self.acc_depth * self.cols * self.acc_width,
             "dsp_multipliers": (self.rows - self.lut_rows) * self.cols,
+            **({"accumulation": ACCUMULATION_FLOAT,
+                "mode_formats": {m.name: [m.a.name, m.b.name] for m in self.mode_formats}}
+               if self.is_float else {}),
         }
 
 
@@ -462,3 +592,9 @@ PRESETS["8x8"] = replace(PRESETS["default"], rows=8, cols=8, modes=("s8s8",), k_
 # ECP5-85F has 156 MULT18X18D: 7 DSP rows (112) + the requantizer's 32 fit, 9 rows use LUTs
 PRESETS["16x16"] = replace(PRESETS["8x8"], rows=16, cols=16, k_max=1024, acc_depth=512,
                            lut_rows=9)
+# float presets: FP8 (E4M3/E5M2 and the mixed pair) and BF16 PEs accumulating in FP32, the
+# output stage converting to FP8/BF16 (the MAC units cost several times an int8 PE: 4x4)
+PRESETS["fp8"] = replace(PRESETS["default"], modes=("e4m3", "e5m2", "e4m3e5m2"),
+                         out_format="e4m3")
+PRESETS["bf16"] = replace(PRESETS["default"], modes=("bf16",), dataflows=("os",),
+                          out_format="bf16")

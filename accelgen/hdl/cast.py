@@ -23,10 +23,9 @@ Numeric semantics are defined by :mod:`accelgen.sim.golden.cast`; parameters by
 
 from types import SimpleNamespace
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Module
 
-from ..formats import FloatFormat
-from .common.floats import decode_element, encode_posit, round_float
+from .common.floats import convert_element, decode_element
 from .common.pipeline import Pipeline, stall_enable
 from .common.stream import StreamBlock
 
@@ -84,24 +83,10 @@ class Cast(StreamBlock):
     def _convert(self, m, packed, *, name):
         """Target code of one lane's decoded value (``Cat(sig, exp[10], sign, nan, inf)``)."""
         cfg = self.config
-        src, dst = cfg.source_format, cfg.target_format
+        src = cfg.source_format
         sig_bits = src.sig_bits
-        sig, exp = packed[:sig_bits], packed[sig_bits:sig_bits + 10].as_signed()
-        sign, nan, inf = (packed[sig_bits + 10 + i] for i in range(3))
-        if not isinstance(dst, FloatFormat):
-            d = SimpleNamespace(sig=sig, exp=exp, sign=sign, nan=nan, inf=inf)
-            return encode_posit(m, d, dst, name=name)
-        rounded = round_float(m, sig, exp, sign, dst, saturate=cfg.saturate, exp_min=src.exp_min,
-                              name=name)
-        # an infinity: the largest value of its sign (saturating, or no NaN to give), else inf
-        # (E5M2, BF16, FP16) or NaN (E4M3)
-        if cfg.saturate or not dst.has_nan:
-            inf_code = Cat(Const(dst.max_code, dst.width - 1), sign)
-        elif dst.has_inf:
-            inf_code = Cat(Const(dst.inf_code, dst.width - 1), sign)
-        else:
-            inf_code = Const(dst.nan_code, dst.width)
-        code = Signal(dst.width, name=f"{name}_code")
-        m.d.comb += code.eq(Mux(nan, dst.nan_code if dst.has_nan else 0,
-                                Mux(inf, inf_code, rounded)))
-        return code
+        d = SimpleNamespace(sig=packed[:sig_bits], exp=packed[sig_bits:sig_bits + 10].as_signed(),
+                            sign=packed[sig_bits + 10], nan=packed[sig_bits + 11],
+                            inf=packed[sig_bits + 12])
+        return convert_element(m, d, cfg.target_format, saturate=cfg.saturate,
+                               exp_min=src.exp_min, name=name)

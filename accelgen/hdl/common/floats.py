@@ -17,8 +17,9 @@ from ...formats import FP32, FloatFormat, MXElement, PositFormat
 from ...numerics import IntFormat
 from .normalize import leading_zeros
 
-__all__ = ["decode_element", "round_float", "round_fp32", "encode_posit", "add_fp32", "FP32_NAN",
-           "FP32_INF"]
+__all__ = ["decode_element", "round_float", "round_fp32", "encode_posit", "add_fp32",
+           "pack_decoded", "unpack_decoded", "read_element", "product_fp32", "convert_element",
+           "FP32_NAN", "FP32_INF"]
 
 FP32_NAN = FP32.nan_code
 FP32_INF = FP32.inf_code
@@ -259,3 +260,87 @@ def encode_posit(m, d, fmt, *, name):
                            Mux(zero, 0, Mux(d.sign, -Cat(magnitude, Const(0, 1)),
                                             Cat(magnitude, Const(0, 1))))))
     return out
+
+
+# -- decoded elements carried as one value, products, conversion ------------------------------
+
+
+def pack_decoded(d, sig_bits, exp_bits):
+    """``Cat(sig, exp, sign, nan, inf)`` of decoded ``d``: ``sig_bits`` unsigned, ``exp_bits``
+    signed (the form arrays carry elements in, so each is decoded once)."""
+    sig = d.sig.as_unsigned()
+    sig = sig[:sig_bits] if len(sig) >= sig_bits else Cat(sig, Const(0, sig_bits - len(sig)))
+    exp = d.exp.as_signed()
+    exp = exp[:exp_bits] if len(exp) >= exp_bits else _extend(exp, exp_bits)
+    return Cat(sig, exp, d.sign, d.nan, d.inf)
+
+
+def _extend(value, width):
+    value = value.as_signed()
+    return Cat(value, value[-1].replicate(width - len(value)))
+
+
+def unpack_decoded(packed, sig_bits, exp_bits):
+    """The namespace :func:`pack_decoded` packed."""
+    return SimpleNamespace(sig=packed[:sig_bits],
+                           exp=packed[sig_bits:sig_bits + exp_bits].as_signed(),
+                           sign=packed[sig_bits + exp_bits], nan=packed[sig_bits + exp_bits + 1],
+                           inf=packed[sig_bits + exp_bits + 2])
+
+
+def read_element(m, slot, formats, mode, *, sig_bits, exp_bits, name):
+    """Signal holding the low bits of ``slot`` decoded in ``formats[mode]`` and packed
+    (:func:`pack_decoded`); with one format there is no ``mode`` switch, a mode code past
+    the list reads as +0 (all zero)."""
+    out = Signal(sig_bits + exp_bits + 3, name=name)
+    packed = [pack_decoded(decode_element(m, slot, fmt, name=f"{name}_{code}"), sig_bits,
+                           exp_bits) for code, fmt in enumerate(formats)]
+    if len(formats) == 1:
+        m.d.comb += out.eq(packed[0])
+        return out
+    with m.Switch(mode):
+        for code, value in enumerate(packed):
+            with m.Case(code):
+                m.d.comb += out.eq(value)
+    return out
+
+
+def product_fp32(m, da, db, *, exp_min, name):
+    """FP32 code of the product of decoded elements ``da`` and ``db``, rounded to nearest
+    even (exact when it fits FP32): NaN (:data:`FP32_NAN`) when an operand is NaN or inf
+    times zero, inf of the product's sign when an operand is inf, a zero of the product's
+    sign when an operand is zero. ``exp_min`` is the lowest ``da.exp + db.exp``."""
+    sign = da.sign ^ db.sign
+    zero_a = (da.sig == 0) & ~da.nan & ~da.inf
+    zero_b = (db.sig == 0) & ~db.nan & ~db.inf
+    nan = da.nan | db.nan | (da.inf & zero_b) | (db.inf & zero_a)
+    inf = da.inf | db.inf
+    mag = Signal(len(da.sig) + len(db.sig), name=f"{name}_mag")
+    exp = Signal(signed(max(len(da.exp), len(db.exp)) + 1), name=f"{name}_exp")
+    m.d.comb += [mag.eq(da.sig * db.sig), exp.eq(da.exp + db.exp)]
+    rounded = round_fp32(m, mag, exp, sign, exp_min=exp_min, name=f"{name}_round")
+    code = Signal(32, name=name)
+    m.d.comb += code.eq(Mux(nan, FP32_NAN, Mux(inf, Cat(Const(FP32_INF, 31), sign), rounded)))
+    return code
+
+
+def convert_element(m, d, dst, *, saturate, exp_min, name):
+    """Code of ``dst`` (a float or posit format) for decoded ``d``, as the ``cast`` block
+    defines it (:func:`accelgen.sim.golden.cast.convert`): finite values rounded to nearest
+    even once; infinities to the largest value (``saturate`` or a format with neither inf
+    nor NaN), else inf or NaN (E4M3); NaN to the format's NaN, +0 where it has none (FP6/FP4),
+    NaR for posits. ``exp_min`` is the lowest value of ``d.exp``."""
+    if not isinstance(dst, FloatFormat):
+        return encode_posit(m, d, dst, name=name)
+    rounded = round_float(m, d.sig, d.exp, d.sign, dst, saturate=saturate, exp_min=exp_min,
+                          name=name)
+    if saturate or not dst.has_nan:
+        inf_code = Cat(Const(dst.max_code, dst.width - 1), d.sign)
+    elif dst.has_inf:
+        inf_code = Cat(Const(dst.inf_code, dst.width - 1), d.sign)
+    else:
+        inf_code = Const(dst.nan_code, dst.width)
+    code = Signal(dst.width, name=f"{name}_code")
+    m.d.comb += code.eq(Mux(d.nan, dst.nan_code if dst.has_nan else 0,
+                            Mux(d.inf, inf_code, rounded)))
+    return code

@@ -53,6 +53,14 @@ Units (each a component with explicit ports; :class:`Systolic` in :mod:`.top` wi
 
 Numeric semantics, stream formats, errors and counters are defined in
 :mod:`accelgen.generators.systolic` and :mod:`accelgen.sim.golden.systolic`.
+
+Float modes: the feeder and the panel decode each element once into ``Cat(sig, exp, sign,
+nan, inf)`` (``operand_width`` bits), so the PEs hold decoded operands; a PE rounds the
+significand product to FP32 and adds it with an IEEE binary32 adder (``s`` and ``out`` hold
+FP32 codes; the os clear writes +0). Two rules keep bubbles and padding exact: the os B row
+of a bubble is zeroed (the feeder's ``issued``), and in ws the feeder zeroes ``a`` elements
+past K, so every product that must not count is ``+0 * +0 = +0`` and never ``0 * inf``. The
+writer adds rows in FP32; output ``requant`` is the FP32-to-``out_format`` converter.
 """
 
 from .pe import standalone_pe

@@ -3,7 +3,11 @@ the config that several units must agree on."""
 
 from amaranth.hdl import Cat, Signal
 
-__all__ = ["delay", "fit", "panel_k_bits", "row_bits"]
+from ...generators.systolic import ELEMENT_EXP_BITS
+from ..common.floats import read_element, unpack_decoded
+from ..common.operands import read_operand
+
+__all__ = ["delay", "fit", "panel_k_bits", "row_bits", "read_array_operand", "unpack_operand"]
 
 
 def delay(m, value, cycles, name):
@@ -31,3 +35,19 @@ def row_bits(config):
 def panel_k_bits(config):
     """Row-address bits of one B-panel bank (``k_max`` rows); the bank is the bit above."""
     return max(1, (config.k_max - 1).bit_length())
+
+
+def read_array_operand(m, slot, config, formats, mode, *, name):
+    """One element slot as the array carries it (:attr:`SystolicConfig.operand_width`):
+    integer modes read as signed integers, float modes decoded and packed
+    (:func:`~accelgen.hdl.common.floats.pack_decoded`; code 0 of every float format, +0,
+    packs to 0)."""
+    if config.is_float:
+        return read_element(m, slot, formats, mode, sig_bits=config.element_sig_bits,
+                            exp_bits=ELEMENT_EXP_BITS, name=name)
+    return read_operand(m, slot, formats, mode, name=name)
+
+
+def unpack_operand(config, value):
+    """Float modes: the decoded namespace of an operand the array carries."""
+    return unpack_decoded(value.as_unsigned(), config.element_sig_bits, ELEMENT_EXP_BITS)

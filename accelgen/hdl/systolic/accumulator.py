@@ -16,13 +16,18 @@ the elastic buffer between the free-running array and the backpressured output: 
 issues a step whose rows the ring has room for, and the drain frees a row when it reads it.
 """
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from ...formats import FP32
+from ...generators.systolic import SCALE_BITS
 from ...numerics import IntFormat
+from ..common.floats import add_fp32, convert_element, decode_element
 from ..common.loopnest import LoopNest
 from ..common.numerics import apply_overflow
 from ..common.requant import Requantizer
@@ -31,7 +36,7 @@ from ._util import delay, fit, row_bits
 from .control import task_signature
 from .pe import row_width
 
-__all__ = ["Accumulator", "Drain", "Preloader", "Writer"]
+__all__ = ["Accumulator", "Drain", "OutputConverter", "Preloader", "Writer"]
 
 
 class Preloader(wiring.Component):
@@ -174,7 +179,10 @@ class Writer(wiring.Component):
         lanes = []
         for j in range(C):
             old = old1[j * W:(j + 1) * W].as_signed()
-            lanes.append(apply_overflow(Mux(ow1, 0, old) + row1[j], fmt, cfg.overflow))
+            if cfg.is_float:    # +0 when overwriting: +0 + x = x for every sum the array makes
+                lanes.append(add_fp32(m, Mux(ow1, 0, old), row1[j], name=f"w2_add{j}"))
+            else:
+                lanes.append(apply_overflow(Mux(ow1, 0, old) + row1[j], fmt, cfg.overflow))
         m.d.comb += [self.wr_en.eq(v1), self.wr_addr.eq(addr1), self.wr_data.eq(Cat(*lanes))]
         final_rows = self.final_rows
         with m.If(task.start):
@@ -229,7 +237,9 @@ class Drain(wiring.Component):
         C, W = cfg.cols, cfg.acc_width
         p = task.params
         req = None
-        if cfg.requant:
+        if cfg.requant and cfg.is_float:
+            req = m.submodules.requant = OutputConverter(cfg)
+        elif cfg.requant:
             req = m.submodules.requant = Requantizer(lanes=C, acc_width=W,
                                                      mult_bits=cfg.mult_bits,
                                                      rounding=cfg.rounding)
@@ -264,9 +274,12 @@ class Drain(wiring.Component):
         raw = [data2[j * W:(j + 1) * W].as_signed() for j in range(C)]
         if req:
             m.d.comb += [req.acc[j].eq(raw[j]) for j in range(C)]
-            m.d.comb += [req.mult.eq(p.mult), req.shift.eq(p.shift),
-                         req.zero_point.eq(p.zero_point), req.relu.eq(p.relu),
-                         req.out_signed.eq(p.out_signed)]
+            if cfg.is_float:
+                m.d.comb += [req.scale.eq(p.scale), req.relu.eq(p.relu)]
+            else:
+                m.d.comb += [req.mult.eq(p.mult), req.shift.eq(p.shift),
+                             req.zero_point.eq(p.zero_point), req.relu.eq(p.relu),
+                             req.out_signed.eq(p.out_signed)]
             rq = p.output == 1
             vq = delay(m, v1 & rq, req.latency, "dq_v")
             lq = delay(m, last1, req.latency, "dq_l")
@@ -288,6 +301,58 @@ class Drain(wiring.Component):
         m.d.comb += [self.o.valid.eq(ofifo.r_rdy), self.o.payload.eq(ofifo.r_data),
                      ofifo.r_en.eq(self.o.ready)]
         m.d.comb += self.done.eq(loop.done & (inflight == 0) & ~ofifo.r_rdy)
+        return m
+
+
+class OutputConverter(wiring.Component):
+    """Float builds' output ``requant``: FP32 lanes to ``out_format`` codes.
+
+    ``y = convert(relu(x) * 2**scale)`` per lane (see :mod:`accelgen.generators.systolic`):
+    the FP32 code is decoded, ``relu`` turns a set sign bit (not NaN) into +0, ``scale`` is
+    added to the exponent (exact), and the value is rounded once to ``out_format``
+    (:func:`~accelgen.hdl.common.floats.convert_element`, the ``cast`` block's rounding).
+
+    Members
+    -------
+    acc : In(unsigned(32)).array(cols)
+        FP32 codes.
+    scale : In(signed(SCALE_BITS)), relu : In(1)
+    y : Out(unsigned(32)).array(cols)
+        The ``out_format`` codes, zero-extended.
+
+    Timing
+    ------
+    Free-running, no enable: ``latency`` = 2 (the decoded, scaled lanes are registered, then
+    the codes); ``y`` in cycle ``t + 2`` is the conversion of ``acc``, ``scale`` and ``relu``
+    in cycle ``t``.
+    """
+
+    latency = 2
+
+    def __init__(self, config):
+        self.config = config
+        super().__init__({
+            "acc": In(unsigned(32)).array(config.cols),
+            "scale": In(signed(SCALE_BITS)),
+            "relu": In(1),
+            "y": Out(unsigned(32)).array(config.cols),
+        })
+
+    def elaborate(self, platform):
+        cfg, m = self.config, Module()
+        exp_min = FP32.exp_min - (1 << (SCALE_BITS - 1))
+        for j in range(cfg.cols):
+            d = decode_element(m, self.acc[j], FP32, name=f"cv{j}")
+            neg = self.relu & d.sign & ~d.nan
+            sig = Signal(FP32.sig_bits, name=f"cv{j}_sig")
+            exp = Signal(signed(11), name=f"cv{j}_exp")
+            sign, nan, inf = (Signal(name=f"cv{j}_{n}") for n in ("sign", "nan", "inf"))
+            m.d.sync += [sig.eq(Mux(neg, 0, d.sig)), exp.eq(d.exp + self.scale),
+                         sign.eq(d.sign & ~neg), nan.eq(d.nan), inf.eq(d.inf & ~neg)]
+            scaled = SimpleNamespace(sig=sig, exp=exp, sign=sign, nan=nan, inf=inf)
+            code = convert_element(m, scaled, cfg.out_target, saturate=cfg.out_saturate,
+                                   exp_min=exp_min, name=f"cv{j}")
+            m.d.sync += self.y[j].eq(code)
         return m
 
 

@@ -14,9 +14,8 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from ..common.loopnest import LoopNest
-from ..common.operands import read_operand
 from ..common.stream import stream_signature
-from ._util import panel_k_bits
+from ._util import panel_k_bits, read_array_operand
 from .control import event_signature, task_signature
 
 __all__ = ["AIntake", "Feeder", "step_beats_signature"]
@@ -105,6 +104,9 @@ class Feeder(wiring.Component):
     swap_issued : Out(1)
         ws: a ``swap`` step is issued in this cycle (the weight loader may start the next
         tile once it has passed every PE).
+    issued : Out(1)
+        ``a_ops`` hold a step (not a bubble), in step with them (float builds zero the os B
+        row of a bubble with it: +0 times inf would be NaN).
     done : Out(1)
         Every step of the command has been issued.
     events : Out(event_signature(config))
@@ -135,6 +137,7 @@ class Feeder(wiring.Component):
             "swap": Out(1),
             "valid": Out(1),
             "swap_issued": Out(1),
+            "issued": Out(1),
             "done": Out(1),
             "events": Out(event_signature(config)),
         })
@@ -199,14 +202,22 @@ class Feeder(wiring.Component):
         a_bits = Signal(R * cfg.a_width, name="f1_a")
         f1 = Signal(name="f1_step")
         last, swap = Signal(name="f1_last"), Signal(name="f1_swap")
-        m.d.sync += [f1.eq(step), a_bits.eq(Mux(step, self.a.payload, 0)),
+        payload = self.a.payload
+        if cfg.is_float:
+            # ws: elements past K are +0 (their weights are; NaN * 0 must not reach a sum)
+            payload = Cat(*(Mux(~ws | (i < rv), self.a.payload[i * cfg.a_width:
+                                                            (i + 1) * cfg.a_width], 0)
+                            for i in range(R)))
+        m.d.sync += [f1.eq(step), a_bits.eq(Mux(step, payload, 0)),
                      last.eq(step & ~ws & os_last), swap.eq(step & ws & ws_first)]
         formats = [f.a for f in cfg.mode_formats]
         mode = task.params.mode if cfg.mode_bits else None
         for i in range(R):
-            op = read_operand(m, a_bits[i * cfg.a_width:], formats, mode, name=f"f1_a{i}")
+            op = read_array_operand(m, a_bits[i * cfg.a_width:], cfg, formats, mode,
+                                    name=f"f1_a{i}")
             m.d.comb += self.a_ops[i].eq(op)
         m.d.comb += [self.last.eq(last), self.swap.eq(swap), self.valid.eq(f1 & ws),
+                     self.issued.eq(f1),
                      self.swap_issued.eq(step & ws & ws_first)]
 
         # counters: useful MACs of the step (two cycles later, off the issue path), and why

@@ -12,9 +12,9 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..common.loopnest import LoopNest
-from ..common.operands import operand_width, read_operand
+from ..common.operands import operand_width
 from ..common.stream import stream_signature
-from ._util import panel_k_bits
+from ._util import panel_k_bits, read_array_operand
 from .control import task_signature
 
 __all__ = ["PanelBuffer", "WeightLoader", "panel_operand_shape"]
@@ -22,6 +22,8 @@ __all__ = ["PanelBuffer", "WeightLoader", "panel_operand_shape"]
 
 def panel_operand_shape(config):
     """Shape of one B operand as read out of the panel (any mode's ``b`` format)."""
+    if config.is_float:
+        return signed(config.operand_width)
     return signed(operand_width([f.b for f in config.mode_formats]))
 
 
@@ -104,7 +106,7 @@ class PanelBuffer(wiring.Component):
         formats = [f.b for f in cfg.mode_formats]
         mode = task.params.mode if cfg.mode_bits else None
         for j in range(cfg.cols):
-            op = read_operand(m, rp.data[j * bw:], formats, mode, name=f"pr_b{j}")
+            op = read_array_operand(m, rp.data[j * bw:], cfg, formats, mode, name=f"pr_b{j}")
             m.d.comb += self.row[j].eq(op)
         return m
 

@@ -8,7 +8,8 @@ docstring for the two dataflows.
 from amaranth.hdl import Const, Elaboratable, Module, Mux, Signal, signed
 
 from ..common.arith import lut_product
-from ._util import delay
+from ..common.floats import add_fp32, product_fp32
+from ._util import delay, unpack_operand
 
 __all__ = ["PE", "Array", "standalone_pe", "row_width"]
 
@@ -91,7 +92,9 @@ class PE(Elaboratable):
             m.d.sync += self.v.eq(self.v_in)
         self._operand(m)
 
-        if self.lut_multiplier:
+        if cfg.is_float:
+            product = self._float_product(m)
+        elif self.lut_multiplier:
             product = lut_product(m, self.a, self.bw, name=f"{self.name}_m")
         else:
             product = self.a * self.bw
@@ -111,7 +114,10 @@ class PE(Elaboratable):
             addend = Mux(self.ws_mode, self.ps_in, self.s)
         else:
             addend = self.ps_in if self.ws else self.s
-        total = addend + product
+        if cfg.is_float:
+            total = add_fp32(m, addend, product, name=f"{self.name}_add")
+        else:
+            total = addend + product
         with m.If(last & ~self.ws_mode):
             m.d.sync += self.s.eq(0)          # synchronous reset: the next tile starts at 0
         with m.Else():
@@ -124,6 +130,13 @@ class PE(Elaboratable):
         if self.carry_valid:
             m.d.sync += self.sv.eq(valid)
         return m
+
+    def _float_product(self, m):
+        """Float modes: the FP32 code of ``a * bw`` (operands decoded at the array's edges)."""
+        cfg = self.cfg
+        exp_min = min(f.a.exp_min + f.b.exp_min for f in cfg.mode_formats)
+        return product_fp32(m, unpack_operand(cfg, self.a), unpack_operand(cfg, self.bw),
+                            exp_min=exp_min, name=f"{self.name}_fp")
 
     def _operand(self, m):
         """The second multiplier operand: the passing ``b`` (os) or the active weight (ws),

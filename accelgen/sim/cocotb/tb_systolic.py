@@ -500,9 +500,11 @@ async def user_inputs(dut):
     err = golden.error_code(cfg, cmd)
     assert err == 0, bench.fail(f"inputs {m}x{k}x{n} in {flow} are err {err} ({ERRORS[err]})")
     fmt = cfg.mode_formats[0]
-    # the hardware reads the low bits of each element (ACCELGEN_CHECK=0 lets wider values in)
-    arrays = [(wrap(a, fmt.a), wrap(b, fmt.b),
-               None if c is None else wrap(c, IntFormat(cfg.acc_width, True)))]
+    if cfg.is_float:        # element values, exact in their formats (checked by the CLI)
+        arrays = [(a, b, c)]
+    else:   # the hardware reads the low bits of each element (ACCELGEN_CHECK=0 lets wider in)
+        arrays = [(wrap(a, fmt.a), wrap(b, fmt.b),
+                   None if c is None else wrap(c, IntFormat(cfg.acc_width, True)))]
     bench.model = golden.Model(cfg)
     p = program(bench, [cmd], arrays=arrays)
     run = await full_rate(bench, p, budget(bench, p) + 4 * len(p.words["a"]))

@@ -10,9 +10,9 @@ import numpy as np
 
 from ...formats import FloatFormat, round_to_float, round_to_posit
 from ..payload import pack, unpack
-from .elements import code_values, to_codes
+from .elements import code_values, fp32_codes, to_codes
 
-__all__ = ["cast", "cast_codes", "target_code", "check_arrays", "float_arrays",
+__all__ = ["cast", "cast_codes", "target_code", "convert", "check_arrays", "float_arrays",
            "pack_inputs", "unpack_inputs", "pack_outputs", "unpack_outputs", "words",
            "random_inputs", "ARGUMENTS", "REQUIRED"]
 
@@ -24,16 +24,23 @@ REQUIRED = ("x",)
 
 def target_code(config, code):
     """Target code of one source ``code`` (the definition, element by element)."""
-    dst = config.target_format
-    d = config.source_format.decode(int(code))
+    return convert(config.source_format.decode(int(code)), config.target_format,
+                   saturate=config.saturate)
+
+
+def convert(d, dst, *, saturate):
+    """Code of format ``dst`` for the decoded value ``d`` (:class:`accelgen.formats.Decoded`,
+    any exponent): the conversion rules of the module docstring of
+    :mod:`accelgen.generators.cast`, shared by every block that converts (``systolic``'s
+    float output stage)."""
     if isinstance(dst, FloatFormat):
         if d.nan:
             return dst.nan_code if dst.has_nan else 0
         if d.inf:
-            if config.saturate or not dst.has_nan:
+            if saturate or not dst.has_nan:
                 return dst.max_code | (d.sign << (dst.width - 1))
             return (dst.inf_code | (d.sign << (dst.width - 1))) if dst.has_inf else dst.nan_code
-        return round_to_float(d.sign, d.sig, d.exp, dst, saturate=config.saturate)
+        return round_to_float(d.sign, d.sig, d.exp, dst, saturate=saturate)
     if d.nan or d.inf:
         return dst.nan_code
     return round_to_posit(d.sign, d.sig, d.exp, dst)
@@ -65,13 +72,7 @@ def _source_codes(config, x, *, param="x"):
     src = config.source_format
     values = arr.astype(np.float64)
     if src.width == 32:
-        with np.errstate(over="ignore", invalid="ignore"):
-            single = values.astype(np.float32)
-        inexact = ~((single.astype(np.float64) == values) | np.isnan(values))
-        if inexact.any():
-            raise ValueError(f"{param}: {float(values[inexact][0])!r} is not a value of format "
-                             f"fp32; round it first (numpy float32)")
-        return single.view(np.uint32).astype(np.int64)
+        return fp32_codes(values, param=param)
     return to_codes(src, values, param=param)
 
 

@@ -14,7 +14,7 @@ from ...formats import FP32, round_to_float
 from ...numerics import IntFormat
 
 __all__ = ["decode_table", "decode_codes", "decode_values", "to_codes", "code_values", "quantize",
-           "exact_products", "round_fp32", "add_fp32", "fp32_value", "FP32_NAN"]
+           "exact_products", "round_fp32", "add_fp32", "fp32_value", "fp32_codes", "FP32_NAN"]
 
 #: the NaN every FP32 result carries (quiet, positive)
 FP32_NAN = FP32.nan_code
@@ -164,3 +164,17 @@ def add_fp32(x, y):
 def fp32_value(codes):
     """float64 values of FP32 ``codes`` (an int array)."""
     return np.asarray(codes, np.int64).astype(np.uint32).view(np.float32).astype(np.float64)
+
+
+def fp32_codes(values, *, param):
+    """FP32 codes of float ``values`` that FP32 represents exactly (NaN, inf and -0.0
+    included; a NaN keeps its float32 payload); ``ValueError`` naming ``param`` for any other
+    value."""
+    values = np.asarray(values, np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        single = values.astype(np.float32)
+    inexact = ~((single.astype(np.float64) == values) | np.isnan(values))
+    if inexact.any():
+        raise ValueError(f"{param}: {float(values[inexact][0])!r} is not a value of format "
+                         f"fp32; round it first (numpy float32)")
+    return single.view(np.uint32).astype(np.int64)

@@ -28,6 +28,13 @@ Numerics (all in int64, exact: products have at most 18 bits, ``acc_width <= 48`
     ``N`` sent as 0. ``requant`` sends :func:`accelgen.numerics.requantize` of the stored row,
     sign-extended into the ``s<acc_width>`` lane.
 
+Float modes: operand matrices are element values (exact in the mode's formats, NaN and inf
+    allowed) or, at the payload level, codes; the memory holds FP32 codes (0 is +0). Products
+    are formed exactly in float64 and rounded to FP32 by one cast; sums are numpy float32
+    additions in the order the spec gives (IEEE binary32, round to nearest even, no flush
+    to zero); every NaN is stored as ``FP32_NAN``. Results ``y`` are FP32 codes (``raw``) or
+    ``out_format`` codes (``requant``, :func:`accelgen.sim.golden.cast.convert`).
+
 Errors (``rsp.err``), checked in this order, the first that matches wins:
     ``1`` ``m``, ``k`` or ``n`` is 0;
     ``4`` unsupported: an output code past ``OUTPUTS`` (3, the ``output`` field being 2 bits
@@ -51,12 +58,15 @@ import numpy as np
 
 from ...generators.base import check_limit
 from ...generators.systolic import ERRORS, OUTPUTS, ceil_div
+from ...formats import FP32
 from ...numerics import ConfigError, IntFormat, apply_overflow, requantize, wrap
 from ..payload import pack, unpack
+from .cast import convert
+from .elements import FP32_NAN, code_values, fp32_codes, to_codes
 
 __all__ = ["ARGUMENTS", "Command", "CommandFormat", "command_format", "Result", "Model",
            "pack_command", "unpack_command", "a_words", "b_words", "unpack_rows", "unpack_rsp",
-           "error_code", "gemm", "check_arrays", "check_run_options", "parse_gemm"]
+           "error_code", "gemm", "check_arrays", "float_arrays", "check_run_options", "parse_gemm"]
 
 #: names of :func:`gemm`'s array arguments (``--inputs FILE.npz`` uses these names)
 ARGUMENTS = ("a", "b", "c")
@@ -180,6 +190,7 @@ class Command:
     zero_point: int = 0
     relu: bool = False
     out_signed: bool = True
+    scale: int = 0
 
     def coded(self, config):
         """This command validated against ``config``, with integer codes for ``output``,
@@ -200,8 +211,14 @@ class Command:
             elif name in named:
                 names, note = named[name]
                 coded[name] = _code(name, value, names, fmt.codes(name), note)
-            else:
+            elif name in fmt.fields:
                 coded[name] = _check_int(name, value, *fmt.range(name))
+            else:               # a requant parameter of the other number kind
+                kind = "a float" if config.is_float else "an integer"
+                if isinstance(value, bool) or value != _DEFAULTS[name]:
+                    raise ValueError(f"{name}: {value!r} is not allowed in {kind} build (no "
+                                     f"such field); expected {_DEFAULTS[name]}")
+                coded[name] = _DEFAULTS[name]
         if not config.requant:
             coded.update({name: _DEFAULTS[name] for name in fmt.requant_params})
         return Command(**coded)
@@ -308,6 +325,14 @@ def _integers(name, values):
     return arr.astype(np.int64)
 
 
+def _numbers(name, values):
+    """``values`` as an array of numbers (float builds take element values)."""
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "iubf":
+        raise ValueError(f"{name}: dtype {arr.dtype} is not allowed; expected numbers")
+    return arr
+
+
 def _checked(name, values, shape, fmt, where):
     """``values`` as an int64 array of ``shape`` inside ``fmt`` (``where`` ends the message)."""
     arr = _integers(name, values)
@@ -320,10 +345,29 @@ def _checked(name, values, shape, fmt, where):
 
 
 def _matrix(name, values, shape, fmt, mode_name):
-    return _checked(name, values, shape, fmt, f"in mode {mode_name!r}")
+    """An operand matrix as int64: integer values, or the codes of a float mode's exact
+    element values (NaN, inf, -0.0 included)."""
+    if isinstance(fmt, IntFormat):
+        return _checked(name, values, shape, fmt, f"in mode {mode_name!r}")
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "iubf":
+        raise ValueError(f"{name}: dtype {arr.dtype} is not allowed; expected numbers")
+    if arr.shape != shape:
+        raise ValueError(f"{name}: shape {arr.shape} is not allowed; expected {shape}")
+    return to_codes(fmt, arr, param=f"{name} (in mode {mode_name!r})")
 
 
-def _accumulators(name, values, shape, fmt):
+def _accumulators(config, name, values, shape):
+    """Preload values as int64: ``s<acc_width>`` integers, or FP32 codes of exact FP32
+    values (float builds)."""
+    if config.is_float:
+        arr = np.asarray(values)
+        if arr.dtype.kind not in "iubf":
+            raise ValueError(f"{name}: dtype {arr.dtype} is not allowed; expected numbers")
+        if arr.shape != shape:
+            raise ValueError(f"{name}: shape {arr.shape} is not allowed; expected {shape}")
+        return fp32_codes(arr, param=name)
+    fmt = IntFormat(config.acc_width, True)
     return _checked(name, values, shape, fmt, f"(the accumulator lanes are {fmt.name})")
 
 
@@ -408,8 +452,11 @@ def _encode(values, fmt, slot_width):
 
 def _decode(words, slots, fmt, slot_width):
     """Beat words → element values: the low ``fmt.width`` bits of each slot read as ``fmt``
-    (the bits above are ignored)."""
-    return wrap(_words_to_slots(words, slots, slot_width), fmt)
+    (the bits above are ignored); float formats: the codes."""
+    values = _words_to_slots(words, slots, slot_width)
+    if not isinstance(fmt, IntFormat):
+        return values & ((1 << fmt.width) - 1)
+    return wrap(values, fmt)
 
 
 def _mode(config, c):
@@ -479,8 +526,9 @@ def unpack_rows(config, cmd, o_words):
     if last.tolist() != [want - 1]:
         raise ValueError(f"o_words: last is set on rows {last.tolist()}; expected it on row "
                          f"{want - 1} only")
-    rows = wrap(_words_to_slots(fields["c"], config.cols, config.acc_width),
-                IntFormat(config.acc_width, True))
+    rows = _words_to_slots(fields["c"], config.cols, config.acc_width)
+    if not config.is_float:
+        rows = wrap(rows, IntFormat(config.acc_width, True))
     y = _rows_to_matrix(config, c, rows)
     cols = _row_columns(config, c)
     stray = np.argwhere((cols >= c.n) & (rows != 0))
@@ -506,10 +554,13 @@ def _rows_to_matrix(config, c, rows):
 # -- the engine -------------------------------------------------------------------------------
 
 
-def _accumulate(config, flow, init, a_blocks, b_blocks):
+def _accumulate(config, flow, init, a_blocks, b_blocks, mode):
     """Accumulator rows ``(NB, M, C)`` from ``init`` (same shape), A per column block
     ``(NB, M, K)`` and B per column block ``(NB, K, C)`` (zero past ``N``), with the overflow
-    steps of ``flow``."""
+    steps of ``flow``; float modes (``mode`` the :class:`~accelgen.generators.mac.Mode`):
+    FP32 codes in and out, see :func:`_accumulate_fp32`."""
+    if config.is_float:
+        return _accumulate_fp32(config, flow, init, a_blocks, b_blocks, mode)
     acc_fmt = IntFormat(config.acc_width, True)
     if flow == "os":    # the PE sums all K products exactly; one overflow step into memory
         return apply_overflow(init + np.matmul(a_blocks, b_blocks), acc_fmt, config.overflow)
@@ -519,6 +570,50 @@ def _accumulate(config, flow, init, a_blocks, b_blocks):
         part = np.matmul(a_blocks[:, :, k0:k1], b_blocks[:, k0:k1])
         row = apply_overflow(row + part, acc_fmt, config.overflow)
     return row
+
+
+def _fp32(codes):
+    return np.asarray(codes, np.int64).astype(np.uint32).view(np.float32)
+
+
+def _fp32_codes(values):
+    """FP32 codes of float32 ``values``, every NaN as :data:`FP32_NAN` (the hardware's)."""
+    codes = values.view(np.uint32).astype(np.int64)
+    return np.where(np.isnan(values), FP32_NAN, codes)
+
+
+def _accumulate_fp32(config, flow, init, a_blocks, b_blocks, mode):
+    """Float modes: the sums of the module docstring of
+    :mod:`accelgen.generators.systolic` with numpy doing the IEEE arithmetic: products of
+    element values in float64 are exact (at most 22 significand bits, exponents far inside
+    float64's range), so one cast to float32 rounds each to FP32 (nearest even, subnormals,
+    overflow to inf); float32 additions are IEEE binary32 additions."""
+    a = code_values(mode.a, a_blocks)                        # (NB, M, K)
+    b = code_values(mode.b, b_blocks)                        # (NB, K, C)
+    with np.errstate(all="ignore"):
+        products = (a[:, :, :, None] * b[:, None, :, :]).astype(np.float32)   # (NB, M, K, C)
+        row = _fp32(init)
+        k_total = a_blocks.shape[2]
+        step = k_total if flow == "os" else config.rows
+        for k0 in range(0, k_total, step):
+            part = np.zeros(row.shape, np.float32)           # +0: the PE's cleared sum
+            for k in range(k0, min(k_total, k0 + step)):
+                part = part + products[:, :, k]
+            row = row + part
+    return _fp32_codes(row)
+
+
+def _convert_rows(config, rows, scale, relu):
+    """Float output ``requant``: ``out_format`` codes of ``relu(x) * 2**scale`` for FP32
+    codes ``rows`` (the ``cast`` block's conversion, :func:`accelgen.sim.golden.cast.convert`)."""
+    out = np.zeros(rows.shape, np.int64)
+    for index, code in np.ndenumerate(rows):
+        d = FP32.decode(int(code))
+        if relu and d.sign and not d.nan:
+            d = replace(d, sign=0, sig=0, inf=False)
+        out[index] = convert(replace(d, exp=d.exp + scale), config.out_target,
+                             saturate=config.out_saturate)
+    return out
 
 
 @dataclass
@@ -550,9 +645,9 @@ class Model:
 
     def run(self, cmd, a=None, b=None, c=None):
         """Element level: run :class:`Command` ``cmd`` on ``a`` (M x K) and ``b`` (K x N),
-        integer arrays in the mode's formats, and with ``preload`` on ``c`` (M x N, in
-        ``s<acc_width>``); none is looked at when the command is an error. Returns a
-        :class:`Result`."""
+        integer arrays in the mode's formats (float modes: element values), and with
+        ``preload`` on ``c`` (M x N, in ``s<acc_width>``; float modes: FP32 values); none is
+        looked at when the command is an error. Returns a :class:`Result`."""
         cfg, c_init = self.config, c
         c = _coded(cfg, cmd)
         err = error_code(cfg, c)
@@ -563,8 +658,7 @@ class Model:
         b = _matrix("b", _required("b", b), (c.k, c.n), fmt.b, cfg.modes[c.mode])
         c_words = []
         if c.preload:
-            values = _accumulators("c", _required("c", c_init), (c.m, c.n),
-                                   IntFormat(cfg.acc_width, True))
+            values = _accumulators(cfg, "c", _required("c", c_init), (c.m, c.n))
             rows = self._preload(c, values)
             c_words = _pack_rows(cfg, rows, last=False)
         nb = ceil_div(c.n, cfg.cols)
@@ -591,7 +685,9 @@ class Model:
             words = _pull("c_iter", c_iter, nb * c.m)
             lanes = unpack(cfg.c_fields, words)["c"]
             rows = _words_to_slots(lanes, cfg.cols, cfg.acc_width)
-            rows = np.where(rows >= 1 << (cfg.acc_width - 1), rows - (1 << cfg.acc_width), rows)
+            if not cfg.is_float:
+                rows = np.where(rows >= 1 << (cfg.acc_width - 1), rows - (1 << cfg.acc_width),
+                                rows)
             rows = np.where(_row_columns(cfg, c) < c.n, rows, 0)
             self._write_rows(c, rows)
         fmt = _mode(cfg, c)
@@ -618,14 +714,19 @@ class Model:
         else:
             init = np.zeros((count, cfg.cols), np.int64)
         acc = _accumulate(cfg, _flow(cfg, c), init.reshape(nb, c.m, cfg.cols), a_blocks,
-                          b_blocks).reshape(count, cfg.cols)
+                          b_blocks, _mode(cfg, c)).reshape(count, cfg.cols)
         # rows are written in order of r: the last acc_depth rows are each address's last write
         tail = max(0, count - cfg.acc_depth)
         self.memory[addr[tail:]] = acc[tail:]
         if c.output == NONE:
             return None, []
-        out = acc if c.output == RAW else requantize(acc, c.mult, c.shift, c.zero_point, c.relu,
-                                                     c.out_signed, cfg.rounding)
+        if c.output == RAW:
+            out = acc
+        elif cfg.is_float:
+            out = _convert_rows(cfg, acc, c.scale, c.relu)
+        else:
+            out = requantize(acc, c.mult, c.shift, c.zero_point, c.relu, c.out_signed,
+                             cfg.rounding)
         out = np.where(_row_columns(cfg, c) < c.n, out, 0)
         return _rows_to_matrix(cfg, c, out), _pack_rows(cfg, out)
 
@@ -686,13 +787,14 @@ def _gemm_command(config, a, b, c, dataflow, mode, requant):
     unknown = sorted(set(requant) - set(params))
     if unknown:
         raise ValueError(f"{unknown[0]}: unknown argument; allowed are {', '.join(params)}")
-    a, b = _integers("a", _required("a", a)), _integers("b", _required("b", b))
+    numbers = _numbers if config.is_float else _integers
+    a, b = numbers("a", _required("a", a)), numbers("b", _required("b", b))
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
         raise ValueError(f"a, b: shapes {a.shape} and {b.shape} are not allowed; expected "
                          f"(M, K) and (K, N)")
     (m, k), n = a.shape, b.shape[1]
     if c is not None:
-        c = _integers("c", c)
+        c = numbers("c", c)
         if c.shape != (m, n):
             raise ValueError(f"c: shape {c.shape} is not allowed; expected {(m, n)}")
     cmd = Command(m, k, n, preload=c is not None, output="requant" if requant else "raw",
@@ -716,6 +818,12 @@ def check_arrays(config, *, strict=True, **arrays):
         gemm(config, arrays.get("a"), arrays.get("b"), arrays.get("c"))
     else:
         _gemm_command(config, arrays.get("a"), arrays.get("b"), arrays.get("c"), None, None, {})
+
+
+def float_arrays(config):
+    """Float builds take element values: ``a``, ``b`` (exact values of the mode's formats) and
+    ``c`` (exact FP32 values)."""
+    return ARGUMENTS if config.is_float else ()
 
 
 def parse_gemm(text):

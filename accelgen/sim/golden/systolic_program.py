@@ -34,6 +34,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ...generators.systolic import OUTPUTS, ceil_div
+from .elements import code_values, quantize
 from .systolic import (REQUANT, Command, Model, command_format, error_code, pack_command)
 
 __all__ = ["INPUTS", "OPERANDS", "JUNK_KINDS", "Expected", "Program", "flush_command",
@@ -285,7 +286,13 @@ def random_command(config, rng, *, max_dim=None, allow_errors=False):
         m_hi = min(m_hi, cfg.acc_depth)
     cmd = Command(int(rng.integers(1, m_hi + 1)), k, n, accumulate=accumulate, preload=preload,
                   output=output, dataflow=flow, mode=str(rng.choice(cfg.modes)))
-    if cfg.requant:
+    if cfg.requant and cfg.is_float:
+        # mostly small scales (results near the target's range), sometimes the extremes
+        lo, hi = fmt.range("scale")
+        scale = int(rng.integers(lo, hi + 1)) if rng.random() < 0.2 else \
+            int(rng.integers(-12, 13))
+        cmd = replace(cmd, scale=scale, relu=bool(rng.random() < 0.5))
+    elif cfg.requant:
         mult_hi, shift_hi = fmt.range("mult")[1], fmt.range("shift")[1]
         zp_lo, zp_hi = fmt.range("zero_point")
         mult = int(rng.integers(0, mult_hi + 1))
@@ -324,10 +331,35 @@ def _spoil(config, rng, cmd):
 
 
 def random_operands(config, rng, m, k, n, mode):
-    """Random ``a`` (m x k) and ``b`` (k x n), uniform over ``mode``'s (name or code) formats."""
+    """Random ``a`` (m x k) and ``b`` (k x n), uniform over ``mode``'s (name or code) formats;
+    float modes: element values (:func:`random_elements`)."""
     fmt = config.mode_formats[config.mode_code(mode)]
+    if config.is_float:
+        return random_elements(fmt.a, rng, (m, k)), random_elements(fmt.b, rng, (k, n))
     return (rng.integers(fmt.a.min, fmt.a.max + 1, size=(m, k)),
             rng.integers(fmt.b.min, fmt.b.max + 1, size=(k, n)))
+
+
+def random_elements(fmt, rng, shape):
+    """float64 values of float format ``fmt``: half the time of uniformly random codes (every
+    binade, subnormals, both zeros; NaN and inf codes kept at a tenth of their share, so most
+    sums stay finite), else N(0, 1) samples rounded to the format (sums that cancel)."""
+    if rng.random() < 0.5:
+        return code_values(fmt, quantize(fmt, rng.normal(size=shape)))
+    codes = rng.integers(0, 1 << fmt.width, size=shape)
+    special = np.isnan(code_values(fmt, codes)) | np.isinf(code_values(fmt, codes))
+    redraw = special & (rng.random(shape) < 0.9)
+    codes[redraw] = quantize(fmt, rng.normal(size=shape))[redraw]
+    return code_values(fmt, codes)
+
+
+def random_fp32(rng, shape):
+    """float64 values of FP32: N(0, 16) float32 samples, a tenth of them random 32-bit codes
+    (NaNs with payloads, infinities, subnormals)."""
+    values = (4 * rng.normal(size=shape)).astype(np.float32)
+    codes = rng.integers(0, 1 << 32, size=shape, dtype=np.uint64).astype(np.uint32)
+    values = np.where(rng.random(shape) < 0.1, codes.view(np.float32), values)
+    return values.astype(np.float64)
 
 
 def command_operands(config, rng, cmd):
@@ -337,7 +369,9 @@ def command_operands(config, rng, cmd):
     c = cmd.coded(config)
     a, b = random_operands(config, rng, c.m, c.k, c.n, c.mode)
     init = None
-    if c.preload:
+    if c.preload and config.is_float:
+        init = random_fp32(rng, (c.m, c.n))
+    elif c.preload:
         half = 1 << (config.acc_width - 1)
         init = rng.integers(-half, half, size=(c.m, c.n))
     return a, b, init
