@@ -98,11 +98,13 @@ def float_costs(root, quick):
     from accelgen.hdl.systolic import standalone_pe
     rows = []
     base = SPEC.presets["default"]
-    for label, modes in PE_FORMATS.items():
+    designs = [(label, modes, False) for label, modes in PE_FORMATS.items()]
+    designs.insert(1, ("int8 LUT multiplier", ("s8s8",), True))   # like for like: no DSP
+    for label, modes, lut in designs:
         for flow in ("os", "both"):
             cfg = replace(base, modes=modes, dataflows=FLOWS[flow], acc_width=32, k_max=65535,
                           requant=False)
-            pe, ports = standalone_pe(cfg)
+            pe, ports = standalone_pe(cfg, lut_multiplier=lut)
             text = verilog.convert(pe, ports=ports, name="pe", emit_src=False)
             with tempfile.TemporaryDirectory(dir=root) as tmp:
                 cells = _summary(_yosys_cells(text, "pe", tmp))

@@ -509,6 +509,33 @@ def throughput_test(bench_cls, *, stimulus, figure, doc):
     return _testcase(bench_cls, "throughput", doc, body)
 
 
+def beats_per_cycle(bench, runs):
+    """The ``throughput`` figure of a one-stream block (for :func:`throughput_test`): the
+    run's beats in and out per cycle must equal ``derived.throughput_beats_per_cycle``
+    (default 1) exactly, and, where the manifest declares ``elements_per_cycle``, ``lanes``
+    elements per beat must make that figure. Records the measured and declared rates."""
+    derived = bench.manifest.derived
+    run = runs[None]
+    declared = Fraction(derived.get("throughput_beats_per_cycle", 1))
+    elements = run.in_rate * bench.config.lanes
+    problems = []
+    if run.in_rate != declared or run.out_rate != declared:
+        problems.append(f"{run.beats} beats accepted in {run.in_cycles} cycles "
+                        f"({float(run.in_rate):g}/cycle), delivered in {run.out_cycles} "
+                        f"cycles ({float(run.out_rate):g}/cycle); manifest declares "
+                        f"{declared} beat per cycle")
+    if derived.get("elements_per_cycle") is not None \
+            and elements != Fraction(derived["elements_per_cycle"]):
+        problems.append(f"measured {float(elements):g} elements/cycle, manifest declares "
+                        f"{derived['elements_per_cycle']}")
+    bench.record(beats=run.beats, cycles=run.in_cycles, out_cycles=run.out_cycles,
+                 beats_per_cycle=run.in_rate, elements_per_cycle=elements,
+                 declared=derived.get("elements_per_cycle"))
+    bench.summary("beats/cycle", f"{float(run.in_rate):g} in, {float(run.out_rate):g} out "
+                                 f"({float(elements):.4g} elements/cycle)")
+    return problems
+
+
 def random_words_test(bench_cls, *, name="random_traffic", doc):
     """A testcase of ``bench.beats`` raw random payload words (every bit pattern, tags
     included) with random ``i.valid`` gaps and ``o.ready`` backpressure, every output checked

@@ -42,16 +42,15 @@ Stream timing follows :mod:`accelgen.sim.cocotb.streams`: drive after a falling 
 ``ReadOnly``, a transfer is tagged with the rising edge that completes it.
 """
 
-from fractions import Fraction
 
 import numpy as np
 
 import cocotb
 
 from accelgen.numerics import wrap
-from accelgen.sim.cocotb.bench import (StreamBench, Transfers, assert_clean, check_testcases,
-                                       latency_test, random_words_test, reset_midstream_test,
-                                       throughput_test)
+from accelgen.sim.cocotb.bench import (StreamBench, Transfers, assert_clean,
+                                       beats_per_cycle, check_testcases, latency_test,
+                                       random_words_test, reset_midstream_test, throughput_test)
 from accelgen.sim.reference import error_stats
 
 #: the ``@cocotb.test`` functions below, in the order the runner runs them (``user_inputs``
@@ -168,29 +167,6 @@ def _after_reset(bench):
 
 # -- figures -------------------------------------------------------------------------------
 
-def beats_per_cycle(bench, runs):
-    """``throughput``: one beat per cycle in and out (``derived.throughput_beats_per_cycle``),
-    ``lanes`` elements per cycle (``derived.elements_per_cycle``), exactly."""
-    derived = bench.manifest.derived
-    run = runs[None]
-    measured, out_rate = run.in_rate, run.out_rate
-    declared = Fraction(derived.get("throughput_beats_per_cycle", 1))
-    elements = measured * bench.config.lanes
-    problems = []
-    if measured != declared or out_rate != declared:
-        problems.append(f"{run.beats} beats accepted in {run.in_cycles} cycles "
-                        f"({float(measured):g}/cycle), delivered in {run.out_cycles} cycles "
-                        f"({float(out_rate):g}/cycle); manifest declares {declared} beat per "
-                        f"cycle")
-    if derived.get("elements_per_cycle") is not None \
-            and elements != Fraction(derived["elements_per_cycle"]):
-        problems.append(f"measured {float(elements):g} elements/cycle, manifest declares "
-                        f"{derived['elements_per_cycle']}")
-    bench.record(beats=run.beats, cycles=run.in_cycles, out_cycles=run.out_cycles,
-                 beats_per_cycle=measured, elements_per_cycle=elements,
-                 declared=derived.get("elements_per_cycle"))
-    bench.summary("elements/cycle (measured)", f"{float(elements):.4g}")
-    return problems
 
 
 # -- testcases -----------------------------------------------------------------------------

@@ -30,16 +30,14 @@ seed and its name):
                      ``ACCELGEN_OUTPUTS``, checks unless ``ACCELGEN_CHECK=0``.
 """
 
-from fractions import Fraction
 
 import numpy as np
 
 import cocotb
 
-from accelgen.sim.payload import pack
-from accelgen.sim.cocotb.bench import (StreamBench, Transfers, assert_clean, check_testcases,
-                                       latency_test, random_words_test, reset_midstream_test,
-                                       throughput_test)
+from accelgen.sim.cocotb.bench import (StreamBench, Transfers, assert_clean,
+                                       beats_per_cycle, check_testcases, latency_test,
+                                       random_words_test, reset_midstream_test, throughput_test)
 
 #: the ``@cocotb.test`` functions below, in the order the runner runs them (``user_inputs``
 #: only when the user gives inputs); the registry and the runner read this tuple
@@ -72,16 +70,10 @@ class Bench(StreamBench):
 
 # -- stimulus ------------------------------------------------------------------------------
 
-def _words_of_codes(bench, codes, last=None):
-    """``i`` words of flat source ``codes`` (padded to whole beats with zeros)."""
-    cfg = bench.config
-    pad = (-len(codes)) % cfg.lanes
-    codes = np.concatenate([np.asarray(codes, np.int64), np.zeros(pad, np.int64)])
-    beats = codes.reshape(-1, cfg.lanes)
-    width = cfg.source_format.width
-    x = [sum(int(v) << (width * lane) for lane, v in enumerate(row)) for row in beats]
-    last = bench.nprng.random(len(x)) < 0.25 if last is None else last
-    return pack(cfg.input_fields, {"x": x, "last": last})
+def _words_of_codes(bench, codes):
+    """``i`` words of flat source ``codes`` (padded to whole beats), ``last`` on a quarter."""
+    beats = -(-len(codes) // bench.config.lanes)
+    return bench.golden.pack_codes(bench.config, codes, bench.nprng.random(beats) < 0.25)
 
 
 def boundary_codes(config):
@@ -125,17 +117,6 @@ def _after_reset(bench):
 
 # -- figures -------------------------------------------------------------------------------
 
-def beats_per_cycle(bench, runs):
-    """One beat per cycle in and out, exactly (``derived.throughput_beats_per_cycle``)."""
-    run = runs[None]
-    declared = Fraction(bench.manifest.derived.get("throughput_beats_per_cycle", 1))
-    bench.record(beats=run.beats, cycles=run.in_cycles, beats_per_cycle=run.in_rate,
-                 elements_per_cycle=run.in_rate * bench.config.lanes)
-    bench.summary("beats/cycle", f"{float(run.in_rate):g} in, {float(run.out_rate):g} out")
-    if run.in_rate != declared or run.out_rate != declared:
-        return [f"{run.beats} beats in {run.in_cycles} cycles, out in {run.out_cycles}; "
-                f"manifest declares {declared} per cycle"]
-    return []
 
 
 # -- testcases -----------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from ..payload import pack, unpack
 from .elements import code_values, fp32_codes, to_codes
 
 __all__ = ["cast", "cast_codes", "target_code", "convert", "check_arrays", "float_arrays",
-           "pack_inputs", "unpack_inputs", "pack_outputs", "unpack_outputs", "words",
+           "pack_inputs", "pack_codes", "unpack_inputs", "pack_outputs", "unpack_outputs", "words",
            "random_inputs", "ARGUMENTS", "REQUIRED"]
 
 #: names of :func:`cast`'s array arguments (``--inputs FILE.npz`` uses these names)
@@ -121,7 +121,15 @@ def _split(config, values, width):
 
 def pack_inputs(config, x, last=None):
     """Element values (``(beats, lanes)`` or flat) → ``i`` payload words."""
-    codes = _source_codes(config, _as_beats(config, x))
+    return pack_codes(config, _source_codes(config, _as_beats(config, x)), last)
+
+
+def pack_codes(config, codes, last=None):
+    """Source ``codes`` (flat, padded with +0 codes to whole beats, or ``(beats, lanes)``) →
+    ``i`` payload words; ``last`` per beat (default all 0)."""
+    codes = np.asarray(codes, np.int64).reshape(-1)
+    codes = np.concatenate([codes, np.zeros((-len(codes)) % config.lanes, np.int64)])
+    codes = codes.reshape(-1, config.lanes)
     last = np.zeros(len(codes), bool) if last is None else np.asarray(last, bool)
     return pack(config.input_fields, {"x": _join(codes, config.source_format.width),
                                       "last": last})
