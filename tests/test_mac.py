@@ -775,6 +775,16 @@ def test_error_workload_exact_values_are_exact():
 
 # -- derived settings follow --set ---------------------------------------------------------------
 
+@pytest.mark.parametrize("block, preset", [(b, p) for b in REGISTRY
+                                           for p in REGISTRY[b].presets])
+def test_every_preset_resolves_to_itself(block, preset):
+    """What every command line does first: a preset with no settings resolves to the preset
+    (re-deriving must never trip over a preset's explicit settings, as fp8's ``exact`` with
+    its 81-bit accumulator once did)."""
+    spec = REGISTRY[block]
+    assert spec.resolve(preset) == spec.presets[preset]
+
+
 def test_set_modes_rederives_accumulation_and_width():
     """The default preset holds the derived accumulation (int, 32 bits): new float modes on
     the command line re-derive them (fp32, 32); an explicit accumulate re-derives the width;

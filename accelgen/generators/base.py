@@ -417,7 +417,10 @@ def _rederive(preset_config, data, given, overrides):
     for name in auto:
         if name in set_keys:
             continue
-        derived = replace(preset_config, **{name: "auto"})
+        try:
+            derived = replace(preset_config, **{name: "auto"})
+        except ConfigError:     # "auto" would derive a value the other settings refuse
+            continue
         if getattr(derived, name) == getattr(preset_config, name):
             data[name] = "auto"
     return data
