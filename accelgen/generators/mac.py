@@ -220,9 +220,10 @@ class MACConfig(Config):
         Register stages before the accumulator (0 to 5), added in this order: product
         registers, operand (input) registers, fold registers (halfway through the fusion
         tree; in element lanes after the products are shifted into place), lane-sum
-        registers, reduction-sum register. Latency is ``1 + pipeline`` for ``int`` and
-        ``2 + pipeline`` for ``exact``/``fp32`` (one more register: the FP32 rounding of the
-        result, resp. of the beat's sum) for every config, plus 1 for configs with MX modes
+        registers, reduction-sum register. Latency is ``1 + pipeline`` for ``int``,
+        ``2 + pipeline`` for ``fp32`` (one more register: the FP32 rounding of the beat's
+        sum) and ``3 + pipeline`` for ``exact`` (the result's magnitude and leading-zero
+        count, then its FP32 rounding) for every config, plus 1 for configs with MX modes
         (the running block's register): a stage with no logic before it still adds its
         register, as a retiming slack for synthesis.
     block : int
@@ -403,7 +404,8 @@ class MACConfig(Config):
     @property
     def latency(self):
         """Cycles from accepting a ``last`` beat to ``o.valid``, without stalls."""
-        return 1 + self.pipeline + (1 if self.element_lane else 0) + (1 if self.has_mx else 0)
+        return (1 + self.pipeline + (1 if self.element_lane else 0)
+                + (1 if self.accumulate == "exact" else 0) + (1 if self.has_mx else 0))
 
     @property
     def macs_per_cycle(self):

@@ -34,6 +34,7 @@ from ..formats import E8M0_BIAS, E8M0_NAN, decode_range
 from ..numerics import IntFormat
 from .common.arith import sum_tree
 from .common.floats import FP32_INF, FP32_NAN, add_fp32, decode_element, round_fp32
+from .common.normalize import leading_zeros
 from .common.numerics import apply_overflow
 from .common.operands import read_operand
 from .common.pipeline import Pipeline, register, stall_enable
@@ -285,7 +286,7 @@ class MAC(StreamBlock):
             stages = pipe.depth + blocks + 1
         else:
             self._accumulate_exact(m, en, s)
-            stages = pipe.depth + 2
+            stages = pipe.depth + 3
         if stages != cfg.latency:
             raise AssertionError(f"mac pipeline has {stages} stages, config.latency says "
                                  f"{cfg.latency}")
@@ -465,19 +466,30 @@ class MAC(StreamBlock):
         m.d.comb += self.o.payload.err.eq(err)
 
     def _accumulate_exact(self, m, en, s):
-        """The fixed-point accumulators with sticky special flags, then one output register
-        stage holding their FP32 rounding."""
+        """The fixed-point accumulators with sticky special flags; then a register stage with
+        each result's magnitude, sign and leading-zero count; then the output register with
+        their FP32 rounding (the two stages split the wide negate, count, shift and round)."""
         cfg = self.config
         fmt = self._wide_format()
-        accs = [Signal(signed(cfg.acc_width), name=f"acc{n}") for n in range(cfg.accumulators)]
+        W = cfg.acc_width
+        accs = [Signal(signed(W), name=f"acc{n}") for n in range(cfg.accumulators)]
         flags = [Signal(3, name=f"acc_flags{n}") for n in range(cfg.accumulators)]
+        mags = [Signal(W, name=f"r1_mag{n}") for n in range(cfg.accumulators)]
+        signs = [Signal(name=f"r1_sign{n}") for n in range(cfg.accumulators)]
+        r1_flags = [Signal(3, name=f"r1_flags{n}") for n in range(cfg.accumulators)]
+        counts, zeros = [], []
         results = []
-        for n, (acc, flag) in enumerate(zip(accs, flags)):
-            neg = acc < 0
-            rounded = round_fp32(m, Mux(neg, -acc, acc)[:cfg.acc_width], cfg.product_exp, neg,
-                                 name=f"result{n}")
-            results.append(self._special(flag, rounded))
-        err, done, out_err = Signal(), Signal(), Signal()
+        for n in range(cfg.accumulators):
+            magnitude = Signal(W, name=f"acc_mag{n}")
+            m.d.comb += magnitude.eq(Mux(accs[n] < 0, -accs[n], accs[n]))
+            count, zero = leading_zeros(magnitude, m, name=f"acc_lz{n}")
+            counts.append(Signal.like(count, name=f"r1_count{n}"))
+            zeros.append(Signal(name=f"r1_zero{n}"))
+            rounded = round_fp32(m, mags[n], cfg.product_exp, signs[n],
+                                 lz=(counts[n], zeros[n]), name=f"result{n}")
+            results.append((count, zero, self._special(r1_flags[n], rounded), magnitude))
+        err, done, r1_valid, r1_err, out_err = (Signal(name=n) for n in
+                                                ("err", "done", "r1_valid", "r1_err", "out_err"))
         with m.If(en):
             m.d.sync += done.eq(s["valid"] & s["last"])
             with m.If(s["valid"]):
@@ -486,12 +498,20 @@ class MAC(StreamBlock):
                     m.d.sync += [acc.eq(apply_overflow(base + s[f"v{n}"], fmt, cfg.overflow)),
                                  flag.eq(Mux(s["clear"], 0, flag) | s[f"f{n}"])]
                 m.d.sync += err.eq((err & ~s["clear"]) | ~self._mode_ok(s))
-            # the output register: the accumulators as they stand after a last beat
-            m.d.sync += self.o.valid.eq(done)
+            # R1: the accumulators as they stand after a last beat, as magnitude and sign
+            m.d.sync += r1_valid.eq(done)
             with m.If(done):
-                for n, result in enumerate(results):
+                for n, (acc, flag) in enumerate(zip(accs, flags)):
+                    count, zero = results[n][:2]
+                    m.d.sync += [mags[n].eq(results[n][3]), signs[n].eq(acc < 0),
+                                 r1_flags[n].eq(flag), counts[n].eq(count), zeros[n].eq(zero)]
+                m.d.sync += r1_err.eq(err)
+            # the output register: their FP32 rounding
+            m.d.sync += self.o.valid.eq(r1_valid)
+            with m.If(r1_valid):
+                for n, (_, _, result, _) in enumerate(results):
                     m.d.sync += getattr(self.o.payload, f"acc{n}").eq(result)
-                m.d.sync += out_err.eq(err)
+                m.d.sync += out_err.eq(r1_err)
         m.d.comb += self.o.payload.err.eq(out_err)
 
 def _or_all(values):

@@ -101,14 +101,16 @@ def _held(m, decoded, name):
 
 
 def round_float(m, mag, exp_lsb, sign, fmt, *, sticky=0, saturate=False, exp_min=None,
-                name):
+                lz=None, name):
     """Code of :class:`~accelgen.formats.FloatFormat` ``fmt`` nearest (ties to even) to
     ``(-1)**sign * (mag + d) * 2**exp_lsb`` with ``0 < d < 1`` if ``sticky`` else ``d = 0``,
     as :func:`accelgen.formats.round_to_float` defines it: overflow gives inf, NaN (E4M3) or
     the largest value (formats with neither, or ``saturate``); a zero ``mag`` without
     ``sticky``, or a value below half the smallest subnormal, gives a zero of ``sign``.
     ``mag`` is unsigned, ``exp_lsb`` an int or a signed value (``exp_min``, when given, is
-    its lowest value: it may save the clamp below).
+    its lowest value: it may save the clamp below). ``lz``, when given, is ``(count, zero)``
+    of :func:`~accelgen.hdl.common.normalize.leading_zeros` of ``mag`` (at its given width),
+    computed earlier so a pipeline can register it (constant ``exp_lsb`` only).
 
     The magnitude is normalized by its leading-zero count, but never further than the
     subnormal binade allows (the shift stops where the last kept bit weighs ``2**exp_min``
@@ -135,7 +137,12 @@ def round_float(m, mag, exp_lsb, sign, fmt, *, sticky=0, saturate=False, exp_min
     held = Signal(width, name=f"{name}_mag")   # read bit by bit below: hold, don't copy
     m.d.comb += held.eq(mag)
     mag = held
-    count, zero = leading_zeros(mag, m, name=f"{name}_lz")
+    if lz is None:
+        count, zero = leading_zeros(mag, m, name=f"{name}_lz")
+    else:                       # the count of the value at its own width, padded on top here
+        if not isinstance(exp_lsb, int):
+            raise ValueError("round_float: lz needs a constant exp_lsb")
+        count, zero = lz[0] + (width - given), lz[1]
     limit = exp_lsb + width - kept - fmt.exp_min   # shift that puts the last kept bit at exp_min
     shift = Signal(range(width + 1), name=f"{name}_shift")
     m.d.comb += shift.eq(Mux(zero, 0, Mux(count > limit, limit, count)))
@@ -160,9 +167,10 @@ def round_float(m, mag, exp_lsb, sign, fmt, *, sticky=0, saturate=False, exp_min
     return out
 
 
-def round_fp32(m, mag, exp_lsb, sign, sticky=0, *, exp_min=None, name):
+def round_fp32(m, mag, exp_lsb, sign, sticky=0, *, exp_min=None, lz=None, name):
     """:func:`round_float` into FP32 (overflow to inf)."""
-    return round_float(m, mag, exp_lsb, sign, FP32, sticky=sticky, exp_min=exp_min, name=name)
+    return round_float(m, mag, exp_lsb, sign, FP32, sticky=sticky, exp_min=exp_min, lz=lz,
+                       name=name)
 
 
 def add_fp32(m, x, y, *, name):
