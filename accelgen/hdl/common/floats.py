@@ -128,12 +128,15 @@ def round_float(m, mag, exp_lsb, sign, fmt, *, sticky=0, saturate=False, exp_min
     if isinstance(exp_lsb, int):
         width = max(given, kept + 2, kept + fmt.exp_min - exp_lsb)
     else:
-        width = max(given, kept + 2) + kept
         lowest = fmt.exp_min - given        # below it: value < 2**(exp_min - 1)
         if exp_min is None or exp_min < lowest:
             tiny = Signal(name=f"{name}_tiny")
             m.d.comb += tiny.eq(exp_lsb < lowest)
             exp_lsb = Mux(tiny, lowest, exp_lsb)
+            exp_min = lowest
+        # zeros on top so that the lowest exponent needs no right shift (limit >= 0): a
+        # known exp_min (an adder's, say) keeps the window, count and shifter narrow
+        width = max(given, kept + 2, kept + fmt.exp_min - exp_min)
     held = Signal(width, name=f"{name}_mag")   # read bit by bit below: hold, don't copy
     m.d.comb += held.eq(mag)
     mag = held
@@ -207,7 +210,8 @@ def add_fp32(m, x, y, *, name):
     subtract = big.sign != small.sign
     magnitude = Signal(28, name=f"{name}_mag")
     m.d.comb += magnitude.eq(Mux(subtract, big_wide - kept - sticky, big_wide + kept))
-    rounded = round_fp32(m, magnitude, big.exp - 3, big.sign, sticky, name=f"{name}_round")
+    rounded = round_fp32(m, magnitude, big.exp - 3, big.sign, sticky, exp_min=FP32.exp_min - 3,
+                         name=f"{name}_round")
     exact_zero = (magnitude == 0) & ~sticky
     zero_code = Cat(Const(0, 31), dx.sign & dy.sign)
     result = Signal(32, name=name)
