@@ -84,8 +84,10 @@ def measure(name, config, family, root, max_pnr_lut):
             "fmax_mhz": fmax, "note": note}
 
 
-def cost_rows(families, root, max_pnr_lut):
+def cost_rows(families, root, max_pnr_lut, only=None):
     designs = cost_designs()
+    if only:            # the INT8 baseline stays: every ratio is against it
+        designs = {n: c for n, c in designs.items() if n == "int8-x4" or n in only}
     limits = {"ice40": min(max_pnr_lut, 5280), "ecp5": max_pnr_lut}
     results = {(n, f): measure(n, c, f, root, limits[f])
                for f in families for n, c in designs.items()}
@@ -163,7 +165,14 @@ def main(argv=None):
     parser.add_argument("--max-pnr-lut", type=int, default=8000,
                         help="place and route only designs up to this many LUT4 (nextpnr on "
                              "2 cores took over 25 minutes at 20k)")
+    parser.add_argument("--designs", help="comma-separated cost designs (default: all; the "
+                                          "INT8 baseline is always built)")
     args = parser.parse_args(argv)
+    if args.designs:
+        unknown = set(args.designs.split(",")) - set(cost_designs())
+        if unknown:
+            parser.error(f"--designs: {sorted(unknown)[0]!r} is not a design; expected names "
+                         f"from {', '.join(cost_designs())}")
     results = {}
     say("accuracy ...")
     results["accuracy"] = accuracy_rows((32, 128, 512, 4096), args.trials)
@@ -171,7 +180,8 @@ def main(argv=None):
     results["mx_sqnr"] = sqnr_rows()
     if not args.no_fpga:
         results["cost"] = cost_rows(args.family or list(FAMILIES), Path(args.out),
-                                    args.max_pnr_lut)
+                                    args.max_pnr_lut,
+                                    args.designs.split(",") if args.designs else None)
     print_results(results, as_json=args.json)
 
 

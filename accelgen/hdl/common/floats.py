@@ -161,7 +161,12 @@ def round_float(m, mag, exp_lsb, sign, fmt, *, sticky=0, saturate=False, exp_min
     else:
         overflow = fmt.inf_code if fmt.has_inf else fmt.nan_code
     out = Signal(fmt.width, name=name)
-    too_big = code > fmt.max_code
+    if fmt.max_code & ((1 << fmt.man_bits) - 1) == (1 << fmt.man_bits) - 1:
+        # the largest value has an all-ones fraction: compare the exponent bits only (a
+        # short compare instead of one as wide as the code, at the end of the path)
+        too_big = code[fmt.man_bits:] > (fmt.max_code >> fmt.man_bits)
+    else:
+        too_big = code > fmt.max_code
     magnitude = Mux((zero & ~sticky) | tiny, 0, Mux(too_big, overflow, code[:fmt.width - 1]))
     signed_code = Cat(magnitude[:fmt.width - 1], sign)
     if overflow == fmt.nan_code:           # overflow to NaN: the canonical (positive) NaN
@@ -198,7 +203,11 @@ def add_fp32(m, x, y, *, name):
     small = SimpleNamespace(**{k: Mux(swap, getattr(dx, k), getattr(dy, k))
                                for k in ("sign", "sig", "exp")})
     diff = Signal(range(300), name=f"{name}_diff")
-    m.d.comb += diff.eq(big.exp - small.exp)
+    # both differences beside the magnitude compare, not after it: one carry chain less
+    diff_xy = Signal(signed(10), name=f"{name}_dxy")
+    diff_yx = Signal(signed(10), name=f"{name}_dyx")
+    m.d.comb += [diff_xy.eq(dx.exp - dy.exp), diff_yx.eq(dy.exp - dx.exp)]
+    m.d.comb += diff.eq(Mux(swap, diff_yx, diff_xy))
     wide = Cat(Const(0, 3), small.sig[:24])            # 27 bits: significand and 3 extra
     cut = Signal(range(28), name=f"{name}_cut")
     m.d.comb += cut.eq(Mux(diff > 27, 27, diff))
