@@ -114,7 +114,8 @@ def float_costs(root, quick):
         t0 = time.monotonic()
         res = synth(SPEC, SPEC.presets[preset], "ecp5", Path(root) / f"float-{preset}").resources
         rows.append({"design": f"preset {preset}", "dataflow": "+".join(
-            SPEC.presets[preset].dataflows), **{k: v for k, v in res.items() if k != "cells"}})
+            SPEC.presets[preset].dataflows), "LUT4": res["LUT4"], "CCU2C": res["carry"],
+            "FF": res["FF"], "MULT18X18D": res["DSP"], "PFUMX": "-", "EBR": res["BRAM"]})
         say(f"  float preset {preset}: {rows[-1]} ({time.monotonic() - t0:.0f} s)")
     return rows
 
