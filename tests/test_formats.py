@@ -222,6 +222,14 @@ def test_hdl_fp32_addition_against_numpy():
         rng.integers(-40, 40, 1500).astype(np.uint64)
     pairs += [(int(a), int(b) & 0xFFFFFFFF) for a, b in zip(xs, near)]
     pairs += [(int(a), int(b)) for a, b in rng.integers(0, 1 << 32, (1500, 2), dtype=np.uint64)]
+    # the sticky boundary: the smaller operand's trailing zeros against the exponent gap
+    for tz in range(24):
+        for gap in range(max(0, tz - 1), tz + 6):
+            frac = (int(rng.integers(0, 1 << 23)) | (1 << 23)) >> tz << tz
+            for sub in (0, 1):
+                big = (150 << 23) | int(rng.integers(0, 1 << 23))
+                small = ((150 - gap) << 23) | (frac & 0x7FFFFF) | (sub << 31)
+                pairs += [(big, small), (small, big)]
     got = _run_comb(m, [x, y], [out], pairs)
     for (a, b), (g,) in zip(pairs, got):
         with np.errstate(all="ignore"):

@@ -138,6 +138,22 @@ def test_float_bubbles_and_padding_add_nothing(flow):
     assert out["o"] == p.o
 
 
+def test_float_stale_weights_add_nothing_after_a_ws_command():
+    """Float builds with both dataflows: a ws command leaves its last weights (inf) in the
+    PEs, whose bubbles then multiply them by the null operand (not by +0: NaN); the next os
+    command must come out exact."""
+    cfg = _config(2, 2, dataflows=BOTH, modes=("e5m2",), acc_width=32)
+    ws = golden.Command(2, 2, 2, dataflow="ws")
+    os_ = golden.Command(3, 3, 2, dataflow="os")
+    inf = np.full((2, 2), np.inf)
+    p = Program(cfg).run([ws, os_], arrays=[(np.ones((2, 2)), inf, None),
+                                            (np.ones((3, 3)), np.ones((3, 2)), None)])
+    assert (fp32_value(golden.unpack_rows(cfg, os_, p.o[2:])) == 3).all()
+    out, _ = run_streams(Systolic(cfg), p.words, {"o": len(p.o), "rsp": 2}, seed=5,
+                         valid_prob=0.5, ready_prob=0.8, max_cycles=3000)
+    assert out["o"] == p.o
+
+
 def test_accumulate_chain_and_none():
     """K split over three commands: overwrite + none, accumulate + none, accumulate + raw;
     the last one must equal the whole product (checked against numpy directly too)."""

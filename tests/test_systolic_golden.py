@@ -22,7 +22,7 @@ from accelgen.sim.golden import cast as cast_golden
 from accelgen.sim.golden import systolic as golden
 from accelgen.sim.golden import systolic_program as prog
 from accelgen.sim.golden.systolic import Command, Model
-from accelgen.sim.golden.elements import FP32_NAN, fp32_value, to_codes
+from accelgen.sim.golden.elements import FP32_NAN, code_values, fp32_value, to_codes
 from accelgen.sim.golden.systolic_program import Program, flush_command
 
 DEFAULT = PRESETS["default"]
@@ -1062,6 +1062,65 @@ def test_float_output_conversion_is_the_cast_block(target, saturate):
         assert np.array_equal(got[exact], want[exact]), (target, trial)
 
 
+def _ref_to_float(fmt, x, saturate):
+    """Code of float format ``fmt`` for the float64 ``x`` by the rounding rules alone, not
+    through :mod:`accelgen.formats`: round half to even at the format's spacing (subnormal
+    spacing below the normal range, no upper exponent limit), then the overflow rule of the
+    spec (inf, NaN for E4M3, the largest value for formats with neither or ``saturate``);
+    NaN to the format's NaN or +0; infinities by the same rule. Values and codes come from
+    the decode table (checked against ml_dtypes elsewhere)."""
+    sign = int(np.signbit(x)) << (fmt.width - 1)
+    if np.isnan(x):
+        return fmt.nan_code if fmt.has_nan else 0
+    top = fmt.max_code | sign
+    if saturate or not fmt.has_nan:
+        over = top
+    else:
+        over = (fmt.inf_code | sign) if fmt.has_inf else fmt.nan_code
+    if np.isinf(x):
+        return over
+    mag = abs(x)
+    if mag == 0:
+        return sign
+    exp = max(math.frexp(mag)[1] - 1, fmt.exp_min + fmt.man_bits)   # binade, at least normal
+    spacing = 2.0 ** (exp - fmt.man_bits)
+    rounded = float(np.round(mag / spacing)) * spacing                # numpy: half to even
+    values = code_values(fmt, np.arange(fmt.max_code + 1))
+    if rounded > values[-1]:
+        return over
+    return int(np.flatnonzero(values == rounded)[0]) | sign
+
+
+@pytest.mark.parametrize("target, saturate", list(itertools.product(
+    ["e4m3", "e5m2", "e3m2", "e2m1", "bf16", "fp16"], [True, False])))
+def test_float_output_conversion_reference(target, saturate):
+    """Output requant against :func:`_ref_to_float` over the whole ``scale`` range (results
+    far outside FP32 and far below every subnormal included) and with ``relu``."""
+    cfg = replace(FLOAT_CFG, out_format=target, out_saturate=saturate)
+    fmt = FLOAT_FORMATS[target]
+    rng = np.random.default_rng(sum(map(ord, target)) + saturate)
+    model = Model(cfg)
+    m, n = 4, 4
+    for trial, scale in enumerate([-128, 127, -100, 100, -30, 30, 0,
+                                   *rng.integers(-128, 128, 5)]):
+        a = prog.random_elements(FLOAT_FORMATS["e5m2"], rng, (m, 3))
+        b = prog.random_elements(FLOAT_FORMATS["e5m2"], rng, (3, n))
+        model.run(Command(m, 3, n, output="none", mode="e5m2"), a, b)
+        acc = model.memory[np.arange(2 * m) % cfg.acc_depth].reshape(2, m, 2)
+        acc = acc.transpose(1, 0, 2).reshape(m, n)
+        relu = bool(trial % 2)
+        got = model.run(Command(m, 1, n, accumulate=True, output="requant", scale=int(scale),
+                                relu=relu, mode="e5m2"), np.zeros((m, 1)),
+                        np.zeros((1, n))).y
+        for (i, j), code in np.ndenumerate(acc):
+            x = float(fp32_value(np.array([code]))[0])
+            if relu and np.signbit(x) and not np.isnan(x):
+                x = 0.0
+            want = _ref_to_float(fmt, math.ldexp(x, int(scale)) if np.isfinite(x) else x,
+                                 saturate)
+            assert got[i, j] == want, (target, saturate, scale, hex(int(code)))
+
+
 def test_float_config_and_command_errors():
     with pytest.raises(Exception, match="modes: .* mixes integer and float"):
         SystolicConfig(modes=("s8s8", "e4m3"))
@@ -1071,6 +1130,10 @@ def test_float_config_and_command_errors():
         SystolicConfig(modes=("mxe4m3",))
     with pytest.raises(Exception, match="acc_width: 24 is not allowed with float modes"):
         SystolicConfig(modes=("e4m3",), acc_width=24)
+    with pytest.raises(Exception, match="acc_width: 32.0 is not allowed with float modes"):
+        SystolicConfig(modes=("e4m3",), acc_width=32.0)
+    with pytest.raises(Exception, match="modes: .* lists mode 'e4m3' more than once"):
+        SystolicConfig(modes=("e4m3", "e4m3e4m3"))
     with pytest.raises(Exception, match="lut_rows: 1 is not allowed with float modes"):
         SystolicConfig(modes=("bf16",), lut_rows=1)
     with pytest.raises(Exception, match="out_format: 'fp32' is not allowed"):
@@ -1079,6 +1142,8 @@ def test_float_config_and_command_errors():
         SystolicConfig(modes=("bf16",), out_format="p8", out_saturate=False)
     with pytest.raises(ValueError, match="mult: 3 is not allowed in a float build"):
         golden.pack_command(FLOAT_CFG, Command(1, 1, 1, output="requant", mult=3))
+    with pytest.raises(ValueError, match="out_signed: False is not allowed in a float build"):
+        golden.pack_command(FLOAT_CFG, Command(1, 1, 1, output="requant", out_signed=False))
     with pytest.raises(ValueError, match="scale: 2 is not allowed in an integer build"):
         golden.pack_command(DEFAULT, Command(1, 1, 1, output="requant", scale=2))
     with pytest.raises(ValueError, match=r"a \(in mode 'e4m3'\): 0.3 is not a value"):

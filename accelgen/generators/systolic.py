@@ -197,7 +197,7 @@ class SystolicConfig(Config):
         Width of each performance counter (16 to 48).
     out_format : str
         Float modes: the format output ``requant`` converts the FP32 results to (one of
-        :data:`OUT_FORMATS`; ignored by integer modes).
+        :data:`OUT_FORMATS`; integer builds check it with ``out_saturate`` but do not use it).
     out_saturate : bool
         Float modes: the conversion saturates (overflow and infinities to the largest finite
         value; posit formats always do) instead of giving inf or NaN, as the ``cast`` block's
@@ -227,6 +227,11 @@ class SystolicConfig(Config):
         check_int("cols", self.cols, 1, 32)
         modes = check_str_list("modes", self.modes, "['s8s8', 's4s4']")
         parsed = [_parse_mode(m) for m in modes]
+        names = [mode.name for mode in parsed]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ConfigError(f"modes: {list(modes)!r} lists mode {twice[0]!r} more than once "
+                              f"(as spelled, or in another spelling); each mode once")
         if len({mode.is_int for mode in parsed}) > 1:
             raise ConfigError(f"modes: {list(modes)!r} mixes integer and float modes; a "
                               f"systolic array is built for one or the other")
@@ -240,7 +245,8 @@ class SystolicConfig(Config):
         object.__setattr__(self, "dataflows", tuple(f for f in DATAFLOWS if f in flows))
         check_choice("overflow", self.overflow, [o.value for o in Overflow])
         if self.is_float:
-            if self.acc_width != 32:
+            if isinstance(self.acc_width, bool) or not isinstance(self.acc_width, int) \
+                    or self.acc_width != 32:
                 raise ConfigError(f"acc_width: {self.acc_width!r} is not allowed with float "
                                   f"modes; the accumulators are FP32, expected 32")
         else:

@@ -212,9 +212,14 @@ def add_fp32(m, x, y, *, name):
     cut = Signal(range(28), name=f"{name}_cut")
     m.d.comb += cut.eq(Mux(diff > 27, 27, diff))
     kept = wide >> cut
-    lost = (wide & ((Const(1, 28) << cut) - 1)[:27]) != 0
+    # sticky: a set bit is shifted out exactly when the smaller significand has fewer than
+    # diff - 3 trailing zeros; both counts run beside the compare, not after the shift
+    trailing = {v_name: leading_zeros(d.sig[:24][::-1], m, name=f"{name}_tz{v_name}")
+                for v_name, d in (("x", dx), ("y", dy))}
+    tz_small = Mux(swap, trailing["x"][0], trailing["y"][0])
+    zero_small = Mux(swap, trailing["x"][1], trailing["y"][1])
     sticky = Signal(name=f"{name}_sticky")
-    m.d.comb += sticky.eq(lost | ((diff > 27) & (small.sig != 0)))
+    m.d.comb += sticky.eq(~zero_small & (tz_small + 3 < diff))
     big_wide = Cat(Const(0, 3), big.sig[:24])
     subtract = big.sign != small.sign
     magnitude = Signal(28, name=f"{name}_mag")

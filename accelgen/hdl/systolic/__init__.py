@@ -57,9 +57,10 @@ Numeric semantics, stream formats, errors and counters are defined in
 Float modes: the feeder and the panel decode each element once into ``Cat(sig, exp, sign,
 nan, inf)`` (``operand_width`` bits), so the PEs hold decoded operands; a PE rounds the
 significand product to FP32 and adds it with an IEEE binary32 adder (``s`` and ``out`` hold
-FP32 codes; the os clear writes +0). Two rules keep bubbles and padding exact: the os B row
-of a bubble is zeroed (the feeder's ``issued``), and in ws the feeder zeroes ``a`` elements
-past K, so every product that must not count is ``+0 * +0 = +0`` and never ``0 * inf``. The
+FP32 codes; the os clear writes +0). Bubbles and ws elements past K enter as the *null*
+operand (NaN and inf flags both set, which no element decodes to), and a product with a null
+operand is +0 whatever the other operand is: a stationary weight of inf or NaN, or one left
+over from a ws command when the next runs os, never makes a bubble's ``0 * inf = NaN``. The
 writer adds rows in FP32; output ``requant`` is the FP32-to-``out_format`` converter.
 """
 

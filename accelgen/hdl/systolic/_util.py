@@ -1,13 +1,14 @@
 """Helpers shared by the ``systolic`` units: delay lines, lane fitting and widths derived from
 the config that several units must agree on."""
 
-from amaranth.hdl import Cat, Signal
+from amaranth.hdl import Cat, Const, Signal
 
 from ...generators.systolic import ELEMENT_EXP_BITS
 from ..common.floats import read_element, unpack_decoded
 from ..common.operands import read_operand
 
-__all__ = ["delay", "fit", "panel_k_bits", "row_bits", "read_array_operand", "unpack_operand"]
+__all__ = ["delay", "fit", "panel_k_bits", "row_bits", "read_array_operand", "unpack_operand",
+           "null_operand"]
 
 
 def delay(m, value, cycles, name):
@@ -51,3 +52,12 @@ def read_array_operand(m, slot, config, formats, mode, *, name):
 def unpack_operand(config, value):
     """Float modes: the decoded namespace of an operand the array carries."""
     return unpack_decoded(value.as_unsigned(), config.element_sig_bits, ELEMENT_EXP_BITS)
+
+
+def null_operand(config):
+    """Float modes: the operand of a bubble or of padding, NaN and inf flags both set (no
+    element decodes to it); a product with a null operand is +0 whatever the other operand
+    holds, so neither adds anything to a sum (a ``+0`` would make ``0 * inf = NaN`` with a
+    stale weight)."""
+    return Const(0b11 << (config.element_sig_bits + ELEMENT_EXP_BITS + 1),
+                 config.operand_width)

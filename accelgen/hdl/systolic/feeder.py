@@ -15,7 +15,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..common.loopnest import LoopNest
 from ..common.stream import stream_signature
-from ._util import panel_k_bits, read_array_operand
+from ._util import null_operand, panel_k_bits, read_array_operand
 from .control import event_signature, task_signature
 
 __all__ = ["AIntake", "Feeder", "step_beats_signature"]
@@ -100,13 +100,12 @@ class Feeder(wiring.Component):
         The drain has read one row out of the accumulator memory: one more row of credit.
     a_ops : Out(signed(operand_width)).array(rows), last, swap, valid : Out(1)
         To the array: the step's A operands in the command's mode, and its tags (os: last
-        step of a tile; ws: first step of a weight tile, not a bubble). Zeros for a bubble.
+        step of a tile; ws: first step of a weight tile, not a bubble). Zeros for a bubble;
+        float builds send the null operand for a bubble and for ws elements past K.
     swap_issued : Out(1)
         ws: a ``swap`` step is issued in this cycle (the weight loader may start the next
         tile once it has passed every PE).
-    issued : Out(1)
-        ``a_ops`` hold a step (not a bubble), in step with them (float builds zero the os B
-        row of a bubble with it: +0 times inf would be NaN).
+
     done : Out(1)
         Every step of the command has been issued.
     events : Out(event_signature(config))
@@ -137,7 +136,6 @@ class Feeder(wiring.Component):
             "swap": Out(1),
             "valid": Out(1),
             "swap_issued": Out(1),
-            "issued": Out(1),
             "done": Out(1),
             "events": Out(event_signature(config)),
         })
@@ -202,22 +200,20 @@ class Feeder(wiring.Component):
         a_bits = Signal(R * cfg.a_width, name="f1_a")
         f1 = Signal(name="f1_step")
         last, swap = Signal(name="f1_last"), Signal(name="f1_swap")
-        payload = self.a.payload
-        if cfg.is_float:
-            # ws: elements past K are +0 (their weights are; NaN * 0 must not reach a sum)
-            payload = Cat(*(Mux(~ws | (i < rv), self.a.payload[i * cfg.a_width:
-                                                            (i + 1) * cfg.a_width], 0)
-                            for i in range(R)))
-        m.d.sync += [f1.eq(step), a_bits.eq(Mux(step, payload, 0)),
+        m.d.sync += [f1.eq(step), a_bits.eq(Mux(step, self.a.payload, 0)),
                      last.eq(step & ~ws & os_last), swap.eq(step & ws & ws_first)]
         formats = [f.a for f in cfg.mode_formats]
         mode = task.params.mode if cfg.mode_bits else None
+        used = Signal(R, name="f1_used")        # float: elements that are not bubble/padding
+        if cfg.is_float:    # ws: elements past K are padding
+            m.d.sync += used.eq(Mux(step, Cat(*(~ws | (i < rv) for i in range(R))), 0))
         for i in range(R):
             op = read_array_operand(m, a_bits[i * cfg.a_width:], cfg, formats, mode,
                                     name=f"f1_a{i}")
+            if cfg.is_float:    # a product with a null operand is +0, whatever the other is
+                op = Mux(used[i], op, null_operand(cfg))
             m.d.comb += self.a_ops[i].eq(op)
         m.d.comb += [self.last.eq(last), self.swap.eq(swap), self.valid.eq(f1 & ws),
-                     self.issued.eq(f1),
                      self.swap_issued.eq(step & ws & ws_first)]
 
         # counters: useful MACs of the step (two cycles later, off the issue path), and why

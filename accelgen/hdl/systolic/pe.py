@@ -135,8 +135,10 @@ class PE(Elaboratable):
         """Float modes: the FP32 code of ``a * bw`` (operands decoded at the array's edges)."""
         cfg = self.cfg
         exp_min = min(f.a.exp_min + f.b.exp_min for f in cfg.mode_formats)
-        return product_fp32(m, unpack_operand(cfg, self.a), unpack_operand(cfg, self.bw),
-                            exp_min=exp_min, name=f"{self.name}_fp")
+        a, b = unpack_operand(cfg, self.a), unpack_operand(cfg, self.bw)
+        code = product_fp32(m, a, b, exp_min=exp_min, name=f"{self.name}_fp")
+        null = (a.nan & a.inf) | (b.nan & b.inf)    # bubble or padding: adds +0
+        return Mux(null, 0, code)
 
     def _operand(self, m):
         """The second multiplier operand: the passing ``b`` (os) or the active weight (ws),

@@ -21,7 +21,7 @@ Every connection is made here, between ports; no unit reads another's internals,
 order in which the units are added does not matter.
 """
 
-from amaranth.hdl import Module, Mux
+from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -110,10 +110,7 @@ class Systolic(wiring.Component):
         ]
         if "os" in cfg.dataflows:
             # the panel row read for a step arrives together with the feeder's F1 registers
-            m.d.comb += arr.last.eq(fd.last)
-            for j in range(C):  # float: a bubble's product must be +0 (+0 * inf is NaN)
-                b = Mux(fd.issued, panel.row[j], 0) if cfg.is_float else panel.row[j]
-                m.d.comb += arr.b[j].eq(b)
+            m.d.comb += [arr.last.eq(fd.last), *(arr.b[j].eq(panel.row[j]) for j in range(C))]
         if "ws" in cfg.dataflows:
             m.d.comb += [
                 arr.swap.eq(fd.swap),

@@ -206,7 +206,7 @@ class Command:
         coded = {}
         for name in _DEFAULTS:          # checked in field order: the first bad one is named
             value = getattr(self, name)
-            if name in _FLAGS:
+            if name in _FLAGS and name in fmt.fields:
                 coded[name] = _check_bool(name, value)
             elif name in named:
                 names, note = named[name]
@@ -215,7 +215,8 @@ class Command:
                 coded[name] = _check_int(name, value, *fmt.range(name))
             else:               # a requant parameter of the other number kind
                 kind = "a float" if config.is_float else "an integer"
-                if isinstance(value, bool) or value != _DEFAULTS[name]:
+                if isinstance(value, bool) != isinstance(_DEFAULTS[name], bool) \
+                        or value != _DEFAULTS[name]:
                     raise ValueError(f"{name}: {value!r} is not allowed in {kind} build (no "
                                      f"such field); expected {_DEFAULTS[name]}")
                 coded[name] = _DEFAULTS[name]
