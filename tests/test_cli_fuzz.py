@@ -76,10 +76,14 @@ def settings_argv(draw):
     sets = []
     if spec:
         fields = FIELDS[block]
+        own = spec.presets[preset].to_dict() if preset in spec.presets else {}
         for key in draw(st.lists(st.sampled_from(sorted(fields) + ["bogus"]), max_size=4,
                                  unique=True)):
             usual = st.sampled_from(fields.get(key, HOSTILE))
-            value = draw(st.one_of(usual, usual, st.sampled_from(HOSTILE)))
+            # the preset's own value too: other presets' values often clash with the rest of
+            # this preset (a float mode list on an int8 preset's accumulator width)
+            mine = [st.just(own[key])] if own.get(key) is not None else []
+            value = draw(st.one_of(usual, usual, *mine, st.sampled_from(HOSTILE)))
             sets.append(f"{key}={toml_value(value)}")
     if draw(st.integers(0, 19)) == 0:
         sets.append(draw(st.sampled_from(["lanes", "=3", "lanes==3", "a.b=1", "lanes=[[[["])))
