@@ -105,6 +105,10 @@ def cmd_show(args):
             lines.append(f"  [{f['offset'] + f['width'] - 1}:{f['offset']}] {f['name']}"
                          f"{' (signed)' if f['signed'] else ''}")
             lines += [f"      {_array_text(a)}" for a in f.get("array", ())]
+    given = {name: value for name, value in _show_options(args).items() if value is not None}
+    if given:       # check_run_options refuses an option the block does not take
+        data["model"], text = spec.model_report(config, given)
+        lines += [""] + text
     if args.errors or args.plot:
         from .sim.report import error_lines, error_report, plot_errors
         title = f"{spec.name} ({args.preset})"
@@ -286,6 +290,12 @@ def cmd_build(args):
     _print(args, data, _table(rows, ("", f"{spec.name} ({args.preset}) on {args.board}")))
 
 
+def _show_options(args):
+    """The ``show`` options on the command line (any block's), by name."""
+    return {option.name: getattr(args, option.name, None)
+            for option in _all_run_options() if option.show}
+
+
 def _all_run_options():
     """Every block's run options → the blocks that take it (for ``sim --help``)."""
     from .generators.registry import REGISTRY
@@ -314,6 +324,10 @@ def _parser():
                         f"against the preset's declared bound ({approx})")
     p.add_argument("--plot", metavar="FILE.png",
                    help=f"draw error against input (needs matplotlib; {approx})")
+    for option, blocks in _all_run_options().items():
+        if option.show:
+            p.add_argument(f"--{option.name}", metavar=option.metavar,
+                           help=f"{', '.join(blocks)}: {option.help}")
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("emit", help="write <top>.v and <top>.json")

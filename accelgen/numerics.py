@@ -168,3 +168,16 @@ def requantize(acc, mult, shift, zero_point, relu, out_signed, rounding):
     if relu:
         q = np.maximum(q, 0)
     return saturate(q + np.int64(zero_point), S8 if out_signed else U8)
+
+
+#: Width of the unsigned low chunks of a wide requantizer product (a DSP's 18-bit signed port
+#: takes 17 unsigned bits)
+REQUANT_CHUNK = 17
+
+
+def requantizer_latency(acc_width, mult_bits):
+    """Cycles of the hardware requantizer (:class:`accelgen.hdl.common.requant.Requantizer`)
+    for these widths: 3, plus 1 when ``acc * mult`` is wider than one 18x18 DSP multiply
+    (``acc_width > 18`` and ``mult_bits > 1``), where it is built from partial products of
+    ``REQUANT_CHUNK``-bit slices of ``acc``, registered, then summed in a stage of its own."""
+    return 4 if acc_width > 18 and mult_bits > 1 else 3

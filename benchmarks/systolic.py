@@ -19,8 +19,17 @@ Sections (all by default; pick some with ``--only pe,array,util,fmax``):
            synthesized whole (yosys ECP5 cells).
 ``fmax``   ``accelgen build`` (self-checking harness, nextpnr-ecp5) of the 8x8 and 16x16
            presets on the ULX3S-85F. Target: >= 150 MHz for 16x16.
+``grid``   the small-GEMM grid of issue 13 (M, N in {1, 2, 4, 8, 16, 17, 32, 64}, K in {1, 2,
+           4, 8, 16, 31, 64, 256}) on 4x4 (k_max 256), 8x8 and 16x16, both dataflows: every
+           command back to back at full rate on Verilator (``sequence`` testcase, results
+           checked), its RTL ``cycles`` and utilization, the analytic model's cycles (must be
+           equal) and SCALE-Sim's analytical cycles side by side. The full table goes to
+           ``<root>/grid.csv`` (and SCALE-Sim config/topology files beside it); the printout
+           shows M = N.
+``speed``  simulated cycles per second of ``accelgen sim systolic --gemm 256x256x256`` on the
+           16x16 preset (file-backed streams), Verilator. Target: >= 300k cycles/s.
 
-    .venv/bin/python benchmarks/systolic.py [--only pe,array] [--json] [--quick]
+    .venv/bin/python benchmarks/systolic.py [--only pe,array,grid] [--json] [--quick]
 """
 
 import argparse
@@ -39,6 +48,8 @@ SPEC = REGISTRY["systolic"]
 PRESET16 = SPEC.presets["16x16"]
 FLOWS = {"os": ("os",), "ws": ("ws",), "both": ("os", "ws")}
 GEMMS = [(16, 16, 16), (64, 64, 64), (256, 256, 256), (128, 768, 768)]
+GRID_MN = (1, 2, 4, 8, 16, 17, 32, 64)
+GRID_K = (1, 2, 4, 8, 16, 31, 64, 256)
 
 
 
@@ -169,10 +180,66 @@ def fmax(root, quick):
     return rows
 
 
+def grid(root, quick):
+    import csv
+    import itertools
+
+    from accelgen.generators.emit import emit
+    from accelgen.sim.golden.systolic import Command
+    from accelgen.sim.golden.systolic_cycles import (command_cycles, scalesim_cycles,
+                                                     scalesim_files)
+    from accelgen.sim.runner import run_emitted
+    arrays = {"4x4": replace(SPEC.presets["default"], k_max=256), "8x8": SPEC.presets["8x8"],
+              "16x16": PRESET16}
+    if quick:
+        arrays = {"4x4": arrays["4x4"]}
+    shapes = list(itertools.product(GRID_MN, GRID_K, GRID_MN))
+    root = Path(root)
+    rows = []
+    for name, cfg in arrays.items():
+        build = emit(SPEC, cfg, root / f"grid-{name}", top="systolic").manifest_path
+        for flow in ("os", "ws"):
+            commands = [{"m": m, "k": k, "n": n, "dataflow": flow} for m, k, n in shapes]
+            t0 = time.monotonic()
+            res = run_emitted(build, seed=1, testcases=["sequence"],
+                              options={"commands": commands})
+            case = res.result["testcases"]["sequence"]
+            say(f"  grid {name} {flow}: passed={res.passed} mismatches={case['mismatches']} "
+                f"({time.monotonic() - t0:.0f} s, {case['cycles_per_second']:.0f} cycles/s)")
+            cfg_text, topo = scalesim_files(cfg, shapes, flow)
+            (root / f"scalesim-{name}-{flow}.cfg").write_text(cfg_text)
+            (root / f"scalesim-{name}-{flow}.csv").write_text(topo)
+            for (m, k, n), rtl in zip(shapes, case["rsp_cycles"]):
+                model = command_cycles(cfg, Command(m, k, n, dataflow=flow)).cycles
+                rows.append({"array": name, "dataflow": flow, "m": m, "k": k, "n": n,
+                             "rtl_cycles": rtl, "model_cycles": model,
+                             "utilization": round(m * k * n / (cfg.rows * cfg.cols * rtl), 4),
+                             "scalesim_cycles": scalesim_cycles(cfg, m, k, n, flow)})
+    with open(root / "grid.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    equal = sum(r["rtl_cycles"] == r["model_cycles"] for r in rows)
+    say(f"  grid: model == RTL for {equal} of {len(rows)} commands; table in {root / 'grid.csv'}")
+    return [r for r in rows if r["m"] == r["n"]]
+
+
+def speed(root, quick):
+    from accelgen.sim.runner import simulate
+    res = simulate(SPEC, PRESET16, preset="16x16", testcases=["gemm"],
+                   options={"gemm": "64x64x64" if quick else "256x256x256", "dataflow": "os"},
+                   build_root=Path(root) / "sim")
+    case = res.result["testcases"]["gemm"]
+    return [{"gemm": case["shape"], "passed": res.passed, "sim_cycles": case["sim_cycles"],
+             "sim_seconds": round(case["sim_seconds"], 3),
+             "cycles_per_second": round(case["cycles_per_second"])}]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", default="pe,array,util,float,fmax",
-                        help="comma-separated sections: pe, array, util, fmax")
+    parser.add_argument("--only", default="pe,array,util,float,fmax,grid,speed",
+                        help="comma-separated sections: pe, array, util, float, fmax, grid, "
+                             "speed")
     parser.add_argument("--quick", action="store_true", help="fewer designs and shapes")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     parser.add_argument("--root", default="build/bench-systolic", help="work directory")
@@ -182,7 +249,8 @@ def main(argv=None):
     sections = {"pe": lambda: pe_costs(root), "array": lambda: array_costs(root, args.quick),
                 "util": lambda: utilization(root, args.quick),
                 "float": lambda: float_costs(root, args.quick),
-                "fmax": lambda: fmax(root, args.quick)}
+                "fmax": lambda: fmax(root, args.quick),
+                "grid": lambda: grid(root, args.quick), "speed": lambda: speed(root, args.quick)}
     results = {}
     for name in args.only.split(","):
         say(f"[{name}]")

@@ -37,6 +37,33 @@ def test_show_json_reports_derived_values_and_layout(capsys):
     assert (fields["b"]["offset"], fields["b"]["width"]) == (8, 8)
 
 
+def test_show_gemm_answers_from_the_cycle_model(capsys):
+    """``show systolic --gemm`` prints the model's cycles without simulating; the one-tile
+    16x16x16 on 16x16 is 79 cycles (see test_systolic_cycles.py for the RTL's word on it)."""
+    code, out, _ = run(capsys, "show", "systolic", "--preset", "16x16", "--gemm", "16x16x16",
+                       "--json")
+    assert code == 0
+    model = json.loads(out)["model"]
+    assert (model["cycles"], model["steps"], model["dataflow"]) == (79, 16, "os")
+    assert model["scalesim_cycles"] == 2 * 16 + 16 + 16 - 2
+    code, out, _ = run(capsys, "show", "systolic", "--gemm", "8x300x8", "--dataflow", "ws",
+                       "--allow-large")
+    assert code == 2
+    code, out, _ = run(capsys, "show", "systolic", "--gemm", "8x64x8", "--dataflow", "ws")
+    assert code == 0 and "cycle model: 8x64x8 in ws" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["show", "mac", "--gemm", "4x4x4"], "--gemm: not allowed for block mac; it applies to "
+                                         "systolic"),
+    (["show", "systolic", "--dataflow", "ws"], "--dataflow: allowed in accelgen show only "
+                                               "together with --gemm"),
+    (["show", "systolic", "--gemm", "4x4"], "--gemm: '4x4' is not allowed; expected MxKxN")])
+def test_show_model_options_refused_with_one_line(capsys, argv, message):
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == "" and err.count("\n") == 1 and message in err, err
+
+
 def test_config_file_then_set_override(capsys, tmp_path):
     toml = tmp_path / "c.toml"
     toml.write_text('lanes = 3\nmodes = ["s8s8", "s4s4"]\nmultiplier = "fused"\n')

@@ -286,3 +286,30 @@ def test_converts_to_verilog():
                                        rounding="half_even"), emit_src=False)
     assert "module top(mult, shift, zero_point, relu, out_signed, clk, rst, y, acc);" in text
     assert "output [17:0] y;" in text and "input [63:0] acc;" in text
+
+
+@pytest.mark.parametrize("acc_width, mult_bits", [(19, 2), (34, 17), (35, 10), (46, 16)])
+def test_wide_products_split_at_every_slice_boundary(acc_width, mult_bits):
+    """Products wider than one 18x18 multiply are summed from 17-bit slices of ``acc`` in a
+    stage of their own (latency 4): exact whether the top slice is 1, 17 or 12 bits wide."""
+    dut = Requantizer(lanes=16, acc_width=acc_width, mult_bits=mult_bits, rounding="half_even")
+    assert dut.latency == 4
+    rng = random.Random(f"split-{acc_width}-{mult_bits}")
+    stimulus = _wide_stimulus(rng, 120, dut.lanes, acc_width, mult_bits)
+    got, _ = _simulate(dut, stimulus)
+    count, first = _mismatches(stimulus, got, Rounding.HALF_EVEN)
+    assert count == 0, first
+
+
+def test_wide_latency_exact_and_parameters_travel_with_data():
+    dut = Requantizer(lanes=2, acc_width=32, mult_bits=16, rounding="half_up")
+    assert dut.latency == 4
+    zero = np.array([0, 0])
+    idle = (zero, 1, 0, 0, 0, 1)
+    # -7 * 2**20 * 3 / 2**21 = -10.5: half_up gives -10
+    stimulus = [idle] * 4 + [(np.array([5, -7 << 20]), 3, 21, 0, 0, 1),
+                             (zero, 15, 9, 100, 1, 0)] + [idle] * 4
+    got, trace = _simulate(dut, stimulus)
+    assert got.tolist() == [[0, 0]] * 4 + [[0, -10], [100, 100]] + [[0, 0]] * 4
+    raw = [_unpack9(v, 2).tolist() for v in trace]
+    assert raw[4 + 4] == [0, -10] and raw[5 + 4] == [100, 100]

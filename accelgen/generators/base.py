@@ -188,11 +188,15 @@ class RunOption:
     testcase : str or None
         Given without ``--inputs``, the option runs only this testcase (``--gemm`` runs
         ``gemm``).
+    show : bool
+        ``accelgen show`` takes it too and answers it without simulating, from the golden
+        model's ``model_report(config, options)`` (an analytic model: ``--gemm`` cycles).
     """
     name: str
     metavar: str
     help: str
     testcase: str = None
+    show: bool = False
 
 
 class Config:

@@ -112,6 +112,12 @@ class GeneratorSpec:
         ``user_inputs`` runs when inputs are given."""
         return tuple(self.testbench_module().TESTCASES)
 
+    def model_report(self, config, options):
+        """``(data, lines)`` of the analytic answer to the ``show`` options given (checked
+        here, as ``accelgen sim`` would, but without its simulation-cost limit)."""
+        checked = self.check_run_options(config, options, allow_large=True)
+        return self.golden_model().model_report(config, checked)
+
     def harness_class(self):
         return _load(self.harness)
 
@@ -160,9 +166,11 @@ REGISTRY = {
         harness="accelgen.fpga.harness_systolic:SystolicHarness",
         run_options=(
             RunOption("gemm", "MxKxN", "run one GEMM of this shape at full rate and report "
-                      "cycles and utilization (the gemm testcase only)", testcase="gemm"),
+                      "cycles and utilization (the gemm testcase only; accelgen show: the "
+                      "analytic cycle model's answer, no simulation)", testcase="gemm",
+                      show=True),
             RunOption("dataflow", "os|ws", "dataflow of --gemm and --inputs (default: the "
-                      "first built)"))),
+                      "first built)", show=True))),
     "activation": GeneratorSpec(
         name="activation",
         summary="elementwise GELU/SiLU/sigmoid/tanh/exp/reciprocal/rsqrt (table, PWL, I-BERT)",

@@ -103,7 +103,7 @@ memory space (output backpressure); ``macs`` = ``M*K*N``. Utilization = ``macs /
 from dataclasses import dataclass, replace
 from functools import cached_property
 
-from ..numerics import ConfigError, Overflow, Rounding
+from ..numerics import ConfigError, Overflow, Rounding, requantizer_latency
 from .base import (ArrayLayout, Config, Field, check_bool, check_choice, check_int,
                    check_str_list)
 from ..formats import FLOAT_FORMATS, FP32, POSIT_FORMATS
@@ -177,7 +177,8 @@ class SystolicConfig(Config):
     acc_depth : int
         Accumulator memory rows (a power of two, from ``rows`` to 65536).
     a_depth : int
-        Depth of the ``a`` input FIFO (2 to 1024).
+        Depth of the ``a`` input FIFO (3 to 1024; a 2-deep ``SyncFIFOBuffered`` cannot take a
+        beat in the cycle it gives one, which would cost a third of the steps).
     requant : bool
         Build the requantizing output stage (``True`` or ``False``, not ``1``/``0``).
     mult_bits : int
@@ -262,7 +263,7 @@ class SystolicConfig(Config):
         if self.acc_depth & (self.acc_depth - 1):
             raise ConfigError(f"acc_depth: {self.acc_depth!r} is not allowed; expected a power "
                               f"of two from {self.rows} to 65536")
-        check_int("a_depth", self.a_depth, 2, 1024)
+        check_int("a_depth", self.a_depth, 3, 1024)
         check_bool("requant", self.requant)
         check_int("mult_bits", self.mult_bits, 1, 32)
         if self.requant and not self.is_float and self.acc_width + self.mult_bits > 62:
@@ -364,6 +365,14 @@ class SystolicConfig(Config):
     @property
     def peak_macs_per_cycle(self):
         return self.rows * self.cols
+
+    @property
+    def requant_latency(self):
+        """Cycles the output ``requant`` stage adds to a drained row (0 without one): the
+        integer requantizer's pipeline, or the float output converter's."""
+        if not self.requant:
+            return 0
+        return 2 if self.is_float else requantizer_latency(self.acc_width, self.mult_bits)
 
     def mode_code(self, mode):
         if isinstance(mode, int) and 0 <= mode < len(self.modes):
@@ -565,6 +574,7 @@ class SystolicConfig(Config):
         """Derived values for the manifest."""
         return {
             "peak_macs_per_cycle": self.peak_macs_per_cycle,
+            "requant_latency": self.requant_latency,
             "product_width": self.product_width,
             "operand_width": self.operand_width,
             "os_acc_width": self.os_acc_width if "os" in self.dataflows else None,

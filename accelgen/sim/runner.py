@@ -7,7 +7,8 @@ This is the only module that imports :mod:`cocotb_tools.runner`.
     simulate(spec, config)                     build root (default ./build/sim)
       │ emit <top>.v + <top>.json  ────────►   <block>-<digest>-<simulator>[-waves]/
       │ build, unless the stamp says this         <top>.v <top>.json .accelgen-build.json
-      │   exact Verilog is built already          build.log  (Verilator objects / sim.vvp)
+      │   exact Verilog is built already          <top>_bench.v (the simulation top)
+      │                                           build.log  (Verilator objects / sim.vvp)
       │ one runner.test(...) for all testcases    run-<seed>-XXXX/  sim.log results.xml
       ▼                                                             result.json [dump.fst]
     SimResult(passed, testcases, result, ...)
@@ -21,6 +22,12 @@ Build reuse
     Builds of one directory are serialized with a file lock; each call runs in its own
     ``run-*`` directory, so concurrent simulations of one config do not overwrite each other's
     results.
+
+Simulation top
+    The model is built with :func:`accelgen.sim.bulk.bench_wrapper`'s ``<top>_bench`` as its
+    top: the block's ports under their own names (what testbenches drive cycle by cycle) plus
+    file-backed streams that a testbench can switch on for long runs
+    (:func:`accelgen.sim.cocotb.bulk.run_bulk`). The stamp holds the hash of both files.
 
 Environment
     The runner reads ``os.environ`` (PATH to find ``verilator``; it passes the environment on
@@ -49,8 +56,9 @@ from xml.etree import ElementTree
 
 from ..generators.base import check_limit
 from ..numerics import ConfigError
-from ..outputs import locked, make_directory
+from ..outputs import locked, make_directory, write_atomic
 from ..tools import ToolError
+from .bulk import bench_wrapper
 from .inputs import check_inputs, check_outputs
 from .simulators import (TIMESCALE, build_arguments, check_simulator, make_overrides,
                          model_path, tool_environment, wave_arguments, wave_format)
@@ -159,13 +167,15 @@ def _sha256(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def _build(runner, build_dir, verilog, top, simulator, trace):
-    """Build the simulator model unless the stamp matches; returns seconds spent (0: reused).
-    ``trace``: None, ``"fst"`` or ``"vcd"``. Raises :class:`ToolError` with the build log
-    when the build fails."""
+def _build(runner, build_dir, sources, top, simulator, trace):
+    """Build the simulator model of ``sources`` (the block's Verilog, then its simulation
+    top ``top``) unless the stamp matches; returns seconds spent (0: reused). ``trace``:
+    None, ``"fst"`` or ``"vcd"``. Raises :class:`ToolError` with the build log when the build
+    fails."""
     extra, build_args, waves = build_arguments(simulator, build_dir, top, trace)
-    stamp = {"verilog_sha256": _sha256(verilog), "simulator": simulator, "trace": trace,
-             "top": top, "build_args": build_args, "make": make_overrides(simulator)}
+    stamp = {"sources_sha256": [_sha256(path) for path in sources], "simulator": simulator,
+             "trace": trace, "top": top, "build_args": build_args,
+             "make": make_overrides(simulator)}
     stamp_path = build_dir / _STAMP
     log = build_dir / "build.log"
     if (stamp_path.exists() and model_path(build_dir, simulator, top).exists()
@@ -174,11 +184,11 @@ def _build(runner, build_dir, verilog, top, simulator, trace):
     stamp_path.unlink(missing_ok=True)
     start = time.monotonic()
     try:
-        runner.build(sources=[verilog, *extra], hdl_toplevel=top, build_dir=build_dir,
+        runner.build(sources=[*sources, *extra], hdl_toplevel=top, build_dir=build_dir,
                      build_args=build_args, timescale=TIMESCALE, waves=waves, always=True,
                      log_file=log)
     except (RuntimeError, SystemExit, OSError, ValueError) as err:
-        raise ToolError(simulator, log, f"building {verilog.name} ({err})") from None
+        raise ToolError(simulator, log, f"building {sources[0].name} ({err})") from None
     stamp_path.write_text(json.dumps(stamp, indent=2) + "\n")
     return time.monotonic() - start
 
@@ -248,8 +258,10 @@ def run_emitted(manifest_path, *, simulator="verilator", seed=0, beats=DEFAULT_B
     spec = get_spec(manifest["generator"])
     testcases = _check_testcases(spec, testcases, inputs)
     build_dir = manifest_path.parent
-    top = manifest["top"]
     verilog = build_dir / manifest["verilog"]
+    # the simulation top: the block's ports passed through, or file-backed streams (bulk runs)
+    top, wrapper_text = bench_wrapper(manifest)
+    wrapper = build_dir / f"{top}.v"
     say = progress or (lambda message: None)
 
     with tool_environment():
@@ -257,7 +269,10 @@ def run_emitted(manifest_path, *, simulator="verilator", seed=0, beats=DEFAULT_B
         with locked(build_dir, option="--build-root"):
             say(f"building {verilog.name} with {simulator} in {build_dir}")
             trace = wave_format(simulator) if waves else None
-            build_seconds = _build(runner, build_dir, verilog, top, simulator, trace)
+            if not wrapper.exists() or wrapper.read_text() != wrapper_text:
+                write_atomic(wrapper, wrapper_text)
+            build_seconds = _build(runner, build_dir, [verilog, wrapper], top, simulator,
+                                   trace)
         run_dir = Path(tempfile.mkdtemp(prefix=f"run-{seed}-", dir=build_dir))
         results_xml, log = run_dir / "results.xml", run_dir / "sim.log"
         wave_file = run_dir / f"dump.{trace}" if waves else None

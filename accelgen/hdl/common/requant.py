@@ -4,8 +4,11 @@
 
       acc[0..L-1]   mult   shift   zero_point, relu, out_signed
           │           │      │       │
-      p = acc * mult         │       │              stage 1: product (DSP), per lane
-          [p registers]  [parameter registers]
+      acc_i * mult, per 17-bit slice of acc          stage 0 (wide products only): partial
+          [pp registers]                             products, one DSP each
+          │                  │       │
+      p = acc * mult         │       │              stage 1: product (DSP) or the sum of
+          [p registers]  [parameter registers]      the partial products, per lane
           │                  │       │
       (2 p) >> shift: log shifter    │              stage 2: rounding shift, per lane:
       floor (low 10 bits), half,     │              round-up bit by the rounding mode,
@@ -23,7 +26,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from ...numerics import ConfigError, IntFormat, Rounding
+from ...numerics import REQUANT_CHUNK, ConfigError, IntFormat, Rounding, requantizer_latency
 from .numerics import round_up, saturate
 
 __all__ = ["Requantizer"]
@@ -97,14 +100,17 @@ class Requantizer(wiring.Component):
     Timing
     ------
     A free-running pipeline in the ``sync`` domain with no enable and no valid bit:
-    ``latency`` = 3, and ``y`` during cycle ``t + 3`` is the requantization of ``acc`` *and the
-    parameter inputs* during cycle ``t`` (the parameters travel down the pipeline with the data,
-    so they may change on any cycle). Stage 1 registers the product ``acc * mult`` (one
-    multiplier per lane, left for yosys to map to DSP blocks), stage 2 the rounded shift (the low
-    10 bits of ``floor``, the round-up bit and an out-of-range flag), stage 3 ``y``.
+    ``latency`` cycles (:func:`accelgen.numerics.requantizer_latency`: 3, or 4 for a product
+    wider than one 18x18 multiply), and ``y`` during cycle ``t + latency`` is the
+    requantization of ``acc`` *and the parameter inputs* during cycle ``t`` (the parameters
+    travel down the pipeline with the data, so they may change on any cycle). Stage 1
+    registers the product ``acc * mult`` (one multiplier per lane, left for yosys to map to
+    DSP blocks); when it is wide, a stage 0 before it registers the partial products of
+    17-bit slices of ``acc`` (one DSP each) and stage 1 their sum, so no multiply shares a
+    cycle with the carry chain that joins its partial products. Stage 2 registers the
+    rounded shift (the low 10 bits of ``floor``, the round-up bit and an out-of-range flag),
+    stage 3 ``y``.
     """
-
-    latency = 3
 
     def __init__(self, *, lanes, acc_width, mult_bits, rounding, shift_bits=6):
         try:
@@ -125,6 +131,10 @@ class Requantizer(wiring.Component):
         })
 
     @property
+    def latency(self):
+        return requantizer_latency(self.acc_width, self.mult_bits)
+
+    @property
     def product_width(self):
         """Width of the exact signed product ``acc * mult``, as
         ``|acc * mult| <= 2**(acc_width-1) * (2**mult_bits - 1) < 2**(acc_width+mult_bits-1)``."""
@@ -133,15 +143,21 @@ class Requantizer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
 
-        # -- stage 1: products; the parameters travel along -----------------------------------
-        shift1, zp1 = Signal.like(self.shift), Signal.like(self.zero_point)
-        relu1, os1 = Signal(), Signal()
-        m.d.sync += [shift1.eq(self.shift), zp1.eq(self.zero_point),
-                     relu1.eq(self.relu), os1.eq(self.out_signed)]
+        # -- stages 0 and 1: products; the parameters travel along -----------------------------
+        params = [self.shift, self.zero_point, self.relu, self.out_signed]
+        split = self.latency == 4
+        for _ in range(1 + split):
+            regs = [Signal.like(x) for x in params]
+            m.d.sync += [r.eq(x) for r, x in zip(regs, params)]
+            params = regs
+        shift1, zp1, relu1, os1 = params
         prods = []
         for lane in range(self.lanes):
             p = Signal(signed(self.product_width), name=f"p{lane}")
-            m.d.sync += p.eq(self.acc[lane] * self.mult)
+            if split:
+                m.d.sync += p.eq(self._partial_sum(m, lane))
+            else:
+                m.d.sync += p.eq(self.acc[lane] * self.mult)
             prods.append(p)
 
         # -- stage 2: rounding shift ----------------------------------------------------------
@@ -166,6 +182,19 @@ class Requantizer(wiring.Component):
             m.d.comb += v.eq(Mux(relu2 & q[-1], 0, q) + zp2)
             m.d.sync += self.y[lane].eq(Mux(os2, saturate(v, _S8), saturate(v, _U8)))
         return m
+
+    def _partial_sum(self, m, lane):
+        """Stage 0 of a wide product: ``acc[lane] * mult`` as registered partial products of the
+        unsigned 17-bit slices of ``acc`` (the top slice signed), each within one 18x18 DSP;
+        returns their shifted sum (for stage 1's register)."""
+        acc, total = self.acc[lane], 0
+        for n, low in enumerate(range(0, self.acc_width, REQUANT_CHUNK)):
+            top = low + REQUANT_CHUNK >= self.acc_width
+            piece = acc[low:] if top else acc[low:low + REQUANT_CHUNK].as_unsigned()
+            pp = Signal(signed(len(piece) + self.mult_bits + 1), name=f"pp{lane}_{n}")
+            m.d.sync += pp.eq(piece.as_signed() * self.mult if top else piece * self.mult)
+            total = total + (pp << low)
+        return total
 
 
 def _shift_right(values, shift):

@@ -170,7 +170,7 @@ class BankModel(wiring.Component):
             m.d.sync += [cn.eq(ck), vn.eq(vk), an.eq(ak), coln.eq(colk)]
             ck, vk, ak, colk = cn, vn, an, coln
         c7, v7, acc7, col7 = ck, vk, ak, colk
-        assert Requantizer.latency == 3         # input in stage 4, y in stage 7
+        assert rq.latency == 3         # input in stage 4, y in stage 7 (mult_bits 1: no split)
         af = [Signal(signed(cfg.acc_width), name=f"af_b{b}") for b in range(B)]
         with m.If(v7 & at(c7, "AF")):
             for b in range(B):

@@ -8,11 +8,12 @@
     a ──► a FIFO ──► [feeder] ──► ┌────┬────┬────┐
         (R operands  skewed by    │ PE │ PE │ PE │──► a, tags move right
          per beat)   row          ├────┼────┼────┤
-                                  │ PE │ PE │ PE │    os: b moves down, results leave upwards
+                                  │ PE │ PE │ PE │    os: b and results move down
                                   ├────┼────┼────┤    ws: partial sums move down
                                   │ PE │ PE │ PE │
                                   └────┴────┴────┘
-          os: top edge ─┐                    ┌─ ws: bottom edge
+            os and ws: bottom edge ─┐
+                        ┌───────────┘
                         └─► de-skew (column j delayed C-1-j) ─► one result row
                                      │
                     read-modify-write: row = ovf((overwrite ? 0 : mem) + row)
@@ -28,10 +29,12 @@ buffer in front of the (backpressured) output. Its ring of ``acc_depth`` rows is
 
 Output-stationary PE: ``acc`` sums exactly over the K steps of a tile; the step tagged
 ``last`` captures ``acc + p`` into ``out`` and clears ``acc`` (the clear is the register's
-synchronous reset, so the next tile's first product needs no bubble). ``out`` registers form
-a chain that moves one row *up* per cycle while the capture wave moves down, so a tile's rows
-leave the top edge every other cycle, in order; the next tile's capture may follow 2R-1
-cycles later (the feeder enforces it; it only matters for K < 2R-1).
+synchronous reset, so the next tile's first product needs no bubble). A second register per
+PE, ``ch``, forms a result chain that moves one row *down* per cycle, with the capture wave:
+row ``i`` puts its result into the chain ``i + 1`` cycles after its capture, just behind row
+``i - 1``'s, so a tile's rows leave the bottom edge one per cycle, in order. The next tile's
+capture may follow R cycles later (the feeder enforces it; it only matters for K < R, where
+one row per cycle into the accumulator memory is the bound anyway).
 
 Weight-stationary PE: a shadow weight register is loaded by shifting R B-panel rows down each
 column (``wload``) while the previous tile computes; the step tagged ``swap`` (first row of a

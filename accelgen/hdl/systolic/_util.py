@@ -7,8 +7,8 @@ from ...generators.systolic import ELEMENT_EXP_BITS
 from ..common.floats import read_element, unpack_decoded
 from ..common.operands import read_operand
 
-__all__ = ["delay", "fit", "panel_k_bits", "row_bits", "read_array_operand", "unpack_operand",
-           "null_operand"]
+__all__ = ["delay", "taps", "fit", "panel_k_bits", "row_bits", "read_array_operand",
+           "unpack_operand", "null_operand"]
 
 
 def delay(m, value, cycles, name):
@@ -18,6 +18,16 @@ def delay(m, value, cycles, name):
         m.d.sync += reg.eq(value)
         value = reg
     return value
+
+
+def taps(m, value, cycles, name):
+    """``value`` delayed by each of ``cycles`` (a list), taken from one shared delay line."""
+    line = [value]
+    for n in range(max(cycles)):
+        reg = Signal.like(value, name=f"{name}_d{n}")
+        m.d.sync += reg.eq(line[-1])
+        line.append(reg)
+    return [line[c] for c in cycles]
 
 
 def fit(value, width):

@@ -243,7 +243,8 @@ class Drain(wiring.Component):
             req = m.submodules.requant = Requantizer(lanes=C, acc_width=W,
                                                      mult_bits=cfg.mult_bits,
                                                      rounding=cfg.rounding)
-        latency = 2 + (req.latency if req else 0)
+        assert (req.latency if req else 0) == cfg.requant_latency   # the model's timing
+        latency = 2 + cfg.requant_latency
         depth = latency + 3
         word_width = len(self.o.payload.as_value())
         ofifo = m.submodules.ofifo = SyncFIFOBuffered(width=word_width, depth=depth)
@@ -300,7 +301,8 @@ class Drain(wiring.Component):
             m.d.sync += inflight.eq(inflight + issue - valid)
         m.d.comb += [self.o.valid.eq(ofifo.r_rdy), self.o.payload.eq(ofifo.r_data),
                      ofifo.r_en.eq(self.o.ready)]
-        m.d.comb += self.done.eq(loop.done & (inflight == 0) & ~ofifo.r_rdy)
+        # empty: also nothing in the FIFO's inner memory on its way to the output register
+        m.d.comb += self.done.eq(loop.done & (inflight == 0) & (ofifo.w_level == 0))
         return m
 
 

@@ -88,8 +88,9 @@ class Feeder(wiring.Component):
     task : In(task_signature(config))
     a : In(step_beats_signature(config))
         ``a`` beats from the FIFO; one is taken per issued step.
-    bank_full : In(2)
-        The B-panel banks that hold a complete panel.
+    bank_full : In(2); fill_bank : In(1); fill_rows : In(panel_k_bits + 1)
+        The B-panel banks that hold a complete panel; the bank being filled and its rows
+        written (an os step may read a row of a panel still being loaded).
     panel_addr : Out(panel_k_bits + 1), panel_release : Out(2)
         os: the panel row (bank, k) of the next step; the bank freed by the last step of a
         panel (one-hot, for one cycle). The panel buffer returns the row one cycle later.
@@ -116,8 +117,8 @@ class Feeder(wiring.Component):
     A step is issued (``events.step``, ``a.ready``) in the cycle its conditions hold; the
     array operands and tags are registered (F1) and on the outputs in the next cycle, with
     the panel row read for it. An os tile's last step claims the tile's rows of credit and
-    holds the next tile's last step back until ``2R - 1`` cycles later (the array's result
-    chain moves one row per cycle); a ws step of the first K-block claims one row.
+    holds the next tile's last step back until ``R`` cycles later (the array's result chain
+    carries one row per cycle); a ws step of the first K-block claims one row.
     """
 
     def __init__(self, config):
@@ -126,6 +127,8 @@ class Feeder(wiring.Component):
             "task": In(task_signature(config)),
             "a": In(step_beats_signature(config)),
             "bank_full": In(2),
+            "fill_bank": In(1),
+            "fill_rows": In(panel_k_bits(config) + 1),
             "panel_addr": Out(panel_k_bits(config) + 1),
             "panel_release": Out(2),
             "w_ready": In(1),
@@ -162,10 +165,11 @@ class Feeder(wiring.Component):
         credit = Signal(range(cfg.acc_depth + 1), name="fd_credit")
         rv = loop.chunk[1]                  # os: rows of this tile in M (ws: rows of K)
         # os: capture spacing and ring credit for the tile's rows
-        gap = Signal(range(2 * R), name="fd_gap")
+        gap = Signal(range(R), name="fd_gap")
         os_last = loop.end[2]
         os_ring_ok = credit >= rv
-        panel_full = self.bank_full.bit_select(bank, 1)
+        panel_full = self.bank_full.bit_select(bank, 1) | \
+            ((self.fill_bank == bank) & (inner < self.fill_rows))     # or this row is in
         os_ok = panel_full & (~os_last | ((gap == 0) & os_ring_ok))
         # ws: the weight tile must be loaded for its first row
         ws_first = loop.first[2]
@@ -186,7 +190,7 @@ class Feeder(wiring.Component):
         with m.If(task.start):
             m.d.sync += gap.eq(0)
         with m.Elif(step & ~ws & os_last):
-            m.d.sync += gap.eq(2 * R - 2)
+            m.d.sync += gap.eq(R - 1)
         with m.Elif(gap != 0):
             m.d.sync += gap.eq(gap - 1)
 

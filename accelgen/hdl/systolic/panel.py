@@ -37,6 +37,9 @@ class PanelBuffer(wiring.Component):
         The block's ``b`` stream; lanes past N are stored as zeros.
     bank_full : Out(2)
         Bank ``i`` holds a complete panel that its reader has not released.
+    fill_bank : Out(1), fill_rows : Out(panel_k_bits + 1)
+        The bank being filled and how many of its rows are written: a reader may read row
+        ``k < fill_rows`` of that bank before the panel is complete.
     os_addr, ws_addr : In(panel_k_bits + 1)
         Read address (bank, k) of the feeder (os commands) and of the weight loader (ws).
     os_release, ws_release : In(2)
@@ -48,7 +51,8 @@ class PanelBuffer(wiring.Component):
     ------
     ``b.ready`` is high in RUN while the command's beats are not all taken and the bank being
     filled is not full; ``bank_full`` rises in the cycle after a panel's last beat and falls in
-    the cycle after its release. ``row`` holds the data of the address presented in the
+    the cycle after its release. A row written in cycle ``t`` counts in ``fill_rows`` from
+    ``t + 1`` and may be read from then on. ``row`` holds the data of the address presented in the
     previous cycle (a synchronous read port, no enable).
     """
 
@@ -59,6 +63,8 @@ class PanelBuffer(wiring.Component):
             "task": In(task_signature(config)),
             "b": In(stream_signature(config.b_fields)),
             "bank_full": Out(2),
+            "fill_bank": Out(1),
+            "fill_rows": Out(addr),
             "os_addr": In(addr),
             "os_release": In(2),
             "ws_addr": In(addr),
@@ -89,6 +95,7 @@ class PanelBuffer(wiring.Component):
         bw = cfg.b_width
         m.d.comb += wp.data.eq(Cat(*[Mux(j < loop.chunk[0], self.b.payload.b[j * bw:(j + 1) * bw],
                                          0) for j in range(cfg.cols)]))
+        m.d.comb += [self.fill_bank.eq(bank), self.fill_rows.eq(loop.ctr[1])]
         filled = Signal(2)
         m.d.comb += filled.eq(Mux(take & loop.end[1], Mux(bank, 0b10, 0b01), 0))
         with m.If(task.start):
@@ -118,10 +125,11 @@ class WeightLoader(wiring.Component):
     Members
     -------
     task : In(task_signature(config))
-    bank_full : In(2)
+    bank_full : In(2); fill_bank : In(1); fill_rows : In(panel_k_bits + 1)
         From the panel buffer.
     bank_ready : Out(1)
-        The panel of the next weight tile is complete (for the feeder's ``stall_b``).
+        The rows of the next weight tile are in the panel buffer (its panel is complete or
+        being filled past them; also for the feeder's ``stall_b``).
     panel_addr : Out(panel_k_bits + 1), panel_release : Out(2)
         The panel row to read; the bank freed after a panel's last weight tile (one cycle).
     panel_row : In(panel_operand_shape(config)).array(cols)
@@ -146,6 +154,8 @@ class WeightLoader(wiring.Component):
         super().__init__({
             "task": In(task_signature(config)),
             "bank_full": In(2),
+            "fill_bank": In(1),
+            "fill_rows": In(panel_k_bits(config) + 1),
             "bank_ready": Out(1),
             "panel_addr": Out(panel_k_bits(config) + 1),
             "panel_release": Out(2),
@@ -168,7 +178,9 @@ class WeightLoader(wiring.Component):
         m.d.comb += loop.drive(start=task.start, advance=tile_done, limits=[task.params.n, K])
         bank = Signal(name="wl_bank")
         wait = Signal(range(R + 3), name="wl_wait")
-        m.d.comb += self.bank_ready.eq(self.bank_full.bit_select(bank, 1))
+        # the tile's rows kb .. kb + chunk - 1 are written (or the whole panel is)
+        rows_in = (self.fill_bank == bank) & (self.fill_rows >= loop.ctr[1] + loop.chunk[1])
+        m.d.comb += self.bank_ready.eq(self.bank_full.bit_select(bank, 1) | rows_in)
         have = Signal(name="wl_have")            # a loaded tile waits for its swap step
         shifting = Signal(name="wl_shift")       # read data enters the shadow chain now
         m.d.comb += load.eq(task.run & task.ws & ~loop.done & ~busy & ~have & (wait == 0) &

@@ -9,7 +9,7 @@ from amaranth.hdl import Const, Elaboratable, Module, Mux, Signal, signed
 
 from ..common.arith import lut_product
 from ..common.floats import add_fp32, product_fp32
-from ._util import delay, unpack_operand
+from ._util import delay, taps, unpack_operand
 
 __all__ = ["PE", "Array", "standalone_pe", "row_width"]
 
@@ -35,15 +35,19 @@ class PE(Elaboratable):
     ps_in : ws: the partial sum from above.
     s : os: the accumulator (cleared by the step tagged ``last``); ws: ``ps_in + a * bw``,
         passed down; ``sv`` says it belongs to a valid step (bottom row only).
-    out_in/ov_in -> out/ov : os: the result chain; a ``last`` step captures ``acc + p``
-        into ``out`` (``ov`` set), otherwise ``out`` takes the value from below.
+    out : os: the capture register; a ``last`` step writes ``acc + p`` into it (and nothing
+        else does).
+    emit_in -> emit, ch_in/cv_in -> ch/cv : os: the result chain, moving *down* one row per
+        cycle; a step tagged ``emit`` (the array sends it ``i + 1 + pe_pipeline`` cycles after
+        ``last`` in row ``i``) puts ``out`` into ``ch`` (``cv`` set), otherwise ``ch`` takes
+        the value from above.
     ws_mode : in when both dataflows are built, else a constant.
 
     Timing
     ------
     ``a``, the tags and ``bw`` are registers; ``s`` and ``out`` are written one cycle after
     ``a``/``bw`` hold the step (two with ``pe_pipeline``, which adds a product register and
-    delays the tags that go with it).
+    delays the tags that go with it); ``ch`` one cycle after ``emit`` holds.
     """
 
     def __init__(self, cfg, *, os, ws, carry_valid, name, lut_multiplier=False):
@@ -60,10 +64,13 @@ class PE(Elaboratable):
             self.b_in = Signal(signed(ow), name=f"{name}_b_in")
             self.last_in = Signal(name=f"{name}_last_in")
             self.last = Signal(name=f"{name}_last")
-            self.out_in = Signal(signed(cfg.os_acc_width), name=f"{name}_out_in")
-            self.ov_in = Signal(name=f"{name}_ov_in")
             self.out = Signal(signed(cfg.os_acc_width), name=f"{name}_out")
-            self.ov = Signal(name=f"{name}_ov")
+            self.emit_in = Signal(name=f"{name}_emit_in")
+            self.emit = Signal(name=f"{name}_emit")
+            self.ch_in = Signal(signed(cfg.os_acc_width), name=f"{name}_ch_in")
+            self.cv_in = Signal(name=f"{name}_cv_in")
+            self.ch = Signal(signed(cfg.os_acc_width), name=f"{name}_ch")
+            self.cv = Signal(name=f"{name}_cv")
         if ws:
             self.swap_in = Signal(name=f"{name}_swap_in")
             self.swap = Signal(name=f"{name}_swap")
@@ -83,7 +90,7 @@ class PE(Elaboratable):
         cfg, m = self.cfg, Module()
         m.d.sync += self.a.eq(self.a_in)
         if self.os:
-            m.d.sync += self.last.eq(self.last_in)
+            m.d.sync += [self.last.eq(self.last_in), self.emit.eq(self.emit_in)]
         if self.ws:
             m.d.sync += self.swap.eq(self.swap_in)
             with m.If(self.load):
@@ -124,9 +131,13 @@ class PE(Elaboratable):
             m.d.sync += self.s.eq(total)
         if self.os:
             with m.If(last):
-                m.d.sync += [self.out.eq(total), self.ov.eq(1)]
+                m.d.sync += self.out.eq(total)
+            # the chain moves with the capture wave: row i puts its result in i cycles after
+            # its capture, between row i - 1's and row i + 1's, so rows leave one per cycle
+            with m.If(self.emit):
+                m.d.sync += [self.ch.eq(self.out), self.cv.eq(1)]
             with m.Else():
-                m.d.sync += [self.out.eq(self.out_in), self.ov.eq(self.ov_in)]
+                m.d.sync += [self.ch.eq(self.ch_in), self.cv.eq(self.cv_in)]
         if self.carry_valid:
             m.d.sync += self.sv.eq(valid)
         return m
@@ -194,8 +205,11 @@ class Array(Elaboratable):
     column ``j`` ``j`` cycles on the way in, column ``j`` ``C-1-j`` cycles on the way out. With
     ``p = pe_pipeline`` and a step on the inputs in cycle ``t``: ws, its partial-sum row is on
     ``row`` in cycle ``t + R + C + p``; os, if it is a tile's last step, tile row ``i`` is on
-    ``row`` in cycle ``t + C + 1 + p + 2i``. ``wload`` in cycle ``t`` shifts column ``j`` in
-    cycle ``t + j``, in step with a ``swap`` wave that enters in cycle ``t``.
+    ``row`` in cycle ``t + R + C + p + 1 + i`` (rows leave the bottom edge one per cycle; two
+    os tiles' last steps must enter at least R cycles apart, so that row ``i`` of the next
+    tile is captured after this tile's row ``i`` has moved into the chain). ``wload`` in
+    cycle ``t`` shifts column ``j`` in cycle ``t + j``, in step with a ``swap`` wave that
+    enters in cycle ``t``.
     """
 
     def __init__(self, cfg):
@@ -223,12 +237,13 @@ class Array(Elaboratable):
         # ws: column j loads its shadow weights j cycles late, like the swap wave reaches it
         w_top = [delay(m, self.w_top[j], j, f"sk_w{j}") for j in range(C)]
         wload = [delay(m, self.wload, j, f"sk_wl{j}") for j in range(C)]
+        if self.has_os:     # row i emits i + 1 + p cycles after its (row-skewed) capture
+            emit = taps(m, self.last, [2 * i + 1 + cfg.pe_pipeline for i in range(R)], "sk_e")
         for i in range(R):
             for j in range(C):
                 p = pe[i][j]
                 left = pe[i][j - 1] if j else None
                 up = pe[i - 1][j] if i else None
-                down = pe[i + 1][j] if i < R - 1 else None
                 if self.has_os and self.has_ws:
                     m.d.comb += p.ws_mode.eq(self.ws_mode)
                 m.d.comb += p.a_in.eq(left.a if left else delay(m, self.a[i], i, f"sk_a{i}"))
@@ -236,8 +251,9 @@ class Array(Elaboratable):
                     m.d.comb += [
                         p.last_in.eq(left.last if left else delay(m, self.last, i, f"sk_l{i}")),
                         p.b_in.eq(up.bw if up else delay(m, self.b[j], j, f"sk_b{j}")),
-                        p.out_in.eq(down.out if down else 0),
-                        p.ov_in.eq(down.ov if down else 0),
+                        p.emit_in.eq(left.emit if left else emit[i]),
+                        p.ch_in.eq(up.ch if up else 0),
+                        p.cv_in.eq(up.cv if up else 0),
                     ]
                 if self.has_ws:
                     m.d.comb += [
@@ -256,7 +272,7 @@ class Array(Elaboratable):
         for j in range(C):
             sources = []
             if self.has_os:
-                sources.append((pe[0][j].out, pe[0][j].ov))
+                sources.append((pe[R - 1][j].ch, pe[R - 1][j].cv))
             if self.has_ws:
                 sources.append((pe[R - 1][j].s, pe[R - 1][j].sv))
             if len(sources) == 2:

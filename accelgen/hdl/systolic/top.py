@@ -103,6 +103,8 @@ class Systolic(wiring.Component):
         wiring.connect(m, fd.events, ctl.events)
         m.d.comb += [
             fd.bank_full.eq(panel.bank_full),
+            fd.fill_bank.eq(panel.fill_bank),
+            fd.fill_rows.eq(panel.fill_rows),
             panel.os_addr.eq(fd.panel_addr),
             panel.os_release.eq(fd.panel_release),
             arr.ws_mode.eq(ctl.task.ws),
@@ -116,6 +118,8 @@ class Systolic(wiring.Component):
                 arr.swap.eq(fd.swap),
                 arr.v.eq(fd.valid),
                 wl.bank_full.eq(panel.bank_full),
+                wl.fill_bank.eq(panel.fill_bank),
+                wl.fill_rows.eq(panel.fill_rows),
                 panel.ws_addr.eq(wl.panel_addr),
                 panel.ws_release.eq(wl.panel_release),
                 *(wl.panel_row[j].eq(panel.row[j]) for j in range(C)),

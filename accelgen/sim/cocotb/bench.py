@@ -227,6 +227,7 @@ class BenchBase:
         bench = cls(dut, testcase)
         Clock(dut.clk, PERIOD_NS, unit="ns").start()
         bench.counter = CycleCounter(PERIOD_NS, "ns")
+        dut.bulk_run.value = 0      # the simulation top passes the ports through
         bench.idle()
         await reset(dut)
         return bench

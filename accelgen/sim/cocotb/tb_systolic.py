@@ -9,7 +9,12 @@ Parameters are :class:`accelgen.sim.cocotb.bench.BenchEnv` (``ACCELGEN_*``, set 
 ``ACCELGEN_BEATS``     length of the random testcases: ``BEATS // 20`` commands (at least 4)
 ``ACCELGEN_OPTIONS``   JSON object; ``"gemm"``: ``"MxKxN"`` of the ``gemm`` testcase (default
                        ``4R x 4R x 4C``, ``K`` at most ``k_max``); ``"dataflow"``: ``"os"`` or
-                       ``"ws"`` for ``gemm`` and ``user_inputs`` (default: the first built)
+                       ``"ws"`` for ``gemm`` and ``user_inputs`` (default: the first built);
+                       ``"commands"``: a list of :class:`~accelgen.sim.golden.systolic.Command`
+                       field objects for ``sequence`` (the tests' cycle-model grid);
+                       ``"gaps"``: ``[valid, ready]`` probabilities that make ``sequence`` run
+                       with the file-backed streams' own random gaps (results still exact;
+                       the cycle model, a full-rate model, is then not checked)
 ``ACCELGEN_INPUTS``    optional ``.npz`` with ``a`` (M x K), ``b`` (K x N), optional ``c``
 ``ACCELGEN_OUTPUTS``   optional ``.npz`` that ``user_inputs`` writes (``y`` and the counters)
 ``ACCELGEN_CHECK``     ``1`` (default) or ``0``: compare ``user_inputs`` against the golden model
@@ -34,8 +39,13 @@ on ``Bench.model`` (operands and junk from ``Bench.nprng``).
 ``reset_midcommand``  ``rst`` in the middle of a long command; afterwards a fresh sequence
                       (the first command overwrites or preloads its rows) must come out
                       exactly, and nothing from before the reset may come out.
+``sequence``          commands back to back at full rate (random ones, errors included, or
+                      the ``commands`` option) through the file-backed streams; results
+                      exact and every ``rsp.cycles`` equal to the analytic cycle model
+                      (:func:`~accelgen.sim.golden.systolic_cycles.command_cycles`).
 ``gemm``              one ``gemm`` (option) GEMM at full rate (valid and ready always high)
-                      from a single tight coroutine; records the ``rsp`` counters, utilization
+                      through the file-backed streams (:mod:`accelgen.sim.bulk`: no Python
+                      per cycle); records the ``rsp`` counters, the model's cycles, utilization
                       ``macs / (R*C*cycles)``, the testbench's own cycle count from command
                       accept to ``rsp`` and the simulation speed; its ``summary`` rows are
                       what ``accelgen sim systolic --gemm`` prints.
@@ -47,26 +57,27 @@ Stream timing follows :mod:`accelgen.sim.cocotb.streams`: drive after a falling 
 ``ReadOnly``, a transfer is tagged with the rising edge that completes it.
 """
 
-import time
 from dataclasses import replace
 
 import numpy as np
 
 import cocotb
-from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly
+from cocotb.triggers import ClockCycles, FallingEdge
 
 from accelgen.generators.systolic import COUNTERS, ERRORS
 from accelgen.numerics import IntFormat, wrap
 from accelgen.sim.cocotb.bench import (SHOW_MISMATCHES, BenchBase, assert_clean,
                                        check_testcases, reset)
-from accelgen.sim.cocotb.streams import StreamSink, StreamSource, stream_ports
+from accelgen.sim.cocotb.bulk import run_bulk
+from accelgen.sim.cocotb.streams import StreamSink, StreamSource
 from accelgen.sim.golden import systolic as golden
 from accelgen.sim.golden import systolic_program as prog
+from accelgen.sim.golden.systolic_cycles import command_cycles
 from accelgen.sim.golden.systolic_program import INPUTS, Program, flush_command
 
 #: the ``@cocotb.test`` functions below, in the order the runner runs them (``user_inputs``
 #: only when the user gives inputs); the registry and the runner read this tuple
-TESTCASES = ("random_gemms", "errors", "reset_midcommand", "gemm", "user_inputs")
+TESTCASES = ("random_gemms", "errors", "reset_midcommand", "sequence", "gemm", "user_inputs")
 
 OUTPUTS = ("o", "rsp")
 SETTLE = 32          #: extra cycles (plus the array's size) a run waits for spurious words
@@ -238,69 +249,21 @@ def gap_probs(bench):
             {name: round(bench.rng.uniform(0.7, 0.9), 3) for name in OUTPUTS})
 
 
-async def full_rate(bench, p, timeout):
-    """Program ``p`` at full rate from one coroutine: every input ``valid`` high while it has
-    words, ``o.ready`` and ``rsp.ready`` always high; two triggers per cycle and a payload
-    write only on a handshake. Returns ``{"o", "rsp", "cmd_cycles", "rsp_cycles", "cycles",
+async def full_rate(bench, p, timeout, gaps=(1.0, 1.0)):
+    """Program ``p`` at full rate through the file-backed streams (:mod:`accelgen.sim.bulk`):
+    every input ``valid`` high while it has words, ``o.ready`` and ``rsp.ready`` always high,
+    no Python per cycle. Returns ``{"o", "rsp", "cmd_cycles", "rsp_cycles", "cycles",
     "seconds"}`` (``cmd_cycles``/``rsp_cycles``: cycle of each ``cmd``/``rsp`` transfer)."""
-    dut, counter = bench.dut, bench.counter
-    fall, ro = FallingEdge(dut.clk), ReadOnly()
-    await fall
-    active = []
-    for name in INPUTS:
-        payload, valid, ready = stream_ports(dut, name)
-        words = p.words[name]
-        if words:
-            payload.value = words[0]
-            valid.value = 1
-            active.append([name, payload, valid, ready, words, 0])
-        else:
-            valid.value = 0
-    o_payload, o_valid, o_ready = stream_ports(dut, "o")
-    r_payload, r_valid, r_ready = stream_ports(dut, "rsp")
-    o_ready.value = 1
-    r_ready.value = 1
-    o_words, rsp_words, cmd_cycles, rsp_cycles = [], [], [], []
-    want_rsp = len(p.rsp)
-    begin, wall = counter.now, time.perf_counter()
-    end = begin + timeout
-    tail = None
-    while True:
-        await ro
-        now = counter.now
-        moved = []
-        for s in active:
-            if str(s[3].value) == "1":
-                s[5] += 1
-                moved.append(s)
-                if s[0] == "cmd":
-                    cmd_cycles.append(now)
-        if str(o_valid.value) == "1":
-            o_words.append(o_payload.value.to_unsigned())
-        if str(r_valid.value) == "1":
-            rsp_words.append(r_payload.value.to_unsigned())
-            rsp_cycles.append(now)
-            if len(rsp_words) == want_rsp and tail is None:
-                tail = now + SETTLE     # keep listening for spurious words
-        if now >= end or (tail is not None and now >= tail):
-            break
-        await fall
-        for s in moved:
-            if s[5] < len(s[4]):
-                s[1].value = s[4][s[5]]
-            else:
-                s[2].value = 0
-                active.remove(s)
-    seconds = time.perf_counter() - wall
-    await fall
-    bench.idle()
-    left = {s[0]: len(s[4]) - s[5] for s in active}
-    assert not left and len(rsp_words) >= want_rsp, bench.fail(
-        f"after {now - begin} cycles (budget {timeout}) at full rate the RTL sent "
-        f"{len(rsp_words)} of {want_rsp} rsp and {len(o_words)} of {len(p.o)} o words; words "
-        f"not consumed: {left}")
-    return {"o": o_words, "rsp": rsp_words, "cmd_cycles": cmd_cycles, "rsp_cycles": rsp_cycles,
-            "cycles": now - begin, "seconds": seconds}
+    run = await run_bulk(bench, p.words, {"o": len(p.o), "rsp": len(p.rsp)}, timeout=timeout,
+                         settle=SETTLE, log=("cmd",), valid_prob=gaps[0], ready_prob=gaps[1])
+    left = {name: len(words) - run.consumed[name] for name, words in p.words.items()
+            if len(words) != run.consumed[name]}
+    assert run.finished and not left, bench.fail(
+        f"after {run.sim_cycles} cycles (budget {timeout}) at full rate the RTL sent "
+        f"{len(run.words['rsp'])} of {len(p.rsp)} rsp and {len(run.words['o'])} of {len(p.o)} "
+        f"o words; words not consumed: {left}")
+    return {"o": run.words["o"], "rsp": run.words["rsp"], "cmd_cycles": run.cycles["cmd"],
+            "rsp_cycles": run.cycles["rsp"], "cycles": run.sim_cycles, "seconds": run.seconds}
 
 
 # -- testcases -----------------------------------------------------------------------------
@@ -404,6 +367,50 @@ async def reset_midcommand(dut):
     assert_clean(bench, compare(bench, p, o_words, rsp_words), "the sequence after the reset")
 
 
+def _model_mismatches(bench, commands, rsp_words):
+    """``rsp.cycles`` of each command against the analytic model (full rate)."""
+    cfg, out = bench.config, []
+    for n, (cmd, word) in enumerate(zip(commands, rsp_words)):
+        got = golden.unpack_rsp(cfg, word)["cycles"]
+        want = command_cycles(cfg, cmd).cycles & ((1 << cfg.counter_width) - 1)
+        if got != want:
+            out.append(f"rsp #{n} ({describe_cmd(cmd.coded(cfg))}): rsp.cycles {got} != "
+                       f"{want} of the cycle model")
+    return out
+
+
+@cocotb.test()
+async def sequence(dut):
+    """Commands back to back at full rate: results, and rsp.cycles against the cycle model."""
+    bench = await Bench.start(dut, "sequence")
+    cfg = bench.config
+    given = bench.env.options.get("commands")
+    if given:
+        commands = [golden.Command(**fields) for fields in given]
+    else:
+        count = max(4, bench.beats // 20)
+        commands = [prog.random_command(cfg, bench.nprng, max_dim=_max_dim(cfg),
+                                        allow_errors=True) for _ in range(count)]
+    # the flush runs first (its rsp is checked against the model too)
+    p = program(bench, [flush_command(cfg)]).run(commands, bench.nprng)
+    gaps = tuple(bench.env.options.get("gaps") or (1.0, 1.0))
+    run = await full_rate(bench, p, budget(bench, p, gaps[0] * gaps[1]) + 4 * len(p.words["a"]),
+                          gaps)
+    mismatches = compare(bench, p, run["o"], run["rsp"])
+    if gaps == (1.0, 1.0):
+        mismatches += _model_mismatches(bench, p.commands, run["rsp"])
+    coded = [c.coded(cfg) for c in commands]
+    bench.record(commands=len(commands), errors=sum(golden.error_code(cfg, c) != 0
+                                                   for c in coded),
+                 dataflows=sorted({cfg.dataflows[c.dataflow] for c in coded
+                                   if c.dataflow < len(cfg.dataflows)}),
+                 rsp_cycles=[golden.unpack_rsp(cfg, w)["cycles"] for w in run["rsp"][1:]],
+                 model_cycles=[command_cycles(cfg, c).cycles for c in commands],
+                 sim_cycles=run["cycles"], sim_seconds=run["seconds"],
+                 cycles_per_second=run["cycles"] / run["seconds"] if run["seconds"] else None)
+    assert_clean(bench, mismatches, "commands at full rate")
+
+
 def default_gemm(config, flow):
     """``4R x 4R x 4C`` (K at most ``k_max``; in ws M at most ``acc_depth`` when K > R)."""
     k = min(4 * config.rows, config.k_max)
@@ -440,11 +447,13 @@ async def gemm(dut):
     rsp = _counters(bench, run["rsp"][0])
     tb_cycles = run["rsp_cycles"][0] - run["cmd_cycles"][0]
     mismatches = compare(bench, p, run["o"], run["rsp"])
+    mismatches += _model_mismatches(bench, [cmd], run["rsp"])
     util = rsp["macs"] / (cfg.rows * cfg.cols * rsp["cycles"]) if rsp["cycles"] else 0.0
     if rsp["cycles"] != tb_cycles:
         mismatches.append(f"rsp.cycles {rsp['cycles']} != {tb_cycles} cycles from cmd accept "
                           f"(cycle {run['cmd_cycles'][0]}) to rsp (cycle {run['rsp_cycles'][0]})")
-    bench.record(cycles=rsp["cycles"], busy=rsp["busy"], stall_a=rsp["stall_a"],
+    bench.record(cycles=rsp["cycles"], model_cycles=command_cycles(cfg, cmd).cycles,
+                 busy=rsp["busy"], stall_a=rsp["stall_a"],
                  stall_b=rsp["stall_b"], stall_out=rsp["stall_out"], macs=rsp["macs"],
                  utilization=util, tb_cycles=tb_cycles, a_beats=len(p.words["a"]),
                  b_beats=len(p.words["b"]), o_words=len(run["o"]),

@@ -901,5 +901,33 @@ def check_run_options(config, options, arrays=None, *, allow_large=False):
     return out
 
 
+def model_report(config, options):
+    """``accelgen show systolic --gemm MxKxN [--dataflow]``: the analytic cycle model
+    (:mod:`accelgen.sim.golden.systolic_cycles`) of that GEMM as one command at full rate, next
+    to the floor of one tile and SCALE-Sim's analytical formula. ``options`` are checked
+    (:func:`check_run_options`). Returns ``(data, lines)``."""
+    from .systolic_cycles import command_cycles, scalesim_cycles, tile_floor
+    if "gemm" not in options:
+        raise ConfigError("--dataflow: allowed in accelgen show only together with --gemm "
+                          "(it picks the dataflow of that GEMM)")
+    m, k, n = parse_gemm(options["gemm"])
+    flow = options.get("dataflow", config.dataflows[0])
+    r = command_cycles(config, Command(m, k, n, dataflow=flow))
+    floor = tile_floor(config, min(k, config.k_max), flow)
+    data = {"gemm": options["gemm"], "dataflow": flow, "cycles": r.cycles, "steps": r.steps,
+            "macs": r.macs, "utilization": r.utilization, "first_step": r.first_step,
+            "last_step": r.last_step, "scalesim_cycles": scalesim_cycles(config, m, k, n, flow),
+            "tile_floor": floor}
+    lines = [f"cycle model: {options['gemm']} in {flow} at full rate (no simulation)",
+             f"  cycles       {r.cycles}  (rsp.cycles, command accepted to rsp)",
+             f"  utilization  {100 * r.utilization:.1f} %  (M*K*N / (R*C*cycles))",
+             f"  steps        {r.steps}  (first at cycle {r.first_step}, last at "
+             f"{r.last_step})",
+             f"  SCALE-Sim    {data['scalesim_cycles']}  (analytical, ISPASS 2020 eq. 4; "
+             f"compute only)",
+             "  one tile     " + ", ".join(f"{key} {value}" for key, value in floor.items())]
+    return data, lines
+
+
 #: registry-facing name (see :class:`accelgen.generators.registry.GeneratorSpec`)
 run = gemm
