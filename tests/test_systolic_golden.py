@@ -891,10 +891,6 @@ def test_program_layer_imports_no_amaranth_or_cocotb():
 _NAN = "nan"
 
 
-def _f32(code):
-    return _element(FP32, code)
-
-
 def _element(fmt, code):
     """Reference form of a code of ``fmt``: a Fraction, ``("inf", sign)``, ``_NAN``, or
     ``("zero", sign)`` for a zero (its sign matters in IEEE sums)."""
@@ -940,7 +936,7 @@ def _ref_mul(x, y):
 def _ref_add(cx, cy):
     """IEEE binary32 ``cx + cy`` on codes, by the rules: NaN in, NaN out; inf - inf NaN;
     an exact zero sum is +0 unless both operands are -0."""
-    x, y = _f32(cx), _f32(cy)
+    x, y = _element(FP32, cx), _element(FP32, cy)
     if _NAN in (x, y):
         return FP32_NAN
     infs = [v for v in (x, y) if isinstance(v, tuple) and v[0] == "inf"]

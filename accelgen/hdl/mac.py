@@ -487,7 +487,10 @@ class MAC(StreamBlock):
             zeros.append(Signal(name=f"r1_zero{n}"))
             rounded = round_fp32(m, mags[n], cfg.product_exp, signs[n],
                                  lz=(counts[n], zeros[n]), name=f"result{n}")
-            results.append((count, zero, self._special(r1_flags[n], rounded), magnitude))
+            # per accumulator: what R1 registers (count, zero, magnitude) and the output's
+            # FP32 code (from R1's registers)
+            results.append(SimpleNamespace(count=count, zero=zero, magnitude=magnitude,
+                                           code=self._special(r1_flags[n], rounded)))
         err, done, r1_valid, r1_err, out_err = (Signal(name=n) for n in
                                                 ("err", "done", "r1_valid", "r1_err", "out_err"))
         with m.If(en):
@@ -501,16 +504,16 @@ class MAC(StreamBlock):
             # R1: the accumulators as they stand after a last beat, as magnitude and sign
             m.d.sync += r1_valid.eq(done)
             with m.If(done):
-                for n, (acc, flag) in enumerate(zip(accs, flags)):
-                    count, zero = results[n][:2]
-                    m.d.sync += [mags[n].eq(results[n][3]), signs[n].eq(acc < 0),
-                                 r1_flags[n].eq(flag), counts[n].eq(count), zeros[n].eq(zero)]
+                for n, (acc, flag, r) in enumerate(zip(accs, flags, results)):
+                    m.d.sync += [mags[n].eq(r.magnitude), signs[n].eq(acc < 0),
+                                 r1_flags[n].eq(flag), counts[n].eq(r.count),
+                                 zeros[n].eq(r.zero)]
                 m.d.sync += r1_err.eq(err)
             # the output register: their FP32 rounding
             m.d.sync += self.o.valid.eq(r1_valid)
             with m.If(r1_valid):
-                for n, (_, _, result, _) in enumerate(results):
-                    m.d.sync += getattr(self.o.payload, f"acc{n}").eq(result)
+                for n, r in enumerate(results):
+                    m.d.sync += getattr(self.o.payload, f"acc{n}").eq(r.code)
                 m.d.sync += out_err.eq(r1_err)
         m.d.comb += self.o.payload.err.eq(out_err)
 

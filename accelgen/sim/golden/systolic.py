@@ -345,29 +345,28 @@ def _checked(name, values, shape, fmt, where):
     return arr
 
 
+def _float_matrix(name, values, shape):
+    """``values`` as an array of numbers of ``shape`` (float builds take element values)."""
+    arr = _numbers(name, values)
+    if arr.shape != shape:
+        raise ValueError(f"{name}: shape {arr.shape} is not allowed; expected {shape}")
+    return arr
+
+
 def _matrix(name, values, shape, fmt, mode_name):
     """An operand matrix as int64: integer values, or the codes of a float mode's exact
     element values (NaN, inf, -0.0 included)."""
     if isinstance(fmt, IntFormat):
         return _checked(name, values, shape, fmt, f"in mode {mode_name!r}")
-    arr = np.asarray(values)
-    if arr.dtype.kind not in "iubf":
-        raise ValueError(f"{name}: dtype {arr.dtype} is not allowed; expected numbers")
-    if arr.shape != shape:
-        raise ValueError(f"{name}: shape {arr.shape} is not allowed; expected {shape}")
-    return to_codes(fmt, arr, param=f"{name} (in mode {mode_name!r})")
+    return to_codes(fmt, _float_matrix(name, values, shape),
+                    param=f"{name} (in mode {mode_name!r})")
 
 
 def _accumulators(config, name, values, shape):
     """Preload values as int64: ``s<acc_width>`` integers, or FP32 codes of exact FP32
     values (float builds)."""
     if config.is_float:
-        arr = np.asarray(values)
-        if arr.dtype.kind not in "iubf":
-            raise ValueError(f"{name}: dtype {arr.dtype} is not allowed; expected numbers")
-        if arr.shape != shape:
-            raise ValueError(f"{name}: shape {arr.shape} is not allowed; expected {shape}")
-        return fp32_codes(arr, param=name)
+        return fp32_codes(_float_matrix(name, values, shape), param=name)
     fmt = IntFormat(config.acc_width, True)
     return _checked(name, values, shape, fmt, f"(the accumulator lanes are {fmt.name})")
 
