@@ -1,5 +1,6 @@
 """Session set-up shared by the test tiers."""
 
+import pytest
 from _pytest.mark.expression import Expression
 
 #: markers of the tests that run YoWASP tools
@@ -22,3 +23,14 @@ def pytest_configure(config):
     if not hasattr(config, "workerinput") and _may_run_yowasp(config):
         from accelgen.fpga.flow import warm_cache
         warm_cache()
+
+
+@pytest.fixture(scope="session")
+def shared_build_root(tmp_path_factory):
+    """One simulation build root for the whole session, shared by the xdist workers (their
+    base temp directories have a common parent): tests that simulate the same config reuse
+    one build (the runner locks a build directory while it builds)."""
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if base.name.startswith("popen-gw") else base) / "shared-sim"
+    root.mkdir(parents=True, exist_ok=True)
+    return root

@@ -35,7 +35,7 @@ from accelgen.sim.golden.elements import fp32_value
 from accelgen.sim.golden.systolic_program import Program, random_command
 from accelgen.sim.payload import payload_width
 from accelgen.sim.pysim import run_streams
-from accelgen.sim.runner import default_testcases, run_emitted, simulate
+from accelgen.sim.runner import build_dir_for, default_testcases, run_emitted, simulate
 
 from support import RESOURCE_KEYS as KEYS
 from support import SEED, needs_icarus
@@ -370,13 +370,14 @@ def _check_systolic(result, config):
 
 @pytest.mark.cocotb
 @pytest.mark.parametrize("preset", _sys_presets())
-def test_systolic_verilator_preset(preset, tmp_path):
-    """random_gemms, errors, reset_midcommand and gemm on one Verilator build per preset
-    (16x16 must stay under three minutes including its build)."""
+def test_systolic_verilator_preset(preset, shared_build_root):
+    """random_gemms, errors, reset_midcommand, sequence and gemm on one Verilator build per
+    preset (16x16 must stay under three minutes including its build; the small-GEMM grid
+    below reuses the 8x8 and 16x16 builds)."""
     config = SYS.presets[preset]
     start = time.monotonic()
     result = simulate(SYS, config, preset=preset, simulator="verilator", seed=SEED,
-                      beats=SYS_BEATS, build_root=tmp_path)
+                      beats=SYS_BEATS, build_root=shared_build_root)
     elapsed = time.monotonic() - start
     assert result.passed, _explain(result)
     assert list(result.testcases) == SYS_CASES
@@ -395,13 +396,16 @@ GRID_ARRAYS = {"4x4": replace(PRESETS["default"], k_max=256), "8x8": PRESETS["8x
 @pytest.mark.cocotb
 @pytest.mark.parametrize("array", [a if a != "16x16" else pytest.param(a, marks=pytest.mark.slow)
                                    for a in GRID_ARRAYS])
-def test_cycle_model_equals_rtl_on_the_small_gemm_grid(array, tmp_path):
+def test_cycle_model_equals_rtl_on_the_small_gemm_grid(array, shared_build_root):
     """Every M x K x N of the grid, both dataflows, back to back at full rate on the emitted
     Verilog (Verilator, file-backed streams): every result exact and every ``rsp.cycles``
     equal to :func:`~accelgen.sim.golden.systolic_cycles.command_cycles` (the ``sequence``
     testcase checks both)."""
     config = GRID_ARRAYS[array]
-    build = emit(SYS, config, tmp_path / "dut", top="systolic").manifest_path
+    # where simulate() builds this config: the preset test's build is reused
+    build_dir = build_dir_for(SYS, config, "verilator", build_root=shared_build_root)
+    build = emit(SYS, config, build_dir, top="systolic",
+                 preset=array if array in SYS.presets else None).manifest_path
     for flow in ("os", "ws"):
         commands = [{"m": m, "k": k, "n": n, "dataflow": flow}
                     for m, k, n in itertools.product(GRID_MN, GRID_K, GRID_MN)]
