@@ -66,6 +66,18 @@ def word_bytes(width):
     return (width + 7) // 8
 
 
+def _idle_to_open(name, index):
+    """The shared middle of a stream's process: while idle, reseed its gap generator; while
+    running, step it, and in the first cycle open the stream (count from 0)."""
+    return f"""      {name}_rng <= bulk_seed ^ 32'h{_seed_constant(index):08x};
+    end else begin
+      {name}_rng <= next_rng({name}_rng);
+      if (!{name}_open) begin
+        {name}_open <= 1'b1;
+        {name}_count <= 0;
+"""
+
+
 def _source(name, s, index):
     w = s["width"]
     ready = s["ready"] or "1'b1"        # an input without ready takes every valid word
@@ -90,13 +102,7 @@ def _source(name, s, index):
       {name}_open <= 1'b0;
       {name}_have <= 1'b0;
       {name}_shown <= 1'b0;
-      {name}_rng <= bulk_seed ^ 32'h{_seed_constant(index):08x};
-    end else begin
-      {name}_rng <= next_rng({name}_rng);
-      if (!{name}_open) begin
-        {name}_open <= 1'b1;
-        {name}_count <= 0;
-        {name}_fd = $fopen("{input_file(name)}", "rb");
+{_idle_to_open(name, index)}        {name}_fd = $fopen("{input_file(name)}", "rb");
         {name}_log = $fopen("{log_file(name)}", "w");
         {name}_got = 0;
         if ({name}_fd != 0) {name}_got = $fread({name}_tmp, {name}_fd);
@@ -134,13 +140,7 @@ def _sink(name, s, index):
     if (!bulk_run) begin
       if ({name}_open) $fclose({name}_fd);
       {name}_open <= 1'b0;
-      {name}_rng <= bulk_seed ^ 32'h{_seed_constant(index):08x};
-    end else begin
-      {name}_rng <= next_rng({name}_rng);
-      if (!{name}_open) begin
-        {name}_open <= 1'b1;
-        {name}_count <= 0;
-        {name}_fd = $fopen("{output_file(name)}", "w");
+{_idle_to_open(name, index)}        {name}_fd = $fopen("{output_file(name)}", "w");
       end else if ({name}_take && {s['valid']}) begin
         $fwrite({name}_fd, "%0d %h\\n", bulk_cycle_r, {s['payload']});
         {name}_count <= {name}_count + 1;

@@ -367,12 +367,13 @@ async def reset_midcommand(dut):
     assert_clean(bench, compare(bench, p, o_words, rsp_words), "the sequence after the reset")
 
 
-def _model_mismatches(bench, commands, rsp_words):
-    """``rsp.cycles`` of each command against the analytic model (full rate)."""
+def _model_mismatches(bench, commands, model, rsp_words):
+    """``rsp.cycles`` of each command against ``model``, the analytic model's cycles of each
+    (full rate)."""
     cfg, out = bench.config, []
-    for n, (cmd, word) in enumerate(zip(commands, rsp_words)):
+    for n, (cmd, cycles, word) in enumerate(zip(commands, model, rsp_words)):
         got = golden.unpack_rsp(cfg, word)["cycles"]
-        want = command_cycles(cfg, cmd).cycles & ((1 << cfg.counter_width) - 1)
+        want = cycles & ((1 << cfg.counter_width) - 1)
         if got != want:
             out.append(f"rsp #{n} ({describe_cmd(cmd.coded(cfg))}): rsp.cycles {got} != "
                        f"{want} of the cycle model")
@@ -397,15 +398,16 @@ async def sequence(dut):
     run = await full_rate(bench, p, budget(bench, p, gaps[0] * gaps[1]) + 4 * len(p.words["a"]),
                           gaps)
     mismatches = compare(bench, p, run["o"], run["rsp"])
+    model = [command_cycles(cfg, c).cycles for c in p.commands]
     if gaps == (1.0, 1.0):
-        mismatches += _model_mismatches(bench, p.commands, run["rsp"])
+        mismatches += _model_mismatches(bench, p.commands, model, run["rsp"])
     coded = [c.coded(cfg) for c in commands]
     bench.record(commands=len(commands), errors=sum(golden.error_code(cfg, c) != 0
                                                    for c in coded),
                  dataflows=sorted({cfg.dataflows[c.dataflow] for c in coded
                                    if c.dataflow < len(cfg.dataflows)}),
                  rsp_cycles=[golden.unpack_rsp(cfg, w)["cycles"] for w in run["rsp"][1:]],
-                 model_cycles=[command_cycles(cfg, c).cycles for c in commands],
+                 model_cycles=model[1:],
                  sim_cycles=run["cycles"], sim_seconds=run["seconds"],
                  cycles_per_second=run["cycles"] / run["seconds"] if run["seconds"] else None)
     assert_clean(bench, mismatches, "commands at full rate")
@@ -447,12 +449,13 @@ async def gemm(dut):
     rsp = _counters(bench, run["rsp"][0])
     tb_cycles = run["rsp_cycles"][0] - run["cmd_cycles"][0]
     mismatches = compare(bench, p, run["o"], run["rsp"])
-    mismatches += _model_mismatches(bench, [cmd], run["rsp"])
+    model = command_cycles(cfg, cmd).cycles
+    mismatches += _model_mismatches(bench, [cmd], [model], run["rsp"])
     util = rsp["macs"] / (cfg.rows * cfg.cols * rsp["cycles"]) if rsp["cycles"] else 0.0
     if rsp["cycles"] != tb_cycles:
         mismatches.append(f"rsp.cycles {rsp['cycles']} != {tb_cycles} cycles from cmd accept "
                           f"(cycle {run['cmd_cycles'][0]}) to rsp (cycle {run['rsp_cycles'][0]})")
-    bench.record(cycles=rsp["cycles"], model_cycles=command_cycles(cfg, cmd).cycles,
+    bench.record(cycles=rsp["cycles"], model_cycles=model,
                  busy=rsp["busy"], stall_a=rsp["stall_a"],
                  stall_b=rsp["stall_b"], stall_out=rsp["stall_out"], macs=rsp["macs"],
                  utilization=util, tb_cycles=tb_cycles, a_beats=len(p.words["a"]),

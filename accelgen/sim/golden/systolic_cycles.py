@@ -45,7 +45,7 @@ for random command sequences.
 from dataclasses import dataclass
 
 from ...generators.systolic import OUTPUTS, ceil_div
-from .systolic import Command, error_code
+from .systolic import Command, _beat_counts, error_code
 
 __all__ = ["CycleReport", "command_cycles", "gemm_cycles", "tile_floor", "scalesim_cycles",
            "scalesim_files"]
@@ -167,13 +167,6 @@ def _ws(cfg, c, t0, res):
     return first, step
 
 
-def _steps(cfg, c, flow):
-    nb = ceil_div(c.n, cfg.cols)
-    if flow == "os":
-        return nb * ceil_div(c.m, cfg.rows) * c.k
-    return nb * ceil_div(c.k, cfg.rows) * c.m
-
-
 def command_cycles(config, cmd):
     """:class:`CycleReport` of ``cmd`` (a :class:`~accelgen.sim.golden.systolic.Command`)
     run alone at full rate on ``config`` (see the module docstring)."""
@@ -194,7 +187,7 @@ def command_cycles(config, cmd):
         end = max(end, res.drains[-1] + DRAIN_TO_O + 1 + q)
     cycles = end + 1
     macs = c.m * c.k * c.n
-    return CycleReport(cycles=cycles, steps=_steps(config, c, flow), macs=macs,
+    return CycleReport(cycles=cycles, steps=_beat_counts(config, c)[0], macs=macs,
                        utilization=macs / (config.rows * config.cols * cycles),
                        first_step=first, last_step=last, err=0)
 
