@@ -11,7 +11,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
-from accelgen.hdl.common.pipeline import Pipeline, stall_enable
+from accelgen.hdl.common.pipeline import OutputBuffer, Pipeline, stall_enable
 
 
 class _Delay(wiring.Component):
@@ -34,6 +34,32 @@ class _Delay(wiring.Component):
                 s = pipe.add_stage(vars(s), name="absent", present=False)
         m.d.comb += [self.o.valid.eq(s.valid), self.o.payload.eq(s.data)]
         self.depth = pipe.depth
+        return m
+
+
+class _BufferedDelay(wiring.Component):
+    """``stages`` free-running stages of an 8-bit payload, then an :class:`OutputBuffer` of
+    ``stages + 1`` places; only beats with an odd payload produce an output when ``sparse``
+    (as a MAC's ``last`` beats do)."""
+
+    def __init__(self, stages, sparse):
+        self.stages, self.sparse = stages, sparse
+        super().__init__({"i": In(stream.Signature(8)), "o": Out(stream.Signature(8)),
+                          "room": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.buf = buf = OutputBuffer(8, self.stages + 1)
+        take = self.i.valid & buf.room
+        produces = take & (self.i.payload[0] if self.sparse else 1)
+        m.d.comb += [self.i.ready.eq(buf.room), self.room.eq(buf.room),
+                     buf.reserve.eq(produces)]
+        pipe = Pipeline(m)
+        s = SimpleNamespace(valid=produces, data=self.i.payload)
+        for _ in range(self.stages):
+            s = pipe.stage(valid=s.valid, data=s.data)
+        m.d.comb += [buf.w.valid.eq(s.valid), buf.w.payload.eq(s.data)]
+        wiring.connect(m, buf.o, wiring.flipped(self.o))
         return m
 
 
@@ -105,4 +131,71 @@ def test_stalled_output_freezes_the_pipeline_and_no_beat_is_lost(stages, seed):
     where = f"seed {seed}, {stages} stages"
     assert got == sent[:len(got)], where                # in order, none lost or repeated
     assert len(sent) - len(got) <= stages, where        # the rest is still in the stages
+    assert len(got) > 100, f"{where}: too few beats to mean anything"
+
+
+@pytest.mark.parametrize("stages", [1, 3, 6])
+def test_output_buffer_adds_no_latency_and_keeps_full_rate(stages):
+    """With ``o.ready`` high, every beat is taken in its cycle and comes out exactly ``stages``
+    cycles later: the buffer is bypassed, and ``latency + 1`` places are enough for one beat
+    per cycle."""
+    dut = _BufferedDelay(stages, sparse=False)
+    seen = []
+
+    async def testbench(ctx):
+        ctx.set(dut.o.ready, 1)
+        for cycle in range(40):
+            ctx.set(dut.i.valid, cycle < 30)
+            ctx.set(dut.i.payload, cycle)
+            assert cycle >= 30 or ctx.get(dut.i.ready), cycle
+            if ctx.get(dut.o.valid):
+                seen.append((cycle, ctx.get(dut.o.payload)))
+            await ctx.tick()
+
+    _simulate(dut, testbench)
+    assert seen == [(word + stages, word) for word in range(30)]
+
+
+@pytest.mark.parametrize("stages", [1, 4])
+@pytest.mark.parametrize("sparse", [False, True], ids=["every", "sparse"])
+@pytest.mark.parametrize("seed", [1, 2])
+def test_output_buffer_under_backpressure_loses_nothing_and_room_ignores_ready(
+        stages, sparse, seed):
+    """Random gaps and random ``o.ready``: the produced beats come out once each, in order;
+    ``room`` (``i.ready``) is the same whatever ``o.ready`` is in that cycle (it comes from
+    registers, so ``o.ready`` reaches no enable); and a stalled output is held, not dropped
+    or changed, until it is taken."""
+    dut = _BufferedDelay(stages, sparse)
+    rng = random.Random(seed)
+    sent, got = [], []
+
+    async def testbench(ctx):
+        word, offering, held = 0, False, None
+        for cycle in range(800):
+            if not offering and rng.random() < 0.8:
+                offering, word = True, rng.randrange(256)
+            ready = rng.random() < 0.4
+            ctx.set(dut.i.valid, offering)
+            ctx.set(dut.i.payload, word)
+            where = f"seed {seed}, {stages} stages, cycle {cycle}"
+            ctx.set(dut.o.ready, not ready)
+            room_other = ctx.get(dut.room)
+            ctx.set(dut.o.ready, ready)
+            assert ctx.get(dut.room) == room_other, where
+            if ctx.get(dut.o.valid):
+                out = ctx.get(dut.o.payload)
+                assert held is None or out == held, where   # a stalled beat stays put
+                held = None if ready else out
+                if ready:
+                    got.append(out)
+            if offering and ctx.get(dut.i.ready):
+                if not sparse or word & 1:
+                    sent.append(word)
+                offering = False
+            await ctx.tick()
+
+    _simulate(dut, testbench)
+    where = f"seed {seed}, {stages} stages"
+    assert got == sent[:len(got)], where
+    assert len(sent) - len(got) <= stages + 1, where     # the rest is in flight or waiting
     assert len(got) > 100, f"{where}: too few beats to mean anything"

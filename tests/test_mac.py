@@ -41,7 +41,7 @@ from support import (RESOURCE_KEYS, SEED, check_selfchecked_build, explain,
                            "'apart'"),
     ({"overflow": "clamp"}, "overflow: 'clamp' is not allowed; expected one of 'wrap', "
                             "'saturate'"),
-    ({"pipeline": 6}, "pipeline: 6 is not allowed; expected an integer from 0 to 5"),
+    ({"pipeline": 8}, "pipeline: 8 is not allowed; expected an integer from 0 to 7"),
     ({"acc_width": 15}, "acc_width: 15 is not allowed; expected an integer from 16 to 48"),
     ({"modes": ()}, "modes: () is not allowed; expected a non-empty list of precision modes "
                     "such as ['s8s8', 's8s4'] or ['e4m3', 'bf16']"),
@@ -195,7 +195,7 @@ def test_rtl_matches_golden(preset, gaps):
     assert got == expected, f"preset {preset}, seed {seed}"
 
 
-@pytest.mark.parametrize("pipeline", [0, 1, 2, 3, 4, 5])
+@pytest.mark.parametrize("pipeline", [0, 1, 2, 3, 4, 5, 6, 7])
 @pytest.mark.parametrize("overflow", ["wrap", "saturate"])
 def test_rtl_pipeline_and_overflow_variants(pipeline, overflow):
     cfg = replace(PRESETS["w4a8"], lanes=2, pipeline=pipeline, overflow=overflow, acc_width=18)
@@ -251,7 +251,7 @@ def test_rtl_latency_and_throughput_as_declared(preset):
 
 
 @pytest.mark.parametrize("multiplier", ["plain", "fused"])
-@pytest.mark.parametrize("pipeline", [0, 1, 2, 3, 4, 5])
+@pytest.mark.parametrize("pipeline", [0, 1, 2, 3, 4, 5, 6, 7])
 def test_rtl_latency_every_pipeline_depth(multiplier, pipeline):
     cfg = MACConfig(modes=("s8s8", "s4s4"), lanes=2, multiplier=multiplier, pipeline=pipeline,
                     reduction="apart")

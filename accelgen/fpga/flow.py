@@ -229,7 +229,8 @@ def synth(spec, config, family, out_dir, *, preset=None, progress=None):
 def _synth(spec, config, fam, out_dir, *, preset, progress):
     top, seconds = spec.name, {}
     _say(progress, f"emitting {top}.v...")
-    emitted = _timed(seconds, "emit", emit, spec, config, out_dir, preset=preset, top=top)
+    emitted = _timed(seconds, "emit", emit, spec, config, out_dir, preset=preset, top=top,
+                     target=fam.name)
     script = (f"read_verilog {top}.v\n"
               f"{fam.synth_cmd} -top {top}\n"
               f"tee -q -o {top}.stat.json stat -json\n"

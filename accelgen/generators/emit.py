@@ -46,9 +46,15 @@ class Emitted:
     manifest: dict
 
 
-def verilog_text(component, top):
+def verilog_text(component, top, target=None):
+    """The component's Verilog; elaborated for FPGA family ``target`` when given (blocks then
+    instantiate that family's primitives, see :mod:`accelgen.hdl.common.dsp`)."""
     from amaranth.back import verilog
-    return verilog.convert(component, name=top, emit_src=False, strip_internal_attrs=True)
+
+    from ..hdl.common.dsp import FamilyTarget
+    platform = FamilyTarget(target) if target else None
+    return verilog.convert(component, name=top, emit_src=False, strip_internal_attrs=True,
+                           platform=platform)
 
 
 def _ports(node, path=()):
@@ -157,7 +163,7 @@ def simulation_facts():
     }
 
 
-def build_manifest(spec, config, component, *, preset, top, verilog_sha256=None):
+def build_manifest(spec, config, component, *, preset, top, verilog_sha256=None, target=None):
     ports = [{"name": "clk", "path": "clk", "dir": "in", "width": 1, "signed": False},
              {"name": "rst", "path": "rst", "dir": "in", "width": 1, "signed": False}]
     ports += list(_ports(component.metadata.as_json()["interface"]))
@@ -177,6 +183,7 @@ def build_manifest(spec, config, component, *, preset, top, verilog_sha256=None)
         "streams": stream_layouts(component, config),
         "simulation": simulation_facts(),
         "tools": tool_versions(),
+        **({"target": target} if target else {}),
     }
 
 
@@ -231,8 +238,10 @@ def check_output(top, out_dir):
     check_directory("-o", out_dir)
 
 
-def emit(spec, config, out_dir, *, preset=None, top=None):
-    """Write ``<top>.v`` and ``<top>.json`` for ``config`` into ``out_dir``.
+def emit(spec, config, out_dir, *, preset=None, top=None, target=None):
+    """Write ``<top>.v`` and ``<top>.json`` for ``config`` into ``out_dir``; with ``target``
+    (an FPGA family), the Verilog is elaborated for that family (its DSP primitives; the
+    manifest says ``target``), as ``accelgen synth`` synthesizes it.
 
     Both texts are produced before either file is written, so a failure writes nothing; the
     pair is written by :func:`write_pair`.
@@ -240,8 +249,8 @@ def emit(spec, config, out_dir, *, preset=None, top=None):
     top = top or spec.name
     check_output(top, out_dir)
     component = spec.build(config)
-    text = verilog_text(component, top)
-    manifest = build_manifest(spec, config, component, preset=preset, top=top,
+    text = verilog_text(component, top, target)
+    manifest = build_manifest(spec, config, component, preset=preset, top=top, target=target,
                               verilog_sha256=hashlib.sha256(text.encode()).hexdigest())
     out_dir = Path(out_dir)
     make_directory("-o", out_dir)

@@ -217,10 +217,13 @@ class MACConfig(Config):
         Of the ``int``/``exact`` accumulator; not used by ``fp32``, which overflows to inf as
         IEEE addition does (``accelgen show`` states the accumulation in ``derived``).
     pipeline : int
-        Register stages before the accumulator (0 to 5), added in this order: product
+        Register stages before the accumulator (0 to 7), added in this order: product
         registers, operand (input) registers, fold registers (halfway through the fusion
         tree; in element lanes after the products are shifted into place), lane-sum
-        registers, reduction-sum register. Latency is ``1 + pipeline`` for ``int``,
+        registers, reduction-sum register, then (fused lanes) a register halfway through the
+        first half of the fusion tree and one halfway through its second half, so each stage
+        has one adder level at the default's 8-bit operands (elsewhere 6 and 7 add a register
+        with no logic before it). Latency is ``1 + pipeline`` for ``int``,
         ``2 + pipeline`` for ``fp32`` (one more register: the FP32 rounding of the beat's
         sum) and ``3 + pipeline`` for ``exact`` (the result's magnitude and leading-zero
         count, then its FP32 rounding) for every config, plus 1 for configs with MX modes
@@ -263,7 +266,7 @@ class MACConfig(Config):
         check_choice("multiplier", self.multiplier, MULTIPLIERS)
         check_choice("reduction", self.reduction, REDUCTIONS)
         check_choice("overflow", self.overflow, [o.value for o in Overflow])
-        check_int("pipeline", self.pipeline, 0, 5)
+        check_int("pipeline", self.pipeline, 0, 7)
         self._check_accumulate(parsed)
         self._check_block(parsed)
 
@@ -538,7 +541,7 @@ PRESETS = {
     "tiny": MACConfig(modes=("s8s8",), lanes=1, multiplier="plain", acc_width=24),
 }
 PRESETS["default"] = MACConfig(modes=_ALL_MODES, lanes=4, multiplier="fused", acc_width=32,
-                               overflow="saturate", pipeline=5)
+                               overflow="saturate", pipeline=7)
 PRESETS["int8"] = replace(PRESETS["tiny"], lanes=4, acc_width=32, pipeline=2)
 PRESETS["w4a8"] = replace(PRESETS["default"], modes=_LLM_MODES, reduction="apart",
                           overflow="wrap")

@@ -4,21 +4,23 @@
 
               i (a, b, mode, clear, last)
                   │
-          [operand registers]        pipeline >= 2
+          [operand registers]        pipeline >= 2 (fused: each brick's 2-bit slices)
                   │
        ┌──────────┴──────────┐
     lane 0   ...          lane L-1   plain: one multiplier per lane
        │                     │       fused: (Wa/2)*(Wb/2) 3x3-bit signed bricks per lane
           [product registers]        pipeline >= 1
        │                     │       fused: fusion tree, first half (fold along a)
-          [fold registers]           pipeline >= 3
+          [fold registers]           pipeline >= 3 (>= 6: also halfway through the fold)
        │                     │       fused: fusion tree, second half (fold along b)
-    lane sum ...          lane sum
+    lane sum ...          lane sum   (pipeline >= 7: a register halfway through the fold)
           [lane-sum registers]       pipeline >= 4
        └──── together? ──────┘       reduction="together": one adder tree over the lanes
           [sum register]             pipeline >= 5
                   │
            acc = overflow((clear ? 0 : acc) + sum)     wrap or saturate to s<acc_width>
+                  │
+          [output buffer]            latency + 1 places, reserved by ``last`` beats
                   │
               o (acc0.., err)        on beats with ``last``
 
@@ -29,6 +31,7 @@ Numeric semantics are defined by :mod:`accelgen.sim.golden.mac`; parameters by
 from types import SimpleNamespace
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import wiring
 
 from ..formats import E8M0_BIAS, E8M0_NAN, decode_range
 from ..numerics import IntFormat
@@ -37,7 +40,7 @@ from .common.floats import FP32_INF, FP32_NAN, add_fp32, decode_element, round_f
 from .common.normalize import leading_zeros
 from .common.numerics import apply_overflow
 from .common.operands import read_operand
-from .common.pipeline import Pipeline, register, stall_enable
+from .common.pipeline import OutputBuffer, Pipeline, register
 from .common.stream import StreamBlock
 
 __all__ = ["MAC"]
@@ -62,32 +65,48 @@ class MAC(StreamBlock):
 
     Timing
     ------
-    Accepts one beat per cycle while ``o`` is not stalled; ``o.valid`` rises ``latency`` =
-    ``1 + config.pipeline`` cycles after a ``last`` beat is accepted. A stalled ``o`` (valid
-    without ready) freezes the whole pipeline, and ``i.ready`` falls in the same cycle.
+    Accepts one beat per cycle while ``o`` is ready; ``o.valid`` rises ``latency`` (see
+    ``MACConfig.latency``) cycles after a ``last`` beat is accepted. The pipeline never
+    stalls: results that ``o`` does not take at once wait in an output buffer of
+    ``latency + 1`` places (:class:`~.common.pipeline.OutputBuffer`), and ``i.ready``, from
+    registers, falls while every place is held by a ``last`` beat in flight or a waiting
+    result. So ``o.ready`` drives no clock enable, and no beat is lost.
     """
 
     def elaborate(self, platform):
         cfg = self.config
         m = Module()
-        en = stall_enable(m, self.o, self.i)
+        out = self._output_buffer(m)
         if cfg.element_lane:
-            self._elaborate_elements(m, en)
+            self._elaborate_elements(m, out)
             return m
 
         # Each stage maps {control..., data nodes} to the next; a stage the configured depth
         # leaves out passes them through unregistered.
         depth = cfg.pipeline
-        pipe = Pipeline(m, enable=en)
+        pipe = Pipeline(m)
         p = self.i.payload
-        s = dict(valid=self.i.valid & en, a=p.a, b=p.b, mode=p.mode if cfg.mode_bits else 0,
+        s = dict(valid=self.i.valid & self.i.ready, mode=p.mode if cfg.mode_bits else 0,
                  clear=p.clear, last=p.last)
+        if cfg.multiplier == "plain":
+            s.update(a=p.a, b=p.b)
+        else:   # the operand registers hold each brick's slices, selected by mode before them
+            s.update(self._brick_operands(m, p.a, p.b, s["mode"]))
         s = vars(pipe.add_stage(s, name="opnd", present=depth >= 2))
         s = vars(pipe.add_stage(self._multiply(m, s), name="prod", present=depth >= 1))
-        s = vars(pipe.add_stage(self._fold(m, s, "a"), name="fold", present=depth >= 3))
-        s = vars(pipe.add_stage(self._fold(m, s, "b"), name="lane", present=depth >= 4))
+        # depth 6 and 7 register the folds halfway (one adder level per stage at 8 bits)
+        if depth >= 6:
+            s = vars(pipe.add_stage(self._fold(m, s, "a", 0), name="fold_half"))
+            s = vars(pipe.add_stage(self._fold(m, s, "a", 1), name="fold"))
+        else:
+            s = vars(pipe.add_stage(self._fold(m, s, "a"), name="fold", present=depth >= 3))
+        if depth >= 7:
+            s = vars(pipe.add_stage(self._fold(m, s, "b", 0), name="lane_half"))
+            s = vars(pipe.add_stage(self._fold(m, s, "b", 1), name="lane"))
+        else:
+            s = vars(pipe.add_stage(self._fold(m, s, "b"), name="lane", present=depth >= 4))
         s = vars(pipe.add_stage(self._reduce(s), name="sum", present=depth >= 5))
-        self._accumulate(m, en, s)
+        self._accumulate(m, out, s)
         if pipe.depth + 1 != cfg.latency:  # the config's latency is what the manifest publishes
             raise AssertionError(f"mac pipeline has {pipe.depth + 1} stages, config.latency "
                                  f"says {cfg.latency}")
@@ -102,8 +121,9 @@ class MAC(StreamBlock):
         return {k: stage[k] for k in self._CARRIED if k in stage}
 
     def _with_nodes(self, stage, nodes):
-        """A stage dict: the control fields of ``stage`` plus ``nodes[lane][n]`` as data."""
-        out = {k: stage[k] for k in self._CONTROL}
+        """A stage dict: the control fields of ``stage`` (with the fusion flags, once decoded)
+        plus ``nodes[lane][n]`` as data."""
+        out = {k: v for k, v in stage.items() if k in self._CONTROL or k.startswith("fuse_")}
         out.update({f"x{lane}_{n}": v for lane, vs in enumerate(nodes) for n, v in enumerate(vs)})
         return out
 
@@ -118,19 +138,28 @@ class MAC(StreamBlock):
         return [[vs[n] for n in sorted(vs)] for _, vs in sorted(nodes.items())]
 
     def _multiply(self, m, s):
-        """Per lane: ``[product]`` (plain) or the brick products in grid order (fused)."""
+        """Per lane: ``[product]`` (plain) or the brick products in grid order (fused). Fused
+        lanes also decode the fusion tree's shift enables here, a stage ahead of the folds
+        that use them, so the folds start from registered flags (no mode decode, and no
+        fan-out of it, in front of their adders)."""
         if self.config.multiplier == "plain":
             return self._with_nodes(s, [self._plain_lane(m, s, lane)
                                         for lane in range(self.config.lanes)])
+        flags = {**self._fusion_flags(m, s["mode"], "a"), **self._fusion_flags(m, s["mode"], "b")}
+        s = {**s, **{f"fuse_{axis}{level}": flag for (axis, level), flag in flags.items()}}
         return self._with_nodes(s, [self._fused_bricks(m, s, lane)
                                     for lane in range(self.config.lanes)])
 
-    def _fold(self, m, s, axis):
-        """Fold the fusion tree along ``axis`` (see :meth:`_fusion_tree`); plain lanes pass."""
+    def _fold(self, m, s, axis, part=None):
+        """Fold the fusion tree along ``axis`` (see :meth:`_fusion_tree`): all its levels, or
+        with ``part`` 0/1 its first/second half; plain lanes pass."""
         if self.config.multiplier == "plain":
             return s
-        flags = self._fusion_flags(m, s["mode"], axis)
-        return self._with_nodes(s, [self._fusion_tree(nodes, flags, axis)
+        n = (self._grid[0] if axis == "a" else self._grid[1]).bit_length() - 1
+        levels = range(n) if part is None else range(n // 2) if part == 0 else range(n // 2, n)
+        flags = {(k[5], int(k[6:])): v for k, v in s.items() if k.startswith(f"fuse_{axis}")}
+        flags = {key: _constant_flag(v) for key, v in flags.items()}
+        return self._with_nodes(s, [self._fusion_tree(nodes, flags, axis, levels)
                                     for nodes in self._nodes(s)])
 
     def _reduce(self, s):
@@ -139,21 +168,33 @@ class MAC(StreamBlock):
             return s
         return self._with_nodes(s, [[sum_tree([nodes[0] for nodes in self._nodes(s)])]])
 
-    def _accumulate(self, m, en, s):
-        """``acc = overflow((clear ? 0 : acc) + sum)``; the accumulators are ``o.payload``."""
+    def _accumulate(self, m, out, s):
+        """``acc = overflow((clear ? 0 : acc) + sum)``; the accumulators are ``out.payload``,
+        valid after a ``last`` beat."""
         cfg = self.config
         acc_fmt = IntFormat(cfg.acc_width, True)
         mode_ok = s["mode"] < len(cfg.modes) if cfg.mode_bits else Const(1, 1)
         err = Signal()
-        with m.If(en):
-            m.d.sync += self.o.valid.eq(s["valid"] & s["last"])
+        m.d.sync += out.valid.eq(s["valid"] & s["last"])
+        for n, (total,) in enumerate(self._nodes(s)):
+            acc = Signal(signed(cfg.acc_width), name=f"acc{n}")
             with m.If(s["valid"]):
-                for n, (total,) in enumerate(self._nodes(s)):
-                    acc = getattr(self.o.payload, f"acc{n}")
-                    base = Mux(s["clear"], 0, acc)
-                    m.d.sync += acc.eq(apply_overflow(base + total, acc_fmt, cfg.overflow))
-                m.d.sync += err.eq((err & ~s["clear"]) | ~mode_ok)
-        m.d.comb += self.o.payload.err.eq(err)
+                base = Mux(s["clear"], 0, acc)
+                m.d.sync += acc.eq(apply_overflow(base + total, acc_fmt, cfg.overflow))
+            m.d.comb += getattr(out.payload, f"acc{n}").eq(acc)
+        with m.If(s["valid"]):
+            m.d.sync += err.eq((err & ~s["clear"]) | ~mode_ok)
+        m.d.comb += out.payload.err.eq(err)
+
+    def _output_buffer(self, m):
+        """The pipeline runs free; its results go out through an :class:`OutputBuffer` that
+        holds a place for every ``last`` beat in flight (``latency + 1`` places: full rate
+        while ``o`` is ready). Returns the buffer's write side, driven by the last stage."""
+        m.submodules.obuf = buf = OutputBuffer(self.o.payload.shape(), self.config.latency + 1)
+        m.d.comb += [self.i.ready.eq(buf.room),
+                     buf.reserve.eq(self.i.valid & buf.room & self.i.payload.last)]
+        wiring.connect(m, buf.o, wiring.flipped(self.o))
+        return buf.w
 
     def _mode_cases(self, m, mode):
         """Yield ``(code, Mode)`` inside ``m.Case`` blocks of a switch on ``mode``; a build
@@ -198,25 +239,42 @@ class MAC(StreamBlock):
     def _grid(self):
         return self.config.a_max_width // 2, self.config.b_max_width // 2
 
+    def _brick_operands(self, m, a, b, mode):
+        """Each brick's operands in the beat's mode, as stage fields: its 2-bit slices of
+        ``a`` and ``b`` (``ba``/``bb{lane}_{i}{j}``) and whether each is signed (``sa``/``sb``:
+        the Python bool every mode agrees on, or a signal the mode decode drives)."""
+        cfg = self.config
+        rows, cols = self._grid
+        out = {}
+        for lane in range(cfg.lanes):
+            for i in range(rows):
+                for j in range(cols):
+                    tag = f"{lane}_{i}{j}"
+                    a2, b2 = Signal(2, name=f"a{tag}"), Signal(2, name=f"b{tag}")
+                    sources = [self._brick_source(f, i, j) for f in cfg.mode_formats]
+                    # a sign flag that every mode agrees on is a constant, not a signal
+                    sa = _flag(f"sa{tag}", {s[1] for s in sources})
+                    sb = _flag(f"sb{tag}", {s[3] for s in sources})
+                    for code, _fmt in self._mode_cases(m, mode):
+                        a_off, a_sig, b_off, b_sig = sources[code]
+                        m.d.comb += [a2.eq(a[lane * cfg.a_lane_bits + a_off:][:2]),
+                                     b2.eq(b[lane * cfg.b_lane_bits + b_off:][:2])]
+                        m.d.comb += [s.eq(v) for s, v in ((sa, a_sig), (sb, b_sig))
+                                     if isinstance(s, Signal)]
+                    out.update({f"ba{tag}": a2, f"bb{tag}": b2, f"sa{tag}": sa,
+                                f"sb{tag}": sb})
+        return out
+
     def _fused_bricks(self, m, stage, lane):
         """Brick products of one lane in grid order ``(i, j)``, row-major over ``i``."""
-        cfg = self.config
         rows, cols = self._grid
         products = []
         for i in range(rows):
             for j in range(cols):
-                a2, b2 = Signal(2, name=f"a{lane}_{i}{j}"), Signal(2, name=f"b{lane}_{i}{j}")
-                sources = [self._brick_source(f, i, j) for f in cfg.mode_formats]
-                # a sign flag that every mode agrees on is a constant, not a signal
-                sa = _flag(f"sa{lane}_{i}{j}", {s[1] for s in sources})
-                sb = _flag(f"sb{lane}_{i}{j}", {s[3] for s in sources})
-                for code, _fmt in self._mode_cases(m, stage["mode"]):
-                    a_off, a_sig, b_off, b_sig = sources[code]
-                    m.d.comb += [a2.eq(stage["a"][lane * cfg.a_lane_bits + a_off:][:2]),
-                                 b2.eq(stage["b"][lane * cfg.b_lane_bits + b_off:][:2])]
-                    m.d.comb += [s.eq(v) for s, v in ((sa, a_sig), (sb, b_sig))
-                                 if isinstance(s, Signal)]
-                products.append(_brick(m, a2, sa, b2, sb, name=f"brick{lane}_{i}{j}"))
+                tag = f"{lane}_{i}{j}"
+                sa, sb = (_constant_flag(stage[f"{k}{tag}"]) for k in ("sa", "sb"))
+                products.append(_brick(m, stage[f"ba{tag}"], sa, stage[f"bb{tag}"], sb,
+                                       name=f"brick{tag}"))
         return products
 
     def _fusion_flags(self, m, mode, axis):
@@ -236,22 +294,23 @@ class MAC(StreamBlock):
             flags[axis, level] = flag
         return flags
 
-    def _fusion_tree(self, nodes, flags, axis):
-        """Fold a lane's fusion tree along ``axis``. The tree sums the brick products, each
-        weighed by ``4**(ia + jb)``: pairs of nodes that differ in one index bit are added, the
-        upper one shifted by ``2**(l+1)`` when that bit lies inside an element in the current
-        mode. Folding ``"a"`` turns the ``rows x cols`` brick grid into ``cols`` nodes; folding
-        ``"b"`` then leaves the lane sum. Adders grow level by level, so the narrow low levels
-        stay cheap."""
-        rows, cols = self._grid
+    def _fusion_tree(self, nodes, flags, axis, levels):
+        """Fold a lane's fusion tree along ``axis`` by ``levels`` (a range of its levels). The
+        tree sums the brick products, each weighed by ``4**(ia + jb)``: pairs of nodes that
+        differ in one index bit are added, the upper one shifted by ``2**(l+1)`` when that bit
+        lies inside an element in the current mode. Folding all of ``"a"`` turns the
+        ``rows x cols`` brick grid into ``cols`` nodes (row-major ``rows' x cols`` after some
+        of its levels); folding all of ``"b"`` then leaves the lane sum. Adders grow level by
+        level, so the narrow low levels stay cheap."""
+        cols = self._grid[1]
         if axis == "a":
-            grid = [[nodes[i * cols + j] for j in range(cols)] for i in range(rows)]
-            for level in range(rows.bit_length() - 1):
+            grid = [nodes[i:i + cols] for i in range(0, len(nodes), cols)]
+            for level in levels:
                 grid = [[_fuse(lo, hi, flags["a", level], 1 << (level + 1))
                          for lo, hi in zip(grid[2 * r], grid[2 * r + 1])]
                         for r in range(len(grid) // 2)]
-            return grid[0]
-        for level in range(cols.bit_length() - 1):
+            return [node for row in grid for node in row]
+        for level in levels:
             nodes = [_fuse(nodes[2 * c], nodes[2 * c + 1], flags["b", level], 1 << (level + 1))
                      for c in range(len(nodes) // 2)]
         return nodes
@@ -259,16 +318,16 @@ class MAC(StreamBlock):
 
     # -- element lanes (accumulate = "exact" or "fp32") ---------------------------------------
 
-    def _elaborate_elements(self, m, en):
+    def _elaborate_elements(self, m, out):
         """Decode, multiply, align, sum; then the exact accumulator and its FP32 rounding, or
         the beat's FP32 rounding and the FP32 accumulator. Stage ``fold`` holds the products
         shifted into the fixed-point window (element lanes have no fusion tree to fold)."""
         cfg = self.config
         depth = cfg.pipeline
-        pipe = Pipeline(m, enable=en)
+        pipe = Pipeline(m)
         p = self.i.payload
-        s = dict(valid=self.i.valid & en, a=p.a, b=p.b, mode=p.mode if cfg.mode_bits else 0,
-                 clear=p.clear, last=p.last)
+        s = dict(valid=self.i.valid & self.i.ready, a=p.a, b=p.b,
+                 mode=p.mode if cfg.mode_bits else 0, clear=p.clear, last=p.last)
         if cfg.has_mx:
             s.update(scale_a=p.scale_a, scale_b=p.scale_b)
         s = vars(pipe.add_stage(s, name="opnd", present=depth >= 2))
@@ -277,15 +336,17 @@ class MAC(StreamBlock):
         s = vars(pipe.add_stage(self._element_sums(s, "lane"), name="lane", present=depth >= 4))
         s = vars(pipe.add_stage(self._element_sums(s, "reduce"), name="sum",
                                 present=depth >= 5))
+        for extra in (6, 7):    # registers with no logic before them (retiming slack)
+            s = vars(pipe.add_stage(s, name=f"slack{extra}", present=depth >= extra))
         if cfg.accumulate == "fp32":
             blocks = 0
             if cfg.has_mx:
-                s, blocks = self._blocks(m, en, s), 1
+                s, blocks = self._blocks(m, s), 1
             s = vars(pipe.add_stage(self._round_beats(m, s), name="round"))
-            self._accumulate_fp32(m, en, s)
+            self._accumulate_fp32(m, out, s)
             stages = pipe.depth + blocks + 1
         else:
-            self._accumulate_exact(m, en, s)
+            self._accumulate_exact(m, out, s)
             stages = pipe.depth + 3
         if stages != cfg.latency:
             raise AssertionError(f"mac pipeline has {stages} stages, config.latency says "
@@ -390,7 +451,7 @@ class MAC(StreamBlock):
         return Mux(nan | (pos & neg), FP32_NAN,
                    Mux(pos, FP32_INF, Mux(neg, FP32_INF | 1 << 31, finite)))
 
-    def _blocks(self, m, en, s):
+    def _blocks(self, m, s):
         """MX configs: the running block (see the golden model's ``_Block``) as one register
         stage. Each valid beat adds its exact sum to the running block sum (or starts a new
         one: after a block ended, or on ``clear``); the stage's registers hold the block sum
@@ -410,14 +471,14 @@ class MAC(StreamBlock):
         end = s["last"] | ~mx | full
         new = {"v0": Mux(start, 0, run_sum) + total, "f0": Mux(start, 0, run_flags) | flags,
                "replace": s["clear"] | (~start & run_replace), "end": end, "mx": mx}
-        with m.If(en & s["valid"]):
+        with m.If(s["valid"]):
             m.d.sync += [run_sum.eq(new["v0"]), run_flags.eq(new["f0"]), run_count.eq(count),
                          run_replace.eq(new["replace"]), running.eq(~end)]
         # the stage register: valid loads on every enabled cycle, the rest with a beat
-        out = {"valid": register(m, s["valid"], enable=en, name="block_valid")}
+        out = {"valid": register(m, s["valid"], name="block_valid")}
         for key, value in {**self._carry(s), **new}.items():
             if key != "valid":
-                out[key] = register(m, value, enable=en & s["valid"], name=f"block_{key}")
+                out[key] = register(m, value, enable=s["valid"], name=f"block_{key}")
         return out
 
     def _round_beats(self, m, s):
@@ -450,22 +511,23 @@ class MAC(StreamBlock):
         cfg = self.config
         return s["mode"] < len(cfg.modes) if cfg.mode_bits else Const(1, 1)
 
-    def _accumulate_fp32(self, m, en, s):
-        """``acc = s if clear else fp32(acc + s)``; the accumulators are ``o.payload``."""
+    def _accumulate_fp32(self, m, out, s):
+        """``acc = s if clear else fp32(acc + s)``; the accumulators are ``out.payload``, valid
+        after a ``last`` beat."""
         cfg = self.config
-        accs = [getattr(self.o.payload, f"acc{n}") for n in range(cfg.accumulators)]
+        accs = [Signal(32, name=f"acc{n}") for n in range(cfg.accumulators)]
         totals = [add_fp32(m, acc, s[f"r{n}"], name=f"acc_add{n}") for n, acc in enumerate(accs)]
         err = Signal()
-        with m.If(en):
-            m.d.sync += self.o.valid.eq(s["valid"] & s["last"])
-            with m.If(s["add"]):
-                for n, (acc, total) in enumerate(zip(accs, totals)):
-                    m.d.sync += acc.eq(Mux(s["replace"], s[f"r{n}"], total))
-            with m.If(s["valid"]):
-                m.d.sync += err.eq((err & ~s["clear"]) | ~self._mode_ok(s))
-        m.d.comb += self.o.payload.err.eq(err)
+        m.d.sync += out.valid.eq(s["valid"] & s["last"])
+        with m.If(s["add"]):
+            for n, (acc, total) in enumerate(zip(accs, totals)):
+                m.d.sync += acc.eq(Mux(s["replace"], s[f"r{n}"], total))
+        with m.If(s["valid"]):
+            m.d.sync += err.eq((err & ~s["clear"]) | ~self._mode_ok(s))
+        m.d.comb += [getattr(out.payload, f"acc{n}").eq(acc) for n, acc in enumerate(accs)]
+        m.d.comb += out.payload.err.eq(err)
 
-    def _accumulate_exact(self, m, en, s):
+    def _accumulate_exact(self, m, out, s):
         """The fixed-point accumulators with sticky special flags; then a register stage with
         each result's magnitude, sign and leading-zero count; then the output register with
         their FP32 rounding (the two stages split the wide negate, count, shift and round)."""
@@ -493,29 +555,28 @@ class MAC(StreamBlock):
                                            code=self._special(r1_flags[n], rounded)))
         err, done, r1_valid, r1_err, out_err = (Signal(name=n) for n in
                                                 ("err", "done", "r1_valid", "r1_err", "out_err"))
-        with m.If(en):
-            m.d.sync += done.eq(s["valid"] & s["last"])
-            with m.If(s["valid"]):
-                for n, (acc, flag) in enumerate(zip(accs, flags)):
-                    base = Mux(s["clear"], 0, acc)
-                    m.d.sync += [acc.eq(apply_overflow(base + s[f"v{n}"], fmt, cfg.overflow)),
-                                 flag.eq(Mux(s["clear"], 0, flag) | s[f"f{n}"])]
-                m.d.sync += err.eq((err & ~s["clear"]) | ~self._mode_ok(s))
-            # R1: the accumulators as they stand after a last beat, as magnitude and sign
-            m.d.sync += r1_valid.eq(done)
-            with m.If(done):
-                for n, (acc, flag, r) in enumerate(zip(accs, flags, results)):
-                    m.d.sync += [mags[n].eq(r.magnitude), signs[n].eq(acc < 0),
-                                 r1_flags[n].eq(flag), counts[n].eq(r.count),
-                                 zeros[n].eq(r.zero)]
-                m.d.sync += r1_err.eq(err)
-            # the output register: their FP32 rounding
-            m.d.sync += self.o.valid.eq(r1_valid)
-            with m.If(r1_valid):
-                for n, r in enumerate(results):
-                    m.d.sync += getattr(self.o.payload, f"acc{n}").eq(r.code)
-                m.d.sync += out_err.eq(r1_err)
-        m.d.comb += self.o.payload.err.eq(out_err)
+        m.d.sync += done.eq(s["valid"] & s["last"])
+        with m.If(s["valid"]):
+            for n, (acc, flag) in enumerate(zip(accs, flags)):
+                base = Mux(s["clear"], 0, acc)
+                m.d.sync += [acc.eq(apply_overflow(base + s[f"v{n}"], fmt, cfg.overflow)),
+                             flag.eq(Mux(s["clear"], 0, flag) | s[f"f{n}"])]
+            m.d.sync += err.eq((err & ~s["clear"]) | ~self._mode_ok(s))
+        # R1: the accumulators as they stand after a last beat, as magnitude and sign
+        m.d.sync += r1_valid.eq(done)
+        with m.If(done):
+            for n, (acc, flag, r) in enumerate(zip(accs, flags, results)):
+                m.d.sync += [mags[n].eq(r.magnitude), signs[n].eq(acc < 0),
+                             r1_flags[n].eq(flag), counts[n].eq(r.count),
+                             zeros[n].eq(r.zero)]
+            m.d.sync += r1_err.eq(err)
+        # the output register: their FP32 rounding
+        m.d.sync += out.valid.eq(r1_valid)
+        with m.If(r1_valid):
+            for n, r in enumerate(results):
+                m.d.sync += getattr(out.payload, f"acc{n}").eq(r.code)
+            m.d.sync += out_err.eq(r1_err)
+        m.d.comb += out.payload.err.eq(out_err)
 
 def _or_all(values):
     out = values[0]
@@ -535,6 +596,11 @@ def _flag(name, values):
     """The sign flag of a brick operand: the Python bool every mode agrees on, or a signal
     the mode decode drives."""
     return values.pop() if len(values) == 1 else Signal(name=name)
+
+
+def _constant_flag(value):
+    """A flag that passed a pipeline stage: a constant one is a Python bool again."""
+    return bool(value.value) if isinstance(value, Const) else value
 
 
 def _brick(m, a2, sa, b2, sb, *, name):

@@ -36,8 +36,18 @@ def wrap(value, fmt):
 
 
 def saturate(value, fmt):
-    """Clamp ``value`` to ``[fmt.min, fmt.max]``."""
+    """Clamp ``value`` to ``[fmt.min, fmt.max]``.
+
+    A signed value into a signed format is out of range exactly when its bits from the
+    format's sign bit up are not all copies of its own sign: that test is a LUT tree, not the
+    two carry-chain compares (it keeps a saturating accumulator to one carry chain)."""
     value = Value.cast(value)
+    w = fmt.width
+    if fmt.signed and value.shape().signed:
+        if len(value) <= w:
+            return _as(value, fmt)
+        top, sign = value[w - 1:], value[-1]
+        return _as(Mux(~sign & top.any(), fmt.max, Mux(sign & ~top.all(), fmt.min, value)), fmt)
     clamped = Mux(value > fmt.max, fmt.max, Mux(value < fmt.min, fmt.min, value))
     return _as(clamped, fmt)
 

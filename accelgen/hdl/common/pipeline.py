@@ -19,9 +19,12 @@ clock edge, for the parts of a block that never stall.
 
 from types import SimpleNamespace
 
-from amaranth.hdl import Const, Signal, Value
+from amaranth.hdl import Const, Module, Mux, Signal, Value
+from amaranth.lib import stream, wiring
+from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.wiring import In, Out
 
-__all__ = ["Pipeline", "register", "stall_enable"]
+__all__ = ["OutputBuffer", "Pipeline", "register", "stall_enable"]
 
 
 def stall_enable(m, out, inp=None, *, name="en"):
@@ -109,3 +112,68 @@ class Pipeline:
         return SimpleNamespace(**{
             key: register(self.m, value, enable=self.enable, name=f"{label}_{key}{self.suffix}")
             for key, value in values.items()})
+
+
+class OutputBuffer(wiring.Component):
+    """Backpressure without a stall enable: the pipeline in front runs free, and every beat
+    it produces finds a reserved place here.
+
+    The alternative to :func:`stall_enable` for a block whose pipeline must not have one
+    enable on every register (at 150 MHz on ECP5, ``o.ready`` fanned out to a thousand clock
+    enables is a critical path of its own). A beat that will produce an output reserves a
+    place when it enters (``reserve``); the block's input takes beats only while there is
+    ``room``, so nothing ever has to wait inside the pipeline.
+
+    Parameters
+    ----------
+    shape : shape-like
+        Of the payload.
+    depth : int
+        Places: ``latency + 1`` keeps one beat per cycle at full rate (``latency`` beats in
+        flight, one leaving).
+
+    Members
+    -------
+    reserve : In(1)
+        A beat that will produce an output enters the pipeline in this cycle.
+    room : Out(1)
+        From registers only: a place is free for a beat that enters in this cycle.
+    w : In(stream.Signature(shape))
+        The pipeline's output: taken in the cycle it is valid (``w.ready`` is always 1).
+    o : Out(stream.Signature(shape))
+        The block's output.
+
+    Timing
+    ------
+    No added latency: a ``w`` beat is on ``o`` in the same cycle while the buffer is empty,
+    and is queued behind the buffered ones (or while ``o`` is stalled). ``room`` falls when the
+    beats in flight and queued fill ``depth``, so with ``o.ready`` high ``room`` stays high.
+    """
+
+    def __init__(self, shape, depth):
+        self.depth = depth
+        super().__init__({
+            "reserve": In(1),
+            "room": Out(1),
+            "w": In(stream.Signature(shape)),
+            "o": Out(stream.Signature(shape)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        width = Value.cast(self.w.payload).shape().width
+        m.submodules.fifo = fifo = SyncFIFO(width=width, depth=self.depth)
+        # beats that reserved a place and have not left the pipeline yet
+        in_flight = Signal(range(self.depth + 1), name="in_flight")
+        m.d.sync += in_flight.eq(in_flight + self.reserve - self.w.valid)
+        bypass = ~fifo.r_rdy        # queue empty: a new beat goes straight out
+        m.d.comb += [
+            self.room.eq(in_flight + fifo.level < self.depth),
+            self.w.ready.eq(1),
+            self.o.valid.eq(fifo.r_rdy | self.w.valid),
+            self.o.payload.eq(Mux(bypass, self.w.payload, fifo.r_data)),
+            fifo.r_en.eq(self.o.ready),
+            fifo.w_en.eq(self.w.valid & ~(bypass & self.o.ready)),
+            fifo.w_data.eq(self.w.payload),
+        ]
+        return m

@@ -7,7 +7,7 @@ rows (optionally requantized) to ``o``.
     c ──► Preloader ──┐ (PRELOAD only)
                       ▼
     array rows ──► Writer: read, add, write back ──► accumulator memory ──► Drain ──► o
-                       └── final_rows: rows that are complete ──────────────┘    │
+                       └── row_final: one more row is complete ─────────────┘    │
                                                                    issue: one row of credit
                                                                    back to the feeder
 
@@ -106,8 +106,9 @@ class Writer(wiring.Component):
         A synchronous, non-transparent memory read port.
     wr_en : Out(1), wr_addr : Out(acc_addr_bits), wr_data : Out(cols * acc_width)
         The write-back.
-    final_rows : Out(row_bits)
-        Result rows written for the last time (the drain may read them).
+    row_final : Out(1)
+        A result row is written for the last time in this cycle (the drain may read it from
+        the next one).
     done : Out(1)
         Every array row of the command has been taken.
     idle : Out(1)
@@ -117,8 +118,9 @@ class Writer(wiring.Component):
     ------
     A row taken in cycle ``t`` (``row_valid`` in RUN) is read in ``t``, its memory data is
     registered in ``t + 1`` (W1) and in ``t + 2`` (W2, the block RAM's output is slow), added
-    and written in ``t + 2``; ``final_rows`` counts it in ``t + 3``. Rows of os padding (past
-    M) are dropped. Lanes saturate or wrap per ``overflow`` once per write.
+    and written in ``t + 2`` (with ``row_final`` if it is final); the drain may read it from
+    ``t + 3``. Rows of os padding (past M) are dropped. Lanes saturate or wrap per
+    ``overflow`` once per write.
     """
 
     def __init__(self, config):
@@ -133,7 +135,7 @@ class Writer(wiring.Component):
             "wr_en": Out(1),
             "wr_addr": Out(config.acc_addr_bits),
             "wr_data": Out(config.cols * W),
-            "final_rows": Out(row_bits(config)),
+            "row_final": Out(1),
             "done": Out(1),
             "idle": Out(1),
         })
@@ -184,11 +186,7 @@ class Writer(wiring.Component):
             else:
                 lanes.append(apply_overflow(Mux(ow1, 0, old) + row1[j], fmt, cfg.overflow))
         m.d.comb += [self.wr_en.eq(v1), self.wr_addr.eq(addr1), self.wr_data.eq(Cat(*lanes))]
-        final_rows = self.final_rows
-        with m.If(task.start):
-            m.d.sync += final_rows.eq(0)
-        with m.Elif(fin1):
-            m.d.sync += final_rows.eq(final_rows + 1)
+        m.d.comb += self.row_final.eq(fin1 & ~task.start)
         m.d.comb += self.idle.eq(~v1 & ~delay(m, take, 1, "w1_take"))
         return m
 
@@ -200,8 +198,8 @@ class Drain(wiring.Component):
     Members
     -------
     task : In(task_signature(config))
-    final_rows : In(row_bits)
-        From the writer: rows that may be read.
+    row_final : In(1)
+        From the writer: one more row may be read (from the next cycle on).
     rd_addr : Out(acc_addr_bits), rd_data : In(cols * acc_width)
         A synchronous memory read port.
     issue : Out(1)
@@ -224,7 +222,7 @@ class Drain(wiring.Component):
         self.config = config
         super().__init__({
             "task": In(task_signature(config)),
-            "final_rows": In(row_bits(config)),
+            "row_final": In(1),
             "rd_addr": Out(config.acc_addr_bits),
             "rd_data": In(config.cols * config.acc_width),
             "issue": Out(1),
@@ -249,19 +247,32 @@ class Drain(wiring.Component):
         word_width = len(self.o.payload.as_value())
         ofifo = m.submodules.ofifo = SyncFIFOBuffered(width=word_width, depth=depth)
         inflight = Signal(range(depth + 1), name="dr_inflight")
-        drained = Signal(row_bits(cfg), name="drained")
+        pending = Signal(row_bits(cfg), name="dr_pending")     # final rows not read yet
         draining = task.run & (p.output != 2)
         issue = self.issue
         m.submodules.loop = loop = LoopNest((C, 1), width=cfg.dim_bits, name="dr")
         m.d.comb += loop.drive(start=task.start, advance=issue, limits=[p.n, p.m])
         addr = Signal(cfg.acc_addr_bits, name="dr_addr")
-        m.d.comb += issue.eq(draining & ~loop.done & (drained < self.final_rows) &
-                             (ofifo.w_level + inflight < depth))
+        # a final row is there to read, and the output FIFO has room for everything in flight
+        # (a register computed a cycle ahead, see the end)
+        room = Signal(name="dr_room", init=1)
+        readable = Signal(name="dr_readable")                      # pending != 0
+        m.d.comb += issue.eq(draining & ~loop.done & readable & room)
         m.d.comb += self.rd_addr.eq(addr)
         with m.If(task.start):
-            m.d.sync += [addr.eq(0), drained.eq(0)]
-        with m.Elif(issue):
-            m.d.sync += [addr.eq(addr + 1), drained.eq(drained + 1)]
+            m.d.sync += [addr.eq(0), pending.eq(0)]
+        with m.Else():
+            m.d.sync += pending.eq(pending + self.row_final - issue)
+            with m.If(issue):
+                m.d.sync += addr.eq(addr + 1)
+        # pending != 0 kept as a flag: a final row and no read sets it, a read and no final
+        # row leaves it set only if two or more were pending
+        with m.If(task.start):
+            m.d.sync += readable.eq(0)
+        with m.Elif(self.row_final & ~issue):
+            m.d.sync += readable.eq(1)
+        with m.Elif(issue & ~self.row_final):
+            m.d.sync += readable.eq(pending[1:] != 0)
         # D1: data; lanes past N are sent as zeros (after requantization)
         cv = loop.chunk[0]
         v1, last1 = Signal(name="d1_valid"), Signal(name="d1_last")
@@ -299,6 +310,14 @@ class Drain(wiring.Component):
             m.d.sync += inflight.eq(0)
         with m.Else():
             m.d.sync += inflight.eq(inflight + issue - valid)
+        # next cycle's room (``occupied`` < depth: the FIFO's words and the rows in flight to
+        # it), for both outcomes of this cycle's issue, which picks one: exact, and no adder
+        # or compare between the registers and ``issue``. (Nothing is in flight or in the FIFO
+        # when a command starts: the previous one finished with both empty.)
+        occupied = Signal(range(depth + 1), name="dr_occupied")
+        kept = occupied - (ofifo.r_rdy & ofifo.r_en)
+        m.d.sync += [occupied.eq(kept + issue),
+                     room.eq(Mux(issue, kept + 1 < depth, kept < depth))]
         m.d.comb += [self.o.valid.eq(ofifo.r_rdy), self.o.payload.eq(ofifo.r_data),
                      ofifo.r_en.eq(self.o.ready)]
         # empty: also nothing in the FIFO's inner memory on its way to the output register
@@ -417,7 +436,7 @@ class Accumulator(wiring.Component):
             wp.data.eq(Mux(pre.wr_en, pre.wr_data, wr.wr_data)),
             wr_rp.addr.eq(wr.rd_addr), wr.rd_data.eq(wr_rp.data),
             dr_rp.addr.eq(dr.rd_addr), dr.rd_data.eq(dr_rp.data),
-            dr.final_rows.eq(wr.final_rows),
+            dr.row_final.eq(wr.row_final),
             self.drain_issue.eq(dr.issue),
             self.preload_done.eq(pre.done),
             self.write_done.eq(wr.done),

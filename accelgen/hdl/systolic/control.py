@@ -34,9 +34,10 @@ def task_signature(config):
         preload): every unit clears its loop state. The units hold still while it is high
         (their ``done`` flags are still those of the previous command then).
     preloading : Out(1)
-        PRELOAD, after ``start``: the preloader takes ``c`` beats.
+        PRELOAD, after ``start``: the preloader takes ``c`` beats. A register.
     run : Out(1)
-        RUN, after ``start``: the units take ``a``/``b`` beats, issue steps and drain.
+        RUN, after ``start``: the units take ``a``/``b`` beats, issue steps and drain. A
+        register too (it gates every unit's handshakes).
     params : Out(payload_layout(config.cmd_fields))
         The accepted command, registered when it is accepted and held until the next one.
     ws : Out(1)
@@ -57,10 +58,11 @@ def event_signature(config):
     Members
     -------
     step : Out(1)
-        A step entered the array this cycle.
+        A step entered the array in the previous cycle (registered: one cycle after it).
     stall_a, stall_b, stall_out : Out(1)
-        A step (or weight load) could not go for want of an ``a`` beat, a B panel or
-        accumulator-memory space.
+        In the previous cycle, a step (or weight load) could not go for want of an ``a``
+        beat, a B panel or accumulator-memory space. (Every event of a command is counted:
+        the last one comes long before the command finishes.)
     macs : Out(range(rows * cols + 1)), macs_valid : Out(1)
         The useful MACs of a step, two cycles after it (off the issue path).
     """
@@ -144,8 +146,9 @@ class Control(wiring.Component):
         ws_big = task.ws & (p.m > D) & (p.k > R)
         resident = p.accumulate | p.preload | (p.output == 2)
 
-        # ``start`` fans out to hundreds of flip-flops: it is a register
-        m.d.sync += task.start.eq(0)
+        # ``start`` fans out to hundreds of flip-flops: it is a register; so are ``run`` and
+        # ``preloading`` (RUN / PRELOAD and not ``start``), which gate the units' handshakes
+        m.d.sync += [task.start.eq(0), task.run.eq(0), task.preloading.eq(0)]
         with m.FSM(name="ctl"):
             with m.State("IDLE"):
                 m.d.comb += [self.cmd.ready.eq(1), accept.eq(self.cmd.valid)]
@@ -178,12 +181,13 @@ class Control(wiring.Component):
                 with m.Else():   # count NB * M one column block per cycle
                     m.d.sync += [chk_rows.eq(chk_rows + p.m), chk_cols.eq(chk_cols + C)]
             with m.State("PRELOAD"):
-                m.d.comb += task.preloading.eq(~task.start)
                 m.d.sync += ctr["cycles"].eq(ctr["cycles"] + 1)
                 with m.If(self.preload_done & ~task.start):
+                    m.d.sync += task.run.eq(1)
                     m.next = "RUN"
+                with m.Else():
+                    m.d.sync += task.preloading.eq(1)
             with m.State("RUN"):
-                m.d.comb += task.run.eq(~task.start)
                 m.d.sync += ctr["cycles"].eq(ctr["cycles"] + 1)
                 for name in ("stall_a", "stall_b", "stall_out"):
                     m.d.sync += ctr[name].eq(ctr[name] + getattr(ev, name))
@@ -195,6 +199,8 @@ class Control(wiring.Component):
                     ((p.output == 2) | self.drain_done)
                 with m.If(finished & ~task.start):
                     m.next = "RESPOND"
+                with m.Else():
+                    m.d.sync += task.run.eq(1)
             with m.State("RESPOND"):
                 m.d.comb += self.rsp.valid.eq(1)
                 with m.If(self.rsp.ready):

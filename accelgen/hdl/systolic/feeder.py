@@ -88,9 +88,10 @@ class Feeder(wiring.Component):
     task : In(task_signature(config))
     a : In(step_beats_signature(config))
         ``a`` beats from the FIFO; one is taken per issued step.
-    bank_full : In(2); fill_bank : In(1); fill_rows : In(panel_k_bits + 1)
+    bank_full : In(2); fill_bank : In(1); fill_rows, fill_rows_next : In(panel_k_bits + 1)
         The B-panel banks that hold a complete panel; the bank being filled and its rows
-        written (an os step may read a row of a panel still being loaded).
+        written, now and in the next cycle (an os step may read a row of a panel still being
+        loaded).
     panel_addr : Out(panel_k_bits + 1), panel_release : Out(2)
         os: the panel row (bank, k) of the next step; the bank freed by the last step of a
         panel (one-hot, for one cycle). The panel buffer returns the row one cycle later.
@@ -129,6 +130,7 @@ class Feeder(wiring.Component):
             "bank_full": In(2),
             "fill_bank": In(1),
             "fill_rows": In(panel_k_bits(config) + 1),
+            "fill_rows_next": In(panel_k_bits(config) + 1),
             "panel_addr": Out(panel_k_bits(config) + 1),
             "panel_release": Out(2),
             "w_ready": In(1),
@@ -167,9 +169,10 @@ class Feeder(wiring.Component):
         # os: capture spacing and ring credit for the tile's rows
         gap = Signal(range(R), name="fd_gap")
         os_last = loop.end[2]
-        os_ring_ok = credit >= rv
+        os_ring_ok = self._ring_credit_covers(m, loop, step, credit)
+        row_in = self._row_written(m, loop, step)
         panel_full = self.bank_full.bit_select(bank, 1) | \
-            ((self.fill_bank == bank) & (inner < self.fill_rows))     # or this row is in
+            ((self.fill_bank == bank) & row_in)                         # or this row is in
         os_ok = panel_full & (~os_last | ((gap == 0) & os_ring_ok))
         # ws: the weight tile must be loaded for its first row
         ws_first = loop.first[2]
@@ -204,7 +207,9 @@ class Feeder(wiring.Component):
         a_bits = Signal(R * cfg.a_width, name="f1_a")
         f1 = Signal(name="f1_step")
         last, swap = Signal(name="f1_last"), Signal(name="f1_swap")
-        m.d.sync += [f1.eq(step), a_bits.eq(Mux(step, self.a.payload, 0)),
+        # F1 takes the FIFO's head in every cycle (not only with a step, which would put the
+        # issue decision on a few hundred clock enables); a bubble is zeroed after F1
+        m.d.sync += [f1.eq(step), a_bits.eq(self.a.payload),
                      last.eq(step & ~ws & os_last), swap.eq(step & ws & ws_first)]
         formats = [f.a for f in cfg.mode_formats]
         mode = task.params.mode if cfg.mode_bits else None
@@ -216,14 +221,16 @@ class Feeder(wiring.Component):
                                     name=f"f1_a{i}")
             if cfg.is_float:    # a product with a null operand is +0, whatever the other is
                 op = Mux(used[i], op, null_operand(cfg))
+            else:
+                op = Mux(f1, op, 0)
             m.d.comb += self.a_ops[i].eq(op)
         m.d.comb += [self.last.eq(last), self.swap.eq(swap), self.valid.eq(f1 & ws),
                      self.swap_issued.eq(step & ws & ws_first)]
 
-        # counters: useful MACs of the step (two cycles later, off the issue path), and why
-        # a step did not go
+        # counters: the step and why a step did not go (one cycle later), its useful MACs (two
+        # cycles later): registered, so the issue decision does not reach the counters
         ev = self.events
-        m.d.comb += ev.step.eq(step)
+        m.d.sync += ev.step.eq(step)
         rows_q = Signal(range(R + 1), name="mc_rows")
         cols_q = Signal(range(cfg.cols + 1), name="mc_cols")
         step_q = Signal(name="mc_step")
@@ -233,7 +240,40 @@ class Feeder(wiring.Component):
         panel_missing = Mux(ws, ws_first & ~self.w_ready & ~self.w_bank_ready, ~panel_full)
         ring_full = Mux(ws, (~ws_first | self.w_ready) & ws_claims & ~ws_ring_ok,
                         panel_full & os_last & (gap == 0) & ~os_ring_ok)
-        m.d.comb += [ev.stall_b.eq(waiting & panel_missing),
+        m.d.sync += [ev.stall_b.eq(waiting & panel_missing),
                      ev.stall_a.eq(waiting & ready & ~self.a.valid),
                      ev.stall_out.eq(waiting & ring_full)]
         return m
+
+    def _row_written(self, m, loop, step):
+        """``inner < fill_rows`` (the step's panel row is written), as a register: computed a
+        cycle ahead from what the inner counter and ``fill_rows`` will hold, for both
+        outcomes of this cycle's issue decision, which only picks one. So the compare's carry
+        chain is not on the issue path, and the flag is exact, not a cycle late."""
+        inner, fill_next = loop.ctr[2], self.fill_rows_next
+        after_step = Mux(loop.end[2], 0, inner + 1)     # the inner counter after a step
+        row_in = Signal(name="fd_row_in")
+        m.d.sync += row_in.eq(Mux(self.task.start, fill_next != 0,
+                                  Mux(step, after_step < fill_next, inner < fill_next)))
+        return row_in
+
+    def _ring_credit_covers(self, m, loop, step, credit):
+        """``credit >= rv`` (the ring has room for this tile's rows), as a register computed a
+        cycle ahead for both outcomes of this cycle's issue decision, like
+        :meth:`_row_written` (and for both values of the drain's credit): the credit after
+        this cycle against this tile's rows. Exact wherever it is read: ``rv`` only changes
+        with an os tile's last step, and the flag is only read for a tile's last step (or its
+        stall) with ``gap`` at 0, which the ``R - 1`` cycles of ``gap`` after that step rule
+        out for ``R >= 2``
+        (``rv`` is always 1 for ``R = 1``); after ``start`` the credit is ``acc_depth >= R``."""
+        ws, rv = self.task.ws, loop.chunk[1]
+        claim = Mux(ws, loop.first[1], Mux(loop.end[2], rv, 0))
+        after_step = credit - claim
+
+        def covers_after(left):     # left + the drain's credit >= rv; late signals pick last
+            return Mux(self.credit, left + 1 >= rv, left >= rv)
+
+        covers = Signal(name="fd_ring_ok", init=1)
+        m.d.sync += covers.eq(self.task.start |
+                              Mux(step, covers_after(after_step), covers_after(credit)))
+        return covers

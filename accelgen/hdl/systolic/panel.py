@@ -37,9 +37,10 @@ class PanelBuffer(wiring.Component):
         The block's ``b`` stream; lanes past N are stored as zeros.
     bank_full : Out(2)
         Bank ``i`` holds a complete panel that its reader has not released.
-    fill_bank : Out(1), fill_rows : Out(panel_k_bits + 1)
+    fill_bank : Out(1), fill_rows, fill_rows_next : Out(panel_k_bits + 1)
         The bank being filled and how many of its rows are written: a reader may read row
-        ``k < fill_rows`` of that bank before the panel is complete.
+        ``k < fill_rows`` of that bank before the panel is complete. ``fill_rows_next`` is
+        what ``fill_rows`` holds in the next cycle (for readers that register a compare).
     os_addr, ws_addr : In(panel_k_bits + 1)
         Read address (bank, k) of the feeder (os commands) and of the weight loader (ws).
     os_release, ws_release : In(2)
@@ -65,6 +66,7 @@ class PanelBuffer(wiring.Component):
             "bank_full": Out(2),
             "fill_bank": Out(1),
             "fill_rows": Out(addr),
+            "fill_rows_next": Out(addr),
             "os_addr": In(addr),
             "os_release": In(2),
             "ws_addr": In(addr),
@@ -96,6 +98,9 @@ class PanelBuffer(wiring.Component):
         m.d.comb += wp.data.eq(Cat(*[Mux(j < loop.chunk[0], self.b.payload.b[j * bw:(j + 1) * bw],
                                          0) for j in range(cfg.cols)]))
         m.d.comb += [self.fill_bank.eq(bank), self.fill_rows.eq(loop.ctr[1])]
+        # what fill_rows holds in the next cycle (the feeder registers its row compare)
+        m.d.comb += self.fill_rows_next.eq(Mux(task.start | loop.wrap[1], 0,
+                                               loop.ctr[1] + take))
         filled = Signal(2)
         m.d.comb += filled.eq(Mux(take & loop.end[1], Mux(bank, 0b10, 0b01), 0))
         with m.If(task.start):

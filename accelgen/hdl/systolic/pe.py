@@ -8,6 +8,7 @@ docstring for the two dataflows.
 from amaranth.hdl import Const, Elaboratable, Module, Mux, Signal, signed
 
 from ..common.arith import lut_product
+from ..common.dsp import registered_product
 from ..common.floats import add_fp32, product_fp32
 from ._util import delay, taps, unpack_operand
 
@@ -47,7 +48,10 @@ class PE(Elaboratable):
     ------
     ``a``, the tags and ``bw`` are registers; ``s`` and ``out`` are written one cycle after
     ``a``/``bw`` hold the step (two with ``pe_pipeline``, which adds a product register and
-    delays the tags that go with it); ``ch`` one cycle after ``emit`` holds.
+    delays the tags that go with it); ``ch`` one cycle after ``emit`` holds. Elaborated for
+    ECP5, an integer PE's product is a ``MULT18X18D`` whose input registers load beside ``a``
+    and ``bw`` and whose output register is the product register (same timing; see
+    :func:`~accelgen.hdl.common.dsp.registered_product`).
     """
 
     def __init__(self, cfg, *, os, ws, carry_valid, name, lut_multiplier=False):
@@ -97,21 +101,26 @@ class PE(Elaboratable):
                 m.d.sync += self.w_s.eq(self.w_in)
         if self.carry_valid:
             m.d.sync += self.v.eq(self.v_in)
-        self._operand(m)
+        bw_next = self._operand(m)
 
+        registered = False      # the product register is already in the product (a DSP's)
         if cfg.is_float:
             product = self._float_product(m)
         elif self.lut_multiplier:
             product = lut_product(m, self.a, self.bw, name=f"{self.name}_m")
-        else:
-            product = self.a * self.bw
+        else:   # on ECP5 a MULT18X18D whose input registers mirror a and bw
+            registered = bool(cfg.pe_pipeline)
+            product = registered_product(m, self.a_in, bw_next, self.a, self.bw,
+                                         output_register=registered, platform=platform,
+                                         name=f"{self.name}_m")
         product = product[:cfg.product_width].as_signed()   # exact: fits by range
         last = self.last if self.os else Const(0, 1)
         valid = self.v if self.carry_valid else Const(0, 1)
         if cfg.pe_pipeline:     # product register; the tags that go with it follow
-            p = Signal(signed(cfg.product_width), name=f"{self.name}_p")
-            m.d.sync += p.eq(product)
-            product = p
+            if not registered:
+                p = Signal(signed(cfg.product_width), name=f"{self.name}_p")
+                m.d.sync += p.eq(product)
+                product = p
             if self.os:
                 last = delay(m, last, 1, f"{self.name}_last_p")
             if self.carry_valid:
@@ -153,18 +162,15 @@ class PE(Elaboratable):
 
     def _operand(self, m):
         """The second multiplier operand: the passing ``b`` (os) or the active weight (ws),
-        which takes the shadow weight when a ``swap`` step enters."""
+        which takes the shadow weight when a ``swap`` step enters. Returns what ``bw`` loads
+        (a DSP's input register loads the same)."""
+        weight = Mux(self.swap_in, self.w_s, self.bw) if self.ws else None
         if self.os and self.ws:
-            with m.If(self.ws_mode):
-                with m.If(self.swap_in):
-                    m.d.sync += self.bw.eq(self.w_s)
-            with m.Else():
-                m.d.sync += self.bw.eq(self.b_in)
-        elif self.os:
-            m.d.sync += self.bw.eq(self.b_in)
+            bw_next = Mux(self.ws_mode, weight, self.b_in)
         else:
-            with m.If(self.swap_in):
-                m.d.sync += self.bw.eq(self.w_s)
+            bw_next = self.b_in if self.os else weight
+        m.d.sync += self.bw.eq(bw_next)
+        return bw_next
 
 
 def standalone_pe(config, *, lut_multiplier=False):

