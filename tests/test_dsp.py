@@ -25,21 +25,24 @@ CYCLES = 3000
 
 
 class _Product(wiring.Component):
-    """``p`` = ``registered_product`` of two registers loaded from ``a_next``/``b_next``."""
+    """``p`` = ``registered_product`` of two registers loaded from ``a_next``/``b_next``
+    (``b`` only while ``b_en`` is high)."""
 
     def __init__(self, wa, wb, output_register):
         self.output_register = output_register
-        super().__init__({"a_next": In(signed(wa)), "b_next": In(signed(wb)),
+        super().__init__({"a_next": In(signed(wa)), "b_next": In(signed(wb)), "b_en": In(1),
                           "p": Out(signed(wa + wb))})
 
     def elaborate(self, platform):
         m = Module()
         a_q = Signal.like(self.a_next, name="a_q")
         b_q = Signal.like(self.b_next, name="b_q")
-        m.d.sync += [a_q.eq(self.a_next), b_q.eq(self.b_next)]
+        m.d.sync += a_q.eq(self.a_next)
+        with m.If(self.b_en):
+            m.d.sync += b_q.eq(self.b_next)
         m.d.comb += self.p.eq(registered_product(
             m, self.a_next, self.b_next, a_q, b_q, output_register=self.output_register,
-            platform=platform, name="mul"))
+            platform=platform, name="mul", b_enable=self.b_en))
         return m
 
 
@@ -62,13 +65,13 @@ def _bench(wa, wb):
     cycles."""
     return f"""
 module bench;
-    reg clk = 0, rst = 1;
+    reg clk = 0, rst = 1, b_en = 0;
     reg signed [{wa - 1}:0] a = 0;
     reg signed [{wb - 1}:0] b = 0;
     wire signed [{wa + wb - 1}:0] p_ref, p_dsp;
     integer cycle, bad = 0, seed = 7, extremes = 0;
-    ref_top r (.clk(clk), .rst(rst), .a_next(a), .b_next(b), .p(p_ref));
-    dsp_top d (.clk(clk), .rst(rst), .a_next(a), .b_next(b), .p(p_dsp));
+    ref_top r (.clk(clk), .rst(rst), .a_next(a), .b_next(b), .b_en(b_en), .p(p_ref));
+    dsp_top d (.clk(clk), .rst(rst), .a_next(a), .b_next(b), .b_en(b_en), .p(p_dsp));
     initial begin
         for (cycle = 0; cycle < {CYCLES}; cycle = cycle + 1) begin
             // operands: random, or the extremes that a sign mistake gets wrong
@@ -80,6 +83,7 @@ module bench;
                 a = $random(seed);
                 b = $random(seed);
             end
+            b_en = $random(seed) % 3 != 0;
             rst = (cycle < 2) || ($random(seed) % 97 == 0);
             #1 clk = 1;
             #1 clk = 0;
@@ -170,6 +174,7 @@ def test_synthesis_keeps_the_dsp_registers_and_no_multiplier(tmp_path):
     cells = json.loads((tmp_path / "stat.json").read_text())["design"]["num_cells_by_type"]
     assert cells.get("MULT18X18D") == 1, cells
     assert cells.get("TRELLIS_FF", 0) == 0, cells
+    assert cells.get("LUT4", 0) == 0, cells            # the enable needs no fabric logic
     assert not any("mul" in name.lower() and name != "MULT18X18D" for name in cells), cells
     net = json.loads((tmp_path / "net.json").read_text())
     dsp = [c for c in net["modules"]["dsp_top"]["cells"].values() if c["type"] == "MULT18X18D"]

@@ -179,8 +179,11 @@ class MAC(StreamBlock):
         for n, (total,) in enumerate(self._nodes(s)):
             acc = Signal(signed(cfg.acc_width), name=f"acc{n}")
             with m.If(s["valid"]):
-                base = Mux(s["clear"], 0, acc)
-                m.d.sync += acc.eq(apply_overflow(base + total, acc_fmt, cfg.overflow))
+                # clear selects after the adder, so the carry chain starts at the
+                # accumulator's flip-flops
+                m.d.sync += acc.eq(Mux(s["clear"],
+                                       apply_overflow(total, acc_fmt, cfg.overflow),
+                                       apply_overflow(acc + total, acc_fmt, cfg.overflow)))
             m.d.comb += getattr(out.payload, f"acc{n}").eq(acc)
         with m.If(s["valid"]):
             m.d.sync += err.eq((err & ~s["clear"]) | ~mode_ok)

@@ -39,9 +39,11 @@ def dsp_family(platform):
     return "ecp5" if getattr(platform, "family", None) == "ecp5" else None
 
 
-def registered_product(m, a_next, b_next, a_q, b_q, *, output_register, platform, name):
+def registered_product(m, a_next, b_next, a_q, b_q, *, output_register, platform, name,
+                       b_enable=None):
     """``a * b`` of operands that are registers: ``a_q`` and ``b_q`` hold ``a_next`` and
-    ``b_next`` one cycle later (the caller's own registers, which its neighbours also read).
+    ``b_next`` one cycle later (the caller's own registers, which its neighbours also read);
+    with ``b_enable``, ``b_q`` loads ``b_next`` only in cycles where it is high.
 
     Returns a signed value equal, in every cycle, to ``a_q * b_q`` (``output_register``
     False) or to the previous cycle's ``a_q * b_q`` (True: one cycle of latency).
@@ -56,7 +58,7 @@ def registered_product(m, a_next, b_next, a_q, b_q, *, output_register, platform
     fits = max(len(a_q), len(b_q)) <= ECP5_MULT_WIDTH
     if dsp_family(platform) == "ecp5" and fits:
         return _mult18x18d(m, a_next, b_next, width, output_register=output_register,
-                           name=name)
+                           b_enable=b_enable, name=name)
     product = a_q * b_q
     if not output_register:
         return product
@@ -65,17 +67,19 @@ def registered_product(m, a_next, b_next, a_q, b_q, *, output_register, platform
     return p
 
 
-def _mult18x18d(m, a_next, b_next, width, *, output_register, name):
-    """``MULT18X18D``, signed 18x18, inputs registered on CLK0 (always enabled, synchronous
-    reset RST0), output registered too when ``output_register``; ``C`` tied to 0, the shift
-    chains and the other clocks unused."""
+def _mult18x18d(m, a_next, b_next, width, *, output_register, b_enable, name):
+    """``MULT18X18D``, signed 18x18, inputs registered on CLK0 (synchronous reset RST0; the
+    A register always enabled (CE0), the B register on CE1 = ``b_enable`` when given), output
+    registered too when ``output_register``; ``C`` tied to 0, the shift chains and the other
+    clocks unused."""
     a18, b18 = Signal(signed(18), name=f"{name}_a18"), Signal(signed(18), name=f"{name}_b18")
     p36 = Signal(signed(36), name=f"{name}_p36")
     m.d.comb += [a18.eq(a_next), b18.eq(b_next)]
     zero18 = Const(0, 18)
     ports = {
         "p_REG_INPUTA_CLK": "CLK0", "p_REG_INPUTA_CE": "CE0", "p_REG_INPUTA_RST": "RST0",
-        "p_REG_INPUTB_CLK": "CLK0", "p_REG_INPUTB_CE": "CE0", "p_REG_INPUTB_RST": "RST0",
+        "p_REG_INPUTB_CLK": "CLK0", "p_REG_INPUTB_RST": "RST0",
+        "p_REG_INPUTB_CE": "CE0" if b_enable is None else "CE1",
         "p_REG_INPUTC_CLK": "NONE", "p_REG_PIPELINE_CLK": "NONE",
         "p_REG_OUTPUT_CLK": "CLK0" if output_register else "NONE",
         "p_REG_OUTPUT_CE": "CE0", "p_REG_OUTPUT_RST": "RST0",
@@ -85,6 +89,8 @@ def _mult18x18d(m, a_next, b_next, width, *, output_register, name):
         "i_SIGNEDA": Const(1, 1), "i_SIGNEDB": Const(1, 1),
         "i_SOURCEA": Const(0, 1), "i_SOURCEB": Const(0, 1),
     }
+    if b_enable is not None:
+        ports["i_CE1"] = b_enable
     # the shift-chain inputs SRIA/SRIB and the unused clocks, enables and resets stay
     # unconnected, as yosys's own mapping leaves them: the shift chains are dedicated
     # DSP-to-DSP wires that general routing cannot reach (tying them to 0 fails routing)

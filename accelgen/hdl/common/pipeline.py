@@ -163,12 +163,16 @@ class OutputBuffer(wiring.Component):
         m = Module()
         width = Value.cast(self.w.payload).shape().width
         m.submodules.fifo = fifo = SyncFIFO(width=width, depth=self.depth)
-        # beats that reserved a place and have not left the pipeline yet
-        in_flight = Signal(range(self.depth + 1), name="in_flight")
-        m.d.sync += in_flight.eq(in_flight + self.reserve - self.w.valid)
+        # places held: beats that reserved one and have not left through ``o`` (in flight or
+        # queued); ``room`` is a register, ``held < depth`` a cycle ahead
+        held = Signal(range(self.depth + 1), name="held")
+        room = Signal(name="room", init=1)
+        left = self.o.valid & self.o.ready
+        held_next = held + self.reserve - left
+        m.d.sync += [held.eq(held_next), room.eq(held_next < self.depth)]
         bypass = ~fifo.r_rdy        # queue empty: a new beat goes straight out
         m.d.comb += [
-            self.room.eq(in_flight + fifo.level < self.depth),
+            self.room.eq(room),
             self.w.ready.eq(1),
             self.o.valid.eq(fifo.r_rdy | self.w.valid),
             self.o.payload.eq(Mux(bypass, self.w.payload, fifo.r_data)),

@@ -101,7 +101,7 @@ class PE(Elaboratable):
                 m.d.sync += self.w_s.eq(self.w_in)
         if self.carry_valid:
             m.d.sync += self.v.eq(self.v_in)
-        bw_next = self._operand(m)
+        bw_next, bw_load = self._operand(m)
 
         registered = False      # the product register is already in the product (a DSP's)
         if cfg.is_float:
@@ -112,7 +112,7 @@ class PE(Elaboratable):
             registered = bool(cfg.pe_pipeline)
             product = registered_product(m, self.a_in, bw_next, self.a, self.bw,
                                          output_register=registered, platform=platform,
-                                         name=f"{self.name}_m")
+                                         b_enable=bw_load, name=f"{self.name}_m")
         product = product[:cfg.product_width].as_signed()   # exact: fits by range
         last = self.last if self.os else Const(0, 1)
         valid = self.v if self.carry_valid else Const(0, 1)
@@ -163,14 +163,19 @@ class PE(Elaboratable):
     def _operand(self, m):
         """The second multiplier operand: the passing ``b`` (os) or the active weight (ws),
         which takes the shadow weight when a ``swap`` step enters. Returns what ``bw`` loads
-        (a DSP's input register loads the same)."""
-        weight = Mux(self.swap_in, self.w_s, self.bw) if self.ws else None
+        and when (``None``: every cycle); a DSP's input register loads the same."""
         if self.os and self.ws:
-            bw_next = Mux(self.ws_mode, weight, self.b_in)
+            value, load = Mux(self.ws_mode, self.w_s, self.b_in), ~self.ws_mode | self.swap_in
+        elif self.os:
+            value, load = self.b_in, None
         else:
-            bw_next = self.b_in if self.os else weight
-        m.d.sync += self.bw.eq(bw_next)
-        return bw_next
+            value, load = self.w_s, self.swap_in
+        if load is None:
+            m.d.sync += self.bw.eq(value)
+        else:
+            with m.If(load):
+                m.d.sync += self.bw.eq(value)
+        return value, load
 
 
 def standalone_pe(config, *, lut_multiplier=False):

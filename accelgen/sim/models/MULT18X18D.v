@@ -3,8 +3,8 @@
 // Usage Guide": P = A * B, each operand signed when its SIGNEDA/SIGNEDB is high; the input
 // registers (REG_INPUTA/B_CLK = "CLK0") load A/B and SIGNEDA/SIGNEDB, the pipeline register
 // (REG_PIPELINE_CLK) the product, the output register (REG_OUTPUT_CLK) P; "NONE" makes a
-// stage combinational. Registers use CLK0, clock enable CE0 and reset RST0 (RESETMODE
-// "SYNC": reset at the clock edge, over the enable). Anything else (the C input, the shift
+// stage combinational. Registers use CLK0 and reset RST0 (RESETMODE "SYNC": reset at the
+// clock edge, over the enable), each with the clock enable its REG_*_CE names (CE0..CE3). Anything else (the C input, the shift
 // chains SRIA/SRIB and SOURCEA/SOURCEB, other clocks, asynchronous reset) is outside the
 // subset: a design using it stops the simulation at time zero. Simulation only: synthesis
 // uses the vendor primitive.
@@ -62,10 +62,8 @@ module MULT18X18D (
         if ((REG_INPUTA_CLK != "NONE" && !IN_A) || (REG_INPUTB_CLK != "NONE" && !IN_B) ||
             (REG_PIPELINE_CLK != "NONE" && !PIPE) || (REG_OUTPUT_CLK != "NONE" && !OUT) ||
             REG_INPUTC_CLK != "NONE" ||
-            (IN_A && (REG_INPUTA_CE != "CE0" || REG_INPUTA_RST != "RST0")) ||
-            (IN_B && (REG_INPUTB_CE != "CE0" || REG_INPUTB_RST != "RST0")) ||
-            (PIPE && (REG_PIPELINE_CE != "CE0" || REG_PIPELINE_RST != "RST0")) ||
-            (OUT && (REG_OUTPUT_CE != "CE0" || REG_OUTPUT_RST != "RST0")) ||
+            (IN_A && REG_INPUTA_RST != "RST0") || (IN_B && REG_INPUTB_RST != "RST0") ||
+            (PIPE && REG_PIPELINE_RST != "RST0") || (OUT && REG_OUTPUT_RST != "RST0") ||
             RESETMODE != "SYNC" || MULT_BYPASS != "DISABLED" || GSR != "DISABLED") begin
             $display("MULT18X18D model: parameters outside the modelled subset");
             $finish;
@@ -78,11 +76,27 @@ module MULT18X18D (
     reg sa_r = 1'b0, sb_r = 1'b0;
     reg [35:0] pipe_r = 36'd0, out_r = 36'd0;
 
+    // the clock enable a register names: CE0 .. CE3
+    function enable(input [8*3-1:0] name, input ce0, input ce1, input ce2, input ce3);
+        enable = name == "CE1" ? ce1 : name == "CE2" ? ce2 : name == "CE3" ? ce3 : ce0;
+    endfunction
+    wire ce_a = enable(REG_INPUTA_CE, CE0, CE1, CE2, CE3);
+    wire ce_b = enable(REG_INPUTB_CE, CE0, CE1, CE2, CE3);
+    wire ce_pipe = enable(REG_PIPELINE_CE, CE0, CE1, CE2, CE3);
+    wire ce_out = enable(REG_OUTPUT_CE, CE0, CE1, CE2, CE3);
+
     always @(posedge CLK0) begin
         if (RST0) begin
-            a_r <= 18'd0; b_r <= 18'd0; sa_r <= 1'b0; sb_r <= 1'b0;
-        end else if (CE0) begin
-            a_r <= a; b_r <= b; sa_r <= SIGNEDA; sb_r <= SIGNEDB;
+            a_r <= 18'd0; sa_r <= 1'b0;
+        end else if (ce_a) begin
+            a_r <= a; sa_r <= SIGNEDA;
+        end
+    end
+    always @(posedge CLK0) begin
+        if (RST0) begin
+            b_r <= 18'd0; sb_r <= 1'b0;
+        end else if (ce_b) begin
+            b_r <= b; sb_r <= SIGNEDB;
         end
     end
 
@@ -98,7 +112,7 @@ module MULT18X18D (
     always @(posedge CLK0) begin
         if (RST0) begin
             pipe_r <= 36'd0;
-        end else if (CE0) begin
+        end else if (ce_pipe) begin
             pipe_r <= p_mult;
         end
     end
@@ -107,7 +121,7 @@ module MULT18X18D (
     always @(posedge CLK0) begin
         if (RST0) begin
             out_r <= 36'd0;
-        end else if (CE0) begin
+        end else if (ce_out) begin
             out_r <= p_pipe;
         end
     end
