@@ -88,10 +88,10 @@ class Feeder(wiring.Component):
     task : In(task_signature(config))
     a : In(step_beats_signature(config))
         ``a`` beats from the FIFO; one is taken per issued step.
-    bank_full : In(2); fill_bank : In(1); fill_rows, fill_rows_next : In(panel_k_bits + 1)
-        The B-panel banks that hold a complete panel; the bank being filled and its rows
-        written, now and in the next cycle (an os step may read a row of a panel still being
-        loaded).
+    bank_full : In(2); fill_bank : In(1); fill_rows_next : In(panel_k_bits + 1)
+        The B-panel banks that hold a complete panel; the bank being filled and the count of
+        its rows written as it will be in the next cycle (an os step may read a row of a panel
+        still being loaded).
     panel_addr : Out(panel_k_bits + 1), panel_release : Out(2)
         os: the panel row (bank, k) of the next step; the bank freed by the last step of a
         panel (one-hot, for one cycle). The panel buffer returns the row one cycle later.
@@ -129,7 +129,6 @@ class Feeder(wiring.Component):
             "a": In(step_beats_signature(config)),
             "bank_full": In(2),
             "fill_bank": In(1),
-            "fill_rows": In(panel_k_bits(config) + 1),
             "fill_rows_next": In(panel_k_bits(config) + 1),
             "panel_addr": Out(panel_k_bits(config) + 1),
             "panel_release": Out(2),
@@ -169,7 +168,10 @@ class Feeder(wiring.Component):
         # os: capture spacing and ring credit for the tile's rows
         gap = Signal(range(R), name="fd_gap")
         os_last = loop.end[2]
-        os_ring_ok = self._ring_credit_covers(m, loop, step, credit)
+        # rows a step claims, if it goes: an os tile's last step its rows, a ws step of the
+        # first K-block one
+        step_claim = Mux(ws, loop.first[1], Mux(os_last, rv, 0))
+        os_ring_ok = self._ring_credit_covers(m, step, credit, step_claim, rv)
         row_in = self._row_written(m, loop, step)
         panel_full = self.bank_full.bit_select(bank, 1) | \
             ((self.fill_bank == bank) & row_in)                         # or this row is in
@@ -185,7 +187,7 @@ class Feeder(wiring.Component):
             step.eq(ready & self.a.valid),
             self.a.ready.eq(step),
         ]
-        claim = Mux(step, Mux(ws, ws_claims, Mux(os_last, rv, 0)), 0)
+        claim = Mux(step, step_claim, 0)
         with m.If(task.start):
             m.d.sync += credit.eq(cfg.acc_depth)
         with m.Else():
@@ -257,7 +259,7 @@ class Feeder(wiring.Component):
                                   Mux(step, after_step < fill_next, inner < fill_next)))
         return row_in
 
-    def _ring_credit_covers(self, m, loop, step, credit):
+    def _ring_credit_covers(self, m, step, credit, step_claim, rv):
         """``credit >= rv`` (the ring has room for this tile's rows), as a register computed a
         cycle ahead for both outcomes of this cycle's issue decision, like
         :meth:`_row_written` (and for both values of the drain's credit): the credit after
@@ -266,9 +268,7 @@ class Feeder(wiring.Component):
         stall) with ``gap`` at 0, which the ``R - 1`` cycles of ``gap`` after that step rule
         out for ``R >= 2``
         (``rv`` is always 1 for ``R = 1``); after ``start`` the credit is ``acc_depth >= R``."""
-        ws, rv = self.task.ws, loop.chunk[1]
-        claim = Mux(ws, loop.first[1], Mux(loop.end[2], rv, 0))
-        after_step = credit - claim
+        after_step = credit - step_claim
 
         def covers_after(left):     # left + the drain's credit >= rv; late signals pick last
             return Mux(self.credit, left + 1 >= rv, left >= rv)
