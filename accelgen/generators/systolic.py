@@ -177,8 +177,10 @@ class SystolicConfig(Config):
     acc_depth : int
         Accumulator memory rows (a power of two, from ``rows`` to 65536).
     a_depth : int
-        Depth of the ``a`` input FIFO (3 to 1024; a 2-deep ``SyncFIFOBuffered`` cannot take a
-        beat in the cycle it gives one, which would cost a third of the steps).
+        Beats of ``a`` buffered between the stream and the feeder (3 to 1024; with fewer the
+        steps would halve: a beat spends two cycles on the way, and ``a.ready`` is decided a
+        cycle ahead). The FIFO is one beat deeper: ``a.ready`` is a register computed without
+        knowing the feeder's read.
     requant : bool
         Build the requantizing output stage (``True`` or ``False``, not ``1``/``0``).
     mult_bits : int

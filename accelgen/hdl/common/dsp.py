@@ -3,26 +3,32 @@
 yosys maps ``a * b`` onto ECP5's ``MULT18X18D`` as a purely combinational multiplier and packs
 none of the registers around it into the block, so a product between two fabric registers
 pays the routing into the DSP column, the multiplier and the routing back out in one cycle
-(8x8 systolic on the ULX3S: 3.9 ns of multiplier plus 9 ns of routing). :func:`registered_product`
-instantiates the primitive with its input registers (and output register) enabled instead,
-when the design is elaborated for that family; elsewhere (simulation, other families) it is
-the same registers and ``*`` in Amaranth.
+(8x8 systolic on the ULX3S: 3.9 ns of multiplier plus 9 ns of routing). On iCE40 a
+combinational ``SB_MAC16`` is not timed at all (nextpnr-ice40 clocks it from a constant net).
+:func:`registered_product` instantiates the family's primitive with its input registers (and
+output register) enabled instead, when the design is elaborated for that family; elsewhere
+(simulation without a family) it is the same registers and ``*`` in Amaranth.
 
 Which family: Amaranth's convention, the ``platform`` handed to ``elaborate``. A board build
 passes the amaranth-boards platform (``LatticePlatform.family == "ecp5"``); ``accelgen
 synth`` passes a :class:`FamilyTarget`; ``emit`` and every simulation pass none.
 
-The simulation model of the primitive subset used here is
+The simulation model of the ECP5 primitive subset used here is
 ``accelgen/sim/models/MULT18X18D.v`` (written from Lattice FPGA-TN-02205, the ECP5 sysDSP
-usage guide); ``tests/test_dsp.py`` simulates both forms against each other.
+usage guide); the iCE40 ``SB_MAC16`` is simulated with yosys's own model (its
+``share/ice40/cells_sim.v``). ``tests/test_dsp.py`` simulates both forms against each other.
 """
 
 from amaranth.hdl import ClockSignal, Const, Instance, ResetSignal, Signal, signed
 
-__all__ = ["FamilyTarget", "dsp_family", "registered_product", "ECP5_MULT_WIDTH"]
+__all__ = ["FamilyTarget", "dsp_family", "registered_product", "ECP5_MULT_WIDTH",
+           "ICE40_MULT_WIDTH"]
 
 #: operand width of one ECP5 ``MULT18X18D`` (signed)
 ECP5_MULT_WIDTH = 18
+#: operand width of one iCE40 ``SB_MAC16`` in its 16x16 mode (signed)
+ICE40_MULT_WIDTH = 16
+_MULT_WIDTH = {"ecp5": ECP5_MULT_WIDTH, "ice40": ICE40_MULT_WIDTH}
 
 
 class FamilyTarget:
@@ -34,9 +40,10 @@ class FamilyTarget:
 
 
 def dsp_family(platform):
-    """The family whose DSP primitive :func:`registered_product` instantiates: ``"ecp5"`` or
-    ``None`` (inferred ``*``)."""
-    return "ecp5" if getattr(platform, "family", None) == "ecp5" else None
+    """The family whose DSP primitive :func:`registered_product` instantiates: ``"ecp5"``,
+    ``"ice40"`` or ``None`` (inferred ``*``)."""
+    family = getattr(platform, "family", None)
+    return family if family in _MULT_WIDTH else None
 
 
 def registered_product(m, a_next, b_next, a_q, b_q, *, output_register, platform, name,
@@ -51,14 +58,20 @@ def registered_product(m, a_next, b_next, a_q, b_q, *, output_register, platform
     On ECP5 (see :func:`dsp_family`) with both operands at most 18 bits wide, the product is
     a ``MULT18X18D`` whose input registers load ``a_next``/``b_next`` beside ``a_q``/``b_q``
     and whose output register (``REG_OUTPUT``) holds the product; its registers reset with
-    the domain's synchronous reset, as ``a_q``/``b_q`` do. Elsewhere it is ``a_q * b_q``,
-    registered in the fabric when ``output_register``.
+    the domain's synchronous reset, as ``a_q``/``b_q`` do. On iCE40 with both operands at most
+    16 bits wide, it is an ``SB_MAC16`` in its 16x16 mode with the A and B input registers
+    and, for ``output_register``, the 16x16 product register; their reset is asynchronous
+    (the primitive has no other), driven by the domain's reset, so they hold 0 in the same
+    cycles as the fabric registers (they only differ between the reset rising and the next
+    clock edge). Elsewhere it is ``a_q * b_q``, registered in the fabric when
+    ``output_register``.
     """
     width = len(a_q) + len(b_q)
-    fits = max(len(a_q), len(b_q)) <= ECP5_MULT_WIDTH
-    if dsp_family(platform) == "ecp5" and fits:
-        return _mult18x18d(m, a_next, b_next, width, output_register=output_register,
-                           b_enable=b_enable, name=name)
+    family = dsp_family(platform)
+    if family and max(len(a_q), len(b_q)) <= _MULT_WIDTH[family]:
+        primitive = _mult18x18d if family == "ecp5" else _sb_mac16
+        return primitive(m, a_next, b_next, width, output_register=output_register,
+                         b_enable=b_enable, name=name)
     product = a_q * b_q
     if not output_register:
         return product
@@ -102,3 +115,38 @@ def _mult18x18d(m, a_next, b_next, width, *, output_register, b_enable, name):
         ports[f"o_P{bit}"] = p36[bit]
     m.submodules[f"{name}_dsp"] = Instance("MULT18X18D", **ports)
     return p36[:width].as_signed()
+
+
+
+def _sb_mac16(m, a_next, b_next, width, *, output_register, b_enable, name):
+    """``SB_MAC16`` as a signed 16x16 multiplier: A and B input registers (B held while
+    ``b_enable`` is low), the product register ``PIPELINE_16x16_MULT_REG2`` when
+    ``output_register``; both output halves select the 16x16 product; the accumulators, C and
+    D are unused."""
+    a16, b16 = Signal(signed(16), name=f"{name}_a16"), Signal(signed(16), name=f"{name}_b16")
+    p32 = Signal(signed(32), name=f"{name}_p32")
+    m.d.comb += [a16.eq(a_next), b16.eq(b_next)]
+    zero1, zero16 = Const(0, 1), Const(0, 16)
+    ports = {
+        "p_NEG_TRIGGER": Const(0, 1), "p_A_REG": Const(1, 1), "p_B_REG": Const(1, 1),
+        "p_C_REG": Const(0, 1), "p_D_REG": Const(0, 1),
+        "p_TOP_8x8_MULT_REG": Const(0, 1), "p_BOT_8x8_MULT_REG": Const(0, 1),
+        "p_PIPELINE_16x16_MULT_REG1": Const(0, 1),
+        "p_PIPELINE_16x16_MULT_REG2": Const(int(output_register), 1),
+        "p_TOPOUTPUT_SELECT": Const(3, 2), "p_BOTOUTPUT_SELECT": Const(3, 2),
+        "p_TOPADDSUB_LOWERINPUT": Const(0, 2), "p_TOPADDSUB_UPPERINPUT": Const(0, 1),
+        "p_TOPADDSUB_CARRYSELECT": Const(0, 2), "p_BOTADDSUB_LOWERINPUT": Const(0, 2),
+        "p_BOTADDSUB_UPPERINPUT": Const(0, 1), "p_BOTADDSUB_CARRYSELECT": Const(0, 2),
+        "p_MODE_8x8": Const(0, 1), "p_A_SIGNED": Const(1, 1), "p_B_SIGNED": Const(1, 1),
+        "i_CLK": ClockSignal(), "i_CE": Const(1, 1),
+        "i_A": a16, "i_B": b16, "i_C": zero16, "i_D": zero16,
+        "i_AHOLD": zero1, "i_BHOLD": zero1 if b_enable is None else ~b_enable,
+        "i_CHOLD": zero1, "i_DHOLD": zero1,
+        "i_IRSTTOP": ResetSignal(), "i_IRSTBOT": ResetSignal(),
+        "i_ORSTTOP": zero1, "i_ORSTBOT": zero1, "i_OLOADTOP": zero1, "i_OLOADBOT": zero1,
+        "i_ADDSUBTOP": zero1, "i_ADDSUBBOT": zero1, "i_OHOLDTOP": zero1, "i_OHOLDBOT": zero1,
+        "i_CI": zero1, "i_ACCUMCI": zero1, "i_SIGNEXTIN": zero1,
+        "o_O": p32,
+    }
+    m.submodules[f"{name}_dsp"] = Instance("SB_MAC16", **ports)
+    return p32[:width].as_signed()

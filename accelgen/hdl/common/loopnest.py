@@ -84,6 +84,7 @@ class LoopNest(Elaboratable):
         self.final = Signal(name=f"{name}_final")
         self.done = Signal(name=f"{name}_done")
         self._rem = [Signal(width + 1, name=f"{name}_rem{n}") for n in range(count)]
+        self._name = name
 
     def drive(self, *, start, advance, limits):
         """The assignments of the input ports, for the parent's ``m.d.comb``."""
@@ -92,23 +93,48 @@ class LoopNest(Elaboratable):
 
     def elaborate(self, platform):
         m = Module()
-        inner_end = Const(1, 1)
-        for n in reversed(range(len(self.steps))):
+        count = len(self.steps)
+        # ``last_from[n]``: every level from ``n`` inwards is at its last value. A register, so
+        # the carry into a level is one gate of ``advance``; its next value is computed from
+        # registers only, for the case that this cycle advances (``advance`` just picks it).
+        last_from = [Signal(name=f"{self._name}_lastfrom{n}") for n in range(count)] + \
+            [Const(1, 1)]
+        end_start, end_advanced = [], []
+        for n in range(count):
             limit, step, rem = self.limit[n], self.steps[n], self._rem[n]
-            carry = self.advance & inner_end
-            m.d.comb += self.wrap[n].eq(carry & self.end[n])
+            wraps, carries = last_from[n], last_from[n + 1]     # if this cycle advances
+            m.d.comb += self.wrap[n].eq(self.advance & wraps)
             left = rem - step                          # what remains after this iteration
-            with m.If(self.start | (carry & self.end[n])):
-                m.d.sync += [self.ctr[n].eq(0), rem.eq(limit), self.end[n].eq(limit <= step),
+            first_end = limit <= step
+            # ``near``: the level will be at its last value after one more carry (``rem <=
+            # 2 step``), a register beside ``end``, so the end flag after an advance is a
+            # choice between registers (and ``limit <= step``, from the steady limit)
+            near = Signal(name=f"{self._name}_near{n}")
+            end_advanced.append(Mux(wraps, first_end, Mux(carries, near, self.end[n])))
+            end_start.append(first_end)
+            with m.If(self.start | self.wrap[n]):
+                m.d.sync += [self.ctr[n].eq(0), rem.eq(limit), self.end[n].eq(first_end),
+                             near.eq(limit <= 2 * step),
                              self.chunk[n].eq(_min(limit, step)), self.first[n].eq(1)]
-            with m.Elif(carry):
+            with m.Elif(self.advance & carries):
                 m.d.sync += [self.ctr[n].eq(self.ctr[n] + step), rem.eq(left),
-                             self.end[n].eq(left <= step), self.chunk[n].eq(_min(left, step)),
-                             self.first[n].eq(0)]
-            inner_end = inner_end & self.end[n]
-        m.d.comb += self.final.eq(inner_end)
+                             self.end[n].eq(near), near.eq(left <= 2 * step),
+                             self.chunk[n].eq(_min(left, step)), self.first[n].eq(0)]
+        for n in range(count):
+            with m.If(self.start):
+                m.d.sync += last_from[n].eq(_all(end_start[n:]))
+            with m.Elif(self.advance):
+                m.d.sync += last_from[n].eq(_all(end_advanced[n:]))
+        m.d.comb += self.final.eq(last_from[0])
         with m.If(self.start):
             m.d.sync += self.done.eq(0)
         with m.Elif(self.advance & self.final):
             m.d.sync += self.done.eq(1)
         return m
+
+
+def _all(flags):
+    result = Const(1, 1)
+    for flag in flags:
+        result = result & flag
+    return result

@@ -15,9 +15,12 @@
       sticky, over (floor too wide)  │              out-of-range flag
           [floor, up, over, sign]  [parameter registers]
           │                          │
-      q = over ? +-512 : floor + up  │              stage 3, per lane: relu, zero point,
-      y = sat8((relu ? max(q, 0) : q) + zero_point) saturate to s8 or u8
-          [y registers]
+      q = over ? +-512 : floor + up  │              stage 3, per lane: round, relu
+      r = relu ? max(q, 0) : q       │
+          [r registers]          [parameter registers]
+          │                          │
+      y = sat8(r + zero_point)                      stage 4, per lane: zero point,
+          [y registers]                             saturate to s8 or u8
 
 Numeric semantics are defined by :func:`accelgen.numerics.requantize`.
 """
@@ -81,6 +84,10 @@ class Requantizer(wiring.Component):
         Rounding mode of the shift.
     shift_bits : int
         Width of the ``shift`` port (1 to 6, so shifts 0 to ``2**shift_bits - 1`` <= 63).
+    round_stage : bool
+        Register the rounded value (after relu) before the zero point is added: one cycle
+        more, and no cycle with two carry chains in a row (default; ``False`` keeps rounding,
+        relu, zero point and saturation in one stage, for pipelines whose timing is fixed).
 
     Members
     -------
@@ -100,19 +107,21 @@ class Requantizer(wiring.Component):
     Timing
     ------
     A free-running pipeline in the ``sync`` domain with no enable and no valid bit:
-    ``latency`` cycles (:func:`accelgen.numerics.requantizer_latency`: 3, or 4 for a product
-    wider than one 18x18 multiply), and ``y`` during cycle ``t + latency`` is the
-    requantization of ``acc`` *and the parameter inputs* during cycle ``t`` (the parameters
-    travel down the pipeline with the data, so they may change on any cycle). Stage 1
+    ``latency`` cycles (:func:`accelgen.numerics.requantizer_latency`: 4, or 5 for a product
+    wider than one 18x18 multiply; one less without ``round_stage``), and ``y`` during cycle
+    ``t + latency`` is the requantization of ``acc`` *and the parameter inputs* during cycle
+    ``t`` (the parameters travel down the pipeline with the data, so they may change on any
+    cycle). Stage 1
     registers the product ``acc * mult`` (one multiplier per lane, left for yosys to map to
     DSP blocks); when it is wide, a stage 0 before it registers the partial products of
     17-bit slices of ``acc`` (one DSP each) and stage 1 their sum, so no multiply shares a
     cycle with the carry chain that joins its partial products. Stage 2 registers the
     rounded shift (the low 10 bits of ``floor``, the round-up bit and an out-of-range flag),
-    stage 3 ``y``.
+    stage 3 the rounded value after relu, stage 4 ``y`` (without ``round_stage``, stage 3 ``y``).
     """
 
-    def __init__(self, *, lanes, acc_width, mult_bits, rounding, shift_bits=6):
+    def __init__(self, *, lanes, acc_width, mult_bits, rounding, shift_bits=6,
+                 round_stage=True):
         try:
             self.rounding = _check_parameters(lanes, acc_width, mult_bits, rounding, shift_bits)
         except ConfigError:
@@ -120,6 +129,7 @@ class Requantizer(wiring.Component):
             raise
         self.lanes, self.acc_width, self.mult_bits = lanes, acc_width, mult_bits
         self.shift_bits = shift_bits
+        self.round_stage = bool(round_stage)
         super().__init__({
             "acc": In(data.ArrayLayout(signed(acc_width), lanes)),
             "mult": In(unsigned(mult_bits)),
@@ -132,7 +142,7 @@ class Requantizer(wiring.Component):
 
     @property
     def latency(self):
-        return requantizer_latency(self.acc_width, self.mult_bits)
+        return requantizer_latency(self.acc_width, self.mult_bits, self.round_stage)
 
     @property
     def product_width(self):
@@ -145,7 +155,7 @@ class Requantizer(wiring.Component):
 
         # -- stages 0 and 1: products; the parameters travel along -----------------------------
         params = [self.shift, self.zero_point, self.relu, self.out_signed]
-        split = self.latency == 4
+        split = self.latency == 4 + self.round_stage
         for _ in range(1 + split):
             regs = [Signal.like(x) for x in params]
             m.d.sync += [r.eq(x) for r, x in zip(regs, params)]
@@ -173,14 +183,27 @@ class Requantizer(wiring.Component):
             m.d.sync += [f2.eq(floor), up2.eq(up), over2.eq(over), neg2.eq(neg)]
             stage2.append((f2, up2, over2, neg2))
 
-        # -- stage 3: relu, zero point, saturation --------------------------------------------
+        # -- stage 3: round and relu; stage 4: zero point and saturation ---------------------
+        # (two stages by default, so that no cycle holds two carry chains in a row: at 150 MHz
+        # on ECP5 the round-up add, the zero-point add and the saturation did not fit one)
+        if self.round_stage:
+            zp3, os3 = Signal.like(zp2), Signal()
+            m.d.sync += [zp3.eq(zp2), os3.eq(os2)]
+        else:
+            zp3, os3 = zp2, os2
         big = 1 << (_KEEP - 1)
         for lane, (f2, up2, over2, neg2) in enumerate(stage2):
             q = Signal(signed(_KEEP + 1), name=f"q{lane}")          # [-512, 512]
             m.d.comb += q.eq(Mux(over2, Mux(neg2, -big, big), f2 + up2))
+            r3 = Signal(signed(_KEEP + 1), name=f"r{lane}")         # relu applied
+            rounded = Mux(relu2 & q[-1], 0, q)
+            if self.round_stage:
+                m.d.sync += r3.eq(rounded)
+            else:
+                m.d.comb += r3.eq(rounded)
             v = Signal(signed(_KEEP + 1), name=f"v{lane}")          # [-768, 767]
-            m.d.comb += v.eq(Mux(relu2 & q[-1], 0, q) + zp2)
-            m.d.sync += self.y[lane].eq(Mux(os2, saturate(v, _S8), saturate(v, _U8)))
+            m.d.comb += v.eq(r3 + zp3)
+            m.d.sync += self.y[lane].eq(Mux(os3, saturate(v, _S8), saturate(v, _U8)))
         return m
 
     def _partial_sum(self, m, lane):

@@ -153,7 +153,8 @@ class BankModel(wiring.Component):
         # as stage 4 saw them (AF's identity / relu input, RD_MAC's result) and an RD's column
         # follow the command
         m.submodules.requant = rq = Requantizer(lanes=B, acc_width=cfg.acc_width, mult_bits=1,
-                                                rounding=cfg.rounding, shift_bits=SHIFT_BITS)
+                                                rounding=cfg.rounding, shift_bits=SHIFT_BITS,
+                                                round_stage=False)
         m.d.comb += [rq.mult.eq(1), rq.zero_point.eq(0), rq.out_signed.eq(1),
                      rq.shift.eq(c4.shift), rq.relu.eq(c4.func == AF_FUNCS.index("relu_requant"))]
         for b in range(B):

@@ -38,6 +38,9 @@ def task_signature(config):
     run : Out(1)
         RUN, after ``start``: the units take ``a``/``b`` beats, issue steps and drain. A
         register too (it gates every unit's handshakes).
+    run_next : Out(1)
+        What ``run`` holds in the next cycle (combinational): for a unit that registers a
+        handshake a cycle ahead.
     params : Out(payload_layout(config.cmd_fields))
         The accepted command, registered when it is accepted and held until the next one.
     ws : Out(1)
@@ -47,6 +50,7 @@ def task_signature(config):
         "start": Out(1),
         "preloading": Out(1),
         "run": Out(1),
+        "run_next": Out(1),
         "params": Out(payload_layout(config.cmd_fields)),
         "ws": Out(1),
     })
@@ -148,7 +152,7 @@ class Control(wiring.Component):
 
         # ``start`` fans out to hundreds of flip-flops: it is a register; so are ``run`` and
         # ``preloading`` (RUN / PRELOAD and not ``start``), which gate the units' handshakes
-        m.d.sync += [task.start.eq(0), task.run.eq(0), task.preloading.eq(0)]
+        m.d.sync += [task.start.eq(0), task.run.eq(task.run_next), task.preloading.eq(0)]
         with m.FSM(name="ctl"):
             with m.State("IDLE"):
                 m.d.comb += [self.cmd.ready.eq(1), accept.eq(self.cmd.valid)]
@@ -183,7 +187,7 @@ class Control(wiring.Component):
             with m.State("PRELOAD"):
                 m.d.sync += ctr["cycles"].eq(ctr["cycles"] + 1)
                 with m.If(self.preload_done & ~task.start):
-                    m.d.sync += task.run.eq(1)
+                    m.d.comb += task.run_next.eq(1)
                     m.next = "RUN"
                 with m.Else():
                     m.d.sync += task.preloading.eq(1)
@@ -200,7 +204,7 @@ class Control(wiring.Component):
                 with m.If(finished & ~task.start):
                     m.next = "RESPOND"
                 with m.Else():
-                    m.d.sync += task.run.eq(1)
+                    m.d.comb += task.run_next.eq(1)
             with m.State("RESPOND"):
                 m.d.comb += self.rsp.valid.eq(1)
                 with m.If(self.rsp.ready):

@@ -10,7 +10,7 @@ by an issued step) that the drain returns one row at a time.
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from ..common.loopnest import LoopNest
@@ -49,10 +49,16 @@ class AIntake(wiring.Component):
 
     Timing
     ------
-    ``a.ready`` is high in RUN while the FIFO has room and the command's beats are not all
-    taken: an intake loop nest that mirrors the feeder's counts them, so beats of the next
-    command are never taken early. The FIFO is an ``a_depth``-deep ``SyncFIFOBuffered``: a
-    beat taken in cycle ``t`` is on ``steps`` from cycle ``t + 2`` at the earliest.
+    ``a.ready`` is a register: high in RUN while the command's beats are not all taken and
+    the FIFO has room for one more beat whatever the feeder reads (an intake loop nest that
+    mirrors the feeder's counts the beats, so beats of the next command are never taken
+    early; ``held`` counts the beats taken and not yet read, without this cycle's read, so
+    the FIFO is one beat deeper than ``a_depth``). It is computed a cycle ahead from
+    ``task.run_next`` and this cycle's take, so the block's ``a.ready`` and the intake's
+    counters hang off flip-flops. A beat taken in cycle ``t`` is registered (every cycle,
+    taken or not: no enable), written into the FIFO in ``t + 1`` and on ``steps`` from
+    ``t + 2``. The FIFO is a ``SyncFIFO`` whose head is read straight from its (distributed)
+    memory: the feeder's read moves a pointer, and no register bank waits on its decision.
     """
 
     def __init__(self, config):
@@ -65,15 +71,26 @@ class AIntake(wiring.Component):
 
     def elaborate(self, platform):
         cfg, m, task = self.config, Module(), self.task
-        m.submodules.fifo = fifo = SyncFIFOBuffered(width=cfg.rows * cfg.a_width,
-                                                    depth=cfg.a_depth)
+        depth = cfg.a_depth + 1
+        width = cfg.rows * cfg.a_width
+        m.submodules.fifo = fifo = SyncFIFO(width=width, depth=depth)
         take = Signal(name="ai_take")
+        ready = Signal(name="ai_ready")
+        held = Signal(range(depth + 1), name="ai_held")     # taken, not yet read
         m.submodules.loop = loop = _step_nest(cfg, "ai")
         m.d.comb += loop.drive(start=task.start, advance=take, limits=_step_limits(task))
+        read = fifo.r_rdy & fifo.r_en
+        m.d.sync += held.eq(held + take - read)
+        # next cycle's ready, with the room counted as if the feeder read nothing now: the
+        # FIFO can then hold what comes even if the feeder reads nothing next cycle either
+        all_taken = ~task.start & (loop.done | (take & loop.final))
+        m.d.sync += ready.eq(task.run_next & ~all_taken & (held + take < depth))
+        beat, beat_valid = Signal(width, name="ai_beat"), Signal(name="ai_beat_valid")
+        m.d.sync += [beat.eq(self.a.payload.a), beat_valid.eq(take)]
         m.d.comb += [
-            self.a.ready.eq(task.run & ~loop.done & fifo.w_rdy),
-            take.eq(self.a.valid & self.a.ready),
-            fifo.w_en.eq(take), fifo.w_data.eq(self.a.payload.a),
+            self.a.ready.eq(ready),
+            take.eq(self.a.valid & ready),
+            fifo.w_en.eq(beat_valid), fifo.w_data.eq(beat),
             self.steps.valid.eq(fifo.r_rdy), self.steps.payload.eq(fifo.r_data),
             fifo.r_en.eq(self.steps.ready),
         ]
@@ -179,7 +196,7 @@ class Feeder(wiring.Component):
         # ws: the weight tile must be loaded for its first row
         ws_first = loop.first[2]
         ws_claims = loop.first[1]
-        ws_ring_ok = credit != 0
+        ws_ring_ok = self._credit_left(m, step, credit, step_claim)
         ws_ok = (~ws_first | self.w_ready) & (~ws_claims | ws_ring_ok)
         ready = Signal(name="fd_ready")
         m.d.comb += [
@@ -258,6 +275,18 @@ class Feeder(wiring.Component):
         m.d.sync += row_in.eq(Mux(self.task.start, fill_next != 0,
                                   Mux(step, after_step < fill_next, inner < fill_next)))
         return row_in
+
+    def _credit_left(self, m, step, credit, step_claim):
+        """``credit != 0`` (ws: a row of the ring is free), as a register computed a cycle
+        ahead for both outcomes of this cycle's issue decision, like :meth:`_row_written`:
+        the compare is not on the issue path."""
+        def left_after(value):      # value + the drain's credit != 0
+            return Mux(self.credit, value + 1 != 0, value != 0)
+
+        left = Signal(name="fd_credit_left", init=1)
+        m.d.sync += left.eq(self.task.start |
+                            Mux(step, left_after(credit - step_claim), left_after(credit)))
+        return left
 
     def _ring_credit_covers(self, m, step, credit, step_claim, rv):
         """``credit >= rv`` (the ring has room for this tile's rows), as a register computed a
