@@ -188,7 +188,7 @@ class Feeder(wiring.Component):
         # rows a step claims, if it goes: an os tile's last step its rows, a ws step of the
         # first K-block one
         step_claim = Mux(ws, loop.first[1], Mux(os_last, rv, 0))
-        os_ring_ok = self._ring_credit_covers(m, step, credit, step_claim, rv)
+        os_ring_ok = self._ring_credit_covers(m, step, credit, os_last, rv)
         row_in = self._row_written(m, loop, step)
         panel_full = self.bank_full.bit_select(bank, 1) | \
             ((self.fill_bank == bank) & row_in)                         # or this row is in
@@ -288,21 +288,20 @@ class Feeder(wiring.Component):
                             Mux(step, left_after(credit - step_claim), left_after(credit)))
         return left
 
-    def _ring_credit_covers(self, m, step, credit, step_claim, rv):
+    def _ring_credit_covers(self, m, step, credit, os_last, rv):
         """``credit >= rv`` (the ring has room for this tile's rows), as a register computed a
         cycle ahead for both outcomes of this cycle's issue decision, like
         :meth:`_row_written` (and for both values of the drain's credit): the credit after
-        this cycle against this tile's rows. Exact wherever it is read: ``rv`` only changes
-        with an os tile's last step, and the flag is only read for a tile's last step (or its
-        stall) with ``gap`` at 0, which the ``R - 1`` cycles of ``gap`` after that step rule
-        out for ``R >= 2``
-        (``rv`` is always 1 for ``R = 1``); after ``start`` the credit is ``acc_depth >= R``."""
-        after_step = credit - step_claim
-
-        def covers_after(left):     # left + the drain's credit >= rv; late signals pick last
-            return Mux(self.credit, left + 1 >= rv, left >= rv)
-
+        this cycle against this tile's rows, as ``credit >= rv - in`` without a step or with
+        one that claims nothing, ``credit >= 2 rv - in`` after an os tile's last step (which
+        claims ``rv``); the thresholds come from registers alone. Exact wherever it is read:
+        only os reads it, ``rv`` only changes with an os tile's last step, and the flag is
+        only read for a tile's last step (or its stall) with ``gap`` at 0, which the
+        ``R - 1`` cycles of ``gap`` after that step rule out for ``R >= 2`` (``rv`` is always 1
+        for ``R = 1``); after ``start`` the credit is ``acc_depth >= R``."""
+        back = self.credit          # the drain gives a row back in this cycle
+        keep = credit >= rv - back          # (Amaranth subtracts to a signed value)
+        claim = credit >= 2 * rv - back
         covers = Signal(name="fd_ring_ok", init=1)
-        m.d.sync += covers.eq(self.task.start |
-                              Mux(step, covers_after(after_step), covers_after(credit)))
+        m.d.sync += covers.eq(self.task.start | Mux(step & os_last, claim, keep))
         return covers
