@@ -159,6 +159,14 @@ def test_family_of_platforms():
     assert dsp_family(None) is None
 
 
+def test_board_platforms_name_their_dsp_family():
+    """The amaranth-boards platforms board builds elaborate with (the iCE40 one says
+    ``"iCE40"``)."""
+    from accelgen.fpga.boards import get_board
+    assert dsp_family(get_board("icebreaker").make_platform()) == "ice40"
+    assert dsp_family(get_board("ulx3s-85f").make_platform()) == "ecp5"
+
+
 def test_operands_wider_than_the_primitive_stay_inferred():
     """17-bit operands fit ECP5's 18x18 multiplier but not iCE40's 16x16 one."""
     assert "MULT18X18D" in _verilog(17, 17, True, "ecp5", "top")

@@ -10,7 +10,8 @@ output register) enabled instead, when the design is elaborated for that family;
 (simulation without a family) it is the same registers and ``*`` in Amaranth.
 
 Which family: Amaranth's convention, the ``platform`` handed to ``elaborate``. A board build
-passes the amaranth-boards platform (``LatticePlatform.family == "ecp5"``); ``accelgen
+passes the amaranth-boards platform (``LatticePlatform.family == "ecp5"``,
+``SiliconBluePlatform.family == "iCE40"``); ``accelgen
 synth`` passes a :class:`FamilyTarget`; ``emit`` and every simulation pass none.
 
 The simulation model of the ECP5 primitive subset used here is
@@ -42,7 +43,7 @@ class FamilyTarget:
 def dsp_family(platform):
     """The family whose DSP primitive :func:`registered_product` instantiates: ``"ecp5"``,
     ``"ice40"`` or ``None`` (inferred ``*``)."""
-    family = getattr(platform, "family", None)
+    family = str(getattr(platform, "family", "")).lower()     # amaranth's iCE40: "iCE40"
     return family if family in _MULT_WIDTH else None
 
 
