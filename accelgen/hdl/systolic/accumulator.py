@@ -419,8 +419,15 @@ class Accumulator(wiring.Component):
         m.submodules.preloader = pre = Preloader(cfg)
         m.submodules.writer = wr = Writer(cfg)
         m.submodules.drain = dr = Drain(cfg)
+        # no_rw_check: no read ever meets a write to its row in the same cycle (the writer
+        # reads a row R + 4 or more cycles after its last write, see the W2 note in Writer;
+        # the drain reads final rows only, and a row is written again only after the drain
+        # has read it and given its credit back). So yosys may map the read ports as the
+        # block RAM has them, without the logic that would emulate old-data reads on a
+        # collision (on ECP5: 640 flip-flops and 440 LUTs, in front of the W2/D2 registers)
         mem = m.submodules.acc = Memory(shape=unsigned(cfg.cols * cfg.acc_width),
-                                        depth=cfg.acc_depth, init=[])
+                                        depth=cfg.acc_depth, init=[],
+                                        attrs={"no_rw_check": 1})
         wp = mem.write_port()
         wr_rp = mem.read_port()     # not transparent: see the W2 note in Writer
         dr_rp = mem.read_port()

@@ -105,10 +105,11 @@ class Feeder(wiring.Component):
     task : In(task_signature(config))
     a : In(step_beats_signature(config))
         ``a`` beats from the FIFO; one is taken per issued step.
-    bank_full : In(2); fill_bank : In(1); fill_rows_next : In(panel_k_bits + 1)
-        The B-panel banks that hold a complete panel; the bank being filled and the count of
-        its rows written as it will be in the next cycle (an os step may read a row of a panel
-        still being loaded).
+    bank_full : In(2); fill_bank : In(1); fill_rows : In(panel_k_bits + 1)
+    fill_take, fill_restart : In(1)
+        The B-panel banks that hold a complete panel; the bank being filled, the count of its
+        rows written, whether one is written in this cycle and whether the count restarts at
+        0 in the next (an os step may read a row of a panel still being loaded).
     panel_addr : Out(panel_k_bits + 1), panel_release : Out(2)
         os: the panel row (bank, k) of the next step; the bank freed by the last step of a
         panel (one-hot, for one cycle). The panel buffer returns the row one cycle later.
@@ -146,7 +147,9 @@ class Feeder(wiring.Component):
             "a": In(step_beats_signature(config)),
             "bank_full": In(2),
             "fill_bank": In(1),
-            "fill_rows_next": In(panel_k_bits(config) + 1),
+            "fill_rows": In(panel_k_bits(config) + 1),
+            "fill_take": In(1),
+            "fill_restart": In(1),
             "panel_addr": Out(panel_k_bits(config) + 1),
             "panel_release": Out(2),
             "w_ready": In(1),
@@ -267,13 +270,18 @@ class Feeder(wiring.Component):
     def _row_written(self, m, loop, step):
         """``inner < fill_rows`` (the step's panel row is written), as a register: computed a
         cycle ahead from what the inner counter and ``fill_rows`` will hold, for both
-        outcomes of this cycle's issue decision, which only picks one. So the compare's carry
-        chain is not on the issue path, and the flag is exact, not a cycle late."""
-        inner, fill_next = loop.ctr[2], self.fill_rows_next
+        outcomes of this cycle's issue decision and of the panel's write (``x < fill + 1``
+        is ``x <= fill``), which only pick one. So the compares are of registers, not on the
+        issue path, and the flag is exact, not a cycle late."""
+        inner, fill = loop.ctr[2], self.fill_rows
         after_step = Mux(loop.end[2], 0, inner + 1)     # the inner counter after a step
+
+        def below_fill_next(x):     # x < fill_rows of the next cycle
+            return ~self.fill_restart & Mux(self.fill_take, x <= fill, x < fill)
+
         row_in = Signal(name="fd_row_in")
-        m.d.sync += row_in.eq(Mux(self.task.start, fill_next != 0,
-                                  Mux(step, after_step < fill_next, inner < fill_next)))
+        m.d.sync += row_in.eq(~self.task.start & Mux(step, below_fill_next(after_step),
+                                                     below_fill_next(inner)))
         return row_in
 
     def _credit_left(self, m, step, credit, step_claim):

@@ -37,10 +37,13 @@ class PanelBuffer(wiring.Component):
         The block's ``b`` stream; lanes past N are stored as zeros.
     bank_full : Out(2)
         Bank ``i`` holds a complete panel that its reader has not released.
-    fill_bank : Out(1), fill_rows, fill_rows_next : Out(panel_k_bits + 1)
+    fill_bank : Out(1), fill_rows : Out(panel_k_bits + 1)
         The bank being filled and how many of its rows are written: a reader may read row
-        ``k < fill_rows`` of that bank before the panel is complete. ``fill_rows_next`` is
-        what ``fill_rows`` holds in the next cycle (for readers that register a compare).
+        ``k < fill_rows`` of that bank before the panel is complete.
+    fill_take, fill_restart : Out(1)
+        Combinational, for readers that register a compare a cycle ahead: a row is written in
+        this cycle (``fill_rows`` counts it from the next one); ``fill_rows`` restarts at 0
+        in the next cycle (``start``, or the panel's last row).
     os_addr, ws_addr : In(panel_k_bits + 1)
         Read address (bank, k) of the feeder (os commands) and of the weight loader (ws).
     os_release, ws_release : In(2)
@@ -51,7 +54,8 @@ class PanelBuffer(wiring.Component):
     Timing
     ------
     ``b.ready`` is high in RUN while the command's beats are not all taken and the bank being
-    filled is not full; ``bank_full`` rises in the cycle after a panel's last beat and falls in
+    filled is not full; it is a register, computed a cycle ahead from ``task.run_next``, this
+    cycle's take and the readers' releases. ``bank_full`` rises in the cycle after a panel's last beat and falls in
     the cycle after its release. A row written in cycle ``t`` counts in ``fill_rows`` from
     ``t + 1`` and may be read from then on. ``row`` holds the data of the address presented in the
     previous cycle (a synchronous read port, no enable).
@@ -66,7 +70,8 @@ class PanelBuffer(wiring.Component):
             "bank_full": Out(2),
             "fill_bank": Out(1),
             "fill_rows": Out(addr),
-            "fill_rows_next": Out(addr),
+            "fill_take": Out(1),
+            "fill_restart": Out(1),
             "os_addr": In(addr),
             "os_release": In(2),
             "ws_addr": In(addr),
@@ -77,8 +82,13 @@ class PanelBuffer(wiring.Component):
     def elaborate(self, platform):
         cfg, m, task = self.config, Module(), self.task
         k_bits = panel_k_bits(cfg)
+        # no_rw_check: a reader reads row k of the bank being filled only once ``fill_rows >
+        # k`` (written in an earlier cycle), and a bank is refilled only after its release: no
+        # read meets a write to its address, so yosys needs no collision logic after the
+        # block RAM
         m.submodules.banks = mem = Memory(shape=unsigned(cfg.cols * cfg.b_width),
-                                          depth=2 << k_bits, init=[])
+                                          depth=2 << k_bits, init=[],
+                                          attrs={"no_rw_check": 1})
         wp = mem.write_port()
         rp = mem.read_port()
         bank_full = self.bank_full
@@ -88,27 +98,30 @@ class PanelBuffer(wiring.Component):
         m.submodules.loop = loop = LoopNest((cfg.cols, 1), width=cfg.dim_bits, name="pl")
         m.d.comb += loop.drive(start=task.start, advance=take,
                                limits=[task.params.n, task.params.k])
+        ready = Signal(name="pl_ready")
         m.d.comb += [
-            self.b.ready.eq(task.run & ~loop.done & ~bank_full.bit_select(bank, 1)),
-            take.eq(self.b.valid & self.b.ready),
+            self.b.ready.eq(ready),
+            take.eq(self.b.valid & ready),
             wp.en.eq(take), wp.addr.eq(Cat(loop.ctr[1][:k_bits], bank)),
         ]
         # lanes past N are stored as zeros: they must add nothing to the memory's lanes there
         bw = cfg.b_width
         m.d.comb += wp.data.eq(Cat(*[Mux(j < loop.chunk[0], self.b.payload.b[j * bw:(j + 1) * bw],
                                          0) for j in range(cfg.cols)]))
-        m.d.comb += [self.fill_bank.eq(bank), self.fill_rows.eq(loop.ctr[1])]
-        # what fill_rows holds in the next cycle (the feeder registers its row compare)
-        m.d.comb += self.fill_rows_next.eq(Mux(task.start | loop.wrap[1], 0,
-                                               loop.ctr[1] + take))
+        m.d.comb += [self.fill_bank.eq(bank), self.fill_rows.eq(loop.ctr[1]),
+                     self.fill_take.eq(take), self.fill_restart.eq(task.start | loop.wrap[1])]
         filled = Signal(2)
         m.d.comb += filled.eq(Mux(take & loop.end[1], Mux(bank, 0b10, 0b01), 0))
+        full_next, bank_next = Signal(2, name="pl_full_next"), Signal(name="pl_bank_next")
         with m.If(task.start):
-            m.d.sync += [bank_full.eq(0), bank.eq(0)]
+            m.d.comb += [full_next.eq(0), bank_next.eq(0)]
         with m.Else():
-            m.d.sync += bank_full.eq((bank_full | filled) & ~release)
-            with m.If(take & loop.end[1]):
-                m.d.sync += bank.eq(~bank)
+            m.d.comb += [full_next.eq((bank_full | filled) & ~release),
+                         bank_next.eq(bank ^ (take & loop.end[1]))]
+        m.d.sync += [bank_full.eq(full_next), bank.eq(bank_next)]
+        # next cycle's b.ready, from what the loop, the banks and run will hold then
+        all_taken = ~task.start & (loop.done | (take & loop.final))
+        m.d.sync += ready.eq(task.run_next & ~all_taken & ~full_next.bit_select(bank_next, 1))
 
         if "ws" in cfg.dataflows:
             m.d.comb += [rp.addr.eq(Mux(task.ws, self.ws_addr, self.os_addr)),

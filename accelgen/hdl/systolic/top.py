@@ -104,7 +104,9 @@ class Systolic(wiring.Component):
         m.d.comb += [
             fd.bank_full.eq(panel.bank_full),
             fd.fill_bank.eq(panel.fill_bank),
-            fd.fill_rows_next.eq(panel.fill_rows_next),
+            fd.fill_rows.eq(panel.fill_rows),
+            fd.fill_take.eq(panel.fill_take),
+            fd.fill_restart.eq(panel.fill_restart),
             panel.os_addr.eq(fd.panel_addr),
             panel.os_release.eq(fd.panel_release),
             arr.ws_mode.eq(ctl.task.ws),
