@@ -57,6 +57,9 @@ class LoopNest(Elaboratable):
         Combinational from registers: every level is at its last value.
     done : Signal(), out
         The final iteration has been advanced past.
+    end_next, first_next : list of Signal(), out; done_next : Signal(), out
+        Combinational: what ``end``, ``first`` and ``done`` hold in the next cycle (for a
+        consumer that registers a decision a cycle ahead).
 
     Timing
     ------
@@ -83,6 +86,9 @@ class LoopNest(Elaboratable):
         self.wrap = [Signal(name=f"{name}_wrap{n}") for n in range(count)]
         self.final = Signal(name=f"{name}_final")
         self.done = Signal(name=f"{name}_done")
+        self.end_next = [Signal(name=f"{name}_end{n}_next") for n in range(count)]
+        self.first_next = [Signal(name=f"{name}_first{n}_next") for n in range(count)]
+        self.done_next = Signal(name=f"{name}_done_next")
         self._rem = [Signal(width + 1, name=f"{name}_rem{n}") for n in range(count)]
         self._name = name
 
@@ -112,6 +118,11 @@ class LoopNest(Elaboratable):
             near = Signal(name=f"{self._name}_near{n}")
             end_advanced.append(Mux(wraps, first_end, Mux(carries, near, self.end[n])))
             end_start.append(first_end)
+            m.d.comb += [
+                self.end_next[n].eq(Mux(self.start, first_end,
+                                        Mux(self.advance, end_advanced[n], self.end[n]))),
+                self.first_next[n].eq(Mux(self.start | self.wrap[n], 1,
+                                          ~(self.advance & carries) & self.first[n]))]
             with m.If(self.start | self.wrap[n]):
                 m.d.sync += [self.ctr[n].eq(0), rem.eq(limit), self.end[n].eq(first_end),
                              near.eq(limit <= 2 * step),
@@ -126,6 +137,7 @@ class LoopNest(Elaboratable):
             with m.Elif(self.advance):
                 m.d.sync += last_from[n].eq(_all(end_advanced[n:]))
         m.d.comb += self.final.eq(last_from[0])
+        m.d.comb += self.done_next.eq(~self.start & (self.done | self.advance & self.final))
         with m.If(self.start):
             m.d.sync += self.done.eq(0)
         with m.Elif(self.advance & self.final):

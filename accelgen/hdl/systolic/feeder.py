@@ -46,6 +46,8 @@ class AIntake(wiring.Component):
         The block's ``a`` stream.
     steps : Out(step_beats_signature(config))
         The FIFO's read side, to the feeder.
+    valid_next : Out(1)
+        Combinational: what ``steps.valid`` holds in the next cycle.
 
     Timing
     ------
@@ -67,6 +69,7 @@ class AIntake(wiring.Component):
             "task": In(task_signature(config)),
             "a": In(stream_signature(config.a_fields)),
             "steps": Out(step_beats_signature(config)),
+            "valid_next": Out(1),
         })
 
     def elaborate(self, platform):
@@ -87,6 +90,8 @@ class AIntake(wiring.Component):
         m.d.sync += ready.eq(task.run_next & ~all_taken & (held + take < depth))
         beat, beat_valid = Signal(width, name="ai_beat"), Signal(name="ai_beat_valid")
         m.d.sync += [beat.eq(self.a.payload.a), beat_valid.eq(take)]
+        # what steps.valid holds in the next cycle (the feeder decides its steps a cycle ahead)
+        m.d.comb += self.valid_next.eq(fifo.level + beat_valid - read != 0)
         m.d.comb += [
             self.a.ready.eq(ready),
             take.eq(self.a.valid & ready),
@@ -118,6 +123,9 @@ class Feeder(wiring.Component):
         it loads from is complete (for ``stall_b`` only). 0 in os-only builds.
     credit : In(1)
         The drain has read one row out of the accumulator memory: one more row of credit.
+    a_valid_next, bank_full_next, fill_bank_next, w_ready_next : In
+        What ``a.valid``, ``bank_full``, ``fill_bank`` and ``w_ready`` hold in the next
+        cycle (combinational): the issue decision is taken a cycle ahead.
     a_ops : Out(signed(operand_width)).array(rows), last, swap, valid : Out(1)
         To the array: the step's A operands in the command's mode, and its tags (os: last
         step of a tile; ws: first step of a weight tile, not a bubble). Zeros for a bubble;
@@ -133,7 +141,8 @@ class Feeder(wiring.Component):
 
     Timing
     ------
-    A step is issued (``events.step``, ``a.ready``) in the cycle its conditions hold; the
+    A step is issued (``events.step``, ``a.ready``) in the cycle its conditions hold (the
+    decision is a register, computed in the cycle before from the next-state values); the
     array operands and tags are registered (F1) and on the outputs in the next cycle, with
     the panel row read for it. An os tile's last step claims the tile's rows of credit and
     holds the next tile's last step back until ``R`` cycles later (the array's result chain
@@ -155,6 +164,10 @@ class Feeder(wiring.Component):
             "w_ready": In(1),
             "w_bank_ready": In(1),
             "credit": In(1),
+            "a_valid_next": In(1),
+            "bank_full_next": In(2),
+            "fill_bank_next": In(1),
+            "w_ready_next": In(1),
             "a_ops": Out(signed(config.operand_width)).array(config.rows),
             "last": Out(1),
             "swap": Out(1),
@@ -168,16 +181,19 @@ class Feeder(wiring.Component):
         cfg, m, task = self.config, Module(), self.task
         R = cfg.rows
         ws = task.ws
+        # The issue decision is a register: ``step`` (issued in this cycle) was decided in the
+        # previous one, from what every input of the decision holds in this cycle (the
+        # units' next-state values). So it is the same decision as one taken from this
+        # cycle's values, in every cycle, and its fan-out hangs off a flip-flop.
         step = Signal(name="step")
         m.submodules.loop = loop = _step_nest(cfg, "fd")
         m.d.comb += loop.drive(start=task.start, advance=step, limits=_step_limits(task))
         inner = loop.ctr[2]
         m.d.comb += self.done.eq(loop.done)
         bank = Signal(name="fd_bank")
-        with m.If(task.start):
-            m.d.sync += bank.eq(0)
-        with m.Elif(loop.wrap[1]):
-            m.d.sync += bank.eq(~bank)
+        bank_next = Signal(name="fd_bank_next")
+        m.d.comb += bank_next.eq(~task.start & (bank ^ loop.wrap[1]))
+        m.d.sync += bank.eq(bank_next)
 
         # Ring credit: accumulator-memory rows not yet claimed by an issued step. An os tile
         # claims its rows with its last step, a ws row with its step of the first K-block;
@@ -187,37 +203,49 @@ class Feeder(wiring.Component):
         rv = loop.chunk[1]                  # os: rows of this tile in M (ws: rows of K)
         # os: capture spacing and ring credit for the tile's rows
         gap = Signal(range(R), name="fd_gap")
+        gap_next = Signal(range(R), name="fd_gap_next")
         os_last = loop.end[2]
         # rows a step claims, if it goes: an os tile's last step its rows, a ws step of the
         # first K-block one
         step_claim = Mux(ws, loop.first[1], Mux(os_last, rv, 0))
-        os_ring_ok = self._ring_credit_covers(m, step, credit, os_last, rv)
-        row_in = self._row_written(m, loop, step)
+        os_ring_ok, os_ring_ok_next = self._ring_credit_covers(m, step, credit, os_last, rv)
+        row_in, row_in_next = self._row_written(m, loop, step)
         panel_full = self.bank_full.bit_select(bank, 1) | \
             ((self.fill_bank == bank) & row_in)                         # or this row is in
         os_ok = panel_full & (~os_last | ((gap == 0) & os_ring_ok))
         # ws: the weight tile must be loaded for its first row
         ws_first = loop.first[2]
         ws_claims = loop.first[1]
-        ws_ring_ok = self._credit_left(m, step, credit, step_claim)
+        ws_ring_ok, ws_ring_ok_next = self._credit_left(m, step, credit, step_claim)
         ws_ok = (~ws_first | self.w_ready) & (~ws_claims | ws_ring_ok)
-        ready = Signal(name="fd_ready")
+        ready = Signal(name="fd_ready")     # this cycle's conditions (for the counters)
         m.d.comb += [
             ready.eq(task.run & ~loop.done & Mux(ws, ws_ok, os_ok)),
-            step.eq(ready & self.a.valid),
             self.a.ready.eq(step),
         ]
+        # the same conditions as they will be in the next cycle
+        panel_full_next = self.bank_full_next.bit_select(bank_next, 1) | \
+            ((self.fill_bank_next == bank_next) & row_in_next)
+        os_ok_next = panel_full_next & (~loop.end_next[2] |
+                                        ((gap_next == 0) & os_ring_ok_next))
+        ws_ok_next = (~loop.first_next[2] | self.w_ready_next) & \
+            (~loop.first_next[1] | ws_ring_ok_next)
+        m.d.sync += step.eq(task.run_next & ~loop.done_next & self.a_valid_next &
+                            Mux(ws, ws_ok_next, os_ok_next))
         claim = Mux(step, step_claim, 0)
         with m.If(task.start):
             m.d.sync += credit.eq(cfg.acc_depth)
         with m.Else():
             m.d.sync += credit.eq(credit - claim + self.credit)
         with m.If(task.start):
-            m.d.sync += gap.eq(0)
+            m.d.comb += gap_next.eq(0)
         with m.Elif(step & ~ws & os_last):
-            m.d.sync += gap.eq(R - 1)
+            m.d.comb += gap_next.eq(R - 1)
         with m.Elif(gap != 0):
-            m.d.sync += gap.eq(gap - 1)
+            m.d.comb += gap_next.eq(gap - 1)
+        with m.Else():
+            m.d.comb += gap_next.eq(gap)
+        m.d.sync += gap.eq(gap_next)
 
         # os: the panel row for this step; in ws the weight loader owns the read port
         m.d.comb += [
@@ -279,10 +307,11 @@ class Feeder(wiring.Component):
         def below_fill_next(x):     # x < fill_rows of the next cycle
             return ~self.fill_restart & Mux(self.fill_take, x <= fill, x < fill)
 
-        row_in = Signal(name="fd_row_in")
-        m.d.sync += row_in.eq(~self.task.start & Mux(step, below_fill_next(after_step),
-                                                     below_fill_next(inner)))
-        return row_in
+        row_in, row_in_next = Signal(name="fd_row_in"), Signal(name="fd_row_in_next")
+        m.d.comb += row_in_next.eq(~self.task.start & Mux(step, below_fill_next(after_step),
+                                                          below_fill_next(inner)))
+        m.d.sync += row_in.eq(row_in_next)
+        return row_in, row_in_next
 
     def _credit_left(self, m, step, credit, step_claim):
         """``credit != 0`` (ws: a row of the ring is free), as a register computed a cycle
@@ -292,9 +321,11 @@ class Feeder(wiring.Component):
             return Mux(self.credit, value + 1 != 0, value != 0)
 
         left = Signal(name="fd_credit_left", init=1)
-        m.d.sync += left.eq(self.task.start |
-                            Mux(step, left_after(credit - step_claim), left_after(credit)))
-        return left
+        left_next = Signal(name="fd_credit_left_next")
+        m.d.comb += left_next.eq(self.task.start |
+                                 Mux(step, left_after(credit - step_claim), left_after(credit)))
+        m.d.sync += left.eq(left_next)
+        return left, left_next
 
     def _ring_credit_covers(self, m, step, credit, os_last, rv):
         """``credit >= rv`` (the ring has room for this tile's rows), as a register computed a
@@ -311,5 +342,7 @@ class Feeder(wiring.Component):
         keep = credit >= rv - back          # (Amaranth subtracts to a signed value)
         claim = credit >= 2 * rv - back
         covers = Signal(name="fd_ring_ok", init=1)
-        m.d.sync += covers.eq(self.task.start | Mux(step & os_last, claim, keep))
-        return covers
+        covers_next = Signal(name="fd_ring_ok_next")
+        m.d.comb += covers_next.eq(self.task.start | Mux(step & os_last, claim, keep))
+        m.d.sync += covers.eq(covers_next)
+        return covers, covers_next

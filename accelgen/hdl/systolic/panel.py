@@ -40,6 +40,8 @@ class PanelBuffer(wiring.Component):
     fill_bank : Out(1), fill_rows : Out(panel_k_bits + 1)
         The bank being filled and how many of its rows are written: a reader may read row
         ``k < fill_rows`` of that bank before the panel is complete.
+    bank_full_next : Out(2), fill_bank_next : Out(1)
+        Combinational: what ``bank_full`` and ``fill_bank`` hold in the next cycle.
     fill_take, fill_restart : Out(1)
         Combinational, for readers that register a compare a cycle ahead: a row is written in
         this cycle (``fill_rows`` counts it from the next one); ``fill_rows`` restarts at 0
@@ -72,6 +74,8 @@ class PanelBuffer(wiring.Component):
             "fill_rows": Out(addr),
             "fill_take": Out(1),
             "fill_restart": Out(1),
+            "bank_full_next": Out(2),
+            "fill_bank_next": Out(1),
             "os_addr": In(addr),
             "os_release": In(2),
             "ws_addr": In(addr),
@@ -119,6 +123,7 @@ class PanelBuffer(wiring.Component):
             m.d.comb += [full_next.eq((bank_full | filled) & ~release),
                          bank_next.eq(bank ^ (take & loop.end[1]))]
         m.d.sync += [bank_full.eq(full_next), bank.eq(bank_next)]
+        m.d.comb += [self.bank_full_next.eq(full_next), self.fill_bank_next.eq(bank_next)]
         # next cycle's b.ready, from what the loop, the banks and run will hold then
         all_taken = ~task.start & (loop.done | (take & loop.final))
         m.d.sync += ready.eq(task.run_next & ~all_taken & ~full_next.bit_select(bank_next, 1))
@@ -156,6 +161,8 @@ class WeightLoader(wiring.Component):
         To the array: shift ``w_top`` into the shadow chain.
     w_ready : Out(1)
         A loaded tile waits for its swap step (the feeder may issue it).
+    w_ready_next : Out(1)
+        Combinational: what ``w_ready`` holds in the next cycle.
     swap_issued : In(1)
         The feeder issues that swap step in this cycle.
 
@@ -181,6 +188,7 @@ class WeightLoader(wiring.Component):
             "w_top": Out(signed(config.operand_width)).array(config.cols),
             "wload": Out(1),
             "w_ready": Out(1),
+            "w_ready_next": Out(1),
             "swap_issued": In(1),
         })
 
@@ -208,6 +216,8 @@ class WeightLoader(wiring.Component):
         m.d.comb += self.panel_addr.eq(Cat(k[:panel_k_bits(cfg)], bank))
         m.d.comb += tile_done.eq(Mux(busy, row == R - 1, load & (R == 1)))
         m.d.comb += self.w_ready.eq(have & ~shifting)
+        have_next = ~task.start & ~self.swap_issued & (tile_done | have)
+        m.d.comb += self.w_ready_next.eq(have_next & ~reading)
         with m.If(task.start):
             m.d.sync += [busy.eq(0), row.eq(0), bank.eq(0), have.eq(0), wait.eq(0)]
         with m.Else():

@@ -107,6 +107,9 @@ class Systolic(wiring.Component):
             fd.fill_rows.eq(panel.fill_rows),
             fd.fill_take.eq(panel.fill_take),
             fd.fill_restart.eq(panel.fill_restart),
+            fd.a_valid_next.eq(a_in.valid_next),
+            fd.bank_full_next.eq(panel.bank_full_next),
+            fd.fill_bank_next.eq(panel.fill_bank_next),
             panel.os_addr.eq(fd.panel_addr),
             panel.os_release.eq(fd.panel_release),
             arr.ws_mode.eq(ctl.task.ws),
@@ -128,6 +131,7 @@ class Systolic(wiring.Component):
                 *(arr.w_top[j].eq(wl.w_top[j]) for j in range(C)),
                 arr.wload.eq(wl.wload),
                 fd.w_ready.eq(wl.w_ready),
+                fd.w_ready_next.eq(wl.w_ready_next),
                 fd.w_bank_ready.eq(wl.bank_ready),
                 wl.swap_issued.eq(fd.swap_issued),
             ]
