@@ -149,6 +149,7 @@ class WeightLoader(wiring.Component):
     -------
     task : In(task_signature(config))
     bank_full : In(2); fill_bank : In(1); fill_rows : In(panel_k_bits + 1)
+    fill_take, fill_restart : In(1)
         From the panel buffer.
     bank_ready : Out(1)
         The rows of the next weight tile are in the panel buffer (its panel is complete or
@@ -181,6 +182,8 @@ class WeightLoader(wiring.Component):
             "bank_full": In(2),
             "fill_bank": In(1),
             "fill_rows": In(panel_k_bits(config) + 1),
+            "fill_take": In(1),
+            "fill_restart": In(1),
             "bank_ready": Out(1),
             "panel_addr": Out(panel_k_bits(config) + 1),
             "panel_release": Out(2),
@@ -205,7 +208,7 @@ class WeightLoader(wiring.Component):
         bank = Signal(name="wl_bank")
         wait = Signal(range(R + 3), name="wl_wait")
         # the tile's rows kb .. kb + chunk - 1 are written (or the whole panel is)
-        rows_in = (self.fill_bank == bank) & (self.fill_rows >= loop.ctr[1] + loop.chunk[1])
+        rows_in = (self.fill_bank == bank) & self._rows_written(m, loop, tile_done)
         m.d.comb += self.bank_ready.eq(self.bank_full.bit_select(bank, 1) | rows_in)
         have = Signal(name="wl_have")            # a loaded tile waits for its swap step
         shifting = Signal(name="wl_shift")       # read data enters the shadow chain now
@@ -244,3 +247,32 @@ class WeightLoader(wiring.Component):
             m.d.comb += self.w_top[j].eq(Mux(valid_k, self.panel_row[j], 0))
         m.d.comb += self.wload.eq(shifting)
         return m
+
+    def _rows_written(self, m, loop, tile_done):
+        """``fill_rows >= need``, ``need = min(K, kb + R)`` the rows the current weight tile
+        reads up to, as a register computed a cycle ahead for every outcome of this cycle's
+        panel write and tile (``need`` itself is a register kept with the tile loop, as
+        ``kb + chunk``): no adder or compare sits between the loop counters and ``load``."""
+        R, K = self.config.rows, self.task.params.k
+        fill = self.fill_rows
+        need = Signal.like(fill, name="wl_need")
+        # the next tile's need, a register too: kept one tile ahead of ``need``
+        carry_need = Signal.like(fill, name="wl_need_next_tile")
+
+        def need_at(row):       # min(K, row)
+            return Mux(K < row, K, row)
+
+        restart = self.task.start | loop.wrap[1]
+        with m.If(restart):
+            m.d.sync += [need.eq(need_at(R)), carry_need.eq(need_at(2 * R))]
+        with m.Elif(tile_done):
+            m.d.sync += [need.eq(carry_need), carry_need.eq(need_at(loop.ctr[1] + 3 * R))]
+        first_need = need_at(R)                             # the first tile of a panel
+
+        def covered(x):     # x <= fill_rows of the next cycle
+            return ~self.fill_restart & Mux(self.fill_take, fill + 1 >= x, fill >= x)
+
+        written = Signal(name="wl_written")
+        m.d.sync += written.eq(Mux(restart, covered(first_need),
+                                   Mux(tile_done, covered(carry_need), covered(need))))
+        return written

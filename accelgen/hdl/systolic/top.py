@@ -125,6 +125,8 @@ class Systolic(wiring.Component):
                 wl.bank_full.eq(panel.bank_full),
                 wl.fill_bank.eq(panel.fill_bank),
                 wl.fill_rows.eq(panel.fill_rows),
+                wl.fill_take.eq(panel.fill_take),
+                wl.fill_restart.eq(panel.fill_restart),
                 panel.ws_addr.eq(wl.panel_addr),
                 panel.ws_release.eq(wl.panel_release),
                 *(wl.panel_row[j].eq(panel.row[j]) for j in range(C)),
