@@ -57,10 +57,10 @@ class PanelBuffer(wiring.Component):
     ------
     ``b.ready`` is high in RUN while the command's beats are not all taken and the bank being
     filled is not full; it is a register, computed a cycle ahead from ``task.run_next``, this
-    cycle's take and the readers' releases. ``bank_full`` rises in the cycle after a panel's last beat and falls in
-    the cycle after its release. A row written in cycle ``t`` counts in ``fill_rows`` from
-    ``t + 1`` and may be read from then on. ``row`` holds the data of the address presented in the
-    previous cycle (a synchronous read port, no enable).
+    cycle's take and the readers' releases. ``bank_full`` rises in the cycle after a panel's
+    last beat and falls in the cycle after its release. A row written in cycle ``t`` counts in
+    ``fill_rows`` from ``t + 1`` and may be read from then on. ``row`` holds the data of the
+    address presented in the previous cycle (a synchronous read port, no enable).
     """
 
     def __init__(self, config):
