@@ -26,8 +26,9 @@ Sections (all by default; pick some with ``--only pe,array,util,fmax``):
            equal) and SCALE-Sim's analytical cycles side by side. The full table goes to
            ``<root>/grid.csv`` (and SCALE-Sim config/topology files beside it); the printout
            shows M = N.
-``speed``  simulated cycles per second of ``accelgen sim systolic --gemm 256x256x256`` on the
-           16x16 preset (file-backed streams), Verilator. Target: >= 300k cycles/s.
+``speed``  simulated cycles per second of ``accelgen sim systolic --gemm 256x512x512`` on the
+           16x16 preset (file-backed streams, 262,241 cycles), Verilator. Target: >= 300k
+           cycles/s.
 
     .venv/bin/python benchmarks/systolic.py [--only pe,array,grid] [--json] [--quick]
 """
@@ -227,7 +228,7 @@ def grid(root, quick):
 def speed(root, quick):
     from accelgen.sim.runner import simulate
     res = simulate(SPEC, PRESET16, preset="16x16", testcases=["gemm"],
-                   options={"gemm": "64x64x64" if quick else "256x256x256", "dataflow": "os"},
+                   options={"gemm": "64x64x64" if quick else "256x512x512", "dataflow": "os"},
                    build_root=Path(root) / "sim")
     case = res.result["testcases"]["gemm"]
     return [{"gemm": case["shape"], "passed": res.passed, "sim_cycles": case["sim_cycles"],

@@ -328,6 +328,46 @@ def test_bad_family_name():
                               "ecp5 (did you mean 'ecp5'?)")
 
 
+def test_bad_router_name(tmp_path, capsys):
+    """``build --router``: nextpnr's two routers; anything else is exit 2 with one line,
+    before the cocotb step or any file is written."""
+    from accelgen.cli import main
+    assert fpga_flow.check_router("router2") == "router2"
+    out = tmp_path / "out"
+    assert main(["build", "mac", "--preset", "tiny", "--board", "icebreaker", "--router",
+                 "router3", "-o", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == ("accelgen: error: --router: 'router3' is not allowed; expected one "
+                            "of router1, router2\n")
+    assert not out.exists()
+    with pytest.raises(ConfigError):
+        fpga_flow.build(SPEC, TINY, "icebreaker", out, router="heap")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("router", fpga_flow.ROUTERS)
+def test_the_router_reaches_nextpnr(tmp_path, monkeypatch, router):
+    """The build hands ``--router`` to nextpnr (the tools themselves replaced by a recorder
+    that stops the build at nextpnr)."""
+    from accelgen.tools import ToolError
+    calls = []
+
+    def record(tool, args, cwd, log):
+        calls.append((tool, list(args)))
+        if "nextpnr" in tool:
+            raise ToolError(tool, None, "stopped by the test")
+        (Path(cwd) / "top.stat.json").write_text('{"design": {"num_cells_by_type": {}}}')
+        return Path(cwd) / log
+
+    monkeypatch.setattr(fpga_flow, "run_tool", record)
+    monkeypatch.setattr(fpga_flow, "resources_from_stat", lambda stat, family: {"cells": 0})
+    with pytest.raises(ToolError, match="stopped by the test"):
+        fpga_flow.build(SPEC, TINY, "icebreaker", tmp_path / "out", beats=50, router=router)
+    (pnr_args,) = [args for tool, args in calls if "nextpnr" in tool]
+    assert pnr_args[pnr_args.index("--router") + 1] == router
+
+
 def test_family_records():
     """One frozen record per family holds what the flow used to branch on."""
     ice40, ecp5 = check_family("ice40"), check_family("ecp5")

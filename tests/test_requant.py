@@ -245,10 +245,11 @@ def test_rtl_random_wide(mode):
     assert {-128, 0, 127, 255} <= values and len(values) > 300
 
 
-@pytest.mark.parametrize("round_stage, latency", [(True, 4), (False, 3)])
-def test_latency_exact_and_parameters_travel_with_data(round_stage, latency):
+@pytest.mark.parametrize("round_stage, shift_stage, latency",
+                         [(True, None, 5), (False, None, 3), (True, False, 4), (False, True, 4)])
+def test_latency_exact_and_parameters_travel_with_data(round_stage, shift_stage, latency):
     dut = Requantizer(lanes=2, acc_width=8, mult_bits=4, rounding="half_up",
-                      round_stage=round_stage)
+                      round_stage=round_stage, shift_stage=shift_stage)
     assert dut.latency == latency
     zero = np.array([0, 0])
     idle = (zero, 1, 0, 0, 0, 1)
@@ -293,9 +294,9 @@ def test_converts_to_verilog():
 @pytest.mark.parametrize("acc_width, mult_bits", [(19, 2), (34, 17), (35, 10), (46, 16)])
 def test_wide_products_split_at_every_slice_boundary(acc_width, mult_bits):
     """Products wider than one 18x18 multiply are summed from 17-bit slices of ``acc`` in a
-    stage of their own (latency 5): exact whether the top slice is 1, 17 or 12 bits wide."""
+    stage of their own (latency 6): exact whether the top slice is 1, 17 or 12 bits wide."""
     dut = Requantizer(lanes=16, acc_width=acc_width, mult_bits=mult_bits, rounding="half_even")
-    assert dut.latency == 5
+    assert dut.latency == 6
     rng = random.Random(f"split-{acc_width}-{mult_bits}")
     stimulus = _wide_stimulus(rng, 120, dut.lanes, acc_width, mult_bits)
     got, _ = _simulate(dut, stimulus)
@@ -305,7 +306,7 @@ def test_wide_products_split_at_every_slice_boundary(acc_width, mult_bits):
 
 def test_wide_latency_exact_and_parameters_travel_with_data():
     dut = Requantizer(lanes=2, acc_width=32, mult_bits=16, rounding="half_up")
-    assert dut.latency == 5
+    assert dut.latency == 6
     zero = np.array([0, 0])
     idle = (zero, 1, 0, 0, 0, 1)
     # -7 * 2**20 * 3 / 2**21 = -10.5: half_up gives -10
@@ -314,4 +315,4 @@ def test_wide_latency_exact_and_parameters_travel_with_data():
     got, trace = _simulate(dut, stimulus)
     assert got.tolist() == [[0, 0]] * 4 + [[0, -10], [100, 100]] + [[0, 0]] * 4
     raw = [_unpack9(v, 2).tolist() for v in trace]
-    assert raw[4 + 5] == [0, -10] and raw[5 + 5] == [100, 100]
+    assert raw[4 + 6] == [0, -10] and raw[5 + 6] == [100, 100]

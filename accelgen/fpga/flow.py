@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..generators.emit import emit
+from ..numerics import ConfigError
 from ..outputs import locked, make_directory
 from ..tools import ToolError, tool_env, which
 from .boards import BoardTop, get_board
@@ -305,8 +306,13 @@ def _prepare(board, fam, harness, out_dir):
     return platform
 
 
+#: nextpnr's routers: router1 (its default; rips up and reroutes arc by arc) and router2
+#: (congestion-aware, negotiates whole nets: finishes large, DSP-dense designs router1 stalls on)
+ROUTERS = ("router1", "router2")
+
+
 def build(spec, config, board, out_dir, *, preset=None, beats=None, seed=1, quick=False,
-          progress=None):
+          router="router1", progress=None):
     """Self-check in simulation, then a bitstream of the harnessed block for ``board`` (name or
     :class:`~accelgen.fpga.boards.Board`) in ``out_dir``. Returns a :class:`BuildReport`.
 
@@ -316,19 +322,29 @@ def build(spec, config, board, out_dir, *, preset=None, beats=None, seed=1, quic
     clock constraint from the board definition) → the family's packer. ``preset`` is only
     recorded. ``quick`` places without timing-driven placement (nextpnr ``--no-tmdriv``): on
     designs of a few thousand LUTs about 2-3x faster, with a lower (still valid, post-route)
-    Fmax; for smoke tests. Tool failures raise :class:`ToolError` with that tool's log; an
-    unknown board or an unusable ``out_dir`` raises :class:`ConfigError` before anything is
-    printed or written. Runs into one ``out_dir`` take turns.
+    Fmax; for smoke tests. ``router`` is nextpnr's router (:data:`ROUTERS`). Tool failures
+    raise :class:`ToolError` with that tool's log; an unknown board or router or an unusable
+    ``out_dir`` raises :class:`ConfigError` before anything is printed or written. Runs into
+    one ``out_dir`` take turns.
     """
     board = board if not isinstance(board, str) else get_board(board)
     fam = check_family(board.family)
+    check_router(router)
     out_dir = make_out_dir(out_dir)
     with locked(out_dir, progress):
         return _build(spec, config, board, fam, out_dir, beats=beats, seed=seed, quick=quick,
-                      progress=progress)
+                      router=router, progress=progress)
 
 
-def _build(spec, config, board, fam, out_dir, *, beats, seed, quick, progress):
+def check_router(router):
+    """``router`` if nextpnr has it, else :class:`ConfigError` naming the allowed ones."""
+    if router not in ROUTERS:
+        raise ConfigError(f"--router: {router!r} is not allowed; expected one of "
+                          f"{', '.join(ROUTERS)}")
+    return router
+
+
+def _build(spec, config, board, fam, out_dir, *, beats, seed, quick, router, progress):
     seconds = {}
     # every family's bitstream: a directory may have been built for another board before
     stale = [f"{_TOP}.{ext}" for ext in ("rpt", "tim", "pack.log", "stat.json")]
@@ -352,7 +368,8 @@ def _build(spec, config, board, fam, out_dir, *, beats, seed, quick, progress):
     _say(progress, f"placing and routing with {fam.nextpnr.removeprefix('yowasp-')}...")
     p_log = _timed(seconds, "nextpnr", run_tool, fam.nextpnr,
                    ["--log", f"{_TOP}.tim", *board.nextpnr_args, "--json", f"{_TOP}.json",
-                    *fam.nextpnr_files(_TOP), *(["--no-tmdriv"] if quick else [])],
+                    *fam.nextpnr_files(_TOP), "--router", router,
+                    *(["--no-tmdriv"] if quick else [])],
                    out_dir, f"{_TOP}.tim")
 
     _say(progress, f"packing the bitstream with {fam.packer.removeprefix('yowasp-')}...")

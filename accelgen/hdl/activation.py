@@ -105,7 +105,9 @@ class Activation(StreamBlock):
             raise AssertionError(f"{cfg.backend} pipeline has {depth + 1} stages, "
                                  f"config.latency says {cfg.latency}")
 
-        tags = Pipeline(m, enable=en)      # valid and last, beside the lanes' pipelines
+        # valid and last, beside the lanes' pipelines (whose data registers have no reset: with
+        # one, yosys leaves an iCE40 SB_MAC16 combinational, and nextpnr does not time it)
+        tags = Pipeline(m, enable=en)
         s = SimpleNamespace(valid=self.i.valid, last=self.i.payload.last)
         for _ in range(depth):
             s = tags.stage(valid=s.valid, last=s.last)
@@ -140,7 +142,7 @@ class Activation(StreamBlock):
         ob = p.offset_bits
         ys = []
         for lane, bits in enumerate(lanes):
-            pipe = Pipeline(m, enable=en, suffix=str(lane))
+            pipe = Pipeline(m, enable=en, suffix=str(lane), reset=())
             if p.uniform_shift is not None:
                 # bases are lo + j * 2**shift: index and offset are bit fields of x - lo
                 idx, sh = _code_index(bits, cfg.in_fmt), p.uniform_shift
@@ -172,7 +174,7 @@ class Activation(StreamBlock):
         build = self._ibert_exp if self.config.function == "exp" else self._ibert_gelu
         ys = []
         for lane, bits in enumerate(lanes):
-            pipe = Pipeline(m, enable=en, suffix=str(lane))
+            pipe = Pipeline(m, enable=en, suffix=str(lane), reset=())
             ys.append(build(m, pipe, bits.as_signed(), lane))
         return ys, pipe.depth
 

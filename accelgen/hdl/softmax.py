@@ -113,6 +113,11 @@ def _pwl_value(pipe, s, rom, offset, frac, value_range, carry):
     return s, _cut_to_range((s.prod + s.icpt) >> frac, *value_range)
 
 
+#: the pipeline registers a reset clears: the valid bits (the data beside them need none, and
+#: without a reset the registers around a product go into an iCE40 SB_MAC16, so it is timed)
+_RESET = ("valid",)
+
+
 def _carry(stage, *names):
     """The named attributes of a stage namespace as a dict, to travel on to the next one."""
     return {n: getattr(stage, n) for n in names}
@@ -264,19 +269,26 @@ class Softmax(StreamBlock):
     def _exponent(self, m, beat):
         """Step 1: ``(k, v)`` of every element, with the beat's tags; returns the last
         stage and the number of stages."""
-        pipe = Pipeline(m, prefix="e")
+        pipe = Pipeline(m, prefix="e", reset=_RESET)
         build = {"table": self._exp_table, "pwl": self._exp_pwl,
                  "ibert": self._exp_ibert}[self.config.exp]
         tags = {key: beat[key] for key in _TAGS}
         return build(m, pipe, beat["x"], tags), pipe.depth
 
     def _base2(self, pipe, x, tags):
-        """``t = (x * C) >> G`` (a registered product); returns the stage and ``(k, f)``."""
+        """``t = (x * C) >> G`` (``x`` registered, then the product; two stages); returns the
+        stage and ``(k, f)``. The register holds the whole product ``x * C`` and the shift is
+        wiring after it: an output register the width of the product is one yosys packs into
+        an iCE40 ``SB_MAC16``."""
         cfg = self.config
         c, g = cfg.base2
-        s = pipe.stage(t=(x * c) >> g, **tags)
-        k = _cut_to_range(s.t >> cfg.exp_frac, *self._rng.k)
-        return s, k, s.t[:cfg.exp_frac]
+        # the logit registered first: a product of two registers, written into a third, is
+        # one whose registers all go into the DSP on iCE40 (also where it takes two SB_MAC16)
+        s = pipe.stage(x=x, **tags)
+        s = pipe.stage(xc=s.x * c, **_carry(s, *tags))
+        t = s.xc >> g
+        k = _cut_to_range(t >> cfg.exp_frac, *self._rng.k)
+        return s, k, t[:cfg.exp_frac]
 
     def _exp_table(self, m, pipe, x, tags):
         """``v = T[f]``: ROM, then its output register."""
@@ -360,7 +372,7 @@ class Softmax(StreamBlock):
         shift_s = Mux(first, (1 << s_bits) - 1,
                       Mux(up, _saturate_unsigned(el.k - big_k, s_bits), 0))
         shift_v = Mux(first | up, 0, _saturate_unsigned(big_k - el.k, v_bits))
-        pipe = Pipeline(m, prefix="n")
+        pipe = Pipeline(m, prefix="n", reset=_RESET)
         s = pipe.stage(shift_s=Mux(keep, shift_s, 0), shift_v=shift_v, v=Mux(keep, el.v, 0),
                        k=new_k, row_end=el.valid & el.end, end=el.addr, bank=el.bank)
 
@@ -378,7 +390,7 @@ class Softmax(StreamBlock):
         bank receives ``(end, Kx = K + e + offset, r)``."""
         cfg, rng = self.config, self._rng
         ws, j = rng.sum_width, cfg.recip_bits
-        pipe = Pipeline(m, prefix="r")
+        pipe = Pipeline(m, prefix="r", reset=_RESET)
         s = pipe.stage(**vars(row))
         count, _zero = leading_zeros(s.s)
         s = pipe.stage(count=count, **_carry(s, "valid", "k", "s", "end", "bank"))
@@ -463,7 +475,7 @@ class Softmax(StreamBlock):
         for b in range(2):
             m.d.comb += rows.pend_dec[b].eq(issue & last & (rows.rd_bank == b))
 
-        pipe = Pipeline(m, enable=en, prefix="o")
+        pipe = Pipeline(m, enable=en, prefix="o", reset=_RESET)
         s = pipe.stage(valid=have, last=last, kx=row("kx"), r=row("r"))
         d = port.data
         s = pipe.stage(k=d.k, v=d.v, mask=d.mask if cfg.mask else Const(0, 1),

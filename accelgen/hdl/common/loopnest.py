@@ -123,14 +123,14 @@ class LoopNest(Elaboratable):
                                         Mux(self.advance, end_advanced[n], self.end[n]))),
                 self.first_next[n].eq(Mux(self.start | self.wrap[n], 1,
                                           ~(self.advance & carries) & self.first[n]))]
+            # the flags' next values exist once, as the ``*_next`` outputs
+            m.d.sync += [self.end[n].eq(self.end_next[n]), self.first[n].eq(self.first_next[n])]
             with m.If(self.start | self.wrap[n]):
-                m.d.sync += [self.ctr[n].eq(0), rem.eq(limit), self.end[n].eq(first_end),
-                             near.eq(limit <= 2 * step),
-                             self.chunk[n].eq(_min(limit, step)), self.first[n].eq(1)]
+                m.d.sync += [self.ctr[n].eq(0), rem.eq(limit), near.eq(limit <= 2 * step),
+                             self.chunk[n].eq(_min(limit, step))]
             with m.Elif(self.advance & carries):
                 m.d.sync += [self.ctr[n].eq(self.ctr[n] + step), rem.eq(left),
-                             self.end[n].eq(near), near.eq(left <= 2 * step),
-                             self.chunk[n].eq(_min(left, step)), self.first[n].eq(0)]
+                             near.eq(left <= 2 * step), self.chunk[n].eq(_min(left, step))]
         for n in range(count):
             with m.If(self.start):
                 m.d.sync += last_from[n].eq(_all(end_start[n:]))
@@ -138,10 +138,7 @@ class LoopNest(Elaboratable):
                 m.d.sync += last_from[n].eq(_all(end_advanced[n:]))
         m.d.comb += self.final.eq(last_from[0])
         m.d.comb += self.done_next.eq(~self.start & (self.done | self.advance & self.final))
-        with m.If(self.start):
-            m.d.sync += self.done.eq(0)
-        with m.Elif(self.advance & self.final):
-            m.d.sync += self.done.eq(1)
+        m.d.sync += self.done.eq(self.done_next)
         return m
 
 

@@ -39,14 +39,14 @@ def stall_enable(m, out, inp=None, *, name="en"):
     return en
 
 
-def register(m, value, *, enable=None, name):
+def register(m, value, *, enable=None, name, reset=True):
     """A ``sync`` register that loads ``value`` while ``enable`` is high (on every clock edge
-    when ``enable`` is ``None``), reset to 0. A constant ``value`` is returned as it is: it
-    needs no register."""
+    when ``enable`` is ``None``), reset to 0 (``reset=False``: initialised to 0 and not reset,
+    see :class:`Pipeline`). A constant ``value`` is returned as it is: it needs no register."""
     value = Value.cast(value)
     if isinstance(value, Const):
         return value
-    reg = Signal(value.shape(), name=name)
+    reg = Signal(value.shape(), name=name, reset_less=not reset)
     if enable is None:
         m.d.sync += reg.eq(value)
     else:
@@ -73,6 +73,12 @@ class Pipeline:
     prefix, suffix : str
         Register ``key`` of stage ``d`` (counted from 1) is named ``{prefix}{d}_{key}{suffix}``
         (see :meth:`add_stage` for named stages).
+    reset : None or set of str
+        The keys whose registers the ``sync`` reset clears (None: every key). The others
+        start at 0 and keep their value through a reset, which is what a data register next
+        to a ``valid`` bit needs, and what lets yosys pack the registers around a product
+        into an iCE40 ``SB_MAC16`` (its registers have no synchronous reset: with one, the
+        DSP stays combinational and nextpnr does not time it).
 
     Members
     -------
@@ -90,8 +96,9 @@ class Pipeline:
     together. No beat is lost or duplicated, and bubbles (invalid stages) keep their place.
     """
 
-    def __init__(self, m, *, enable=None, prefix="s", suffix=""):
+    def __init__(self, m, *, enable=None, prefix="s", suffix="", reset=None):
         self.m, self.enable = m, enable
+        self.reset = None if reset is None else frozenset(reset)
         self.prefix, self.suffix = prefix, suffix
         self.depth = 0
 
@@ -110,7 +117,8 @@ class Pipeline:
         self.depth += 1
         label = name if name is not None else f"{self.prefix}{self.depth}"
         return SimpleNamespace(**{
-            key: register(self.m, value, enable=self.enable, name=f"{label}_{key}{self.suffix}")
+            key: register(self.m, value, enable=self.enable, name=f"{label}_{key}{self.suffix}",
+                          reset=self.reset is None or key in self.reset)
             for key, value in values.items()})
 
 

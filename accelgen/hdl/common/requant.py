@@ -10,6 +10,8 @@
       p = acc * mult         │       │              stage 1: product (DSP) or the sum of
           [p registers]  [parameter registers]      the partial products, per lane
           │                  │       │
+      (2 p) >> shift, high bits      │              stage 2a (``shift_stage``): the log
+          [x, sticky, over, sign]  [parameter registers]   shifter's steps 32, 16, 8
       (2 p) >> shift: log shifter    │              stage 2: rounding shift, per lane:
       floor (low 10 bits), half,     │              round-up bit by the rounding mode,
       sticky, over (floor too wide)  │              out-of-range flag
@@ -88,6 +90,11 @@ class Requantizer(wiring.Component):
         Register the rounded value (after relu) before the zero point is added: one cycle
         more, and no cycle with two carry chains in a row (default; ``False`` keeps rounding,
         relu, zero point and saturation in one stage, for pipelines whose timing is fixed).
+    shift_stage : bool or None
+        Split the rounding shift into two stages, the shifter's steps by the high half of the
+        ``shift`` bits (32, 16, 8) and then the rest with the rounding: one cycle more, and
+        half the multiplexer levels per cycle (ECP5 8x8 GEMM array: the stage was 10 LUT
+        levels). None (default): as ``round_stage``.
 
     Members
     -------
@@ -107,21 +114,23 @@ class Requantizer(wiring.Component):
     Timing
     ------
     A free-running pipeline in the ``sync`` domain with no enable and no valid bit:
-    ``latency`` cycles (:func:`accelgen.numerics.requantizer_latency`: 4, or 5 for a product
-    wider than one 18x18 multiply; one less without ``round_stage``), and ``y`` during cycle
+    ``latency`` cycles (:func:`accelgen.numerics.requantizer_latency`: 5, or 6 for a product
+    wider than one 18x18 multiply; one less each without ``round_stage``, without
+    ``shift_stage``), and ``y`` during cycle
     ``t + latency`` is the requantization of ``acc`` *and the parameter inputs* during cycle
     ``t`` (the parameters travel down the pipeline with the data, so they may change on any
     cycle). Stage 1
     registers the product ``acc * mult`` (one multiplier per lane, left for yosys to map to
     DSP blocks); when it is wide, a stage 0 before it registers the partial products of
     17-bit slices of ``acc`` (one DSP each) and stage 1 their sum, so no multiply shares a
-    cycle with the carry chain that joins its partial products. Stage 2 registers the
+    cycle with the carry chain that joins its partial products. With ``shift_stage`` a stage
+    2a registers the product shifted by the high bits of ``shift``. Stage 2 registers the
     rounded shift (the low 10 bits of ``floor``, the round-up bit and an out-of-range flag),
     stage 3 the rounded value after relu, stage 4 ``y`` (without ``round_stage``, stage 3 ``y``).
     """
 
     def __init__(self, *, lanes, acc_width, mult_bits, rounding, shift_bits=6,
-                 round_stage=True):
+                 round_stage=True, shift_stage=None):
         try:
             self.rounding = _check_parameters(lanes, acc_width, mult_bits, rounding, shift_bits)
         except ConfigError:
@@ -130,6 +139,7 @@ class Requantizer(wiring.Component):
         self.lanes, self.acc_width, self.mult_bits = lanes, acc_width, mult_bits
         self.shift_bits = shift_bits
         self.round_stage = bool(round_stage)
+        self.shift_stage = self.round_stage if shift_stage is None else bool(shift_stage)
         super().__init__({
             "acc": In(data.ArrayLayout(signed(acc_width), lanes)),
             "mult": In(unsigned(mult_bits)),
@@ -142,7 +152,8 @@ class Requantizer(wiring.Component):
 
     @property
     def latency(self):
-        return requantizer_latency(self.acc_width, self.mult_bits, self.round_stage)
+        return requantizer_latency(self.acc_width, self.mult_bits, self.round_stage,
+                                   self.shift_stage)
 
     @property
     def product_width(self):
@@ -155,7 +166,7 @@ class Requantizer(wiring.Component):
 
         # -- stages 0 and 1: products; the parameters travel along -----------------------------
         params = [self.shift, self.zero_point, self.relu, self.out_signed]
-        split = self.latency == 4 + self.round_stage
+        split = self.latency == 4 + self.round_stage + self.shift_stage
         for _ in range(1 + split):
             regs = [Signal.like(x) for x in params]
             m.d.sync += [r.eq(x) for r, x in zip(regs, params)]
@@ -170,13 +181,22 @@ class Requantizer(wiring.Component):
                 m.d.sync += p.eq(self.acc[lane] * self.mult)
             prods.append(p)
 
-        # -- stage 2: rounding shift ----------------------------------------------------------
+        # -- stage 2: rounding shift (with ``shift_stage``, stage 2a shifts by the high bits of
+        # ``shift`` and 2b by the low ones) -------------------------------------------------
+        signs, start, steps = [p[-1] for p in prods], None, None
+        if self.shift_stage:
+            half = len(shift1) // 2
+            start, signs = self._shift_high(m, prods, shift1, half)
+            regs = [Signal.like(x) for x in (shift1, zp1, relu1, os1)]
+            m.d.sync += [r.eq(x) for r, x in zip(regs, (shift1, zp1, relu1, os1))]
+            shift1, zp1, relu1, os1 = regs
+            steps = set(range(half))
         zp2, relu2, os2 = Signal.like(zp1), Signal(), Signal()
         m.d.sync += [zp2.eq(zp1), relu2.eq(relu1), os2.eq(os1)]
         stage2 = []
-        for lane, (p, (floor, half, sticky, over)) in enumerate(
-                zip(prods, _shift_right(prods, shift1))):
-            neg = p[-1]
+        shifted = _shift_right(prods if start is None else signs, shift1, steps=steps,
+                               start=start)
+        for lane, (neg, (floor, half, sticky, over)) in enumerate(zip(signs, shifted)):
             up = round_up(self.rounding, half=half, sticky=sticky, negative=neg, odd=floor[0])
             f2 = Signal(signed(_KEEP), name=f"floor{lane}")
             up2, over2, neg2 = (Signal(name=f"{n}{lane}") for n in ("up", "over", "neg"))
@@ -206,6 +226,20 @@ class Requantizer(wiring.Component):
             m.d.sync += self.y[lane].eq(Mux(os3, saturate(v, _S8), saturate(v, _U8)))
         return m
 
+    def _shift_high(self, m, prods, shift, half):
+        """Stage 2a: the shifter's steps by bits ``half`` and up of ``shift``, registered (the
+        partial value, sticky and over flags per lane), and each product's sign registered
+        beside them. Returns ``(start, signs)`` for :func:`_shift_right`'s second part."""
+        start, signs = [], []
+        parts = _shift_right(prods, shift, steps=set(range(half, len(shift))), partial=True)
+        for lane, (p, (x, sticky, over)) in enumerate(zip(prods, parts)):
+            regs = (Signal(signed(len(x)), name=f"sx{lane}"), Signal(name=f"sticky{lane}"),
+                    Signal(name=f"over_hi{lane}"), Signal(name=f"sign{lane}"))
+            m.d.sync += [r.eq(v) for r, v in zip(regs, (x, sticky, over, p[-1]))]
+            start.append(regs[:3])
+            signs.append(regs[3])
+        return start, signs
+
     def _partial_sum(self, m, lane):
         """Stage 0 of a wide product: ``acc[lane] * mult`` as registered partial products of the
         unsigned 17-bit slices of ``acc`` (the top slice signed), each within one 18x18 DSP;
@@ -220,7 +254,7 @@ class Requantizer(wiring.Component):
         return total
 
 
-def _shift_right(values, shift):
+def _shift_right(values, shift, *, steps=None, start=None, partial=False):
     """``value >> shift`` (arithmetic; ``shift`` a run-time value) of every value, for
     rounding: a list of ``(floor, half, sticky, over)``, where ``floor`` is the low ``_KEEP``
     bits of ``value >> shift`` (signed), ``half`` the remainder bit just below it (bit
@@ -233,10 +267,17 @@ def _shift_right(values, shift):
     step shifts out at the bottom make up ``sticky``. Plain expressions, no signal per step:
     the Python simulator re-runs a module's combinational process once per link of such a
     chain, which made simulation about three times slower.
+
+    In two parts, with a pipeline register between them: ``steps`` (a set of ``k``) limits a
+    call to those steps, ``partial`` returns the state after them per value, ``(x, sticky,
+    over)``, and ``start`` continues from such a state (``values`` still gives the signs).
     """
-    xs = [Cat(Const(0, 1), v).as_signed() for v in values]
-    sticky, over = [[] for _ in values], [[] for _ in values]
-    for k in reversed(range(len(shift))):
+    ks = [k for k in reversed(range(len(shift))) if steps is None or k in steps]
+    if start is None:
+        start = [(Cat(Const(0, 1), v).as_signed(), Const(0, 1), Const(0, 1)) for v in values]
+    xs = [x for x, _, _ in start]
+    sticky, over = [[s] for _, s, _ in start], [[o] for _, _, o in start]
+    for k in ks:
         step, keep = 1 << k, _KEEP + (1 << k)
         for lane, (v, x) in enumerate(zip(values, xs)):
             # x[:step] is all of x when step >= len(x): its sign bit is in, the rest copies.
@@ -246,6 +287,8 @@ def _shift_right(values, shift):
                 over[lane].append((x[keep:] ^ v[-1].replicate(len(x) - keep)).any())
                 x = x[:keep].as_signed()
             xs[lane] = x
+    if partial:
+        return [(x, Cat(*s).any(), Cat(*o).any()) for x, s, o in zip(xs, sticky, over)]
     out = []
     for v, x, s, o in zip(values, xs, sticky, over):
         x = _extend(x, _KEEP + 1)

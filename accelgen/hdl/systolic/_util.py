@@ -7,7 +7,7 @@ from ...generators.systolic import ELEMENT_EXP_BITS
 from ..common.floats import read_element, unpack_decoded
 from ..common.operands import read_operand
 
-__all__ = ["delay", "taps", "fit", "panel_k_bits", "row_bits", "read_array_operand",
+__all__ = ["delay", "taps", "lookahead", "fit", "panel_k_bits", "row_bits", "read_array_operand",
            "unpack_operand", "null_operand"]
 
 
@@ -28,6 +28,19 @@ def taps(m, value, cycles, name):
         m.d.sync += reg.eq(line[-1])
         line.append(reg)
     return [line[c] for c in cycles]
+
+
+def lookahead(m, next_value, *, name, init=0):
+    """``(flag, flag_next)``: a flag register that loads ``next_value``, the flag's value in
+    the next cycle, and that value itself. The control units compute such flags a cycle
+    ahead, for every outcome of this cycle's late decisions (which then only pick one), so
+    a consumer that registers its own decision a cycle ahead reads ``flag_next`` and everyone
+    else a flip-flop with no compare behind it."""
+    flag = Signal(name=name, init=init)
+    flag_next = Signal(name=f"{name}_next")
+    m.d.comb += flag_next.eq(next_value)
+    m.d.sync += flag.eq(flag_next)
+    return flag, flag_next
 
 
 def fit(value, width):

@@ -15,7 +15,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..common.loopnest import LoopNest
 from ..common.stream import stream_signature
-from ._util import null_operand, panel_k_bits, read_array_operand
+from ._util import lookahead, null_operand, panel_k_bits, read_array_operand
 from .control import event_signature, task_signature
 
 __all__ = ["AIntake", "Feeder", "step_beats_signature"]
@@ -307,11 +307,8 @@ class Feeder(wiring.Component):
         def below_fill_next(x):     # x < fill_rows of the next cycle
             return ~self.fill_restart & Mux(self.fill_take, x <= fill, x < fill)
 
-        row_in, row_in_next = Signal(name="fd_row_in"), Signal(name="fd_row_in_next")
-        m.d.comb += row_in_next.eq(~self.task.start & Mux(step, below_fill_next(after_step),
-                                                          below_fill_next(inner)))
-        m.d.sync += row_in.eq(row_in_next)
-        return row_in, row_in_next
+        return lookahead(m, ~self.task.start & Mux(step, below_fill_next(after_step),
+                                                   below_fill_next(inner)), name="fd_row_in")
 
     def _credit_left(self, m, step, credit, step_claim):
         """``credit != 0`` (ws: a row of the ring is free), as a register computed a cycle
@@ -320,12 +317,9 @@ class Feeder(wiring.Component):
         def left_after(value):      # value + the drain's credit != 0
             return Mux(self.credit, value + 1 != 0, value != 0)
 
-        left = Signal(name="fd_credit_left", init=1)
-        left_next = Signal(name="fd_credit_left_next")
-        m.d.comb += left_next.eq(self.task.start |
-                                 Mux(step, left_after(credit - step_claim), left_after(credit)))
-        m.d.sync += left.eq(left_next)
-        return left, left_next
+        return lookahead(m, self.task.start | Mux(step, left_after(credit - step_claim),
+                                                  left_after(credit)),
+                         name="fd_credit_left", init=1)
 
     def _ring_credit_covers(self, m, step, credit, os_last, rv):
         """``credit >= rv`` (the ring has room for this tile's rows), as a register computed a
@@ -341,8 +335,5 @@ class Feeder(wiring.Component):
         back = self.credit          # the drain gives a row back in this cycle
         keep = credit >= rv - back          # (Amaranth subtracts to a signed value)
         claim = credit >= 2 * rv - back
-        covers = Signal(name="fd_ring_ok", init=1)
-        covers_next = Signal(name="fd_ring_ok_next")
-        m.d.comb += covers_next.eq(self.task.start | Mux(step & os_last, claim, keep))
-        m.d.sync += covers.eq(covers_next)
-        return covers, covers_next
+        return lookahead(m, self.task.start | Mux(step & os_last, claim, keep),
+                         name="fd_ring_ok", init=1)

@@ -310,13 +310,17 @@ def assert_clean(bench, mismatches, what):
 
 
 async def reset(dut, cycles=RESET_CYCLES):
-    """Hold the synchronous ``rst`` for ``cycles`` rising edges, driving from falling edges
-    like the stream drivers do. Returns just after a falling edge with ``rst`` low."""
+    """Reset the block for ``cycles`` rising edges, driving from falling edges like the stream
+    drivers do. Returns just after a falling edge, the block out of reset. The simulation top
+    registers ``rst`` (:mod:`accelgen.sim.bulk`): the block resets on the ``cycles`` edges after
+    the first one with ``rst`` high, and the return waits one more edge, so the block's reset
+    edges are the last ``cycles`` before the return, as with a direct reset."""
     await FallingEdge(dut.clk)
     dut.rst.value = 1
     for _ in range(cycles):
         await FallingEdge(dut.clk)
     dut.rst.value = 0
+    await FallingEdge(dut.clk)
 
 
 # -- one-in/one-out blocks -----------------------------------------------------------------
