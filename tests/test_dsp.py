@@ -358,3 +358,28 @@ def test_systolic_pe_on_dsps_equals_the_inferred_pe(tmp_path, family, preset, pe
     out = _verilator(tmp_path, [tmp_path / "bench.v", tmp_path / "pe_ref.v",
                                 tmp_path / "pe_dsp.v", *_models(family, tmp_path)])
     assert f"PASS {CYCLES}" in out, out[-2000:]
+
+
+@pytest.mark.fpga
+@pytest.mark.parametrize("block, preset", [("systolic", "tiny"), ("mac", "tiny"),
+                                           ("mac", "int8"), ("softmax", "tiny"),
+                                           ("softmax", "table"), ("activation", "default"),
+                                           ("activation", "silu_pwl"), ("pim", "tiny")])
+def test_every_ice40_sb_mac16_is_clocked(tmp_path, block, preset):
+    """``accelgen synth --family ice40``: every ``SB_MAC16`` of these presets has a register
+    in use and its clock connected, so nextpnr times it against the design's clock (a DSP
+    whose operand and product registers all have a synchronous reset, or whose product goes
+    through logic before its register, stays combinational, clocked from a constant, and
+    untimed; before their data registers stopped having a reset, the softmax presets had two
+    to three such DSPs, mac tiny its one, pim tiny all eight)."""
+    from accelgen.fpga.flow import synth
+    from accelgen.generators.registry import get_spec
+    spec = get_spec(block)
+    rep = synth(spec, spec.presets[preset], "ice40", tmp_path, preset=preset)
+    net = json.loads(Path(rep.json).read_text())
+    dsps = [(name, cell) for module in net["modules"].values()
+            for name, cell in module["cells"].items() if cell["type"] == "SB_MAC16"]
+    assert dsps, "no SB_MAC16 to check"
+    for name, cell in dsps:
+        clk = cell["connections"]["CLK"]
+        assert all(isinstance(bit, int) for bit in clk), f"{name}: clock tied to {clk}"

@@ -606,6 +606,22 @@ def test_nextpnr_ice40_pseudo_clock_is_not_the_design_clock():
     assert not untimed_mac16("Info: promoting $PACKER_GND_NET (fanout 1)\n" + plain)
 
 
+def test_unclocked_sb_mac16_in_the_netlist():
+    """An SB_MAC16 whose clock pin is open (no register in use: yosys leaves ``CLK`` out) or
+    tied to a constant counts; one on a net, and other cells, do not."""
+    from accelgen.fpga.report import unclocked_mac16
+
+    def cell(kind, clk):
+        return {"type": kind, "connections": {} if clk is None else {"CLK": clk}}
+    netlist = {"modules": {"top": {"cells": {
+        "open": cell("SB_MAC16", None), "tied": cell("SB_MAC16", ["0"]),
+        "clocked": cell("SB_MAC16", [7]), "ecp5": cell("MULT18X18D", None),
+        "ff": cell("SB_DFF", ["0"])}}}}
+    assert unclocked_mac16(netlist) == 2
+    del netlist["modules"]["top"]["cells"]["open"], netlist["modules"]["top"]["cells"]["tied"]
+    assert unclocked_mac16(netlist) == 0
+
+
 # -- fpga tier ------------------------------------------------------------------------------------
 
 _BUILD_ONE = """

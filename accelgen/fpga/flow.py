@@ -49,7 +49,8 @@ from ..tools import ToolError, tool_env, which
 from .boards import BoardTop, get_board
 from .family import FAMILIES, check_family
 from .harness import simulate
-from .report import failure_detail, parse_nextpnr_log, resources_from_stat, untimed_mac16
+from .report import (failure_detail, parse_nextpnr_log, resources_from_stat, unclocked_mac16,
+                     untimed_mac16)
 
 __all__ = ["SynthReport", "BuildReport", "synth", "build", "warm_cache", "make_out_dir",
            "run_tool"]
@@ -103,8 +104,9 @@ class BuildReport:
         nextpnr's post-route maximum frequency of the board clock.
     fmax_note : str
         Why ``fmax_mhz`` may be optimistic, or ``""``: on iCE40, paths through an SB_MAC16
-        that yosys left combinational are clocked by nextpnr's constant-net pseudo-clock and
-        not timed (:func:`~accelgen.fpga.report.untimed_mac16`).
+        that yosys left combinational are not timed against the board clock (its clock pin
+        tied to a constant, nextpnr's pseudo-clock, :func:`~accelgen.fpga.report.untimed_mac16`,
+        or left open, :func:`~accelgen.fpga.report.unclocked_mac16`).
     target_mhz : float
         The board clock's frequency (the constraint nextpnr worked to).
     selfcheck_passed : bool
@@ -383,7 +385,9 @@ def _build(spec, config, board, fam, out_dir, *, beats, seed, quick, router, pro
     p_text = p_log.read_text(errors="replace")
     resources, fmax = parse_nextpnr_log(p_text, fam.name, clock_hint=platform.default_clk,
                                         synth_cells=synth_res["cells"])
-    note = "SB_MAC16 paths untimed (combinational DSP)" if untimed_mac16(p_text) else ""
+    unclocked = unclocked_mac16(json.loads((out_dir / f"{_TOP}.json").read_text()))
+    note = ("SB_MAC16 paths untimed (combinational DSP)"
+            if unclocked or untimed_mac16(p_text) else "")
     return BuildReport(
         board=board.name, family=fam.name, device=board.device, resources=resources,
         synth_resources=synth_res, fmax_mhz=fmax,

@@ -24,7 +24,7 @@ import re
 from .family import check_family
 
 __all__ = ["resources_from_stat", "parse_nextpnr_log", "fmax_from_log", "untimed_mac16",
-           "failure_detail"]
+           "unclocked_mac16", "failure_detail"]
 
 #: one row of nextpnr's "Device utilisation" table: bel type, used, available
 UTIL_ROW = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", re.M)
@@ -83,6 +83,21 @@ def untimed_mac16(text):
     """Whether a nextpnr log times a ``$PACKER_...`` pseudo-clock: paths into and out of such
     SB_MAC16s are not checked against the design's clock, so its Fmax is optimistic."""
     return _PSEUDO_CLOCK_TIMED.search(text) is not None
+
+
+def unclocked_mac16(netlist):
+    """How many ``SB_MAC16`` cells of a yosys JSON netlist (dict) have no clock: no register
+    in use, the ``CLK`` pin left open or tied to a constant. nextpnr-ice40 times neither kind
+    against the design's clock (a constant one becomes the ``$PACKER_...`` pseudo-clock of
+    :func:`untimed_mac16`; an open one leaves the DSP's pins as unclocked start and end
+    points), so paths through them are missing from the design's Fmax."""
+    count = 0
+    for module in netlist.get("modules", {}).values():
+        for cell in module.get("cells", {}).values():
+            if cell.get("type") == "SB_MAC16":
+                clk = cell.get("connections", {}).get("CLK", [])
+                count += not clk or not all(isinstance(bit, int) for bit in clk)
+    return count
 
 
 def fmax_from_log(text, clock_hint):

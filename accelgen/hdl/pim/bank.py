@@ -119,7 +119,9 @@ class BankModel(wiring.Component):
                 n = cfg.column_bits // width
                 row = []
                 for i in range(n):
-                    p = Signal(signed(2 * width), name=f"p_{f}_b{b}_{i}")
+                    # no reset: a product register with one keeps yosys from packing it
+                    # into an iCE40 SB_MAC16, which then stays combinational and untimed
+                    p = Signal(signed(2 * width), name=f"p_{f}_b{b}_{i}", reset_less=True)
                     w_el = words[b][i * width:(i + 1) * width].as_signed()
                     x_el = gb_rd.data[i * width:(i + 1) * width].as_signed()
                     m.d.sync += p.eq(w_el * x_el)
