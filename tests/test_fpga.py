@@ -7,6 +7,7 @@ A block's own harness, synthesis and builds are in its ``tests/test_<block>.py``
 
 import dataclasses
 import fcntl
+import json
 import os
 import random
 import re
@@ -618,6 +619,8 @@ def test_unclocked_sb_mac16_in_the_netlist():
         "clocked": cell("SB_MAC16", [7]), "ecp5": cell("MULT18X18D", None),
         "ff": cell("SB_DFF", ["0"])}}}}
     assert unclocked_mac16(netlist) == 2
+    assert unclocked_mac16(json.dumps(netlist)) == 2      # the netlist's text
+    assert unclocked_mac16('{"modules": {}}') == 0
     del netlist["modules"]["top"]["cells"]["open"], netlist["modules"]["top"]["cells"]["tied"]
     assert unclocked_mac16(netlist) == 0
 

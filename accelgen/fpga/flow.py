@@ -385,7 +385,7 @@ def _build(spec, config, board, fam, out_dir, *, beats, seed, quick, router, pro
     p_text = p_log.read_text(errors="replace")
     resources, fmax = parse_nextpnr_log(p_text, fam.name, clock_hint=platform.default_clk,
                                         synth_cells=synth_res["cells"])
-    unclocked = unclocked_mac16(json.loads((out_dir / f"{_TOP}.json").read_text()))
+    unclocked = unclocked_mac16((out_dir / f"{_TOP}.json").read_text())
     note = ("SB_MAC16 paths untimed (combinational DSP)"
             if unclocked or untimed_mac16(p_text) else "")
     return BuildReport(

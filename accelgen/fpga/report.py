@@ -19,6 +19,7 @@ Fmax is optimistic; :func:`fmax_from_log` never reports the pseudo-clock and
 :func:`untimed_mac16` says whether the log has one.
 """
 
+import json
 import re
 
 from .family import check_family
@@ -86,11 +87,16 @@ def untimed_mac16(text):
 
 
 def unclocked_mac16(netlist):
-    """How many ``SB_MAC16`` cells of a yosys JSON netlist (dict) have no clock: no register
+    """How many ``SB_MAC16`` cells of a yosys JSON netlist (its text, or the parsed dict)
+    have no clock: no register
     in use, the ``CLK`` pin left open or tied to a constant. nextpnr-ice40 times neither kind
     against the design's clock (a constant one becomes the ``$PACKER_...`` pseudo-clock of
     :func:`untimed_mac16`; an open one leaves the DSP's pins as unclocked start and end
     points), so paths through them are missing from the design's Fmax."""
+    if isinstance(netlist, str):
+        if '"SB_MAC16"' not in netlist:      # other families' netlists: no parse
+            return 0
+        netlist = json.loads(netlist)
     count = 0
     for module in netlist.get("modules", {}).values():
         for cell in module.get("cells", {}).values():

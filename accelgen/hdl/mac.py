@@ -46,12 +46,6 @@ from .common.stream import StreamBlock
 __all__ = ["MAC"]
 
 
-
-#: the pipeline registers a reset clears: the control bits that travel with a beat. The data
-#: registers (operands, products, partial sums) need none, and without one yosys packs the
-#: registers around a product into an iCE40 SB_MAC16, so nextpnr times it
-_CONTROL = ("valid", "mode", "clear", "last")
-
 class MAC(StreamBlock):
     """Mixed-precision SIMD multiply-accumulate unit.
 
@@ -90,7 +84,7 @@ class MAC(StreamBlock):
         # Each stage maps {control..., data nodes} to the next; a stage the configured depth
         # leaves out passes them through unregistered.
         depth = cfg.pipeline
-        pipe = Pipeline(m, reset=_CONTROL)
+        pipe = Pipeline(m, reset=self._CONTROL)
         p = self.i.payload
         s = dict(valid=self.i.valid & self.i.ready, mode=p.mode if cfg.mode_bits else 0,
                  clear=p.clear, last=p.last)
@@ -118,7 +112,11 @@ class MAC(StreamBlock):
                                  f"says {cfg.latency}")
         return m
 
-    _CONTROL = ("valid", "mode", "clear", "last")
+    #: the control fields of a beat, the only pipeline registers a reset clears (``add`` and
+    #: ``replace`` are the fp32 accumulator's write enable and select). The data registers
+    #: (operands, products, partial sums) need none, and without one yosys packs the
+    #: registers around a product into an iCE40 SB_MAC16, so nextpnr times it
+    _CONTROL = ("valid", "mode", "clear", "last", "end", "mx", "add", "replace")
     #: what travels with a beat through element lanes: control fields and MX scales
     _CARRIED = _CONTROL + ("scale_a", "scale_b")
 
@@ -333,7 +331,7 @@ class MAC(StreamBlock):
         shifted into the fixed-point window (element lanes have no fusion tree to fold)."""
         cfg = self.config
         depth = cfg.pipeline
-        pipe = Pipeline(m, reset=_CONTROL)
+        pipe = Pipeline(m, reset=self._CONTROL)
         p = self.i.payload
         s = dict(valid=self.i.valid & self.i.ready, a=p.a, b=p.b,
                  mode=p.mode if cfg.mode_bits else 0, clear=p.clear, last=p.last)

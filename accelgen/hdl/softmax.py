@@ -7,8 +7,8 @@ stage; pass 1 and the reciprocal are free-running pipelines, pass 2 stalls as a 
     i (x, mask, last)                                   pass 1: one element per cycle
       │  ingest: write address, row end (last or n_max-th beat), i.ready
       ▼
-    exponent unit (step 1)     table: [t = x*C >> G] [ROM] [ROM out]            3 stages
-      │                        pwl:   [t] [ROM slope, icpt] [ROM out] [slope off] [v]  5
+    exponent unit (step 1)     table: [x] [x*C] [ROM] [ROM out]                 4 stages
+      │                        pwl:   [x] [x*C] [ROM slope, icpt] [ROM out] [slope off] [v]  6
       │                        ibert: [x' div_mult] [k q] [-p, p + b] [-p (p + b)]
       │                               [-p (p + b) mult] [v]                          6
       ▼  (k, v, mask)
@@ -113,9 +113,10 @@ def _pwl_value(pipe, s, rom, offset, frac, value_range, carry):
     return s, _cut_to_range((s.prod + s.icpt) >> frac, *value_range)
 
 
-#: the pipeline registers a reset clears: the valid bits (the data beside them need none, and
-#: without a reset the registers around a product go into an iCE40 SB_MAC16, so it is timed)
-_RESET = ("valid",)
+#: the pipeline registers a reset clears: the valid bits and the tags that act as control
+#: (``row_end`` becomes the reciprocal pipeline's valid). The data beside them need none, and
+#: without a reset the registers around a product go into an iCE40 SB_MAC16, so it is timed
+_RESET = ("valid", "row_end", "end", "last", "bank", "mask")
 
 
 def _carry(stage, *names):
@@ -148,9 +149,9 @@ class Softmax(StreamBlock):
     latency : int
         ``config.latency``: clock edges from the one that accepts the beat of a one-element
         row to ``o.valid`` of its output, with empty pipelines and ``o.ready`` high. It is
-        ``3`` (table), ``5`` (pwl) or ``6`` (ibert) exponent stages, the maximum loop's
+        ``4`` (table), ``6`` (pwl) or ``6`` (ibert) exponent stages, the maximum loop's
         register, ``5`` to ``10`` reciprocal stages (table or PWL, Newton step) and ``5``
-        output stages: 17 for preset ``tiny``, 19 for ``default``.
+        output stages: 18 for preset ``tiny``, 20 for ``default``.
 
     Timing
     ------

@@ -126,7 +126,8 @@ class Requantizer(wiring.Component):
     cycle with the carry chain that joins its partial products. With ``shift_stage`` a stage
     2a registers the product shifted by the high bits of ``shift``. Stage 2 registers the
     rounded shift (the low 10 bits of ``floor``, the round-up bit and an out-of-range flag),
-    stage 3 the rounded value after relu, stage 4 ``y`` (without ``round_stage``, stage 3 ``y``).
+    stage 3 the rounded value after relu, stage 4 ``y`` (without ``round_stage``, stage 3 ``y``;
+    with ``shift_stage``, each of these one stage later).
     """
 
     def __init__(self, *, lanes, acc_width, mult_bits, rounding, shift_bits=6,
