@@ -333,7 +333,10 @@ class Feeder(wiring.Component):
         ``R - 1`` cycles of ``gap`` after that step rule out for ``R >= 2`` (``rv`` is always 1
         for ``R = 1``); after ``start`` the credit is ``acc_depth >= R``."""
         back = self.credit          # the drain gives a row back in this cycle
-        keep = credit >= rv - back          # (Amaranth subtracts to a signed value)
-        claim = credit >= 2 * rv - back
+        # each compare for both values of ``back``, which then picks one: the drain's issue
+        # decision is late, and no carry chain waits for it (Amaranth subtracts to a signed
+        # value, so ``rv - 1`` is -1 for ``rv`` 0)
+        keep = Mux(back, credit >= rv - 1, credit >= rv)
+        claim = Mux(back, credit >= 2 * rv - 1, credit >= 2 * rv)
         return lookahead(m, self.task.start | Mux(step & os_last, claim, keep),
                          name="fd_ring_ok", init=1)
