@@ -35,7 +35,7 @@ the block's own reset cycles and what follows them are unchanged). Why: Amaranth
 register's reset as a multiplexer in its combinational next-state block, so with ``rst`` a
 top-level input all of the block's next-state logic depends on an input, and Verilator
 evaluates it again on every input change, both clock edges included; through a flip-flop it is
-evaluated once per cycle (16x16 GEMM array, 256x256x256 bulk: 109k -> 160k cycles/s). The
+evaluated once per cycle (16x16 GEMM array, 256x512x512 bulk: 107k -> 171k cycles/s). The
 flip-flop sits in ``<top>_bench_core``, one level down, because the simulator build makes the
 top module's signals public (writable from VPI, so again treated as inputs); ``<top>_bench``
 only passes the ports through.
