@@ -177,11 +177,12 @@ REQUANT_CHUNK = 17
 
 def requantizer_latency(acc_width, mult_bits, round_stage=True, shift_stage=None):
     """Cycles of the hardware requantizer (:class:`accelgen.hdl.common.requant.Requantizer`)
-    for these widths: 3, plus 1 when ``acc * mult`` is wider than one 18x18 DSP multiply
+    for these widths: 3, plus 2 when ``acc * mult`` is wider than one 18x18 DSP multiply
     (``acc_width > 18`` and ``mult_bits > 1``), where it is built from partial products of
-    ``REQUANT_CHUNK``-bit slices of ``acc``, registered, then summed in a stage of its own;
+    ``REQUANT_CHUNK``-bit slices of ``acc`` with registered operands and products (a DSP's
+    input and output registers), then summed in a stage of its own;
     plus 1 with ``round_stage`` (the rounded value registered before the zero point is added);
     plus 1 with ``shift_stage`` (default: as ``round_stage``; the rounding shift in two
     stages, by the high bits of ``shift`` and then by the low ones)."""
     shift_stage = round_stage if shift_stage is None else shift_stage
-    return 3 + (acc_width > 18 and mult_bits > 1) + bool(round_stage) + bool(shift_stage)
+    return 3 + 2 * (acc_width > 18 and mult_bits > 1) + bool(round_stage) + bool(shift_stage)

@@ -273,20 +273,27 @@ def test_emit_for_ice40_instantiates_one_sb_mac16_per_pe(tmp_path):
 
 def test_emit_for_ecp5_instantiates_the_dsp_with_registers_and_says_so(tmp_path):
     """``emit(target="ecp5")`` (what ``accelgen synth --family ecp5`` writes): one
-    ``MULT18X18D`` per integer PE with its input and output registers, ``"target"`` in the
-    manifest; without a target the Verilog has none and the manifest no ``target`` key."""
+    ``MULT18X18D`` per integer PE with its input and output registers, and one per 17-bit
+    slice of the accumulator in each requantizer lane (its products are wider than 18x18)
+    with input and output registers; ``"target"`` in the manifest; without a target the
+    Verilog has none and the manifest no ``target`` key."""
     from accelgen.generators.emit import emit
     from accelgen.generators.registry import get_spec
     from accelgen.generators.systolic import PRESETS
+    from accelgen.numerics import REQUANT_CHUNK
 
     spec, cfg = get_spec("systolic"), PRESETS["default"]
+    assert cfg.requant and cfg.acc_width > 18 and not cfg.is_float
+    pes = cfg.rows * cfg.cols
+    slices = cfg.cols * -(-cfg.acc_width // REQUANT_CHUNK)
     plain = emit(spec, cfg, tmp_path / "plain")
     ecp5 = emit(spec, cfg, tmp_path / "ecp5", target="ecp5")
     text = ecp5.verilog.read_text()
-    assert text.count("MULT18X18D ") == cfg.rows * cfg.cols
-    assert text.count('.REG_INPUTA_CLK("CLK0")') == cfg.rows * cfg.cols
-    expected_output = '"CLK0"' if cfg.pe_pipeline else '"NONE"'
-    assert text.count(f".REG_OUTPUT_CLK({expected_output})") == cfg.rows * cfg.cols
+    assert text.count("MULT18X18D ") == pes + slices
+    assert text.count('.REG_INPUTA_CLK("CLK0")') == pes + slices
+    registered_pe = pes if cfg.pe_pipeline else 0
+    assert text.count('.REG_OUTPUT_CLK("CLK0")') == registered_pe + slices
+    assert text.count('.REG_OUTPUT_CLK("NONE")') == pes - registered_pe
     assert ecp5.manifest["target"] == "ecp5"
     assert "MULT18X18D" not in plain.verilog.read_text()
     assert "target" not in plain.manifest

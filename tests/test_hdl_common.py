@@ -1,7 +1,9 @@
 """The shared register pipeline (:mod:`accelgen.hdl.common.pipeline`) in the Amaranth simulator:
 its latency, and that a stalled output freezes it with no beat lost or duplicated. The blocks
-built on it (mac, activation, softmax) rely on exactly this."""
+built on it (mac, activation, softmax) rely on exactly this. And the systolic units' loop
+nest (:mod:`accelgen.hdl.common.loopnest`) against the Python loop it stands for."""
 
+import itertools
 import random
 from types import SimpleNamespace
 
@@ -11,6 +13,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
+from accelgen.hdl.common.loopnest import LoopNest
 from accelgen.hdl.common.pipeline import OutputBuffer, Pipeline, stall_enable
 
 
@@ -199,3 +202,63 @@ def test_output_buffer_under_backpressure_loses_nothing_and_room_ignores_ready(
     assert got == sent[:len(got)], where
     assert len(sent) - len(got) <= stages + 1, where     # the rest is in flight or waiting
     assert len(got) > 100, f"{where}: too few beats to mean anything"
+
+
+def _loop_nest_reference(limits, steps):
+    """Per iteration, per level: (counter, chunk) of ``for c0 in range(0, L0, s0): for c1 ...``
+    (every level runs at least once)."""
+    levels = [[(c, min(s, lim - c)) for c in range(0, max(lim, 1), s)]
+              for lim, s in zip(limits, steps, strict=True)]
+    return list(itertools.product(*levels))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_loop_nest_counts_every_iteration_of_the_blocked_space(seed):
+    """LoopNest against the Python loop nest it stands for: counters, chunks, first/end flags,
+    the wrap of each level on an advance, ``final`` and ``done``, and the ``*_next`` outputs
+    against the flags of the next cycle; random limits (partial last blocks included), an
+    advance in a random 70 % of the cycles, limits set a cycle before each ``start``."""
+    steps = (3, 2, 1)
+    dut = LoopNest(steps, width=6, name="t")
+    rng = random.Random(seed)
+    runs = [[rng.randint(1, 9) for _ in steps] for _ in range(6)]
+
+    async def bench(ctx):
+        for limits in runs:
+            for port, value in zip(dut.limit, limits, strict=True):
+                ctx.set(port, value)
+            await ctx.tick()
+            ctx.set(dut.start, 1)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            iterations = _loop_nest_reference(limits, steps)
+            index = 0
+            while True:
+                done = index == len(iterations)
+                assert ctx.get(dut.done) == done
+                current = iterations[0 if done else index]
+                for n, (ctr, chunk) in enumerate(current):
+                    assert ctx.get(dut.ctr[n]) == ctr, (limits, index, n)
+                    assert ctx.get(dut.chunk[n]) == chunk, (limits, index, n)
+                    assert ctx.get(dut.first[n]) == (ctr == 0)
+                    assert ctx.get(dut.end[n]) == (ctr + steps[n] >= limits[n])
+                if done:
+                    break
+                ends = [ctr + s >= lim for (ctr, _), s, lim in zip(current, steps, limits)]
+                assert ctx.get(dut.final) == all(ends)
+                advance = rng.random() < 0.7
+                ctx.set(dut.advance, advance)
+                for n in range(len(steps)):
+                    assert ctx.get(dut.wrap[n]) == (advance and all(ends[n:]))
+                following = [ctx.get(s) for s in (*dut.end_next, *dut.first_next, dut.done_next,
+                                                   *dut.ctr_next, *dut.chunk_next)]
+                await ctx.tick()
+                ctx.set(dut.advance, 0)
+                index += advance
+                assert following == [ctx.get(s) for s in (*dut.end, *dut.first, dut.done,
+                                                           *dut.ctr, *dut.chunk)]
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()

@@ -294,9 +294,10 @@ def test_converts_to_verilog():
 @pytest.mark.parametrize("acc_width, mult_bits", [(19, 2), (34, 17), (35, 10), (46, 16)])
 def test_wide_products_split_at_every_slice_boundary(acc_width, mult_bits):
     """Products wider than one 18x18 multiply are summed from 17-bit slices of ``acc`` in a
-    stage of their own (latency 6): exact whether the top slice is 1, 17 or 12 bits wide."""
+    stage of their own, their operands and products registered (latency 7): exact whether
+    the top slice is 1, 17 or 12 bits wide."""
     dut = Requantizer(lanes=16, acc_width=acc_width, mult_bits=mult_bits, rounding="half_even")
-    assert dut.latency == 6
+    assert dut.latency == 7
     rng = random.Random(f"split-{acc_width}-{mult_bits}")
     stimulus = _wide_stimulus(rng, 120, dut.lanes, acc_width, mult_bits)
     got, _ = _simulate(dut, stimulus)
@@ -306,7 +307,7 @@ def test_wide_products_split_at_every_slice_boundary(acc_width, mult_bits):
 
 def test_wide_latency_exact_and_parameters_travel_with_data():
     dut = Requantizer(lanes=2, acc_width=32, mult_bits=16, rounding="half_up")
-    assert dut.latency == 6
+    assert dut.latency == 7
     zero = np.array([0, 0])
     idle = (zero, 1, 0, 0, 0, 1)
     # -7 * 2**20 * 3 / 2**21 = -10.5: half_up gives -10
@@ -315,4 +316,4 @@ def test_wide_latency_exact_and_parameters_travel_with_data():
     got, trace = _simulate(dut, stimulus)
     assert got.tolist() == [[0, 0]] * 4 + [[0, -10], [100, 100]] + [[0, 0]] * 4
     raw = [_unpack9(v, 2).tolist() for v in trace]
-    assert raw[4 + 6] == [0, -10] and raw[5 + 6] == [100, 100]
+    assert raw[4 + 7] == [0, -10] and raw[5 + 7] == [100, 100]

@@ -12,10 +12,6 @@ from amaranth.hdl import Const, Elaboratable, Module, Mux, Signal
 __all__ = ["LoopNest"]
 
 
-def _min(a, b):
-    return Mux(a < b, a, b)
-
-
 class LoopNest(Elaboratable):
     """Counters of a loop nest, outermost level first.
 
@@ -44,7 +40,9 @@ class LoopNest(Elaboratable):
         The current iteration is over; go to the next one.
     limit : list of Signal(limit_width), in
         Per level; sampled on ``start`` and whenever the level wraps, so it must hold still
-        from ``start`` until ``done``.
+        from the cycle before ``start`` until ``done`` (its compares with the step are
+        registers, loaded in every cycle: a command register that is loaded at least a cycle
+        before ``start`` meets this).
     ctr : list of Signal(width), out
         Per level, the current value (a multiple of the level's step).
     first, end : list of Signal(), out
@@ -58,8 +56,11 @@ class LoopNest(Elaboratable):
     done : Signal(), out
         The final iteration has been advanced past.
     end_next, first_next : list of Signal(), out; done_next : Signal(), out
-        Combinational: what ``end``, ``first`` and ``done`` hold in the next cycle (for a
-        consumer that registers a decision a cycle ahead).
+    ctr_next, chunk_next : list of Signal, out
+        Combinational: what ``end``, ``first``, ``done``, ``ctr`` and ``chunk`` hold in the
+        next cycle
+        (for a consumer that registers a decision a cycle ahead, or that addresses a memory
+        a cycle early).
 
     Timing
     ------
@@ -89,6 +90,9 @@ class LoopNest(Elaboratable):
         self.end_next = [Signal(name=f"{name}_end{n}_next") for n in range(count)]
         self.first_next = [Signal(name=f"{name}_first{n}_next") for n in range(count)]
         self.done_next = Signal(name=f"{name}_done_next")
+        self.ctr_next = [Signal(width, name=f"{name}_c{n}_next") for n in range(count)]
+        self.chunk_next = [Signal(range(step + 1), name=f"{name}_chunk{n}_next")
+                           for n, step in enumerate(self.steps)]
         self._rem = [Signal(width + 1, name=f"{name}_rem{n}") for n in range(count)]
         self._name = name
 
@@ -111,10 +115,15 @@ class LoopNest(Elaboratable):
             wraps, carries = last_from[n], last_from[n + 1]     # if this cycle advances
             m.d.comb += self.wrap[n].eq(self.advance & wraps)
             left = rem - step                          # what remains after this iteration
-            first_end = limit <= step
+            # the level's first value is its last (``limit <= step``) and the one after next
+            # will be (``limit <= 2 step``): compares of the steady limit, as registers, so
+            # no carry chain of the limit's source reaches the flags (see ``limit``)
+            first_end = Signal(name=f"{self._name}_firstend{n}")
+            first_near = Signal(name=f"{self._name}_firstnear{n}")
+            m.d.sync += [first_end.eq(limit <= step), first_near.eq(limit <= 2 * step)]
             # ``near``: the level will be at its last value after one more carry (``rem <=
             # 2 step``), a register beside ``end``, so the end flag after an advance is a
-            # choice between registers (and ``limit <= step``, from the steady limit)
+            # choice between registers (and ``first_end``)
             near = Signal(name=f"{self._name}_near{n}")
             end_advanced.append(Mux(wraps, first_end, Mux(carries, near, self.end[n])))
             end_start.append(first_end)
@@ -125,12 +134,21 @@ class LoopNest(Elaboratable):
                                           ~(self.advance & carries) & self.first[n]))]
             # the flags' next values exist once, as the ``*_next`` outputs
             m.d.sync += [self.end[n].eq(self.end_next[n]), self.first[n].eq(self.first_next[n])]
+            m.d.sync += [self.ctr[n].eq(self.ctr_next[n]),
+                         self.chunk[n].eq(self.chunk_next[n])]
             with m.If(self.start | self.wrap[n]):
-                m.d.sync += [self.ctr[n].eq(0), rem.eq(limit), near.eq(limit <= 2 * step),
-                             self.chunk[n].eq(_min(limit, step))]
+                m.d.comb += [self.ctr_next[n].eq(0),
+                             self.chunk_next[n].eq(Mux(first_end, limit, step))]
+                m.d.sync += [rem.eq(limit), near.eq(first_near)]
             with m.Elif(self.advance & carries):
-                m.d.sync += [self.ctr[n].eq(self.ctr[n] + step), rem.eq(left),
-                             near.eq(left <= 2 * step), self.chunk[n].eq(_min(left, step))]
+                # ``left <= 2 step`` as ``rem <= 3 step``: a compare of a register, beside
+                # the subtraction rather than after it
+                m.d.comb += [self.ctr_next[n].eq(self.ctr[n] + step),
+                             self.chunk_next[n].eq(Mux(rem <= 2 * step, left, step))]
+                m.d.sync += [rem.eq(left), near.eq(rem <= 3 * step)]
+            with m.Else():
+                m.d.comb += [self.ctr_next[n].eq(self.ctr[n]),
+                             self.chunk_next[n].eq(self.chunk[n])]
         for n in range(count):
             with m.If(self.start):
                 m.d.sync += last_from[n].eq(_all(end_start[n:]))

@@ -48,6 +48,12 @@ def saturate(value, fmt):
             return _as(value, fmt)
         top, sign = value[w - 1:], value[-1]
         return _as(Mux(~sign & top.any(), fmt.max, Mux(sign & ~top.all(), fmt.min, value)), fmt)
+    if not fmt.signed and value.shape().signed and fmt.min == 0:
+        # into [0, 2**w - 1]: below when negative, above when a bit from ``w`` up is set
+        # (again bit tests, no compares)
+        sign = value[-1]
+        above = value[w:-1].any() if len(value) > w + 1 else Const(0, 1)
+        return _as(Mux(sign, 0, Mux(above, fmt.max, value)), fmt)
     clamped = Mux(value > fmt.max, fmt.max, Mux(value < fmt.min, fmt.min, value))
     return _as(clamped, fmt)
 

@@ -4,8 +4,10 @@
 
       acc[0..L-1]   mult   shift   zero_point, relu, out_signed
           │           │      │       │
-      acc_i * mult, per 17-bit slice of acc          stage 0 (wide products only): partial
-          [pp registers]                             products, one DSP each
+          [slice and mult registers]                 stage 0' (wide products only): the DSPs'
+      acc_i * mult, per 17-bit slice of acc          input registers; stage 0: partial
+          [pp registers]                             products, one DSP each (its output
+                                                     registers)
           │                  │       │
       p = acc * mult         │       │              stage 1: product (DSP) or the sum of
           [p registers]  [parameter registers]      the partial products, per lane
@@ -27,11 +29,12 @@
 Numeric semantics are defined by :func:`accelgen.numerics.requantize`.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...numerics import REQUANT_CHUNK, ConfigError, IntFormat, Rounding, requantizer_latency
+from .dsp import registered_product
 from .numerics import round_up, saturate
 
 __all__ = ["Requantizer"]
@@ -114,16 +117,19 @@ class Requantizer(wiring.Component):
     Timing
     ------
     A free-running pipeline in the ``sync`` domain with no enable and no valid bit:
-    ``latency`` cycles (:func:`accelgen.numerics.requantizer_latency`: 5, or 6 for a product
+    ``latency`` cycles (:func:`accelgen.numerics.requantizer_latency`: 5, or 7 for a product
     wider than one 18x18 multiply; one less each without ``round_stage``, without
     ``shift_stage``), and ``y`` during cycle
     ``t + latency`` is the requantization of ``acc`` *and the parameter inputs* during cycle
     ``t`` (the parameters travel down the pipeline with the data, so they may change on any
     cycle). Stage 1
     registers the product ``acc * mult`` (one multiplier per lane, left for yosys to map to
-    DSP blocks); when it is wide, a stage 0 before it registers the partial products of
-    17-bit slices of ``acc`` (one DSP each) and stage 1 their sum, so no multiply shares a
-    cycle with the carry chain that joins its partial products. With ``shift_stage`` a stage
+    DSP blocks); when it is wide, a stage 0' registers 17-bit slices of ``acc`` and ``mult``,
+    a stage 0 their partial products and stage 1 their sum, so no multiply shares a cycle
+    with the carry chain that joins its partial products, nor with the routing into and out
+    of the DSP column (elaborated for ECP5, each partial product is a ``MULT18X18D`` with
+    its input and output registers in use, see
+    :func:`~accelgen.hdl.common.dsp.registered_product`). With ``shift_stage`` a stage
     2a registers the product shifted by the high bits of ``shift``. Stage 2 registers the
     rounded shift (the low 10 bits of ``floor``, the round-up bit and an out-of-range flag),
     stage 3 the rounded value after relu, stage 4 ``y`` (without ``round_stage``, stage 3 ``y``;
@@ -167,8 +173,8 @@ class Requantizer(wiring.Component):
 
         # -- stages 0 and 1: products; the parameters travel along -----------------------------
         params = [self.shift, self.zero_point, self.relu, self.out_signed]
-        split = self.latency == 4 + self.round_stage + self.shift_stage
-        for _ in range(1 + split):
+        split = self.latency == 5 + self.round_stage + self.shift_stage
+        for _ in range(1 + 2 * split):
             regs = [Signal.like(x) for x in params]
             m.d.sync += [r.eq(x) for r, x in zip(regs, params)]
             params = regs
@@ -177,7 +183,7 @@ class Requantizer(wiring.Component):
         for lane in range(self.lanes):
             p = Signal(signed(self.product_width), name=f"p{lane}")
             if split:
-                m.d.sync += p.eq(self._partial_sum(m, lane))
+                m.d.sync += p.eq(self._partial_sum(m, lane, platform))
             else:
                 m.d.sync += p.eq(self.acc[lane] * self.mult)
             prods.append(p)
@@ -233,7 +239,8 @@ class Requantizer(wiring.Component):
         beside them. Returns ``(start, signs)`` for :func:`_shift_right`'s second part."""
         start, signs = [], []
         parts = _shift_right(prods, shift, steps=set(range(half, len(shift))), partial=True)
-        for lane, (p, (x, sticky, over)) in enumerate(zip(prods, parts)):
+        for lane, (p, (x, _, _)) in enumerate(zip(prods, parts)):
+            sticky, over = _high_shift_flags(p, shift, half)
             regs = (Signal(signed(len(x)), name=f"sx{lane}"), Signal(name=f"sticky{lane}"),
                     Signal(name=f"over_hi{lane}"), Signal(name=f"sign{lane}"))
             m.d.sync += [r.eq(v) for r, v in zip(regs, (x, sticky, over, p[-1]))]
@@ -241,16 +248,20 @@ class Requantizer(wiring.Component):
             signs.append(regs[3])
         return start, signs
 
-    def _partial_sum(self, m, lane):
-        """Stage 0 of a wide product: ``acc[lane] * mult`` as registered partial products of the
-        unsigned 17-bit slices of ``acc`` (the top slice signed), each within one 18x18 DSP;
-        returns their shifted sum (for stage 1's register)."""
+    def _partial_sum(self, m, lane, platform):
+        """Stages 0' and 0 of a wide product: ``acc[lane] * mult`` as partial products of the
+        unsigned 17-bit slices of ``acc`` (the top slice signed), each within one 18x18 DSP
+        whose operands (the slice, ``mult``) and product are registered; returns their
+        shifted sum (for stage 1's register)."""
         acc, total = self.acc[lane], 0
         for n, low in enumerate(range(0, self.acc_width, REQUANT_CHUNK)):
             top = low + REQUANT_CHUNK >= self.acc_width
             piece = acc[low:] if top else acc[low:low + REQUANT_CHUNK].as_unsigned()
-            pp = Signal(signed(len(piece) + self.mult_bits + 1), name=f"pp{lane}_{n}")
-            m.d.sync += pp.eq(piece.as_signed() * self.mult if top else piece * self.mult)
+            piece_q = Signal(signed(len(piece) + (not top)), name=f"ra{lane}_{n}")
+            mult_q = Signal(signed(self.mult_bits + 1), name=f"rm{lane}_{n}")
+            m.d.sync += [piece_q.eq(piece), mult_q.eq(self.mult)]
+            pp = registered_product(m, piece, self.mult, piece_q, mult_q, output_register=True,
+                                    platform=platform, name=f"pp{lane}_{n}")
             total = total + (pp << low)
         return total
 
@@ -296,6 +307,28 @@ def _shift_right(values, shift, *, steps=None, start=None, partial=False):
         o.append(x[_KEEP] ^ v[-1])      # the floor's own sign bit
         out.append((x[1:_KEEP + 1].as_signed(), x[0], Cat(*s).any(), Cat(*o).any()))
     return out
+
+
+def _high_shift_flags(value, shift, half):
+    """``(sticky, over)`` of :func:`_shift_right`'s steps by bits ``half`` and up of ``shift``
+    (``partial``), taken from ``value`` itself rather than from the shifter's stages. With
+    ``s`` those bits' shift (a multiple of ``2**half``), the steps shift out the low ``s``
+    bits of ``2 value`` (sticky: any is set) and drop, step by step, bits of ``2 value`` at
+    ``s + _KEEP + 2**half`` and up (over: any differs from the sign), since each step's
+    dropped bits lie at or above where the last step drops. One OR per possible ``s``, picked
+    by those bits of ``shift``: two LUT levels less than the shifter's own chain."""
+    x = Cat(Const(0, 1), value)
+    sign = value[-1]
+    keep = _KEEP + (1 << half)
+    stickies, overs = [], []
+    for high in range(1 << (len(shift) - half)):
+        s = high << half
+        stickies.append(x[:min(s, len(x))].any() if s else Const(0, 1))
+        top = s + keep
+        overs.append((x[top:] ^ sign.replicate(len(x) - top)).any() if top < len(x)
+                     else Const(0, 1))
+    high = shift[half:]
+    return Array(stickies)[high], Array(overs)[high]
 
 
 def _extend(x, width):

@@ -49,15 +49,17 @@ class Preloader(wiring.Component):
     c : In(stream_signature(config.c_fields))
         The block's ``c`` stream.
     wr_en : Out(1), wr_addr : Out(acc_addr_bits), wr_data : Out(cols * acc_width)
-        A memory write, in the cycle the beat is taken.
+        A memory write (registers), in the cycle after the beat is taken.
     done : Out(1)
-        Every row of the command has been written.
+        Every beat of the command has been taken.
 
     Timing
     ------
     ``c.ready`` is high during ``task.preloading`` until the command's ``NB * M`` beats are
-    taken; each beat is written in the cycle it is taken and ``done`` rises the cycle after
-    the last one.
+    taken; each beat is written in the cycle after it is taken (the write goes from
+    registers into the block RAM, not from the ``c`` handshake) and ``done`` rises the cycle
+    after the last take, so the last row is written in the first cycle of ``done``, long
+    before the writer's first read of any row (the array's first result row).
     """
 
     def __init__(self, config):
@@ -89,7 +91,7 @@ class Preloader(wiring.Component):
         lanes = [Mux(j < cv, self.c.payload.c[j * W:(j + 1) * W], 0) for j in range(cfg.cols)]
         m.d.comb += [self.c.ready.eq(task.preloading & ~loop.done),
                      take.eq(self.c.valid & self.c.ready)]
-        m.d.comb += [self.wr_en.eq(take), self.wr_addr.eq(addr), self.wr_data.eq(Cat(*lanes))]
+        m.d.sync += [self.wr_en.eq(take), self.wr_addr.eq(addr), self.wr_data.eq(Cat(*lanes))]
         return m
 
 
@@ -156,10 +158,22 @@ class Writer(wiring.Component):
             m.d.sync += rowbase.eq(0)
         with m.Elif(loop.wrap[1]):
             m.d.sync += rowbase.eq(rowbase + p.m)
-        mid, inner = loop.ctr[1], loop.ctr[2]
-        m_index = Mux(ws, inner, mid + inner)
-        keep = ws | (m_index < p.m)                 # os: padding rows of the last tile
-        addr = (rowbase + m_index)[:cfg.acc_addr_bits]
+        # the row address ``rowbase + m`` (m: os ``mb*R + i``, ws the loop's m) and the os
+        # row index kept as registers that step with the loop, so the block RAM's read
+        # address comes from a flip-flop, not from two adders of the loop counters: the next
+        # row is the one after (os: across tiles too), ws goes back to ``rowbase`` for each
+        # K-block, and a new column block starts at ``rowbase + M``
+        addr = Signal(cfg.acc_addr_bits, name="wr_addr")
+        os_row = Signal(cfg.dim_bits + 1, name="wr_os_row")
+        with m.If(task.start):
+            m.d.sync += [addr.eq(0), os_row.eq(0)]
+        with m.Elif(loop.wrap[1]):
+            m.d.sync += [addr.eq(rowbase + p.m), os_row.eq(0)]
+        with m.Elif(loop.wrap[2] & ws):
+            m.d.sync += addr.eq(rowbase)
+        with m.Elif(take):
+            m.d.sync += [addr.eq(addr + 1), os_row.eq(os_row + 1)]
+        keep = ws | (os_row < p.m)                  # os: padding rows of the last tile
         overwrite = ~p.accumulate & ~p.preload & (~ws | loop.first[1])
         final = ~ws | loop.end[1]
         m.d.comb += self.rd_addr.eq(addr)
@@ -276,8 +290,9 @@ class Drain(wiring.Component):
         # D1: data; lanes past N are sent as zeros (after requantization)
         cv = loop.chunk[0]
         v1, last1 = Signal(name="d1_valid"), Signal(name="d1_last")
-        cv1 = Signal(range(C + 1), name="d1_cv")
-        m.d.sync += [v1.eq(issue), last1.eq(issue & loop.final), cv1.eq(cv)]
+        cv1 = Signal(C, name="d1_lanes")       # lane j is within N: a mask, not a count
+        m.d.sync += [v1.eq(issue), last1.eq(issue & loop.final),
+                     cv1.eq(Cat(*(j < cv for j in range(C))))]
         # D2: the block RAM's output registered
         data2 = Signal(C * W, name="d2_data")
         m.d.sync += data2.eq(self.rd_data)
@@ -292,7 +307,10 @@ class Drain(wiring.Component):
                 m.d.comb += [req.mult.eq(p.mult), req.shift.eq(p.shift),
                              req.zero_point.eq(p.zero_point), req.relu.eq(p.relu),
                              req.out_signed.eq(p.out_signed)]
-            rq = p.output == 1
+            # the command's output choice as a register (the command is steady from the cycle
+            # before ``start``): it selects every lane of the output word
+            rq = Signal(name="dr_requant")
+            m.d.sync += rq.eq(p.output == 1)
             vq = delay(m, v1 & rq, req.latency, "dq_v")
             lq = delay(m, last1, req.latency, "dq_l")
             cq = delay(m, cv1, req.latency, "dq_cv")
@@ -302,7 +320,7 @@ class Drain(wiring.Component):
             lanes = [Mux(rq, req.y[j], raw[j]) for j in range(C)]
         else:
             valid, last, cvo, lanes = v1, last1, cv1, raw
-        lanes = [Mux(j < cvo, x, 0) for j, x in enumerate(lanes)]
+        lanes = [Mux(cvo[j], x, 0) for j, x in enumerate(lanes)]
         word = Signal(word_width, name="dr_word")
         m.d.comb += word.eq(Cat(*[fit(x, W) for x in lanes], last))
         m.d.comb += [ofifo.w_en.eq(valid), ofifo.w_data.eq(word)]
@@ -311,13 +329,16 @@ class Drain(wiring.Component):
         with m.Else():
             m.d.sync += inflight.eq(inflight + issue - valid)
         # next cycle's room (``occupied`` < depth: the FIFO's words and the rows in flight to
-        # it), for both outcomes of this cycle's issue, which picks one: exact, and no adder
-        # or compare between the registers and ``issue``. (Nothing is in flight or in the FIFO
-        # when a command starts: the previous one finished with both empty.)
+        # it), for the four outcomes of this cycle's issue and output read, which pick one:
+        # the next ``occupied`` is ``occupied - read + issue``, so each outcome is a compare of
+        # the register with a constant, and no adder sits before the flag. (Nothing is in
+        # flight or in the FIFO when a command starts: the previous one finished with both
+        # empty.)
         occupied = Signal(range(depth + 1), name="dr_occupied")
-        kept = occupied - (ofifo.r_rdy & ofifo.r_en)
-        m.d.sync += [occupied.eq(kept + issue),
-                     room.eq(Mux(issue, kept + 1 < depth, kept < depth))]
+        read = ofifo.r_rdy & ofifo.r_en
+        m.d.sync += [occupied.eq(occupied - read + issue),
+                     room.eq(Mux(issue, Mux(read, occupied < depth, occupied < depth - 1),
+                                 Mux(read, occupied < depth + 1, occupied < depth)))]
         m.d.comb += [self.o.valid.eq(ofifo.r_rdy), self.o.payload.eq(ofifo.r_data),
                      ofifo.r_en.eq(self.o.ready)]
         # empty: also nothing in the FIFO's inner memory on its way to the output register

@@ -14,7 +14,9 @@ the ``task`` interface; the units report back through ``done`` flags and the fee
 ``events``.
 """
 
-from amaranth.hdl import Const, Module, Mux, Signal
+from types import SimpleNamespace
+
+from amaranth.hdl import Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -125,7 +127,7 @@ class Control(wiring.Component):
 
     def elaborate(self, platform):
         cfg, m = self.config, Module()
-        R, C, D = cfg.rows, cfg.cols, cfg.acc_depth
+        C = cfg.cols
         task, ev = self.task, self.events
         p = task.params
         accept = Signal(name="accept")
@@ -135,20 +137,7 @@ class Control(wiring.Component):
         cw = cfg.counter_width
         ctr = {name: Signal(cw, name=f"ctr_{name}") for name in
                ("cycles", "busy", "stall_a", "stall_b", "stall_out", "macs")}
-        chk_rows = Signal(row_bits(cfg), name="chk_rows")
-        chk_cols = Signal(cfg.dim_bits + 1, name="chk_cols")
-
-        unsupported = Const(0, 1)
-        if cfg.dataflow_bits and len(cfg.dataflows) < (1 << cfg.dataflow_bits):
-            unsupported = unsupported | (p.dataflow >= len(cfg.dataflows))
-        if cfg.mode_bits and len(cfg.modes) < (1 << cfg.mode_bits):
-            unsupported = unsupported | (p.mode >= len(cfg.modes))
-        unsupported = unsupported | (p.output == 3)
-        if not cfg.requant:
-            unsupported = unsupported | (p.output == 1)
-        zero = (p.m == 0) | (p.k == 0) | (p.n == 0)
-        ws_big = task.ws & (p.m > D) & (p.k > R)
-        resident = p.accumulate | p.preload | (p.output == 2)
+        check = self._checks(m, accept)
 
         # ``start`` fans out to hundreds of flip-flops: it is a register; so are ``run`` and
         # ``preloading`` (RUN / PRELOAD and not ``start``), which gate the units' handshakes
@@ -158,32 +147,33 @@ class Control(wiring.Component):
                 m.d.comb += [self.cmd.ready.eq(1), accept.eq(self.cmd.valid)]
                 with m.If(self.cmd.valid):
                     m.d.sync += [c.eq(0) for c in ctr.values()]
-                    m.d.sync += [ctr["cycles"].eq(1), chk_rows.eq(0), chk_cols.eq(0)]
+                    m.d.sync += ctr["cycles"].eq(1)
                     m.next = "CHECK"
             with m.State("CHECK"):
                 m.d.sync += ctr["cycles"].eq(ctr["cycles"] + 1)
-                with m.If(zero):
+                with m.If(check.zero):
                     m.d.sync += err.eq(1)
                     m.next = "RESPOND"
-                with m.Elif(unsupported):
+                with m.Elif(check.unsupported):
                     m.d.sync += err.eq(4)
                     m.next = "RESPOND"
-                with m.Elif(p.k > cfg.k_max):
+                with m.Elif(check.k_big):
                     m.d.sync += err.eq(2)
                     m.next = "RESPOND"
-                with m.Elif(ws_big):
+                with m.Elif(check.ws_big):
                     m.d.sync += err.eq(3)
                     m.next = "RESPOND"
-                with m.Elif(resident & (chk_rows > D)):
+                with m.Elif(check.resident & check.rows_over):
                     m.d.sync += err.eq(3)
                     m.next = "RESPOND"
-                with m.Elif(~resident | (chk_cols >= p.n)):
+                with m.Elif(~check.resident | check.cols_done):
                     m.d.sync += [err.eq(0), task.start.eq(1)]
                     m.next = "RUN"
                     with m.If(p.preload):
                         m.next = "PRELOAD"
                 with m.Else():   # count NB * M one column block per cycle
-                    m.d.sync += [chk_rows.eq(chk_rows + p.m), chk_cols.eq(chk_cols + C)]
+                    m.d.sync += [check.rows_left.eq(check.rows_left - p.m),
+                                 check.cols_left.eq(check.cols_left - C)]
             with m.State("PRELOAD"):
                 m.d.sync += ctr["cycles"].eq(ctr["cycles"] + 1)
                 with m.If(self.preload_done & ~task.start):
@@ -214,14 +204,52 @@ class Control(wiring.Component):
             m.d.comb += self.rsp.payload[name].eq(Mux(err == 0, c, 0))
         return m
 
+    def _checks(self, m, accept):
+        """The command's checks as flags for CHECK: the ones of the command alone registered
+        with it from ``cmd.payload`` (so CHECK's state logic reads flip-flops, not compares of
+        the command register), and the resident rows ``NB * M`` as a count-down that CHECK
+        steps one column block per cycle: ``rows_left = D - rows`` (over: negative) and
+        ``cols_left = N - 1 - cols`` (done: negative), sign bits instead of compares."""
+        cfg, c = self.config, self.cmd.payload
+        R, D = cfg.rows, cfg.acc_depth
+        flags = SimpleNamespace(**{name: Signal(name=f"chk_{name}") for name in
+                                   ("zero", "unsupported", "k_big", "ws_big", "resident")})
+        flags.rows_left = Signal(signed(row_bits(cfg) + 1), name="chk_rows_left")
+        flags.cols_left = Signal(signed(cfg.dim_bits + 2), name="chk_cols_left")
+        unsupported = Const(0, 1)
+        if cfg.dataflow_bits and len(cfg.dataflows) < (1 << cfg.dataflow_bits):
+            unsupported = unsupported | (c.dataflow >= len(cfg.dataflows))
+        if cfg.mode_bits and len(cfg.modes) < (1 << cfg.mode_bits):
+            unsupported = unsupported | (c.mode >= len(cfg.modes))
+        unsupported = unsupported | (c.output == 3)
+        if not cfg.requant:
+            unsupported = unsupported | (c.output == 1)
+        with m.If(accept):
+            m.d.sync += [
+                flags.zero.eq((c.m == 0) | (c.k == 0) | (c.n == 0)),
+                flags.unsupported.eq(unsupported),
+                flags.k_big.eq(c.k > cfg.k_max),
+                flags.ws_big.eq(self._selects_ws(c) & (c.m > D) & (c.k > R)),
+                flags.resident.eq(c.accumulate | c.preload | (c.output == 2)),
+                flags.rows_left.eq(D),
+                flags.cols_left.eq(c.n - 1),
+            ]
+        flags.rows_over = flags.rows_left[-1]
+        flags.cols_done = flags.cols_left[-1]
+        return flags
+
+    def _selects_ws(self, params):
+        """The command ``params`` runs the ws dataflow."""
+        cfg = self.config
+        if "ws" not in cfg.dataflows:
+            return Const(0, 1)
+        if len(cfg.dataflows) == 1:
+            return Const(1, 1)
+        return params.dataflow == cfg.dataflows.index("ws")
+
     def _command(self, m, accept):
         """The command register and the dataflow it selects."""
-        cfg, task = self.config, self.task
+        task = self.task
         with m.If(accept):
             m.d.sync += task.params.eq(self.cmd.payload)
-        if "ws" not in cfg.dataflows:
-            m.d.comb += task.ws.eq(0)
-        elif len(cfg.dataflows) == 1:
-            m.d.comb += task.ws.eq(1)
-        else:
-            m.d.comb += task.ws.eq(task.params.dataflow == cfg.dataflows.index("ws"))
+        m.d.comb += task.ws.eq(self._selects_ws(task.params))

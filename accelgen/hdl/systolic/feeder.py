@@ -90,8 +90,10 @@ class AIntake(wiring.Component):
         m.d.sync += ready.eq(task.run_next & ~all_taken & (held + take < depth))
         beat, beat_valid = Signal(width, name="ai_beat"), Signal(name="ai_beat_valid")
         m.d.sync += [beat.eq(self.a.payload.a), beat_valid.eq(take)]
-        # what steps.valid holds in the next cycle (the feeder decides its steps a cycle ahead)
-        m.d.comb += self.valid_next.eq(fifo.level + beat_valid - read != 0)
+        # what steps.valid holds in the next cycle (the feeder decides its steps a cycle
+        # ahead): ``level + beat_valid - read != 0``, as compares of the level register that
+        # the late read only picks (a read needs ``level >= 1``)
+        m.d.comb += self.valid_next.eq(beat_valid | Mux(read, fifo.level != 1, fifo.level != 0))
         m.d.comb += [
             self.a.ready.eq(ready),
             take.eq(self.a.valid & ready),
@@ -115,9 +117,11 @@ class Feeder(wiring.Component):
         The B-panel banks that hold a complete panel; the bank being filled, the count of its
         rows written, whether one is written in this cycle and whether the count restarts at
         0 in the next (an os step may read a row of a panel still being loaded).
-    panel_addr : Out(panel_k_bits + 1), panel_release : Out(2)
-        os: the panel row (bank, k) of the next step; the bank freed by the last step of a
-        panel (one-hot, for one cycle). The panel buffer returns the row one cycle later.
+    panel_addr_next : Out(panel_k_bits + 1), panel_release : Out(2)
+        os: the panel row (bank, k) of the step in the next cycle (combinational: the panel
+        buffer reads it a cycle early and returns it in the cycle after that step, when F1
+        holds the step); the bank freed by the last step of a panel (one-hot, for one
+        cycle).
     w_ready, w_bank_ready : In(1)
         ws, from the weight loader: the next weight tile is in the shadow chain / the panel
         it loads from is complete (for ``stall_b`` only). 0 in os-only builds.
@@ -159,7 +163,7 @@ class Feeder(wiring.Component):
             "fill_rows": In(panel_k_bits(config) + 1),
             "fill_take": In(1),
             "fill_restart": In(1),
-            "panel_addr": Out(panel_k_bits(config) + 1),
+            "panel_addr_next": Out(panel_k_bits(config) + 1),
             "panel_release": Out(2),
             "w_ready": In(1),
             "w_bank_ready": In(1),
@@ -188,7 +192,6 @@ class Feeder(wiring.Component):
         step = Signal(name="step")
         m.submodules.loop = loop = _step_nest(cfg, "fd")
         m.d.comb += loop.drive(start=task.start, advance=step, limits=_step_limits(task))
-        inner = loop.ctr[2]
         m.d.comb += self.done.eq(loop.done)
         bank = Signal(name="fd_bank")
         bank_next = Signal(name="fd_bank_next")
@@ -208,7 +211,7 @@ class Feeder(wiring.Component):
         # rows a step claims, if it goes: an os tile's last step its rows, a ws step of the
         # first K-block one
         step_claim = Mux(ws, loop.first[1], Mux(os_last, rv, 0))
-        os_ring_ok, os_ring_ok_next = self._ring_credit_covers(m, step, credit, os_last, rv)
+        os_ring_ok, os_ring_ok_next = self._ring_credit_covers(m, step, credit, os_last, loop)
         row_in, row_in_next = self._row_written(m, loop, step)
         panel_full = self.bank_full.bit_select(bank, 1) | \
             ((self.fill_bank == bank) & row_in)                         # or this row is in
@@ -216,7 +219,7 @@ class Feeder(wiring.Component):
         # ws: the weight tile must be loaded for its first row
         ws_first = loop.first[2]
         ws_claims = loop.first[1]
-        ws_ring_ok, ws_ring_ok_next = self._credit_left(m, step, credit, step_claim)
+        ws_ring_ok, ws_ring_ok_next = self._credit_left(m, step, credit, ws_claims)
         ws_ok = (~ws_first | self.w_ready) & (~ws_claims | ws_ring_ok)
         ready = Signal(name="fd_ready")     # this cycle's conditions (for the counters)
         m.d.comb += [
@@ -230,7 +233,11 @@ class Feeder(wiring.Component):
                                         ((gap_next == 0) & os_ring_ok_next))
         ws_ok_next = (~loop.first_next[2] | self.w_ready_next) & \
             (~loop.first_next[1] | ws_ring_ok_next)
-        m.d.sync += step.eq(task.run_next & ~loop.done_next & self.a_valid_next &
+        # ``run``, not ``run_next``: they differ only in the cycle RUN begins (no ``a`` beat
+        # can be in the FIFO then: the intake takes beats from RUN on) and once the command
+        # is finishing (the feeder is done then), so the controller's state logic stays off
+        # the issue path
+        m.d.sync += step.eq(task.run & ~loop.done_next & self.a_valid_next &
                             Mux(ws, ws_ok_next, os_ok_next))
         claim = Mux(step, step_claim, 0)
         with m.If(task.start):
@@ -247,9 +254,10 @@ class Feeder(wiring.Component):
             m.d.comb += gap_next.eq(gap)
         m.d.sync += gap.eq(gap_next)
 
-        # os: the panel row for this step; in ws the weight loader owns the read port
+        # os: the panel row for the next cycle's step (read a cycle early, so the block RAM's
+        # output goes into a register); in ws the weight loader owns the read port
         m.d.comb += [
-            self.panel_addr.eq(Cat(inner[:panel_k_bits(cfg)], bank)),
+            self.panel_addr_next.eq(Cat(loop.ctr_next[2][:panel_k_bits(cfg)], bank_next)),
             self.panel_release.eq(Mux(loop.wrap[1] & ~ws, Mux(bank, 0b10, 0b01), 0)),
         ]
 
@@ -296,32 +304,49 @@ class Feeder(wiring.Component):
         return m
 
     def _row_written(self, m, loop, step):
-        """``inner < fill_rows`` (the step's panel row is written), as a register: computed a
-        cycle ahead from what the inner counter and ``fill_rows`` will hold, for both
-        outcomes of this cycle's issue decision and of the panel's write (``x < fill + 1``
-        is ``x <= fill``), which only pick one. So the compares are of registers, not on the
-        issue path, and the flag is exact, not a cycle late."""
+        """``inner < fill_rows`` (the step's panel row is written), as a register computed a
+        cycle ahead for every outcome of this cycle's issue decision, the panel's write and
+        the tile's wrap, which only pick one. The difference ``fill_rows - inner`` is a
+        register of its own (kept by increments, or rebuilt from one side when the other
+        restarts at 0), so each outcome is a compare of that register with a small constant
+        (the next difference is ``diff``, ``diff + 1`` or ``diff - 1``), and no carry chain
+        lies between the counters and the issue decision."""
         inner, fill = loop.ctr[2], self.fill_rows
-        after_step = Mux(loop.end[2], 0, inner + 1)     # the inner counter after a step
+        take, restart, wrap = self.fill_take, self.fill_restart, loop.wrap[2]
+        diff = Signal(signed(max(len(inner), len(fill)) + 2), name="fd_fill_ahead")
+        with m.If(self.task.start | (restart & wrap)):
+            m.d.sync += diff.eq(0)
+        with m.Elif(restart):               # fill_rows -> 0; inner -> inner (+ 1)
+            m.d.sync += diff.eq(Mux(step, -inner - 1, -inner))
+        with m.Elif(wrap):                  # inner -> 0; fill_rows -> fill_rows (+ 1)
+            m.d.sync += diff.eq(fill + take)
+        with m.Else():
+            m.d.sync += diff.eq(diff + take - step)
+        # the next difference is positive: after a wrap, 0 < fill_rows (+ 1); else
+        # diff + take - step > 0, i.e. diff > step - take: bit tests of the register (its
+        # sign, any bit, any bit above bit 0), no compares
+        after_wrap = take | (fill != 0)
+        sign = diff[-1]
+        above_0, above_1 = ~sign & diff.any(), ~sign & diff[1:].any()
+        ahead = Mux(take, Mux(step, above_0, ~sign), Mux(step, above_1, above_0))
+        return lookahead(m, ~self.task.start & ~restart & Mux(wrap, after_wrap, ahead),
+                         name="fd_row_in")
 
-        def below_fill_next(x):     # x < fill_rows of the next cycle
-            return ~self.fill_restart & Mux(self.fill_take, x <= fill, x < fill)
-
-        return lookahead(m, ~self.task.start & Mux(step, below_fill_next(after_step),
-                                                   below_fill_next(inner)), name="fd_row_in")
-
-    def _credit_left(self, m, step, credit, step_claim):
+    def _credit_left(self, m, step, credit, claims):
         """``credit != 0`` (ws: a row of the ring is free), as a register computed a cycle
-        ahead for both outcomes of this cycle's issue decision, like :meth:`_row_written`:
-        the compare is not on the issue path."""
-        def left_after(value):      # value + the drain's credit != 0
-            return Mux(self.credit, value + 1 != 0, value != 0)
-
-        return lookahead(m, self.task.start | Mux(step, left_after(credit - step_claim),
-                                                  left_after(credit)),
+        ahead for both outcomes of this cycle's issue decision and of the drain's credit,
+        like :meth:`_row_written`. A ws step claims one row (``claims``: of the first
+        K-block) and the drain gives at most one back, so the next credit is ``credit - 1``,
+        ``credit`` or ``credit + 1``, whose compares with zero are ``credit != 1``,
+        ``credit != 0`` and true: compares of a register, picked by the late signals. (Only
+        ws reads the flag; ``start`` sets it, the credit then being ``acc_depth >= 1``.)"""
+        back = self.credit          # the drain gives a row back in this cycle
+        claimed = Mux(back, credit != 0, credit != 1)
+        kept = back | (credit != 0)
+        return lookahead(m, self.task.start | Mux(step & claims, claimed, kept),
                          name="fd_credit_left", init=1)
 
-    def _ring_credit_covers(self, m, step, credit, os_last, rv):
+    def _ring_credit_covers(self, m, step, credit, os_last, loop):
         """``credit >= rv`` (the ring has room for this tile's rows), as a register computed a
         cycle ahead for both outcomes of this cycle's issue decision, like
         :meth:`_row_written` (and for both values of the drain's credit): the credit after
@@ -334,9 +359,19 @@ class Feeder(wiring.Component):
         for ``R = 1``); after ``start`` the credit is ``acc_depth >= R``."""
         back = self.credit          # the drain gives a row back in this cycle
         # each compare for both values of ``back``, which then picks one: the drain's issue
-        # decision is late, and no carry chain waits for it (Amaranth subtracts to a signed
-        # value, so ``rv - 1`` is -1 for ``rv`` 0)
-        keep = Mux(back, credit >= rv - 1, credit >= rv)
-        claim = Mux(back, credit >= 2 * rv - 1, credit >= 2 * rv)
+        # decision is late, and no carry chain waits for it. The thresholds ``rv - 1``,
+        # ``rv``, ``2 rv - 1`` and ``2 rv`` are registers, loaded from the tile's next row
+        # count, so each compare is one carry chain of registers (``rv - 1`` is -1 for ``rv``
+        # 0: signed)
+        rv, rv_next = loop.chunk[1], loop.chunk_next[1]     # this tile's rows in M
+        thresholds = []
+        for name, value in (("rv_m1", rv_next - 1), ("rv", rv_next),
+                            ("rv2_m1", 2 * rv_next - 1), ("rv2", 2 * rv_next)):
+            th = Signal(signed(len(rv) + 2), name=f"fd_th_{name}")
+            m.d.sync += th.eq(value)
+            thresholds.append(th)
+        rv_m1, rv_q, rv2_m1, rv2 = thresholds
+        keep = Mux(back, credit >= rv_m1, credit >= rv_q)
+        claim = Mux(back, credit >= rv2_m1, credit >= rv2)
         return lookahead(m, self.task.start | Mux(step & os_last, claim, keep),
                          name="fd_ring_ok", init=1)

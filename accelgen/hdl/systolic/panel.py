@@ -46,8 +46,9 @@ class PanelBuffer(wiring.Component):
         Combinational, for readers that register a compare a cycle ahead: a row is written in
         this cycle (``fill_rows`` counts it from the next one); ``fill_rows`` restarts at 0
         in the next cycle (``start``, or the panel's last row).
-    os_addr, ws_addr : In(panel_k_bits + 1)
-        Read address (bank, k) of the feeder (os commands) and of the weight loader (ws).
+    os_addr_next, ws_addr : In(panel_k_bits + 1)
+        Read address (bank, k): the feeder's (os commands) for the next cycle, the weight
+        loader's (ws) for this one (see Timing).
     os_release, ws_release : In(2)
         One-hot, one cycle: the reader is done with that bank.
     row : Out(panel_operand_shape(config)).array(cols)
@@ -59,8 +60,15 @@ class PanelBuffer(wiring.Component):
     filled is not full; it is a register, computed a cycle ahead from ``task.run_next``, this
     cycle's take and the readers' releases. ``bank_full`` rises in the cycle after a panel's
     last beat and falls in the cycle after its release. A row written in cycle ``t`` counts in
-    ``fill_rows`` from ``t + 1`` and may be read from then on. ``row`` holds the data of the
-    address presented in the previous cycle (a synchronous read port, no enable).
+    ``fill_rows`` from ``t + 1`` and may be read from then on.
+
+    The block RAM's read data goes straight into a register (its clock-to-output is most of a
+    cycle at 150 MHz on ECP5), so ``row`` holds the data of the address on the read port two
+    cycles earlier: the feeder presents its address a cycle early (``os_addr_next``) and
+    sees its row in the cycle after the step, as from a plain synchronous port; the weight
+    loader presents ``ws_addr`` and sees the row two cycles later. A row that the feeder
+    reads in the cycle it is written (a step right behind the panel's load) comes from the
+    write, registered beside the read: the memory itself returns the old word then.
     """
 
     def __init__(self, config):
@@ -76,7 +84,7 @@ class PanelBuffer(wiring.Component):
             "fill_restart": Out(1),
             "bank_full_next": Out(2),
             "fill_bank_next": Out(1),
-            "os_addr": In(addr),
+            "os_addr_next": In(addr),
             "os_release": In(2),
             "ws_addr": In(addr),
             "ws_release": In(2),
@@ -86,10 +94,9 @@ class PanelBuffer(wiring.Component):
     def elaborate(self, platform):
         cfg, m, task = self.config, Module(), self.task
         k_bits = panel_k_bits(cfg)
-        # no_rw_check: a reader reads row k of the bank being filled only once ``fill_rows >
-        # k`` (written in an earlier cycle), and a bank is refilled only after its release: no
-        # read meets a write to its address, so yosys needs no collision logic after the
-        # block RAM
+        # no_rw_check: a read that meets a write to its address (only the feeder's early
+        # read of a row written in that cycle) takes the written word from the bypass below,
+        # so yosys needs no collision logic of its own after the block RAM
         m.submodules.banks = mem = Memory(shape=unsigned(cfg.cols * cfg.b_width),
                                           depth=2 << k_bits, init=[],
                                           attrs={"no_rw_check": 1})
@@ -129,16 +136,32 @@ class PanelBuffer(wiring.Component):
         m.d.sync += ready.eq(task.run_next & ~all_taken & ~full_next.bit_select(bank_next, 1))
 
         if "ws" in cfg.dataflows:
-            m.d.comb += [rp.addr.eq(Mux(task.ws, self.ws_addr, self.os_addr)),
+            m.d.comb += [rp.addr.eq(Mux(task.ws, self.ws_addr, self.os_addr_next)),
                          release.eq(Mux(task.ws, self.ws_release, self.os_release))]
         else:
-            m.d.comb += [rp.addr.eq(self.os_addr), release.eq(self.os_release)]
+            m.d.comb += [rp.addr.eq(self.os_addr_next), release.eq(self.os_release)]
+        data = self._registered_read(m, wp, rp)
         formats = [f.b for f in cfg.mode_formats]
         mode = task.params.mode if cfg.mode_bits else None
         for j in range(cfg.cols):
-            op = read_array_operand(m, rp.data[j * bw:], cfg, formats, mode, name=f"pr_b{j}")
+            op = read_array_operand(m, data[j * bw:], cfg, formats, mode, name=f"pr_b{j}")
             m.d.comb += self.row[j].eq(op)
         return m
+
+    @staticmethod
+    def _registered_read(m, wp, rp):
+        """The read port's data through a register, with the word of a write to the read
+        address in the same cycle in its place (both compared and carried in registers, so
+        the multiplexer sits after the data register, not between the RAM and it)."""
+        width = len(rp.data)
+        data_q = Signal(width, name="pr_data")
+        w_en, w_addr = Signal(name="pr_w_en"), Signal.like(wp.addr, name="pr_w_addr")
+        w_data, r_addr = Signal(width, name="pr_w_data"), Signal.like(rp.addr, name="pr_r_addr")
+        hit, hit_data = Signal(name="pr_hit"), Signal(width, name="pr_hit_data")
+        m.d.sync += [data_q.eq(rp.data), w_en.eq(wp.en), w_addr.eq(wp.addr),
+                     w_data.eq(wp.data), r_addr.eq(rp.addr),
+                     hit.eq(w_en & (w_addr == r_addr)), hit_data.eq(w_data)]
+        return Mux(hit, hit_data, data_q)
 
 
 class WeightLoader(wiring.Component):
@@ -157,7 +180,7 @@ class WeightLoader(wiring.Component):
     panel_addr : Out(panel_k_bits + 1), panel_release : Out(2)
         The panel row to read; the bank freed after a panel's last weight tile (one cycle).
     panel_row : In(panel_operand_shape(config)).array(cols)
-        The panel row read in the previous cycle.
+        The panel row read two cycles earlier (see :class:`PanelBuffer`).
     w_top : Out(signed(operand_width)).array(cols), wload : Out(1)
         To the array: shift ``w_top`` into the shadow chain.
     w_ready : Out(1)
@@ -169,8 +192,8 @@ class WeightLoader(wiring.Component):
 
     Timing
     ------
-    A tile load takes R cycles of reads; each row enters the shadow chain one cycle after its
-    read, so ``w_ready`` rises in the cycle after the last shift. The next load starts no sooner
+    A tile load takes R cycles of reads; each row enters the shadow chain two cycles after
+    its read, so ``w_ready`` rises in the cycle after the last shift. The next load starts no sooner
     than ``R + 3`` cycles after the swap step is issued, by when the swap has reached the bottom
     row (column ``j`` shifts and swaps ``j`` cycles late, so one bound fits all columns).
     """
@@ -218,9 +241,10 @@ class WeightLoader(wiring.Component):
         reading = busy | load
         m.d.comb += self.panel_addr.eq(Cat(k[:panel_k_bits(cfg)], bank))
         m.d.comb += tile_done.eq(Mux(busy, row == R - 1, load & (R == 1)))
-        m.d.comb += self.w_ready.eq(have & ~shifting)
+        read_q = Signal(name="wl_read_q")      # a read one cycle old: its row not in yet
+        m.d.comb += self.w_ready.eq(have & ~read_q & ~shifting)
         have_next = ~task.start & ~self.swap_issued & (tile_done | have)
-        m.d.comb += self.w_ready_next.eq(have_next & ~reading)
+        m.d.comb += self.w_ready_next.eq(have_next & ~reading & ~read_q)
         with m.If(task.start):
             m.d.sync += [busy.eq(0), row.eq(0), bank.eq(0), have.eq(0), wait.eq(0)]
         with m.Else():
@@ -240,9 +264,10 @@ class WeightLoader(wiring.Component):
                 with m.If(wait != 0):
                     m.d.sync += wait.eq(wait - 1)
         m.d.comb += self.panel_release.eq(Mux(loop.wrap[1], Mux(bank, 0b10, 0b01), 0))
-        # read data arrives one cycle later: zero rows past K, shift into the shadow chain
-        valid_k = Signal(name="wl_valid_k")
-        m.d.sync += [shifting.eq(reading), valid_k.eq(k < K)]
+        # read data arrives two cycles later: zero rows past K, shift into the shadow chain
+        valid_k_q, valid_k = Signal(name="wl_valid_k_q"), Signal(name="wl_valid_k")
+        m.d.sync += [read_q.eq(reading), shifting.eq(read_q),
+                     valid_k_q.eq(k < K), valid_k.eq(valid_k_q)]
         for j in range(C):
             m.d.comb += self.w_top[j].eq(Mux(valid_k, self.panel_row[j], 0))
         m.d.comb += self.wload.eq(shifting)
@@ -255,24 +280,44 @@ class WeightLoader(wiring.Component):
         ``kb + chunk``): no adder or compare sits between the loop counters and ``load``."""
         R, K = self.config.rows, self.task.params.k
         fill = self.fill_rows
-        need = Signal.like(fill, name="wl_need")
+        # each need comes with need - 1 (``x <= fill + 1`` is ``fill >= x - 1``), both
+        # registers, so every compare below is one carry chain of registers
+        need, need_m1 = Signal.like(fill, name="wl_need"), Signal.like(fill, name="wl_need_m1")
         # the next tile's need, a register too: kept one tile ahead of ``need``
         carry_need = Signal.like(fill, name="wl_need_next_tile")
+        carry_m1 = Signal.like(fill, name="wl_need_next_tile_m1")
+        # the first tile's need, from the command (steady from the cycle before ``start``)
+        first_need = Signal.like(fill, name="wl_need_first")
+        first_m1 = Signal.like(fill, name="wl_need_first_m1")
 
-        def need_at(row):       # min(K, row)
+        def need_at(row):       # min(K, row) for a constant row
             return Mux(K < row, K, row)
 
+        def load(pair, value):
+            return [pair[0].eq(value), pair[1].eq(value - 1)]
+
+        # min(K, kb + 3R) for the tile after next, as ``kb > K - 3R`` (a steady register) and
+        # the sums beside the compare, not behind it
+        k_m1 = Signal.like(K, name="wl_k_m1")
+        k_3r = Signal(signed(len(K) + 1), name="wl_k_3r")
+        m.d.sync += [k_m1.eq(K - 1), k_3r.eq(K - 3 * R),
+                     *load((first_need, first_m1), need_at(R))]
+        kb = loop.ctr[1]
+        past_k = kb > k_3r
         restart = self.task.start | loop.wrap[1]
         with m.If(restart):
-            m.d.sync += [need.eq(need_at(R)), carry_need.eq(need_at(2 * R))]
+            m.d.sync += [need.eq(first_need), need_m1.eq(first_m1),
+                         *load((carry_need, carry_m1), need_at(2 * R))]
         with m.Elif(tile_done):
-            m.d.sync += [need.eq(carry_need), carry_need.eq(need_at(loop.ctr[1] + 3 * R))]
-        first_need = need_at(R)                             # the first tile of a panel
+            m.d.sync += [need.eq(carry_need), need_m1.eq(carry_m1),
+                         carry_need.eq(Mux(past_k, K, kb + 3 * R)),
+                         carry_m1.eq(Mux(past_k, k_m1, kb + (3 * R - 1)))]
 
-        def covered(x):     # x <= fill_rows of the next cycle
-            return ~self.fill_restart & Mux(self.fill_take, fill + 1 >= x, fill >= x)
+        def covered(x, x_m1):     # x <= fill_rows of the next cycle
+            return ~self.fill_restart & Mux(self.fill_take, fill >= x_m1, fill >= x)
 
         written = Signal(name="wl_written")
-        m.d.sync += written.eq(Mux(restart, covered(first_need),
-                                   Mux(tile_done, covered(carry_need), covered(need))))
+        m.d.sync += written.eq(Mux(restart, covered(first_need, first_m1),
+                                   Mux(tile_done, covered(carry_need, carry_m1),
+                                       covered(need, need_m1))))
         return written

@@ -7,7 +7,7 @@
 
     a ──► AIntake ──► Feeder ──► a_ops, tags ──┐
                        ▲  │                    ▼
-             bank_full │  │ panel_addr       Array ──► rows ──► Accumulator ──► o
+             bank_full │  │ panel_addr_next  Array ──► rows ──► Accumulator ──► o
                        │  ▼                    ▲ ▲                 ▲    │
     b ──────────► PanelBuffer ── row (os) ─────┘ │                 c    │ drain_issue: ring
                        ▲  │                      │                      ▼ credit to the Feeder
@@ -110,7 +110,7 @@ class Systolic(wiring.Component):
             fd.a_valid_next.eq(a_in.valid_next),
             fd.bank_full_next.eq(panel.bank_full_next),
             fd.fill_bank_next.eq(panel.fill_bank_next),
-            panel.os_addr.eq(fd.panel_addr),
+            panel.os_addr_next.eq(fd.panel_addr_next),
             panel.os_release.eq(fd.panel_release),
             arr.ws_mode.eq(ctl.task.ws),
             *(arr.a[i].eq(fd.a_ops[i]) for i in range(R)),

@@ -22,11 +22,12 @@ Cycle 0 is the cycle in which the command is accepted; ``cycles`` is the cycle o
   ``i`` of the tile reaches the writer in ``L + R + C + p + 2 + i``. ``X(nb)`` = the panel's
   last ``L``.
 * **ws.** Weight tile ``(nb, kb)`` (rows ``kb*R ..`` of the panel, ``ch`` of them) starts
-  loading in ``W = max(P(nb) + kb*R + ch, swap_prev + R + 3)``, is ready in ``W + R + 1``;
-  its first (``swap``) step issues at ``max(previous step + 1, W + R + 1)``, then M steps back
-  to back (a step of the first K-block waits for a row of ring credit). Each step's row
-  reaches the writer ``R + C + p + 1`` cycles after it; ``X(nb)`` = the panel's last ``W + R
-  - 1``.
+  loading in ``W = max(P(nb) + kb*R + ch, swap_prev + R + 3)``, is ready in ``W + R + 2``
+  (each row enters the array two cycles after its read: the panel's read data is
+  registered); its first (``swap``) step issues at ``max(previous step + 1, W + R + 2)``, then
+  M steps back to back (a step of the first K-block waits for a row of ring credit). Each
+  step's row reaches the writer ``R + C + p + 1`` cycles after it; ``X(nb)`` = the panel's
+  last ``W + R - 1``.
 * **Results.** A row reaching the writer in ``w`` is final (if it is) in ``w + 3``; the drain
   reads final rows in order, one per cycle, ``d = max(d_prev + 1, w + 3)``; the ring credit
   of a row comes back in ``d + 1``. Its ``o`` word leaves in ``d + 4 + q`` (``q`` =
@@ -153,7 +154,7 @@ def _ws(cfg, c, t0, res):
             load = starts[nb] + kb * R + rows
             if swap is not None:
                 load = max(load, swap + R + 3)
-            step = max(cursor, load + R + 1)
+            step = max(cursor, load + R + 2)
             for m in range(M):
                 if kb == 0:
                     step = res.room(step, 1)
@@ -210,7 +211,7 @@ def tile_floor(config, k, dataflow="os"):
     if dataflow == "os":
         phases.update(steps=k, skew=R + C + p + 1 + R - 1)
     else:
-        phases.update(operands=max(FIFO_LATENCY, min(k, R) + R + 1), steps=R,
+        phases.update(operands=max(FIFO_LATENCY, min(k, R) + R + 2), steps=R,
                       skew=R + C + p)
     phases["drain"] = WRITE_FINAL + DRAIN_TO_O + 2
     phases["total"] = sum(phases.values())
