@@ -43,6 +43,12 @@ def task_signature(config):
     run_next : Out(1)
         What ``run`` holds in the next cycle (combinational): for a unit that registers a
         handshake a cycle ahead.
+    run_open : Out(1)
+        ``run_next`` without the end of the command (combinational, from the state and
+        ``preload_done`` only): high in RUN's cycles, its last included, and in the PRELOAD
+        cycle that goes to RUN. For a unit whose handshake a cycle ahead is closed anyway
+        once the command can end (its beats all taken), so that the completion logic stays
+        off its path.
     params : Out(payload_layout(config.cmd_fields))
         The accepted command, registered when it is accepted and held until the next one.
     ws : Out(1)
@@ -53,6 +59,7 @@ def task_signature(config):
         "preloading": Out(1),
         "run": Out(1),
         "run_next": Out(1),
+        "run_open": Out(1),
         "params": Out(payload_layout(config.cmd_fields)),
         "ws": Out(1),
     })
@@ -177,11 +184,12 @@ class Control(wiring.Component):
             with m.State("PRELOAD"):
                 m.d.sync += ctr["cycles"].eq(ctr["cycles"] + 1)
                 with m.If(self.preload_done & ~task.start):
-                    m.d.comb += task.run_next.eq(1)
+                    m.d.comb += [task.run_next.eq(1), task.run_open.eq(1)]
                     m.next = "RUN"
                 with m.Else():
                     m.d.sync += task.preloading.eq(1)
             with m.State("RUN"):
+                m.d.comb += task.run_open.eq(1)
                 m.d.sync += ctr["cycles"].eq(ctr["cycles"] + 1)
                 for name in ("stall_a", "stall_b", "stall_out"):
                     m.d.sync += ctr[name].eq(ctr[name] + getattr(ev, name))

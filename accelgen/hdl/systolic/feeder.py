@@ -56,7 +56,7 @@ class AIntake(wiring.Component):
     mirrors the feeder's counts the beats, so beats of the next command are never taken
     early; ``held`` counts the beats taken and not yet read, without this cycle's read, so
     the FIFO is one beat deeper than ``a_depth``). It is computed a cycle ahead from
-    ``task.run_next`` and this cycle's take, so the block's ``a.ready`` and the intake's
+    ``task.run_open`` and this cycle's take, so the block's ``a.ready`` and the intake's
     counters hang off flip-flops. A beat taken in cycle ``t`` is registered (every cycle,
     taken or not: no enable), written into the FIFO in ``t + 1`` and on ``steps`` from
     ``t + 2``. The FIFO is a ``SyncFIFO`` whose head is read straight from its (distributed)
@@ -87,7 +87,7 @@ class AIntake(wiring.Component):
         # next cycle's ready, with the room counted as if the feeder read nothing now: the
         # FIFO can then hold what comes even if the feeder reads nothing next cycle either
         all_taken = ~task.start & (loop.done | (take & loop.final))
-        m.d.sync += ready.eq(task.run_next & ~all_taken & (held + take < depth))
+        m.d.sync += ready.eq(task.run_open & ~all_taken & (held + take < depth))
         beat, beat_valid = Signal(width, name="ai_beat"), Signal(name="ai_beat_valid")
         m.d.sync += [beat.eq(self.a.payload.a), beat_valid.eq(take)]
         # what steps.valid holds in the next cycle (the feeder decides its steps a cycle

@@ -57,7 +57,7 @@ class PanelBuffer(wiring.Component):
     Timing
     ------
     ``b.ready`` is high in RUN while the command's beats are not all taken and the bank being
-    filled is not full; it is a register, computed a cycle ahead from ``task.run_next``, this
+    filled is not full; it is a register, computed a cycle ahead from ``task.run_open``, this
     cycle's take and the readers' releases. ``bank_full`` rises in the cycle after a panel's
     last beat and falls in the cycle after its release. A row written in cycle ``t`` counts in
     ``fill_rows`` from ``t + 1`` and may be read from then on.
@@ -133,7 +133,7 @@ class PanelBuffer(wiring.Component):
         m.d.comb += [self.bank_full_next.eq(full_next), self.fill_bank_next.eq(bank_next)]
         # next cycle's b.ready, from what the loop, the banks and run will hold then
         all_taken = ~task.start & (loop.done | (take & loop.final))
-        m.d.sync += ready.eq(task.run_next & ~all_taken & ~full_next.bit_select(bank_next, 1))
+        m.d.sync += ready.eq(task.run_open & ~all_taken & ~full_next.bit_select(bank_next, 1))
 
         if "ws" in cfg.dataflows:
             m.d.comb += [rp.addr.eq(Mux(task.ws, self.ws_addr, self.os_addr_next)),
