@@ -185,4 +185,11 @@ def requantizer_latency(acc_width, mult_bits, round_stage=True, shift_stage=None
     plus 1 with ``shift_stage`` (default: as ``round_stage``; the rounding shift in two
     stages, by the high bits of ``shift`` and then by the low ones)."""
     shift_stage = round_stage if shift_stage is None else shift_stage
-    return 3 + 2 * (acc_width > 18 and mult_bits > 1) + bool(round_stage) + bool(shift_stage)
+    return 3 + 2 * requantizer_splits(acc_width, mult_bits) + bool(round_stage) + \
+        bool(shift_stage)
+
+
+def requantizer_splits(acc_width, mult_bits):
+    """The requantizer builds ``acc * mult`` from partial products of ``REQUANT_CHUNK``-bit
+    slices of ``acc``: the product is wider than one 18x18 DSP multiply."""
+    return acc_width > 18 and mult_bits > 1

@@ -33,7 +33,8 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigne
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from ...numerics import REQUANT_CHUNK, ConfigError, IntFormat, Rounding, requantizer_latency
+from ...numerics import (REQUANT_CHUNK, ConfigError, IntFormat, Rounding, requantizer_latency,
+                         requantizer_splits)
 from .dsp import registered_product
 from .numerics import round_up, saturate
 
@@ -173,7 +174,7 @@ class Requantizer(wiring.Component):
 
         # -- stages 0 and 1: products; the parameters travel along -----------------------------
         params = [self.shift, self.zero_point, self.relu, self.out_signed]
-        split = self.latency == 5 + self.round_stage + self.shift_stage
+        split = requantizer_splits(self.acc_width, self.mult_bits)
         for _ in range(1 + 2 * split):
             regs = [Signal.like(x) for x in params]
             m.d.sync += [r.eq(x) for r, x in zip(regs, params)]
