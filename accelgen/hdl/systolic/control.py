@@ -34,7 +34,11 @@ def task_signature(config):
     start : Out(1)
         A register, high in the first cycle after CHECK (of PRELOAD, or of RUN without a
         preload): every unit clears its loop state. The units hold still while it is high
-        (their ``done`` flags are still those of the previous command then).
+        (their ``done`` flags are still those of the previous command then). Never high
+        together with ``run``.
+    start_next : Out(1)
+        What ``start`` holds in the next cycle (combinational), for a unit that keeps its own
+        copy of ``start`` (:func:`~accelgen.hdl.systolic._util.unit_start`).
     preloading : Out(1)
         PRELOAD, after ``start``: the preloader takes ``c`` beats. A register.
     run : Out(1)
@@ -56,6 +60,7 @@ def task_signature(config):
     """
     return wiring.Signature({
         "start": Out(1),
+        "start_next": Out(1),
         "preloading": Out(1),
         "run": Out(1),
         "run_next": Out(1),
@@ -148,7 +153,8 @@ class Control(wiring.Component):
 
         # ``start`` fans out to hundreds of flip-flops: it is a register; so are ``run`` and
         # ``preloading`` (RUN / PRELOAD and not ``start``), which gate the units' handshakes
-        m.d.sync += [task.start.eq(0), task.run.eq(task.run_next), task.preloading.eq(0)]
+        m.d.sync += [task.start.eq(task.start_next), task.run.eq(task.run_next),
+                     task.preloading.eq(0)]
         with m.FSM(name="ctl"):
             with m.State("IDLE"):
                 m.d.comb += [self.cmd.ready.eq(1), accept.eq(self.cmd.valid)]
@@ -174,7 +180,8 @@ class Control(wiring.Component):
                     m.d.sync += err.eq(3)
                     m.next = "RESPOND"
                 with m.Elif(~check.resident | check.cols_done):
-                    m.d.sync += [err.eq(0), task.start.eq(1)]
+                    m.d.sync += err.eq(0)
+                    m.d.comb += task.start_next.eq(1)
                     m.next = "RUN"
                     with m.If(p.preload):
                         m.next = "PRELOAD"

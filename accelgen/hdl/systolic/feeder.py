@@ -15,7 +15,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..common.loopnest import LoopNest
 from ..common.stream import stream_signature
-from ._util import lookahead, null_operand, panel_k_bits, read_array_operand
+from ._util import lookahead, null_operand, panel_k_bits, read_array_operand, unit_start
 from .control import event_signature, task_signature
 
 __all__ = ["AIntake", "Feeder", "step_beats_signature"]
@@ -74,6 +74,7 @@ class AIntake(wiring.Component):
 
     def elaborate(self, platform):
         cfg, m, task = self.config, Module(), self.task
+        self._start = unit_start(m, task, name="ai")
         depth = cfg.a_depth + 1
         width = cfg.rows * cfg.a_width
         m.submodules.fifo = fifo = SyncFIFO(width=width, depth=depth)
@@ -81,12 +82,12 @@ class AIntake(wiring.Component):
         ready = Signal(name="ai_ready")
         held = Signal(range(depth + 1), name="ai_held")     # taken, not yet read
         m.submodules.loop = loop = _step_nest(cfg, "ai")
-        m.d.comb += loop.drive(start=task.start, advance=take, limits=_step_limits(task))
+        m.d.comb += loop.drive(start=self._start, advance=take, limits=_step_limits(task))
         read = fifo.r_rdy & fifo.r_en
         m.d.sync += held.eq(held + take - read)
         # next cycle's ready, with the room counted as if the feeder read nothing now: the
         # FIFO can then hold what comes even if the feeder reads nothing next cycle either
-        all_taken = ~task.start & (loop.done | (take & loop.final))
+        all_taken = ~self._start & (loop.done | (take & loop.final))
         m.d.sync += ready.eq(task.run_open & ~all_taken & (held + take < depth))
         beat, beat_valid = Signal(width, name="ai_beat"), Signal(name="ai_beat_valid")
         m.d.sync += [beat.eq(self.a.payload.a), beat_valid.eq(take)]
@@ -183,6 +184,7 @@ class Feeder(wiring.Component):
 
     def elaborate(self, platform):
         cfg, m, task = self.config, Module(), self.task
+        self._start = unit_start(m, task, name="fd")
         R = cfg.rows
         ws = task.ws
         # The issue decision is a register: ``step`` (issued in this cycle) was decided in the
@@ -191,11 +193,11 @@ class Feeder(wiring.Component):
         # cycle's values, in every cycle, and its fan-out hangs off a flip-flop.
         step = Signal(name="step")
         m.submodules.loop = loop = _step_nest(cfg, "fd")
-        m.d.comb += loop.drive(start=task.start, advance=step, limits=_step_limits(task))
+        m.d.comb += loop.drive(start=self._start, advance=step, limits=_step_limits(task))
         m.d.comb += self.done.eq(loop.done)
         bank = Signal(name="fd_bank")
         bank_next = Signal(name="fd_bank_next")
-        m.d.comb += bank_next.eq(~task.start & (bank ^ loop.wrap[1]))
+        m.d.comb += bank_next.eq(~self._start & (bank ^ loop.wrap[1]))
         m.d.sync += bank.eq(bank_next)
 
         # Ring credit: accumulator-memory rows not yet claimed by an issued step. An os tile
@@ -240,11 +242,11 @@ class Feeder(wiring.Component):
         m.d.sync += step.eq(task.run & ~loop.done_next & self.a_valid_next &
                             Mux(ws, ws_ok_next, os_ok_next))
         claim = Mux(step, step_claim, 0)
-        with m.If(task.start):
+        with m.If(self._start):
             m.d.sync += credit.eq(cfg.acc_depth)
         with m.Else():
             m.d.sync += credit.eq(credit - claim + self.credit)
-        with m.If(task.start):
+        with m.If(self._start):
             m.d.comb += gap_next.eq(0)
         with m.Elif(step & ~ws & os_last):
             m.d.comb += gap_next.eq(R - 1)
@@ -314,7 +316,7 @@ class Feeder(wiring.Component):
         inner, fill = loop.ctr[2], self.fill_rows
         take, restart, wrap = self.fill_take, self.fill_restart, loop.wrap[2]
         diff = Signal(signed(max(len(inner), len(fill)) + 2), name="fd_fill_ahead")
-        with m.If(self.task.start | (restart & wrap)):
+        with m.If(self._start | (restart & wrap)):
             m.d.sync += diff.eq(0)
         with m.Elif(restart):               # fill_rows -> 0; inner -> inner (+ 1)
             m.d.sync += diff.eq(Mux(step, -inner - 1, -inner))
@@ -329,7 +331,7 @@ class Feeder(wiring.Component):
         sign = diff[-1]
         above_0, above_1 = ~sign & diff.any(), ~sign & diff[1:].any()
         ahead = Mux(take, Mux(step, above_0, ~sign), Mux(step, above_1, above_0))
-        return lookahead(m, ~self.task.start & ~restart & Mux(wrap, after_wrap, ahead),
+        return lookahead(m, ~self._start & ~restart & Mux(wrap, after_wrap, ahead),
                          name="fd_row_in")
 
     def _credit_left(self, m, step, credit, claims):
@@ -343,7 +345,7 @@ class Feeder(wiring.Component):
         back = self.credit          # the drain gives a row back in this cycle
         claimed = Mux(back, credit != 0, credit != 1)
         kept = back | (credit != 0)
-        return lookahead(m, self.task.start | Mux(step & claims, claimed, kept),
+        return lookahead(m, self._start | Mux(step & claims, claimed, kept),
                          name="fd_credit_left", init=1)
 
     def _ring_credit_covers(self, m, step, credit, os_last, loop):
@@ -373,5 +375,5 @@ class Feeder(wiring.Component):
         rv_m1, rv_q, rv2_m1, rv2 = thresholds
         keep = Mux(back, credit >= rv_m1, credit >= rv_q)
         claim = Mux(back, credit >= rv2_m1, credit >= rv2)
-        return lookahead(m, self.task.start | Mux(step & os_last, claim, keep),
+        return lookahead(m, self._start | Mux(step & os_last, claim, keep),
                          name="fd_ring_ok", init=1)
