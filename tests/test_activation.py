@@ -196,7 +196,7 @@ def _measure(cfg, beats):
 
 
 LATENCY = {"preset_tiny": 2, "preset_default": 3, "preset_tanh_pwl": 4,
-           "preset_gelu_ibert": 6, "preset_exp_ibert": 6, "pwl_two": 4, "pwl_shift0": 3}
+           "preset_gelu_ibert": 7, "preset_exp_ibert": 7, "pwl_two": 4, "pwl_shift0": 3}
 
 
 @pytest.mark.parametrize("name", sorted(LATENCY))
@@ -215,7 +215,7 @@ def test_latency_and_throughput_as_declared(name):
 def test_latency_is_the_same_for_every_preset_of_a_backend():
     # latency depends on the back-end (and PWL spacing) only, never on formats or constants
     for cfg in CONFIGS.values():
-        want = {"table": 2, "ibert": 6}.get(cfg.backend) or \
+        want = {"table": 2, "ibert": 7}.get(cfg.backend) or \
             (3 if cfg.spacing == "uniform" else 4)
         assert cfg.latency == want, cfg
 
@@ -226,9 +226,13 @@ PRODUCTS = sorted(n for n, c in CONFIGS.items() if c.backend != "table")
 @pytest.mark.parametrize("name", PRODUCTS)
 def test_dsp_setting_decides_whether_products_are_multiplies(name):
     """``dsp=True``: one ``$mul`` per product and lane, for yosys to map to DSPs (PWL: 1,
-    I-BERT: 3); ``dsp=False``: none, every product is shifted partial sums."""
+    none when the offset is a constant 0 (one segment per code); I-BERT: 3);
+    ``dsp=False``: none, every product is shifted partial sums."""
     cfg = CONFIGS[name]
-    per_lane = 1 if cfg.backend == "pwl" else 3
+    if cfg.backend == "pwl":
+        per_lane = int(cfg.pwl.uniform_shift != 0)
+    else:
+        per_lane = 3
     for dsp, want in ((True, per_lane * cfg.lanes), (False, 0)):
         text = rtlil.convert(Activation(replace(cfg, dsp=dsp)))
         assert text.count("cell $mul ") == want, (name, dsp)

@@ -124,8 +124,10 @@ class ActivationConfig(Config):
     mult_bits : int
         Bits of the I-BERT output multiplier (8 to 24).
     dsp : bool
-        Products of the ``pwl`` and ``ibert`` back-ends as plain ``*`` that yosys maps to DSP
-        blocks (``True``), or built from LUTs and carry chains
+        Products of the ``pwl`` and ``ibert`` back-ends on DSP blocks (``True``: elaborated for
+        an FPGA family, its DSP primitives with their registers in use, see
+        :func:`accelgen.hdl.common.dsp.dsp_product`; plain ``*`` without one), or built from
+        LUTs and carry chains
         (:func:`accelgen.hdl.common.arith.lut_product`) for a design whose DSPs are taken or
         too few (iCE40 UP5K: 8). Numerics are the same; the ``table`` back-end has no products.
         Only ``True`` or ``False`` (not ``1`` or ``0``).
@@ -286,11 +288,12 @@ class ActivationConfig(Config):
     def latency(self):
         """Cycles from an accepted ``i`` beat to its ``o`` beat, without stalls: ``table`` 2
         (ROM read, output register), ``pwl`` 4 (segment search, constants, product, sum;
-        ``uniform`` spacing needs no search: 3), ``ibert`` 6 (:mod:`accelgen.hdl.activation`
-        draws the stages)."""
+        ``uniform`` spacing needs no search: 3), ``ibert`` 7 (the output multiplier's partial
+        products and their sum take a stage each; :mod:`accelgen.hdl.activation` draws the
+        stages)."""
         if self.backend == "pwl":
             return 3 if self.spacing == "uniform" else 4
-        return {"table": 2, "ibert": 6}[self.backend]
+        return {"table": 2, "ibert": 7}[self.backend]
 
     def _lanes(self, fmt, note):
         return ArrayLayout(shape=(self.lanes,), index=("lane",), stride=(fmt.width,),

@@ -255,13 +255,13 @@ class SoftmaxConfig(Config):
     def latency(self):
         """Clock edges from the one that accepts the beat of a one-element row to ``o.valid``
         of its output (that edge included; empty pipelines, ``o.ready`` high): the exponent
-        unit (4 stages for ``table``, 6 for ``pwl``, 6 for ``ibert``), the maximum loop's
+        unit (4 stages for ``table``, 6 for ``pwl``, 7 for ``ibert``), the maximum loop's
         register (1), the reciprocal (row registers, leading zeros, mantissa, ROM, registered
         ROM output, PWL product and value, 3 Newton stages when used, the row-info slot: 5
         to 10) and pass 2 (memory read, its output register, product, shift or leading-one
         compares, output register: 5). The hardware (:class:`accelgen.hdl.softmax.Softmax`)
         counts its stages and checks this value."""
-        exp = {"table": 4, "pwl": 6, "ibert": 6}[self.exp]
+        exp = {"table": 4, "pwl": 6, "ibert": 7}[self.exp]
         recip = (5 if self.recip == "table" else 7) + 3 * self.newton
         return exp + 1 + recip + 5
 

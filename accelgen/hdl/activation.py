@@ -14,20 +14,40 @@ them in a register chain of the same length. ``[...]`` marks a register stage::
                                  y = sat((p + C'_j) >> F)
                                    [y]
 
-    ibert gelu (latency 6)                       ibert exp (latency 6)
+    ibert gelu (latency 7)                       ibert exp (latency 7)
       d = min(|x| + b, 0)                          xc = clamp(x, n x0, 0)
-                                                   q = (xc * -div_mult) >> div_shift  (mult.)
-        [d, x<0, x]                                  [xc, q]
+                                                   P = xc * -div_mult        (multiplier)
+        [d, x<0, x]                                  [xc, P]     q = P >> div_shift
       sq = d * d                (multiplier)       r = xc - q x0, u = r + b  (table of q x0)
         [sq, x<0, x]                                 [r, u, q]
       t = (sgn(x) (sq + c)) >> k  + one            z0 = r * u                (multiplier)
         [t, x]                                       [z0, q]
-      y_int = x * t             (multiplier)       p0 = z0 * mult            (multiplier)
-        [y_int]                                      [p0, q]
-      p = y_int * (sign mult)   (multiplier)       a = (p0 + c mult) >> (shift - 1)
+      y_int = x * t             (multiplier)       partial products of z0 * mult  (mult.)
+        [y_int]                                      [pp, q]
+      partial products of y_int * (sign mult)      p0 = sum of pp
+        [pp]                    (multiplier)         [p0, q]
+      p = sum of pp                                a = (p0 + c mult) >> (shift - 1)
         [p]                                          [a, q]
       y = sat((p + zp 2**shift + 2**(shift-1)) >> shift)   y = sat(((a >> q) + 1 + 2 zp) >> 1)
         [y]                                          [y]
+
+DSP blocks. Every product is :func:`~accelgen.hdl.common.dsp.dsp_product`: elaborated for an
+FPGA family it is that family's DSP primitive (iCE40 ``SB_MAC16``, ECP5 ``MULT18X18D``) with
+its own registers in use, so that no DSP is a combinational island between fabric registers
+(nextpnr-ice40 does not time those at all). The register before a product is the DSP's input
+register, the register after it its output register (``sq``, PWL's ``p``, i-exp's ``P`` which
+has no input register) where the product goes to fabric logic; a product that feeds another
+multiplier leaves its DSP unregistered and lands in the next DSP's input registers (``y_int``,
+``z0``). The output multipliers of I-BERT are wider than one DSP multiply (``y_int * mult``:
+22 x 16 bits signed at preset ``gelu_ibert``, after the constant's trailing zero; ``z0 *
+mult``: 22 x 11 at ``exp_ibert``; two DSPs on either family): their partial products are
+registered in the DSPs and summed in a stage of their own, whatever the family (so the
+latency is the same everywhere; with ``dsp`` off, or without a family, that stage registers
+the product once more). Every register of the DSPs loads on the pipeline's stall enable; the
+DSPs' registers are cleared by the reset, the data registers they stand in for are not, which
+only changes data that no valid beat carries. ``t``, ``y_int`` and ``z0`` are as wide as
+their ranges, so that ``x * t`` fits one DSP and the products after them are no wider than
+they need to be.
 
 Trade-offs. A multiplier and the adder that consumes its product never share a stage; the
 longest fabric stages are two short adders in series (i-GELU's ``t``) or an adder followed by
@@ -53,8 +73,9 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 
 from ..approx import floor_div_magic, half_up_bias, signed_bits
 from .common.arith import lut_product
+from .common.dsp import dsp_product
 from .common.numerics import saturate
-from .common.pipeline import Pipeline, stall_enable
+from .common.pipeline import Pipeline, register, stall_enable
 from .common.rom import ROM
 from .common.stream import StreamBlock
 
@@ -82,7 +103,7 @@ class Activation(StreamBlock):
         ``y`` (``lanes`` codes of ``out_format``, lane ``l`` at bit ``l * out_width``) and the
         ``last`` of the same beat.
     latency : int
-        ``config.latency``: table 2, pwl 3 (uniform) or 4 (nonuniform), ibert 6.
+        ``config.latency``: table 2, pwl 3 (uniform) or 4 (nonuniform), ibert 7.
 
     Timing
     ------
@@ -96,6 +117,7 @@ class Activation(StreamBlock):
         cfg = self.config
         m = Module()
         en = stall_enable(m, self.o, self.i)
+        self._platform = platform          # the DSP family the products are built for
 
         w, ow = cfg.in_fmt.width, cfg.out_fmt.width
         lanes = [self.i.payload.x[lane * w:(lane + 1) * w] for lane in range(cfg.lanes)]
@@ -160,15 +182,30 @@ class Activation(StreamBlock):
             slope = _lookup(m, j, p.slopes, signed(p.slope_bits), name=f"slope{lane}")
             icpt = _lookup(m, j, icpts, icpt_shape, name=f"icpt{lane}")
             s = pipe.stage(slope=slope, icpt=icpt, offset=offset)
-            s = pipe.stage(prod=self._product(m, s.slope, s.offset, f"pwl{lane}"), icpt=s.icpt)
-            ys.append(saturate((s.prod + s.icpt) >> p.frac, cfg.out_fmt))
+            # the DSP's input and output registers stand in for slope, offset and prod
+            prod = self._product(m, pipe, slope, offset, s.slope, s.offset,
+                                 output_register=True, name=f"pwl{lane}")
+            s = pipe.stage(icpt=s.icpt)
+            ys.append(saturate((prod + s.icpt) >> p.frac, cfg.out_fmt))
         return ys, pipe.depth
 
-    def _product(self, m, a, b, name):
-        """Exact ``a * b``: a ``$mul`` for yosys's DSP mapping, or with ``config.dsp`` off
-        shifted partial products over the bits of ``b`` (pass the narrower operand, or the
-        constant, as ``b``)."""
-        return a * b if self.config.dsp else lut_product(m, a, b, name=name)
+    def _product(self, m, pipe, a_next, b_next, a_q, b_q, *, output_register, name):
+        """Exact ``a * b`` of the values ``a_next``/``b_next`` that ``pipe`` registers as
+        ``a_q``/``b_q`` (``None``: unregistered operands, the product of ``a_next * b_next``),
+        registered once more when ``output_register`` (on ``pipe``'s enable, as its stages):
+        with ``config.dsp`` on the elaborating family's DSPs with their input (and output)
+        registers in place of ``pipe``'s, which then feed nothing and are removed
+        (:func:`~accelgen.hdl.common.dsp.dsp_product`; ``*`` without a family); with
+        ``config.dsp`` off shifted partial products of the registers over the bits of ``b``
+        (pass the narrower operand, or the constant, as ``b``)."""
+        if self.config.dsp:
+            return dsp_product(m, a_next, b_next, a_q, b_q, output_register=output_register,
+                               platform=self._platform, enable=pipe.enable, name=name)
+        a, b = (a_next, b_next) if a_q is None else (a_q, b_q)
+        product = lut_product(m, a, b, name=name)
+        if not output_register:
+            return product
+        return register(m, product, enable=pipe.enable, name=f"{name}_p", reset=False)
 
     def _ibert(self, m, en, lanes):
         build = self._ibert_exp if self.config.function == "exp" else self._ibert_gelu
@@ -191,15 +228,33 @@ class Activation(StreamBlock):
         v = Mux(x < 0, b - x, x + b)
         m.d.comb += d.eq(Mux(v > 0, 0, v))
         s = pipe.stage(d=d, neg=x < 0, x=x)
-        s = pipe.stage(sq=self._product(m, s.d, s.d, f"sq{lane}"), neg=s.neg, x=s.x)
+        # the DSP's input registers stand in for d, its output register for sq
+        sq = self._product(m, pipe, d, d, s.d, s.d, output_register=True, name=f"sq{lane}")
+        s = pipe.stage(neg=s.neg, x=s.x)
         # e = (sgn(x) * (sq + c)) >> k, floor. For x < 0, floor(-v / 2**k) == ~((v - 1) >> k),
         # so no negation sits in series with the shift: t = e + one is one adder after the
         # first. x == 0 takes the positive branch where sgn(0) is 0, harmless as y = x * t.
-        t_pos = ((s.sq + c) >> k) + one
-        t_neg = (one - 1) - ((s.sq + (c - 1)) >> k)
-        s = pipe.stage(t=Mux(s.neg, t_neg, t_pos), x=s.x)
-        s = pipe.stage(y_int=self._product(m, s.t, s.x, f"yint{lane}"))
-        s = pipe.stage(prod=self._product(m, s.y_int, mult, f"out{lane}"))
+        # t is as wide as its range (sq in [0, b**2]; both branches are monotonic in sq), so
+        # that x * t fits one DSP where it can.
+        t_pos = ((sq + c) >> k) + one
+        t_neg = (one - 1) - ((sq + (c - 1)) >> k)
+        ends = [((v + c) >> k) + one for v in (0, b * b)] + \
+               [(one - 1) - ((v + (c - 1)) >> k) for v in (0, b * b)]
+        t_range = (min(ends), max(ends))
+        t = Signal(signed(_range_bits(*t_range)), name=f"t{lane}")
+        m.d.comb += t.eq(Mux(s.neg, t_neg, t_pos))
+        x_next, s = s.x, pipe.stage(t=t, x=s.x)
+        # y_int leaves its DSP unregistered: the output multiplier's input registers hold it
+        y_range = _product_range(t_range, (cfg.in_fmt.min, cfg.in_fmt.max))
+        y_int = _cut(self._product(m, pipe, t, x_next, s.t, s.x, output_register=False,
+                                   name=f"yint{lane}"), *y_range)
+        s = pipe.stage(y_int=y_int)
+        # y_int * mult: wider than one DSP multiply (two or more on the FPGA), partial products
+        # in the DSPs' output registers, then their sum registered in a stage of its own
+        prod = self._product(m, pipe, y_int, mult, s.y_int, mult, output_register=True,
+                             name=f"out{lane}")
+        pipe.stage()                      # the partial products' registers, in the DSPs
+        s = pipe.stage(prod=_cut(prod, *_product_range(y_range, (mult, mult))))
         # zp and the half-LSB are one constant: floor((p + h) / 2**s) + zp == floor((p + h +
         # zp * 2**s) / 2**s)
         bias = (cfg.out_zero_point << shift) + half_up_bias(shift)
@@ -231,8 +286,11 @@ class Activation(StreamBlock):
         low = Mux(x < n * x0, n * x0, x) if n * x0 > fmt.min else x
         m.d.comb += xc.eq(Mux(x[-1], low, 0))
         q_bits = max(1, k_max.bit_length())
-        prod = self._product(m, xc, -div["mult"], f"div{lane}")   # == |xc| * div_mult >= 0
-        s = pipe.stage(xc=xc, q=prod[div["shift"]:div["shift"] + q_bits])
+        # == |xc| * div_mult >= 0, registered whole (the DSP's output register) beside xc
+        prod = self._product(m, pipe, xc, -div["mult"], None, None, output_register=True,
+                             name=f"div{lane}")
+        s = pipe.stage(xc=xc)
+        s.q = prod[div["shift"]:div["shift"] + q_bits]
 
         # r and u lie in known ranges, so their widths (the low bits of the differences) are
         # all there is to compute; two tables, not r + b after r: the subtractions run side by
@@ -246,8 +304,16 @@ class Activation(StreamBlock):
                         name=f"qx0_b{lane}")
         m.d.comb += [r.eq(s.xc - qx0), u.eq(s.xc - qx0_b)]
         s = pipe.stage(r=r, u=u, q=s.q)
-        s = pipe.stage(z0=self._product(m, s.u, s.r, f"z{lane}"), q=s.q)
-        s = pipe.stage(p0=self._product(m, s.z0, mult, f"out{lane}"), q=s.q)
+        # z0 leaves its DSP unregistered: the output multiplier's input registers hold it
+        z_range = _product_range((x0 + 1, 0), (x0 + 1 + b, b))
+        z0 = _cut(self._product(m, pipe, u, r, s.u, s.r, output_register=False,
+                                name=f"z{lane}"), *z_range)
+        s = pipe.stage(z0=z0, q=s.q)
+        # z0 * mult: partial products in the DSPs' output registers, then their sum
+        p0 = self._product(m, pipe, z0, mult, s.z0, mult, output_register=True,
+                           name=f"out{lane}")
+        s = pipe.stage(q=s.q)
+        s = pipe.stage(p0=_cut(p0, *_product_range(z_range, (mult, mult))), q=s.q)
         # z * mult == z0 * mult + c * mult: the constant joins after the multiplier
         p = s.p0 + c * mult
         s = pipe.stage(a=p >> (shift - 1) if shift else p << 1, q=s.q)
@@ -264,6 +330,25 @@ def ibert_exp_divider(poly):
     bits = (poly.n * divisor).bit_length()
     mult, shift = floor_div_magic(divisor, bits)
     return {"divisor": divisor, "dividend_bits": bits, "mult": mult, "shift": shift}
+
+
+def _range_bits(lo, hi):
+    """Bits of the narrowest signed number holding every integer in ``[lo, hi]``."""
+    return max(signed_bits(lo), signed_bits(hi))
+
+
+def _product_range(a, b):
+    """``(min, max)`` of ``x * y`` over ``x`` in ``[a[0], a[1]]`` and ``y`` in
+    ``[b[0], b[1]]``."""
+    ends = [x * y for x in a for y in b]
+    return min(ends), max(ends)
+
+
+def _cut(value, lo, hi):
+    """A signed ``value`` known to lie in ``[lo, hi]``, as that range's narrowest signed
+    number (its low bits: exact)."""
+    bits = _range_bits(lo, hi)
+    return value if len(value) <= bits else value[:bits].as_signed()
 
 
 def _format_shape(fmt):

@@ -9,8 +9,9 @@ stage; pass 1 and the reciprocal are free-running pipelines, pass 2 stalls as a 
       ▼
     exponent unit (step 1)     table: [x] [x*C] [ROM] [ROM out]                 4 stages
       │                        pwl:   [x] [x*C] [ROM slope, icpt] [ROM out] [slope off] [v]  6
-      │                        ibert: [x' div_mult] [k q] [-p, p + b] [-p (p + b)]
-      │                               [-p (p + b) mult] [v]                          6
+      │                        ibert: [x' div_mult: partial products] [x' div_mult]
+      │                               [k q] [-p, p + b] [-p (p + b)]
+      │                               [-p (p + b) mult] [v]                          7
       ▼  (k, v, mask)
       ├──────────────────────────────────────────► row memory, 2 * n_max entries of
       │                                            (k, v, mask); bank 0: rows 0, 2, ..
@@ -48,7 +49,9 @@ subtracter or compare. (As one loop, step 2 held the ``ulx3s-85f`` build of pres
 ``default`` to 77 MHz; split, the presets reach 119 to 133 MHz on an LFE5U-85F out of
 context, limited by the sum loop, a multiplier or the row memory's clock-to-out.) Every
 product goes straight into a register, with at most one adder in front of the multiplier;
-the adders that consume products sit in the next stage. Every memory's data is registered
+the adders that consume products sit in the next stage (but for the partial products of
+I-BERT's ``-p (p + b) mult`` where it is wider than one DSP multiply: on iCE40, 17 x 18
+bits, summed before its register as yosys's own mapping did). Every memory's data is registered
 once more before use (ECP5 block RAM has a slow clock-to-out), and the log2 code compares
 ``P`` against ``sqrt 2`` at each of the few positions its leading one can take instead of
 normalizing it with a shifter.
@@ -67,6 +70,7 @@ from amaranth.lib.memory import Memory
 
 from ..approx import half_up_bias
 from ..generators.softmax import RECIP_Q, SQRT2_Q15
+from .common.dsp import dsp_product
 from .common.normalize import leading_zeros, normalize
 from .common.pipeline import Pipeline, stall_enable
 from .common.rom import ROM
@@ -149,7 +153,7 @@ class Softmax(StreamBlock):
     latency : int
         ``config.latency``: clock edges from the one that accepts the beat of a one-element
         row to ``o.valid`` of its output, with empty pipelines and ``o.ready`` high. It is
-        ``4`` (table), ``6`` (pwl) or ``6`` (ibert) exponent stages, the maximum loop's
+        ``4`` (table), ``6`` (pwl) or ``7`` (ibert) exponent stages, the maximum loop's
         register, ``5`` to ``10`` reciprocal stages (table or PWL, Newton step) and ``5``
         output stages: 18 for preset ``tiny``, 20 for ``default``.
 
@@ -169,6 +173,7 @@ class Softmax(StreamBlock):
         cfg = self.config
         m = Module()
         self._rng = cfg.ranges
+        self._platform = platform          # the DSP family of i-exp's products
         rows = self._row_state(m)
         beat = self._ingest(m, rows)
         el, exp_depth = self._exponent(m, beat)
@@ -322,22 +327,44 @@ class Softmax(StreamBlock):
         k_offset) q``, ``z = p (p + b) + c``, ``v = (z mult + 2**(shift-1)) >> shift``. A
         multiplier's product goes straight into a register (``x'`` is one adder in front of
         the first): ``p + b`` is formed beside ``-p`` from ``x' - q + b``, and ``c`` is
-        added after the multiply by ``mult``, as ``c mult``."""
-        ib, rng = self.config.ibert_exp, self._rng
+        added after the multiply by ``mult``, as ``c mult``.
+
+        ``x' div_mult`` (preset ``ibert``: 17 x 18 bits) is wider than one DSP multiply: it
+        is :func:`~accelgen.hdl.common.dsp.dsp_product`'s partial products, each in a DSP
+        whose output register is in use (``x'`` comes from the input port through an adder,
+        so there is no input register), and their sum is registered in a stage of its own.
+        (Inferred, yosys left those DSPs combinational and untimed on iCE40.)"""
+        ib, rng, cfg = self.config.ibert_exp, self._rng, self.config
         poly, q, k0 = ib["poly"], ib["q"], ib["k_offset"]
         b, c, mult, shift = poly.b_int, poly.c_int, ib["mult"], ib["shift"]
         xs = x - k0 * q                                      # >= 0: k_offset q <= in_min
-        s = pipe.stage(prod=xs * ib["div_mult"], xq=xs - q, xqb=xs - q + b, **tags)
+        span = cfg.in_fmt.max - k0 * q
+        prod = dsp_product(m, _cut_to_range(xs, 0, span), ib["div_mult"], output_register=True,
+                           platform=self._platform, name="div")
+        s = pipe.stage(xq=xs - q, xqb=xs - q + b, **tags)
+        s = pipe.stage(prod=_cut_to_range(prod, 0, span * ib["div_mult"]),
+                       **_carry(s, "xq", "xqb", *tags))
         kk = _cut_to_range(s.prod >> ib["div_shift"], 0, rng.k[1] - k0)      # k - k_offset
         s = pipe.stage(kk=kk, kq=kk * q, **_carry(s, "xq", "xqb", *tags))
         # -p in [1, q] and p + b in [b - q, b - 1], positive (b ~ 3.9 q): the products are
         # of magnitudes, which keeps p (p + b) mult within an unsigned 18 x 18 multiplier
         if b - q < 1:
             raise AssertionError(f"i-exp: b_int {b} is not above q {q}")
-        s = pipe.stage(k=_cut_to_range(s.kk + k0, *rng.k), np=_cut_to_range(s.kq - s.xq, 1, q),
-                       pb=_cut_to_range(s.xqb - s.kq, b - q, b - 1), **_carry(s, *tags))
-        s = pipe.stage(k=s.k, npp=s.np * s.pb, **_carry(s, *tags))
-        s = pipe.stage(k=s.k, w=s.npp * mult, **_carry(s, *tags))
+        np = _cut_to_range(s.kq - s.xq, 1, q)
+        pb = _cut_to_range(s.xqb - s.kq, b - q, b - 1)
+        s = pipe.stage(k=_cut_to_range(s.kk + k0, *rng.k), np=np, pb=pb, **_carry(s, *tags))
+        # np pb and npp mult on DSPs with their input registers (standing in for np, pb and
+        # npp): npp leaves its DSP unregistered for the next one's input registers, and the
+        # partial products of the wider npp mult are summed into w as yosys would (inferred,
+        # yosys left one of those DSPs combinational and untimed on iCE40)
+        npp = _cut_to_range(dsp_product(m, np, pb, s.np, s.pb, output_register=False,
+                                        platform=self._platform, name="npp"),
+                            b - q, q * (b - 1))
+        s = pipe.stage(k=s.k, npp=npp, **_carry(s, *tags))
+        w = dsp_product(m, npp, mult, s.npp, mult, output_register=False,
+                        platform=self._platform, name="w")
+        s = pipe.stage(k=s.k, w=_cut_to_range(w, (b - q) * mult, q * (b - 1) * mult),
+                       **_carry(s, *tags))
         # (z mult + half) >> shift with z = c - npp: c mult joins the rounding constant
         v = _cut_to_range(((c * mult + half_up_bias(shift)) - s.w) >> shift, *rng.v)
         return pipe.stage(k=s.k, v=v, **_carry(s, *tags))
