@@ -120,9 +120,9 @@ class Writer(wiring.Component):
     ------
     A row taken in cycle ``t`` (``row_valid`` in RUN) is read in ``t``, its memory data is
     registered in ``t + 1`` (W1) and in ``t + 2`` (W2, the block RAM's output is slow), added
-    in ``t + 2``, and the sum registered, saturated and written in ``t + 3`` (W3, with
-    ``row_final`` if it is final); the drain may read it from ``t + 4``. Rows of os padding
-    (past M) are dropped. Lanes saturate or wrap per ``overflow`` once per write.
+    and written in ``t + 2`` (with ``row_final`` if it is final); the drain may read it from
+    ``t + 3``. Rows of os padding (past M) are dropped. Lanes saturate or wrap per
+    ``overflow`` once per write.
     """
 
     def __init__(self, config):
@@ -177,13 +177,10 @@ class Writer(wiring.Component):
         overwrite = ~p.accumulate & ~p.preload & (~ws | loop.first[1])
         final = ~ws | loop.end[1]
         m.d.comb += self.rd_addr.eq(addr)
-        # W1: the memory's data arrives; W2: registered (the block RAM's output is slow) and
-        # added; W3: the sum registered, saturated and written back (adder, saturation and
-        # the route to the block RAM's data pins were one cycle: 8x8 out of context, 8.2 to
-        # 8.9 ns, the critical path of two placer seeds in five). A read in the cycle of a
-        # write to the same row would see the old value, but a row comes back no sooner than
-        # its next K-block in ws, and the weight swap between K-blocks keeps those at least
-        # R + 4 cycles apart (the write is 3 cycles after the read).
+        # W1: the memory's data arrives; W2: registered (the block RAM's output is slow), added
+        # and written back. A read in the cycle of a write to the same row would see the old
+        # value, but a row comes back no sooner than its next K-block in ws, and the weight
+        # swap between K-blocks keeps those at least R + 4 cycles apart.
         v1, ow1, fin1 = Signal(name="w1_valid"), Signal(name="w1_over"), Signal(name="w1_final")
         addr1 = Signal(cfg.acc_addr_bits, name="w1_addr")
         row1 = [Signal(signed(row_width(cfg)), name=f"w1_row{j}") for j in range(C)]
@@ -199,17 +196,12 @@ class Writer(wiring.Component):
         for j in range(C):
             old = old1[j * W:(j + 1) * W].as_signed()
             if cfg.is_float:    # +0 when overwriting: +0 + x = x for every sum the array makes
-                total = delay(m, add_fp32(m, Mux(ow1, 0, old), row1[j], name=f"w2_add{j}"),
-                              1, f"w3_sum{j}")
-                lanes.append(total)
+                lanes.append(add_fp32(m, Mux(ow1, 0, old), row1[j], name=f"w2_add{j}"))
             else:
-                total = delay(m, Mux(ow1, 0, old) + row1[j], 1, f"w3_sum{j}")
-                lanes.append(apply_overflow(total, fmt, cfg.overflow))
-        v2, fin2, addr2 = (delay(m, x, 1, f"w3_{n}") for x, n in
-                           ((v1, "valid"), (fin1, "final"), (addr1, "addr")))
-        m.d.comb += [self.wr_en.eq(v2), self.wr_addr.eq(addr2), self.wr_data.eq(Cat(*lanes))]
-        m.d.comb += self.row_final.eq(fin2 & ~task.start)
-        m.d.comb += self.idle.eq(~v2 & ~v1 & ~delay(m, take, 1, "w1_take"))
+                lanes.append(apply_overflow(Mux(ow1, 0, old) + row1[j], fmt, cfg.overflow))
+        m.d.comb += [self.wr_en.eq(v1), self.wr_addr.eq(addr1), self.wr_data.eq(Cat(*lanes))]
+        m.d.comb += self.row_final.eq(fin1 & ~task.start)
+        m.d.comb += self.idle.eq(~v1 & ~delay(m, take, 1, "w1_take"))
         return m
 
 
