@@ -74,7 +74,7 @@ class AIntake(wiring.Component):
 
     def elaborate(self, platform):
         cfg, m, task = self.config, Module(), self.task
-        self._start = unit_start(m, task, name="ai")
+        start = unit_start(m, task, name="ai")
         depth = cfg.a_depth + 1
         width = cfg.rows * cfg.a_width
         m.submodules.fifo = fifo = SyncFIFO(width=width, depth=depth)
@@ -82,12 +82,12 @@ class AIntake(wiring.Component):
         ready = Signal(name="ai_ready")
         held = Signal(range(depth + 1), name="ai_held")     # taken, not yet read
         m.submodules.loop = loop = _step_nest(cfg, "ai")
-        m.d.comb += loop.drive(start=self._start, advance=take, limits=_step_limits(task))
+        m.d.comb += loop.drive(start=start, advance=take, limits=_step_limits(task))
         read = fifo.r_rdy & fifo.r_en
         m.d.sync += held.eq(held + take - read)
         # next cycle's ready, with the room counted as if the feeder read nothing now: the
         # FIFO can then hold what comes even if the feeder reads nothing next cycle either
-        all_taken = ~self._start & (loop.done | (take & loop.final))
+        all_taken = ~start & (loop.done | (take & loop.final))
         m.d.sync += ready.eq(task.run_open & ~all_taken & (held + take < depth))
         beat, beat_valid = Signal(width, name="ai_beat"), Signal(name="ai_beat_valid")
         m.d.sync += [beat.eq(self.a.payload.a), beat_valid.eq(take)]
@@ -184,7 +184,7 @@ class Feeder(wiring.Component):
 
     def elaborate(self, platform):
         cfg, m, task = self.config, Module(), self.task
-        self._start = unit_start(m, task, name="fd")
+        start = unit_start(m, task, name="fd")
         R = cfg.rows
         ws = task.ws
         # The issue decision is a register: ``step`` (issued in this cycle) was decided in the
@@ -193,11 +193,11 @@ class Feeder(wiring.Component):
         # cycle's values, in every cycle, and its fan-out hangs off a flip-flop.
         step = Signal(name="step")
         m.submodules.loop = loop = _step_nest(cfg, "fd")
-        m.d.comb += loop.drive(start=self._start, advance=step, limits=_step_limits(task))
+        m.d.comb += loop.drive(start=start, advance=step, limits=_step_limits(task))
         m.d.comb += self.done.eq(loop.done)
         bank = Signal(name="fd_bank")
         bank_next = Signal(name="fd_bank_next")
-        m.d.comb += bank_next.eq(~self._start & (bank ^ loop.wrap[1]))
+        m.d.comb += bank_next.eq(~start & (bank ^ loop.wrap[1]))
         m.d.sync += bank.eq(bank_next)
 
         # Ring credit: accumulator-memory rows not yet claimed by an issued step. An os tile
@@ -213,15 +213,16 @@ class Feeder(wiring.Component):
         # rows a step claims, if it goes: an os tile's last step its rows, a ws step of the
         # first K-block one
         step_claim = Mux(ws, loop.first[1], Mux(os_last, rv, 0))
-        os_ring_ok, os_ring_ok_next = self._ring_credit_covers(m, step, credit, os_last, loop)
-        row_in, row_in_next = self._row_written(m, loop, step)
+        os_ring_ok, os_ring_ok_next = self._ring_credit_covers(m, start, step, credit, os_last,
+                                                               loop)
+        row_in, row_in_next = self._row_written(m, start, loop, step)
         panel_full = self.bank_full.bit_select(bank, 1) | \
             ((self.fill_bank == bank) & row_in)                         # or this row is in
         os_ok = panel_full & (~os_last | ((gap == 0) & os_ring_ok))
         # ws: the weight tile must be loaded for its first row
         ws_first = loop.first[2]
         ws_claims = loop.first[1]
-        ws_ring_ok, ws_ring_ok_next = self._credit_left(m, step, credit, ws_claims)
+        ws_ring_ok, ws_ring_ok_next = self._credit_left(m, start, step, credit, ws_claims)
         ws_ok = (~ws_first | self.w_ready) & (~ws_claims | ws_ring_ok)
         ready = Signal(name="fd_ready")     # this cycle's conditions (for the counters)
         m.d.comb += [
@@ -242,11 +243,11 @@ class Feeder(wiring.Component):
         m.d.sync += step.eq(task.run & ~loop.done_next & self.a_valid_next &
                             Mux(ws, ws_ok_next, os_ok_next))
         claim = Mux(step, step_claim, 0)
-        with m.If(self._start):
+        with m.If(start):
             m.d.sync += credit.eq(cfg.acc_depth)
         with m.Else():
             m.d.sync += credit.eq(credit - claim + self.credit)
-        with m.If(self._start):
+        with m.If(start):
             m.d.comb += gap_next.eq(0)
         with m.Elif(step & ~ws & os_last):
             m.d.comb += gap_next.eq(R - 1)
@@ -305,7 +306,7 @@ class Feeder(wiring.Component):
                      ev.stall_out.eq(waiting & ring_full)]
         return m
 
-    def _row_written(self, m, loop, step):
+    def _row_written(self, m, start, loop, step):
         """``inner < fill_rows`` (the step's panel row is written), as a register computed a
         cycle ahead for every outcome of this cycle's issue decision, the panel's write and
         the tile's wrap, which only pick one. The difference ``fill_rows - inner`` is a
@@ -316,7 +317,7 @@ class Feeder(wiring.Component):
         inner, fill = loop.ctr[2], self.fill_rows
         take, restart, wrap = self.fill_take, self.fill_restart, loop.wrap[2]
         diff = Signal(signed(max(len(inner), len(fill)) + 2), name="fd_fill_ahead")
-        with m.If(self._start | (restart & wrap)):
+        with m.If(start | (restart & wrap)):
             m.d.sync += diff.eq(0)
         with m.Elif(restart):               # fill_rows -> 0; inner -> inner (+ 1)
             m.d.sync += diff.eq(Mux(step, -inner - 1, -inner))
@@ -331,10 +332,10 @@ class Feeder(wiring.Component):
         sign = diff[-1]
         above_0, above_1 = ~sign & diff.any(), ~sign & diff[1:].any()
         ahead = Mux(take, Mux(step, above_0, ~sign), Mux(step, above_1, above_0))
-        return lookahead(m, ~self._start & ~restart & Mux(wrap, after_wrap, ahead),
+        return lookahead(m, ~start & ~restart & Mux(wrap, after_wrap, ahead),
                          name="fd_row_in")
 
-    def _credit_left(self, m, step, credit, claims):
+    def _credit_left(self, m, start, step, credit, claims):
         """``credit != 0`` (ws: a row of the ring is free), as a register computed a cycle
         ahead for both outcomes of this cycle's issue decision and of the drain's credit,
         like :meth:`_row_written`. A ws step claims one row (``claims``: of the first
@@ -345,10 +346,10 @@ class Feeder(wiring.Component):
         back = self.credit          # the drain gives a row back in this cycle
         claimed = Mux(back, credit != 0, credit != 1)
         kept = back | (credit != 0)
-        return lookahead(m, self._start | Mux(step & claims, claimed, kept),
+        return lookahead(m, start | Mux(step & claims, claimed, kept),
                          name="fd_credit_left", init=1)
 
-    def _ring_credit_covers(self, m, step, credit, os_last, loop):
+    def _ring_credit_covers(self, m, start, step, credit, os_last, loop):
         """``credit >= rv`` (the ring has room for this tile's rows), as a register computed a
         cycle ahead for both outcomes of this cycle's issue decision, like
         :meth:`_row_written` (and for both values of the drain's credit): the credit after
@@ -375,5 +376,5 @@ class Feeder(wiring.Component):
         rv_m1, rv_q, rv2_m1, rv2 = thresholds
         keep = Mux(back, credit >= rv_m1, credit >= rv_q)
         claim = Mux(back, credit >= rv2_m1, credit >= rv2)
-        return lookahead(m, self._start | Mux(step & os_last, claim, keep),
+        return lookahead(m, start | Mux(step & os_last, claim, keep),
                          name="fd_ring_ok", init=1)

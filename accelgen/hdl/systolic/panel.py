@@ -93,7 +93,7 @@ class PanelBuffer(wiring.Component):
 
     def elaborate(self, platform):
         cfg, m, task = self.config, Module(), self.task
-        self._start = unit_start(m, task, name="pl")
+        start = unit_start(m, task, name="pl")
         k_bits = panel_k_bits(cfg)
         # no_rw_check: a read that meets a write to its address (only the feeder's early
         # read of a row written in that cycle) takes the written word from the bypass below,
@@ -108,7 +108,7 @@ class PanelBuffer(wiring.Component):
         bank = Signal(name="pl_bank")
         take = Signal(name="pl_take")
         m.submodules.loop = loop = LoopNest((cfg.cols, 1), width=cfg.dim_bits, name="pl")
-        m.d.comb += loop.drive(start=self._start, advance=take,
+        m.d.comb += loop.drive(start=start, advance=take,
                                limits=[task.params.n, task.params.k])
         ready = Signal(name="pl_ready")
         m.d.comb += [
@@ -121,11 +121,11 @@ class PanelBuffer(wiring.Component):
         m.d.comb += wp.data.eq(Cat(*[Mux(j < loop.chunk[0], self.b.payload.b[j * bw:(j + 1) * bw],
                                          0) for j in range(cfg.cols)]))
         m.d.comb += [self.fill_bank.eq(bank), self.fill_rows.eq(loop.ctr[1]),
-                     self.fill_take.eq(take), self.fill_restart.eq(self._start | loop.wrap[1])]
+                     self.fill_take.eq(take), self.fill_restart.eq(start | loop.wrap[1])]
         filled = Signal(2)
         m.d.comb += filled.eq(Mux(take & loop.end[1], Mux(bank, 0b10, 0b01), 0))
         full_next, bank_next = Signal(2, name="pl_full_next"), Signal(name="pl_bank_next")
-        with m.If(self._start):
+        with m.If(start):
             m.d.comb += [full_next.eq(0), bank_next.eq(0)]
         with m.Else():
             m.d.comb += [full_next.eq((bank_full | filled) & ~release),
@@ -133,7 +133,7 @@ class PanelBuffer(wiring.Component):
         m.d.sync += [bank_full.eq(full_next), bank.eq(bank_next)]
         m.d.comb += [self.bank_full_next.eq(full_next), self.fill_bank_next.eq(bank_next)]
         # next cycle's b.ready, from what the loop, the banks and run will hold then
-        all_taken = ~self._start & (loop.done | (take & loop.final))
+        all_taken = ~start & (loop.done | (take & loop.final))
         m.d.sync += ready.eq(task.run_open & ~all_taken & ~full_next.bit_select(bank_next, 1))
 
         if "ws" in cfg.dataflows:
@@ -221,7 +221,7 @@ class WeightLoader(wiring.Component):
 
     def elaborate(self, platform):
         cfg, m, task = self.config, Module(), self.task
-        self._start = unit_start(m, task, name="wl")
+        start = unit_start(m, task, name="wl")
         R, C = cfg.rows, cfg.cols
         K = task.params.k
         load = Signal(name="wl_load")            # a tile load may start
@@ -229,17 +229,17 @@ class WeightLoader(wiring.Component):
         busy = Signal(name="wl_busy")
         tile_done = Signal(name="wl_tile_done")
         m.submodules.loop = loop = LoopNest((C, R), width=cfg.dim_bits, name="wl")
-        m.d.comb += loop.drive(start=self._start, advance=tile_done, limits=[task.params.n, K])
+        m.d.comb += loop.drive(start=start, advance=tile_done, limits=[task.params.n, K])
         bank = Signal(name="wl_bank")
         wait = Signal(range(R + 3), name="wl_wait")
         # the tile's rows kb .. kb + chunk - 1 are written (or the whole panel is)
-        rows_in = (self.fill_bank == bank) & self._rows_written(m, loop, tile_done)
+        rows_in = (self.fill_bank == bank) & self._rows_written(m, start, loop, tile_done)
         m.d.comb += self.bank_ready.eq(self.bank_full.bit_select(bank, 1) | rows_in)
         have = Signal(name="wl_have")            # a loaded tile waits for its swap step
         shifting = Signal(name="wl_shift")       # read data enters the shadow chain now
         m.d.comb += load.eq(task.run & task.ws & ~loop.done & ~busy & ~have & (wait == 0) &
                             self.bank_ready)
-        k = self._read_row(m, loop, load, busy, tile_done)    # panel row read this cycle
+        k = self._read_row(m, start, loop, load, busy, tile_done)    # panel row read this cycle
         reading = busy | load
         m.d.comb += self.panel_addr.eq(Cat(k[:panel_k_bits(cfg)], bank))
         # ``row == R - 1`` as a register, set a cycle ahead: the tile loop's counters (and the
@@ -248,9 +248,9 @@ class WeightLoader(wiring.Component):
         m.d.comb += tile_done.eq(Mux(busy, at_last, load & (R == 1)))
         read_q = Signal(name="wl_read_q")      # a read one cycle old: its row not in yet
         m.d.comb += self.w_ready.eq(have & ~read_q & ~shifting)
-        have_next = ~self._start & ~self.swap_issued & (tile_done | have)
+        have_next = ~start & ~self.swap_issued & (tile_done | have)
         m.d.comb += self.w_ready_next.eq(have_next & ~reading & ~read_q)
-        with m.If(self._start):
+        with m.If(start):
             m.d.sync += [busy.eq(0), row.eq(0), bank.eq(0), have.eq(0), wait.eq(0),
                          at_last.eq(0)]
         with m.Else():
@@ -279,7 +279,7 @@ class WeightLoader(wiring.Component):
         m.d.comb += self.wload.eq(shifting)
         return m
 
-    def _read_row(self, m, loop, load, busy, tile_done):
+    def _read_row(self, m, start, loop, load, busy, tile_done):
         """The panel row read this cycle, ``kb + R - 1 - row`` (rows go in bottom first), as a
         choice between two registers: ``top`` (``kb + R - 1``, stepped with the tile loop as
         its ``kb`` counter is) for a load's first read, ``rest`` (counting down from ``top -
@@ -291,7 +291,7 @@ class WeightLoader(wiring.Component):
         top = Signal(width, name="wl_k_top", init=R - 1)
         top_m1 = Signal(width, name="wl_k_top_m1", init=R - 2 if R > 1 else 0)
         rest = Signal(width, name="wl_k_rest")
-        with m.If(self._start | loop.wrap[1]):
+        with m.If(start | loop.wrap[1]):
             m.d.sync += [top.eq(R - 1), top_m1.eq(max(R - 2, 0))]
         with m.Elif(tile_done):
             m.d.sync += [top.eq(top + R), top_m1.eq(top_m1 + R)]
@@ -301,7 +301,7 @@ class WeightLoader(wiring.Component):
             m.d.sync += rest.eq(rest - 1)
         return Mux(busy, rest, top)
 
-    def _rows_written(self, m, loop, tile_done):
+    def _rows_written(self, m, start, loop, tile_done):
         """``fill_rows >= need``, ``need = min(K, kb + R)`` the rows the current weight tile
         reads up to, as a register computed a cycle ahead for every outcome of this cycle's
         panel write and tile (``need`` itself is a register kept with the tile loop, as
@@ -332,7 +332,7 @@ class WeightLoader(wiring.Component):
                      *load((first_need, first_m1), need_at(R))]
         kb = loop.ctr[1]
         past_k = kb > k_3r
-        restart = self._start | loop.wrap[1]
+        restart = start | loop.wrap[1]
         with m.If(restart):
             m.d.sync += [need.eq(first_need), need_m1.eq(first_m1),
                          *load((carry_need, carry_m1), need_at(2 * R))]
