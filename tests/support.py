@@ -7,13 +7,16 @@ puts ``tests/`` on ``sys.path``). Nothing here is a test.
   fails" check.
 - fpga tier: the resource keys of a synthesis report and the checks every built bitstream
   with a self-check harness must pass.
+- primitive benches: a Verilog module ``bench`` (with the designs and models it instantiates)
+  built and run by Verilator or Icarus, for the vendor-primitive wrappers' equivalence tests.
 """
 
 import shutil
+import subprocess
 
 import pytest
 
-from accelgen.tools import icarus_available
+from accelgen.tools import icarus_available, tool_env, which
 
 #: seed of every cocotb run in the tests (printed in each failure message)
 SEED = 20240601
@@ -113,3 +116,23 @@ def accepted_words(harness, ports):
     sim.add_testbench(bench)
     sim.run()
     return seen
+
+
+def run_bench(simulator, tmp_path, sources):
+    """Build the Verilog ``sources`` (top module ``bench``) with ``simulator`` ("verilator":
+    ``--binary --timing``; "icarus": ``iverilog -g2005``) in ``tmp_path``, run it and return
+    what it printed. A build that fails fails the test, with the tool's output."""
+    if simulator == "verilator":
+        build = subprocess.run(
+            [which("verilator"), "--binary", "-Wno-fatal", "-Wno-lint", "-Wno-style", "--timing",
+             "-CFLAGS", "-std=c++20 -O1", "--top-module", "bench", "-Mdir", str(tmp_path / "obj"),
+             "-o", "bench", "-j", "2", *map(str, sources)],
+            cwd=tmp_path, env=tool_env(), capture_output=True, text=True, check=False)
+        binary = [str(tmp_path / "obj" / "bench")]
+    else:
+        build = subprocess.run(["iverilog", "-g2005", "-s", "bench", "-o",
+                                str(tmp_path / "a.vvp"), *map(str, sources)],
+                               capture_output=True, text=True, check=False)
+        binary = ["vvp", "-n", str(tmp_path / "a.vvp")]
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    return subprocess.run(binary, capture_output=True, text=True, check=False).stdout

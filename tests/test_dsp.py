@@ -24,6 +24,7 @@ from amaranth.lib.wiring import In, Out
 
 from accelgen.hdl.common.dsp import FamilyTarget, dsp_family, dsp_product, registered_product
 from accelgen.tools import icarus_available, tool_env, which
+from support import run_bench
 
 MODEL = Path(__file__).parent.parent / "accelgen" / "sim" / "models" / "MULT18X18D.v"
 CYCLES = 3000
@@ -208,26 +209,6 @@ def _write_sources(tmp_path, wa, wb, output_register, family="ecp5", stall=False
             *_models(family, tmp_path)]
 
 
-def _verilator(tmp_path, sources):
-    run = subprocess.run(
-        [which("verilator"), "--binary", "-Wno-fatal", "-Wno-lint", "-Wno-style", "--timing",
-         "-CFLAGS", "-std=c++20",
-         "--top-module", "bench", "-Mdir", str(tmp_path / "obj"), "-o", "bench",
-         *map(str, sources)],
-        cwd=tmp_path, env=tool_env(), capture_output=True, text=True, check=False)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    return subprocess.run([str(tmp_path / "obj" / "bench")], capture_output=True, text=True,
-                          check=False).stdout
-
-
-def _icarus(tmp_path, sources):
-    build = subprocess.run(["iverilog", "-g2005", "-s", "bench", "-o", str(tmp_path / "a.vvp"),
-                            *map(str, sources)], capture_output=True, text=True, check=False)
-    assert build.returncode == 0, build.stderr[-3000:]
-    return subprocess.run(["vvp", "-n", str(tmp_path / "a.vvp")], capture_output=True,
-                          text=True, check=False).stdout
-
-
 SHAPES = [("ecp5", 8, 8, True), ("ecp5", 8, 8, False), ("ecp5", 18, 18, True),
           ("ecp5", 9, 17, True), ("ice40", 8, 8, True), ("ice40", 8, 8, False),
           ("ice40", 16, 16, True), ("ice40", 9, 15, True)]
@@ -266,7 +247,7 @@ def test_dsp_product_equals_the_inferred_product(tmp_path, simulator, family, wa
     if simulator == "icarus" and not icarus_available():
         pytest.skip("Icarus Verilog is not installed")
     sources = _write_sources(tmp_path, wa, wb, output_register, family, stall)
-    out = (_verilator if simulator == "verilator" else _icarus)(tmp_path, sources)
+    out = run_bench(simulator, tmp_path, sources)
     assert f"PASS {CYCLES}" in out, out[-2000:]
 
 
@@ -372,7 +353,7 @@ def test_wide_product_equals_the_inferred_product(tmp_path, simulator, name):
     (tmp_path / "bench.v").write_text(_wide_bench(case))
     sources = [tmp_path / "bench.v", tmp_path / "ref_top.v", tmp_path / "dsp_top.v",
                *_models(case.family, tmp_path)]
-    out = (_verilator if simulator == "verilator" else _icarus)(tmp_path, sources)
+    out = run_bench(simulator, tmp_path, sources)
     assert f"PASS {CYCLES}" in out, out[-2000:]
 
 
@@ -383,7 +364,7 @@ def test_the_bench_catches_a_wrong_product(tmp_path):
     sources = _write_sources(tmp_path, 18, 18, True)
     broken = tmp_path / "MULT18X18D_broken.v"
     broken.write_text(MODEL.read_text().replace("{sb_q & b_q[17], b_q}", "{1'b0, b_q}"))
-    out = _verilator(tmp_path, sources[:-1] + [broken])
+    out = run_bench("verilator", tmp_path, sources[:-1] + [broken])
     assert "FAIL" in out and "MISMATCH" in out, out[-2000:]
 
 
@@ -527,7 +508,7 @@ endmodule
 
 @pytest.mark.slow
 @pytest.mark.parametrize("family,preset,pe_pipeline", [
-    ("ecp5", "default", 1), ("ecp5", "default", 0), ("ecp5", "8x8", 1),
+    ("ecp5", "default", 1), ("ecp5", "default", 0), ("ecp5", "8x8", 1), ("ecp5", "8x8", 2),
     ("ice40", "default", 1), ("ice40", "default", 0)])
 def test_systolic_pe_on_dsps_equals_the_inferred_pe(tmp_path, family, preset, pe_pipeline):
     """A whole PE elaborated for ECP5 (its product a MULT18X18D whose input registers mirror
@@ -562,8 +543,9 @@ def _compare_forms(tmp_path, family, prefix, convert, bench):
     ports = re.findall(r"^\s*(input|output)\s+(?:signed\s+)?(\[\d+:0\])?\s*(\w+);",
                        texts[f"{prefix}_ref"], re.M)
     (tmp_path / "bench.v").write_text(bench(ports))
-    out = _verilator(tmp_path, [tmp_path / "bench.v", *(tmp_path / f"{n}.v" for n in texts),
-                                *_models(family, tmp_path)])
+    sources = [tmp_path / "bench.v", *(tmp_path / f"{n}.v" for n in texts),
+               *_models(family, tmp_path)]
+    out = run_bench("verilator", tmp_path, sources)
     assert f"PASS {CYCLES}" in out, out[-2000:]
 
 

@@ -215,7 +215,7 @@ _SYS_VALUES = {
                           st.sampled_from(["fp32", "int8", ""])),
     "out_saturate": _mostly(st.booleans(), st.sampled_from([0, None])),
     "lut_rows": _mostly(st.integers(0, 1), st.sampled_from([-1, 3])),
-    "pe_pipeline": _mostly(st.integers(0, 1), st.sampled_from([2, -1])),
+    "pe_pipeline": _mostly(st.integers(0, 2), st.sampled_from([3, -1])),
 }
 # modes always drawn: which number kind the array is decides most of the rest
 _SYS_SETTINGS = st.lists(st.sampled_from(sorted(_SYS_VALUES)), max_size=5, unique=True).flatmap(

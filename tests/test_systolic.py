@@ -81,8 +81,8 @@ ARRAYS = [
                          pe_pipeline=0), id="4x4-os-saturate18-nopipe"),
     pytest.param(_config(3, 4, dataflows=("ws",), overflow="saturate", acc_width=17,
                          requant=True, rounding="half_even"), id="3x4-ws-saturate17"),
-    pytest.param(_config(3, 3, dataflows=BOTH, modes=("s8s8", "u8s8"), lut_rows=2),
-                 id="3x3-both-lut-multipliers"),
+    pytest.param(_config(3, 3, dataflows=BOTH, modes=("s8s8", "u8s8"), lut_rows=2,
+                         pe_pipeline=2), id="3x3-both-lut-multipliers-pipe2"),
     pytest.param(_config(2, 2, dataflows=BOTH, modes=("e4m3", "e5m2", "e4m3e5m2"),
                          acc_width=32, requant=True), id="2x2-both-fp8-convert"),
     pytest.param(_config(2, 3, dataflows=("os",), modes=("bf16", "fp16"), acc_width=32,
@@ -326,7 +326,7 @@ def test_config_errors_name_the_setting():
         "dataflows": dict(dataflows=("xs",)), "acc_depth": dict(acc_depth=48),
         "acc_width": dict(acc_width=8), "k_max": dict(k_max=0),
         "mult_bits": dict(requant=True, acc_width=48, mult_bits=32),
-        "rounding": dict(rounding="nearest"), "pe_pipeline": dict(pe_pipeline=2),
+        "rounding": dict(rounding="nearest"), "pe_pipeline": dict(pe_pipeline=3),
         "lut_rows": dict(rows=4, lut_rows=5),
     }
     for name, kw in cases.items():

@@ -88,8 +88,8 @@ def test_model_equals_rtl_through_the_requantizer():
 
 
 @pytest.mark.parametrize("kw", [{"acc_depth": 2}, {"acc_depth": 4, "rows": 3, "cols": 3},
-                                {"pe_pipeline": 0}, {"a_depth": 3}],
-                         ids=["ring2", "ring4-3x3", "nopipe", "afifo3"])
+                                {"pe_pipeline": 0}, {"pe_pipeline": 2}, {"a_depth": 3}],
+                         ids=["ring2", "ring4-3x3", "nopipe", "pipe2", "afifo3"])
 def test_model_equals_rtl_with_tight_rings_and_pipelines(kw):
     """A ring of 2 or 4 rows stalls the feeder for credit all the time; the model must know
     when the drain gives each row back."""
@@ -128,12 +128,12 @@ def test_small_gemm_has_no_drain_penalty():
 def test_one_tile_floor_by_phase():
     """16^3 on 16x16, os: 3 cycles of command check, 2 of the a FIFO, K=16 steps, the array
     (15 rows + 15 columns of skew, product and capture registers, the result chain to the
-    bottom edge: R + C + p + 1 + R - 1 = 49) and 9 of writer, drain and o."""
+    bottom edge: R + C + p + 1 + R - 1 = 49) and 10 of writer, drain and o."""
     cfg = PRESETS["16x16"]
     floor = tile_floor(cfg, 16)
-    assert floor == {"check": 3, "operands": 2, "steps": 16, "skew": 49, "drain": 9,
-                     "total": 79}
-    assert gemm_cycles(cfg, 16, 16, 16) == 79
+    assert floor == {"check": 3, "operands": 2, "steps": 16, "skew": 49, "drain": 10,
+                     "total": 80}
+    assert gemm_cycles(cfg, 16, 16, 16) == 80
 
 
 def test_scalesim_formula():

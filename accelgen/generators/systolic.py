@@ -189,7 +189,8 @@ class SystolicConfig(Config):
         Rounding of the requantization shift (an :class:`~accelgen.numerics.Rounding` value).
     pe_pipeline : int
         0: the PE multiplies and accumulates in one cycle; 1: a product register between
-        multiplier and adder.
+        multiplier and adder (on ECP5 the DSP's output register); 2: a second one, in the
+        fabric beside the adder (the route out of the DSP column gets a cycle of its own).
     lut_rows : int
         PE rows (counted from the bottom) whose multipliers are built from LUTs and carry
         chains instead of DSP blocks (0 to ``rows``): lets an array use more multipliers than
@@ -272,7 +273,7 @@ class SystolicConfig(Config):
             raise ConfigError(f"mult_bits: {self.mult_bits!r} is not allowed with acc_width "
                               f"{self.acc_width}; acc_width + mult_bits must be at most 62")
         check_choice("rounding", self.rounding, [r.value for r in Rounding])
-        check_int("pe_pipeline", self.pe_pipeline, 0, 1)
+        check_int("pe_pipeline", self.pe_pipeline, 0, 2)
         check_int("lut_rows", self.lut_rows, 0, self.rows)
         if self.is_float and self.lut_rows:
             raise ConfigError(f"lut_rows: {self.lut_rows!r} is not allowed with float modes "
@@ -605,11 +606,16 @@ PRESETS = {
 PRESETS["default"] = SystolicConfig(rows=4, cols=4, modes=("s8s8", "u8s8", "s4s4", "s8s4"),
                                     dataflows=("os", "ws"), k_max=64, acc_depth=64,
                                     requant=True)
+# the ECP5 board preset: a second product register in the fabric, beside the adder (the
+# route out of the DSP column was 5.5-6.5 ns of the PE's path; 8x8 out of context, median of
+# five placer seeds: 113.8 -> 122.2 MHz, +1024 flip-flops)
 PRESETS["8x8"] = replace(PRESETS["default"], rows=8, cols=8, modes=("s8s8",), k_max=256,
-                         acc_depth=256)
-# ECP5-85F has 156 MULT18X18D: 7 DSP rows (112) + the requantizer's 32 fit, 9 rows use LUTs
+                         acc_depth=256, pe_pipeline=2)
+# ECP5-85F has 156 MULT18X18D: 7 DSP rows (112) + the requantizer's 32 fit, 9 rows use LUTs.
+# One product register: this preset is also the bulk-simulation benchmark, and its board
+# build does not route yet
 PRESETS["16x16"] = replace(PRESETS["8x8"], rows=16, cols=16, k_max=1024, acc_depth=512,
-                           lut_rows=9)
+                           lut_rows=9, pe_pipeline=1)
 # float presets: FP8 (E4M3/E5M2 and the mixed pair) and BF16 PEs accumulating in FP32, the
 # output stage converting to FP8/BF16 (the MAC units cost several times an int8 PE: 4x4)
 PRESETS["fp8"] = replace(PRESETS["default"], modes=("e4m3", "e5m2", "e4m3e5m2"),

@@ -21,12 +21,12 @@ from types import SimpleNamespace
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ...formats import FP32
 from ...generators.systolic import SCALE_BITS
 from ...numerics import IntFormat
+from ..common.bram import RegisteredMemory
 from ..common.floats import add_fp32, convert_element, decode_element
 from ..common.loopnest import LoopNest
 from ..common.numerics import apply_overflow
@@ -105,7 +105,8 @@ class Writer(wiring.Component):
     row : In(signed(row_width)).array(cols), row_valid : In(1)
         The array's result rows.
     rd_addr : Out(acc_addr_bits), rd_data : In(cols * acc_width)
-        A synchronous, non-transparent memory read port.
+        A memory read port with registered data: ``rd_data`` holds the row at ``rd_addr``
+        of two cycles earlier.
     wr_en : Out(1), wr_addr : Out(acc_addr_bits), wr_data : Out(cols * acc_width)
         The write-back.
     row_final : Out(1)
@@ -118,11 +119,11 @@ class Writer(wiring.Component):
 
     Timing
     ------
-    A row taken in cycle ``t`` (``row_valid`` in RUN) is read in ``t``, its memory data is
-    registered in ``t + 1`` (W1) and in ``t + 2`` (W2, the block RAM's output is slow), added
-    and written in ``t + 2`` (with ``row_final`` if it is final); the drain may read it from
-    ``t + 3``. Rows of os padding (past M) are dropped. Lanes saturate or wrap per
-    ``overflow`` once per write.
+    A row taken in cycle ``t`` (``row_valid`` in RUN) is read in ``t``, its memory data
+    arrives in ``t + 1`` (W1), is registered in ``t + 2`` (W2, the block RAM's output
+    register) and again in ``t + 3`` (W3), added and written in ``t + 3`` (with ``row_final``
+    if it is final); the drain may read it from ``t + 4``. Rows of os padding (past M) are
+    dropped. Lanes saturate or wrap per ``overflow`` once per write.
     """
 
     def __init__(self, config):
@@ -177,31 +178,38 @@ class Writer(wiring.Component):
         overwrite = ~p.accumulate & ~p.preload & (~ws | loop.first[1])
         final = ~ws | loop.end[1]
         m.d.comb += self.rd_addr.eq(addr)
-        # W1: the memory's data arrives; W2: registered (the block RAM's output is slow), added
-        # and written back. A read in the cycle of a write to the same row would see the old
-        # value, but a row comes back no sooner than its next K-block in ws, and the weight
-        # swap between K-blocks keeps those at least R + 4 cycles apart.
+        # W1: the memory's data arrives; W2: in the block RAM's output register; W3: in a
+        # fabric register (an overwrite clears it, the flip-flops' synchronous reset), added,
+        # saturated and written back. Adder and saturation thus lie between two registers
+        # in the fabric: from the RAM's output register through them into the RAM's data
+        # inputs they were two RAM routes in one cycle (8x8 out of context: 8.8-9.8 ns). A
+        # read in the cycle of a write to the same row would see an unspecified word, but a
+        # row comes back no sooner than its next K-block in ws, and the weight swap between
+        # K-blocks keeps those at least R + 4 cycles apart (the write is 3 cycles after the
+        # read).
         v1, ow1, fin1 = Signal(name="w1_valid"), Signal(name="w1_over"), Signal(name="w1_final")
         addr1 = Signal(cfg.acc_addr_bits, name="w1_addr")
         row1 = [Signal(signed(row_width(cfg)), name=f"w1_row{j}") for j in range(C)]
         m.d.sync += [v1.eq(take & keep), ow1.eq(overwrite), fin1.eq(take & keep & final),
                      addr1.eq(addr)] + [r.eq(x) for r, x in zip(row1, self.row)]
-        old1 = Signal(C * W, name="w2_old")
-        m.d.sync += old1.eq(self.rd_data)
-        v1, ow1, fin1, addr1 = (delay(m, x, 1, f"w2_{n}") for x, n in
+        v2, ow2, fin2, addr2 = (delay(m, x, 1, f"w2_{n}") for x, n in
                                 ((v1, "valid"), (ow1, "over"), (fin1, "final"), (addr1, "addr")))
-        row1 = [delay(m, x, 1, f"w2_row{j}") for j, x in enumerate(row1)]
+        old3 = Signal(C * W, name="w3_old")
+        m.d.sync += old3.eq(Mux(ow2, 0, self.rd_data))
+        v3, fin3, addr3 = (delay(m, x, 1, f"w3_{n}") for x, n in
+                           ((v2, "valid"), (fin2, "final"), (addr2, "addr")))
+        row3 = [delay(m, x, 2, f"w3_row{j}") for j, x in enumerate(row1)]
         fmt = IntFormat(W, True)
         lanes = []
         for j in range(C):
-            old = old1[j * W:(j + 1) * W].as_signed()
+            old = old3[j * W:(j + 1) * W].as_signed()
             if cfg.is_float:    # +0 when overwriting: +0 + x = x for every sum the array makes
-                lanes.append(add_fp32(m, Mux(ow1, 0, old), row1[j], name=f"w2_add{j}"))
+                lanes.append(add_fp32(m, old, row3[j], name=f"w3_add{j}"))
             else:
-                lanes.append(apply_overflow(Mux(ow1, 0, old) + row1[j], fmt, cfg.overflow))
-        m.d.comb += [self.wr_en.eq(v1), self.wr_addr.eq(addr1), self.wr_data.eq(Cat(*lanes))]
-        m.d.comb += self.row_final.eq(fin1 & ~task.start)
-        m.d.comb += self.idle.eq(~v1 & ~delay(m, take, 1, "w1_take"))
+                lanes.append(apply_overflow(old + row3[j], fmt, cfg.overflow))
+        m.d.comb += [self.wr_en.eq(v3), self.wr_addr.eq(addr3), self.wr_data.eq(Cat(*lanes))]
+        m.d.comb += self.row_final.eq(fin3 & ~task.start)
+        m.d.comb += self.idle.eq(~v3 & ~v2 & ~v1 & ~delay(m, take, 1, "w1_take"))
         return m
 
 
@@ -215,7 +223,8 @@ class Drain(wiring.Component):
     row_final : In(1)
         From the writer: one more row may be read (from the next cycle on).
     rd_addr : Out(acc_addr_bits), rd_data : In(cols * acc_width)
-        A synchronous memory read port.
+        A memory read port with registered data (the row at ``rd_addr`` two cycles
+        earlier).
     issue : Out(1)
         A row is read in this cycle; its ring row is free again (credit for the feeder).
     o : Out(stream_signature(config.o_fields))
@@ -293,9 +302,8 @@ class Drain(wiring.Component):
         cv1 = Signal(C, name="d1_lanes")       # lane j is within N: a mask, not a count
         m.d.sync += [v1.eq(issue), last1.eq(issue & loop.final),
                      cv1.eq(Cat(*(j < cv for j in range(C))))]
-        # D2: the block RAM's output registered
-        data2 = Signal(C * W, name="d2_data")
-        m.d.sync += data2.eq(self.rd_data)
+        # D2: the block RAM's output registered (in the memory)
+        data2 = self.rd_data
         v1, last1, cv1 = (delay(m, x, 1, f"d2_{n}") for x, n in
                           ((v1, "valid"), (last1, "last"), (cv1, "cv")))
         raw = [data2[j * W:(j + 1) * W].as_signed() for j in range(C)]
@@ -440,18 +448,13 @@ class Accumulator(wiring.Component):
         m.submodules.preloader = pre = Preloader(cfg)
         m.submodules.writer = wr = Writer(cfg)
         m.submodules.drain = dr = Drain(cfg)
-        # no_rw_check: no read ever meets a write to its row in the same cycle (the writer
-        # reads a row R + 4 or more cycles after its last write, see the W2 note in Writer;
-        # the drain reads final rows only, and a row is written again only after the drain
-        # has read it and given its credit back). So yosys may map the read ports as the
-        # block RAM has them, without the logic that would emulate old-data reads on a
-        # collision (on ECP5: 640 flip-flops and 440 LUTs, in front of the W2/D2 registers)
-        mem = m.submodules.acc = Memory(shape=unsigned(cfg.cols * cfg.acc_width),
-                                        depth=cfg.acc_depth, init=[],
-                                        attrs={"no_rw_check": 1})
-        wp = mem.write_port()
-        wr_rp = mem.read_port()     # not transparent: see the W2 note in Writer
-        dr_rp = mem.read_port()
+        # no read ever meets a write to its row in the same cycle (the writer reads a row
+        # R + 4 or more cycles after its last write, see the W2 note in Writer; the drain
+        # reads final rows only, and a row is written again only after the drain has read it
+        # and given its credit back), which RegisteredMemory leaves unspecified. Its output
+        # registers are the writer's W2 and the drain's D2 registers
+        mem = m.submodules.acc = RegisteredMemory(cfg.cols * cfg.acc_width, cfg.acc_depth,
+                                                  read_ports=2, name="acc")
 
         wiring.connect(m, wiring.flipped(self.task), pre.task, wr.task, dr.task)
         wiring.connect(m, wiring.flipped(self.c), pre.c)
@@ -459,11 +462,11 @@ class Accumulator(wiring.Component):
         m.d.comb += [wr.row[j].eq(self.row[j]) for j in range(cfg.cols)]
         m.d.comb += [
             wr.row_valid.eq(self.row_valid),
-            wp.en.eq(wr.wr_en | pre.wr_en),
-            wp.addr.eq(Mux(pre.wr_en, pre.wr_addr, wr.wr_addr)),
-            wp.data.eq(Mux(pre.wr_en, pre.wr_data, wr.wr_data)),
-            wr_rp.addr.eq(wr.rd_addr), wr.rd_data.eq(wr_rp.data),
-            dr_rp.addr.eq(dr.rd_addr), dr.rd_data.eq(dr_rp.data),
+            mem.w_en.eq(wr.wr_en | pre.wr_en),
+            mem.w_addr.eq(Mux(pre.wr_en, pre.wr_addr, wr.wr_addr)),
+            mem.w_data.eq(Mux(pre.wr_en, pre.wr_data, wr.wr_data)),
+            mem.r_addr[0].eq(wr.rd_addr), wr.rd_data.eq(mem.r_data[0]),
+            mem.r_addr[1].eq(dr.rd_addr), dr.rd_data.eq(mem.r_data[1]),
             dr.row_final.eq(wr.row_final),
             self.drain_issue.eq(dr.issue),
             self.preload_done.eq(pre.done),

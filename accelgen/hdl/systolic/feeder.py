@@ -114,10 +114,10 @@ class Feeder(wiring.Component):
     a : In(step_beats_signature(config))
         ``a`` beats from the FIFO; one is taken per issued step.
     bank_full : In(2); fill_bank : In(1); fill_rows : In(panel_k_bits + 1)
-    fill_take, fill_restart : In(1)
+    fill_take, fill_last : In(1)
         The B-panel banks that hold a complete panel; the bank being filled, the count of its
-        rows written, whether one is written in this cycle and whether the count restarts at
-        0 in the next (an os step may read a row of a panel still being loaded).
+        rows written, whether one is written in this cycle and whether that row would be its
+        panel's last (an os step may read a row of a panel still being loaded).
     panel_addr_next : Out(panel_k_bits + 1), panel_release : Out(2)
         os: the panel row (bank, k) of the step in the next cycle (combinational: the panel
         buffer reads it a cycle early and returns it in the cycle after that step, when F1
@@ -128,9 +128,9 @@ class Feeder(wiring.Component):
         it loads from is complete (for ``stall_b`` only). 0 in os-only builds.
     credit : In(1)
         The drain has read one row out of the accumulator memory: one more row of credit.
-    a_valid_next, bank_full_next, fill_bank_next, w_ready_next : In
-        What ``a.valid``, ``bank_full``, ``fill_bank`` and ``w_ready`` hold in the next
-        cycle (combinational): the issue decision is taken a cycle ahead.
+    a_valid_next, w_ready_next : In(1)
+        What ``a.valid`` and ``w_ready`` hold in the next cycle (combinational): the issue
+        decision is taken a cycle ahead.
     a_ops : Out(signed(operand_width)).array(rows), last, swap, valid : Out(1)
         To the array: the step's A operands in the command's mode, and its tags (os: last
         step of a tile; ws: first step of a weight tile, not a bubble). Zeros for a bubble;
@@ -163,15 +163,13 @@ class Feeder(wiring.Component):
             "fill_bank": In(1),
             "fill_rows": In(panel_k_bits(config) + 1),
             "fill_take": In(1),
-            "fill_restart": In(1),
+            "fill_last": In(1),
             "panel_addr_next": Out(panel_k_bits(config) + 1),
             "panel_release": Out(2),
             "w_ready": In(1),
             "w_bank_ready": In(1),
             "credit": In(1),
             "a_valid_next": In(1),
-            "bank_full_next": In(2),
-            "fill_bank_next": In(1),
             "w_ready_next": In(1),
             "a_ops": Out(signed(config.operand_width)).array(config.rows),
             "last": Out(1),
@@ -229,11 +227,12 @@ class Feeder(wiring.Component):
             ready.eq(task.run & ~loop.done & Mux(ws, ws_ok, os_ok)),
             self.a.ready.eq(step),
         ]
-        # the same conditions as they will be in the next cycle
-        panel_full_next = self.bank_full_next.bit_select(bank_next, 1) | \
-            ((self.fill_bank_next == bank_next) & row_in_next)
-        os_ok_next = panel_full_next & (~loop.end_next[2] |
-                                        ((gap_next == 0) & os_ring_ok_next))
+        # the same conditions as they will be in the next cycle; os: for both values of this
+        # cycle's panel write, which picks one as the decision's last gate
+        os_ring_next = ~loop.end_next[2] | ((gap_next == 0) & os_ring_ok_next)
+        os_ok_next = Mux(self.fill_take,
+                         *(self._panel_row_next(start, bank_next, take, row_in_next[take]) &
+                           os_ring_next for take in (1, 0)))
         ws_ok_next = (~loop.first_next[2] | self.w_ready_next) & \
             (~loop.first_next[1] | ws_ring_ok_next)
         # ``run``, not ``run_next``: they differ only in the cycle RUN begins (no ``a`` beat
@@ -306,6 +305,19 @@ class Feeder(wiring.Component):
                      ev.stall_out.eq(waiting & ring_full)]
         return m
 
+    def _panel_row_next(self, start, bank_next, take, row_in_next):
+        """os: in the next cycle, the step's panel row is written (its bank holds a complete
+        panel, or is being filled and ``row_in_next``), for this cycle's panel write ``take``
+        (0 or 1; ``row_in_next`` computed for the same value). The feeder's own release never
+        reaches the bank it reads next (it releases the bank it leaves), so only the panel's
+        completion by this cycle's write joins ``bank_full``."""
+        full = self.bank_full.bit_select(bank_next, 1)
+        filling = self.fill_bank == bank_next
+        if take:    # a write of the panel's last row completes it and moves the fill bank
+            full |= self.fill_last & filling
+            filling = Mux(self.fill_last, ~filling, filling)
+        return ~start & (full | (filling & row_in_next))
+
     def _row_written(self, m, start, loop, step):
         """``inner < fill_rows`` (the step's panel row is written), as a register computed a
         cycle ahead for every outcome of this cycle's issue decision, the panel's write and
@@ -313,9 +325,13 @@ class Feeder(wiring.Component):
         register of its own (kept by increments, or rebuilt from one side when the other
         restarts at 0), so each outcome is a compare of that register with a small constant
         (the next difference is ``diff``, ``diff + 1`` or ``diff - 1``), and no carry chain
-        lies between the counters and the issue decision."""
+        lies between the counters and the issue decision.
+
+        Returns the flag and its next value for each value of this cycle's panel write
+        (``fill_take`` 0, 1): the issue decision takes both and lets the write pick."""
         inner, fill = loop.ctr[2], self.fill_rows
-        take, restart, wrap = self.fill_take, self.fill_restart, loop.wrap[2]
+        take, wrap = self.fill_take, loop.wrap[2]
+        restart = start | (take & self.fill_last)       # fill_rows -> 0 in the next cycle
         diff = Signal(signed(max(len(inner), len(fill)) + 2), name="fd_fill_ahead")
         with m.If(start | (restart & wrap)):
             m.d.sync += diff.eq(0)
@@ -328,12 +344,14 @@ class Feeder(wiring.Component):
         # the next difference is positive: after a wrap, 0 < fill_rows (+ 1); else
         # diff + take - step > 0, i.e. diff > step - take: bit tests of the register (its
         # sign, any bit, any bit above bit 0), no compares
-        after_wrap = take | (fill != 0)
         sign = diff[-1]
         above_0, above_1 = ~sign & diff.any(), ~sign & diff[1:].any()
-        ahead = Mux(take, Mux(step, above_0, ~sign), Mux(step, above_1, above_0))
-        return lookahead(m, ~start & ~restart & Mux(wrap, after_wrap, ahead),
-                         name="fd_row_in")
+        # with a write in this cycle the panel's last row restarts fill_rows (the row is then
+        # in through bank_full)
+        idle = ~start & Mux(wrap, fill != 0, Mux(step, above_1, above_0))
+        took = ~start & ~self.fill_last & Mux(wrap, 1, Mux(step, above_0, ~sign))
+        flag, _ = lookahead(m, Mux(take, took, idle), name="fd_row_in")
+        return flag, (idle, took)
 
     def _credit_left(self, m, start, step, credit, claims):
         """``credit != 0`` (ws: a row of the ring is free), as a register computed a cycle

@@ -6,11 +6,11 @@ loads while panel ``p`` is used. One read port serves both dataflows: the feeder
 row per step (os), the weight loader R rows per weight tile (ws).
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from ..common.bram import RegisteredMemory
 from ..common.loopnest import LoopNest
 from ..common.operands import operand_width
 from ..common.stream import stream_signature
@@ -40,8 +40,9 @@ class PanelBuffer(wiring.Component):
     fill_bank : Out(1), fill_rows : Out(panel_k_bits + 1)
         The bank being filled and how many of its rows are written: a reader may read row
         ``k < fill_rows`` of that bank before the panel is complete.
-    bank_full_next : Out(2), fill_bank_next : Out(1)
-        Combinational: what ``bank_full`` and ``fill_bank`` hold in the next cycle.
+    fill_last : Out(1)
+        A register: the row to be written next is its panel's last (a write in this cycle
+        completes the panel and moves ``fill_bank`` to the other bank).
     fill_take, fill_restart : Out(1)
         Combinational, for readers that register a compare a cycle ahead: a row is written in
         this cycle (``fill_rows`` counts it from the next one); ``fill_rows`` restarts at 0
@@ -62,13 +63,15 @@ class PanelBuffer(wiring.Component):
     last beat and falls in the cycle after its release. A row written in cycle ``t`` counts in
     ``fill_rows`` from ``t + 1`` and may be read from then on.
 
-    The block RAM's read data goes straight into a register (its clock-to-output is most of a
-    cycle at 150 MHz on ECP5), so ``row`` holds the data of the address on the read port two
-    cycles earlier: the feeder presents its address a cycle early (``os_addr_next``) and
-    sees its row in the cycle after the step, as from a plain synchronous port; the weight
-    loader presents ``ws_addr`` and sees the row two cycles later. A row that the feeder
-    reads in the cycle it is written (a step right behind the panel's load) comes from the
-    write, registered beside the read: the memory itself returns the old word then.
+    The block RAM's read data goes straight into a register (a
+    :class:`~accelgen.hdl.common.bram.RegisteredMemory`: on ECP5 the RAM's own output
+    register, without which its clock-to-output is most of a cycle at 150 MHz), so ``row``
+    holds the data of the address on the read port two cycles earlier: the feeder presents
+    its address a cycle early (``os_addr_next``) and sees its row in the cycle after the step,
+    as from a plain synchronous port; the weight loader presents ``ws_addr`` and sees the row
+    two cycles later. A row that the feeder reads in the cycle it is written (a step right
+    behind the panel's load) comes from the write, registered beside the read: the memory's
+    word is unspecified then.
     """
 
     def __init__(self, config):
@@ -82,8 +85,7 @@ class PanelBuffer(wiring.Component):
             "fill_rows": Out(addr),
             "fill_take": Out(1),
             "fill_restart": Out(1),
-            "bank_full_next": Out(2),
-            "fill_bank_next": Out(1),
+            "fill_last": Out(1),
             "os_addr_next": In(addr),
             "os_release": In(2),
             "ws_addr": In(addr),
@@ -95,14 +97,11 @@ class PanelBuffer(wiring.Component):
         cfg, m, task = self.config, Module(), self.task
         start = unit_start(m, task, name="pl")
         k_bits = panel_k_bits(cfg)
-        # no_rw_check: a read that meets a write to its address (only the feeder's early
-        # read of a row written in that cycle) takes the written word from the bypass below,
-        # so yosys needs no collision logic of its own after the block RAM
-        m.submodules.banks = mem = Memory(shape=unsigned(cfg.cols * cfg.b_width),
-                                          depth=2 << k_bits, init=[],
-                                          attrs={"no_rw_check": 1})
-        wp = mem.write_port()
-        rp = mem.read_port()
+        # a read that meets a write to its address (only the feeder's early read of a row
+        # written in that cycle) takes the written word from the bypass below
+        m.submodules.banks = mem = RegisteredMemory(cfg.cols * cfg.b_width, 2 << k_bits,
+                                                    name="pl_banks")
+        r_addr = mem.r_addr[0]
         bank_full = self.bank_full
         release = Signal(2, name="release")
         bank = Signal(name="pl_bank")
@@ -114,12 +113,13 @@ class PanelBuffer(wiring.Component):
         m.d.comb += [
             self.b.ready.eq(ready),
             take.eq(self.b.valid & ready),
-            wp.en.eq(take), wp.addr.eq(Cat(loop.ctr[1][:k_bits], bank)),
+            mem.w_en.eq(take), mem.w_addr.eq(Cat(loop.ctr[1][:k_bits], bank)),
         ]
         # lanes past N are stored as zeros: they must add nothing to the memory's lanes there
         bw = cfg.b_width
-        m.d.comb += wp.data.eq(Cat(*[Mux(j < loop.chunk[0], self.b.payload.b[j * bw:(j + 1) * bw],
-                                         0) for j in range(cfg.cols)]))
+        m.d.comb += mem.w_data.eq(Cat(*[Mux(j < loop.chunk[0],
+                                            self.b.payload.b[j * bw:(j + 1) * bw], 0)
+                                        for j in range(cfg.cols)]))
         m.d.comb += [self.fill_bank.eq(bank), self.fill_rows.eq(loop.ctr[1]),
                      self.fill_take.eq(take), self.fill_restart.eq(start | loop.wrap[1])]
         filled = Signal(2)
@@ -131,17 +131,17 @@ class PanelBuffer(wiring.Component):
             m.d.comb += [full_next.eq((bank_full | filled) & ~release),
                          bank_next.eq(bank ^ (take & loop.end[1]))]
         m.d.sync += [bank_full.eq(full_next), bank.eq(bank_next)]
-        m.d.comb += [self.bank_full_next.eq(full_next), self.fill_bank_next.eq(bank_next)]
+        m.d.comb += self.fill_last.eq(loop.end[1])
         # next cycle's b.ready, from what the loop, the banks and run will hold then
         all_taken = ~start & (loop.done | (take & loop.final))
         m.d.sync += ready.eq(task.run_open & ~all_taken & ~full_next.bit_select(bank_next, 1))
 
         if "ws" in cfg.dataflows:
-            m.d.comb += [rp.addr.eq(Mux(task.ws, self.ws_addr, self.os_addr_next)),
+            m.d.comb += [r_addr.eq(Mux(task.ws, self.ws_addr, self.os_addr_next)),
                          release.eq(Mux(task.ws, self.ws_release, self.os_release))]
         else:
-            m.d.comb += [rp.addr.eq(self.os_addr_next), release.eq(self.os_release)]
-        data = self._registered_read(m, wp, rp)
+            m.d.comb += [r_addr.eq(self.os_addr_next), release.eq(self.os_release)]
+        data = self._registered_read(m, mem)
         formats = [f.b for f in cfg.mode_formats]
         mode = task.params.mode if cfg.mode_bits else None
         for j in range(cfg.cols):
@@ -150,19 +150,19 @@ class PanelBuffer(wiring.Component):
         return m
 
     @staticmethod
-    def _registered_read(m, wp, rp):
-        """The read port's data through a register, with the word of a write to the read
-        address in the same cycle in its place (both compared and carried in registers, so
-        the multiplexer sits after the data register, not between the RAM and it)."""
-        width = len(rp.data)
-        data_q = Signal(width, name="pr_data")
-        w_en, w_addr = Signal(name="pr_w_en"), Signal.like(wp.addr, name="pr_w_addr")
-        w_data, r_addr = Signal(width, name="pr_w_data"), Signal.like(rp.addr, name="pr_r_addr")
+    def _registered_read(m, mem):
+        """The read data (registered: the memory's own output register), with the word of
+        a write to the read address in the same cycle in its place (both compared and
+        carried in registers, so the multiplexer sits after the data register)."""
+        width = len(mem.w_data)
+        w_en, w_addr = Signal(name="pr_w_en"), Signal.like(mem.w_addr, name="pr_w_addr")
+        w_data = Signal(width, name="pr_w_data")
+        r_addr = Signal.like(mem.r_addr[0], name="pr_r_addr")
         hit, hit_data = Signal(name="pr_hit"), Signal(width, name="pr_hit_data")
-        m.d.sync += [data_q.eq(rp.data), w_en.eq(wp.en), w_addr.eq(wp.addr),
-                     w_data.eq(wp.data), r_addr.eq(rp.addr),
+        m.d.sync += [w_en.eq(mem.w_en), w_addr.eq(mem.w_addr), w_data.eq(mem.w_data),
+                     r_addr.eq(mem.r_addr[0]),
                      hit.eq(w_en & (w_addr == r_addr)), hit_data.eq(w_data)]
-        return Mux(hit, hit_data, data_q)
+        return Mux(hit, hit_data, mem.r_data[0])
 
 
 class WeightLoader(wiring.Component):

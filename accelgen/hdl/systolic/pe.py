@@ -46,12 +46,12 @@ class PE(Elaboratable):
 
     Timing
     ------
-    ``a``, the tags and ``bw`` are registers; ``s`` and ``out`` are written one cycle after
-    ``a``/``bw`` hold the step (two with ``pe_pipeline``, which adds a product register and
-    delays the tags that go with it); ``ch`` one cycle after ``emit`` holds. Elaborated for
-    ECP5, an integer PE's product is a ``MULT18X18D`` whose input registers load beside ``a``
-    and ``bw`` and whose output register is the product register (same timing; see
-    :func:`~accelgen.hdl.common.dsp.registered_product`).
+    ``a``, the tags and ``bw`` are registers; ``s`` and ``out`` are written ``1 + pe_pipeline``
+    cycles after ``a``/``bw`` hold the step (each level adds a product register and delays the
+    tags that go with it); ``ch`` one cycle after ``emit`` holds. Elaborated for ECP5, an
+    integer PE's product is a ``MULT18X18D`` whose input registers load beside ``a`` and
+    ``bw`` and whose output register is the first product register (same timing; see
+    :func:`~accelgen.hdl.common.dsp.registered_product`); a second one is a fabric register.
     """
 
     def __init__(self, cfg, *, os, ws, carry_valid, name, lut_multiplier=False):
@@ -116,15 +116,13 @@ class PE(Elaboratable):
         product = product[:cfg.product_width].as_signed()   # exact: fits by range
         last = self.last if self.os else Const(0, 1)
         valid = self.v if self.carry_valid else Const(0, 1)
-        if cfg.pe_pipeline:     # product register; the tags that go with it follow
-            if not registered:
-                p = Signal(signed(cfg.product_width), name=f"{self.name}_p")
-                m.d.sync += p.eq(product)
-                product = p
+        if cfg.pe_pipeline:     # product registers; the tags that go with them follow
+            fabric = cfg.pe_pipeline - registered
+            product = delay(m, product, fabric, f"{self.name}_p")
             if self.os:
-                last = delay(m, last, 1, f"{self.name}_last_p")
+                last = delay(m, last, cfg.pe_pipeline, f"{self.name}_last_p")
             if self.carry_valid:
-                valid = delay(m, valid, 1, f"{self.name}_v_p")
+                valid = delay(m, valid, cfg.pe_pipeline, f"{self.name}_v_p")
 
         if self.os and self.ws:
             addend = Mux(self.ws_mode, self.ps_in, self.s)
@@ -205,7 +203,10 @@ class Array(Elaboratable):
     wload : Signal(), in; w_top : list of C Signal(signed(operand_width)), in
         ws: shift ``w_top`` into the top of each column's shadow-weight chain.
     ws_mode : Signal(), in
-        The PEs run weight-stationary (read only when both dataflows are built).
+        The PEs run weight-stationary (read only when both dataflows are built). Row ``i``
+        reads it ``i + 1`` cycles late, from a register chain down the rows (one net to all
+        R x C PEs was 3.9 ns of routing on the 8x8 array): it may change only while the
+        array holds no step of a command, as it does between commands.
     row : list of C Signal(signed(row_width(cfg))), out; row_valid : Signal(), out
         One result row, all columns aligned: os rows leave every other cycle in tile-row
         order; ws one row per valid step, in step order.
@@ -250,13 +251,17 @@ class Array(Elaboratable):
         wload = [delay(m, self.wload, j, f"sk_wl{j}") for j in range(C)]
         if self.has_os:     # row i emits i + 1 + p cycles after its (row-skewed) capture
             emit = taps(m, self.last, [2 * i + 1 + cfg.pe_pipeline for i in range(R)], "sk_e")
+        if self.has_os and self.has_ws:    # row i's copy of ws_mode
+            mode = taps(m, self.ws_mode, [i + 1 for i in range(R)], "sk_m")
+        else:
+            mode = [None] * R
         for i in range(R):
             for j in range(C):
                 p = pe[i][j]
                 left = pe[i][j - 1] if j else None
                 up = pe[i - 1][j] if i else None
                 if self.has_os and self.has_ws:
-                    m.d.comb += p.ws_mode.eq(self.ws_mode)
+                    m.d.comb += p.ws_mode.eq(mode[i])
                 m.d.comb += p.a_in.eq(left.a if left else delay(m, self.a[i], i, f"sk_a{i}"))
                 if self.has_os:
                     m.d.comb += [
@@ -275,10 +280,10 @@ class Array(Elaboratable):
                     ]
                 if p.carry_valid:
                     m.d.comb += p.v_in.eq(left.v if left else delay(m, self.v, i, "sk_v"))
-        self._deskew(m, pe)
+        self._deskew(m, pe, mode[-1])
         return m
 
-    def _deskew(self, m, pe):
+    def _deskew(self, m, pe, mode):
         R, C = self.cfg.rows, self.cfg.cols
         for j in range(C):
             sources = []
@@ -287,8 +292,8 @@ class Array(Elaboratable):
             if self.has_ws:
                 sources.append((pe[R - 1][j].s, pe[R - 1][j].sv))
             if len(sources) == 2:
-                value = Mux(self.ws_mode, sources[1][0], sources[0][0])
-                valid = Mux(self.ws_mode, sources[1][1], sources[0][1])
+                value = Mux(mode, sources[1][0], sources[0][0])
+                valid = Mux(mode, sources[1][1], sources[0][1])
             else:
                 value, valid = sources[0]
             value = delay(m, value, C - 1 - j, f"dsk_c{j}")

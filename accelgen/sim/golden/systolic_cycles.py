@@ -28,13 +28,13 @@ Cycle 0 is the cycle in which the command is accepted; ``cycles`` is the cycle o
   M steps back to back (a step of the first K-block waits for a row of ring credit). Each
   step's row reaches the writer ``R + C + p + 1`` cycles after it; ``X(nb)`` = the panel's
   last ``W + R - 1``.
-* **Results.** A row reaching the writer in ``w`` is final (if it is) in ``w + 3``; the drain
-  reads final rows in order, one per cycle, ``d = max(d_prev + 1, w + 3)``; the ring credit
+* **Results.** A row reaching the writer in ``w`` is final (if it is) in ``w + 4``; the drain
+  reads final rows in order, one per cycle, ``d = max(d_prev + 1, w + 4)``; the ring credit
   of a row comes back in ``d + 1``. Its ``o`` word leaves in ``d + 4 + q`` (``q`` =
   :attr:`~accelgen.generators.systolic.SystolicConfig.requant_latency` for output
   ``requant``, else 0).
 * **End.** The command ends in cycle ``E``, the first with everything done: the last row
-  written (``w_kept + 3``; ``w_any + 2`` counting os padding rows) and, unless the output is
+  written (``w_kept + 4``; ``w_any + 2`` counting os padding rows) and, unless the output is
   ``none``, the last ``o`` word sent (``d_last + 5 + q``); ``rsp`` is valid in ``E + 1``:
   ``cycles = E + 1``.
 
@@ -53,7 +53,7 @@ __all__ = ["CycleReport", "command_cycles", "gemm_cycles", "tile_floor", "scales
 
 REQUANT, NONE = OUTPUTS.index("requant"), OUTPUTS.index("none")
 FIFO_LATENCY = 2        #: ``a`` beat taken -> on the feeder's input (SyncFIFOBuffered)
-WRITE_FINAL = 3         #: row at the writer -> counted final (read, W1, W2/write, count)
+WRITE_FINAL = 4         #: row at the writer -> counted final (read, W1, W2, W3/write, count)
 DRAIN_TO_O = 4          #: drain read -> ``o`` transfer (D1, D2, output FIFO: 2)
 
 
@@ -182,7 +182,7 @@ def command_cycles(config, cmd):
     t0 = start + 1 + ((nb * c.m + 1) if c.preload else 0)
     res = _Results(config.acc_depth)
     first, last = (_os if flow == "os" else _ws)(config, c, t0, res)
-    end = max(res.w_kept + 3, res.w_any + 2)
+    end = max(res.w_kept + WRITE_FINAL, res.w_any + 2)
     if c.output != NONE:
         q = config.requant_latency if c.output == REQUANT else 0
         end = max(end, res.drains[-1] + DRAIN_TO_O + 1 + q)
