@@ -187,6 +187,30 @@ def test_junk_past_n_is_ignored():
     assert out["o"] == r2.o_words
 
 
+def test_preload_junk_past_n_is_ignored():
+    """The same for the ``c`` lanes past N of a preload, with N one lane into a second column
+    block and every beat back to back: the partial block's first beat is taken in the cycle
+    after the full block's last one, and its lane mask must already be the partial one (a
+    wider accumulate command reads those lanes back)."""
+    cfg = TINY
+    C, W = cfg.cols, cfg.acc_width
+    model, Cmd = golden.Model(cfg), golden.Command
+    m, n = 2, C + 1
+    rng = np.random.default_rng(5)
+    first = Cmd(m, 1, n, preload=True, output="none")
+    second = Cmd(m, 1, 2 * C, accumulate=True)
+    r1 = model.run(first, [[1]] * m, [[0] * n], rng.integers(-99, 99, (m, n)))
+    r2 = model.run(second, [[1]] * m, [[1] * 2 * C])
+    lanes_past_n = sum(((1 << W) - 1) << (j * W) for j in range(n - C, C))
+    junk_c = [w | lanes_past_n if i >= m else w for i, w in enumerate(r1.c_words)]
+    assert junk_c[m:] != r1.c_words[m:]
+    out, _ = run_streams(Systolic(cfg), {
+        "cmd": [golden.pack_command(cfg, c) for c in (first, second)],
+        "a": r1.a_words + r2.a_words, "b": r1.b_words + r2.b_words, "c": junk_c},
+        {"o": len(r2.o_words), "rsp": 2}, max_cycles=2000)
+    assert out["o"] == r2.o_words
+
+
 def test_errors_consume_nothing():
     """Every error code, between valid commands whose results prove that the erroneous ones
     took no a/b beats and left the memory alone (the last command accumulates)."""

@@ -55,10 +55,10 @@ class LoopNest(Elaboratable):
         Combinational from registers: every level is at its last value.
     done : Signal(), out
         The final iteration has been advanced past.
-    end_next, first_next : list of Signal(), out; done_next : Signal(), out
+    end_next, first_next : list of Signal(), out; done_next, final_next : Signal(), out
     ctr_next, chunk_next : list of Signal, out
-        Combinational: what ``end``, ``first``, ``done``, ``ctr`` and ``chunk`` hold in the
-        next cycle
+        Combinational: what ``end``, ``first``, ``done``, ``final``, ``ctr`` and ``chunk``
+        hold in the next cycle
         (for a consumer that registers a decision a cycle ahead, or that addresses a memory
         a cycle early).
 
@@ -90,6 +90,7 @@ class LoopNest(Elaboratable):
         self.end_next = [Signal(name=f"{name}_end{n}_next") for n in range(count)]
         self.first_next = [Signal(name=f"{name}_first{n}_next") for n in range(count)]
         self.done_next = Signal(name=f"{name}_done_next")
+        self.final_next = Signal(name=f"{name}_final_next")
         self.ctr_next = [Signal(width, name=f"{name}_c{n}_next") for n in range(count)]
         self.chunk_next = [Signal(range(step + 1), name=f"{name}_chunk{n}_next")
                            for n, step in enumerate(self.steps)]
@@ -142,18 +143,21 @@ class LoopNest(Elaboratable):
                 m.d.sync += [rem.eq(limit), near.eq(first_near)]
             with m.Elif(self.advance & carries):
                 # ``left <= 2 step`` as ``rem <= 3 step``: a compare of a register, beside
-                # the subtraction rather than after it
+                # the subtraction rather than after it; ``near`` is ``rem <= 2 step`` (so
+                # from ``start`` on), so the next chunk is a choice between registers and
+                # ``left``, with no compare in front
                 m.d.comb += [self.ctr_next[n].eq(self.ctr[n] + step),
-                             self.chunk_next[n].eq(Mux(rem <= 2 * step, left, step))]
+                             self.chunk_next[n].eq(Mux(near, left, step))]
                 m.d.sync += [rem.eq(left), near.eq(rem <= 3 * step)]
             with m.Else():
                 m.d.comb += [self.ctr_next[n].eq(self.ctr[n]),
                              self.chunk_next[n].eq(self.chunk[n])]
         for n in range(count):
-            with m.If(self.start):
-                m.d.sync += last_from[n].eq(_all(end_start[n:]))
-            with m.Elif(self.advance):
-                m.d.sync += last_from[n].eq(_all(end_advanced[n:]))
+            last_from_next = Mux(self.start, _all(end_start[n:]),
+                                 Mux(self.advance, _all(end_advanced[n:]), last_from[n]))
+            m.d.sync += last_from[n].eq(last_from_next)
+            if n == 0:
+                m.d.comb += self.final_next.eq(last_from_next)
         m.d.comb += self.final.eq(last_from[0])
         m.d.comb += self.done_next.eq(~self.start & (self.done | self.advance & self.final))
         m.d.sync += self.done.eq(self.done_next)

@@ -133,7 +133,8 @@ class Requantizer(wiring.Component):
     :func:`~accelgen.hdl.common.dsp.registered_product`). With ``shift_stage`` a stage
     2a registers the product shifted by the high bits of ``shift``. Stage 2 registers the
     rounded shift (the low 10 bits of ``floor``, the round-up bit and an out-of-range flag),
-    stage 3 the rounded value after relu, stage 4 ``y`` (without ``round_stage``, stage 3 ``y``;
+    stage 3 the rounded value after relu (and the saturation bounds less the zero point),
+    stage 4 ``y`` (without ``round_stage``, stage 3 ``y``;
     with ``shift_stage``, each of these one stage later).
     """
 
@@ -217,6 +218,14 @@ class Requantizer(wiring.Component):
         if self.round_stage:
             zp3, os3 = Signal.like(zp2), Signal()
             m.d.sync += [zp3.eq(zp2), os3.eq(os2)]
+            # the saturation bounds less the zero point, so stage 4 compares the rounded value
+            # with them beside the zero-point add instead of testing the sum's bits after it:
+            # one carry chain and one LUT per bit (8x8 GEMM array: add, then three LUT levels
+            # of saturation, 7.9 ns)
+            hi3, lo3 = Signal(signed(_KEEP + 1), name="sat_hi"), Signal(signed(_KEEP + 1),
+                                                                       name="sat_lo")
+            m.d.sync += [hi3.eq(Mux(os2, _S8.max, _U8.max) - zp2),
+                         lo3.eq(Mux(os2, _S8.min, _U8.min) - zp2)]
         else:
             zp3, os3 = zp2, os2
         big = 1 << (_KEEP - 1)
@@ -231,7 +240,11 @@ class Requantizer(wiring.Component):
                 m.d.comb += r3.eq(rounded)
             v = Signal(signed(_KEEP + 1), name=f"v{lane}")          # [-768, 767]
             m.d.comb += v.eq(r3 + zp3)
-            m.d.sync += self.y[lane].eq(Mux(os3, saturate(v, _S8), saturate(v, _U8)))
+            if self.round_stage:    # v > hi, v < lo as r3 > hi - zp, r3 < lo - zp
+                hi, lo = Mux(os3, _S8.max, _U8.max), Mux(os3, _S8.min, _U8.min)
+                m.d.sync += self.y[lane].eq(Mux(r3 > hi3, hi, Mux(r3 < lo3, lo, v)))
+            else:
+                m.d.sync += self.y[lane].eq(Mux(os3, saturate(v, _S8), saturate(v, _U8)))
         return m
 
     def _shift_high(self, m, prods, shift, half):

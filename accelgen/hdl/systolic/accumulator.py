@@ -49,7 +49,8 @@ class Preloader(wiring.Component):
     c : In(stream_signature(config.c_fields))
         The block's ``c`` stream.
     wr_en : Out(1), wr_addr : Out(acc_addr_bits), wr_data : Out(cols * acc_width)
-        A memory write (registers), in the cycle after the beat is taken.
+        A memory write, in the cycle after the beat is taken (registers; ``wr_data`` is the
+        registered beat with its lanes past N zeroed by registered flags).
     done : Out(1)
         Every beat of the command has been taken.
 
@@ -78,20 +79,28 @@ class Preloader(wiring.Component):
         cfg, m, task = self.config, Module(), self.task
         W = cfg.acc_width
         take = Signal(name="pre_take")
+        # the loop and the address count the writes (the registered takes), so the ``c``
+        # handshake only reaches the write-enable register, not the counters behind it
+        # (8x8 out of context: 8.5 ns into them); a take sees their state after this
+        # cycle's write (``*_next``)
         m.submodules.loop = loop = LoopNest((cfg.cols, 1), width=cfg.dim_bits, name="pre")
-        m.d.comb += loop.drive(start=task.start, advance=take,
+        m.d.comb += loop.drive(start=task.start, advance=self.wr_en,
                                limits=[task.params.n, task.params.m])
-        m.d.comb += self.done.eq(loop.done)
-        addr = Signal(cfg.acc_addr_bits, name="pre_addr")
+        m.d.comb += self.done.eq(loop.done_next)
         with m.If(task.start):
-            m.d.sync += addr.eq(0)
-        with m.Elif(take):
-            m.d.sync += addr.eq(addr + 1)
-        cv = loop.chunk[0]
-        lanes = [Mux(j < cv, self.c.payload.c[j * W:(j + 1) * W], 0) for j in range(cfg.cols)]
-        m.d.comb += [self.c.ready.eq(task.preloading & ~loop.done),
+            m.d.sync += self.wr_addr.eq(0)
+        with m.Elif(self.wr_en):
+            m.d.sync += self.wr_addr.eq(self.wr_addr + 1)
+        m.d.comb += [self.c.ready.eq(task.preloading & ~loop.done_next),
                      take.eq(self.c.valid & self.c.ready)]
-        m.d.sync += [self.wr_en.eq(take), self.wr_addr.eq(addr), self.wr_data.eq(Cat(*lanes))]
+        # the beat and its lane flags (lane j within N) registered, the lanes zeroed after:
+        # the flags' compares stay off the data registers' resets
+        beat = Signal(cfg.cols * W, name="pre_beat")
+        lane_ok = Signal(cfg.cols, name="pre_lanes")
+        m.d.sync += [self.wr_en.eq(take), beat.eq(self.c.payload.c),
+                     lane_ok.eq(Cat(*(j < loop.chunk_next[0] for j in range(cfg.cols))))]
+        m.d.comb += self.wr_data.eq(Cat(*(Mux(lane_ok[j], beat[j * W:(j + 1) * W], 0)
+                                          for j in range(cfg.cols))))
         return m
 
 
@@ -302,11 +311,10 @@ class Drain(wiring.Component):
         cv1 = Signal(C, name="d1_lanes")       # lane j is within N: a mask, not a count
         m.d.sync += [v1.eq(issue), last1.eq(issue & loop.final),
                      cv1.eq(Cat(*(j < cv for j in range(C))))]
-        # D2: the block RAM's output registered (in the memory)
-        data2 = self.rd_data
+        # D2: the block RAM's output register (in the memory) holds the row; the flags follow
         v1, last1, cv1 = (delay(m, x, 1, f"d2_{n}") for x, n in
                           ((v1, "valid"), (last1, "last"), (cv1, "cv")))
-        raw = [data2[j * W:(j + 1) * W].as_signed() for j in range(C)]
+        raw = [self.rd_data[j * W:(j + 1) * W].as_signed() for j in range(C)]
         if req:
             m.d.comb += [req.acc[j].eq(raw[j]) for j in range(C)]
             if cfg.is_float:

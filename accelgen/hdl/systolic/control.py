@@ -158,9 +158,12 @@ class Control(wiring.Component):
         with m.FSM(name="ctl"):
             with m.State("IDLE"):
                 m.d.comb += [self.cmd.ready.eq(1), accept.eq(self.cmd.valid)]
+                # cleared in every IDLE cycle, not only the accepting one (nothing reads them
+                # before RESPOND's rsp.valid): the block's cmd.valid stays off the counters'
+                # clock enables (8x8 out of context: 8.1 ns to them)
+                m.d.sync += [c.eq(0) for c in ctr.values()]
+                m.d.sync += ctr["cycles"].eq(1)
                 with m.If(self.cmd.valid):
-                    m.d.sync += [c.eq(0) for c in ctr.values()]
-                    m.d.sync += ctr["cycles"].eq(1)
                     m.next = "CHECK"
             with m.State("CHECK"):
                 m.d.sync += ctr["cycles"].eq(ctr["cycles"] + 1)

@@ -10,9 +10,10 @@ by an issued step) that the drain returns one row at a time.
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
-from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from ..common.arith import lut_product
 from ..common.loopnest import LoopNest
 from ..common.stream import stream_signature
 from ._util import lookahead, null_operand, panel_k_bits, read_array_operand, unit_start
@@ -59,8 +60,12 @@ class AIntake(wiring.Component):
     ``task.run_open`` and this cycle's take, so the block's ``a.ready`` and the intake's
     counters hang off flip-flops. A beat taken in cycle ``t`` is registered (every cycle,
     taken or not: no enable), written into the FIFO in ``t + 1`` and on ``steps`` from
-    ``t + 2``. The FIFO is a ``SyncFIFO`` whose head is read straight from its (distributed)
-    memory: the feeder's read moves a pointer, and no register bank waits on its decision.
+    ``t + 2``. The FIFO's head is read straight from its (distributed) memory: the feeder's
+    read moves a pointer, and no register bank waits on its decision. Its write enable is the
+    registered beat itself (``a.ready`` already guarantees room, so no "not full" gate sits
+    between that flip-flop and the memory) and ``steps.valid`` is a register (``valid_next``
+    registered): on the 8x8 array a ``SyncFIFO``'s full/empty gates, shared with the feeder,
+    put 6 ns of routing between its level register and its own clock enable.
     """
 
     def __init__(self, config):
@@ -77,32 +82,53 @@ class AIntake(wiring.Component):
         start = unit_start(m, task, name="ai")
         depth = cfg.a_depth + 1
         width = cfg.rows * cfg.a_width
-        m.submodules.fifo = fifo = SyncFIFO(width=width, depth=depth)
         take = Signal(name="ai_take")
         ready = Signal(name="ai_ready")
         held = Signal(range(depth + 1), name="ai_held")     # taken, not yet read
-        m.submodules.loop = loop = _step_nest(cfg, "ai")
-        m.d.comb += loop.drive(start=start, advance=take, limits=_step_limits(task))
-        read = fifo.r_rdy & fifo.r_en
-        m.d.sync += held.eq(held + take - read)
-        # next cycle's ready, with the room counted as if the feeder read nothing now: the
-        # FIFO can then hold what comes even if the feeder reads nothing next cycle either
-        all_taken = ~start & (loop.done | (take & loop.final))
-        m.d.sync += ready.eq(task.run_open & ~all_taken & (held + take < depth))
         beat, beat_valid = Signal(width, name="ai_beat"), Signal(name="ai_beat_valid")
         m.d.sync += [beat.eq(self.a.payload.a), beat_valid.eq(take)]
+        # the loop counts the registered beats, a cycle after their take: ``take`` (the
+        # block's ``a.valid`` behind the ``a.ready`` register) then only gates registers, not
+        # the loop's counters (8x8 out of context: 7.8 ns into them). No beat is in flight
+        # when ``start`` clears the loop: ``a.ready`` opens with RUN.
+        m.submodules.loop = loop = _step_nest(cfg, "ai")
+        m.d.comb += loop.drive(start=start, advance=beat_valid, limits=_step_limits(task))
+        valid = Signal(name="ai_valid")                     # the FIFO holds a beat
+        read = valid & self.steps.ready
+        m.d.sync += held.eq(held + take - read)
+        # next cycle's ready, with the room counted as if the feeder read nothing now: the
+        # FIFO can then hold what comes even if the feeder reads nothing next cycle either.
+        # Each term for both values of ``take``, which picks one last.
+        all_taken = ~start & Mux(take, loop.done_next | loop.final_next, loop.done_next)
+        room = Mux(take, held < depth - 1, held < depth)
+        m.d.sync += ready.eq(task.run_open & ~all_taken & room)
+        level = Signal(range(depth + 1), name="ai_level")   # beats in the FIFO
+        m.d.sync += level.eq(level + beat_valid - read)
         # what steps.valid holds in the next cycle (the feeder decides its steps a cycle
         # ahead): ``level + beat_valid - read != 0``, as compares of the level register that
         # the late read only picks (a read needs ``level >= 1``)
-        m.d.comb += self.valid_next.eq(beat_valid | Mux(read, fifo.level != 1, fifo.level != 0))
+        m.d.comb += self.valid_next.eq(beat_valid | Mux(read, level != 1, level != 0))
+        m.d.sync += valid.eq(self.valid_next)
+        m.submodules.mem = mem = Memory(shape=width, depth=depth, init=[])
+        w_port, r_port = mem.write_port(), mem.read_port(domain="comb")
         m.d.comb += [
             self.a.ready.eq(ready),
             take.eq(self.a.valid & ready),
-            fifo.w_en.eq(beat_valid), fifo.w_data.eq(beat),
-            self.steps.valid.eq(fifo.r_rdy), self.steps.payload.eq(fifo.r_data),
-            fifo.r_en.eq(self.steps.ready),
+            w_port.en.eq(beat_valid), w_port.data.eq(beat),
+            w_port.addr.eq(_ring_pointer(m, w_port.addr, beat_valid, depth, "ai_produce")),
+            r_port.addr.eq(_ring_pointer(m, r_port.addr, read, depth, "ai_consume")),
+            self.steps.valid.eq(valid), self.steps.payload.eq(r_port.data),
         ]
         return m
+
+
+def _ring_pointer(m, addr, advance, depth, name):
+    """A pointer into a ring of ``depth`` entries that moves one entry each cycle ``advance``
+    is high: returns the register, to be assigned to ``addr``."""
+    pointer = Signal.like(addr, name=name)
+    with m.If(advance):
+        m.d.sync += pointer.eq(Mux(pointer == depth - 1, 0, pointer + 1))
+    return pointer
 
 
 class Feeder(wiring.Component):
@@ -231,7 +257,7 @@ class Feeder(wiring.Component):
         # cycle's panel write, which picks one as the decision's last gate
         os_ring_next = ~loop.end_next[2] | ((gap_next == 0) & os_ring_ok_next)
         os_ok_next = Mux(self.fill_take,
-                         *(self._panel_row_next(start, bank_next, take, row_in_next[take]) &
+                         *(self._panel_full_next(start, bank_next, take, row_in_next[take]) &
                            os_ring_next for take in (1, 0)))
         ws_ok_next = (~loop.first_next[2] | self.w_ready_next) & \
             (~loop.first_next[1] | ws_ring_ok_next)
@@ -259,7 +285,7 @@ class Feeder(wiring.Component):
         # os: the panel row for the next cycle's step (read a cycle early, so the block RAM's
         # output goes into a register); in ws the weight loader owns the read port
         m.d.comb += [
-            self.panel_addr_next.eq(Cat(loop.ctr_next[2][:panel_k_bits(cfg)], bank_next)),
+            self.panel_addr_next.eq(Cat(self._panel_row_next(m, start, loop, step), bank_next)),
             self.panel_release.eq(Mux(loop.wrap[1] & ~ws, Mux(bank, 0b10, 0b01), 0)),
         ]
 
@@ -295,7 +321,9 @@ class Feeder(wiring.Component):
         cols_q = Signal(range(cfg.cols + 1), name="mc_cols")
         step_q = Signal(name="mc_step")
         m.d.sync += [step_q.eq(step), rows_q.eq(loop.chunk[1]), cols_q.eq(loop.chunk[0])]
-        m.d.sync += [ev.macs.eq(rows_q * cols_q), ev.macs_valid.eq(step_q)]
+        # in LUTs: yosys maps ``*`` to an unregistered DSP (8x8: 3.9 ns through it, 8.5 in all)
+        macs = lut_product(m, rows_q, cols_q, name="mc_macs")
+        m.d.sync += [ev.macs.eq(macs), ev.macs_valid.eq(step_q)]
         waiting = task.run & ~loop.done & ~step
         panel_missing = Mux(ws, ws_first & ~self.w_ready & ~self.w_bank_ready, ~panel_full)
         ring_full = Mux(ws, (~ws_first | self.w_ready) & ws_claims & ~ws_ring_ok,
@@ -305,7 +333,22 @@ class Feeder(wiring.Component):
                      ev.stall_out.eq(waiting & ring_full)]
         return m
 
-    def _panel_row_next(self, start, bank_next, take, row_in_next):
+    def _panel_row_next(self, m, start, loop, step):
+        """os: the panel row of the next cycle's step, ``loop.ctr_next[2]``, as a choice
+        between registers: the row now and ``fd_row_after_step`` (this row + 1, or 0 where the
+        step wraps K), kept with the loop. The block RAM's address pins are then one LUT
+        behind ``step`` instead of the loop's next-state logic (8x8 out of context: 8.3 ns,
+        four LUT levels and three long routes)."""
+        bits = panel_k_bits(self.config)
+        row = loop.ctr[2][:bits]
+        after = Signal(bits, name="fd_row_after_step")
+        with m.If(start | loop.wrap[2]):        # the row goes to 0
+            m.d.sync += after.eq(Mux(loop.end_next[2], 0, 1))
+        with m.Elif(step):                      # the row goes to ``after``
+            m.d.sync += after.eq(Mux(loop.end_next[2], 0, after + 1))
+        return Mux(start, 0, Mux(step, after, row))
+
+    def _panel_full_next(self, start, bank_next, take, row_in_next):
         """os: in the next cycle, the step's panel row is written (its bank holds a complete
         panel, or is being filled and ``row_in_next``), for this cycle's panel write ``take``
         (0 or 1; ``row_in_next`` computed for the same value). The feeder's own release never
@@ -331,16 +374,21 @@ class Feeder(wiring.Component):
         (``fill_take`` 0, 1): the issue decision takes both and lets the write pick."""
         inner, fill = loop.ctr[2], self.fill_rows
         take, wrap = self.fill_take, loop.wrap[2]
-        restart = start | (take & self.fill_last)       # fill_rows -> 0 in the next cycle
         diff = Signal(signed(max(len(inner), len(fill)) + 2), name="fd_fill_ahead")
-        with m.If(start | (restart & wrap)):
-            m.d.sync += diff.eq(0)
-        with m.Elif(restart):               # fill_rows -> 0; inner -> inner (+ 1)
-            m.d.sync += diff.eq(Mux(step, -inner - 1, -inner))
-        with m.Elif(wrap):                  # inner -> 0; fill_rows -> fill_rows (+ 1)
-            m.d.sync += diff.eq(fill + take)
-        with m.Else():
-            m.d.sync += diff.eq(diff + take - step)
+
+        def diff_next(stepped, took):
+            # the next difference for a known issue decision (the step wraps the inner level
+            # at its end) and panel write, so ``step`` (a register with a wide fan-out) and
+            # the write (the block's ``b.valid`` behind a ready register) only pick one of
+            # the sums instead of entering their carry chains (8x8: 8.1 and 7.9 ns)
+            wraps = loop.end[2] if stepped else 0
+            restart = start | (self.fill_last if took else 0)   # fill_rows -> 0
+            return Mux(start | (restart & wraps), 0,        # fill_rows -> 0; inner -> 0
+                       Mux(restart, -inner - stepped,       # fill_rows -> 0; inner -> inner+1
+                           Mux(wraps, fill + took,          # inner -> 0; fill_rows + took
+                               diff + (took - stepped))))
+        m.d.sync += diff.eq(Mux(step, Mux(take, diff_next(1, 1), diff_next(1, 0)),
+                                Mux(take, diff_next(0, 1), diff_next(0, 0))))
         # the next difference is positive: after a wrap, 0 < fill_rows (+ 1); else
         # diff + take - step > 0, i.e. diff > step - take: bit tests of the register (its
         # sign, any bit, any bit above bit 0), no compares
@@ -381,13 +429,20 @@ class Feeder(wiring.Component):
         back = self.credit          # the drain gives a row back in this cycle
         # each compare for both values of ``back``, which then picks one: the drain's issue
         # decision is late, and no carry chain waits for it. The thresholds ``rv - 1``,
-        # ``rv``, ``2 rv - 1`` and ``2 rv`` are registers, loaded from the tile's next row
-        # count, so each compare is one carry chain of registers (``rv - 1`` is -1 for ``rv``
-        # 0: signed)
-        rv, rv_next = loop.chunk[1], loop.chunk_next[1]     # this tile's rows in M
+        # ``rv``, ``2 rv - 1`` and ``2 rv`` are registers, so each compare is one carry chain
+        # of registers (``rv - 1`` is -1 for ``rv`` 0: signed). For R >= 3 they are loaded
+        # from ``rv`` itself, a cycle late, not from the loop's next row count (which has its
+        # compares and multiplexers in front: 8x8, 7.8 ns into these): the flag computed in
+        # the cycle after ``rv`` changes may then be stale, and ``gap`` (R - 1 cycles from
+        # the step that changed it) keeps it unread. After ``start`` they hold the first
+        # tile's rows from cycle ``start + 2``; the first step can come in ``start + 3`` at
+        # the earliest (its ``a`` beat is taken from ``start + 1`` on, registered, then in
+        # the FIFO), so its decision in ``start + 2`` reads a flag computed from them.
+        R, rv = self.config.rows, loop.chunk[1]              # this tile's rows in M
+        source = rv if R >= 3 else loop.chunk_next[1]
         thresholds = []
-        for name, value in (("rv_m1", rv_next - 1), ("rv", rv_next),
-                            ("rv2_m1", 2 * rv_next - 1), ("rv2", 2 * rv_next)):
+        for name, value in (("rv_m1", source - 1), ("rv", source),
+                            ("rv2_m1", 2 * source - 1), ("rv2", 2 * source)):
             th = Signal(signed(len(rv) + 2), name=f"fd_th_{name}")
             m.d.sync += th.eq(value)
             thresholds.append(th)

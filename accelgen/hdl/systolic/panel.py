@@ -318,24 +318,24 @@ class WeightLoader(wiring.Component):
         first_need = Signal.like(fill, name="wl_need_first")
         first_m1 = Signal.like(fill, name="wl_need_first_m1")
 
-        def need_at(row):       # min(K, row) for a constant row
-            return Mux(K < row, K, row)
-
-        def load(pair, value):
-            return [pair[0].eq(value), pair[1].eq(value - 1)]
+        def load_need_at(pair, row):    # min(K, row) and min(K, row) - 1, for a constant row
+            # the compare and K - 1 side by side, not a subtraction behind the compare's mux
+            # (8x8 out of context: compare, mux, subtract was one placer seed's critical path)
+            short = K < row
+            return [pair[0].eq(Mux(short, K, row)), pair[1].eq(Mux(short, K - 1, row - 1))]
 
         # min(K, kb + 3R) for the tile after next, as ``kb > K - 3R`` (a steady register) and
         # the sums beside the compare, not behind it
         k_m1 = Signal.like(K, name="wl_k_m1")
         k_3r = Signal(signed(len(K) + 1), name="wl_k_3r")
         m.d.sync += [k_m1.eq(K - 1), k_3r.eq(K - 3 * R),
-                     *load((first_need, first_m1), need_at(R))]
+                     *load_need_at((first_need, first_m1), R)]
         kb = loop.ctr[1]
         past_k = kb > k_3r
         restart = start | loop.wrap[1]
         with m.If(restart):
             m.d.sync += [need.eq(first_need), need_m1.eq(first_m1),
-                         *load((carry_need, carry_m1), need_at(2 * R))]
+                         *load_need_at((carry_need, carry_m1), 2 * R)]
         with m.Elif(tile_done):
             m.d.sync += [need.eq(carry_need), need_m1.eq(carry_m1),
                          carry_need.eq(Mux(past_k, K, kb + 3 * R)),
