@@ -229,6 +229,7 @@ class Requantizer(wiring.Component):
         else:
             zp3, os3 = zp2, os2
         big = 1 << (_KEEP - 1)
+        hi, lo = Mux(os3, _S8.max, _U8.max), Mux(os3, _S8.min, _U8.min)    # the bounds
         for lane, (f2, up2, over2, neg2) in enumerate(stage2):
             q = Signal(signed(_KEEP + 1), name=f"q{lane}")          # [-512, 512]
             m.d.comb += q.eq(Mux(over2, Mux(neg2, -big, big), f2 + up2))
@@ -241,7 +242,6 @@ class Requantizer(wiring.Component):
             v = Signal(signed(_KEEP + 1), name=f"v{lane}")          # [-768, 767]
             m.d.comb += v.eq(r3 + zp3)
             if self.round_stage:    # v > hi, v < lo as r3 > hi - zp, r3 < lo - zp
-                hi, lo = Mux(os3, _S8.max, _U8.max), Mux(os3, _S8.min, _U8.min)
                 m.d.sync += self.y[lane].eq(Mux(r3 > hi3, hi, Mux(r3 < lo3, lo, v)))
             else:
                 m.d.sync += self.y[lane].eq(Mux(os3, saturate(v, _S8), saturate(v, _U8)))

@@ -55,8 +55,8 @@ class AIntake(wiring.Component):
     ``a.ready`` is a register: high in RUN while the command's beats are not all taken and
     the FIFO has room for one more beat whatever the feeder reads (an intake loop nest that
     mirrors the feeder's counts the beats, so beats of the next command are never taken
-    early; ``held`` counts the beats taken and not yet read, without this cycle's read, so
-    the FIFO is one beat deeper than ``a_depth``). It is computed a cycle ahead from
+    early; the beats taken and not yet read, the FIFO's level and the registered beat, are
+    counted without this cycle's read, so the FIFO is one beat deeper than ``a_depth``). It is computed a cycle ahead from
     ``task.run_open`` and this cycle's take, so the block's ``a.ready`` and the intake's
     counters hang off flip-flops. A beat taken in cycle ``t`` is registered (every cycle,
     taken or not: no enable), written into the FIFO in ``t + 1`` and on ``steps`` from
@@ -84,7 +84,6 @@ class AIntake(wiring.Component):
         width = cfg.rows * cfg.a_width
         take = Signal(name="ai_take")
         ready = Signal(name="ai_ready")
-        held = Signal(range(depth + 1), name="ai_held")     # taken, not yet read
         beat, beat_valid = Signal(width, name="ai_beat"), Signal(name="ai_beat_valid")
         m.d.sync += [beat.eq(self.a.payload.a), beat_valid.eq(take)]
         # the loop counts the registered beats, a cycle after their take: ``take`` (the
@@ -95,15 +94,17 @@ class AIntake(wiring.Component):
         m.d.comb += loop.drive(start=start, advance=beat_valid, limits=_step_limits(task))
         valid = Signal(name="ai_valid")                     # the FIFO holds a beat
         read = valid & self.steps.ready
-        m.d.sync += held.eq(held + take - read)
-        # next cycle's ready, with the room counted as if the feeder read nothing now: the
-        # FIFO can then hold what comes even if the feeder reads nothing next cycle either.
-        # Each term for both values of ``take``, which picks one last.
-        all_taken = ~start & Mux(take, loop.done_next | loop.final_next, loop.done_next)
-        room = Mux(take, held < depth - 1, held < depth)
-        m.d.sync += ready.eq(task.run_open & ~all_taken & room)
         level = Signal(range(depth + 1), name="ai_level")   # beats in the FIFO
         m.d.sync += level.eq(level + beat_valid - read)
+        # next cycle's ready, with the room counted as if the feeder read nothing now: the
+        # FIFO can then hold what comes even if the feeder reads nothing next cycle either.
+        # Beats taken and not read are ``level + beat_valid``, and this cycle's take adds
+        # one: ``level`` compared with each threshold, the take and the registered beat pick
+        # (each term for both values of ``take``, which picks last).
+        all_taken = ~start & Mux(take, loop.done_next | loop.final_next, loop.done_next)
+        room = Mux(take, Mux(beat_valid, level < depth - 2, level < depth - 1),
+                   Mux(beat_valid, level < depth - 1, level < depth))
+        m.d.sync += ready.eq(task.run_open & ~all_taken & room)
         # what steps.valid holds in the next cycle (the feeder decides its steps a cycle
         # ahead): ``level + beat_valid - read != 0``, as compares of the level register that
         # the late read only picks (a read needs ``level >= 1``)
