@@ -56,8 +56,9 @@ class AIntake(wiring.Component):
     the FIFO has room for one more beat whatever the feeder reads (an intake loop nest that
     mirrors the feeder's counts the beats, so beats of the next command are never taken
     early; the beats taken and not yet read, the FIFO's level and the registered beat, are
-    counted without this cycle's read, so the FIFO is one beat deeper than ``a_depth``). It is computed a cycle ahead from
-    ``task.run_open`` and this cycle's take, so the block's ``a.ready`` and the intake's
+    counted without this cycle's read, so the FIFO is one beat deeper than ``a_depth``). It
+    is computed a cycle ahead from ``task.run_open`` and this cycle's take, so the block's
+    ``a.ready`` and the intake's
     counters hang off flip-flops. A beat taken in cycle ``t`` is registered (every cycle,
     taken or not: no enable), written into the FIFO in ``t + 1`` and on ``steps`` from
     ``t + 2``. The FIFO's head is read straight from its (distributed) memory: the feeder's
