@@ -83,7 +83,7 @@ def pe_costs(root):
                 for pipe in (0, 1):
                     cfg = replace(PRESET16, dataflows=flows, k_max=k_max, pe_pipeline=pipe,
                                   acc_width=32, overflow="wrap")
-                    pe, ports = standalone_pe(cfg, lut_multiplier=lut)
+                    pe, ports = standalone_pe(cfg, multiplier="lut" if lut else "dsp")
                     text = verilog.convert(pe, ports=ports, name="pe", emit_src=False)
                     with tempfile.TemporaryDirectory(dir=root) as tmp:
                         cells = _summary(_yosys_cells(text, "pe", tmp))
@@ -116,7 +116,7 @@ def float_costs(root, quick):
         for flow in ("os", "both"):
             cfg = replace(base, modes=modes, dataflows=FLOWS[flow], acc_width=32, k_max=65535,
                           requant=False)
-            pe, ports = standalone_pe(cfg, lut_multiplier=lut)
+            pe, ports = standalone_pe(cfg, multiplier="lut" if lut else "dsp")
             text = verilog.convert(pe, ports=ports, name="pe", emit_src=False)
             with tempfile.TemporaryDirectory(dir=root) as tmp:
                 cells = _summary(_yosys_cells(text, "pe", tmp))

@@ -81,6 +81,7 @@ LINT_VARIANTS = [
     ("mac", {"reduction": "apart", "overflow": "wrap", "pipeline": 0, "lanes": 2}),
     ("systolic", {"dataflows": ["ws"], "pe_pipeline": 0}),
     ("systolic", {"dataflows": ["os"], "requant": True, "lut_rows": 1}),
+    ("systolic", {"rows": 2, "rom_rows": 1, "pe_pipeline": 0}),
     ("activation", {"backend": "pwl", "spacing": "nonuniform", "dsp": False}),
     ("activation", {"function": "exp", "backend": "ibert", "in_scale": 0.0625,
                     "out_format": "u8", "out_scale": 0.00390625}),
@@ -201,7 +202,8 @@ _SYS_BAD_MODE = st.sampled_from(["p8", "mxe4m3", "s2s2", "s16s8", "fp32", "e9m9"
 _SYS_VALUES = {
     "rows": _mostly(st.integers(1, 2), st.sampled_from([0, 33, "2"])),
     "cols": _mostly(st.integers(1, 2), st.sampled_from([0, 33, 1.0])),
-    # float lists twice as often: more of their settings are refused (acc_width, lut_rows)
+    # float lists twice as often: more of their settings are refused (acc_width, lut_rows,
+    # rom_rows)
     "modes": _mostly(st.one_of(st.lists(_SYS_INT_MODE, min_size=1, max_size=3, unique=True),
                                st.lists(_SYS_FLOAT_MODE, min_size=1, max_size=3, unique=True),
                                st.lists(_SYS_FLOAT_MODE, min_size=1, max_size=3, unique=True)),
@@ -215,6 +217,7 @@ _SYS_VALUES = {
                           st.sampled_from(["fp32", "int8", ""])),
     "out_saturate": _mostly(st.booleans(), st.sampled_from([0, None])),
     "lut_rows": _mostly(st.integers(0, 1), st.sampled_from([-1, 3])),
+    "rom_rows": _mostly(st.integers(0, 1), st.sampled_from([-1, 3, True])),
     "pe_pipeline": _mostly(st.integers(0, 2), st.sampled_from([3, -1])),
 }
 # modes always drawn: which number kind the array is decides most of the rest

@@ -83,6 +83,10 @@ ARRAYS = [
                          requant=True, rounding="half_even"), id="3x4-ws-saturate17"),
     pytest.param(_config(3, 3, dataflows=BOTH, modes=("s8s8", "u8s8"), lut_rows=2,
                          pe_pipeline=2), id="3x3-both-lut-multipliers-pipe2"),
+    pytest.param(_config(3, 2, dataflows=BOTH, modes=("s8s8", "u8s8"), lut_rows=1,
+                         rom_rows=1), id="3x2-both-table-and-lut-multipliers"),
+    pytest.param(_config(2, 3, dataflows=("ws",), modes=("s4s4", "s8s4"), rom_rows=2,
+                         pe_pipeline=0), id="2x3-ws-table-multipliers-nopipe"),
     pytest.param(_config(2, 2, dataflows=BOTH, modes=("e4m3", "e5m2", "e4m3e5m2"),
                          acc_width=32, requant=True), id="2x2-both-fp8-convert"),
     pytest.param(_config(2, 3, dataflows=("os",), modes=("bf16", "fp16"), acc_width=32,
@@ -335,13 +339,50 @@ def test_lut_product_is_exact():
     assert not bad
 
 
-def test_lut_rows_leave_no_multiply_operator():
-    """Each LUT row removes one ``*`` per PE from the emitted Verilog."""
-    def multiplies(lut_rows):
-        text = verilog_text(Systolic(_config(3, 2, lut_rows=lut_rows)), "systolic")
-        return len(re.findall(r"\) \* \$signed\(", text))
-    base = multiplies(0)
-    assert [base - multiplies(k) for k in (1, 3)] == [2, 6]
+def test_rom_product_is_exact():
+    """The quarter-square table product one cycle after its operands, as registers ``a`` and
+    ``b`` load them: every pair of signed 7-bit operands, and every 9-bit operand against the
+    9-bit corner values (the table's first and last words: ``(-256) + (-256)``, ``-256 - 255``)."""
+    from amaranth.hdl import Module, Signal, signed
+    from amaranth.sim import Simulator
+
+    from accelgen.hdl.common.arith import rom_product
+    m = Module()
+    a_next, b_next, a, b = (Signal(signed(9)) for _ in range(4))
+    m.d.sync += [a.eq(a_next), b.eq(b_next)]
+    p = rom_product(m, a_next, b_next, name="t")
+    corners = (-256, -255, -129, -128, -1, 0, 1, 127, 128, 255)
+    pairs = [(x, y) for x in range(-64, 64) for y in range(-64, 64)]
+    pairs += [(x, y) for x in range(-256, 256) for y in corners]
+    pairs += [(y, x) for x, y in pairs[-5120:]]
+    bad = []
+
+    async def bench(ctx):
+        for x, y in pairs:
+            ctx.set(a_next, x)
+            ctx.set(b_next, y)
+            await ctx.tick()
+            if (ctx.get(a), ctx.get(b), ctx.get(p)) != (x, y, x * y):
+                bad.append((x, y, ctx.get(p)))
+
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert not bad
+
+
+def test_soft_multiplier_rows_leave_no_multiply_operator():
+    """Each LUT or table row removes one ``*`` per PE from the emitted Verilog, and each table
+    row adds one table (a read-only memory) per PE."""
+    def counts(**rows):
+        text = verilog_text(Systolic(_config(3, 2, **rows)), "systolic")
+        return len(re.findall(r"\) \* \$signed\(", text)), len(re.findall(r"_rom\b", text))
+    base, no_tables = counts()
+    assert no_tables == 0
+    assert [base - counts(lut_rows=k)[0] for k in (1, 3)] == [2, 6]
+    assert [base - counts(rom_rows=k)[0] for k in (1, 3)] == [2, 6]
+    assert counts(lut_rows=1, rom_rows=1) == (base - 4, counts(rom_rows=1)[1])
 
 
 def test_config_errors_name_the_setting():
@@ -352,6 +393,7 @@ def test_config_errors_name_the_setting():
         "mult_bits": dict(requant=True, acc_width=48, mult_bits=32),
         "rounding": dict(rounding="nearest"), "pe_pipeline": dict(pe_pipeline=3),
         "lut_rows": dict(rows=4, lut_rows=5),
+        "rom_rows": dict(rows=4, lut_rows=2, rom_rows=3),
     }
     for name, kw in cases.items():
         with pytest.raises(ConfigError, match=rf"^{name}"):
@@ -640,6 +682,17 @@ def test_synth_systolic_tiny(tmp_path, family):
 
 
 @pytest.mark.fpga
+def test_table_rows_take_block_rams_instead_of_dsps_on_ecp5(tmp_path):
+    """A table row's PEs each take one block RAM (both reads of its table through the RAM's
+    two ports) and no DSP."""
+    from accelgen.fpga.flow import synth
+    base = synth(SYS, SYS_TINY, "ecp5", tmp_path / "dsp", preset="tiny").resources
+    rows = synth(SYS, replace(SYS_TINY, rom_rows=1), "ecp5", tmp_path / "rom").resources
+    assert base["DSP"] - rows["DSP"] == SYS_TINY.cols
+    assert rows["BRAM"] - base["BRAM"] == SYS_TINY.cols
+
+
+@pytest.mark.fpga
 @pytest.mark.parametrize("board, preset", [("icebreaker", "tiny"), ("ulx3s-85f", "default")])
 def test_build_systolic(tmp_path, board, preset):
     """The systolic harness on both boards (quick placement keeps the 4x4 build near a
@@ -652,7 +705,7 @@ def test_build_systolic(tmp_path, board, preset):
                                        "a beats", "b beats", "c beats"}
     assert r.bitstream.exists() and r.bitstream.stat().st_size > 0
     assert r.resources["IO"][0] == 6        # clock, button, four LEDs: no stream pins
-    assert r.resources["DSP"][0] >= (cfg.rows - getattr(cfg, "lut_rows", 0)) * cfg.cols
+    assert r.resources["DSP"][0] >= (cfg.rows - cfg.lut_rows - cfg.rom_rows) * cfg.cols
     assert r.resources["LUT4"][0] > 0 and r.resources["FF"][0] > 0
     assert r.resources["BRAM"][0] > 0
     assert r.fmax_mhz > r.target_mhz > 0

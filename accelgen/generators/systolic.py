@@ -195,6 +195,11 @@ class SystolicConfig(Config):
         PE rows (counted from the bottom) whose multipliers are built from LUTs and carry
         chains instead of DSP blocks (0 to ``rows``): lets an array use more multipliers than
         the FPGA has DSPs (ECP5-85F: 156 MULT18X18D; a 16x16 int8 array needs 256).
+    rom_rows : int
+        PE rows (counted up from the ``lut_rows`` rows) whose multipliers are tables of
+        quarter squares in block RAM, ``a * b = floor((a + b)**2 / 4) - floor((a - b)**2 / 4)``
+        (0 to ``rows - lut_rows``): on ECP5 one ``DP16KD`` and one carry chain per PE instead
+        of a DSP block or about 100 LUT4s. Same timing as the other rows.
     dim_bits : int
         Width of the command's ``m``, ``k``, ``n`` fields (4 to 24).
     counter_width : int
@@ -221,6 +226,7 @@ class SystolicConfig(Config):
     rounding: str = "half_up"
     pe_pipeline: int = 1
     lut_rows: int = 0
+    rom_rows: int = 0
     dim_bits: int = 16
     counter_width: int = 32
     out_format: str = "e4m3"
@@ -275,9 +281,11 @@ class SystolicConfig(Config):
         check_choice("rounding", self.rounding, [r.value for r in Rounding])
         check_int("pe_pipeline", self.pe_pipeline, 0, 2)
         check_int("lut_rows", self.lut_rows, 0, self.rows)
-        if self.is_float and self.lut_rows:
-            raise ConfigError(f"lut_rows: {self.lut_rows!r} is not allowed with float modes "
-                              f"(their significand multipliers are small); expected 0")
+        check_int("rom_rows", self.rom_rows, 0, self.rows - self.lut_rows)
+        for name in ("lut_rows", "rom_rows"):
+            if self.is_float and getattr(self, name):
+                raise ConfigError(f"{name}: {getattr(self, name)!r} is not allowed with float "
+                                  f"modes (their significand multipliers are small); expected 0")
         check_int("counter_width", self.counter_width, 16, 48)
 
     # -- derived values ---------------------------------------------------------------------
@@ -589,7 +597,8 @@ class SystolicConfig(Config):
             "error_precedence": list(ERROR_PRECEDENCE),
             "b_panel_bits": 2 * self.k_max * self.cols * self.b_width,
             "acc_memory_bits": self.acc_depth * self.cols * self.acc_width,
-            "dsp_multipliers": (self.rows - self.lut_rows) * self.cols,
+            "dsp_multipliers": (self.rows - self.lut_rows - self.rom_rows) * self.cols,
+            "rom_multipliers": self.rom_rows * self.cols,
             **({"accumulation": ACCUMULATION_FLOAT,
                 "mode_formats": {m.name: [m.a.name, m.b.name] for m in self.mode_formats}}
                if self.is_float else {}),

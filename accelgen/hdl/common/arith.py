@@ -1,8 +1,9 @@
 """Arithmetic building blocks shared by the block generators."""
 
-from amaranth.hdl import Const, Mux, Signal, Value, signed
+from amaranth.hdl import Const, Mux, Signal, Value, signed, unsigned
+from amaranth.lib.memory import Memory
 
-__all__ = ["sum_tree", "lut_product"]
+__all__ = ["sum_tree", "lut_product", "quarter_square_table", "rom_product"]
 
 
 def sum_tree(values):
@@ -47,3 +48,41 @@ def lut_product(m, a, b, *, name):
         parts = sums + ([parts[-1]] if len(parts) % 2 else [])
         level += 1
     return parts[0]
+
+
+def quarter_square_table(width):
+    """``floor(s * s / 4)`` for every ``width``-bit two's-complement ``s``, indexed by the bit
+    pattern of ``s`` (entry ``2**width - 1`` is ``s = -1``)."""
+    half = 1 << (width - 1)
+    return [((i - 2 * half if i >= half else i) ** 2) // 4 for i in range(2 * half)]
+
+
+def rom_product(m, a_next, b_next, *, name):
+    """Exact ``a * b`` of two signed values of one width ``w`` from a table of quarter
+    squares, ``a * b = floor((a + b)**2 / 4) - floor((a - b)**2 / 4)`` (the two squares differ
+    by ``4ab`` and leave the same remainder mod 4, so the floors lose nothing): two reads of
+    one ``2**(w + 1)``-word read-only :class:`~amaranth.lib.memory.Memory`
+    (:func:`quarter_square_table`) and a subtraction, so yosys maps it to one block RAM with two
+    read ports (ECP5, ``w`` <= 9: one ``DP16KD`` as 1024x18) and one carry chain instead of a
+    DSP block or a LUT adder tree (8x8 on ECP5: about 18 CCU2C against 36 CCU2C + 65 LUT4).
+
+    Timing: ``a_next``/``b_next`` are the values that registers ``a`` and ``b`` load at the end
+    of this cycle; the RAM's address registers load ``a_next + b_next`` and ``a_next - b_next``
+    beside them, and the returned value (``2w`` bits, signed) is ``a * b`` of the registers'
+    contents, combinational from the RAM's read data: the timing of
+    ``lut_product(m, a, b)``. The reads are synchronous, so there is no combinational form."""
+    a_next, b_next = Value.cast(a_next), Value.cast(b_next)
+    w = len(a_next)
+    assert len(b_next) == w and a_next.shape().signed and b_next.shape().signed
+    table = quarter_square_table(w + 1)
+    m.submodules[f"{name}_rom"] = rom = Memory(
+        shape=unsigned(max(table).bit_length()), depth=len(table), init=table)
+    squares = []
+    for suffix, index in (("sum", a_next + b_next), ("diff", a_next - b_next)):
+        port = rom.read_port(domain="sync")
+        address = Signal(signed(w + 1), name=f"{name}_{suffix}")
+        m.d.comb += [address.eq(index), port.addr.eq(address.as_unsigned())]
+        squares.append(port.data)
+    product = Signal(signed(2 * w), name=f"{name}_p")
+    m.d.comb += product.eq(squares[0] - squares[1])    # |a * b| <= 2**(2w - 2): fits
+    return product

@@ -7,12 +7,25 @@ docstring for the two dataflows.
 
 from amaranth.hdl import Const, Elaboratable, Module, Mux, Signal, signed
 
-from ..common.arith import lut_product
+from ..common.arith import lut_product, rom_product
 from ..common.dsp import registered_product
 from ..common.floats import add_fp32, product_fp32
 from ._util import delay, taps, unpack_operand
 
-__all__ = ["PE", "Array", "standalone_pe", "row_width"]
+__all__ = ["PE", "Array", "standalone_pe", "row_width", "MULTIPLIERS", "row_multiplier"]
+
+#: how a PE multiplies: a DSP block (on ECP5 a ``MULT18X18D``), LUTs and carry chains
+#: (:func:`~accelgen.hdl.common.arith.lut_product`), or a quarter-square table in block RAM
+#: (:func:`~accelgen.hdl.common.arith.rom_product`)
+MULTIPLIERS = ("dsp", "lut", "rom")
+
+
+def row_multiplier(cfg, i):
+    """The multiplier of PE row ``i``: the bottom ``lut_rows`` rows use LUTs, the
+    ``rom_rows`` above them tables, the rest DSPs."""
+    if i >= cfg.rows - cfg.lut_rows:
+        return "lut"
+    return "rom" if i >= cfg.rows - cfg.lut_rows - cfg.rom_rows else "dsp"
 
 
 def row_width(cfg):
@@ -52,11 +65,15 @@ class PE(Elaboratable):
     integer PE's product is a ``MULT18X18D`` whose input registers load beside ``a`` and
     ``bw`` and whose output register is the first product register (same timing; see
     :func:`~accelgen.hdl.common.dsp.registered_product`); a second one is a fabric register.
+    ``multiplier`` (:data:`MULTIPLIERS`) says how it multiplies; every kind has this timing
+    (a ``"rom"`` PE's table reads are synchronous: their address registers load beside ``a``
+    and ``bw``).
     """
 
-    def __init__(self, cfg, *, os, ws, carry_valid, name, lut_multiplier=False):
+    def __init__(self, cfg, *, os, ws, carry_valid, name, multiplier="dsp"):
+        assert multiplier in MULTIPLIERS
         self.cfg, self.os, self.ws = cfg, os, ws
-        self.lut_multiplier = lut_multiplier
+        self.multiplier = multiplier
         ow = cfg.operand_width
         widths = ([cfg.os_acc_width] if os else []) + ([cfg.ws_sum_width] if ws else [])
         self.sum_width = max(widths)
@@ -106,8 +123,11 @@ class PE(Elaboratable):
         registered = False      # the product register is already in the product (a DSP's)
         if cfg.is_float:
             product = self._float_product(m)
-        elif self.lut_multiplier:
+        elif self.multiplier == "lut":
             product = lut_product(m, self.a, self.bw, name=f"{self.name}_m")
+        elif self.multiplier == "rom":   # the table's address registers load beside a and bw
+            bw_held = bw_next if bw_load is None else Mux(bw_load, bw_next, self.bw)
+            product = rom_product(m, self.a_in, bw_held, name=f"{self.name}_m")
         else:   # on ECP5 a MULT18X18D whose input registers mirror a and bw
             registered = bool(cfg.pe_pipeline)
             product = registered_product(m, self.a_in, bw_next, self.a, self.bw,
@@ -176,12 +196,12 @@ class PE(Elaboratable):
         return value, load
 
 
-def standalone_pe(config, *, lut_multiplier=False):
+def standalone_pe(config, *, multiplier="dsp"):
     """One processing element of ``config`` (an interior one: no valid tag) as
     ``(elaboratable, ports)`` for ``amaranth.back.verilog.convert``, so benchmarks can
     synthesize a PE alone."""
     pe = PE(config, os="os" in config.dataflows, ws="ws" in config.dataflows,
-            carry_valid=False, name="pe", lut_multiplier=lut_multiplier)
+            carry_valid=False, name="pe", multiplier=multiplier)
     ports = [v for v in vars(pe).values() if isinstance(v, Signal)]
     return pe, ports
 
@@ -243,7 +263,7 @@ class Array(Elaboratable):
         cfg, m = self.cfg, Module()
         R, C = cfg.rows, cfg.cols
         pe = [[PE(cfg, os=self.has_os, ws=self.has_ws, carry_valid=(i == R - 1 and self.has_ws),
-                  name=f"pe{i}_{j}", lut_multiplier=i >= R - cfg.lut_rows)
+                  name=f"pe{i}_{j}", multiplier=row_multiplier(cfg, i))
                for j in range(C)] for i in range(R)]
         for i in range(R):
             for j in range(C):
