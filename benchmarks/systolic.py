@@ -5,7 +5,7 @@ Sections (all by default; pick some with ``--only pe,array,util,fmax``):
 
 ``pe``     yosys ``synth_ecp5`` of one PE alone: OS-only, WS-only and both, int8 with a
            32-bit accumulator (``k_max`` = 65535 makes the exact OS accumulator 32 bits) and as
-           in the 16x16 preset (26 bits), DSP and LUT multipliers, with/without the product
+           in the 16x16 preset (26 bits), DSP, LUT and table multipliers, with/without the product
            register. Target (issue 3): an int8 OS PE with a 32-bit accumulator needs <= 10 LUT4
            and <= 60 FF besides its multiplier and accumulator carry chain.
 ``array``  yosys of the whole block for 8x8 OS-only / WS-only / both: what the run-time
@@ -76,22 +76,23 @@ def pe_costs(root):
     from amaranth.back import verilog
 
     from accelgen.hdl.systolic import standalone_pe
+    from accelgen.hdl.systolic.pe import MULTIPLIERS
     rows = []
     for acc_label, k_max in (("acc32", 65535), ("acc26", 1024)):
         for flow, flows in FLOWS.items():
-            for lut in (False, True):
+            for multiplier in MULTIPLIERS:
                 for pipe in (0, 1):
                     cfg = replace(PRESET16, dataflows=flows, k_max=k_max, pe_pipeline=pipe,
                                   acc_width=32, overflow="wrap")
-                    pe, ports = standalone_pe(cfg, multiplier="lut" if lut else "dsp")
+                    pe, ports = standalone_pe(cfg, multiplier=multiplier)
                     text = verilog.convert(pe, ports=ports, name="pe", emit_src=False)
                     with tempfile.TemporaryDirectory(dir=root) as tmp:
                         cells = _summary(_yosys_cells(text, "pe", tmp))
                     rows.append({"acc": acc_label, "os_acc_width": cfg.os_acc_width,
                                  "ws_sum_width": cfg.ws_sum_width, "dataflow": flow,
-                                 "multiplier": "lut" if lut else "dsp", "pe_pipeline": pipe,
+                                 "multiplier": multiplier, "pe_pipeline": pipe,
                                  **cells})
-                    say(f"  pe {acc_label} {flow:<4} {'lut' if lut else 'dsp'} "
+                    say(f"  pe {acc_label} {flow:<4} {multiplier} "
                          f"pipe={pipe}: {cells}")
     return rows
 
