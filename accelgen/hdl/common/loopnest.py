@@ -53,12 +53,17 @@ class LoopNest(Elaboratable):
         Per level, combinational: the level wraps to 0 on this cycle's ``advance``.
     final : Signal(), out
         Combinational from registers: every level is at its last value.
+    last_from : list of Signal(), out
+        Per level, a register: every level from this one inwards is at its last value (the
+        level wraps if this cycle advances; ``wrap[n]`` is ``advance & last_from[n]``, and
+        ``final`` is ``last_from[0]``).
     done : Signal(), out
         The final iteration has been advanced past.
-    end_next, first_next : list of Signal(), out; done_next, final_next : Signal(), out
+    end_next, first_next, last_from_next : list of Signal(), out
+    done_next, final_next : Signal(), out
     ctr_next, chunk_next : list of Signal, out
-        Combinational: what ``end``, ``first``, ``done``, ``final``, ``ctr`` and ``chunk``
-        hold in the next cycle
+        Combinational: what ``end``, ``first``, ``last_from``, ``done``, ``final``, ``ctr`` and
+        ``chunk`` hold in the next cycle
         (for a consumer that registers a decision a cycle ahead, or that addresses a memory
         a cycle early).
 
@@ -86,6 +91,8 @@ class LoopNest(Elaboratable):
                       for n, step in enumerate(self.steps)]
         self.wrap = [Signal(name=f"{name}_wrap{n}") for n in range(count)]
         self.final = Signal(name=f"{name}_final")
+        self.last_from = [Signal(name=f"{name}_lastfrom{n}") for n in range(count)]
+        self.last_from_next = [Signal(name=f"{name}_lastfrom{n}_next") for n in range(count)]
         self.done = Signal(name=f"{name}_done")
         self.end_next = [Signal(name=f"{name}_end{n}_next") for n in range(count)]
         self.first_next = [Signal(name=f"{name}_first{n}_next") for n in range(count)]
@@ -108,8 +115,7 @@ class LoopNest(Elaboratable):
         # ``last_from[n]``: every level from ``n`` inwards is at its last value. A register, so
         # the carry into a level is one gate of ``advance``; its next value is computed from
         # registers only, for the case that this cycle advances (``advance`` just picks it).
-        last_from = [Signal(name=f"{self._name}_lastfrom{n}") for n in range(count)] + \
-            [Const(1, 1)]
+        last_from = self.last_from + [Const(1, 1)]
         end_start, end_advanced = [], []
         for n in range(count):
             limit, step, rem = self.limit[n], self.steps[n], self._rem[n]
@@ -153,11 +159,11 @@ class LoopNest(Elaboratable):
                 m.d.comb += [self.ctr_next[n].eq(self.ctr[n]),
                              self.chunk_next[n].eq(self.chunk[n])]
         for n in range(count):
-            last_from_next = Mux(self.start, _all(end_start[n:]),
-                                 Mux(self.advance, _all(end_advanced[n:]), last_from[n]))
-            m.d.sync += last_from[n].eq(last_from_next)
-            if n == 0:
-                m.d.comb += self.final_next.eq(last_from_next)
+            m.d.comb += self.last_from_next[n].eq(
+                Mux(self.start, _all(end_start[n:]),
+                    Mux(self.advance, _all(end_advanced[n:]), last_from[n])))
+            m.d.sync += last_from[n].eq(self.last_from_next[n])
+        m.d.comb += self.final_next.eq(self.last_from_next[0])
         m.d.comb += self.final.eq(last_from[0])
         m.d.comb += self.done_next.eq(~self.start & (self.done | self.advance & self.final))
         m.d.sync += self.done.eq(self.done_next)

@@ -29,7 +29,7 @@
 Numeric semantics are defined by :func:`accelgen.numerics.requantize`.
 """
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -249,17 +249,23 @@ class Requantizer(wiring.Component):
 
     def _shift_high(self, m, prods, shift, half):
         """Stage 2a: the shifter's steps by bits ``half`` and up of ``shift``, registered (the
-        partial value, sticky and over flags per lane), and each product's sign registered
-        beside them. Returns ``(start, signs)`` for :func:`_shift_right`'s second part."""
+        partial value per lane, and its sticky and over flags for every value those bits of
+        ``shift`` can take: stage 2b picks one, so the pick is not behind the flags' OR trees),
+        and each product's sign registered beside them. Returns ``(start, signs)`` for
+        :func:`_shift_right`'s second part."""
         start, signs = [], []
         parts = _shift_right(prods, shift, steps=set(range(half, len(shift))), partial=True)
+        high = Signal(len(shift) - half, name="shift_high")     # picks the flags after them
+        m.d.sync += high.eq(shift[half:])
         for lane, (p, (x, _, _)) in enumerate(zip(prods, parts)):
-            sticky, over = _high_shift_flags(p, shift, half)
-            regs = (Signal(signed(len(x)), name=f"sx{lane}"), Signal(name=f"sticky{lane}"),
-                    Signal(name=f"over_hi{lane}"), Signal(name=f"sign{lane}"))
-            m.d.sync += [r.eq(v) for r, v in zip(regs, (x, sticky, over, p[-1]))]
-            start.append(regs[:3])
-            signs.append(regs[3])
+            stickies, overs = _high_shift_flags(p, shift, half)
+            x2, sign2 = Signal(signed(len(x)), name=f"sx{lane}"), Signal(name=f"sign{lane}")
+            sticky2 = Signal(len(stickies), name=f"sticky{lane}")
+            over2 = Signal(len(overs), name=f"over_hi{lane}")
+            m.d.sync += [x2.eq(x), sign2.eq(p[-1]), sticky2.eq(Cat(*stickies)),
+                         over2.eq(Cat(*overs))]
+            start.append((x2, sticky2.bit_select(high, 1), over2.bit_select(high, 1)))
+            signs.append(sign2)
         return start, signs
 
     def _partial_sum(self, m, lane, platform):
@@ -329,8 +335,9 @@ def _high_shift_flags(value, shift, half):
     ``s`` those bits' shift (a multiple of ``2**half``), the steps shift out the low ``s``
     bits of ``2 value`` (sticky: any is set) and drop, step by step, bits of ``2 value`` at
     ``s + _KEEP + 2**half`` and up (over: any differs from the sign), since each step's
-    dropped bits lie at or above where the last step drops. One OR per possible ``s``, picked
-    by those bits of ``shift``: two LUT levels less than the shifter's own chain."""
+    dropped bits lie at or above where the last step drops. One OR per possible ``s``, as two
+    lists indexed by those bits of ``shift``: two LUT levels less than the shifter's own
+    chain, and the pick is left to the caller."""
     x = Cat(Const(0, 1), value)
     sign = value[-1]
     keep = _KEEP + (1 << half)
@@ -341,8 +348,7 @@ def _high_shift_flags(value, shift, half):
         top = s + keep
         overs.append((x[top:] ^ sign.replicate(len(x) - top)).any() if top < len(x)
                      else Const(0, 1))
-    high = shift[half:]
-    return Array(stickies)[high], Array(overs)[high]
+    return stickies, overs
 
 
 def _extend(x, width):
