@@ -620,9 +620,10 @@ PRESETS["default"] = SystolicConfig(rows=4, cols=4, modes=("s8s8", "u8s8", "s4s4
 # five placer seeds: 113.8 -> 122.2 MHz, +1024 flip-flops)
 PRESETS["8x8"] = replace(PRESETS["default"], rows=8, cols=8, modes=("s8s8",), k_max=256,
                          acc_depth=256, pe_pipeline=2)
-# ECP5-85F has 156 MULT18X18D: 7 DSP rows (112) + the requantizer's 32 fit, 9 rows use LUTs.
-# One product register: this preset is also the bulk-simulation benchmark, and its board
-# build does not route yet
+# ECP5-85F has 156 MULT18X18D: 7 DSP rows (112) + the requantizer's 32 fit, 9 rows use LUTs
+# (as tables, rom_rows=9, the block takes 27 % fewer LUT4s but 189 block RAMs, and its board
+# build is more congested). One product register: this preset is also the bulk-simulation
+# benchmark, and its board build does not route yet
 PRESETS["16x16"] = replace(PRESETS["8x8"], rows=16, cols=16, k_max=1024, acc_depth=512,
                            lut_rows=9, pe_pipeline=1)
 # float presets: FP8 (E4M3/E5M2 and the mixed pair) and BF16 PEs accumulating in FP32, the
