@@ -256,10 +256,11 @@ def cmd_synth(args):
 def cmd_build(args):
     spec, config = _resolve(args)
     from .fpga.boards import get_board
-    from .fpga.flow import build, check_router, make_out_dir
+    from .fpga.flow import build, check_placer, check_router, make_out_dir
     from .sim.runner import simulate
     get_board(args.board)
     check_router(args.router)
+    check_placer(args.placer)
     # checked (and created) before the cocotb step prints or writes anything
     out_dir = make_out_dir(args.output or f"build/{spec.name}_{args.board}")
     say = _progress(args)
@@ -273,7 +274,7 @@ def cmd_build(args):
                   f"log: {sim.log}", file=sys.stderr)
             return 1
     report = build(spec, config, args.board, out_dir, preset=args.preset, seed=args.seed,
-                   router=args.router, progress=say)
+                   router=args.router, placer=args.placer, progress=say)
     data = {"verification": None if sim is None else _sim_summary(sim),
             "build": _jsonable(report)}
     order = ("LUT4", "carry", "FF", "DSP", "BRAM", "IO")
@@ -369,6 +370,10 @@ def _parser():
     p.add_argument("--router", default="router1",
                    help="nextpnr router: router1 (default) or router2 (congestion-aware; for "
                         "designs that fill most of the device)")
+    p.add_argument("--placer", default="heap",
+                   help="nextpnr placer: heap (default), static (electrostatic: spreads cells "
+                        "more evenly; with router2 for designs that fill most of the device) "
+                        "or sa")
     p.set_defaults(func=cmd_build)
     return parser
 

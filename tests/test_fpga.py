@@ -347,10 +347,29 @@ def test_bad_router_name(tmp_path, capsys):
     assert not out.exists()
 
 
-@pytest.mark.parametrize("router", fpga_flow.ROUTERS)
-def test_the_router_reaches_nextpnr(tmp_path, monkeypatch, router):
-    """The build hands ``--router`` to nextpnr (the tools themselves replaced by a recorder
-    that stops the build at nextpnr)."""
+def test_bad_placer_name(tmp_path, capsys):
+    """``build --placer``: nextpnr's three placers; anything else is exit 2 with one line,
+    before the cocotb step or any file is written."""
+    from accelgen.cli import main
+    assert fpga_flow.check_placer("static") == "static"
+    out = tmp_path / "out"
+    assert main(["build", "mac", "--preset", "tiny", "--board", "icebreaker", "--placer",
+                 "annealing", "-o", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == ("accelgen: error: --placer: 'annealing' is not allowed; expected "
+                            "one of heap, static, sa\n")
+    assert not out.exists()
+    with pytest.raises(ConfigError):
+        fpga_flow.build(SPEC, TINY, "icebreaker", out, placer="router2")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("router, placer", [(r, p) for r in fpga_flow.ROUTERS
+                                            for p in fpga_flow.PLACERS])
+def test_the_router_and_placer_reach_nextpnr(tmp_path, monkeypatch, router, placer):
+    """The build hands ``--router`` and ``--placer`` to nextpnr (the tools themselves
+    replaced by a recorder that stops the build at nextpnr)."""
     from accelgen.tools import ToolError
     calls = []
 
@@ -364,9 +383,11 @@ def test_the_router_reaches_nextpnr(tmp_path, monkeypatch, router):
     monkeypatch.setattr(fpga_flow, "run_tool", record)
     monkeypatch.setattr(fpga_flow, "resources_from_stat", lambda stat, family: {"cells": 0})
     with pytest.raises(ToolError, match="stopped by the test"):
-        fpga_flow.build(SPEC, TINY, "icebreaker", tmp_path / "out", beats=50, router=router)
+        fpga_flow.build(SPEC, TINY, "icebreaker", tmp_path / "out", beats=50, router=router,
+                        placer=placer)
     (pnr_args,) = [args for tool, args in calls if "nextpnr" in tool]
     assert pnr_args[pnr_args.index("--router") + 1] == router
+    assert pnr_args[pnr_args.index("--placer") + 1] == placer
 
 
 def test_family_records():

@@ -311,10 +311,14 @@ def _prepare(board, fam, harness, out_dir):
 #: nextpnr's routers: router1 (its default; rips up and reroutes arc by arc) and router2
 #: (congestion-aware, negotiates whole nets: finishes large, DSP-dense designs router1 stalls on)
 ROUTERS = ("router1", "router2")
+#: nextpnr's placers: heap (its default; analytical), static (electrostatic: spreads cells
+#: more evenly, the placement router2 finished the 16x16 systolic board build from, where
+#: heap's diverged) and sa (simulated annealing; slow on large designs)
+PLACERS = ("heap", "static", "sa")
 
 
 def build(spec, config, board, out_dir, *, preset=None, beats=None, seed=1, quick=False,
-          router="router1", progress=None):
+          router="router1", placer="heap", progress=None):
     """Self-check in simulation, then a bitstream of the harnessed block for ``board`` (name or
     :class:`~accelgen.fpga.boards.Board`) in ``out_dir``. Returns a :class:`BuildReport`.
 
@@ -324,18 +328,19 @@ def build(spec, config, board, out_dir, *, preset=None, beats=None, seed=1, quic
     clock constraint from the board definition) → the family's packer. ``preset`` is only
     recorded. ``quick`` places without timing-driven placement (nextpnr ``--no-tmdriv``): on
     designs of a few thousand LUTs about 2-3x faster, with a lower (still valid, post-route)
-    Fmax; for smoke tests. ``router`` is nextpnr's router (:data:`ROUTERS`). Tool failures
-    raise :class:`ToolError` with that tool's log; an unknown board or router or an unusable
-    ``out_dir`` raises :class:`ConfigError` before anything is printed or written. Runs into
-    one ``out_dir`` take turns.
+    Fmax; for smoke tests. ``router`` and ``placer`` are nextpnr's (:data:`ROUTERS`,
+    :data:`PLACERS`). Tool failures raise :class:`ToolError` with that tool's log; an unknown
+    board, router or placer or an unusable ``out_dir`` raises :class:`ConfigError` before
+    anything is printed or written. Runs into one ``out_dir`` take turns.
     """
     board = board if not isinstance(board, str) else get_board(board)
     fam = check_family(board.family)
     check_router(router)
+    check_placer(placer)
     out_dir = make_out_dir(out_dir)
     with locked(out_dir, progress):
         return _build(spec, config, board, fam, out_dir, beats=beats, seed=seed, quick=quick,
-                      router=router, progress=progress)
+                      router=router, placer=placer, progress=progress)
 
 
 def check_router(router):
@@ -346,7 +351,16 @@ def check_router(router):
     return router
 
 
-def _build(spec, config, board, fam, out_dir, *, beats, seed, quick, router, progress):
+def check_placer(placer):
+    """``placer`` if nextpnr has it, else :class:`ConfigError` naming the allowed ones."""
+    if placer not in PLACERS:
+        raise ConfigError(f"--placer: {placer!r} is not allowed; expected one of "
+                          f"{', '.join(PLACERS)}")
+    return placer
+
+
+def _build(spec, config, board, fam, out_dir, *, beats, seed, quick, router, placer,
+           progress):
     seconds = {}
     # every family's bitstream: a directory may have been built for another board before
     stale = [f"{_TOP}.{ext}" for ext in ("rpt", "tim", "pack.log", "stat.json")]
@@ -370,7 +384,7 @@ def _build(spec, config, board, fam, out_dir, *, beats, seed, quick, router, pro
     _say(progress, f"placing and routing with {fam.nextpnr.removeprefix('yowasp-')}...")
     p_log = _timed(seconds, "nextpnr", run_tool, fam.nextpnr,
                    ["--log", f"{_TOP}.tim", *board.nextpnr_args, "--json", f"{_TOP}.json",
-                    *fam.nextpnr_files(_TOP), "--router", router,
+                    *fam.nextpnr_files(_TOP), "--router", router, "--placer", placer,
                     *(["--no-tmdriv"] if quick else [])],
                    out_dir, f"{_TOP}.tim")
 
