@@ -223,12 +223,10 @@ class Array(Elaboratable):
     wload : Signal(), in; w_top : list of C Signal(signed(operand_width)), in
         ws: shift ``w_top`` into the top of each column's shadow-weight chain.
     ws_mode : Signal(), in
-        The PEs run weight-stationary (read only when both dataflows are built). PE
-        ``(i, j)`` reads it ``i + 1 + j`` cycles late, from a register chain down the rows
-        and one along each row, so it travels with the steps' wave and every copy drives one
-        PE (one net to all R x C PEs was 3.9 ns of routing on the 8x8 array; one per row,
-        the B-operand multiplexers ahead of the DSPs were placed around it): it may change
-        only while the array holds no step of a command, as it does between commands.
+        The PEs run weight-stationary (read only when both dataflows are built). Row ``i``
+        reads it ``i + 1`` cycles late, from a register chain down the rows (one net to all
+        R x C PEs was 3.9 ns of routing on the 8x8 array): it may change only while the
+        array holds no step of a command, as it does between commands.
     row : list of C Signal(signed(row_width(cfg))), out; row_valid : Signal(), out
         One result row, all columns aligned: os rows leave every other cycle in tile-row
         order; ws one row per valid step, in step order.
@@ -273,18 +271,20 @@ class Array(Elaboratable):
         wload = [delay(m, self.wload, j, f"sk_wl{j}") for j in range(C)]
         if self.has_os:     # row i emits i + 1 + p cycles after its (row-skewed) capture
             emit = taps(m, self.last, [2 * i + 1 + cfg.pe_pipeline for i in range(R)], "sk_e")
-        if self.has_os and self.has_ws:    # PE (i, j)'s copy of ws_mode, i + 1 + j cycles late
-            rows = taps(m, self.ws_mode, [i + 1 for i in range(R)], "sk_m")
-            mode = [taps(m, rows[i], list(range(C)), f"sk_m{i}") for i in range(R)]
+        # row i's copy of ws_mode. Not one per PE, i + 1 + j cycles late: yosys (opt_merge)
+        # merges the registers of equal delay, leaving one per anti-diagonal that spans the
+        # array (16x16 out of context: a 21.5 ns path, two 10 ns routes)
+        if self.has_os and self.has_ws:
+            mode = taps(m, self.ws_mode, [i + 1 for i in range(R)], "sk_m")
         else:
-            mode = [[None] * C for _ in range(R)]
+            mode = [None] * R
         for i in range(R):
             for j in range(C):
                 p = pe[i][j]
                 left = pe[i][j - 1] if j else None
                 up = pe[i - 1][j] if i else None
                 if self.has_os and self.has_ws:
-                    m.d.comb += p.ws_mode.eq(mode[i][j])
+                    m.d.comb += p.ws_mode.eq(mode[i])
                 m.d.comb += p.a_in.eq(left.a if left else delay(m, self.a[i], i, f"sk_a{i}"))
                 if self.has_os:
                     m.d.comb += [
@@ -315,8 +315,8 @@ class Array(Elaboratable):
             if self.has_ws:
                 sources.append((pe[R - 1][j].s, pe[R - 1][j].sv))
             if len(sources) == 2:
-                value = Mux(mode[j], sources[1][0], sources[0][0])
-                valid = Mux(mode[j], sources[1][1], sources[0][1])
+                value = Mux(mode, sources[1][0], sources[0][0])
+                valid = Mux(mode, sources[1][1], sources[0][1])
             else:
                 value, valid = sources[0]
             value = delay(m, value, C - 1 - j, f"dsk_c{j}")
