@@ -312,8 +312,8 @@ def _prepare(board, fam, harness, out_dir):
 #: (congestion-aware, negotiates whole nets: finishes large, DSP-dense designs router1 stalls on)
 ROUTERS = ("router1", "router2")
 #: nextpnr's placers: heap (its default; analytical), static (electrostatic: spreads cells
-#: more evenly, the placement router2 finished the 16x16 systolic board build from, where
-#: heap's diverged) and sa (simulated annealing; slow on large designs)
+#: more evenly; router2 converged on its placements of designs that fill most of the device,
+#: where it diverged on heap's) and sa (simulated annealing; slow on large designs)
 PLACERS = ("heap", "static", "sa")
 
 
