@@ -329,39 +329,25 @@ def test_bad_family_name():
                               "ecp5 (did you mean 'ecp5'?)")
 
 
-def test_bad_router_name(tmp_path, capsys):
-    """``build --router``: nextpnr's two routers; anything else is exit 2 with one line,
-    before the cocotb step or any file is written."""
+@pytest.mark.parametrize("option, good, bad, allowed", [
+    ("router", "router2", "router3", "router1, router2"),
+    ("placer", "static", "annealing", "heap, static, sa"),
+])
+def test_bad_router_or_placer_name(tmp_path, capsys, option, good, bad, allowed):
+    """``build --router`` / ``--placer``: nextpnr's routers and placers; anything else is
+    exit 2 with one line, before the cocotb step or any file is written."""
     from accelgen.cli import main
-    assert fpga_flow.check_router("router2") == "router2"
+    assert getattr(fpga_flow, f"check_{option}")(good) == good
     out = tmp_path / "out"
-    assert main(["build", "mac", "--preset", "tiny", "--board", "icebreaker", "--router",
-                 "router3", "-o", str(out)]) == 2
+    assert main(["build", "mac", "--preset", "tiny", "--board", "icebreaker", f"--{option}",
+                 bad, "-o", str(out)]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert captured.err == ("accelgen: error: --router: 'router3' is not allowed; expected one "
-                            "of router1, router2\n")
+    assert captured.err == (f"accelgen: error: --{option}: {bad!r} is not allowed; expected "
+                            f"one of {allowed}\n")
     assert not out.exists()
     with pytest.raises(ConfigError):
-        fpga_flow.build(SPEC, TINY, "icebreaker", out, router="heap")
-    assert not out.exists()
-
-
-def test_bad_placer_name(tmp_path, capsys):
-    """``build --placer``: nextpnr's three placers; anything else is exit 2 with one line,
-    before the cocotb step or any file is written."""
-    from accelgen.cli import main
-    assert fpga_flow.check_placer("static") == "static"
-    out = tmp_path / "out"
-    assert main(["build", "mac", "--preset", "tiny", "--board", "icebreaker", "--placer",
-                 "annealing", "-o", str(out)]) == 2
-    captured = capsys.readouterr()
-    assert captured.out == ""
-    assert captured.err == ("accelgen: error: --placer: 'annealing' is not allowed; expected "
-                            "one of heap, static, sa\n")
-    assert not out.exists()
-    with pytest.raises(ConfigError):
-        fpga_flow.build(SPEC, TINY, "icebreaker", out, placer="router2")
+        fpga_flow.build(SPEC, TINY, "icebreaker", out, **{option: bad})
     assert not out.exists()
 
 

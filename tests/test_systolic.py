@@ -310,6 +310,15 @@ def test_one_dataflow_builds_have_none_of_the_other():
     assert [n for n in both if "_w_s" in n] and [n for n in both if "_ch" in n]
 
 
+def _product_pairs():
+    """Operand pairs for the soft multipliers: every pair of signed 7-bit operands, and every
+    9-bit operand (the array's widest: u8 extended) against the 9-bit corners, both ways."""
+    corners = (-256, -255, -129, -128, -1, 0, 1, 127, 128, 255)
+    pairs = [(x, y) for x in range(-64, 64) for y in range(-64, 64)]
+    pairs += [(x, y) for x in range(-256, 256) for y in corners]
+    return pairs + [(y, x) for x, y in pairs[-5120:]]
+
+
 def test_lut_product_is_exact():
     """Every pair of signed 7-bit operands, and every 9-bit operand (the array's widest: u8
     extended) against the 9-bit corner values."""
@@ -320,10 +329,7 @@ def test_lut_product_is_exact():
     m = Module()
     a, b, p = Signal(signed(9)), Signal(signed(9)), Signal(signed(18))
     m.d.comb += p.eq(lut_product(m, a, b, name="t"))
-    corners = (-256, -255, -129, -128, -1, 0, 1, 127, 128, 255)
-    pairs = [(x, y) for x in range(-64, 64) for y in range(-64, 64)]
-    pairs += [(x, y) for x in range(-256, 256) for y in corners]
-    pairs += [(y, x) for x, y in pairs[-5120:]]
+    pairs = _product_pairs()
     bad = []
 
     async def bench(ctx):
@@ -351,10 +357,7 @@ def test_rom_product_is_exact():
     a_next, b_next, a, b = (Signal(signed(9)) for _ in range(4))
     m.d.sync += [a.eq(a_next), b.eq(b_next)]
     p = rom_product(m, a_next, b_next, name="t")
-    corners = (-256, -255, -129, -128, -1, 0, 1, 127, 128, 255)
-    pairs = [(x, y) for x in range(-64, 64) for y in range(-64, 64)]
-    pairs += [(x, y) for x in range(-256, 256) for y in corners]
-    pairs += [(y, x) for x, y in pairs[-5120:]]
+    pairs = _product_pairs()
     bad = []
 
     async def bench(ctx):
