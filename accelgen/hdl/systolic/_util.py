@@ -11,10 +11,12 @@ __all__ = ["delay", "taps", "lookahead", "unit_start", "fit", "panel_k_bits", "r
            "read_array_operand", "unpack_operand", "null_operand"]
 
 
-def delay(m, value, cycles, name):
-    """``value`` delayed by ``cycles`` registers (free-running)."""
+def delay(m, value, cycles, name, **like):
+    """``value`` delayed by ``cycles`` registers (free-running), made by ``Signal.like``:
+    ``like`` overrides what they copy from ``value``, e.g. ``init=1`` or ``reset_less=True``
+    (for data whose tags say when it counts, so the domain reset need not reach it)."""
     for n in range(cycles):
-        reg = Signal.like(value, name=f"{name}_d{n}")
+        reg = Signal.like(value, name=f"{name}_d{n}", **like)
         m.d.sync += reg.eq(value)
         value = reg
     return value

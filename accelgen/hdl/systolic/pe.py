@@ -37,7 +37,7 @@ def row_width(cfg):
 
 class PE(Elaboratable):
     """One processing element. ``os``/``ws`` say which dataflows it carries; ``ws_mode`` picks
-    one at run time when it carries both. Every register is free-running.
+    one at run time when it carries both. Every register is free-running (no enables).
 
     Members (signals named ``<name>_<member>``; ``*_in`` come from the neighbours)
     -------
@@ -68,6 +68,19 @@ class PE(Elaboratable):
     ``multiplier`` (:data:`MULTIPLIERS`) says how it multiplies; every kind has this timing
     (a ``"rom"`` PE's table reads are synchronous: their address registers load beside ``a``
     and ``bw``).
+
+    Reset
+    -----
+    Only the tags reset, so the domain reset reaches a few flip-flops per PE rather than all
+    of them (on the 16x16 board build it was an 18.5 ns route to every PE's accumulator):
+    ``a``, ``bw``, ``w_s``, ``s``, ``out``, ``ch`` and the product registers keep whatever
+    they held. ``last`` resets to 1, and so do the skew registers that bring it into row
+    ``i``: every operand in the array at the reset travels with a ``last`` tag (the products
+    already past the operand registers before them), so each accumulator is cleared (os)
+    after the last stale product reaches it and before the first step after the reset does;
+    the steps after it carry zero operands until a command starts. The captures those tags
+    cause are never emitted (``emit`` resets to 0). In ws every step recomputes the partial
+    sums and only ``sv`` marks one valid; every weight tile loads ``w_s`` before its ``swap``.
     """
 
     def __init__(self, cfg, *, os, ws, carry_valid, name, multiplier="dsp"):
@@ -78,25 +91,26 @@ class PE(Elaboratable):
         widths = ([cfg.os_acc_width] if os else []) + ([cfg.ws_sum_width] if ws else [])
         self.sum_width = max(widths)
         self.a_in = Signal(signed(ow), name=f"{name}_a_in")
-        self.a = Signal(signed(ow), name=f"{name}_a")
-        self.bw = Signal(signed(ow), name=f"{name}_bw")      # os: b operand; ws: active weight
+        # data registers are not reset (see Reset above); the tags are
+        self.a = Signal(signed(ow), name=f"{name}_a", reset_less=True)
+        self.bw = Signal(signed(ow), name=f"{name}_bw", reset_less=True)   # os: b; ws: weight
         self.ws_mode = Signal(name=f"{name}_ws_mode") if (os and ws) else Const(int(ws), 1)
         if os:
             self.b_in = Signal(signed(ow), name=f"{name}_b_in")
             self.last_in = Signal(name=f"{name}_last_in")
-            self.last = Signal(name=f"{name}_last")
-            self.out = Signal(signed(cfg.os_acc_width), name=f"{name}_out")
+            self.last = Signal(name=f"{name}_last", init=1)
+            self.out = Signal(signed(cfg.os_acc_width), name=f"{name}_out", reset_less=True)
             self.emit_in = Signal(name=f"{name}_emit_in")
             self.emit = Signal(name=f"{name}_emit")
             self.ch_in = Signal(signed(cfg.os_acc_width), name=f"{name}_ch_in")
             self.cv_in = Signal(name=f"{name}_cv_in")
-            self.ch = Signal(signed(cfg.os_acc_width), name=f"{name}_ch")
+            self.ch = Signal(signed(cfg.os_acc_width), name=f"{name}_ch", reset_less=True)
             self.cv = Signal(name=f"{name}_cv")
         if ws:
             self.swap_in = Signal(name=f"{name}_swap_in")
             self.swap = Signal(name=f"{name}_swap")
             self.w_in = Signal(signed(ow), name=f"{name}_w_in")
-            self.w_s = Signal(signed(ow), name=f"{name}_w_s")
+            self.w_s = Signal(signed(ow), name=f"{name}_w_s", reset_less=True)
             self.load = Signal(name=f"{name}_load")
             self.ps_in = Signal(signed(self.sum_width), name=f"{name}_ps_in")
         self.carry_valid = carry_valid
@@ -104,7 +118,8 @@ class PE(Elaboratable):
             self.v_in = Signal(name=f"{name}_v_in")
             self.v = Signal(name=f"{name}_v")
             self.sv = Signal(name=f"{name}_sv")          # ws: ``s`` holds a valid step's sum
-        self.s = Signal(signed(self.sum_width), name=f"{name}_s")   # os: acc; ws: partial sum
+        self.s = Signal(signed(self.sum_width), name=f"{name}_s",   # os: acc; ws: partial sum
+                        reset_less=True)
         self.name = name
 
     def elaborate(self, platform):
@@ -138,7 +153,7 @@ class PE(Elaboratable):
         valid = self.v if self.carry_valid else Const(0, 1)
         if cfg.pe_pipeline:     # product registers; the tags that go with them follow
             fabric = cfg.pe_pipeline - registered
-            product = delay(m, product, fabric, f"{self.name}_p")
+            product = delay(m, product, fabric, f"{self.name}_p", reset_less=True)
             if self.os:
                 last = delay(m, last, cfg.pe_pipeline, f"{self.name}_last_p")
             if self.carry_valid:
@@ -267,7 +282,7 @@ class Array(Elaboratable):
             for j in range(C):
                 m.submodules[f"pe{i}_{j}"] = pe[i][j]
         # ws: column j loads its shadow weights j cycles late, like the swap wave reaches it
-        w_top = [delay(m, self.w_top[j], j, f"sk_w{j}") for j in range(C)]
+        w_top = [delay(m, self.w_top[j], j, f"sk_w{j}", reset_less=True) for j in range(C)]
         wload = [delay(m, self.wload, j, f"sk_wl{j}") for j in range(C)]
         if self.has_os:     # row i emits i + 1 + p cycles after its (row-skewed) capture
             emit = taps(m, self.last, [2 * i + 1 + cfg.pe_pipeline for i in range(R)], "sk_e")
@@ -285,11 +300,14 @@ class Array(Elaboratable):
                 up = pe[i - 1][j] if i else None
                 if self.has_os and self.has_ws:
                     m.d.comb += p.ws_mode.eq(mode[i])
-                m.d.comb += p.a_in.eq(left.a if left else delay(m, self.a[i], i, f"sk_a{i}"))
-                if self.has_os:
+                m.d.comb += p.a_in.eq(left.a if left else
+                                      delay(m, self.a[i], i, f"sk_a{i}", reset_less=True))
+                if self.has_os:     # the skewed tags reset to 1 like the PEs' (see PE)
                     m.d.comb += [
-                        p.last_in.eq(left.last if left else delay(m, self.last, i, f"sk_l{i}")),
-                        p.b_in.eq(up.bw if up else delay(m, self.b[j], j, f"sk_b{j}")),
+                        p.last_in.eq(left.last if left else
+                                     delay(m, self.last, i, f"sk_l{i}", init=1)),
+                        p.b_in.eq(up.bw if up else
+                                  delay(m, self.b[j], j, f"sk_b{j}", reset_less=True)),
                         p.emit_in.eq(left.emit if left else emit[i]),
                         p.ch_in.eq(up.ch if up else 0),
                         p.cv_in.eq(up.cv if up else 0),
@@ -319,7 +337,7 @@ class Array(Elaboratable):
                 valid = Mux(mode, sources[1][1], sources[0][1])
             else:
                 value, valid = sources[0]
-            value = delay(m, value, C - 1 - j, f"dsk_c{j}")
+            value = delay(m, value, C - 1 - j, f"dsk_c{j}", reset_less=True)
             m.d.comb += self.row[j].eq(value)
             if j == 0:
                 m.d.comb += self.row_valid.eq(delay(m, valid, C - 1, "dsk_v"))
