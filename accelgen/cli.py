@@ -256,11 +256,12 @@ def cmd_synth(args):
 def cmd_build(args):
     spec, config = _resolve(args)
     from .fpga.boards import get_board
-    from .fpga.flow import build, check_placer, check_router, make_out_dir
+    from .fpga.flow import build, check_placer, check_pnr_seed, check_router, make_out_dir
     from .sim.runner import simulate
     get_board(args.board)
     check_router(args.router)
     check_placer(args.placer)
+    check_pnr_seed(args.pnr_seed)
     # checked (and created) before the cocotb step prints or writes anything
     out_dir = make_out_dir(args.output or f"build/{spec.name}_{args.board}")
     say = _progress(args)
@@ -274,7 +275,8 @@ def cmd_build(args):
                   f"log: {sim.log}", file=sys.stderr)
             return 1
     report = build(spec, config, args.board, out_dir, preset=args.preset, seed=args.seed,
-                   router=args.router, placer=args.placer, progress=say)
+                   router=args.router, placer=args.placer, pnr_seed=args.pnr_seed,
+                   progress=say)
     data = {"verification": None if sim is None else _sim_summary(sim),
             "build": _jsonable(report)}
     order = ("LUT4", "carry", "FF", "DSP", "BRAM", "IO")
@@ -374,6 +376,9 @@ def _parser():
                    help="nextpnr placer: heap (default), static (electrostatic: spreads cells "
                         "more evenly; with router2 for designs that fill most of the device) "
                         "or sa")
+    p.add_argument("--pnr-seed", type=int, metavar="N",
+                   help="seed of nextpnr's placement (default: nextpnr's own); another seed "
+                        "is another placement, for a design whose placement did not route")
     p.set_defaults(func=cmd_build)
     return parser
 

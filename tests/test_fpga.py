@@ -351,11 +351,13 @@ def test_bad_router_or_placer_name(tmp_path, capsys, option, good, bad, allowed)
     assert not out.exists()
 
 
-@pytest.mark.parametrize("router, placer", [(r, p) for r in fpga_flow.ROUTERS
-                                            for p in fpga_flow.PLACERS])
-def test_the_router_and_placer_reach_nextpnr(tmp_path, monkeypatch, router, placer):
-    """The build hands ``--router`` and ``--placer`` to nextpnr (the tools themselves
-    replaced by a recorder that stops the build at nextpnr)."""
+@pytest.mark.parametrize("router, placer, pnr_seed", [
+    (r, p, [None, 7, 0][n % 3]) for n, (r, p) in enumerate(
+        (r, p) for r in fpga_flow.ROUTERS for p in fpga_flow.PLACERS)])
+def test_the_router_and_placer_reach_nextpnr(tmp_path, monkeypatch, router, placer, pnr_seed):
+    """The build hands ``--router``, ``--placer`` and ``--pnr-seed`` (as ``--seed``; none
+    when not given) to nextpnr (the tools themselves replaced by a recorder that stops the
+    build at nextpnr)."""
     from accelgen.tools import ToolError
     calls = []
 
@@ -370,10 +372,28 @@ def test_the_router_and_placer_reach_nextpnr(tmp_path, monkeypatch, router, plac
     monkeypatch.setattr(fpga_flow, "resources_from_stat", lambda stat, family: {"cells": 0})
     with pytest.raises(ToolError, match="stopped by the test"):
         fpga_flow.build(SPEC, TINY, "icebreaker", tmp_path / "out", beats=50, router=router,
-                        placer=placer)
+                        placer=placer, pnr_seed=pnr_seed)
     (pnr_args,) = [args for tool, args in calls if "nextpnr" in tool]
     assert pnr_args[pnr_args.index("--router") + 1] == router
     assert pnr_args[pnr_args.index("--placer") + 1] == placer
+    if pnr_seed is None:
+        assert "--seed" not in pnr_args
+    else:
+        assert pnr_args[pnr_args.index("--seed") + 1] == str(pnr_seed)
+
+
+@pytest.mark.parametrize("bad", [-1, 2 ** 31])
+def test_bad_pnr_seed(tmp_path, capsys, bad):
+    """``build --pnr-seed`` outside nextpnr's int range: exit 2, one line, nothing written."""
+    from accelgen.cli import main
+    out = tmp_path / "out"
+    assert main(["build", "mac", "--preset", "tiny", "--board", "icebreaker", "--pnr-seed",
+                 str(bad), "-o", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (f"accelgen: error: --pnr-seed: {bad} is not allowed; expected 0 "
+                            f"to 2**31 - 1\n")
+    assert not out.exists()
 
 
 def test_family_records():
@@ -552,6 +572,25 @@ def test_run_waits_for_the_out_dir_lock(tmp_path, monkeypatch, step):
 def test_boards_map_to_families():
     assert {name: b.family for name, b in BOARDS.items()} == {"icebreaker": "ice40",
                                                               "ulx3s-85f": "ecp5"}
+
+
+@pytest.mark.parametrize("board", list(BOARDS))
+def test_board_reset_goes_through_the_family_global_buffer(tmp_path, board):
+    """ECP5's nextpnr puts only clocks on global networks, so the board top drives the
+    harness's reset through a ``DCCA`` (its output is the check domain's reset); iCE40's
+    promotes resets itself, so none is added there."""
+    harness = SPEC.harness_class()(SPEC, TINY, seed=1, beats=20)
+    fpga_flow._prepare(get_board(board), check_family(BOARDS[board].family), harness, tmp_path)
+    rtlil = (tmp_path / "top.il").read_text()
+    cells = re.findall(r"cell \\(\w+) \S*rst_buffer\n(.*?)\n\s*end", rtlil, re.S)
+    if BOARDS[board].family == "ecp5":
+        assert [cell for cell, _ in cells] == ["DCCA"]
+        connections = dict(re.findall(r"connect \\(\w+) (.+)", cells[0][1]))
+        assert connections == {"CLKI": "\\rst_q [0]", "CE": "1'1", "CLKO": "\\check_rst"}
+        # the harness instance's reset port is that net
+        assert re.search(r"connect \\check_rst \\check_rst\b", rtlil)
+    else:
+        assert cells == [] and "DCCA" not in rtlil
 
 
 def test_nextpnr_log_parsing():

@@ -10,7 +10,8 @@ board's FPGA family needs from the flow (tools, synthesis pass, file arguments) 
 Board top::
 
     clk ─► platform "sync" domain (power-on reset from the platform)
-    button ─► 2-FF synchronizer ─► register ─► harness reset (press to run the check again)
+    button ─► 2-FF synchronizer ─► register ─► harness reset (press to run the check again;
+                                               ECP5: through a DCCA, on a global network)
     harness.passed ─► LED, harness.failed ─► LED, harness.done ─► LED, heartbeat ─► LED
 
 =============  ===============  =========  =========================  ========================
@@ -26,13 +27,14 @@ ulx3s-85f      LFE5U-85F-6      25 MHz     D0=passed, D1=failed,      F1 ("fire 
 import importlib
 from dataclasses import dataclass
 
-from amaranth.hdl import (ClockDomain, ClockSignal, DomainRenamer, Elaboratable, Module,
-                          ResetSignal, Signal)
+from amaranth.hdl import (ClockDomain, ClockSignal, DomainRenamer, Elaboratable, Instance,
+                          Module, ResetSignal, Signal)
 from amaranth.lib import io
 from amaranth.lib.cdc import FFSynchronizer
 
 from ..generators.base import close_matches
 from ..numerics import ConfigError
+from .family import FAMILIES
 
 __all__ = ["Board", "BOARDS", "get_board", "BoardTop"]
 
@@ -140,7 +142,7 @@ class BoardTop(Elaboratable):
         m.d.sync += rst_q.eq(rerun)
         m.domains.check = ClockDomain("check", local=True)
         m.d.comb += [ClockSignal("check").eq(ClockSignal("sync")),
-                     ResetSignal("check").eq(rst_q)]
+                     ResetSignal("check").eq(self._global(m, rst_q))]
         m.submodules.harness = DomainRenamer("check")(self.harness)
 
         beat = Signal(23)
@@ -152,3 +154,17 @@ class BoardTop(Elaboratable):
             m.submodules[f"led_{role}"] = led
             m.d.comb += led.o.eq(values[role])
         return m
+
+    def _global(self, m, rst_q):
+        """``rst_q`` through the family's global buffer, if it needs one (see
+        :attr:`~accelgen.fpga.family.Family.reset_buffer`): a reset reaches flip-flops all
+        over the device, and over the fabric's routing that was an 18.5 ns route on a
+        design that filled an ECP5-85F."""
+        buffer = FAMILIES[self.board.family].reset_buffer
+        if buffer is None:
+            return rst_q
+        cell, i, o, constants = buffer
+        rst_g = Signal(name="rst_global")
+        m.submodules.rst_buffer = Instance(cell, **{f"i_{i}": rst_q, f"o_{o}": rst_g},
+                                           **{f"i_{k}": v for k, v in constants.items()})
+        return rst_g

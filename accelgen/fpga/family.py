@@ -107,6 +107,11 @@ class Family:
         Packer arguments; ``{routed}`` and ``{bitstream}`` stand for the file names.
     bitstream_ext : str
         Extension of the packed bitstream.
+    reset_buffer : tuple or None
+        ``(cell type, input port, output port, {constant port: value})`` of the global buffer
+        a board top puts on the harness's reset, when the family's nextpnr does not promote a
+        high-fan-out reset to a global network itself (ECP5's promotes clocks only;
+        iCE40's promotes resets and enables too).
     """
     name: str
     nextpnr: str
@@ -126,6 +131,7 @@ class Family:
     routed_ext: str
     pack_args: tuple
     bitstream_ext: str
+    reset_buffer: tuple = None
 
     @property
     def synth_cmd(self):
@@ -179,7 +185,7 @@ ECP5 = Family(
     logic=logic_luts,
     constraint_arg="--lpf", constraint_ext="lpf", routed_arg="--textcfg", routed_ext="config",
     pack_args=("--compress", "--input", "{routed}", "--bit", "{bitstream}"),
-    bitstream_ext="bit")
+    bitstream_ext="bit", reset_buffer=("DCCA", "CLKI", "CLKO", {"CE": 1}))
 
 #: family name → :class:`Family`
 FAMILIES = {f.name: f for f in (ICE40, ECP5)}

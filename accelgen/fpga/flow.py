@@ -124,6 +124,8 @@ class BuildReport:
         ``bitstream_sha256`` say what this run wrote there.
     bitstream_bytes : int
     bitstream_sha256 : str
+    pnr_seed : int or None
+        nextpnr's ``--seed`` (None: not given, nextpnr's default).
     logs : dict
         ``selfcheck``, ``yosys``, ``nextpnr``, ``pack`` → log path.
     seconds : dict
@@ -151,6 +153,7 @@ class BuildReport:
     fmax_note: str = ""
     bitstream_bytes: int = 0
     bitstream_sha256: str = ""
+    pnr_seed: int = None
 
 
 # -- output directory ---------------------------------------------------------------------------
@@ -318,7 +321,7 @@ PLACERS = ("heap", "static", "sa")
 
 
 def build(spec, config, board, out_dir, *, preset=None, beats=None, seed=1, quick=False,
-          router="router1", placer="heap", progress=None):
+          router="router1", placer="heap", pnr_seed=None, progress=None):
     """Self-check in simulation, then a bitstream of the harnessed block for ``board`` (name or
     :class:`~accelgen.fpga.boards.Board`) in ``out_dir``. Returns a :class:`BuildReport`.
 
@@ -329,18 +332,29 @@ def build(spec, config, board, out_dir, *, preset=None, beats=None, seed=1, quic
     recorded. ``quick`` places without timing-driven placement (nextpnr ``--no-tmdriv``): on
     designs of a few thousand LUTs about 2-3x faster, with a lower (still valid, post-route)
     Fmax; for smoke tests. ``router`` and ``placer`` are nextpnr's (:data:`ROUTERS`,
-    :data:`PLACERS`). Tool failures raise :class:`ToolError` with that tool's log; an unknown
-    board, router or placer or an unusable ``out_dir`` raises :class:`ConfigError` before
-    anything is printed or written. Runs into one ``out_dir`` take turns.
+    :data:`PLACERS`); ``pnr_seed`` (None: nextpnr's own default) seeds nextpnr's placement, so
+    a design whose placement did not route can be tried on another. Tool failures raise
+    :class:`ToolError` with that tool's log; an unknown board, router, placer or
+    ``pnr_seed`` or an unusable ``out_dir`` raises :class:`ConfigError` before anything is
+    printed or written. Runs into one ``out_dir`` take turns.
     """
     board = board if not isinstance(board, str) else get_board(board)
     fam = check_family(board.family)
     check_router(router)
     check_placer(placer)
+    check_pnr_seed(pnr_seed)
     out_dir = make_out_dir(out_dir)
     with locked(out_dir, progress):
         return _build(spec, config, board, fam, out_dir, beats=beats, seed=seed, quick=quick,
-                      router=router, placer=placer, progress=progress)
+                      router=router, placer=placer, pnr_seed=pnr_seed, progress=progress)
+
+
+def check_pnr_seed(pnr_seed):
+    """``pnr_seed`` if nextpnr takes it (None, or 0 to 2**31 - 1: its ``--seed`` is an int),
+    else :class:`ConfigError`."""
+    if pnr_seed is not None and not 0 <= pnr_seed < 2 ** 31:
+        raise ConfigError(f"--pnr-seed: {pnr_seed} is not allowed; expected 0 to 2**31 - 1")
+    return pnr_seed
 
 
 def check_router(router):
@@ -360,7 +374,7 @@ def check_placer(placer):
 
 
 def _build(spec, config, board, fam, out_dir, *, beats, seed, quick, router, placer,
-           progress):
+           pnr_seed, progress):
     seconds = {}
     # every family's bitstream: a directory may have been built for another board before
     stale = [f"{_TOP}.{ext}" for ext in ("rpt", "tim", "pack.log", "stat.json")]
@@ -385,7 +399,8 @@ def _build(spec, config, board, fam, out_dir, *, beats, seed, quick, router, pla
     p_log = _timed(seconds, "nextpnr", run_tool, fam.nextpnr,
                    ["--log", f"{_TOP}.tim", *board.nextpnr_args, "--json", f"{_TOP}.json",
                     *fam.nextpnr_files(_TOP), "--router", router, "--placer", placer,
-                    *(["--no-tmdriv"] if quick else [])],
+                    *(["--no-tmdriv"] if quick else []),
+                    *([] if pnr_seed is None else ["--seed", str(pnr_seed)])],
                    out_dir, f"{_TOP}.tim")
 
     _say(progress, f"packing the bitstream with {fam.packer.removeprefix('yowasp-')}...")
@@ -407,7 +422,8 @@ def _build(spec, config, board, fam, out_dir, *, beats, seed, quick, router, pla
         synth_resources=synth_res, fmax_mhz=fmax,
         target_mhz=platform.default_clk_frequency / 1e6,
         selfcheck_passed=result.passed, selfcheck_cycles=result.cycles, beats=harness.beats,
-        seed=seed, expected_signature=harness.expected_signature, bitstream=bitstream,
+        seed=seed, pnr_seed=pnr_seed, expected_signature=harness.expected_signature,
+        bitstream=bitstream,
         logs={"selfcheck": sc_log, "yosys": y_log, "nextpnr": p_log, "pack": k_log},
         seconds=seconds, selfcheck_checks=dict(result.observed), fmax_note=note,
         bitstream_bytes=len(written), bitstream_sha256=hashlib.sha256(written).hexdigest())
