@@ -46,15 +46,19 @@ Signature
     with a chance of about 2**-32). Feeding bits LSB first is what the reflected CRC-32 of
     zlib does byte by byte, so for words of whole bytes the signature is
     ``bitreverse32(zlib.crc32(little-endian bytes) ^ 0xFFFFFFFF)`` (tests check this).
-    Hardware updates it in one cycle per beat with the GF(2) matrix that :func:`crc_masks`
-    derives by running the bit-serial definition :func:`_crc_bits` symbolically; the Python
-    model applies the same matrix.
+    Hardware applies, once per beat, the GF(2) matrix that :func:`crc_masks` derives by
+    running the bit-serial definition :func:`_crc_bits` symbolically; the Python model applies
+    the same matrix. The update is linear, ``new = A·sig ^ B·word``, so the hardware splits it
+    in two pipeline stages: the word's term ``B·word`` into a register as the beat leaves the
+    output register, then ``A·sig ^`` that term into the signature a cycle later (the XOR
+    tree of a wide word and the signature in one cycle had limited a board build to 115 MHz).
 
 Verdict
     After all ``beats`` inputs were accepted and the block stayed quiet (no beat in either
-    register, ``o.valid`` low) for ``2 * latency + 16`` cycles (plus one, as the quiet test
-    is registered), ``done`` rises and exactly one of ``passed`` (every check: signature and
-    output-beat count both equal the expected ones) or ``failed`` rises. A run that has not
+    register or on its way into the signature, ``o.valid`` low) for ``2 * latency + 16``
+    cycles (plus one, as the quiet test is registered), ``done`` rises and exactly one of
+    ``passed`` (every check: signature and output-beat count both equal the expected ones) or
+    ``failed`` rises. A run that has not
     finished after :attr:`Harness.timeout` cycles raises ``done`` and ``failed``. The verdict
     is sticky until reset.
 """
@@ -73,7 +77,8 @@ from ..sim.payload import payload_width
 
 __all__ = ["MASK32", "CRC_POLY", "CRC_INIT", "xorshift32", "lane_seeds", "lanes", "lane_words",
            "stimulus_words", "rare_taps", "shape_word", "shape_value", "harness_taps",
-           "crc_masks", "crc_update", "crc_next", "crc_serial", "signature",
+           "crc_masks", "crc_update", "crc_next", "crc_state_term", "crc_word_term",
+           "crc_serial", "signature",
            "expected", "LaneBank", "source_register", "SignatureSink", "check_beats", "Harness",
            "SelfCheckHarness", "SimResult", "simulate"]
 
@@ -203,9 +208,24 @@ def crc_update(masks, crc, word):
 def crc_next(crc, word, width):
     """Hardware twin of :func:`crc_update`: the new signature as an Amaranth ``Value`` of the
     32-bit ``crc`` and ``width``-bit ``word``; each bit is one XOR tree (a single cycle)."""
-    inputs = Cat(crc, word)
-    return Cat(*(Cat(*(inputs[j] for j in range(32 + width) if (mk >> j) & 1)).xor()
-                 if mk else Const(0, 1) for mk in crc_masks(width)))
+    return crc_state_term(crc, width) ^ crc_word_term(word, width)
+
+
+def crc_state_term(crc, width):
+    """``A·crc``: the old signature's share of the next one (the word's share is
+    :func:`crc_word_term`; their XOR is :func:`crc_next`)."""
+    return _xor_rows(crc, [mk & 0xFFFF_FFFF for mk in crc_masks(width)])
+
+
+def crc_word_term(word, width):
+    """``B·word``: the ``width``-bit word's share of the next signature."""
+    return _xor_rows(word, [mk >> 32 for mk in crc_masks(width)])
+
+
+def _xor_rows(inputs, rows):
+    """The 32 bits ``XOR of inputs[j] for every bit j set in row`` (0 for an empty row)."""
+    return Cat(*(Cat(*(inputs[j] for j in range(row.bit_length()) if (row >> j) & 1)).xor()
+                 if row else Const(0, 1) for row in rows))
 
 
 def crc_serial(crc, word, width):
@@ -278,15 +298,24 @@ class SignatureSink:
     :meth:`attach` takes a beat of block output ``stream`` into the register whenever it
     is empty or being emptied, keeping ``select(payload)`` (``width`` bits: the fields the
     check covers); the register hands its beat to the signature when ``take_ok`` (a
-    registered random bit) allows. ``sig``, ``count`` and ``valid`` exist from construction so
-    tests and :func:`simulate` can name them."""
+    registered random bit) allows: ``count`` counts it in that cycle, the beat's term
+    (:func:`crc_word_term`) goes into a register (``pending``) and into ``sig`` one cycle
+    later. ``busy`` (``valid | pending``) is low once every beat taken is in ``sig``. ``sig``,
+    ``count``, ``valid`` and ``pending`` exist from construction so tests and
+    :func:`simulate` can name them."""
 
     def __init__(self, width, count_limit, name):
         self.width = width
         self.sig = Signal(32, init=CRC_INIT, name=f"{name}_sig")
         self.count = Signal(range(count_limit + 1), name=f"{name}_count")
         self.valid = Signal(name=f"{name}_valid")
+        self.pending = Signal(name=f"{name}_pending")
         self.name = name
+
+    @property
+    def busy(self):
+        """The output register holds a beat, or a taken beat is not in ``sig`` yet."""
+        return self.valid | self.pending
 
     def attach(self, m, stream, *, take_ok, running, select=None):
         payload = Signal(self.width, name=f"{self.name}_payload")
@@ -298,9 +327,13 @@ class SignatureSink:
             m.d.sync += [self.valid.eq(1), payload.eq(word)]
         with m.Elif(take):
             m.d.sync += self.valid.eq(0)
+        term = Signal(32, name=f"{self.name}_term")
+        m.d.sync += self.pending.eq(take)
         with m.If(take):
-            m.d.sync += [self.sig.eq(crc_next(self.sig, payload, self.width)),
+            m.d.sync += [term.eq(crc_word_term(payload, self.width)),
                          self.count.eq(self.count + 1)]
+        with m.If(self.pending):
+            m.d.sync += self.sig.eq(crc_state_term(self.sig, self.width) ^ term)
 
 
 def check_beats(beats):
@@ -475,7 +508,7 @@ class SelfCheckHarness(Harness):
             load=[self.sent.eq(self.sent + 1), more.eq(self.sent != self.beats - 1),
                   *self.stimulus.step()])
         self.out.attach(m, block.o, take_ok=take_ok, running=running)
-        self.verdict(m, ~more & ~ivalid & ~block.o.valid & ~self.out.valid)
+        self.verdict(m, ~more & ~ivalid & ~block.o.valid & ~self.out.busy)
 
 
 @dataclass(frozen=True)

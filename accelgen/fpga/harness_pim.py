@@ -172,8 +172,8 @@ class PimHarness(Harness):
         self.rsp.attach(m, block.rsp, take_ok=ok["rsp"], running=running,
                         select=lambda payload: Cat(*(getattr(payload, f)
                                                      for f in RSP_CHECKED)))
-        self.verdict(m, ~more & ~cvalid & ~block.o.valid & ~self.out.valid & ~block.rsp.valid
-                     & ~self.rsp.valid & (self.rsp.count == len(p.expected.rsp)))
+        self.verdict(m, ~more & ~cvalid & ~block.o.valid & ~self.out.busy & ~block.rsp.valid
+                     & ~self.rsp.busy & (self.rsp.count == len(p.expected.rsp)))
 
     def _stub_memory(self, m, block):
         """A delay line standing in for the bank model: every read command comes back

@@ -290,5 +290,5 @@ class SystolicHarness(Harness):
         self.out.attach(m, block.o, take_ok=ok["o"], running=running)
         self.rsp.attach(m, block.rsp, take_ok=ok["rsp"], running=running,
                            select=lambda payload: Cat(payload.err, payload.macs))
-        self.verdict(m, ~more & ~cvalid & ~block.o.valid & ~self.out.valid & ~block.rsp.valid
-                     & ~self.rsp.valid & (self.rsp.count == n))
+        self.verdict(m, ~more & ~cvalid & ~block.o.valid & ~self.out.busy & ~block.rsp.valid
+                     & ~self.rsp.busy & (self.rsp.count == n))
