@@ -351,9 +351,9 @@ def test_bad_router_or_placer_name(tmp_path, capsys, option, good, bad, allowed)
     assert not out.exists()
 
 
-@pytest.mark.parametrize("router, placer, pnr_seed", [
-    (r, p, [None, 7, 0][n % 3]) for n, (r, p) in enumerate(
-        (r, p) for r in fpga_flow.ROUTERS for p in fpga_flow.PLACERS)])
+@pytest.mark.parametrize("pnr_seed", [None, 0, 7])
+@pytest.mark.parametrize("router, placer", [(r, p) for r in fpga_flow.ROUTERS
+                                            for p in fpga_flow.PLACERS])
 def test_the_router_and_placer_reach_nextpnr(tmp_path, monkeypatch, router, placer, pnr_seed):
     """The build hands ``--router``, ``--placer`` and ``--pnr-seed`` (as ``--seed``; none
     when not given) to nextpnr (the tools themselves replaced by a recorder that stops the
@@ -393,6 +393,10 @@ def test_bad_pnr_seed(tmp_path, capsys, bad):
     assert captured.out == ""
     assert captured.err == (f"accelgen: error: --pnr-seed: {bad} is not allowed; expected 0 "
                             f"to 2**31 - 1\n")
+    assert not out.exists()
+    for wrong in (bad, 7.0, "7", True):     # the Python API: a ConfigError, nothing written
+        with pytest.raises(ConfigError, match="--pnr-seed"):
+            fpga_flow.build(SPEC, TINY, "icebreaker", out, pnr_seed=wrong)
     assert not out.exists()
 
 

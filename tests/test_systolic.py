@@ -260,6 +260,30 @@ def test_reset_midcommand():
                 for w in out["rsp"]] == [(r.err, r.macs) for r in second.rsp]
 
 
+@pytest.mark.parametrize("cfg", [
+    pytest.param(_config(2, 2, dataflows=BOTH, k_max=16), id="2x2-both"),
+    pytest.param(_config(3, 2, dataflows=("os",), k_max=16, pe_pipeline=0), id="3x2-os-nopipe"),
+    pytest.param(_config(3, 3, dataflows=BOTH, k_max=16, lut_rows=1, rom_rows=1,
+                         pe_pipeline=2), id="3x3-both-soft-multipliers-pipe2"),
+    pytest.param(_config(2, 2, dataflows=BOTH, k_max=16, modes=("e4m3",), acc_width=32),
+                 id="2x2-both-fp8"),
+])
+def test_reset_clears_the_accumulators(cfg):
+    """The PEs' accumulators are not reset: the reset sends a ``last`` wave that clears them.
+    A reset at one of 16 cycles of an os GEMM (every third from 12: partial sums sit in the
+    PEs, the skew registers and the product registers), then an os GEMM that starts with
+    them: exact."""
+    rng = np.random.default_rng(5)
+    first = Program(cfg).run([golden.Command(m=7, k=16, n=5, dataflow="os")], rng)
+    second = Program(cfg).run([golden.Command(m=2 * cfg.rows, k=5, n=cfg.cols,
+                                              dataflow="os")], rng)
+    for at in range(12, 60, 3):
+        out, _ = run_streams(Systolic(cfg), first.words, {"o": 10 ** 6}, seed=at,
+                             reset_at=(at, second.words, {"o": len(second.o), "rsp": 1}),
+                             max_cycles=2000)
+        assert out["o"] == second.o, f"reset at cycle {at}"
+
+
 # -- counters and utilization ----------------------------------------------------------------
 
 @pytest.mark.parametrize("flow", BOTH)
@@ -407,27 +431,6 @@ def test_config_errors_name_the_setting():
 
 SYS_GOLDEN = SYS.golden_model()
 SYS_CASES = default_testcases(SYS)
-@pytest.mark.parametrize("cfg", [
-    pytest.param(_config(2, 2, dataflows=BOTH, k_max=16), id="2x2-both"),
-    pytest.param(_config(3, 2, dataflows=("os",), k_max=16, pe_pipeline=0), id="3x2-os-nopipe"),
-    pytest.param(_config(3, 3, dataflows=BOTH, k_max=16, lut_rows=1, rom_rows=1,
-                         pe_pipeline=2), id="3x3-both-soft-multipliers-pipe2"),
-])
-def test_reset_clears_the_accumulators(cfg):
-    """The PEs' accumulators are not reset: the reset sends a ``last`` wave that clears them.
-    A reset at any cycle of an os GEMM (so partial sums sit in the PEs, the skew registers
-    and the product registers), then an os GEMM that starts with them: exact."""
-    rng = np.random.default_rng(5)
-    first = Program(cfg).run([golden.Command(m=7, k=16, n=5, dataflow="os")], rng)
-    second = Program(cfg).run([golden.Command(m=2 * cfg.rows, k=5, n=cfg.cols,
-                                              dataflow="os")], rng)
-    for at in range(12, 60, 3):
-        out, _ = run_streams(Systolic(cfg), first.words, {"o": 10 ** 6}, seed=at,
-                             reset_at=(at, second.words, {"o": len(second.o), "rsp": 1}),
-                             max_cycles=2000)
-        assert out["o"] == second.o, f"reset at cycle {at}"
-
-
 SYS_BEATS = 160          # random testcases: 8 commands each (ACCELGEN_BEATS // 20)
 
 

@@ -334,9 +334,9 @@ def build(spec, config, board, out_dir, *, preset=None, beats=None, seed=1, quic
     Fmax; for smoke tests. ``router`` and ``placer`` are nextpnr's (:data:`ROUTERS`,
     :data:`PLACERS`); ``pnr_seed`` (None: nextpnr's own default) seeds nextpnr's placement, so
     a design whose placement did not route can be tried on another. Tool failures raise
-    :class:`ToolError` with that tool's log; an unknown board, router, placer or
-    ``pnr_seed`` or an unusable ``out_dir`` raises :class:`ConfigError` before anything is
-    printed or written. Runs into one ``out_dir`` take turns.
+    :class:`ToolError` with that tool's log; an unknown board, router or placer, an
+    out-of-range ``pnr_seed`` or an unusable ``out_dir`` raises :class:`ConfigError` before
+    anything is printed or written. Runs into one ``out_dir`` take turns.
     """
     board = board if not isinstance(board, str) else get_board(board)
     fam = check_family(board.family)
@@ -350,9 +350,11 @@ def build(spec, config, board, out_dir, *, preset=None, beats=None, seed=1, quic
 
 
 def check_pnr_seed(pnr_seed):
-    """``pnr_seed`` if nextpnr takes it (None, or 0 to 2**31 - 1: its ``--seed`` is an int),
-    else :class:`ConfigError`."""
-    if pnr_seed is not None and not 0 <= pnr_seed < 2 ** 31:
+    """``pnr_seed`` if nextpnr takes it (None, or an int from 0 to 2**31 - 1: its ``--seed``
+    is a C int), else :class:`ConfigError`."""
+    valid = isinstance(pnr_seed, int) and not isinstance(pnr_seed, bool) and \
+        0 <= pnr_seed < 2 ** 31
+    if pnr_seed is not None and not valid:
         raise ConfigError(f"--pnr-seed: {pnr_seed} is not allowed; expected 0 to 2**31 - 1")
     return pnr_seed
 

@@ -58,9 +58,8 @@ Verdict
     register or on its way into the signature, ``o.valid`` low) for ``2 * latency + 16``
     cycles (plus one, as the quiet test is registered), ``done`` rises and exactly one of
     ``passed`` (every check: signature and output-beat count both equal the expected ones) or
-    ``failed`` rises. A run that has not
-    finished after :attr:`Harness.timeout` cycles raises ``done`` and ``failed``. The verdict
-    is sticky until reset.
+    ``failed`` rises. A run that has not finished after :attr:`Harness.timeout` cycles raises
+    ``done`` and ``failed``. The verdict is sticky until reset.
 """
 
 import itertools
@@ -214,7 +213,7 @@ def crc_next(crc, word, width):
 def crc_state_term(crc, width):
     """``A·crc``: the old signature's share of the next one (the word's share is
     :func:`crc_word_term`; their XOR is :func:`crc_next`)."""
-    return _xor_rows(crc, [mk & 0xFFFF_FFFF for mk in crc_masks(width)])
+    return _xor_rows(crc, [mk & MASK32 for mk in crc_masks(width)])
 
 
 def crc_word_term(word, width):

@@ -71,12 +71,12 @@ def registered_product(m, a_next, b_next, a_q, b_q, *, output_register, platform
     On ECP5 (see :func:`dsp_family`) with both operands at most 18 bits wide, the product is
     a ``MULT18X18D`` whose input registers load ``a_next``/``b_next`` beside ``a_q``/``b_q``
     and whose output register (``REG_OUTPUT``) holds the product; its registers reset with
-    the domain's synchronous reset, as ``a_q``/``b_q`` do. On iCE40 with both operands at most
-    16 bits wide, it is an ``SB_MAC16`` in its 16x16 mode with the A and B input registers
-    and, for ``output_register``, the 16x16 product register; their reset is asynchronous
-    (the primitive has no other), driven by the domain's reset, so they hold 0 in the same
-    cycles as the fabric registers (they only differ between the reset rising and the next
-    clock edge). Elsewhere it is ``a_q * b_q``, registered in the fabric when
+    the domain's synchronous reset (whether or not ``a_q``/``b_q`` do). On iCE40 with both
+    operands at most 16 bits wide, it is an ``SB_MAC16`` in its 16x16 mode with the A and B
+    input registers and, for ``output_register``, the 16x16 product register; their reset is
+    asynchronous (the primitive has no other), driven by the domain's reset, so they hold 0
+    in the same cycles as reset fabric registers (they only differ between the reset rising
+    and the next clock edge). Elsewhere it is ``a_q * b_q``, registered in the fabric when
     ``output_register``. (Widths are those of ``a_q``/``b_q`` as signed numbers: pass an
     unsigned operand as a signed register one bit wider, or use :func:`dsp_product`.)
     """
