@@ -55,7 +55,7 @@ def dsp_family(platform):
 
 
 def registered_product(m, a_next, b_next, a_q, b_q, *, output_register, platform, name,
-                       b_enable=None, enable=None):
+                       b_enable=None, enable=None, reset=True):
     """``a * b`` of operands that are registers: ``a_q`` and ``b_q`` hold ``a_next`` and
     ``b_next`` one cycle later (the caller's own registers, which its neighbours also read);
     with ``b_enable``, ``b_q`` loads ``b_next`` only in cycles where it is high.
@@ -71,7 +71,8 @@ def registered_product(m, a_next, b_next, a_q, b_q, *, output_register, platform
     On ECP5 (see :func:`dsp_family`) with both operands at most 18 bits wide, the product is
     a ``MULT18X18D`` whose input registers load ``a_next``/``b_next`` beside ``a_q``/``b_q``
     and whose output register (``REG_OUTPUT``) holds the product; its registers reset with
-    the domain's synchronous reset (whether or not ``a_q``/``b_q`` do). On iCE40 with both
+    the domain's synchronous reset, as ``a_q``/``b_q`` do (``reset=False``: no register here
+    resets, for ``a_q``/``b_q`` that do not either). On iCE40 with both
     operands at most 16 bits wide, it is an ``SB_MAC16`` in its 16x16 mode with the A and B
     input registers and, for ``output_register``, the 16x16 product register; their reset is
     asynchronous (the primitive has no other), driven by the domain's reset, so they hold 0
@@ -85,11 +86,11 @@ def registered_product(m, a_next, b_next, a_q, b_q, *, output_register, platform
     if family and max(len(a_q), len(b_q)) <= _MULT_WIDTH[family]:
         return _PRIMITIVE[family](m, a_next, b_next, width=width, signs=(True, True),
                                   input_register=True, output_register=output_register,
-                                  enable=enable, b_enable=b_enable, name=name)
+                                  enable=enable, b_enable=b_enable, name=name, reset=reset)
     product = a_q * b_q
     if not output_register:
         return product
-    return _fabric_register(m, product, width, enable, name)
+    return _fabric_register(m, product, width, enable, name, reset=reset)
 
 
 def dsp_product(m, a_next, b_next, a_q=None, b_q=None, *, output_register, platform, name,
@@ -223,10 +224,11 @@ def _const_slices(value, width):
     return parts
 
 
-def _fabric_register(m, value, width, enable, name):
-    """``value`` in a ``sync`` register of ``width`` signed bits (reset to 0) that loads while
-    ``enable`` is high (always when None)."""
-    p = Signal(signed(width), name=f"{name}_p")
+def _fabric_register(m, value, width, enable, name, reset=True):
+    """``value`` in a ``sync`` register of ``width`` signed bits (reset to 0, or with
+    ``reset=False`` only initialised to 0) that loads while ``enable`` is high (always when
+    None)."""
+    p = Signal(signed(width), name=f"{name}_p", reset_less=not reset)
     if enable is None:
         m.d.sync += p.eq(value)
     else:
@@ -236,14 +238,14 @@ def _fabric_register(m, value, width, enable, name):
 
 
 def _mult18x18d(m, a_next, b_next, *, width, signs, input_register, output_register, enable,
-                b_enable, name):
+                b_enable, name, reset=True):
     """``MULT18X18D``, 18x18 with A and B signed or unsigned as ``signs`` says (SIGNEDA,
     SIGNEDB), the low ``width`` bits of the product returned as a signed value (zero-extended
     when both are unsigned); inputs registered on CLK0 when ``input_register``
     (synchronous reset RST0; the A register on CE0 = ``enable``, always when None; the B
     register on CE1 = ``b_enable`` (and ``enable``) when given), output registered too when
     ``output_register`` (on CE0); ``C`` tied to 0, the shift chains and the other clocks
-    unused."""
+    unused. ``reset=False`` ties RST0 to 0."""
     a18, b18 = Signal(signed(18), name=f"{name}_a18"), Signal(signed(18), name=f"{name}_b18")
     p36 = Signal(signed(36), name=f"{name}_p36")
     m.d.comb += [a18.eq(a_next), b18.eq(b_next)]
@@ -259,7 +261,7 @@ def _mult18x18d(m, a_next, b_next, *, width, signs, input_register, output_regis
         "p_GSR": "DISABLED", "p_RESETMODE": "SYNC", "p_MULT_BYPASS": "DISABLED",
         "p_SOURCEB_MODE": "B_SHIFT", "p_CAS_MATCH_REG": "FALSE",
         "i_CLK0": ClockSignal(), "i_CE0": Const(1, 1) if enable is None else enable,
-        "i_RST0": ResetSignal(),
+        "i_RST0": ResetSignal() if reset else Const(0, 1),
         "i_SIGNEDA": Const(int(signs[0]), 1), "i_SIGNEDB": Const(int(signs[1]), 1),
         "i_SOURCEA": Const(0, 1), "i_SOURCEB": Const(0, 1),
     }
@@ -279,14 +281,15 @@ def _mult18x18d(m, a_next, b_next, *, width, signs, input_register, output_regis
 
 
 def _sb_mac16(m, a_next, b_next, *, width, signs, input_register, output_register, enable,
-              b_enable, name):
+              b_enable, name, reset=True):
     """``SB_MAC16`` as a 16x16 multiplier, A and B signed or unsigned as ``signs`` says
     (``A_SIGNED``, ``B_SIGNED``), the low ``width`` bits of the product returned as
     :func:`_mult18x18d` does: A and B input registers when
     ``input_register`` (B held while ``b_enable`` is low), the product register
     ``PIPELINE_16x16_MULT_REG2`` when ``output_register``, all of them on the clock enable
-    ``CE`` = ``enable`` (always when None); both output halves select the 16x16 product; the
-    accumulators, C and D are unused."""
+    ``CE`` = ``enable`` (always when None), reset by the domain's reset (``reset=False``:
+    not); both output halves select the 16x16 product; the accumulators, C and D are
+    unused."""
     a16, b16 = Signal(signed(16), name=f"{name}_a16"), Signal(signed(16), name=f"{name}_b16")
     p32 = Signal(signed(32), name=f"{name}_p32")
     m.d.comb += [a16.eq(a_next), b16.eq(b_next)]
@@ -308,7 +311,8 @@ def _sb_mac16(m, a_next, b_next, *, width, signs, input_register, output_registe
         "i_A": a16, "i_B": b16, "i_C": zero16, "i_D": zero16,
         "i_AHOLD": zero1, "i_BHOLD": zero1 if b_enable is None else ~b_enable,
         "i_CHOLD": zero1, "i_DHOLD": zero1,
-        "i_IRSTTOP": ResetSignal(), "i_IRSTBOT": ResetSignal(),
+        "i_IRSTTOP": ResetSignal() if reset else zero1,
+        "i_IRSTBOT": ResetSignal() if reset else zero1,
         "i_ORSTTOP": zero1, "i_ORSTBOT": zero1, "i_OLOADTOP": zero1, "i_OLOADBOT": zero1,
         "i_ADDSUBTOP": zero1, "i_ADDSUBBOT": zero1, "i_OHOLDTOP": zero1, "i_OHOLDBOT": zero1,
         "i_CI": zero1, "i_ACCUMCI": zero1, "i_SIGNEXTIN": zero1,

@@ -71,19 +71,17 @@ class PE(Elaboratable):
 
     Reset
     -----
-    Only the tags reset (and the product registers of a ``"dsp"`` PE, a DSP's or their
-    fabric stand-in: :func:`~accelgen.hdl.common.dsp.registered_product`), so the domain
-    reset reaches a few flip-flops per PE rather than all of them (on the 16x16 board build
-    it was an 18.5 ns route to every PE's accumulator): ``a``, ``bw``, ``w_s``, ``s``,
-    ``out``, ``ch`` and the other product registers keep whatever they held. ``last`` resets
-    to 1, and so do the skew registers that bring it into row ``i``: every operand in the
-    array at the reset travels with a ``last`` tag (the products already past the operand
-    registers before them), so each accumulator is cleared (os) after the last stale product
-    reaches it and before the first step after the reset does; the steps after it carry zero
-    A operands (null ones in float builds), whose products add nothing, until a command
-    starts. The captures those tags cause are never emitted (``emit`` resets to 0). In ws
-    every step recomputes the partial sums and only ``sv`` marks one valid; every weight tile
-    loads ``w_s`` before its ``swap``.
+    Only the tags reset, so the domain reset reaches a few flip-flops per PE rather than all of
+    them (on the 16x16 board build it was an 18.5 ns route to every PE's accumulator): ``a``,
+    ``bw``, ``w_s``, ``s``, ``out``, ``ch`` and the product registers (a DSP's too) keep
+    whatever they held. ``last`` resets to 1, and so do the skew registers that bring it into
+    row ``i``: every operand in the array at the reset travels with a ``last`` tag (the products
+    already past the operand registers before them), so each accumulator is cleared (os) after
+    the last stale product reaches it and before the first step after the reset does; the steps
+    after it carry zero A operands (null ones in float builds), whose products add nothing,
+    until a command starts. The captures those tags cause are never emitted (``emit`` resets to
+    0). In ws every step recomputes the partial sums and only ``sv`` marks one valid; every
+    weight tile loads ``w_s`` before its ``swap``.
     """
 
     def __init__(self, cfg, *, os, ws, carry_valid, name, multiplier="dsp"):
@@ -150,7 +148,7 @@ class PE(Elaboratable):
             registered = bool(cfg.pe_pipeline)
             product = registered_product(m, self.a_in, bw_next, self.a, self.bw,
                                          output_register=registered, platform=platform,
-                                         b_enable=bw_load, name=f"{self.name}_m")
+                                         b_enable=bw_load, name=f"{self.name}_m", reset=False)
         product = product[:cfg.product_width].as_signed()   # exact: fits by range
         last = self.last if self.os else Const(0, 1)
         valid = self.v if self.carry_valid else Const(0, 1)
