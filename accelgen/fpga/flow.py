@@ -361,18 +361,20 @@ def check_pnr_seed(pnr_seed):
 
 def check_router(router):
     """``router`` if nextpnr has it, else :class:`ConfigError` naming the allowed ones."""
-    if router not in ROUTERS:
-        raise ConfigError(f"--router: {router!r} is not allowed; expected one of "
-                          f"{', '.join(ROUTERS)}")
-    return router
+    return _check_choice("--router", router, ROUTERS)
 
 
 def check_placer(placer):
     """``placer`` if nextpnr has it, else :class:`ConfigError` naming the allowed ones."""
-    if placer not in PLACERS:
-        raise ConfigError(f"--placer: {placer!r} is not allowed; expected one of "
-                          f"{', '.join(PLACERS)}")
-    return placer
+    return _check_choice("--placer", placer, PLACERS)
+
+
+def _check_choice(option, value, allowed):
+    """``value`` if it is one of ``allowed``, else :class:`ConfigError` naming ``option``."""
+    if value not in allowed:
+        raise ConfigError(f"{option}: {value!r} is not allowed; expected one of "
+                          f"{', '.join(allowed)}")
+    return value
 
 
 def _build(spec, config, board, fam, out_dir, *, beats, seed, quick, router, placer,
