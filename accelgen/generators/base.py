@@ -251,6 +251,13 @@ class Config:
         layouts it reads from the hardware. Blocks override it; the default describes none."""
         return {}
 
+    @property
+    def peak_macs_per_cycle(self):
+        """Multiply-accumulates per clock cycle at full rate (the most over the built modes),
+        for figures of merit such as GMAC/s and MACs/cycle per LUT; None for a block that
+        does not multiply-accumulate. Blocks that do override it."""
+        return None
+
     def cost(self):
         """What building this config costs, for the checks of :data:`LIMITS`:
         ``{"memory_bits": (bits, "how they add up")}`` (RAM and ROM bits the hardware holds).
@@ -395,9 +402,11 @@ def parse_sets(items):
     return out
 
 
-def resolve_config(config_cls, preset_config, *, config_file=None, sets=(), allow_large=False):
+def resolve_config(config_cls, preset_config, *, config_file=None, sets=(), values=None,
+                   allow_large=False):
     """The config a command works on: ``preset_config``, then the ``--config`` file's
-    settings, then each ``--set key=value`` (nested keys with dots), validated by
+    settings, then each ``--set key=value`` (nested keys with dots), then ``values`` (``{dotted
+    key: value}``, already parsed: one point of a sweep), validated by
     ``config_cls`` and checked against :data:`LIMITS` (unless ``allow_large``). Raises
     :class:`ConfigError`."""
     data = preset_config.to_dict()
@@ -406,6 +415,8 @@ def resolve_config(config_cls, preset_config, *, config_file=None, sets=(), allo
         given = load_toml(config_file)
         data = _deep_merge(data, given)
     overrides = parse_sets(sets)
+    for key, value in (values or {}).items():
+        overrides[key] = check_plain(value, key)
     data = apply_overrides(data, overrides)
     data = _rederive(preset_config, data, given, overrides)
     return check_cost(config_cls.from_dict(data), allow_large)

@@ -416,6 +416,11 @@ class MACConfig(Config):
         return {m: self.lanes * self.products_per_lane(m) for m in self.modes}
 
     @property
+    def peak_macs_per_cycle(self):
+        """The most MACs per cycle of any built mode (see :attr:`macs_per_cycle`)."""
+        return max(self.macs_per_cycle.values())
+
+    @property
     def input_fields(self):
         """Fields of the ``i`` stream payload, LSB first. ``a``/``b`` hold ``lanes`` lane slots
         of ``a_lane_bits``/``b_lane_bits``; lane ``l``, element ``k`` of a beat in mode ``m``

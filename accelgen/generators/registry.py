@@ -89,11 +89,13 @@ class GeneratorSpec:
                               f"{', '.join(self.presets)}{close_matches(name, self.presets)}")
         return self.presets[name]
 
-    def resolve(self, preset="default", *, config_file=None, sets=(), allow_large=False):
-        """The config of ``preset``, then the ``--config`` file, then ``--set`` items,
-        within :data:`~accelgen.generators.base.LIMITS` unless ``allow_large``."""
+    def resolve(self, preset="default", *, config_file=None, sets=(), values=None,
+                allow_large=False):
+        """The config of ``preset``, then the ``--config`` file, then ``--set`` items, then
+        ``values`` (``{dotted key: value}``), within
+        :data:`~accelgen.generators.base.LIMITS` unless ``allow_large``."""
         return resolve_config(self.config_cls, self.preset(preset), config_file=config_file,
-                              sets=sets, allow_large=allow_large)
+                              sets=sets, values=values, allow_large=allow_large)
 
     def build(self, config):
         """Elaborate-ready Amaranth component for ``config``."""
