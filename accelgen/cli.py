@@ -327,7 +327,8 @@ def cmd_sweep(args):
     def on_record(task, record, key):
         if args.json:
             print(json.dumps({"key": key, "block": spec.name, "digest": task.config.digest(),
-                              "points": task.points, **record}, sort_keys=True), flush=True)
+                              "points": [dict(json.loads(i)) for i in task.points], **record},
+                             sort_keys=True), flush=True)
 
     outcome = run_sweep(plan, scheduler=args.scheduler, workers=args.workers,
                         retry_failed=args.retry_failed, on_record=on_record,
@@ -346,7 +347,7 @@ def cmd_sweep(args):
 def _sweep_report(args):
     if args.directory is None:
         raise ConfigError("sweep report: expected the sweep directory, e.g. accelgen sweep "
-                          "report sweeps/systolic")
+                          "report sweeps/BLOCK")
     from .explore.sweep import report_only
     html, pngs, rows, front, settings, spec, objs = report_only(args.directory,
                                                                 objectives=args.objectives)

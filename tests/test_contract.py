@@ -21,7 +21,9 @@ GENERIC = ["cli.py", "tools.py", "numerics.py", "outputs.py", "generators/base.p
            "sim/report.py", "sim/payload.py", "sim/pysim.py", "sim/golden/protocol.py",
            "sim/cocotb/bench.py", "sim/cocotb/streams.py", "sim/cocotb/manifest.py",
            "fpga/flow.py", "fpga/boards.py", "fpga/harness.py", "fpga/report.py",
-           "fpga/family.py"]
+           "fpga/family.py", "explore/__init__.py", "explore/space.py", "explore/metrics.py",
+           "explore/store.py", "explore/engine.py", "explore/report.py", "explore/sweep.py",
+           "explore/progress.py"]
 
 BLOCK_NAME = re.compile(r"\b(" + "|".join(map(re.escape, REGISTRY)) + r")\b")
 

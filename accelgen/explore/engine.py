@@ -20,6 +20,7 @@ killed sweep loses only the tasks in flight.
 
 import logging
 import os
+import socket
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -139,22 +140,49 @@ def connect(scheduler=None, workers=None):
     :class:`ConfigError` naming ``--scheduler`` within ten seconds."""
     from distributed import Client, LocalCluster
     if scheduler is not None:
+        _probe(scheduler)
         try:
             client = Client(scheduler, timeout="10s", set_as_default=False)
-        except Exception as err:        # OSError, TimeoutError, ValueError (bad address)
-            detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ConfigError(f"--scheduler: {scheduler!r} is not reachable ({detail}); "
-                              f"expected the address of a running Dask scheduler, e.g. "
-                              f"tcp://host:8786") from None
+        except Exception as err:        # OSError, TimeoutError: it went away meanwhile
+            raise _unreachable(scheduler, err) from None
         with client:
             yield client, _dashboard(client)
         return
     count = workers or os.cpu_count() or 1
     with LocalCluster(n_workers=count, threads_per_worker=1, processes=True,
-                      dashboard_address=":0" if _bokeh() else None,
+                      dashboard_address=":0",     # any free port: never a clash
                       silence_logs=logging.ERROR) as cluster, \
             Client(cluster, set_as_default=False) as client:
         yield client, _dashboard(client)
+
+
+def _unreachable(scheduler, err):
+    detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return ConfigError(f"--scheduler: {scheduler!r} is not reachable ({detail}); expected the "
+                       f"address of a running Dask scheduler, e.g. tcp://host:8786")
+
+
+def _probe(scheduler):
+    """Refuse a malformed address, and a TCP address where nothing listens, at once (a
+    Dask client would retry for its whole timeout, then warn from its finalizer)."""
+    from distributed.comm import parse_address
+    from distributed.comm.addressing import parse_host_port
+    try:
+        scheme, location = parse_address(str(scheduler))
+        host, port = parse_host_port(location)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"--scheduler: {scheduler!r} is not allowed ({err}); expected an "
+                          f"address such as tcp://host:8786") from None
+    from distributed.comm.registry import backends
+    schemes = sorted(set(backends) - {"inproc"})      # inproc: this process only
+    if scheme not in schemes:
+        raise ConfigError(f"--scheduler: {scheduler!r} is not allowed (scheme {scheme!r}); "
+                          f"expected {', '.join(f'{s}://' for s in schemes)} host:port")
+    if scheme in ("tcp", "tls"):
+        try:
+            socket.create_connection((host, port), timeout=10).close()
+        except OSError as err:
+            raise _unreachable(scheduler, err.strerror or err) from None
 
 
 def _dashboard(client):
@@ -206,7 +234,7 @@ def _result(future, task):
     except Exception as err:
         return [{"metric": task.metric, "status": "failed", "values": {},
                  "reason": f"the task did not finish on any worker ({reason_of(err)})",
-                 "log": "", "host": "", "seconds": 0.0,
+                 "log": "", "host": "", "worker": "", "seconds": 0.0,
                  "tools": tool_versions_for(task.metric, task.context)}]
 
 

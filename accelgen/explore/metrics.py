@@ -224,16 +224,25 @@ def run_task(block, config_data, metric, context, work_dir):
         # what the task measured before it failed (an out-of-context fmax's resources)
         results, failed = dict(getattr(err, "partial", {})), err
     seconds = round(time.monotonic() - start, 3)
-    host = socket.gethostname()
+    where = {"host": socket.gethostname(), "worker": _worker_name(), "seconds": seconds}
     out = [{"metric": name, "status": "ok", "values": values, "reason": "",
-            "log": values.pop("_log", ""), "host": host, "seconds": seconds,
+            "log": values.pop("_log", ""), **where,
             "tools": tool_versions_for(name, context)} for name, values in results.items()]
     if failed is not None:
         log = str(getattr(failed, "log", "") or "") or _write_traceback(work_dir, metric, failed)
         out.append({"metric": metric, "status": "failed", "values": {},
-                    "reason": reason_of(failed), "log": log, "host": host, "seconds": seconds,
+                    "reason": reason_of(failed), "log": log, **where,
                     "tools": tool_versions_for(metric, context)})
     return out
+
+
+def _worker_name():
+    """The Dask worker running this task (``""`` outside one)."""
+    try:
+        from distributed import get_worker
+        return str(get_worker().name)
+    except (ImportError, ValueError):
+        return ""
 
 
 def reason_of(err):
@@ -293,7 +302,7 @@ def _board_fmax(spec, config, context, work_dir):
     report = build(spec, config, context.board, work_dir / f"build_{context.board}",
                    preset=context.preset, seed=context.seed, pnr_seed=context.pnr_seed)
     values = {"fmax_mhz": round(report.fmax_mhz, 2)}
-    values.update({f"board_{k.lower()}": used for k, (used, _) in report.resources.items()
+    values.update({f"board_{k.lower()}": v[0] for k, v in report.resources.items()
                    if k != "cells"})
     values["_log"] = str(report.logs["nextpnr"])
     return {"fmax": values}

@@ -48,19 +48,19 @@ def parse_objectives(text):
     return tuple(out)
 
 
-def _available(metrics, mac_block):
+def _available(metrics, multiplies):
     names = [v for m in metrics for v in STATIC_VALUES[m]]
-    if mac_block:
+    if multiplies:
         # resources from an out-of-context fmax count too (its task also synthesizes)
         have = set(metrics) | ({"resources"} if "fmax" in metrics else set())
         names += [d for d, need in DERIVED.items() if set(need) <= have]
     return names
 
 
-def check_objectives(objectives, metrics, mac_block):
+def check_objectives(objectives, metrics, multiplies):
     """Each objective must name a value the chosen ``metrics`` give (``model_*`` with
     ``cycles``; with ``sim``, its testcase figures are known only once it ran)."""
-    names = _available(metrics, mac_block)
+    names = _available(metrics, multiplies)
     for _, name in objectives:
         if name in names or (name.startswith("model_") and "cycles" in metrics):
             continue
@@ -73,10 +73,10 @@ def check_objectives(objectives, metrics, mac_block):
     return objectives
 
 
-def default_objectives(metrics, mac_block):
+def default_objectives(metrics, multiplies):
     """Objectives when none are given: the smallest design (LUT4) against the fastest
     (GMAC/s, or Fmax, or MACs/cycle) or the most accurate (max error)."""
-    names = _available(metrics, mac_block)
+    names = _available(metrics, multiplies)
     cost = [("min", "lut4")] if "lut4" in names else []
     for sense, name in (("max", "gmacs"), ("max", "fmax_mhz"), ("min", "err_max"),
                         ("max", "macs_per_cycle")):

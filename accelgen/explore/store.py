@@ -12,7 +12,7 @@ store, so nothing concurrent reaches it over a network file system.
 Tables::
 
     records  key (primary) | block | digest | metric | status | config | context | tools
-             | vals | reason | log | host | seconds | finished
+             | vals | reason | log | host | worker | seconds | finished
     points   ident (primary) | pos | params | digest | options | reason | keys
     meta     name (primary) | value
 
@@ -40,7 +40,7 @@ CREATE TABLE IF NOT EXISTS records (
     key TEXT PRIMARY KEY, block TEXT NOT NULL, digest TEXT NOT NULL, metric TEXT NOT NULL,
     status TEXT NOT NULL, config TEXT NOT NULL, context TEXT NOT NULL, tools TEXT NOT NULL,
     vals TEXT NOT NULL, reason TEXT NOT NULL, log TEXT NOT NULL, host TEXT NOT NULL,
-    seconds REAL NOT NULL, finished REAL NOT NULL);
+    worker TEXT NOT NULL, seconds REAL NOT NULL, finished REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS points (
     ident TEXT PRIMARY KEY, pos INTEGER NOT NULL, params TEXT NOT NULL, digest TEXT,
     options TEXT NOT NULL, reason TEXT NOT NULL, keys TEXT NOT NULL);
@@ -149,16 +149,16 @@ class Store:
         """Commit one task record (a dict from :func:`~accelgen.explore.metrics.run_task`)
         under ``key``; a record already there is replaced."""
         self._db.execute(
-            "INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (key, block, digest, record["metric"], record["status"], _dumps(config),
              _dumps(context), _dumps(record["tools"]), _dumps(record["values"]),
-             record["reason"], record["log"], record["host"], float(record["seconds"]),
-             time.time()))
+             record["reason"], record["log"], record["host"], record.get("worker", ""),
+             float(record["seconds"]), time.time()))
 
     def records(self, keys=None):
         """``{key: record dict}`` of ``keys`` (all records when None)."""
         cols = ("key", "block", "digest", "metric", "status", "config", "context", "tools",
-                "vals", "reason", "log", "host", "seconds", "finished")
+                "vals", "reason", "log", "host", "worker", "seconds", "finished")
         rows = self._db.execute(f"SELECT {', '.join(cols)} FROM records").fetchall()
         out = {}
         wanted = None if keys is None else set(keys)

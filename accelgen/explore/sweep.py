@@ -95,11 +95,15 @@ def prepare(spec, *, preset="default", config_file=None, sets=(), grid=(), rando
                            preset=preset)
     base_options = {k: v for k, v in (options or {}).items() if v is not None}
     option_keys = tuple(a.key for a in axes if a.option)
+    # an option the block does not take is bad input, not a grid of invalid points
+    for name in base_options:
+        if name not in {o.name for o in spec.run_options}:
+            spec.check_run_options(base, {name: base_options[name]})
     check_metrics(spec, chosen, replace(context, options=tuple(base_options.items())),
                   option_keys)
-    mac_block = base.peak_macs_per_cycle is not None
-    objs = (check_objectives(parse_objectives(objectives), chosen, mac_block)
-            if objectives else default_objectives(chosen, mac_block))
+    multiplies = base.peak_macs_per_cycle is not None
+    objs = (check_objectives(parse_objectives(objectives), chosen, multiplies)
+            if objectives else default_objectives(chosen, multiplies))
     check_directory("-o", out_dir)
     found = _store_block(out_dir)
     if found is not None and found != spec.name:
@@ -185,8 +189,8 @@ def report_only(directory, *, objectives=None):
         settings = st.meta("settings", {})
         metrics = tuple(settings.get("metrics", ()))
         if objectives:
-            mac = spec.presets["default"].peak_macs_per_cycle is not None
-            objs = check_objectives(parse_objectives(objectives), metrics, mac)
+            multiplies = spec.presets["default"].peak_macs_per_cycle is not None
+            objs = check_objectives(parse_objectives(objectives), metrics, multiplies)
         else:
             objs = tuple(tuple(o) for o in settings.get("objectives", ()))
         result = write_report(spec, st, directory, metrics=metrics, objectives=objs)
