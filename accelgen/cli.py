@@ -34,8 +34,8 @@ def _progress(args):
     return say
 
 
-def _config_args(p):
-    p.add_argument("block", help="block name (see `accelgen list`)")
+def _config_args(p, block_nargs=None):
+    p.add_argument("block", nargs=block_nargs, help="block name (see `accelgen list`)")
     p.add_argument("--preset", default="default", help="preset to start from (default: default)")
     p.add_argument("--config", metavar="FILE.toml", help="TOML file of settings over the preset")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -320,15 +320,18 @@ def cmd_sweep(args):
         if not args.json:
             bar["show"] = Progress(outcome.tasks)
 
-    def on_progress(done, failed, running):
+    def on_progress(done, failed, running, queued):
         if "show" in bar:
-            bar["show"](done, failed, running)
+            bar["show"](done, failed, running, queued)
+
+    printed = set()
 
     def on_record(task, record, key):
         if args.json:
+            printed.add(key)
             print(json.dumps({"key": key, "block": spec.name, "digest": task.config.digest(),
-                              "points": [dict(json.loads(i)) for i in task.points], **record},
-                             sort_keys=True), flush=True)
+                              "points": [dict(json.loads(i)) for i in task.points],
+                              "reused": False, **record}, sort_keys=True), flush=True)
 
     outcome = run_sweep(plan, scheduler=args.scheduler, workers=args.workers,
                         retry_failed=args.retry_failed, on_record=on_record,
@@ -337,11 +340,28 @@ def cmd_sweep(args):
     from .explore.store import Store, STORE_NAME
     with Store(plan.out_dir / STORE_NAME) as store:
         rows = sweep_rows(spec, store, plan.metrics)
+        if args.json:       # the records this run reused, so the lines hold the whole sweep
+            _print_reused(store, plan, printed)
     front = pareto_front(rows, plan.objectives)
     if not args.json:
         print(_sweep_text(rows, front, plan.objectives, plan.out_dir, outcome))
     return 1 if args.strict and (outcome.failed or any(r["status"] == "failed" for r in rows)) \
         else 0
+
+
+def _print_reused(store, plan, printed):
+    idents = {p.ident for p in plan.points}
+    users = {}
+    for point in store.points():
+        if point["ident"] in idents:
+            for key in point["keys"].values():
+                users.setdefault(key, []).append(dict(point["params"]))
+    for key, rec in store.records(list(users)).items():
+        if key in printed:
+            continue
+        out = {k: rec[k] for k in ("key", "block", "digest", "metric", "status", "values",
+                                   "reason", "log", "host", "worker", "seconds", "tools")}
+        print(json.dumps({**out, "points": users[key], "reused": True}, sort_keys=True))
 
 
 def _sweep_report(args):
@@ -382,6 +402,62 @@ def _sweep_text(rows, front, objectives, out_dir, outcome):
                 for m, why in r["failures"].items()))
     lines.append(f"report: {out_dir / 'report.html'}")
     return "\n".join(lines)
+
+
+def cmd_estimate(args):
+    from .explore import estimate as est
+    if args.fit:
+        if args.block is not None:
+            raise ConfigError(f"estimate: {args.block!r} is not allowed with --fit (the stores "
+                              f"name their blocks)")
+        return _estimate_fit(args, est)
+    if args.block is None:
+        raise ConfigError("estimate: expected a block (see accelgen list), or --fit STORE")
+    if args.output is not None:
+        raise ConfigError("-o: allowed with --fit only (where the fitted model goes)")
+    spec, config = _resolve(args)
+    model = est.load_model(args.model)
+    estimates, notes = est.predict(model, spec.name, config, args.family)
+    data = {"block": spec.name, "family": args.family, "digest": config.digest(),
+            "estimates": estimates, "notes": notes}
+    rows = [(t, f"{e['value']:.1f}" if t == "fmax_mhz" else f"{e['value']:.0f}",
+             "-" if e["holdout_mape"] is None else f"{e['holdout_mape']:.1f} %", e["points"])
+            for t, e in estimates.items()]
+    lines = [_table(rows, ("value", f"estimate ({args.family})", "held-out MAPE",
+                           "fit points"))]
+    lines += [f"note: {n} (extrapolating)" for n in notes]
+    _print(args, data, "\n".join(lines))
+
+
+def _estimate_fit(args, est):
+    from .outputs import check_file, write_atomic
+    out = check_file("-o", args.output or "estimator.json", "a model file (.json)")
+    samples = est.samples_from_stores(args.fit)
+    if not samples:
+        raise ConfigError("--fit: the stores hold no finished resources or fmax records of an "
+                          "out-of-context sweep (--family)")
+    base = est.load_model(args.model)
+    fitted = est.fit_models(samples)
+    models = dict(base.get("models", {}))
+    for block, families in fitted.items():
+        models[block] = {**models.get(block, {}), **families}
+    write_atomic(out, json.dumps({"version": 1, "models": models}, indent=1,
+                                 sort_keys=True) + "\n")
+    rows = []
+    for block, families in fitted.items():
+        for family, entry in families.items():
+            for target, m in entry["targets"].items():
+                h = m.get("holdout") or {}
+                rows.append((block, family, target, m["points"],
+                             "-" if h.get("mape") is None else f"{h['mape']:.1f} %",
+                             "-" if not h else f"{h['mae']:.2f}"))
+    data = {"model": str(out), "fitted": {b: {f: {t: m.get("holdout") for t, m in
+                                                   e["targets"].items()}
+                                              for f, e in fams.items()}
+                                          for b, fams in fitted.items()}}
+    _print(args, data, _table(rows, ("block", "family", "value", "points",
+                                     "held-out MAPE", "held-out MAE"))
+           + f"\n\nwrote {out}")
 
 
 def _short(value):
@@ -514,6 +590,18 @@ def _parser():
         p.add_argument(f"--{option.name}", metavar=option.metavar,
                        help=f"{', '.join(blocks)}: {option.help}")
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("estimate", help="predict resources and Fmax without synthesis, from a "
+                                        "model fitted to sweeps (--fit STORE refits it)")
+    _config_args(p, block_nargs="?")
+    p.add_argument("--family", default="ecp5", help="FPGA family (default ecp5)")
+    p.add_argument("--model", metavar="FILE.json",
+                   help="a model written by --fit (default: the one shipped with accelgen)")
+    p.add_argument("--fit", nargs="+", metavar="STORE",
+                   help="fit the model to these sweep stores (or sweep directories) and "
+                        "write it to -o (default estimator.json); needs scikit-learn")
+    p.add_argument("-o", "--output", metavar="FILE.json", help="where --fit writes the model")
+    p.set_defaults(func=cmd_estimate)
     return parser
 
 

@@ -58,7 +58,11 @@ def test_show_gemm_answers_from_the_cycle_model(capsys):
                                          "systolic"),
     (["show", "systolic", "--dataflow", "ws"], "--dataflow: allowed in accelgen show only "
                                                "together with --gemm"),
-    (["show", "systolic", "--gemm", "4x4"], "--gemm: '4x4' is not allowed; expected MxKxN")])
+    (["show", "systolic", "--gemm", "4x4"], "--gemm: '4x4' is not allowed; expected MxKxN"),
+    (["show", "pim", "--mode", "overlap"], "--mode: allowed in accelgen show only together "
+                                           "with --gemv"),
+    (["show", "pim", "--preset", "tiny", "--gemv", "64x64"], "--gemv: 64x64 is not allowed"),
+    (["show", "pim", "--gemv", "8x8x8"], "--gemv: '8x8x8' is not allowed; expected NxK")])
 def test_show_model_options_refused_with_one_line(capsys, argv, message):
     code, out, err = run(capsys, *argv)
     assert code == 2 and out == "" and err.count("\n") == 1 and message in err, err

@@ -592,6 +592,10 @@ def test_pim_controller_alone_gemv_cycles_are_the_model(mode, tmp_path):
     assert result.passed, explain(result)
     gemv = result.result["testcases"]["gemv"]
     assert gemv["cycles"] == gemv["model_cycles"] and gemv["timing_violations"] == 0
+    # accelgen show pim --gemv (the model alone, zero data) gives the RTL's figures
+    shown, _ = REGISTRY["pim"].model_report(cfg, {"gemv": "1024x1024", "mode": mode})
+    assert (shown["cycles"], shown["macs"]) == (gemv["cycles"], gemv["macs"])
+    assert shown["mac_efficiency"] == gemv["mac_efficiency"]
     if mode == "plain":
         assert 0.56 < gemv["mac_efficiency"] <= 128 / 226
     else:

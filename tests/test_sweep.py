@@ -307,6 +307,16 @@ def test_json_lines_and_report_command(tmp_path, capsys):
         assert {r["key"] for r in records} == set(store.records())
         stored = store.records()
     assert all(stored[r["key"]]["values"] == r["values"] for r in records)
+    assert not any(r["reused"] for r in records)
+    # a re-run computes nothing and prints the same records, as reused
+    assert _errors_sweep(out, "--json") == 0
+    again = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert all(r["reused"] for r in again)
+    strip = ("reused", "points")
+    assert sorted((json.dumps({k: v for k, v in r.items() if k not in strip}, sort_keys=True)
+                   for r in again)) == sorted(json.dumps({k: v for k, v in r.items()
+                                                          if k not in strip}, sort_keys=True)
+                                              for r in records)
 
 
 def test_resources_sweep_equals_synth(tmp_path, capsys):

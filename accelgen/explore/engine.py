@@ -192,7 +192,8 @@ def _dashboard(client):
 def run_tasks(client, spec, tasks, store, work_root, *, on_record=None, on_progress=None):
     """Submit ``tasks`` to ``client`` and commit each record to ``store`` as it arrives.
     ``on_record(task, record, key)`` is called for each record, ``on_progress(done, failed,
-    running)`` after each task. Returns ``(done, failed)``."""
+    running, queued)`` after each task (running: as many of the tasks left as the cluster has
+    worker threads; each runs one single-threaded tool). Returns ``(done, failed)``."""
     from distributed import as_completed
     work_root = Path(work_root).resolve()
     futures = {}
@@ -203,8 +204,14 @@ def run_tasks(client, spec, tasks, store, work_root, *, on_record=None, on_progr
                                key=f"accelgen-{task.metric}-{task.key}", pure=False)
         futures[future] = task
     done = failed = 0
-    if on_progress is not None:
-        on_progress(done, failed, len(futures))
+
+    def report():
+        if on_progress is not None:
+            left = len(futures) - done - failed
+            running = min(left, sum(client.nthreads().values()))
+            on_progress(done, failed, running, left - running)
+
+    report()
     for future in as_completed(futures, loop=client.loop):
         task = futures[future]
         records = _result(future, task)
@@ -221,8 +228,7 @@ def run_tasks(client, spec, tasks, store, work_root, *, on_record=None, on_progr
             failed += 1
         else:
             done += 1
-        if on_progress is not None:
-            on_progress(done, failed, len(futures) - done - failed)
+        report()
     return done, failed
 
 

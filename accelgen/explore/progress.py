@@ -16,7 +16,7 @@ def _clock(seconds):
 
 
 class Progress:
-    """``on_progress(done, failed, running)`` for :func:`~accelgen.explore.sweep.run_sweep`.
+    """``on_progress(done, failed, running, queued)`` for :func:`~accelgen.explore.sweep.run_sweep`.
 
     Members
     -------
@@ -32,18 +32,20 @@ class Progress:
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self._last = None
 
-    def line(self, done, failed, running):
-        """The status text: ``[#######-------]  7/20 done, 1 failed, 2 running, ETA 1:04``."""
+    def line(self, done, failed, running, queued=0):
+        """The status text: ``[#######-------]  7/20 tasks: 6 done, 1 failed, 2 running, 11
+        queued, 0:31 elapsed, ETA 1:04``."""
         finished = done + failed
         filled = self.width * finished // self.total if self.total else self.width
         bar = "#" * filled + "-" * (self.width - filled)
         elapsed = time.monotonic() - self.start
         eta = (_clock(elapsed / finished * (self.total - finished)) if finished else "?")
         return (f"[{bar}] {finished:>{len(str(self.total))}}/{self.total} tasks: {done} done, "
-                f"{failed} failed, {running} running, {_clock(elapsed)} elapsed, ETA {eta}")
+                f"{failed} failed, {running} running, {queued} queued, {_clock(elapsed)} "
+                f"elapsed, ETA {eta}")
 
-    def __call__(self, done, failed, running):
-        text = self.line(done, failed, running)
+    def __call__(self, done, failed, running, queued=0):
+        text = self.line(done, failed, running, queued)
         if text == self._last:
             return
         self._last = text

@@ -78,8 +78,10 @@ def default_objectives(metrics, multiplies):
     (GMAC/s, or Fmax, or MACs/cycle) or the most accurate (max error)."""
     names = _available(metrics, multiplies)
     cost = [("min", "lut4")] if "lut4" in names else []
+    if "cycles" in metrics:         # the analytic model's answer: the fewest cycles
+        names.append("model_cycles")
     for sense, name in (("max", "gmacs"), ("max", "fmax_mhz"), ("min", "err_max"),
-                        ("max", "macs_per_cycle")):
+                        ("min", "model_cycles"), ("max", "macs_per_cycle")):
         if name in names:
             return tuple(cost + [(sense, name)])
     return tuple(cost)

@@ -9,6 +9,7 @@ missing tasks and writes the report; :func:`report_only` redraws the report from
 import json
 import sqlite3
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -137,28 +138,33 @@ def run_sweep(sweep, *, scheduler=None, workers=None, retry_failed=False, on_rec
     if scheduler is not None and workers is not None:
         raise ConfigError("--workers: not allowed with --scheduler (the cluster has its own "
                           "workers)")
-    if any(p.valid for p in sweep.points) and scheduler is None:
-        _warm_tools(sweep.metrics)
-    with connect(scheduler, workers) as (client, dashboard):
+    with ExitStack() as stack:
+        client = None
+        if scheduler is not None:       # refused before anything is written
+            client, outcome.dashboard = stack.enter_context(connect(scheduler))
         out_dir = make_directory("-o", sweep.out_dir)
-        outcome.dashboard = dashboard
-        with locked(out_dir), Store(out_dir / STORE_NAME) as store:
-            store.set_meta("block", sweep.spec.name)
-            store.set_meta("settings", sweep.settings)
-            tasks, outcome.cached = plan(sweep.spec, sweep.points, sweep.metrics,
-                                         sweep.context, store, retry_failed=retry_failed)
-            outcome.tasks = len(tasks)
-            if on_start is not None:
-                on_start(outcome)
-            try:
+        stack.enter_context(locked(out_dir))
+        store = stack.enter_context(Store(out_dir / STORE_NAME))
+        store.set_meta("block", sweep.spec.name)
+        store.set_meta("settings", sweep.settings)
+        tasks, outcome.cached = plan(sweep.spec, sweep.points, sweep.metrics, sweep.context,
+                                     store, retry_failed=retry_failed)
+        outcome.tasks = len(tasks)
+        if tasks and client is None:    # a local cluster only when there is work for it
+            _warm_tools(sweep.metrics)
+            client, outcome.dashboard = stack.enter_context(connect(None, workers))
+        if on_start is not None:
+            on_start(outcome)
+        try:
+            if tasks:
                 outcome.done, outcome.failed = run_tasks(
                     client, sweep.spec, tasks, store, out_dir / "work", on_record=on_record,
                     on_progress=on_progress)
-            finally:
-                outcome.seconds = round(time.monotonic() - start, 2)
-            if report:
-                write_report(sweep.spec, store, out_dir, metrics=sweep.metrics,
-                             objectives=sweep.objectives)
+        finally:
+            outcome.seconds = round(time.monotonic() - start, 2)
+        if report:
+            write_report(sweep.spec, store, out_dir, metrics=sweep.metrics,
+                         objectives=sweep.objectives)
     return outcome
 
 

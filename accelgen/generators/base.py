@@ -258,6 +258,16 @@ class Config:
         does not multiply-accumulate. Blocks that do override it."""
         return None
 
+    def cost_features(self):
+        """Analytic quantities the hardware's size follows (``{name: number}``), for the
+        resource estimator (:mod:`accelgen.explore.estimate`): the memory bits of
+        :meth:`cost` and the peak MACs per cycle here; blocks add their own (products,
+        accumulator bits, ...)."""
+        out = {"memory_bits": sum(bits for bits, _ in self.cost().values())}
+        if self.peak_macs_per_cycle is not None:
+            out["peak_macs_per_cycle"] = self.peak_macs_per_cycle
+        return out
+
     def cost(self):
         """What building this config costs, for the checks of :data:`LIMITS`:
         ``{"memory_bits": (bits, "how they add up")}`` (RAM and ROM bits the hardware holds).

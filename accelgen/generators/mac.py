@@ -506,6 +506,13 @@ class MACConfig(Config):
     def stream_fields(self):
         return {"i": self.input_fields, "o": self.output_fields}
 
+    def cost_features(self):
+        """The unit's size for the resource estimator: products per beat of the widest mode
+        and the accumulator bits."""
+        return {**super().cost_features(),
+                "products": max(self.lanes * self.products_per_lane(m) for m in self.modes),
+                "acc_bits": self.accumulators * self.acc_width}
+
     def derived(self):
         """Derived values for the manifest."""
         return {

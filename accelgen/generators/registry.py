@@ -204,10 +204,11 @@ REGISTRY = {
         run_options=(
             RunOption("gemv", "NxK", "run one GEMV y = W x of this shape at full rate and "
                       "report cycles, MAC efficiency, refreshes and timing violations (the "
-                      "gemv testcase only)", testcase="gemv"),
+                      "gemv testcase only; accelgen show: the analytic cycle model's answer, "
+                      "no simulation)", testcase="gemv", show=True),
             RunOption("mode", "plain|overlap", "GEMV schedule of --gemv and --inputs: plain "
                       "(open, MAC, close each row) or overlap (the next row opens in the "
-                      "second row buffer; default plain)"))),
+                      "second row buffer; default plain)", show=True))),
 }
 
 

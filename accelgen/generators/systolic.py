@@ -581,6 +581,15 @@ class SystolicConfig(Config):
         return {"memory_bits": (bits, "acc_depth x cols x acc_width + 2 x k_max x cols x "
                                       "b_width")}
 
+    def cost_features(self):
+        """The array's size for the resource estimator: PEs, their accumulator and operand
+        bits, and the output lanes a requantizer serves."""
+        pes = self.rows * self.cols
+        return {**super().cost_features(), "pes": pes,
+                "pe_acc_bits": pes * self.os_acc_width,
+                "pe_operand_bits": pes * self.operand_width,
+                "requant_lanes": self.cols if self.requant else 0}
+
     def derived(self):
         """Derived values for the manifest."""
         return {

@@ -437,3 +437,39 @@ def check_run_options(config, options, arrays=None, *, allow_large=False):
     from .pim_gemv import check_gemv_options
     return check_gemv_options(config, options, arrays, allow_large=allow_large)
 
+
+
+def model_report(config, options):
+    """``accelgen show pim --gemv NxK [--mode plain|overlap]``: the analytic cycle model
+    (:mod:`accelgen.sim.golden.pim_cycles`) of that GEMV's run program at full rate with
+    refresh off (the weights loaded first, as ``accelgen sim --gemv`` does), its MAC
+    efficiency and the most cycles refresh could add. ``options`` are checked
+    (:func:`check_run_options`). Returns ``(data, lines)``."""
+    from ...numerics import ConfigError
+    from .pim_cycles import mac_efficiency, refresh_budget
+    from .pim_gemv import compile_gemv
+    from .pim_program import Expected
+    if "gemv" not in options:
+        raise ConfigError("--mode: allowed in accelgen show only together with --gemv (it "
+                          "picks the schedule of that GEMV)")
+    n, k = options["gemv"]
+    mode = options.get("mode", "plain")
+    gemv = compile_gemv(config, np.zeros((n, k), np.int64), np.zeros(k, np.int64), mode=mode)
+    model = Model(config)
+    if not config.controller_only:
+        model.program(gemv.load)
+    exp = Expected(config, gemv.run, model)
+    counts = exp.rsp[-1]
+    cycles = counts["cycles"]
+    data = {"gemv": f"{n}x{k}", "mode": mode, "cycles": cycles, "macs": counts["macs"],
+            "mac_efficiency": mac_efficiency(config, counts["macs"], cycles),
+            "acts": counts["acts"], "pres": counts["pres"],
+            "refresh_budget": refresh_budget(config, cycles) if config.refresh else 0}
+    lines = [f"cycle model: GEMV {n}x{k} ({mode}) at full rate, refresh off (no simulation)",
+             f"  cycles          {cycles}  (rsp.cycles of the run program)",
+             f"  MAC efficiency  {100 * data['mac_efficiency']:.1f} %  (MAC x tCCD_L / "
+             f"(banks x lanes x cycles))",
+             f"  MAC commands    {counts['macs']}, ACT {counts['acts']}, PRE {counts['pres']}"]
+    if config.refresh:
+        lines.append(f"  refresh adds    at most {data['refresh_budget']} cycles")
+    return data, lines

@@ -1,0 +1,246 @@
+"""``accelgen estimate``: resources and Fmax of a config in milliseconds, without synthesis,
+from a model fitted to sweep stores (the idea of wa-hls4ml: learn the tools' answer from
+sweeps, predict it for the next design).
+
+Model: for each block, FPGA family and value (``lut4``, ``carry``, ``ff``, ``dsp``, ``bram``,
+``fmax_mhz``), a ridge regression of ``log(1 + value)`` on features of the config:
+
+* every numeric setting ``x`` as ``log2(1 + |x|)`` (a power law in each setting), every
+  boolean as 0/1, every string setting one-hot, every list of names as its length and one
+  indicator per name (``modes`` holding ``s4s4``);
+* the config's top-level numeric derived values (widths, latency, table sizes), the same way;
+* the block's analytic cost quantities (:meth:`~accelgen.generators.base.Config.
+  cost_features`: products, accumulator bits, memory bits, ...), the same way.
+
+In log space the model is multiplicative: resources scale as a product of powers of the
+settings, which is how arrays and lanes grow. The regularization strength is chosen by
+leave-one-out cross-validation (scikit-learn's ``RidgeCV``, for ``--fit`` only). Prediction
+needs only numpy: the fitted model is a JSON file of feature names, scalings and
+coefficients (``accelgen/explore/estimator.json`` is shipped; ``accelgen estimate --fit
+STORE ... -o FILE`` writes another and ``--model FILE`` uses it). Each model carries its
+held-out error (MAPE over a seeded 25 % of its points, fitted on the rest) and the range of
+every feature it saw, so a prediction outside it says so.
+"""
+
+import json
+import math
+import random
+from importlib import resources
+from pathlib import Path
+
+from ..generators.base import close_matches
+from ..numerics import ConfigError
+
+__all__ = ["TARGETS", "features", "fit_models", "load_model", "predict", "mape",
+           "SHIPPED"]
+
+#: the values an estimate predicts (the ``resources`` metric's, and ``fmax``'s)
+TARGETS = ("lut4", "carry", "ff", "dsp", "bram", "fmax_mhz")
+#: the fitted model shipped with accelgen
+SHIPPED = "estimator.json"
+#: share of each block's points held out to measure the error
+HOLDOUT = 0.25
+
+
+def _add(out, name, value):
+    if isinstance(value, bool):
+        out[name] = float(value)
+    elif isinstance(value, (int, float)):
+        if math.isfinite(value):
+            out[f"log:{name}"] = math.log2(1 + abs(value))
+    elif isinstance(value, str):
+        out[f"{name}={value}"] = 1.0
+    elif isinstance(value, (list, tuple)):
+        out[f"len:{name}"] = float(len(value))
+        for item in value:
+            if isinstance(item, str):
+                out[f"{name}~{item}"] = 1.0
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _add(out, f"{name}.{key}", item)
+
+
+def features(config):
+    """``{feature name: number}`` of ``config`` (see the module docstring); absent features
+    are 0."""
+    out = {}
+    for key, value in config.to_dict().items():
+        _add(out, key, value)
+    for key, value in config.derived().items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            _add(out, f"derived.{key}", value)
+    for key, value in config.cost_features().items():
+        _add(out, f"cost.{key}", value)
+    return out
+
+
+def mape(actual, predicted):
+    """Mean absolute percentage error over the points whose actual value is not 0, in %;
+    None when every actual value is 0."""
+    pairs = [(a, p) for a, p in zip(actual, predicted) if a]
+    if not pairs:
+        return None
+    return 100 * sum(abs(p - a) / abs(a) for a, p in pairs) / len(pairs)
+
+
+# -- fitting (scikit-learn) ----------------------------------------------------------------------
+
+def _ridge():
+    try:
+        from sklearn.linear_model import RidgeCV
+    except ImportError:
+        raise ConfigError("--fit: needs scikit-learn; install it with pip install "
+                          "'accelgen[estimate]'") from None
+    return RidgeCV(alphas=[10.0 ** e for e in range(-4, 4)])
+
+
+def _design(rows, names, mean=None, scale=None):
+    import numpy as np
+    x = np.array([[r.get(n, 0.0) for n in names] for r in rows], dtype=float)
+    if mean is None:
+        mean = x.mean(axis=0)
+        scale = x.std(axis=0)
+        scale[scale == 0] = 1.0
+    return (x - mean) / scale, mean, scale
+
+
+def _fit_one(feats, ys):
+    """``(model dict, fitted predictor)`` of one target."""
+    import numpy as np
+    names = sorted({n for f in feats for n in f})
+    x, mean, scale = _design(feats, names)
+    ridge = _ridge().fit(x, np.log1p(np.array(ys, dtype=float)))
+    model = {"features": names, "mean": mean.tolist(), "scale": scale.tolist(),
+             "coef": ridge.coef_.tolist(), "intercept": float(ridge.intercept_),
+             "alpha": float(ridge.alpha_)}
+    return model
+
+
+def _apply(model, feats):
+    import numpy as np
+    x, _, _ = _design([feats], model["features"], np.array(model["mean"]),
+                      np.array(model["scale"]))
+    return float(np.expm1(x[0] @ np.array(model["coef"]) + model["intercept"]))
+
+
+def fit_models(samples, *, seed=1):
+    """Fit every ``(block, family)`` of ``samples`` (``{(block, family): [(features, values),
+    ...]}``): per target, a model on all points, its held-out MAPE (a seeded
+    :data:`HOLDOUT` share held out, the model fitted on the rest) and the feature ranges.
+    Returns ``{block: {family: {...}}}``."""
+    out = {}
+    for (block, family), points in sorted(samples.items()):
+        entry = {"points": len(points), "targets": {}, "ranges": _ranges(points)}
+        for target in TARGETS:
+            have = [(f, v[target]) for f, v in points if v.get(target) is not None]
+            if len(have) < 4:
+                continue
+            held = held_out(len(have), seed)
+            model = _fit_one([f for f, _ in have], [y for _, y in have])
+            train = [(f, y) for i, (f, y) in enumerate(have) if i not in held]
+            test = [(f, y) for i, (f, y) in enumerate(have) if i in held]
+            if test and len(train) >= 4:
+                partial = _fit_one([f for f, _ in train], [y for _, y in train])
+                predicted = [_apply(partial, f) for f, _ in test]
+                model["holdout"] = {"points": len(test), "mape": _round(
+                    mape([y for _, y in test], predicted)), "mae": _round(
+                    sum(abs(p - y) for (_, y), p in zip(test, predicted)) / len(test))}
+            model["points"] = len(have)
+            entry["targets"][target] = model
+        out.setdefault(block, {})[family] = entry
+    return out
+
+
+def held_out(count, seed):
+    """The indices of ``count`` points held out to measure the error: a seeded
+    :data:`HOLDOUT` share (none below 8 points)."""
+    if count < 8:
+        return set()
+    order = list(range(count))
+    random.Random(seed).shuffle(order)
+    return set(order[:max(1, round(HOLDOUT * count))])
+
+
+def _round(value):
+    return None if value is None else round(value, 3)
+
+
+def _ranges(points):
+    ranges = {}
+    for feats, _ in points:
+        for name, value in feats.items():
+            lo, hi = ranges.get(name, (value, value))
+            ranges[name] = (min(lo, value), max(hi, value))
+    return {n: list(r) for n, r in sorted(ranges.items())}
+
+
+def samples_from_stores(paths):
+    """``{(block, family): [(features, values), ...]}`` from the ``resources`` and ``fmax``
+    records of sweep stores (or directories holding one); :class:`ConfigError` naming
+    ``--fit`` for a path that is not a store."""
+    from ..generators.registry import get_spec
+    from .store import STORE_NAME, Store
+    merged = {}
+    for path in paths:
+        path = Path(path)
+        if path.is_dir():
+            path = path / STORE_NAME
+        if not path.is_file():
+            raise ConfigError(f"--fit: {str(path)!r} is not allowed; expected a sweep store "
+                              f"({STORE_NAME}) or a directory holding one")
+        with Store(path) as store:
+            for rec in store.records().values():
+                if rec["status"] != "ok" or rec["metric"] not in ("resources", "fmax") \
+                        or "family" not in rec["context"] or rec["context"].get("board"):
+                    continue
+                key = (rec["block"], rec["context"]["family"], json.dumps(rec["config"],
+                                                                          sort_keys=True))
+                merged.setdefault(key, {}).update(rec["values"])
+    samples = {}
+    for (block, family, config_text), values in merged.items():
+        config = get_spec(block).config_cls.from_dict(json.loads(config_text))
+        samples.setdefault((block, family), []).append((features(config), values))
+    return samples
+
+
+# -- prediction ---------------------------------------------------------------------------------
+
+def load_model(path=None):
+    """The fitted model: ``path`` (``--model``), or the one shipped with accelgen."""
+    if path is None:
+        text = resources.files(__package__).joinpath(SHIPPED).read_text(encoding="utf-8")
+        return json.loads(text)
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"--model: {str(path)!r} is not allowed ({err}); expected a model "
+                          f"file written by accelgen estimate --fit") from None
+
+
+def predict(model, block, config, family):
+    """``(estimates, notes)``: ``{target: {"value", "holdout_mape"}}`` for ``config`` of
+    ``block`` on ``family``, and notes on features outside the fitted ranges."""
+    entry = model.get("models", {}).get(block, {})
+    if family not in entry:
+        fitted = sorted(f"{b}/{f}" for b, fams in model.get("models", {}).items()
+                        for f in fams)
+        raise ConfigError(f"--family: the model has no fit for {block} on {family!r}; it "
+                          f"has {', '.join(fitted) or 'none'}"
+                          f"{close_matches(f'{block}/{family}', fitted)}")
+    entry = entry[family]
+    feats = features(config)
+    out = {}
+    for target, tm in entry["targets"].items():
+        value = max(0.0, _apply(tm, feats))
+        out[target] = {"value": value, "holdout_mape": (tm.get("holdout") or {}).get("mape"),
+                       "points": tm["points"]}
+    notes = []
+    for name, value in sorted(feats.items()):
+        rng = entry["ranges"].get(name)
+        if rng is None:
+            notes.append(f"{name} was never seen in the fit")
+        elif not rng[0] <= value <= rng[1]:
+            if name.startswith("log:"):     # say it in the setting's own numbers
+                name, value, rng = name[4:], 2 ** value - 1, [2 ** r - 1 for r in rng]
+            notes.append(f"{name} = {value:g} is outside the fitted {rng[0]:g}..{rng[1]:g}")
+    return out, notes
