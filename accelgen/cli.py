@@ -330,18 +330,24 @@ def cmd_sweep(args):
         if args.json:
             printed.add(key)
             print(json.dumps({"key": key, "block": spec.name, "digest": task.config.digest(),
-                              "points": [dict(json.loads(i)) for i in task.points],
+                              "points": [dict(json.loads(i)[0]) for i in task.points],
                               "reused": False, **record}, sort_keys=True), flush=True)
 
     outcome = run_sweep(plan, scheduler=args.scheduler, workers=args.workers,
                         retry_failed=args.retry_failed, on_record=on_record,
-                        on_progress=on_progress, on_start=on_start)
+                        on_progress=on_progress, on_start=on_start, progress=say)
     from .explore.report import sweep_rows, pareto_front
     from .explore.store import Store, STORE_NAME
-    with Store(plan.out_dir / STORE_NAME) as store:
-        rows = sweep_rows(spec, store, plan.metrics)
+    with Store(plan.out_dir / STORE_NAME, readonly=True) as store:
+        rows = sweep_rows(spec, store, plan.metrics, [p.ident for p in plan.points])
         if args.json:       # the records this run reused, so the lines hold the whole sweep
             _print_reused(store, plan, printed)
+    if args.json:
+        for point in plan.points:
+            if not point.valid:
+                print(json.dumps({"block": spec.name, "points": [dict(point.params)],
+                                  "status": "invalid", "reason": point.reason},
+                                 sort_keys=True))
     front = pareto_front(rows, plan.objectives)
     if not args.json:
         print(_sweep_text(rows, front, plan.objectives, plan.out_dir, outcome))
@@ -364,10 +370,22 @@ def _print_reused(store, plan, printed):
         print(json.dumps({**out, "points": users[key], "reused": True}, sort_keys=True))
 
 
+#: options of a sweep that ``sweep report`` does not take (it reads the sweep's own), with
+#: their defaults
+_SWEEP_ONLY = {"preset": "default", "grid": [], "set": [], "config": None, "random": None,
+               "metrics": "resources",
+               "family": None, "board": None, "scheduler": None, "workers": None,
+               "output": None, "retry_failed": False, "strict": False}
+
+
 def _sweep_report(args):
     if args.directory is None:
         raise ConfigError("sweep report: expected the sweep directory, e.g. accelgen sweep "
                           "report sweeps/BLOCK")
+    for name, default in _SWEEP_ONLY.items():
+        if getattr(args, name) != default:
+            raise ConfigError(f"--{name.replace('_', '-')}: not allowed with sweep report (it "
+                              f"redraws the sweep as stored; only --objectives and --json)")
     from .explore.sweep import report_only
     html, pngs, rows, front, settings, spec, objs = report_only(args.directory,
                                                                 objectives=args.objectives)
@@ -383,6 +401,9 @@ def _sweep_text(rows, front, objectives, out_dir, outcome):
     """The Pareto-optimal points as a table, the counts and the report's path."""
     lines = []
     names = [n for _, n in objectives]
+    for name in names:
+        if not any(name in r["values"] for r in rows):
+            lines.append(f"note: no point has a value {name!r} (objective)")
     if front:
         keys = list(dict.fromkeys(k for r in rows for k in r["params"]))
         table = [[rows[i]["params"].get(k, "") for k in keys]

@@ -245,7 +245,8 @@ def test_argparse_errors_name_the_subcommand_once(capsys, tmp_path):
     refused(capsys, "emit", "mac", message="emit: the following arguments are required: "
                                            "-o/--output")
     refused(capsys, "frobnicate", message="argument command: invalid choice: 'frobnicate' "
-            "(choose from 'list', 'show', 'emit', 'sim', 'synth', 'build', 'sweep')")
+            "(choose from 'list', 'show', 'emit', 'sim', 'synth', 'build', 'sweep', "
+            "'estimate')")
 
 
 def test_broken_pipe_is_quiet(tmp_path):

@@ -18,6 +18,8 @@ record says the worker died). The sweep's own process is the only writer of the 
 killed sweep loses only the tasks in flight.
 """
 
+import asyncio
+import concurrent.futures
 import logging
 import os
 import socket
@@ -27,10 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..numerics import ConfigError
+from ..tools import ToolError
 from .metrics import reason_of, run_task, tool_versions_for, with_options
 from .store import record_key
 
-__all__ = ["Task", "SweepOutcome", "plan", "connect", "run_tasks"]
+__all__ = ["Task", "SweepOutcome", "plan", "connect", "run_tasks", "worker_versions"]
 
 
 @dataclass
@@ -93,12 +96,13 @@ def point_keys(spec, point, metrics, context, versions):
     return keys
 
 
-def plan(spec, points, metrics, context, store, *, retry_failed=False):
+def plan(spec, points, metrics, context, store, *, retry_failed=False, versions=None):
     """Record every point in ``store`` and return ``(tasks, cached)``: the tasks whose records
     are missing (failed ones too when ``retry_failed``) and how many records were found. An
     out-of-context ``fmax`` task also measures ``resources``, so a point missing both gets one
-    task."""
-    versions, rows, tasks, cached = {}, [], {}, 0
+    task. ``versions`` (from :func:`worker_versions`) are the tool versions of the workers
+    when they are not this process's."""
+    versions, rows, tasks, cached = dict(versions or {}), [], {}, 0
     for point in points:
         if not point.valid:
             rows.append((point.ident, point.params, None, point.options, point.reason, {}))
@@ -122,6 +126,22 @@ def plan(spec, points, metrics, context, store, *, retry_failed=False):
             tasks[key].points.append(point.ident)
     store.add_points(rows)
     return list(tasks.values()), cached
+
+
+def _versions_of(metrics, contexts):
+    return {(m, c.family, c.board): tool_versions_for(m, c) for m in metrics for c in contexts}
+
+
+def worker_versions(client, metrics, context):
+    """The tool versions the cluster's workers will record (asked of one of them), in the
+    cache form :func:`plan` takes: a remote cluster may run other versions than this
+    process, and the record keys hold the workers' ones."""
+    future = client.submit(_versions_of, tuple(metrics), (context,), pure=False)
+    try:
+        return future.result(timeout=120)
+    except Exception as err:
+        raise ToolError("dask", None, f"no worker answered within 120 s "
+                                      f"({reason_of(err)})") from None
 
 
 def _bokeh():
@@ -205,10 +225,16 @@ def run_tasks(client, spec, tasks, store, work_root, *, on_record=None, on_progr
         futures[future] = task
     done = failed = 0
 
+    slots = [1]
+
     def report():
         if on_progress is not None:
+            try:
+                slots[0] = sum(client.nthreads().values()) or slots[0]
+            except Exception:       # the scheduler went away: _result says so next
+                pass
             left = len(futures) - done - failed
-            running = min(left, sum(client.nthreads().values()))
+            running = min(left, slots[0])
             on_progress(done, failed, running, left - running)
 
     report()
@@ -234,14 +260,25 @@ def run_tasks(client, spec, tasks, store, work_root, *, on_record=None, on_progr
 
 def _result(future, task):
     """The task's records; a task that could not finish (its workers died, Dask gave up on
-    it) becomes a failed record."""
+    it) becomes a failed record. A lost scheduler raises :class:`ToolError`: the task's
+    record stays missing, so a re-run does it."""
+    from distributed.scheduler import KilledWorker
     try:
         return future.result()
-    except Exception as err:
-        return [{"metric": task.metric, "status": "failed", "values": {},
-                 "reason": f"the task did not finish on any worker ({reason_of(err)})",
-                 "log": "", "host": "", "worker": "", "seconds": 0.0,
-                 "tools": tool_versions_for(task.metric, task.context)}]
+    except (asyncio.CancelledError, concurrent.futures.CancelledError, OSError) as err:
+        raise ToolError("dask", None, f"the Dask scheduler or its connection was lost "
+                                      f"({reason_of(err)}); the finished records are in the "
+                                      f"store, run the sweep again to finish it") from None
+    except KilledWorker as err:
+        return _failed(task, f"the task did not finish on any worker ({reason_of(err)})")
+    except Exception as err:        # e.g. it could not be sent to or run on a worker
+        return _failed(task, f"the task did not run ({reason_of(err)})")
+
+
+def _failed(task, reason):
+    return [{"metric": task.metric, "status": "failed", "values": {}, "reason": reason,
+             "log": "", "host": "", "worker": "", "seconds": 0.0,
+             "tools": tool_versions_for(task.metric, task.context)}]
 
 
 def _key_of(spec, task, record):

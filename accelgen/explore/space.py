@@ -52,9 +52,9 @@ class Point:
         The swept values, in grid order.
     config : Config or None
         The block config; None when the point is invalid.
-    options : dict
+    options : tuple of (name, value)
         The block's run options at this point (the base options with the swept ones over
-        them).
+        them), sorted by name.
     reason : str
         Why the point is invalid (``""`` when it is valid)."""
     params: tuple
@@ -73,8 +73,12 @@ class Point:
 
     @property
     def ident(self):
-        """Stable text naming the point within its sweep (its params as JSON)."""
-        return json.dumps([[k, v] for k, v in self.params], separators=(",", ":"))
+        """Stable text naming the point: its params, its config's digest (or, for an invalid
+        point, why) and its run options, as JSON; two sweeps of other base settings into one
+        store do not share a point unless they build the same config."""
+        return json.dumps([[[k, v] for k, v in self.params],
+                           self.config.digest() if self.valid else self.reason,
+                           [[k, v] for k, v in self.options]], separators=(",", ":"))
 
 
 def _text(value):
@@ -166,10 +170,13 @@ def sample_points(axes, count, seed):
 
 
 def build_point(spec, params, *, preset, config_file=None, sets=(), options=None,
-                option_keys=(), allow_large=False):
+                option_keys=(), allow_large=False, allow_large_options=None):
     """The :class:`Point` of ``params``: its config (resolved as ``--preset``, ``--config``,
     ``--set``, then the point's settings) and run options checked by the block, or the
-    reason it is invalid."""
+    reason it is invalid. ``allow_large_options`` (default ``allow_large``) lifts the
+    simulation-cost limit of the run options (a sweep that does not simulate)."""
+    if allow_large_options is None:
+        allow_large_options = allow_large
     settings = {k: v for k, v in params if k not in option_keys}
     opts = dict(options or {})
     opts.update({k: v for k, v in params if k in option_keys})
@@ -177,7 +184,7 @@ def build_point(spec, params, *, preset, config_file=None, sets=(), options=None
         config = spec.resolve(preset, config_file=config_file, sets=sets, values=settings,
                               allow_large=allow_large)
         if opts:
-            spec.check_run_options(config, opts, allow_large=allow_large)
+            spec.check_run_options(config, opts, allow_large=allow_large_options)
     except ConfigError as err:
         return Point(params=params, options=tuple(sorted(opts.items())), reason=str(err))
     return Point(params=params, config=config, options=tuple(sorted(opts.items())))

@@ -69,8 +69,12 @@ class Store:
     path : Path
     """
 
-    def __init__(self, path):
+    def __init__(self, path, *, readonly=False):
         self.path = Path(path)
+        if readonly:    # never creates or changes the file
+            self._db = sqlite3.connect(_read_only_uri(self.path), uri=True, timeout=60,
+                                       isolation_level=None)
+            return
         self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -159,7 +163,8 @@ class Store:
         """``{key: record dict}`` of ``keys`` (all records when None)."""
         cols = ("key", "block", "digest", "metric", "status", "config", "context", "tools",
                 "vals", "reason", "log", "host", "worker", "seconds", "finished")
-        rows = self._db.execute(f"SELECT {', '.join(cols)} FROM records").fetchall()
+        rows = self._db.execute(f"SELECT {', '.join(cols)} FROM records "
+                                "ORDER BY key").fetchall()
         out = {}
         wanted = None if keys is None else set(keys)
         for row in rows:
@@ -182,6 +187,29 @@ def open_store(directory):
     return Store(Path(directory) / STORE_NAME)
 
 
+def _read_only_uri(path):
+    """``file:`` URI of ``path`` opened read-only (``#``, ``?`` and ``%`` in the path
+    escaped)."""
+    return Path(path).resolve().as_uri() + "?mode=ro"
+
+
 def read_only(path):
     """A read-only connection (for tests and tools that inspect a store)."""
-    return closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True))
+    return closing(sqlite3.connect(_read_only_uri(path), uri=True))
+
+
+def check_store(path, option):
+    """``path`` if it is a sweep store (a SQLite file with the sweep tables), else
+    :class:`~accelgen.numerics.ConfigError` naming ``option``; reads only."""
+    from ..numerics import ConfigError
+    try:
+        with read_only(path) as db:
+            names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = "
+                                              "'table'")}
+    except sqlite3.DatabaseError as err:
+        raise ConfigError(f"{option}: {str(path)!r} is not allowed ({err}); expected a sweep "
+                          f"store ({STORE_NAME})") from None
+    if not {"records", "points", "meta"} <= names:
+        raise ConfigError(f"{option}: {str(path)!r} is not allowed (not a sweep store: it "
+                          f"lacks the sweep tables); expected a sweep store ({STORE_NAME})")
+    return path

@@ -7,7 +7,6 @@ missing tasks and writes the report; :func:`report_only` redraws the report from
 """
 
 import json
-import sqlite3
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
@@ -15,11 +14,11 @@ from pathlib import Path
 
 from ..numerics import ConfigError
 from ..outputs import check_directory, locked, make_directory
-from .engine import SweepOutcome, connect, plan, run_tasks
+from .engine import SweepOutcome, connect, plan, run_tasks, worker_versions
 from .metrics import SweepContext, check_metrics, parse_metrics
 from .report import check_objectives, default_objectives, parse_objectives, write_report
 from .space import build_point, grid_points, parse_grid, sample_points
-from .store import STORE_NAME, Store, read_only
+from .store import STORE_NAME, Store, check_store, read_only
 
 __all__ = ["SweepPlan", "prepare", "run_sweep", "report_only", "check_target_mhz"]
 
@@ -56,18 +55,14 @@ def check_target_mhz(value):
     return float(value)
 
 
-def _store_block(out_dir):
+def _store_block(out_dir, option="-o"):
     """The block of the sweep already in ``out_dir`` (None when there is none)."""
     path = Path(out_dir) / STORE_NAME
     if not path.exists():
         return None
-    try:
-        with read_only(path) as db:
-            row = db.execute("SELECT value FROM meta WHERE name = 'block'").fetchone()
-    except sqlite3.DatabaseError as err:
-        raise ConfigError(f"-o: {str(out_dir)!r} holds {STORE_NAME}, which is not a sweep "
-                          f"store ({err}); expected a new directory or one of a sweep") \
-            from None
+    check_store(path, option)
+    with read_only(path) as db:
+        row = db.execute("SELECT value FROM meta WHERE name = 'block'").fetchone()
     return None if row is None else json.loads(row[0])
 
 
@@ -102,6 +97,12 @@ def prepare(spec, *, preset="default", config_file=None, sets=(), grid=(), rando
             spec.check_run_options(base, {name: base_options[name]})
     check_metrics(spec, chosen, replace(context, options=tuple(base_options.items())),
                   option_keys)
+    if "cycles" in chosen:      # the model must take the options (e.g. --mode needs --gemv)
+        first = build_point(spec, params[0], preset=preset, config_file=config_file,
+                            sets=sets, options=base_options, option_keys=option_keys,
+                            allow_large=allow_large, allow_large_options=True)
+        if first.valid:
+            spec.model_report(first.config, dict(first.options))
     multiplies = base.peak_macs_per_cycle is not None
     objs = (check_objectives(parse_objectives(objectives), chosen, multiplies)
             if objectives else default_objectives(chosen, multiplies))
@@ -112,7 +113,9 @@ def prepare(spec, *, preset="default", config_file=None, sets=(), grid=(), rando
                           f"expected a new directory or one of a {spec.name} sweep")
     points = [build_point(spec, p, preset=preset, config_file=config_file, sets=sets,
                           options=base_options, option_keys=option_keys,
-                          allow_large=allow_large) for p in params]
+                          allow_large=allow_large,
+                          allow_large_options=allow_large or "sim" not in chosen)
+              for p in params]
     settings = {"block": spec.name, "preset": preset, "sets": list(sets), "grid": list(grid),
                 "random": random, "seed": seed, "metrics": list(chosen),
                 "objectives": [list(o) for o in objs], "family": family, "board": board,
@@ -123,11 +126,12 @@ def prepare(spec, *, preset="default", config_file=None, sets=(), grid=(), rando
 
 
 def run_sweep(sweep, *, scheduler=None, workers=None, retry_failed=False, on_record=None,
-              on_progress=None, on_start=None, report=True):
+              on_progress=None, on_start=None, report=True, progress=None):
     """Run a :class:`SweepPlan`: connect (an unreachable ``scheduler`` is a
     :class:`ConfigError` before anything is written), record the points in
     ``<out_dir>/results.sqlite``, run the tasks not already there and write the report.
-    ``on_start(outcome)`` is called once the tasks are planned. Returns a
+    ``on_start(outcome)`` is called once the tasks are planned; ``progress(line)`` when the
+    sweep waits for another one using the directory. Returns a
     :class:`~accelgen.explore.engine.SweepOutcome`."""
     start = time.monotonic()
     outcome = SweepOutcome(points=len(sweep.points),
@@ -139,16 +143,19 @@ def run_sweep(sweep, *, scheduler=None, workers=None, retry_failed=False, on_rec
         raise ConfigError("--workers: not allowed with --scheduler (the cluster has its own "
                           "workers)")
     with ExitStack() as stack:
-        client = None
+        client, versions = None, None
         if scheduler is not None:       # refused before anything is written
             client, outcome.dashboard = stack.enter_context(connect(scheduler))
+            if any(p.valid for p in sweep.points):
+                versions = worker_versions(client, sweep.metrics, sweep.context)
         out_dir = make_directory("-o", sweep.out_dir)
-        stack.enter_context(locked(out_dir))
+        stack.enter_context(locked(out_dir, progress))
         store = stack.enter_context(Store(out_dir / STORE_NAME))
         store.set_meta("block", sweep.spec.name)
         store.set_meta("settings", sweep.settings)
+        store.set_meta("points", [p.ident for p in sweep.points])
         tasks, outcome.cached = plan(sweep.spec, sweep.points, sweep.metrics, sweep.context,
-                                     store, retry_failed=retry_failed)
+                                     store, retry_failed=retry_failed, versions=versions)
         outcome.tasks = len(tasks)
         if tasks and client is None:    # a local cluster only when there is work for it
             _warm_tools(sweep.metrics)
@@ -164,7 +171,7 @@ def run_sweep(sweep, *, scheduler=None, workers=None, retry_failed=False, on_rec
             outcome.seconds = round(time.monotonic() - start, 2)
         if report:
             write_report(sweep.spec, store, out_dir, metrics=sweep.metrics,
-                         objectives=sweep.objectives)
+                         objectives=sweep.objectives, idents=[p.ident for p in sweep.points])
     return outcome
 
 
@@ -184,20 +191,22 @@ def report_only(directory, *, objectives=None):
     if not (Path(directory) / STORE_NAME).is_file():
         raise ConfigError(f"sweep report: {shown!r} is not allowed; expected a sweep directory "
                           f"(one holding {STORE_NAME})")
-    block = _store_block(directory)
+    block = _store_block(directory, "sweep report")
     if block is None:
         raise ConfigError(f"sweep report: {shown!r} holds no finished sweep setup; expected a "
                           f"sweep directory")
     spec = get_spec(block)
-    # no lock: a sweep may be writing; its records are whole transactions, the report is
-    # replaced atomically
-    with Store(Path(directory) / STORE_NAME) as st:
+    # no lock and read-only: a sweep may be writing; its records are whole transactions, the
+    # report is replaced atomically
+    with Store(Path(directory) / STORE_NAME, readonly=True) as st:
         settings = st.meta("settings", {})
+        idents = st.meta("points")
         metrics = tuple(settings.get("metrics", ()))
         if objectives:
             multiplies = spec.presets["default"].peak_macs_per_cycle is not None
             objs = check_objectives(parse_objectives(objectives), metrics, multiplies)
         else:
             objs = tuple(tuple(o) for o in settings.get("objectives", ()))
-        result = write_report(spec, st, directory, metrics=metrics, objectives=objs)
+        result = write_report(spec, st, directory, metrics=metrics, objectives=objs,
+                              idents=idents)
     return (*result, settings, spec, objs)

@@ -307,6 +307,9 @@ def place_out_of_context(netlist, family, *, target_mhz=150, seed=1):
                            "--json", netlist.name, "--report", report, "--log", log],
              netlist.parent, log)
     data = json.loads((netlist.parent / report).read_text())
+    if not data.get("fmax"):
+        raise ToolError(fam.nextpnr, netlist.parent / log, "no clock domain was timed (a "
+                                                           "design without a clock has no Fmax)")
     path = (data.get("critical_paths") or [{}])[0].get("path", [])
     ends = (path[0]["from"]["cell"], path[-1]["to"]["cell"]) if path else ("", "")
     return PlaceReport(fmax_mhz=min(v["achieved"] for v in data["fmax"].values()),
