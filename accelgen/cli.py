@@ -462,21 +462,21 @@ def _estimate_fit(args, est):
     models = dict(base.get("models", {}))
     for block, families in fitted.items():
         models[block] = {**models.get(block, {}), **families}
-    write_atomic(out, json.dumps({"version": 1, "models": models}, indent=1,
-                                 sort_keys=True) + "\n")
+    write_atomic(out, json.dumps({"version": 1, "models": models}, sort_keys=True,
+                                 separators=(",", ":")) + "\n")
     rows = []
     for block, families in fitted.items():
         for family, entry in families.items():
             for target, m in entry["targets"].items():
                 h = m.get("holdout") or {}
-                rows.append((block, family, target, m["points"],
+                rows.append((block, family, target, m.get("kind", "ridge"), m["points"],
                              "-" if h.get("mape") is None else f"{h['mape']:.1f} %",
                              "-" if not h else f"{h['mae']:.2f}"))
     data = {"model": str(out), "fitted": {b: {f: {t: m.get("holdout") for t, m in
                                                    e["targets"].items()}
                                               for f, e in fams.items()}
                                           for b, fams in fitted.items()}}
-    _print(args, data, _table(rows, ("block", "family", "value", "points",
+    _print(args, data, _table(rows, ("block", "family", "value", "model", "points",
                                      "held-out MAPE", "held-out MAE"))
            + f"\n\nwrote {out}")
 

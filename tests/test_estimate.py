@@ -94,3 +94,51 @@ def test_bad_input(tmp_path, monkeypatch, capsys, args, message):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"accelgen: error: {message}"), err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_files_are_one_line_and_left_alone(tmp_path, capsys):
+    (tmp_path / "list.json").write_text("[1, 2]")
+    (tmp_path / "text.sqlite").write_text("not a database at all, just text" * 10)
+    import sqlite3
+    with sqlite3.connect(tmp_path / "other.sqlite") as db:
+        db.execute("CREATE TABLE t (x)")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    cases = [(["estimate", "mac", "--model", str(tmp_path / "list.json")],
+              "--model: ", "(not a model"),
+             (["estimate", "--fit", str(tmp_path / "text.sqlite"), "-o",
+               str(tmp_path / "m.json")], "--fit: ", "expected a sweep store"),
+             (["estimate", "--fit", str(tmp_path / "other.sqlite"), "-o",
+               str(tmp_path / "m.json")], "--fit: ", "lacks the sweep tables")]
+    for argv, start, part in cases:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"accelgen: error: {start}") and part in err, err
+        assert err.count("\n") == 1
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+#: configs near the shipped model's training sweeps but on none of their grid points
+OFF_GRID = [("mac", "default", {"lanes": 3, "pipeline": 2, "modes": ["s8s8", "s4s4"]}),
+            ("activation", "default", {"function": "silu", "segments": 16, "lanes": 3}),
+            ("softmax", "default", {"n_max": 64, "exp_segments": 16}),
+            ("cast", "default", {"source": "fp32", "target": "e5m2", "lanes": 3}),
+            ("pim", "tiny", {"banks": 4, "columns": 24}),
+            ("systolic", "tiny", {"rows": 3, "cols": 6})]
+
+
+@pytest.mark.fpga
+@pytest.mark.parametrize("block, preset, values", OFF_GRID, ids=[b for b, _, _ in OFF_GRID])
+def test_shipped_model_against_synthesis(block, preset, values, tmp_path):
+    """The shipped model's LUT4 and FF estimates of a config it was not fitted to, against
+    yosys: within half. (Off the training grid the boosted trees, which hold a setting's
+    effect only at the values they saw, miss by more than their held-out error: lanes=3
+    between 2 and 4 was 25-35 % over on LUT4 for mac and activation when this was written,
+    the ridge blocks 2-10 %.)"""
+    from accelgen.fpga.flow import synth
+    spec = REGISTRY[block]
+    config = spec.resolve(preset, values=values)
+    estimates, _ = est.predict(est.load_model(), block, config, "ecp5")
+    report = synth(spec, config, "ecp5", tmp_path)
+    for target, key in (("lut4", "LUT4"), ("ff", "FF")):
+        actual, guess = report.resources[key], estimates[target]["value"]
+        assert abs(guess - actual) <= 0.5 * actual, (target, guess, actual)

@@ -3,7 +3,7 @@ from a model fitted to sweep stores (the idea of wa-hls4ml: learn the tools' ans
 sweeps, predict it for the next design).
 
 Model: for each block, FPGA family and value (``lut4``, ``carry``, ``ff``, ``dsp``, ``bram``,
-``fmax_mhz``), a ridge regression of ``log(1 + value)`` on features of the config:
+``fmax_mhz``), a regression of ``log(1 + value)`` on features of the config:
 
 * every numeric setting ``x`` as ``log2(1 + |x|)`` (a power law in each setting), every
   boolean as 0/1, every string setting one-hot, every list of names as its length and one
@@ -12,14 +12,18 @@ Model: for each block, FPGA family and value (``lut4``, ``carry``, ``ff``, ``dsp
 * the block's analytic cost quantities (:meth:`~accelgen.generators.base.Config.
   cost_features`: products, accumulator bits, memory bits, ...), the same way.
 
-In log space the model is multiplicative: resources scale as a product of powers of the
-settings, which is how arrays and lanes grow. The regularization strength is chosen by
-leave-one-out cross-validation (scikit-learn's ``RidgeCV``, for ``--fit`` only). Prediction
-needs only numpy: the fitted model is a JSON file of feature names, scalings and
-coefficients (``accelgen/explore/estimator.json`` is shipped; ``accelgen estimate --fit
-STORE ... -o FILE`` writes another and ``--model FILE`` uses it). Each model carries its
-held-out error (MAPE over a seeded 25 % of its points, fitted on the rest) and the range of
-every feature it saw, so a prediction outside it says so.
+Two regressors are tried (scikit-learn, for ``--fit`` only): ridge regression (regularization
+chosen by leave-one-out cross-validation; in log space it is multiplicative, resources scaling
+as a product of powers of the settings, which is how arrays and lanes grow and extrapolates
+sensibly) and gradient-boosted trees (100 trees of depth 3; they learn the interactions of
+categorical settings, e.g. which modes a multiplier builds, but cannot extrapolate). For each
+block and value the one with the lower 5-fold cross-validated MAPE on the training points is
+kept (ridge below :data:`BOOSTING_MIN` points). Prediction needs only numpy: the fitted model
+is a JSON file of feature names, scalings and coefficients or trees
+(``accelgen/explore/estimator.json`` is shipped; ``accelgen estimate --fit STORE ... -o
+FILE`` writes another and ``--model FILE`` uses it). Each model carries its held-out error
+(MAPE over a seeded 25 % of its points, kept out of both the choice and the fit) and the range
+of every feature it saw, so a prediction outside it says so.
 """
 
 import json
@@ -85,13 +89,19 @@ def mape(actual, predicted):
 
 # -- fitting (scikit-learn) ----------------------------------------------------------------------
 
-def _ridge():
+#: regressors tried for each block and value; the one with the lower cross-validated error on
+#: the training points is kept
+KINDS = ("ridge", "boosting")
+#: below this many training points only ridge is tried (boosted trees need data)
+BOOSTING_MIN = 24
+
+
+def _sklearn():
     try:
-        from sklearn.linear_model import RidgeCV
+        import sklearn  # noqa: F401
     except ImportError:
         raise ConfigError("--fit: needs scikit-learn; install it with pip install "
                           "'accelgen[estimate]'") from None
-    return RidgeCV(alphas=[10.0 ** e for e in range(-4, 4)])
 
 
 def _design(rows, names, mean=None, scale=None):
@@ -104,30 +114,88 @@ def _design(rows, names, mean=None, scale=None):
     return (x - mean) / scale, mean, scale
 
 
-def _fit_one(feats, ys):
-    """``(model dict, fitted predictor)`` of one target."""
+def _regressor(kind):
+    from sklearn.ensemble import GradientBoostingRegressor
+    from sklearn.linear_model import RidgeCV
+    if kind == "ridge":
+        return RidgeCV(alphas=[10.0 ** e for e in range(-4, 4)])
+    return GradientBoostingRegressor(random_state=1)
+
+
+def _sig(value):
+    return float(f"{value:.7g}")
+
+
+def _fit_one(feats, ys, kind):
+    """The JSON model of one target: ``kind`` fitted to ``log(1 + y)`` on the features."""
     import numpy as np
     names = sorted({n for f in feats for n in f})
     x, mean, scale = _design(feats, names)
-    ridge = _ridge().fit(x, np.log1p(np.array(ys, dtype=float)))
-    model = {"features": names, "mean": mean.tolist(), "scale": scale.tolist(),
-             "coef": ridge.coef_.tolist(), "intercept": float(ridge.intercept_),
-             "alpha": float(ridge.alpha_)}
+    fitted = _regressor(kind).fit(x, np.log1p(np.array(ys, dtype=float)))
+    model = {"kind": kind, "features": names, "mean": [_sig(v) for v in mean],
+             "scale": [_sig(v) for v in scale]}
+    if kind == "ridge":
+        model.update(coef=[_sig(v) for v in fitted.coef_], intercept=_sig(fitted.intercept_),
+                     alpha=float(fitted.alpha_))
+        return model
+    model.update(init=_sig(float(fitted.init_.constant_.ravel()[0])),
+                 rate=fitted.learning_rate, trees=[_tree(e[0].tree_)
+                                                   for e in fitted.estimators_])
     return model
 
 
+def _tree(tree):
+    """One regression tree as ``[left, right, feature, threshold, value]`` lists (a leaf has
+    ``left`` = -1)."""
+    return [tree.children_left.tolist(), tree.children_right.tolist(),
+            tree.feature.tolist(), [_sig(v) for v in tree.threshold],
+            [_sig(v) for v in tree.value.ravel()]]
+
+
 def _apply(model, feats):
+    """``model``'s prediction for one point (numpy only)."""
     import numpy as np
     x, _, _ = _design([feats], model["features"], np.array(model["mean"]),
                       np.array(model["scale"]))
-    return float(np.expm1(x[0] @ np.array(model["coef"]) + model["intercept"]))
+    x = x[0]
+    if model.get("kind", "ridge") == "ridge":
+        return float(np.expm1(x @ np.array(model["coef"]) + model["intercept"]))
+    total = model["init"]
+    for left, right, feature, threshold, value in model["trees"]:
+        node = 0
+        while left[node] != -1:
+            node = left[node] if x[feature[node]] <= threshold[node] else right[node]
+        total += model["rate"] * value[node]
+    return float(np.expm1(total))
+
+
+def _cv_mape(feats, ys, kind, seed):
+    """5-fold cross-validated MAPE of ``kind`` on these points (the model choice)."""
+    from sklearn.model_selection import KFold
+    predicted = [0.0] * len(ys)
+    for train, test in KFold(5, shuffle=True, random_state=seed).split(feats):
+        model = _fit_one([feats[i] for i in train], [ys[i] for i in train], kind)
+        for i in test:
+            predicted[i] = _apply(model, feats[i])
+    return mape(ys, predicted)
+
+
+def _choose(feats, ys, seed):
+    """The kind of regressor with the lower cross-validated MAPE (ridge when too few points
+    or every value is 0)."""
+    if len(ys) < BOOSTING_MIN or not any(ys):
+        return "ridge"
+    scores = {kind: _cv_mape(feats, ys, kind, seed) for kind in KINDS}
+    return min(KINDS, key=lambda k: scores[k])
 
 
 def fit_models(samples, *, seed=1):
     """Fit every ``(block, family)`` of ``samples`` (``{(block, family): [(features, values),
-    ...]}``): per target, a model on all points, its held-out MAPE (a seeded
-    :data:`HOLDOUT` share held out, the model fitted on the rest) and the feature ranges.
-    Returns ``{block: {family: {...}}}``."""
+    ...]}``): per target, the regressor kind chosen by cross-validation on the training points
+    (:data:`KINDS`), its held-out error (a seeded :data:`HOLDOUT` share of the points held
+    out of both the choice and the fit), then the chosen kind refitted on all points, and the
+    feature ranges. Returns ``{block: {family: {...}}}``."""
+    _sklearn()
     out = {}
     for (block, family), points in sorted(samples.items()):
         entry = {"points": len(points), "targets": {}, "ranges": _ranges(points)}
@@ -136,11 +204,12 @@ def fit_models(samples, *, seed=1):
             if len(have) < 4:
                 continue
             held = held_out(len(have), seed)
-            model = _fit_one([f for f, _ in have], [y for _, y in have])
             train = [(f, y) for i, (f, y) in enumerate(have) if i not in held]
             test = [(f, y) for i, (f, y) in enumerate(have) if i in held]
-            if test and len(train) >= 4:
-                partial = _fit_one([f for f, _ in train], [y for _, y in train])
+            kind = _choose([f for f, _ in train], [y for _, y in train], seed)
+            model = _fit_one([f for f, _ in have], [y for _, y in have], kind)
+            if test:
+                partial = _fit_one([f for f, _ in train], [y for _, y in train], kind)
                 predicted = [_apply(partial, f) for f, _ in test]
                 model["holdout"] = {"points": len(test), "mape": _round(
                     mape([y for _, y in test], predicted)), "mae": _round(
@@ -236,13 +305,37 @@ def _well_formed(model):
                     or not isinstance(entry.get("ranges"), dict):
                 return False
             for tm in entry["targets"].values():
-                keys = ("features", "mean", "scale", "coef")
-                if not isinstance(tm, dict) or not all(isinstance(tm.get(k), list)
-                                                       for k in keys) \
-                        or len({len(tm[k]) for k in keys}) != 1 \
-                        or not isinstance(tm.get("intercept"), (int, float)) \
-                        or not isinstance(tm.get("points"), int):
+                if not _well_formed_target(tm):
                     return False
+    return True
+
+
+def _well_formed_target(tm):
+    if not isinstance(tm, dict) or not isinstance(tm.get("points"), int):
+        return False
+    kind = tm.get("kind", "ridge")
+    keys = ("features", "mean", "scale") + (("coef",) if kind == "ridge" else ())
+    if kind not in KINDS or not all(isinstance(tm.get(k), list) for k in keys) \
+            or len({len(tm[k]) for k in keys}) != 1:
+        return False
+    if kind == "ridge":
+        return isinstance(tm.get("intercept"), (int, float))
+    width = len(tm["features"])
+    trees = tm.get("trees")
+    if not isinstance(tm.get("init"), (int, float)) or not isinstance(tm.get("rate"), float) \
+            or not isinstance(trees, list):
+        return False
+    for tree in trees:
+        if not isinstance(tree, list) or len(tree) != 5 \
+                or not all(isinstance(a, list) for a in tree) \
+                or len({len(a) for a in tree}) != 1:
+            return False
+        nodes = len(tree[0])
+        left, right, feature = tree[0], tree[1], tree[2]
+        for n in range(nodes):     # every branch leads forward to a node that exists
+            if left[n] != -1 and not (n < left[n] < nodes and n < right[n] < nodes
+                                      and 0 <= feature[n] < width):
+                return False
     return True
 
 
