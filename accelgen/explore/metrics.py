@@ -15,8 +15,8 @@ errors     the golden model against float64 (approximating blocks)    ``err_max 
 cycles     the block's analytic model of its run options (``show``    ``model_<figure>``
            options, e.g. a GEMM shape)
 sim        cocotb on Verilator (``util``, ``throughput``: the same);  ``sim_passed sim_cycles
-           a run option (e.g. a GEMM shape) picks its testcase,       sim_cycles_per_s`` and
-           whose figures (utilization, stalls) are recorded           ``<testcase>_<figure>``
+           a run option (e.g. a GEMM shape) picks its testcase; each  sim_cycles_per_s`` and
+           testcase's figures (utilization, MACs per cycle) are kept  ``<testcase>_<figure>``
 ========== ========================================================== =========================
 
 Derived per point (:func:`derived_values`): ``macs_per_cycle`` (the config's peak), ``gmacs``
@@ -74,8 +74,9 @@ METRICS = {m.name: m for m in (
            (), _CORE + ("ml_dtypes",)),
     Metric("cycles", "the block's analytic cycle model of its run options (no simulation)",
            ("options",), _CORE),
-    Metric("sim", "cocotb on Verilator against the golden model; with a run option, its "
-                  "testcase's figures (cycles, utilization)",
+    Metric("sim", "cocotb on Verilator against the golden model, with each testcase's "
+                  "figures (a run option's testcase: cycles, utilization; throughput: MACs "
+                  "per cycle)",
            ("options", "seed", "beats"), _CORE + ("cocotb", "verilator")),
 )}
 
@@ -325,12 +326,16 @@ def _measure_errors(spec, config, context, work_dir):
 
 
 def _scalars(data, prefix):
-    """The finite numbers and booleans of a flat dict, keys prefixed."""
+    """The finite numbers and booleans of a dict, keys prefixed; a dict of them inside it
+    (figures per mode) gives ``<prefix><key>_<inner key>``."""
     out = {}
     for key, value in data.items():
         if isinstance(value, bool) or (isinstance(value, (int, float))
                                        and math.isfinite(value)):
             out[f"{prefix}{key}"] = value
+        elif isinstance(value, dict):
+            out.update(_scalars({k: v for k, v in value.items() if not isinstance(v, dict)},
+                                f"{prefix}{key}_"))
     return out
 
 
@@ -346,10 +351,10 @@ def _measure_sim(spec, config, context, work_dir):
                       build_root=work_dir / "sim")
     values = {"sim_passed": result.passed, "sim_cycles": result.cycles,
               "sim_cycles_per_s": round(result.cycles_per_second or 0.0, 1)}
-    records = result.result.get("testcases", {})
-    if len(result.testcases) == 1:
-        name = next(iter(result.testcases))
-        values.update(_scalars(records.get(name, {}), f"{name}_"))
+    # every testcase's own figures: a run option's (utilization of a GEMM), throughput's
+    # (MACs or beats per cycle, per mode)
+    for name, record in result.result.get("testcases", {}).items():
+        values.update(_scalars(record, f"{name}_"))
     values["_log"] = str(result.log)
     if not result.passed:
         raise _SimFailed(f"the RTL disagreed with the golden model in "
