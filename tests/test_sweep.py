@@ -559,17 +559,22 @@ def _start_and_kill(out, signum, at_least):
     """Start the sweep, wait until the store holds ``at_least`` records, send ``signum`` to
     its process group; returns the exit status."""
     import os
+    import signal
     import subprocess
     import time
+    # SIGINT as a terminal sends it: a shell that starts this suite in the background has
+    # SIGINT ignored, and a child would inherit that
     proc = subprocess.Popen([_tool("accelgen"), "sweep", *MAC_GRID, "--grid",
                              "acc_width=[24, 32]", "--workers", "2", "-o", str(out)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+                            start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300
     while _count_records(out / STORE_NAME) < at_least:
         assert proc.poll() is None, proc.stderr.read()
         assert time.monotonic() < deadline
         time.sleep(0.1)
+    assert proc.poll() is None, "the sweep ended before it could be killed"
     os.killpg(proc.pid, signum)
     proc.wait(timeout=120)
     return proc.returncode
