@@ -481,6 +481,22 @@ def _estimate_fit(args, est):
            + f"\n\nwrote {out}")
 
 
+def cmd_run(args):
+    from .model import run as model_run
+    from .outputs import check_directory
+    if args.output is not None:
+        check_directory("-o", args.output)
+    hw = model_run.read_hw(args.hw, args.hw_preset)
+    data, outputs = model_run.run_model(
+        args.model, args.inputs, hw=hw, sim=args.sim, allow_host=args.allow_host,
+        simulator=args.simulator, build_root=args.build_root, seed=args.seed, fmax=args.fmax,
+        progress=_progress(args))
+    if args.output is not None:
+        model_run.write_outputs(args.output, data, outputs)
+    _print(args, data, "\n".join(model_run.report_lines(data, _table)))
+    return 1 if data["totals"]["rtl_mismatches"] else 0
+
+
 def _short(value):
     return f"{value:.4g}" if isinstance(value, float) else value
 
@@ -623,6 +639,28 @@ def _parser():
                         "write it to -o (default estimator.json); needs scikit-learn")
     p.add_argument("-o", "--output", metavar="FILE.json", help="where --fit writes the model")
     p.set_defaults(func=cmd_estimate)
+
+    p = sub.add_parser("run", help="run a quantized ONNX model on the blocks (golden models or "
+                                   "RTL), layer by layer against onnxruntime")
+    p.add_argument("model", help="quantized ONNX model (QDQ format)")
+    p.add_argument("--inputs", required=True, metavar="FILE.npz",
+                   help="one array per model input (and optionally labels)")
+    p.add_argument("--hw", metavar="FILE.toml",
+                   help="block configs: one TOML table per block: preset and settings")
+    p.add_argument("--hw-preset", action="append", default=[], metavar="BLOCK=PRESET",
+                   help="the preset a block runs with (repeatable; over --hw)")
+    p.add_argument("--sim", default="golden", help="golden (the golden models, fast) or rtl "
+                                                   "(the emitted Verilog on Verilator)")
+    p.add_argument("--simulator", default="verilator", help="verilator or icarus (--sim rtl)")
+    p.add_argument("--allow-host", action="store_true",
+                   help="run operators no block runs on the host (the report marks them)")
+    p.add_argument("--fmax", type=float, metavar="MHZ",
+                   help="clock for the latency (default: accelgen estimate's Fmax per config)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the RTL runs' stream gaps")
+    p.add_argument("--build-root", metavar="DIR", help="simulation builds (default build/sim)")
+    p.add_argument("-o", "--output", metavar="DIR", help="write report.json and outputs.npz")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_run)
     return parser
 
 

@@ -23,7 +23,10 @@ GENERIC = ["cli.py", "tools.py", "numerics.py", "outputs.py", "generators/base.p
            "fpga/flow.py", "fpga/boards.py", "fpga/harness.py", "fpga/report.py",
            "fpga/family.py", "explore/__init__.py", "explore/space.py", "explore/metrics.py",
            "explore/store.py", "explore/engine.py", "explore/report.py", "explore/sweep.py",
-           "explore/progress.py", "explore/estimate.py"]
+           "explore/progress.py", "explore/estimate.py", "model/__init__.py", "model/graph.py",
+           "model/lower.py", "model/execute.py", "model/host.py", "model/reference.py",
+           "model/run.py", "model/examples.py", "sim/golden/ops.py",
+           "sim/cocotb/replay.py"]
 
 BLOCK_NAME = re.compile(r"\b(" + "|".join(map(re.escape, REGISTRY)) + r")\b")
 

@@ -82,6 +82,7 @@ class GeneratorSpec:
     run_options: tuple = ()
     error_bounds: dict = None
     harness_rare: dict = None
+    model_ops: str = None
 
     def preset(self, name):
         if name not in self.presets:
@@ -119,6 +120,10 @@ class GeneratorSpec:
         here, as ``accelgen sim`` would, but without its simulation-cost limit)."""
         checked = self.check_run_options(config, options, allow_large=True)
         return self.golden_model().model_report(config, checked)
+
+    def model_ops_module(self):
+        """The block's :attr:`model_ops` module, or None."""
+        return _load(self.model_ops) if self.model_ops else None
 
     def harness_class(self):
         return _load(self.harness)
@@ -172,21 +177,23 @@ REGISTRY = {
                       "analytic cycle model's answer, no simulation)", testcase="gemm",
                       show=True),
             RunOption("dataflow", "os|ws", "dataflow of --gemm and --inputs (default: the "
-                      "first built)", show=True))),
+                      "first built)", show=True)),
+        model_ops="accelgen.sim.golden.systolic_ops"),
     "activation": GeneratorSpec(
         name="activation",
         summary="elementwise GELU/SiLU/sigmoid/tanh/exp/reciprocal/rsqrt (table, PWL, I-BERT)",
         config_cls=ActivationConfig, presets=ACTIVATION_PRESETS,
         component="accelgen.hdl.activation:Activation", golden="accelgen.sim.golden.activation",
         testbench="accelgen.sim.cocotb.tb_activation", harness=_ONE_STREAM_HARNESS,
-        error_bounds=ACTIVATION_BOUNDS),
+        error_bounds=ACTIVATION_BOUNDS, model_ops="accelgen.sim.golden.activation_ops"),
     "softmax": GeneratorSpec(
         name="softmax",
         summary="row-wise streaming softmax (base-2 online normalization, int8/int16 logits)",
         config_cls=SoftmaxConfig, presets=SOFTMAX_PRESETS,
         component="accelgen.hdl.softmax:Softmax", golden="accelgen.sim.golden.softmax",
         testbench="accelgen.sim.cocotb.tb_softmax", harness=_ONE_STREAM_HARNESS,
-        error_bounds=SOFTMAX_BOUNDS, harness_rare={"last": 4, "mask": 2}),
+        error_bounds=SOFTMAX_BOUNDS, harness_rare={"last": 4, "mask": 2},
+        model_ops="accelgen.sim.golden.softmax_ops"),
     "cast": GeneratorSpec(
         name="cast",
         summary="number-format converter: FP32/BF16 to FP8/FP6/FP4/BF16/FP16/posit (RNE, "

@@ -64,7 +64,7 @@ from .simulators import (TIMESCALE, build_arguments, check_simulator, make_overr
                          model_path, tool_environment, wave_arguments, wave_format)
 
 __all__ = ["DEFAULT_BEATS", "DEFAULT_BUILD_ROOT", "SimResult", "simulate", "run_emitted",
-           "build_dir_for", "default_testcases", "bench_variables"]
+           "run_words", "build_dir_for", "default_testcases", "bench_variables"]
 
 DEFAULT_BEATS = 200
 DEFAULT_BUILD_ROOT = Path("build") / "sim"
@@ -239,14 +239,15 @@ def _read_results(simulator, results_xml, log, testcases):
 
 def run_emitted(manifest_path, *, simulator="verilator", seed=0, beats=DEFAULT_BEATS,
                 testcases=None, inputs=None, outputs=None, check=True, waves=False,
-                progress=None, options=None):
+                progress=None, options=None, test_module=None):
     """Build (or reuse) and simulate the Verilog that sits beside ``manifest_path``.
 
     The lower half of :func:`simulate`, for an already emitted directory: it trusts the files
     as they are, which is what lets tests pair a manifest with Verilog from another config and
     show that the testbench notices. Arguments as for :func:`simulate`; ``inputs`` and
     ``options`` must have been validated by the caller (testcases are checked against the
-    registry entry of the manifest's generator).
+    registry entry of the manifest's generator, unless ``test_module`` names a block-neutral
+    testbench module to run instead of the block's, as :func:`run_words` does).
     """
     from cocotb_tools.runner import get_runner   # slow import, only when used
 
@@ -256,7 +257,8 @@ def run_emitted(manifest_path, *, simulator="verilator", seed=0, beats=DEFAULT_B
     manifest_path = Path(manifest_path).resolve()
     manifest = json.loads(manifest_path.read_text())
     spec = get_spec(manifest["generator"])
-    testcases = _check_testcases(spec, testcases, inputs)
+    if test_module is None:
+        testcases = _check_testcases(spec, testcases, inputs)
     build_dir = manifest_path.parent
     verilog = build_dir / manifest["verilog"]
     # the simulation top: the block's ports passed through, or file-backed streams (bulk runs)
@@ -280,7 +282,7 @@ def run_emitted(manifest_path, *, simulator="verilator", seed=0, beats=DEFAULT_B
         say(f"simulating {', '.join(testcases)} (seed {seed}, {beats} beats)")
         start = time.monotonic()
         try:
-            runner.test(test_module=spec.testbench, hdl_toplevel=top,
+            runner.test(test_module=test_module or spec.testbench, hdl_toplevel=top,
                         hdl_toplevel_lang="verilog", build_dir=build_dir, test_dir=run_dir,
                         results_xml=str(results_xml), testcase=testcases, seed=seed,
                         waves=waves, timescale=TIMESCALE, test_args=test_args,
@@ -382,3 +384,44 @@ def simulate(spec, config, *, preset=None, simulator="verilator", seed=0, beats=
     return run_emitted(emitted.manifest_path, simulator=simulator, seed=seed, beats=beats,
                        testcases=testcases, inputs=inputs, outputs=outputs, check=check,
                        waves=waves, progress=progress, options=options)
+
+
+REPLAY_MODULE = "accelgen.sim.cocotb.replay"
+
+
+def run_words(spec, config, jobs, *, simulator="verilator", seed=0, build_root=None,
+              progress=None):
+    """Stream given payload words through ``config``'s RTL and return what came out.
+
+    ``jobs`` is a list of ``{"words": {input stream: [int]}, "expect": {output stream: count},
+    "timeout": cycles}``; they run one after another in one simulator process (a reset before
+    each), each at full rate through the file-backed streams (:mod:`accelgen.sim.bulk`), on
+    the build :func:`simulate` uses for the same config (built once, reused). Block-neutral:
+    the testbench is :mod:`accelgen.sim.cocotb.replay`, not the block's.
+
+    Returns ``(results, SimResult)``: one ``{"words": {output stream: [int]}, "cycles": int,
+    "finished": bool}`` per job (``cycles``: from the first cycle of the run to the last
+    output word). Raises :class:`ToolError` when the build fails or the simulator dies.
+    """
+    from ..generators.emit import emit
+
+    check_simulator(simulator)
+    build_dir = build_dir_for(spec, config, simulator, build_root=build_root)
+    make_directory("--build-root", build_dir)
+    with locked(build_dir, option="--build-root"):
+        emitted = emit(spec, config, build_dir, top=spec.name)
+    scratch = Path(tempfile.mkdtemp(prefix="words-", dir=build_dir))
+    jobs_path, out_path = scratch / "jobs.json", scratch / "outputs.json"
+    doc = [{"words": {k: [format(int(w), "x") for w in v] for k, v in job["words"].items()},
+            "expect": {k: int(v) for k, v in job["expect"].items()},
+            "timeout": int(job["timeout"])} for job in jobs]
+    write_atomic(jobs_path, json.dumps(doc))
+    sim = run_emitted(emitted.manifest_path, simulator=simulator, seed=seed,
+                      testcases=["replay"], inputs=jobs_path, outputs=out_path,
+                      progress=progress, test_module=REPLAY_MODULE)
+    if not out_path.exists():
+        raise ToolError(simulator, sim.log, "the replay testbench wrote no outputs")
+    results = [{"words": {k: [int(w, 16) for w in v] for k, v in r["words"].items()},
+                "cycles": int(r["cycles"]), "finished": bool(r["finished"])}
+               for r in json.loads(out_path.read_text())]
+    return results, sim

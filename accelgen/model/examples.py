@@ -1,0 +1,120 @@
+"""Example networks for ``accelgen run``, built from nothing but seeds and scikit-learn's
+bundled digits data (nothing is downloaded): the float ONNX model, its int8 QDQ quantization by
+onnxruntime's static quantizer, and an inputs file with labels.
+
+::
+
+    python -m accelgen.model.examples mlp -o models/      # models/mlp.onnx, mlp_int8.onnx,
+    accelgen run models/mlp_int8.onnx --inputs models/mlp_inputs.npz
+
+Needs scikit-learn and skl2onnx (the ``test`` extra) besides onnx and onnxruntime.
+"""
+
+import argparse
+import json
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["Example", "digits_split", "digits_mlp", "quantize_qdq", "EXAMPLES"]
+
+CALIBRATION_ROWS = 256
+
+
+@dataclass
+class Example:
+    """What an example builder wrote.
+
+    Members
+    -------
+    float_model, model, inputs : Path
+        The float ONNX model, its int8 QDQ quantization and the ``--inputs`` file.
+    float_accuracy : float or None
+        Top-1 accuracy of the float model on the inputs' labels.
+    """
+    float_model: Path
+    model: Path
+    inputs: Path
+    float_accuracy: object = None
+
+
+def digits_split(seed=0):
+    """``(x_train, x_test, y_train, y_test)``: scikit-learn's 1797 8x8 digits scaled to
+    [0, 1] (float32), 20 % held out (360 images), split with ``seed``."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+    x, y = load_digits(return_X_y=True)
+    x = (x / 16.0).astype(np.float32)
+    return train_test_split(x, y, test_size=0.2, random_state=seed)
+
+
+def quantize_qdq(float_path, out_path, calibration, *, per_channel=False,
+                 activation_type="int8", extra_options=None):
+    """onnxruntime's static quantizer in QDQ format: int8 weights (symmetric), int8 or uint8
+    activations calibrated by min/max on ``calibration`` (``{input name: array}``, one row
+    per calibration step)."""
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+                                          quantize_static)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            name, rows = next(iter(calibration.items()))
+            self.rows = iter([{name: rows[i:i + 1]} for i in range(len(rows))])
+
+        def get_next(self):
+            return next(self.rows, None)
+
+    act = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}[activation_type]
+    import logging
+    logging.getLogger().setLevel(logging.ERROR)     # the quantizer's pre-processing advice
+    quantize_static(str(float_path), str(out_path), Reader(), quant_format=QuantFormat.QDQ,
+                    activation_type=act, weight_type=QuantType.QInt8, per_channel=per_channel,
+                    extra_options=extra_options or {})
+    return Path(out_path)
+
+
+def digits_mlp(out_dir, *, hidden=64, seed=0, per_channel=False, activation_type="int8"):
+    """An MLP (64 -> ``hidden`` ReLU -> 10 Softmax) trained on the digits training split with
+    scikit-learn, converted with skl2onnx (``label`` and ``probabilities`` outputs) and
+    quantized on the first 256 training images. Returns an :class:`Example` (inputs: the 360
+    test images and their labels)."""
+    from skl2onnx import to_onnx
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    x_train, x_test, y_train, y_test = digits_split(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = MLPClassifier(hidden_layer_sizes=(hidden,), max_iter=300,
+                            random_state=seed).fit(x_train, y_train)
+    model = to_onnx(clf, x_train[:1], options={id(clf): {"zipmap": False}}, target_opset=17)
+    float_path = out_dir / "mlp.onnx"
+    float_path.write_bytes(model.SerializeToString())
+    name = model.graph.input[0].name
+    q = quantize_qdq(float_path, out_dir / "mlp_int8.onnx", {name: x_train[:CALIBRATION_ROWS]},
+                     per_channel=per_channel, activation_type=activation_type)
+    inputs = out_dir / "mlp_inputs.npz"
+    np.savez(inputs, **{name: x_test, "labels": y_test.astype(np.int64)})
+    return Example(float_path, q, inputs, float(clf.score(x_test, y_test)))
+
+
+EXAMPLES = {"mlp": digits_mlp}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m accelgen.model.examples",
+                                     description="write an example model for accelgen run")
+    parser.add_argument("example", choices=sorted(EXAMPLES))
+    parser.add_argument("-o", "--output", default="models", metavar="DIR")
+    args = parser.parse_args(argv)
+    ex = EXAMPLES[args.example](args.output)
+    print(json.dumps({k: str(v) for k, v in vars(ex).items()}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

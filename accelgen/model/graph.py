@@ -1,0 +1,363 @@
+"""Read a quantized ONNX model and cut it into steps: the operations the blocks execute, and
+the nodes the host runs.
+
+A model in onnxruntime's QDQ format holds float operators between ``DequantizeLinear`` (DQ)
+and ``QuantizeLinear`` (Q) nodes; the integer meaning of an operator is "its DQ inputs, the
+float operator, the Q of its output". :func:`load_network` recognizes these groups:
+
+``gemm``         ``MatMul`` or ``Gemm`` with DQ inputs and a Q output; a following ``Add`` of
+                 a constant (the bias an exporter writes after ``MatMul``) joins it, its
+                 intermediate Q/DQ pair dropped (the bias is added in the accumulator, one
+                 rounding instead of two); a following ``Relu`` joins it too.
+``elementwise``  ``Gelu``, ``Sigmoid``, ``Tanh`` with a DQ input and a Q output.
+``row_softmax``  ``Softmax`` over the last axis, DQ input, Q output.
+``layout``       nodes that move, select or relabel elements without arithmetic on them
+                 (``Reshape``, ``Transpose``, ``Flatten``, ``Identity``, ``ArgMax``, ...): run
+                 on the host, always.
+``quantize``     a Q node outside a group (the network's input, or after a host node): run on
+                 the host with ONNX's rounding (half to even, saturating).
+``host``         any other node: refused unless ``allow_host``, then run by onnxruntime on the
+                 host, in float, as the model says.
+
+DQ nodes are views: they give the real values of a quantized tensor to whoever asks. The
+QOperator format (``QLinearMatMul``, ``QLinearConv``, ``MatMulInteger``) is refused with a
+message that says to export QDQ.
+"""
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+from ..numerics import ConfigError
+
+__all__ = ["Network", "Step", "load_network", "LAYOUT_OPS", "ELEMENTWISE_FUNCTIONS"]
+
+#: ONNX operators that only move, select or relabel elements: the host runs them, always
+LAYOUT_OPS = ("Identity", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Cast",
+              "ArgMax", "ArrayFeatureExtractor", "Shape", "Gather", "Concat", "Slice", "Split",
+              "ZipMap")
+#: ONNX operator -> the elementwise function of :data:`accelgen.approx.FUNCTIONS`
+ELEMENTWISE_FUNCTIONS = {"Gelu": "gelu", "Sigmoid": "sigmoid", "Tanh": "tanh"}
+QOPERATOR_OPS = ("QLinearMatMul", "QLinearConv", "MatMulInteger", "ConvInteger", "QLinearAdd",
+                 "QGemm", "QLinearSoftmax", "QLinearSigmoid")
+MAX_FILE_BYTES = 1 << 30
+
+
+@dataclass
+class Step:
+    """One step of a network, in execution order.
+
+    Members
+    -------
+    name : str
+        The ONNX name of its main node (its op type and index when the node has none).
+    kind : str
+        ``gemm``, ``elementwise``, ``row_softmax``, ``layout``, ``quantize`` or ``host``.
+    op : str
+        What the report shows: the ONNX op types it covers (``MatMul+Add``).
+    nodes : list
+        The ONNX nodes it covers, main node first.
+    inputs, outputs : list of str
+        Tensor names read and written.
+    params : dict
+        Kind-specific: ``gemm``: ``a``, ``b`` (input names), ``trans_a``, ``trans_b``,
+        ``alpha``, ``bias`` (a constant's name or None), ``relu``; ``elementwise``:
+        ``function``; all mapped kinds: ``out_scale``, ``out_zero_point`` (names of the Q
+        node's inputs).
+    """
+    name: str
+    kind: str
+    op: str
+    nodes: list
+    inputs: list
+    outputs: list
+    params: dict = field(default_factory=dict)
+
+    @property
+    def mapped(self):
+        """Executed by a block (rather than on the host)."""
+        return self.kind in ("gemm", "elementwise", "row_softmax")
+
+
+@dataclass
+class Network:
+    """A loaded model cut into :class:`Step`\\ s.
+
+    Members
+    -------
+    model : onnx.ModelProto
+    path : Path
+    steps : list of Step
+    constants : dict
+        Initializer (and ``Constant`` node) name -> numpy array.
+    dequantize : dict
+        DQ output name -> its node (``(input, scale, zero point)`` names and ``axis``).
+    inputs : dict
+        Graph input name -> ``(shape, numpy dtype)``; a dimension without a value is None.
+    outputs : list of str
+        Graph output names.
+    """
+    model: object
+    path: Path
+    steps: list
+    constants: dict
+    dequantize: dict
+    inputs: dict
+    outputs: list
+
+    @property
+    def quantized_outputs(self):
+        """The tensors (codes) the mapped steps write: the Q outputs ORT also computes."""
+        return [s.outputs[0] for s in self.steps if s.mapped]
+
+    def step_sources(self, step):
+        """The computed quantized tensors (Q outputs, not constants) that ``step`` reads
+        through its DQ inputs."""
+        out = []
+        for name in step.inputs:
+            node = self.dequantize.get(name)
+            if node is not None and node.input[0] not in self.constants:
+                out.append(node.input[0])
+        return out
+
+
+def _node_name(node, index):
+    return node.name or f"{node.op_type}_{index}"
+
+
+def _attr(node, name, default=None):
+    from onnx import helper
+    for a in node.attribute:
+        if a.name == name:
+            return helper.get_attribute_value(a)
+    return default
+
+
+def _read_model(path):
+    """The ModelProto of ``path``; :class:`ConfigError` naming ``model`` when it is not an
+    ONNX file."""
+    import onnx
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"model: {str(path)!r} is not allowed; expected an existing .onnx file")
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise ConfigError(f"model: {str(path)!r} is {path.stat().st_size} bytes; at most "
+                          f"{MAX_FILE_BYTES} are allowed")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+        onnx.checker.check_model(model)
+    except Exception as error:      # protobuf DecodeError, ValidationError, ...
+        first = str(error).strip().splitlines()[0][:160] if str(error).strip() else \
+            type(error).__name__
+        raise ConfigError(f"model: {str(path)!r} is not a valid ONNX model ({first})") from None
+    if not model.graph.node:
+        raise ConfigError(f"model: {str(path)!r} has no nodes")
+    return model
+
+
+def _constants(model):
+    from onnx import numpy_helper
+    consts = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Constant" and _attr(node, "value") is not None:
+            consts[node.output[0]] = numpy_helper.to_array(_attr(node, "value"))
+    return consts
+
+
+def _graph_inputs(model, constants):
+    from onnx import helper
+    out = {}
+    for value in model.graph.input:
+        if value.name in constants:
+            continue
+        t = value.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+        out[value.name] = (tuple(dims), helper.tensor_dtype_to_np_dtype(t.elem_type))
+    return out
+
+
+class _Graph:
+    """Producer/consumer maps of the node list."""
+
+    def __init__(self, nodes):
+        self.nodes = nodes
+        self.producer = {}
+        self.consumers = defaultdict(list)
+        for node in nodes:
+            for name in node.output:
+                self.producer[name] = node
+            for name in node.input:
+                if name:
+                    self.consumers[name].append(node)
+
+    def only_consumer(self, tensor, op_type):
+        users = self.consumers.get(tensor, [])
+        return users[0] if len(users) == 1 and users[0].op_type == op_type else None
+
+
+def _q_after(graph, node):
+    """The Q node that is the only consumer of ``node``'s output, or None."""
+    return graph.only_consumer(node.output[0], "QuantizeLinear")
+
+
+def _dq_input(graph, name):
+    producer = graph.producer.get(name)
+    return producer if producer is not None and producer.op_type == "DequantizeLinear" else None
+
+
+def _fold_bias(graph, constants, q):
+    """``(add node, bias constant, its DQ, next Q)`` when ``q`` -> DQ -> ``Add(., DQ(constant))``
+    -> Q follows a GEMM, else None."""
+    dq = graph.only_consumer(q.output[0], "DequantizeLinear")
+    add = dq and graph.only_consumer(dq.output[0], "Add")
+    if add is None:
+        return None
+    other = [n for n in add.input if n != dq.output[0]]
+    bias_dq = _dq_input(graph, other[0]) if len(other) == 1 else None
+    q2 = _q_after(graph, add)
+    if bias_dq is None or q2 is None or bias_dq.input[0] not in constants:
+        return None
+    return add, bias_dq, dq, q2
+
+
+def _fold_relu(graph, q):
+    """``(dq, relu, next Q)`` when ``q`` -> DQ -> Relu -> Q, else None."""
+    dq = graph.only_consumer(q.output[0], "DequantizeLinear")
+    relu = dq and graph.only_consumer(dq.output[0], "Relu")
+    q2 = relu and _q_after(graph, relu)
+    return (dq, relu, q2) if q2 is not None else None
+
+
+def _gemm_step(graph, constants, node, index):
+    """The ``gemm`` step of MatMul/Gemm ``node`` (with the bias Add and Relu after it), or None
+    when its inputs are not DQ outputs or its output is not quantized."""
+    ins = [n for n in node.input if n]
+    q = _q_after(graph, node)
+    if q is None or len(ins) < 2 or not all(_dq_input(graph, n) for n in ins[:2]):
+        return None
+    params = {"a": ins[0], "b": ins[1], "bias": None, "relu": False,
+              "trans_a": bool(_attr(node, "transA", 0)), "trans_b": bool(_attr(node, "transB", 0)),
+              "alpha": float(_attr(node, "alpha", 1.0)), "beta": float(_attr(node, "beta", 1.0))}
+    nodes, ops = [node, q], [node.op_type]
+    if node.op_type == "Gemm" and len(ins) == 3:
+        if not _dq_input(graph, ins[2]) or _dq_input(graph, ins[2]).input[0] not in constants:
+            return None
+        params["bias"] = ins[2]
+    elif node.op_type == "MatMul":
+        fold = _fold_bias(graph, constants, q)
+        if fold is not None:
+            add, bias_dq, dq, q = fold
+            params["bias"] = bias_dq.output[0]
+            nodes += [dq, add, q]
+            ops.append("Add")
+    relu = _fold_relu(graph, q)
+    if relu is not None:
+        dq, r, q = relu
+        params["relu"] = True
+        nodes += [dq, r, q]
+        ops.append("Relu")
+    params.update(out_scale=q.input[1], out_zero_point=q.input[2] if len(q.input) > 2 else None)
+    inputs = [params["a"], params["b"]] + ([params["bias"]] if params["bias"] else [])
+    return Step(_node_name(node, index), "gemm", "+".join(ops), nodes, inputs, [q.output[0]],
+                params)
+
+
+def _unary_step(graph, node, index, kind, **params):
+    q = _q_after(graph, node)
+    if q is None or not _dq_input(graph, node.input[0]):
+        return None
+    params.update(out_scale=q.input[1], out_zero_point=q.input[2] if len(q.input) > 2 else None)
+    return Step(_node_name(node, index), kind, node.op_type, [node, q], [node.input[0]],
+                [q.output[0]], params)
+
+
+def _softmax_step(graph, node, index, ranks):
+    axis = int(_attr(node, "axis", -1))
+    rank = ranks.get(node.input[0])
+    if axis != -1 and (rank is None or axis != rank - 1):
+        return None
+    return _unary_step(graph, node, index, "row_softmax")
+
+
+def _ranks(model):
+    """Tensor name -> rank, where ONNX shape inference knows it."""
+    import onnx
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:       # a model shape inference cannot read still runs
+        return {}
+    out = {}
+    for v in list(inferred.graph.value_info) + list(inferred.graph.input) + \
+            list(inferred.graph.output):
+        t = v.type.tensor_type
+        if t.HasField("shape"):
+            out[v.name] = len(t.shape.dim)
+    return out
+
+
+def _is_quantized(model):
+    ops = {n.op_type for n in model.graph.node}
+    return "QuantizeLinear" in ops or "DequantizeLinear" in ops
+
+
+def load_network(path, *, allow_host=False):
+    """Read ``path`` and cut it into steps (see the module docstring). :class:`ConfigError`
+    (one line naming ``model`` and the node) for a file that is not ONNX, a float model, the
+    QOperator format, and, unless ``allow_host``, an operator no block runs."""
+    model = _read_model(path)
+    qop = [n for n in model.graph.node if n.op_type in QOPERATOR_OPS]
+    if qop:
+        raise ConfigError(f"model: node {_node_name(qop[0], 0)!r} ({qop[0].op_type}) is in "
+                          f"onnxruntime's QOperator format; expected the QDQ format "
+                          f"(quantize_static(..., quant_format=QuantFormat.QDQ))")
+    if not _is_quantized(model):
+        raise ConfigError(f"model: {str(path)!r} is a float model (no QuantizeLinear or "
+                          f"DequantizeLinear nodes); expected a quantized model, e.g. from "
+                          f"onnxruntime.quantization.quantize_static in QDQ format")
+    constants = _constants(model)
+    graph = _Graph([n for n in model.graph.node if n.op_type != "Constant"])
+    ranks = _ranks(model)
+    dequantize = {n.output[0]: n for n in graph.nodes if n.op_type == "DequantizeLinear"}
+    taken, steps = set(), []
+    for index, node in enumerate(graph.nodes):
+        if id(node) in taken or node.op_type == "DequantizeLinear":
+            continue
+        step = None
+        if node.op_type in ("MatMul", "Gemm"):
+            step = _gemm_step(graph, constants, node, index)
+        elif node.op_type in ELEMENTWISE_FUNCTIONS:
+            step = _unary_step(graph, node, index, "elementwise",
+                               function=ELEMENTWISE_FUNCTIONS[node.op_type])
+        elif node.op_type == "Softmax":
+            step = _softmax_step(graph, node, index, ranks)
+        if step is None:
+            kind = "quantize" if node.op_type == "QuantizeLinear" else \
+                "layout" if node.op_type in LAYOUT_OPS else "host"
+            if kind == "host" and not allow_host:
+                raise ConfigError(f"model: node {_node_name(node, index)!r} ({node.op_type}) "
+                                  f"is not supported on the blocks; --allow-host runs it on "
+                                  f"the host")
+            step = Step(_node_name(node, index), kind, node.op_type, [node],
+                        [n for n in node.input if n], list(node.output))
+        taken.update(id(n) for n in step.nodes)
+        steps.append(step)
+    _check_order(steps, graph, constants, model)
+    return Network(model=model, path=Path(path), steps=steps, constants=constants,
+                   dequantize=dequantize, inputs=_graph_inputs(model, constants),
+                   outputs=[o.name for o in model.graph.output])
+
+
+def _check_order(steps, graph, constants, model):
+    """Steps run in list order: every tensor a step reads must exist by then (fused groups
+    can only move a node later than ONNX's order, never need a later tensor earlier)."""
+    known = set(constants) | {v.name for v in model.graph.input}
+    dq = {n.output[0]: n.input[0] for n in graph.nodes if n.op_type == "DequantizeLinear"}
+    for step in steps:
+        for name in step.inputs:
+            source = dq.get(name, name)
+            if name not in known and source not in known:
+                raise ConfigError(f"model: node {step.name!r} ({step.op}) reads {name!r} before "
+                                  f"it is computed; expected nodes in topological order")
+        known.update(step.outputs)
+        known.update(n.output[0] for n in step.nodes if n.op_type == "DequantizeLinear")

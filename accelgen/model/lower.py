@@ -1,0 +1,184 @@
+"""Quantized tensors and the lowering of a network step to integer operations
+(:mod:`accelgen.sim.golden.ops`), with every real scale turned into exact integer terms.
+
+GEMM (``MatMul``/``Gemm`` with DQ inputs, Q output)
+    With ``a = s_a (A - z_a)``, ``b = s_b[j] (B - z_b[j])`` (per-tensor or per output column)
+    and the output ``y = s_y (Y - z_y)``::
+
+        Y[m, j] = sat(round(acc[m, j] * s_a s_b[j] alpha / s_y) + z_y)
+        acc = sum_k A B - z_a colsum_j(B) - z_b[j] rowsum_m(A) + K z_a z_b[j] + bias[j]
+
+    The three zero-point terms and the bias go into ``C`` (``acc`` units, preloaded into the
+    accumulators): a constant per column for weights, per element for two activations (as
+    gemmlowp's offset kernels do). ``bias[j] = round_half_even(beta * bias_real[j] / (s_a
+    s_b[j]))``; onnxruntime stores a ``Gemm`` bias as int32 at exactly that scale, so it is
+    exact there. ``u8`` B codes are moved to ``s8`` (``B - 128``, ``z_b - 128``), exactly.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..numerics import ConfigError
+from ..sim.golden.ops import ElementwiseOp, GemmOp, SoftmaxOp
+
+__all__ = ["QTensor", "quantize", "lower_gemm", "lower_elementwise", "lower_softmax",
+           "format_of"]
+
+
+def format_of(dtype):
+    """``"s8"``/``"u8"`` of an int8/uint8 numpy dtype; :class:`ConfigError` otherwise."""
+    dtype = np.dtype(dtype)
+    if dtype == np.int8:
+        return "s8"
+    if dtype == np.uint8:
+        return "u8"
+    raise ConfigError(f"model: a quantized tensor of type {dtype} is not allowed; expected "
+                      f"int8 or uint8")
+
+
+@dataclass(eq=False)
+class QTensor:
+    """Integer codes standing for ``scale * (codes - zero_point)``.
+
+    Members
+    -------
+    codes : int64 array
+    scale : float, or float array along ``axis`` (per-channel)
+    zero_point : int, or int array along ``axis``
+    fmt : ``"s8"`` or ``"u8"``
+    axis : int or None
+        The axis of per-channel ``scale``/``zero_point``.
+    """
+    codes: np.ndarray
+    scale: object
+    zero_point: object
+    fmt: str
+    axis: object = None
+
+    def _along(self, values):
+        values = np.asarray(values)
+        if values.ndim == 0 or self.axis is None:
+            return values
+        shape = [1] * self.codes.ndim
+        shape[self.axis] = -1
+        return values.reshape(shape)
+
+    def real(self):
+        """The real values (float64)."""
+        return (self.codes - self._along(self.zero_point)) * self._along(self.scale)
+
+    @property
+    def per_tensor(self):
+        return np.ndim(self.scale) == 0 and np.ndim(self.zero_point) == 0
+
+
+def quantize(x, scale, zero_point, dtype, axis=1):
+    """ONNX ``QuantizeLinear``: ``saturate(round_half_even(x / scale) + zero_point)`` into
+    ``dtype`` (int8/uint8), per tensor or along ``axis``. Returns a :class:`QTensor`."""
+    x = np.asarray(x, np.float64)
+    scale = np.asarray(scale, np.float32)
+    zero_point = np.asarray(zero_point, np.int64)
+    if scale.ndim:
+        shape = [1] * x.ndim
+        shape[axis] = -1
+        s, z = scale.reshape(shape), zero_point.reshape(shape)
+    else:
+        s, z, axis = scale, zero_point, None
+    info = np.iinfo(dtype)
+    # ONNX divides in float32 (the input's type); then rounds half to even
+    q = np.rint(np.float32(x) / s).astype(np.int64) + z
+    codes = np.clip(q, info.min, info.max)
+    return QTensor(codes, scale.astype(np.float64) if scale.ndim else float(scale),
+                   zero_point if zero_point.ndim else int(zero_point), format_of(dtype), axis)
+
+
+def _column_params(t, trans, columns):
+    """Per-column ``(scale, zero point)`` arrays of a B operand (``trans``: stored N x K)."""
+    if t.per_tensor:
+        return np.full(columns, float(t.scale)), np.full(columns, int(t.zero_point), np.int64)
+    want = 0 if trans else t.codes.ndim - 1
+    if t.axis not in (want, want - t.codes.ndim):
+        raise ConfigError(f"model: per-channel B scales along axis {t.axis} are not allowed; "
+                          f"expected the output-column axis {want}")
+    return np.asarray(t.scale, float).reshape(-1), np.asarray(t.zero_point, np.int64).reshape(-1)
+
+
+def _as_s8(codes, zero_point, fmt):
+    """``u8`` codes moved to ``s8`` (``- 128`` on codes and zero point): the same reals."""
+    if fmt == "u8":
+        return codes - 128, zero_point - 128, "s8"
+    return codes, zero_point, fmt
+
+
+def lower_gemm(a, b, out_scale, out_zero_point, out_dtype, *, trans_a=False, trans_b=False,
+               alpha=1.0, beta=1.0, bias=None, relu=False):
+    """The :class:`~accelgen.sim.golden.ops.GemmOp`\\ s of ``a . b`` (QTensors; leading axes
+    of ``a`` are rows when ``b`` is a matrix, batch axes when both have them) with output
+    parameters ``out_scale``/``out_zero_point`` and the real ``bias`` (float array of N or
+    None). Returns ``(ops, output shape, reshape)``: ``reshape(results)`` stacks the ops'
+    M x N results into the output tensor."""
+    if not a.per_tensor:
+        raise ConfigError("model: per-channel scales on a GEMM's A operand are not allowed; "
+                          "expected per-tensor activations")
+    A = np.asarray(a.codes, np.int64)
+    B = np.asarray(b.codes, np.int64)
+    if trans_a:
+        A = np.swapaxes(A, -1, -2)
+    if trans_b:
+        B = np.swapaxes(B, -1, -2)
+    n = B.shape[-1]
+    sb, zb = _column_params(b, trans_b, n)
+    B, zb, b_fmt = _as_s8(B, zb, b.fmt)
+    za = int(a.zero_point)
+    if B.ndim == 2:
+        lead = A.shape[:-1]
+        As, Bs = [A.reshape(-1, A.shape[-1])], [B]
+        out_shape = (*lead, n)
+    else:
+        batch = np.broadcast_shapes(A.shape[:-2], B.shape[:-2])
+        A2 = np.broadcast_to(A, (*batch, *A.shape[-2:])).reshape(-1, *A.shape[-2:])
+        B2 = np.broadcast_to(B, (*batch, *B.shape[-2:])).reshape(-1, *B.shape[-2:])
+        As, Bs = list(A2), list(B2)
+        out_shape = (*batch, A.shape[-2], n)
+    k = As[0].shape[1]
+    if Bs[0].shape[0] != k:
+        raise ConfigError(f"model: GEMM operands {A.shape} and {B.shape} do not agree on K")
+    acc_scale = float(a.scale) * sb
+    if bias is not None:
+        bias_acc = np.rint(beta * np.asarray(bias, np.float64).reshape(-1) / acc_scale)
+        bias_acc = np.broadcast_to(bias_acc.astype(np.int64), (n,))
+    else:
+        bias_acc = np.zeros(n, np.int64)
+    scale = acc_scale * alpha / float(out_scale)
+    ops = []
+    for Am, Bm in zip(As, Bs):
+        c = (bias_acc[None, :] - za * Bm.sum(axis=0)[None, :]
+             - zb[None, :] * Am.sum(axis=1)[:, None] + k * za * zb[None, :])
+        ops.append(GemmOp(a=Am, a_format=a.fmt, b=Bm, b_format=b_fmt,
+                          c=c if np.any(c) else None, scale=scale,
+                          zero_point=int(out_zero_point), out_signed=format_of(out_dtype) == "s8",
+                          relu=relu))
+
+    def reshape(results):
+        return np.stack(results).reshape(out_shape)
+
+    return ops, out_shape, reshape
+
+
+def lower_elementwise(x, function, out_scale, out_zero_point, out_dtype):
+    """The :class:`~accelgen.sim.golden.ops.ElementwiseOp` of ``function`` on QTensor ``x``."""
+    if not x.per_tensor:
+        raise ConfigError(f"model: per-channel scales on the input of {function} are not "
+                          f"allowed; expected per-tensor input scales")
+    return ElementwiseOp(x=x.codes, function=function, in_format=x.fmt, in_scale=float(x.scale),
+                         in_zero_point=int(x.zero_point), out_format=format_of(out_dtype),
+                         out_scale=float(out_scale), out_zero_point=int(out_zero_point))
+
+
+def lower_softmax(x):
+    """The :class:`~accelgen.sim.golden.ops.SoftmaxOp` over the last axis of QTensor ``x``."""
+    if not x.per_tensor:
+        raise ConfigError("model: per-channel scales on Softmax logits are not allowed")
+    return SoftmaxOp(x=x.codes, in_format=x.fmt, in_scale=float(x.scale),
+                     in_zero_point=int(x.zero_point))

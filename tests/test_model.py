@@ -1,0 +1,329 @@
+"""accelgen run: quantized ONNX networks on the blocks, against onnxruntime.
+
+The three paths of one network: onnxruntime's int8 execution (the reference), the blocks'
+golden models (fast tier) and their RTL (cocotb tier); the mapping's numbers (dyadic scales,
+zero-point folding, per-channel groups, tiling) against formulas written here from the
+numeric specification; and bad input (exit 2, one line, nothing written)."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from accelgen.cli import main
+from accelgen.generators.registry import REGISTRY
+from accelgen.model import examples
+from accelgen.model.graph import load_network
+from accelgen.model.lower import QTensor, lower_gemm, quantize
+from accelgen.model.run import read_hw, run_model
+from accelgen.numerics import ConfigError
+from accelgen.sim.golden import systolic_ops
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("skl2onnx")
+
+SYSTOLIC = REGISTRY["systolic"]
+
+
+@pytest.fixture(scope="module")
+def mlp(tmp_path_factory):
+    return examples.digits_mlp(tmp_path_factory.mktemp("mlp"))
+
+
+# -- the numbers of the mapping ------------------------------------------------------------------
+
+def _round_half_up_shift(x, shift):
+    """``x / 2**shift`` rounded half up, in Python integers (numerics.md: add 2**(s-1), then
+    an arithmetic shift)."""
+    return (x + (1 << (shift - 1))) >> shift if shift else x
+
+
+@pytest.mark.parametrize("mult_bits", [8, 16, 24])
+def test_dyadic_scale_error_is_within_two_to_minus_mult_bits(mult_bits):
+    rng = np.random.default_rng(mult_bits)
+    scales = np.concatenate([2.0 ** rng.uniform(-30, mult_bits - 1, 2000),
+                             [2.0 ** -20, 0.5, 1.0, 1 - 2 ** -30, 2.0 ** (mult_bits - 1)]])
+    for s in scales:
+        mult, shift = systolic_ops.dyadic_scale(s, mult_bits)
+        assert 0 < mult < 1 << mult_bits and 0 <= shift <= 63
+        assert abs(mult / 2 ** shift - s) / s <= 2.0 ** -mult_bits, (s, mult, shift)
+
+
+def test_dyadic_scale_refuses_what_the_multiplier_cannot_hold():
+    with pytest.raises(ConfigError, match=r"^scale: 65536.0 is not allowed with mult_bits 16"):
+        systolic_ops.dyadic_scale(65536.0, 16)
+
+
+def test_dyadic_scale_of_tiny_scales_keeps_shift_63():
+    mult, shift = systolic_ops.dyadic_scale(2.0 ** -70, 16)
+    assert (mult, shift) == (0, 63)
+    mult, shift = systolic_ops.dyadic_scale(3 * 2.0 ** -62, 16)
+    assert (mult, shift) == (6, 63)
+
+
+def _gemm_spec(a, b, za, zb, sa, sb, sy, zy, bias_real, mult_bits, out_signed=True):
+    """The GEMM of lower.py's docstring from scratch: exact integer accumulators of the
+    zero-point-corrected codes plus the rounded bias, each column's dyadic multiplier, half-up
+    rounding, zero point, saturation."""
+    m, n = a.shape[0], b.shape[1]
+    lo, hi = (-128, 127) if out_signed else (0, 255)
+    y = np.zeros((m, n), np.int64)
+    for j in range(n):
+        s_acc = sa * sb[j]
+        bias = int(np.rint(bias_real[j] / s_acc)) if bias_real is not None else 0
+        mult, shift = systolic_ops.dyadic_scale(s_acc / sy, mult_bits)
+        for i in range(m):
+            acc = sum((int(a[i, k]) - za) * (int(b[k, j]) - int(zb[j]))
+                      for k in range(a.shape[1])) + bias
+            y[i, j] = min(hi, max(lo, _round_half_up_shift(acc * mult, shift) + zy))
+    return y
+
+
+@pytest.mark.parametrize("fine", [False, True], ids=["wide", "fine"])
+@pytest.mark.parametrize("a_fmt,per_channel", [("s8", False), ("u8", False), ("s8", True),
+                                               ("u8", True)])
+def test_gemm_lowering_and_plan_match_the_spec(a_fmt, per_channel, fine):
+    """Zero points of A and B, a bias, per-tensor or per-channel scales, u8 or s8 activations,
+    K beyond k_max and M beyond the accumulator memory (so the plan tiles and chains
+    commands): the plan's golden result equals the formula. ``fine``: small codes near the
+    zero point and about 8 accumulator units per output LSB, so an accumulator off by one
+    changes about one output in eight."""
+    rng = np.random.default_rng(7)
+    m, k, n = 70, 150, 9
+    lo = 0 if a_fmt == "u8" else -128
+    za = int(rng.integers(lo + 8, lo + 248))
+    if fine:
+        a = za + rng.integers(-4, 5, (m, k))
+        b = rng.integers(-4, 5, (k, n))
+    else:
+        a = rng.integers(lo, lo + 256, (m, k))
+        b = rng.integers(-128, 128, (k, n))
+    sa = 0.02
+    sb = rng.uniform(0.002, 0.01, n) if per_channel else np.full(n, 0.005)
+    zb = np.zeros(n, np.int64)
+    bias = rng.normal(0, 0.5 if not fine else 20 * sa * 0.005, n)
+    sy, zy = (0.3, -5) if not fine else (8 * sa * 0.005, -5)
+    A = QTensor(a, sa, za, a_fmt)
+    B = QTensor(b, sb if per_channel else 0.005, 0, "s8", axis=1 if per_channel else None)
+    ops, shape, reshape = lower_gemm(A, B, sy, zy, np.int8, bias=bias)
+    config = SYSTOLIC.presets["default"]
+    assert config.k_max < k and config.acc_depth < m
+    plans = [systolic_ops.plan(config, op) for op in ops]
+    got = reshape([p.result for p in plans])
+    want = _gemm_spec(a, b, za, zb, sa, sb, sy, zy, bias, config.mult_bits)
+    assert shape == (m, n) and np.array_equal(got, want)
+    if fine:
+        assert np.mean(np.abs(want) >= 127) < 0.05
+    groups = len(set(zip(*[systolic_ops.dyadic_scale(s * sa / sy, config.mult_bits)
+                           for s in sb])))
+    assert plans[0].commands >= groups * math.ceil(k / config.k_max)
+
+
+def test_gemm_lowering_of_two_activations_with_zero_points():
+    """B from an activation (uint8, zero point 131) and batch axes: per-element zero-point
+    terms."""
+    rng = np.random.default_rng(3)
+    a = rng.integers(-128, 128, (2, 5, 12))
+    b = rng.integers(0, 256, (2, 12, 6))
+    A, B = QTensor(a, 0.05, 7, "s8"), QTensor(b, 0.04, 131, "u8")
+    ops, shape, reshape = lower_gemm(A, B, 0.4, 3, np.int8)
+    got = reshape([systolic_ops.plan(SYSTOLIC.presets["default"], op).result for op in ops])
+    mb = SYSTOLIC.presets["default"].mult_bits
+    want = np.stack([_gemm_spec(a[i], b[i], 7, np.full(6, 131), 0.05, np.full(6, 0.04), 0.4,
+                                3, None, mb) for i in range(2)])
+    assert shape == (2, 5, 6) and np.array_equal(got, want)
+
+
+def test_quantize_matches_onnxruntime():
+    from onnx import TensorProto, helper
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.normal(0, 3, 4000), np.arange(-20, 20) * 0.0625 + 0.03125,
+                        [1e9, -1e9]]).astype(np.float32)
+    for dtype, zp, tp in [(np.int8, -3, TensorProto.INT8), (np.uint8, 128, TensorProto.UINT8)]:
+        scale = np.float32(0.0625)
+        node = helper.make_node("QuantizeLinear", ["x", "s", "z"], ["y"])
+        graph = helper.make_graph(
+            [node], "q", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [x.size])],
+            [helper.make_tensor_value_info("y", tp, [x.size])],
+            [helper.make_tensor("s", TensorProto.FLOAT, [], [scale]),
+             helper.make_tensor("z", tp, [], [zp])])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        want = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+        got = quantize(x, scale, np.array(zp, dtype), dtype)
+        assert np.array_equal(got.codes, want.astype(np.int64))
+
+
+# -- the digits MLP: onnxruntime int8, golden ------------------------------------------------------
+
+def test_mlp_is_cut_into_block_steps(mlp):
+    net = load_network(mlp.model)
+    kinds = [(s.kind, s.op) for s in net.steps if s.kind not in ("layout",)]
+    assert kinds == [("quantize", "QuantizeLinear"), ("gemm", "MatMul+Add"),
+                     ("gemm", "MatMul+Add"), ("row_softmax", "Softmax"),
+                     ("quantize", "QuantizeLinear")]
+
+
+def test_mlp_golden_keeps_onnxruntime_accuracy(mlp):
+    data, outputs = run_model(mlp.model, mlp.inputs)
+    acc = data["accuracy"]
+    ours, theirs = acc["accelgen"]["label"], acc["onnxruntime"]["label"]
+    samples = acc["samples"]
+    assert samples == 360
+    assert abs(ours - theirs) * samples <= 1, (ours, theirs)
+    assert ours >= mlp.float_accuracy - 0.01, (ours, mlp.float_accuracy)
+    steps = [s for s in data["steps"] if s["where"] == "golden"]
+    assert [s["block"] for s in steps] == ["systolic", "systolic", "softmax"]
+    for s in steps:
+        # the blocks' own differences on onnxruntime's inputs: dyadic vs float requantization
+        # (and onnxruntime rounding MatMul before its bias Add), softmax approximation
+        assert s["max_err_lsb_alone"] <= 2, s
+        assert s["cycles"] > 0
+    gemm = steps[0]
+    assert gemm["macs"] == 360 * 64 * 64
+    assert 0 < gemm["utilization"] <= 1
+    assert data["totals"]["cycles"] == sum(s["cycles"] for s in steps)
+    assert data["totals"]["host_steps"] == []
+    assert outputs["label"].shape == (360,)
+
+
+def test_mlp_per_channel_and_uint8(tmp_path):
+    ex = examples.digits_mlp(tmp_path, per_channel=True, activation_type="uint8")
+    data, _ = run_model(ex.model, ex.inputs)
+    acc = data["accuracy"]
+    assert abs(acc["accelgen"]["label"] - acc["onnxruntime"]["label"]) * 360 <= 1
+    gemm = [s for s in data["steps"] if s["kind"] == "gemm"]
+    assert all(s["max_err_lsb_alone"] <= 2 for s in gemm)
+    assert any("per-channel" in n for s in gemm for n in s["notes"])
+
+
+def test_hw_presets_change_the_array(mlp):
+    small, _ = run_model(mlp.model, mlp.inputs)
+    big, _ = run_model(mlp.model, mlp.inputs, hw=read_hw(presets=["systolic=8x8"]))
+    cyc = [[s["cycles"] for s in d["steps"] if s["kind"] == "gemm"] for d in (small, big)]
+    assert all(b < s for s, b in zip(*cyc)), cyc
+    assert big["accuracy"]["accelgen"]["label"] == small["accuracy"]["accelgen"]["label"]
+
+
+def test_cli_run_writes_report(mlp, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["run", str(mlp.model), "--inputs", str(mlp.inputs), "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "MatMul+Add" in text and "top-1 accuracy of 'label'" in text
+    report = json.loads((out / "report.json").read_text())
+    assert report["batch"] == 360
+    with np.load(out / "outputs.npz") as saved:
+        assert saved["label"].shape == (360,)
+
+
+# -- RTL ---------------------------------------------------------------------------------------
+
+@pytest.mark.cocotb
+def test_mlp_rtl_equals_golden(mlp, tmp_path):
+    golden, g_out = run_model(mlp.model, mlp.inputs)
+    rtl, r_out = run_model(mlp.model, mlp.inputs, sim="rtl", build_root=tmp_path / "build")
+    assert rtl["totals"]["rtl_mismatches"] == 0
+    for name in g_out:
+        assert np.array_equal(g_out[name], r_out[name]), name
+    for g, r in zip(golden["steps"], rtl["steps"]):
+        if r["where"] == "rtl":
+            assert r["rtl_mismatches"] == 0 and r["cycles"] >= 1
+            if r["kind"] == "gemm":
+                # the block's counters agree with its cycle model, command by command
+                assert r["counters"]["cycles"] == g["model_cycles"], (r, g)
+                assert r["counters"]["macs"] == r["macs"]
+
+
+# -- bad input ---------------------------------------------------------------------------------
+
+def _float_model(path):
+    from onnx import TensorProto, helper
+    node = helper.make_node("Relu", ["x"], ["y"])
+    graph = helper.make_graph([node], "f", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, [None, 4])], [helper.make_tensor_value_info(
+            "y", TensorProto.FLOAT, [None, 4])])
+    path.write_bytes(helper.make_model(graph).SerializeToString())
+    return path
+
+
+def _qdq_with(path, op_type):
+    """A QDQ model whose middle node is ``op_type`` on one tensor."""
+    from onnx import TensorProto, helper
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"]),
+             helper.make_node(op_type, ["xd"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "q", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 4])],
+        [helper.make_tensor("s", TensorProto.FLOAT, [], [0.1]),
+         helper.make_tensor("z", TensorProto.INT8, [], [0])])
+    path.write_bytes(helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
+    return path
+
+
+def _run(capsys, *argv):
+    code = main(["run", *map(str, argv)])
+    err = capsys.readouterr().err.strip().splitlines()
+    return code, err
+
+
+@pytest.mark.parametrize("case", ["not_onnx", "float_model", "missing", "unsupported_op",
+                                  "wrong_shape", "wrong_dtype", "missing_input", "extra_array",
+                                  "bad_hw_block", "bad_hw_setting", "bad_sim", "nan_input",
+                                  "bad_labels"])
+def test_bad_input_exits_2_with_one_line(case, mlp, tmp_path, capsys):
+    out = tmp_path / "out"
+    model, inputs, extra = mlp.model, mlp.inputs, []
+    x = np.load(mlp.inputs)["X"]
+    if case == "not_onnx":
+        model = tmp_path / "junk.onnx"
+        model.write_bytes(b"\x00\x01 not a protobuf")
+    elif case == "float_model":
+        model = _float_model(tmp_path / "f.onnx")
+    elif case == "missing":
+        model = tmp_path / "nope.onnx"
+    elif case == "unsupported_op":
+        model = _qdq_with(tmp_path / "u.onnx", "Neg")
+    elif case in ("wrong_shape", "wrong_dtype", "missing_input", "extra_array", "nan_input",
+                  "bad_labels"):
+        inputs = tmp_path / "in.npz"
+        arrays = {"wrong_shape": {"X": x[:, :63]}, "wrong_dtype": {"X": (x * 16).astype(int)},
+                  "missing_input": {"labels": np.zeros(360, int)},
+                  "extra_array": {"X": x, "Y": x},
+                  "nan_input": {"X": np.where(x > 0.5, np.nan, x).astype(np.float32)},
+                  "bad_labels": {"X": x, "labels": np.zeros(5, int)}}[case]
+        np.savez(inputs, **arrays)
+    elif case == "bad_hw_block":
+        extra = ["--hw-preset", "mac=default"]
+    elif case == "bad_hw_setting":
+        hw = tmp_path / "hw.toml"
+        hw.write_text('[systolic]\npreset = "8x8"\nrows = 99\n')
+        extra = ["--hw", hw]
+    elif case == "bad_sim":
+        extra = ["--sim", "spice"]
+    code, err = _run(capsys, model, "--inputs", inputs, "-o", out, *extra)
+    assert code == 2 and len(err) == 1 and err[0].startswith("accelgen: error: "), err
+    assert not out.exists()
+    expected = {"not_onnx": "not a valid ONNX model", "float_model": "is a float model",
+                "missing": "expected an existing .onnx file",
+                "unsupported_op": "(Neg) is not supported on the blocks; --allow-host",
+                "wrong_shape": "X has shape 360x63; the model expects Nx64",
+                "wrong_dtype": "X has dtype int64; the model expects float32",
+                "missing_input": "array 'X' is missing", "extra_array": "array 'Y' is not an",
+                "bad_hw_block": "block 'mac' runs no network operations",
+                "bad_hw_setting": "rows", "bad_sim": "--sim: 'spice' is not allowed",
+                "nan_input": "NaN", "bad_labels": "labels has shape (5,)"}[case]
+    assert expected in err[0], err
+
+
+def test_allow_host_runs_and_marks_the_node(tmp_path, capsys):
+    model = _qdq_with(tmp_path / "u.onnx", "Neg")
+    inputs = tmp_path / "in.npz"
+    x = np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4)
+    np.savez(inputs, x=x)
+    data, outputs = run_model(model, inputs, allow_host=True)
+    assert data["totals"]["host_steps"] == ["Neg_2"]
+    # the host runs the node in float on the dequantized codes, as the model says
+    assert np.allclose(outputs["y"], -np.rint(x / np.float32(0.1)) * np.float32(0.1))
