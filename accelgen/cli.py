@@ -490,7 +490,7 @@ def cmd_run(args):
     data, outputs = model_run.run_model(
         args.model, args.inputs, hw=hw, sim=args.sim, allow_host=args.allow_host,
         simulator=args.simulator, build_root=args.build_root, seed=args.seed, fmax=args.fmax,
-        progress=_progress(args))
+        reference=args.reference, progress=_progress(args))
     if args.output is not None:
         model_run.write_outputs(args.output, data, outputs)
     _print(args, data, "\n".join(model_run.report_lines(data, _table)))
@@ -654,6 +654,9 @@ def _parser():
     p.add_argument("--simulator", default="verilator", help="verilator or icarus (--sim rtl)")
     p.add_argument("--allow-host", action="store_true",
                    help="run operators no block runs on the host (the report marks them)")
+    p.add_argument("--reference", default="int8",
+                   help="int8 (onnxruntime's fused integer kernels, default) or qdq (its "
+                        "optimizations off: each node as ONNX defines it)")
     p.add_argument("--fmax", type=float, metavar="MHZ",
                    help="clock for the latency (default: accelgen estimate's Fmax per config)")
     p.add_argument("--seed", type=int, default=0, help="seed of the RTL runs' stream gaps")

@@ -174,7 +174,8 @@ def _random_config(rng):
                   exp_segments=2 ** rng.randint(1, 8), pwl_frac=rng.randint(0, 16),
                   recip=rng.choice(["table", "pwl"]), recip_bits=rng.randint(2, 10),
                   newton=rng.random() < 0.5, output=rng.choice(["u8", "s8", "log2"]),
-                  mask=rng.random() < 0.5, acc_frac=rng.choice([0, 0, rng.randint(1, 24)]))
+                  mask=rng.random() < 0.5, acc_frac=rng.choice([0, 0, rng.randint(1, 24)]),
+                  out_levels=rng.choice([256, 255]))
         try:
             return SoftmaxConfig(**kw)
         except ConfigError:

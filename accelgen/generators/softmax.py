@@ -39,8 +39,10 @@ Rows
 4. Output (per element, masked ones included): ``P = v * r``, ``sh = K - k + e + 16``
    (the probability is ``P / 2**sh``).
 
-   * ``output="u8"``: ``y = min(255, (P + 2**(sh-9)) >> (sh - 8))`` (probability * 256,
-     rounded half up, scale 1/256).
+   * ``output="u8"``: ``y = min(255, (P * L + 2**(sh-1)) >> sh)`` with ``L = out_levels``:
+     the probability * ``L``, rounded half up, scale ``1/L`` (``L = 256``: ``(P +
+     2**(sh-9)) >> (sh - 8)``, as PyTorch and TFLite quantize softmax outputs; ``L = 255``:
+     onnxruntime's quantizer, which maps [0, 1] onto 255 steps).
    * ``output="s8"``: the ``u8`` value minus 128 (zero point -128).
    * ``output="log2"``: 4-bit ``y ~= -log2(p)``: ``n = bit_length(P) - 1``, ``top =
      floor(P * 2**(15 - n))``, ``y = clamp(sh - n - (top > 46340), 0, 15)`` (46340 =
@@ -70,6 +72,7 @@ __all__ = ["SoftmaxConfig", "SoftmaxRanges", "PRESETS", "ERROR_BOUNDS"]
 EXPS = ("table", "pwl", "ibert")
 RECIPS = ("table", "pwl")
 OUTPUTS = ("u8", "s8", "log2")
+OUT_LEVELS = (256, 255)     # u8/s8 scale 1/256 (PyTorch, TFLite) or 1/255 (onnxruntime)
 RECIP_Q = 16        # fraction bits of the reciprocal and of its mantissa input
 V_MULT_BITS = 18    # i-exp → v multiplier
 SQRT2_Q15 = 46340   # floor(sqrt(2) * 2**15)
@@ -105,6 +108,8 @@ class SoftmaxConfig(Config):
         One Newton-Raphson step after the reciprocal's table or PWL (``true``/``false``
         only).
     output : ``"u8"``, ``"s8"`` or ``"log2"``
+    out_levels : int
+        ``L``: ``u8``/``s8`` codes are the probability * ``L`` (scale ``1/L``): 256 or 255.
     mask : bool
         Build the ``mask`` input field (``true``/``false`` only).
     acc_frac : int
@@ -122,6 +127,7 @@ class SoftmaxConfig(Config):
     recip_bits: int = 8
     newton: bool = True
     output: str = "u8"
+    out_levels: int = 256
     mask: bool = True
     acc_frac: int = 0
 
@@ -148,6 +154,13 @@ class SoftmaxConfig(Config):
         check_int("recip_bits", self.recip_bits, 2, 10)
         check_bool("newton", self.newton)
         check_choice("output", self.output, OUTPUTS)
+        if isinstance(self.out_levels, bool) or not isinstance(self.out_levels, int) \
+                or self.out_levels not in OUT_LEVELS:
+            raise ConfigError(f"out_levels: {self.out_levels!r} is not allowed; expected 256 "
+                              f"(scale 1/256) or 255 (scale 1/255)")
+        if self.output == "log2" and self.out_levels != 256:
+            raise ConfigError(f"out_levels: {self.out_levels!r} is not allowed with output "
+                              f"'log2' (its codes are -log2 steps); expected 256")
         check_bool("mask", self.mask)
         check_int("acc_frac", self.acc_frac, 0, 24)
         if self.exp == "ibert":
@@ -279,8 +292,9 @@ class SoftmaxConfig(Config):
 
     @property
     def output_fields(self):
-        y = {"u8": "the probability * 256, rounded half up, at most 255 (masked: 0)",
-             "s8": "the u8 value (probability * 256) minus 128 (masked: -128)",
+        y = {"u8": f"the probability * {self.out_levels}, rounded half up, at most 255 "
+                   f"(masked: 0)",
+             "s8": f"the u8 value (probability * {self.out_levels}) minus 128 (masked: -128)",
              "log2": "4-bit code y ~= -log2(probability), 0 to 15 (masked: 15)"}[self.output]
         return [Field("y", self.out_width, self.output == "s8",
                       doc=f"One output per input element, in input order: {y}."),
@@ -402,6 +416,9 @@ PRESETS = {
 PRESETS["default"] = SoftmaxConfig()
 PRESETS["table"] = replace(PRESETS["default"], exp="table", output="s8")
 PRESETS["ibert"] = replace(PRESETS["default"], exp="ibert", output="log2", mask=False)
+# int8 probabilities at scale 1/255, zero point -128: what onnxruntime's static quantizer gives
+# a Softmax output (accelgen run maps such models onto it)
+PRESETS["onnx"] = replace(PRESETS["default"], output="s8", out_levels=255)
 
 #: Declared accuracy of each preset against float64 softmax of the dequantized logits, in
 #: output LSB (1/256 for u8/s8, one log2 step for log2). The population: rows of length

@@ -526,9 +526,15 @@ class Softmax(StreamBlock):
         product = _cut_to_range(s.v * s.r, 0, (1 << wp) - 1)
         if cfg.output == "log2":
             return self._log2(pipe, s, product, shift, tags)
-        # u8: min(255, (P + 2**(s-1)) >> s) with s = sh - 8 >= 8: floor(P / 2**s) plus bit
-        # s-1 of P; (2 P) >> s holds both. s past the width of 2 P gives 0, as floor does.
-        s = pipe.stage(p=product, sh=_cut_to_range(_clamp(shift, 0, wp + 1), 0, wp + 1),
+        # u8: min(255, (P L + 2**(sh-1)) >> sh). L = 256: with s = sh - 8 >= 8, floor(P / 2**s)
+        # plus bit s-1 of P; (2 P) >> s holds both. L = 255: P L = (P << 8) - P, shifted by
+        # s + 8. s past the width of 2 P L gives 0, as floor does.
+        if cfg.out_levels == 256:
+            scaled, extra = product, 0
+        else:
+            scaled, extra = (product << 8) - product * (256 - cfg.out_levels), 8
+        top = wp + extra + 1
+        s = pipe.stage(p=scaled, sh=_cut_to_range(_clamp(shift + extra, 0, top), 0, top),
                        **_carry(s, *tags))
         q = Cat(Const(0, 1), s.p) >> s.sh
         s = pipe.stage(floor=q[1:10], half=q[0], over=q[10:].any(), **_carry(s, *tags))

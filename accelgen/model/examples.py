@@ -62,7 +62,9 @@ def quantize_qdq(float_path, out_path, calibration, *, per_channel=False,
     class Reader(CalibrationDataReader):
         def __init__(self):
             name, rows = next(iter(calibration.items()))
-            self.rows = iter([{name: rows[i:i + 1]} for i in range(len(rows))])
+            # one calibration step per row (an image), or per sequence (a 3-D array)
+            steps = rows if rows.ndim == 3 else [rows[i:i + 1] for i in range(len(rows))]
+            self.rows = iter([{name: step} for step in steps])
 
         def get_next(self):
             return next(self.rows, None)
@@ -102,7 +104,88 @@ def digits_mlp(out_dir, *, hidden=64, seed=0, per_channel=False, activation_type
     return Example(float_path, q, inputs, float(clf.score(x_test, y_test)))
 
 
-EXAMPLES = {"mlp": digits_mlp}
+def _encoder_graph(rng, seq, width, heads, ffn):
+    """The float encoder block (see :func:`encoder_block`) as an ONNX graph."""
+    from onnx import TensorProto, helper, numpy_helper
+    dh = width // heads
+    inits, nodes = [], []
+
+    def const(name, value):
+        inits.append(numpy_helper.from_array(np.asarray(value, np.float32)
+                                             if np.asarray(value).dtype.kind == "f"
+                                             else np.asarray(value), name))
+        return name
+
+    def linear(name, x, n_in, n_out, fold=1.0):
+        w = rng.normal(0, 1 / np.sqrt(n_in), (n_in, n_out)) * fold
+        b = rng.normal(0, 0.1, n_out) * fold
+        nodes.append(helper.make_node("Gemm", [x, const(f"{name}.w", w), const(f"{name}.b", b)],
+                                      [name], name=name))
+        return name
+
+    def layer_norm(name, x):
+        nodes.append(helper.make_node(
+            "LayerNormalization", [x, const(f"{name}.g", 1 + rng.normal(0, 0.1, width)),
+                                   const(f"{name}.beta", rng.normal(0, 0.1, width))], [name],
+            name=name, axis=-1, epsilon=1e-5))
+        return name
+
+    def node(op, inputs, name, **attrs):
+        nodes.append(helper.make_node(op, inputs, [name], name=name, **attrs))
+        return name
+
+    heads_shape = const("heads_shape", np.array([-1, seq, heads, dh], np.int64))
+    rows_shape = const("rows_shape", np.array([-1, width], np.int64))
+    # 1/sqrt(dh) folded into the query projection, as exporters of fused attention do
+    q = linear("q", "x", width, width, fold=1 / np.sqrt(dh))
+    k = linear("k", "x", width, width)
+    v = linear("v", "x", width, width)
+    qh = node("Transpose", [node("Reshape", [q, heads_shape], "q_heads")], "q_t",
+              perm=[0, 2, 1, 3])
+    kh = node("Transpose", [node("Reshape", [k, heads_shape], "k_heads")], "k_t",
+              perm=[0, 2, 3, 1])
+    vh = node("Transpose", [node("Reshape", [v, heads_shape], "v_heads")], "v_t",
+              perm=[0, 2, 1, 3])
+    scores = node("MatMul", [qh, kh], "scores")
+    probs = node("Softmax", [scores], "probs", axis=-1)
+    ctx = node("MatMul", [probs, vh], "context")
+    ctx = node("Reshape", [node("Transpose", [ctx], "context_t", perm=[0, 2, 1, 3]),
+                           rows_shape], "context_rows")
+    attn = linear("attn_out", ctx, width, width)
+    h1 = layer_norm("ln1", node("Add", ["x", attn], "residual1"))
+    f = linear("ffn1", h1, width, ffn)
+    f = node("Gelu", [f], "gelu")
+    f = linear("ffn2", f, ffn, width)
+    out = layer_norm("ln2", node("Add", [h1, f], "residual2"))
+    graph = helper.make_graph(
+        nodes, "encoder_block",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, width])],
+        [helper.make_tensor_value_info(out, TensorProto.FLOAT, [None, width])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+
+
+def encoder_block(out_dir, *, seq=32, width=64, heads=4, ffn=128, sequences=4, seed=0,
+                  activation_type="int8"):
+    """One transformer encoder block (post-LayerNorm, as BERT): multi-head self-attention
+    (Gemm projections with bias, per-head MatMuls, Softmax), residual Add, LayerNorm, a GELU
+    feed-forward network, residual Add, LayerNorm; weights drawn from ``seed``. The input
+    ``x`` holds the tokens of several sequences of ``seq`` tokens, one per row ([N * seq,
+    width]). Quantized on 32 random sequences; inputs: ``sequences`` other ones."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    model = _encoder_graph(rng, seq, width, heads, ffn)
+    float_path = out_dir / "encoder.onnx"
+    float_path.write_bytes(model.SerializeToString())
+    calib = rng.normal(0, 1, (32, seq, width)).astype(np.float32)
+    q = quantize_qdq(float_path, out_dir / "encoder_int8.onnx", {"x": calib},
+                     activation_type=activation_type)
+    inputs = out_dir / "encoder_inputs.npz"
+    np.savez(inputs, x=rng.normal(0, 1, (sequences * seq, width)).astype(np.float32))
+    return Example(float_path, q, inputs)
+
+
+EXAMPLES = {"mlp": digits_mlp, "encoder": encoder_block}
 
 
 def main(argv=None):

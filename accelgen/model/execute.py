@@ -233,8 +233,10 @@ class Executor:
         p = step.params
         out_scale, out_zp, out_dtype = self._out_params(step)
         bias = None
-        if p["bias"]:
+        if p["bias"] in self.network.dequantize:
             bias = self.qtensor(p["bias"]).real()
+        elif p["bias"]:
+            bias = np.asarray(self.network.constants[p["bias"]], np.float64)
         ops, shape, reshape = lower_gemm(
             self.qtensor(p["a"]), self.qtensor(p["b"]), out_scale, out_zp, out_dtype,
             trans_a=p["trans_a"], trans_b=p["trans_b"], alpha=p["alpha"], beta=p["beta"],
@@ -253,7 +255,8 @@ class Executor:
         return result
 
     def _row_softmax(self, step):
-        op = lower_softmax(self.qtensor(step.inputs[0]))
+        out_scale, out_zp, _ = self._out_params(step)
+        op = lower_softmax(self.qtensor(step.inputs[0]), out_scale, out_zp)
         codes, result = self._ops(step, [op], lambda r: r[0])
         scale, zp = result.out_params
         self.env[step.outputs[0]] = QTensor(codes, scale, zp, "s8" if zp < 0 else "u8")

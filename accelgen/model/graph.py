@@ -241,7 +241,9 @@ def _gemm_step(graph, constants, node, index):
               "alpha": float(_attr(node, "alpha", 1.0)), "beta": float(_attr(node, "beta", 1.0))}
     nodes, ops = [node, q], [node.op_type]
     if node.op_type == "Gemm" and len(ins) == 3:
-        if not _dq_input(graph, ins[2]) or _dq_input(graph, ins[2]).input[0] not in constants:
+        # an int32 bias through DQ, or a float constant (the quantizer leaves some biases float)
+        bias_dq = _dq_input(graph, ins[2])
+        if (bias_dq is None or bias_dq.input[0] not in constants) and ins[2] not in constants:
             return None
         params["bias"] = ins[2]
     elif node.op_type == "MatMul":

@@ -176,9 +176,11 @@ def lower_elementwise(x, function, out_scale, out_zero_point, out_dtype):
                          out_scale=float(out_scale), out_zero_point=int(out_zero_point))
 
 
-def lower_softmax(x):
-    """The :class:`~accelgen.sim.golden.ops.SoftmaxOp` over the last axis of QTensor ``x``."""
+def lower_softmax(x, out_scale=None, out_zero_point=None):
+    """The :class:`~accelgen.sim.golden.ops.SoftmaxOp` over the last axis of QTensor ``x``,
+    asking for the output quantization of the model's Q node."""
     if not x.per_tensor:
         raise ConfigError("model: per-channel scales on Softmax logits are not allowed")
     return SoftmaxOp(x=x.codes, in_format=x.fmt, in_scale=float(x.scale),
-                     in_zero_point=int(x.zero_point))
+                     in_zero_point=int(x.zero_point), out_scale=out_scale,
+                     out_zero_point=out_zero_point)

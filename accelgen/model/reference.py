@@ -1,13 +1,24 @@
-"""The reference: onnxruntime's own execution of the quantized model (its CPU provider fuses
-the QDQ groups into integer kernels: ``QLinearMatMul``, ``QGemm``, ``QLinearSoftmax``, ...),
-with the quantized tensor after every mapped step read out as an extra graph output."""
+"""The reference: onnxruntime's own execution of the quantized model, with the quantized
+tensors before and after every mapped step read out as extra graph outputs.
+
+Two references (:data:`REFERENCES`):
+
+``int8``  onnxruntime as deployed: its CPU provider fuses the QDQ groups into integer kernels
+          (``QLinearMatMul``, ``QGemm``, ``QLinearSoftmax``, ...), each with its own
+          approximations (table-based exponentials, float requantization).
+``qdq``   graph optimizations off: every node runs as the ONNX specification defines it,
+          float operators between ``DequantizeLinear`` and ``QuantizeLinear``: the model's
+          own arithmetic, the exactly rounded result of each quantized operator.
+"""
 
 import numpy as np
 
-__all__ = ["run_reference"]
+__all__ = ["run_reference", "REFERENCES"]
+
+REFERENCES = ("int8", "qdq")
 
 
-def run_reference(network, feeds):
+def run_reference(network, feeds, reference="int8"):
     """``{tensor name: array}``: the graph outputs and every mapped step's input and output
     codes, as onnxruntime computes them for ``feeds``."""
     import onnxruntime as ort
@@ -24,6 +35,8 @@ def run_reference(network, feeds):
             model.graph.output.append(helper.make_empty_tensor_value_info(name))
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    if reference == "qdq":
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = ort.InferenceSession(model.SerializeToString(), options,
                                    providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]

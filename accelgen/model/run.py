@@ -130,9 +130,13 @@ def _compare(mine, theirs, scale, zero_point):
     """``(exact rate, max |error|)`` of our QTensor against onnxruntime's codes, in
     onnxruntime's LSB (the real values compared, so a block with its own output scale is
     measured fairly)."""
-    real = (np.asarray(theirs, np.int64) - zero_point) * scale
-    err = np.abs(mine.real().reshape(real.shape) - real) / scale
-    err = np.round(err, 6)
+    theirs = np.asarray(theirs, np.int64)
+    if math.isclose(float(mine.scale), scale, rel_tol=1e-6) and mine.zero_point == zero_point:
+        # the same quantization (a scale such as 1/255 written in float32 or float64)
+        err = np.abs(mine.codes.reshape(theirs.shape) - theirs).astype(np.float64)
+    else:
+        real = (theirs - zero_point) * scale
+        err = np.round(np.abs(mine.real().reshape(real.shape) - real) / scale, 3)
     return float(np.mean(err == 0)), float(err.max()) if err.size else 0.0
 
 
@@ -204,13 +208,18 @@ def require_onnx():
 
 
 def run_model(model_path, inputs_path, *, hw=None, sim="golden", allow_host=False,
-              simulator="verilator", build_root=None, seed=0, fmax=None, progress=None):
+              simulator="verilator", build_root=None, seed=0, fmax=None, reference="int8",
+              progress=None):
     """Run ``model_path`` on ``inputs_path`` (see the module docstring). Returns ``(data,
     outputs)``: the report (JSON-able) and ``{graph output: array}`` of our run. Raises
     :class:`ConfigError` for bad input before anything runs."""
     require_onnx()
+    from .reference import REFERENCES
     if sim not in SIMS:
         raise ConfigError(f"--sim: {sim!r} is not allowed; expected one of {', '.join(SIMS)}")
+    if reference not in REFERENCES:
+        raise ConfigError(f"--reference: {reference!r} is not allowed; expected one of "
+                          f"{', '.join(REFERENCES)}")
     if fmax is not None and not (isinstance(fmax, (int, float)) and 0 < fmax < 10_000):
         raise ConfigError(f"--fmax: {fmax!r} is not allowed; expected MHz above 0 and below "
                           f"10000")
@@ -222,8 +231,8 @@ def run_model(model_path, inputs_path, *, hw=None, sim="golden", allow_host=Fals
     say(f"running {len(network.steps)} steps ({sum(s.mapped for s in network.steps)} on "
         f"blocks) with the {sim} {'RTL' if sim == 'rtl' else 'models'}")
     outputs, results = executor.run(feeds)
-    say("running the same model in onnxruntime")
-    reference = run_reference_outputs(network, feeds)
+    say(f"running the same model in onnxruntime ({reference})")
+    ref_name, reference = reference, run_reference_outputs(network, feeds, reference)
     rows = _step_rows(network, results, executor, reference)
     mapped = [r for r in results if r.step.mapped]
     fmaxes = _fmax(mapped, fmax)
@@ -235,6 +244,7 @@ def run_model(model_path, inputs_path, *, hw=None, sim="golden", allow_host=Fals
             latency_us + (r.cycles or 0) / mhz
     data = {
         "model": str(model_path), "inputs": str(inputs_path), "sim": sim, "batch": batch,
+        "reference": ref_name,
         "steps": rows,
         "blocks": {r.block: {d: c.to_dict() for d, c in r.configs} for r in mapped},
         "fmax_mhz": {d: {"value": v, "source": s} for d, (v, s) in fmaxes.items()},
@@ -254,6 +264,12 @@ def run_model(model_path, inputs_path, *, hw=None, sim="golden", allow_host=Fals
             if value.dtype.kind == "f":
                 diff = np.abs(value.astype(np.float64) - theirs)
                 entry["max_abs_diff"] = float(diff.max()) if diff.size else 0.0
+                node = network.dequantize.get(name)
+                if node is not None and np.ndim(network.constants[node.input[1]]) == 0:
+                    lsb = np.rint(diff / float(network.constants[node.input[1]]))
+                    entry["max_err_lsb"] = float(lsb.max()) if lsb.size else 0.0
+                    entry["err_lsb_histogram"] = np.bincount(
+                        lsb.astype(np.int64).ravel()).tolist()
             entry["equal_rate"] = float(np.mean(value == theirs)) if value.size else 1.0
         data["outputs"][name] = entry
     if labels is not None:
@@ -263,9 +279,9 @@ def run_model(model_path, inputs_path, *, hw=None, sim="golden", allow_host=Fals
     return data, outputs
 
 
-def run_reference_outputs(network, feeds):
+def run_reference_outputs(network, feeds, reference="int8"):
     from .reference import run_reference
-    return run_reference(network, feeds)
+    return run_reference(network, feeds, reference)
 
 
 def report_lines(data, table):
@@ -297,6 +313,12 @@ def report_lines(data, table):
                      f"{clocks} MHz ({'; '.join(sources)})")
     if t["host_steps"]:
         lines.append(f"host: {', '.join(t['host_steps'])} ran on the host (--allow-host)")
+    for name, out in data["outputs"].items():
+        if "max_err_lsb" in out:
+            hist = ", ".join(f"{d}: {n}" for d, n in enumerate(out["err_lsb_histogram"]) if n)
+            lines.append(f"output {name!r}: {100 * out['equal_rate']:.1f} % of codes equal to "
+                         f"onnxruntime ({data['reference']}), max {out['max_err_lsb']:.0f} LSB "
+                         f"(codes per |difference| in LSB: {hist})")
     if data["sim"] == "rtl":
         lines.append(f"RTL vs golden: {t['rtl_mismatches']} output codes differ")
     if "accuracy" in data:

@@ -97,13 +97,16 @@ class ElementwiseOp:
 @dataclass(frozen=True, eq=False)
 class SoftmaxOp:
     """Softmax of each row of ``x`` (rows x n; the last axis): logit codes stand for
-    ``in_scale * (x - in_zero_point)``. The output's codes and scale are the block's own (it
-    states them in :attr:`Plan.out_scale` / :attr:`Plan.out_zero_point`)."""
+    ``in_scale * (x - in_zero_point)``. ``out_scale``/``out_zero_point``: the output
+    quantization the network asks for (None: any); the block meets it where it can, and
+    states what its codes are in :attr:`Plan.out_scale` / :attr:`Plan.out_zero_point`."""
     kind: ClassVar[str] = "row_softmax"
     x: np.ndarray
     in_format: str
     in_scale: float
     in_zero_point: int
+    out_scale: object = None
+    out_zero_point: object = None
 
     @property
     def macs(self):

@@ -103,7 +103,8 @@ def _code(config, p, sh):
             return 15
         top = p << (15 - n) if n <= 15 else p >> (n - 15)
         return min(max(sh - n - (1 if top > SQRT2_Q15 else 0), 0), 15)
-    u8 = min(255, (p + (1 << (sh - 9))) >> (sh - 8)) if sh >= 9 else min(255, p << (8 - sh))
+    scaled = p * config.out_levels
+    u8 = min(255, (scaled + (1 << (sh - 1))) >> sh) if sh >= 1 else min(255, scaled << -sh)
     return u8 - 128 if config.output == "s8" else u8
 
 
@@ -246,9 +247,9 @@ def probabilities(config, codes):
     """Output codes → the probabilities they encode (log2 codes: ``2**-y``, 15 = 0)."""
     codes = np.asarray(codes, np.float64)
     if config.output == "u8":
-        return codes / 256
+        return codes / config.out_levels
     if config.output == "s8":
-        return (codes + 128) / 256
+        return (codes + 128) / config.out_levels
     return np.where(codes >= 15, 0.0, 2.0 ** -codes)
 
 
@@ -256,9 +257,9 @@ def float_codes(config, p):
     """Float64 probabilities → output LSB units (real, for error measurement)."""
     p = np.asarray(p, np.float64)
     if config.output == "u8":
-        return np.minimum(p * 256, 255)
+        return np.minimum(p * config.out_levels, 255)
     if config.output == "s8":
-        return np.minimum(p * 256, 255) - 128
+        return np.minimum(p * config.out_levels, 255) - 128
     with np.errstate(divide="ignore"):
         return np.clip(-np.log2(p), 0, 15)
 
@@ -300,7 +301,8 @@ def error_points(config, rows=200, seed=0):
 
 def errors(config, rows=1000, seed=0, *, x=None, lengths=None, mask=None):
     """Golden model against float64 softmax of the dequantized logits, in output LSB
-    (1/256 for u8/s8, one log2 step for log2): :func:`error_stats` over every element, plus
+    (``1/out_levels`` for u8/s8, one log2 step for log2): :func:`error_stats` over every
+    element, plus
     the worst row-sum deviation ``row_sum_max_dev`` (probabilities, u8/s8) and its bound
     ``N * 2**-8``, and ``population`` (what the statistics cover). Default data:
     :func:`random_rows` of length ``n_max``."""

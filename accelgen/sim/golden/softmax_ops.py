@@ -6,8 +6,10 @@ The block's ``in_scale`` and ``in_format`` come from the operation; the rest (ex
 reciprocal approximations, ``n_max``, ``output``) is the config's. Softmax does not change
 when every logit of a row moves by the same amount, so the logits go in as ``x -
 in_zero_point``, read in a signed format one bit wider than the op's when the zero point is
-not 0. Output codes are the block's: ``u8`` at scale 1/256 (zero point 0) or ``s8`` (zero
-point -128); ``log2`` outputs are not linear codes and are refused.
+not 0. Output codes are the block's: ``u8`` (zero point 0) or ``s8`` (zero point -128) at
+scale ``1/out_levels``; when the network asks for one of these (scale 1/256 or 1/255, zero
+point 0 or -128), ``output`` and ``out_levels`` follow it, so the codes are the network's own.
+``log2`` outputs are not linear codes and are refused.
 """
 
 from dataclasses import replace
@@ -32,6 +34,18 @@ def _logits(op):
     return x, f"s{max(4, width)}"
 
 
+def _requested_output(op):
+    """``{output, out_levels}`` of the output quantization ``op`` asks for, when the block
+    has it (float32 scales: 1/255 is stored as 0.003921569)."""
+    if op.out_scale is None or op.out_zero_point not in OUT_ZERO_POINT.values():
+        return {}
+    for levels in (256, 255):
+        if abs(float(op.out_scale) * levels - 1) < 1e-6:
+            output = {v: k for k, v in OUT_ZERO_POINT.items()}[int(op.out_zero_point)]
+            return {"output": output, "out_levels": levels}
+    return {}
+
+
 def configure(config, op):
     """``config`` with the op's logit format and scale; :class:`ConfigError` when a row is
     longer than ``n_max`` or the output is ``log2``."""
@@ -43,8 +57,9 @@ def configure(config, op):
         raise ConfigError(f"hw: softmax rows of {n} elements need n_max >= {n}; the config has "
                           f"n_max {config.n_max}")
     _, fmt = _logits(op)
+    out = _requested_output(op)
     try:
-        return replace(config, in_format=fmt, in_scale=float(op.in_scale))
+        return replace(config, in_format=fmt, in_scale=float(op.in_scale), **out)
     except ConfigError as error:
         raise ConfigError(f"hw: softmax cannot take these logits: {error}") from None
 
@@ -70,7 +85,8 @@ def plan(config, op):
 
     assert np.array_equal(decode({"o": words(config, in_words)})[0], result)
     return Plan(words={"i": in_words}, expect={"o": len(in_words)}, result=result,
-                decode=decode, out_scale=1 / 256, out_zero_point=OUT_ZERO_POINT[config.output],
+                decode=decode, out_scale=1 / config.out_levels,
+                out_zero_point=OUT_ZERO_POINT[config.output],
                 commands=rows.shape[0], model_cycles=len(in_words) + config.latency,
                 notes=[f"exp {config.exp}, recip {config.recip}, rows of {rows.shape[1]}, "
-                       f"output {config.output}"])
+                       f"output {config.output} at 1/{config.out_levels}"])
