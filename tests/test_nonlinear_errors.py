@@ -189,6 +189,12 @@ def test_activation_config_errors(kwargs, message):
     ({"exp_segments": 3}, "exp_segments: 3 is not allowed; expected a power of two from 2 to "
      "256"),
     ({"output": "u4"}, "output: 'u4' is not allowed; expected one of 'u8', 's8', 'log2'"),
+    ({"out_levels": 254}, "out_levels: 254 is not allowed; expected 256 (scale 1/256) or 255 "
+     "(scale 1/255)"),
+    ({"out_levels": 255.0}, "out_levels: 255.0 is not allowed; expected 256 (scale 1/256) or "
+     "255 (scale 1/255)"),
+    ({"output": "log2", "out_levels": 255}, "out_levels: 255 is not allowed with output "
+     "'log2' (its codes are -log2 steps); expected 256"),
 ])
 def test_softmax_config_errors(kwargs, message):
     with pytest.raises(ConfigError) as err:
@@ -207,6 +213,22 @@ def test_show_errors_json_and_plot(tmp_path, capsys):
     assert data["errors"]["bound"] == ACT_BOUNDS["default"]
     assert data["errors"]["stats"]["max_abs"] <= 1.0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_out_levels_255_codes_are_probability_times_255():
+    """The u8 code of a row is the probability * ``out_levels`` rounded (worked by hand, on
+    rows whose exact values are not near a rounding tie): seven equal logits are 1/7 each,
+    255/7 = 36.43 -> 36 but 256/7 = 36.57 -> 37; four equal ones 63.75 -> 64; one alone
+    255 (256 clamps to 255); s8 subtracts 128."""
+    from accelgen.sim.golden.softmax import softmax
+    cfg = dataclasses.replace(SM.presets["default"], out_levels=255)
+    assert softmax(cfg, np.array([[5] * 7])).tolist() == [[36] * 7]
+    assert softmax(dataclasses.replace(cfg, out_levels=256), np.array([[5] * 7])).tolist() \
+        == [[37] * 7]
+    assert softmax(cfg, np.array([[-3, -3, -3, -3]])).tolist() == [[64] * 4]
+    assert softmax(cfg, np.array([[7]])).tolist() == [[255]]
+    s8 = dataclasses.replace(cfg, output="s8")
+    assert softmax(s8, np.array([[5] * 7])).tolist() == [[36 - 128] * 7]
 
 
 def test_show_errors_text_for_softmax(capsys):
