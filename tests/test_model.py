@@ -15,7 +15,7 @@ from accelgen.cli import main
 from accelgen.generators.registry import REGISTRY
 from accelgen.model import examples
 from accelgen.model.graph import load_network
-from accelgen.model.lower import QTensor, lower_gemm, quantize
+from accelgen.model.lower import QTensor, im2col, lower_conv, lower_gemm, quantize
 from accelgen.model.run import read_hw, run_model
 from accelgen.numerics import ConfigError
 from accelgen.sim.golden import systolic_ops
@@ -136,6 +136,59 @@ def test_gemm_lowering_of_two_activations_with_zero_points():
     assert shape == (2, 5, 6) and np.array_equal(got, want)
 
 
+@pytest.mark.parametrize("strides,pads,dilations", [((1, 1), (0, 0, 0, 0), (1, 1)),
+                                                     ((2, 2), (1, 1, 1, 1), (1, 1)),
+                                                     ((1, 2), (2, 0, 1, 1), (2, 1))])
+def test_im2col_layout(strides, pads, dilations):
+    """Row (n, i, j), column (c, a, b) holds x[n, c, i*sh + a*dh - top, j*sw + b*dw - left],
+    the fill value in the padding: checked element by element."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(-128, 128, (2, 3, 7, 6))
+    rows, (ho, wo) = im2col(x, (3, 2), strides=strides, pads=pads, dilations=dilations,
+                            fill=-77)
+    top, left, bottom, right = pads
+    assert ho == (7 + top + bottom - dilations[0] * 2 - 1) // strides[0] + 1
+    assert wo == (6 + left + right - dilations[1] * 1 - 1) // strides[1] + 1
+    assert rows.shape == (2 * ho * wo, 3 * 3 * 2)
+    for n in range(2):
+        for i in range(ho):
+            for j in range(wo):
+                for c in range(3):
+                    for a in range(3):
+                        for b in range(2):
+                            y = i * strides[0] + a * dilations[0] - top
+                            z = j * strides[1] + b * dilations[1] - left
+                            want = x[n, c, y, z] if 0 <= y < 7 and 0 <= z < 6 else -77
+                            got = rows[(n * ho + i) * wo + j, (c * 3 + a) * 2 + b]
+                            assert got == want, (n, i, j, c, a, b)
+
+
+def test_conv_lowering_matches_a_direct_convolution():
+    """Conv by im2col and the systolic plan against a direct integer convolution of the
+    zero-point-corrected codes (padding = real 0), per-channel weights, requantized by the
+    spec formula."""
+    rng = np.random.default_rng(4)
+    x = rng.integers(-20, 20, (2, 3, 6, 5))
+    w = rng.integers(-5, 6, (4, 3, 3, 3))
+    zx, sx, sw, sy, zy = 3, 0.05, np.array([0.01, 0.02, 0.015, 0.03]), 0.02, -2
+    ops, shape, reshape = lower_conv(QTensor(x, sx, zx, "s8"),
+                                     QTensor(w, sw, 0, "s8", axis=0), sy, zy, np.int8,
+                                     strides=(2, 1), pads=(1, 1, 1, 1))
+    config = SYSTOLIC.presets["default"]
+    got = reshape([systolic_ops.plan(config, op).result for op in ops])
+    xp = np.pad(x - zx, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    ho, wo = (6 + 2 - 3) // 2 + 1, (5 + 2 - 3) + 1
+    assert shape == (2, 4, ho, wo) == got.shape
+    for n in range(2):
+        for o in range(4):
+            mult, shift = systolic_ops.dyadic_scale(sx * sw[o] / sy, config.mult_bits)
+            for i in range(ho):
+                for j in range(wo):
+                    acc = int((xp[n, :, 2 * i:2 * i + 3, j:j + 3] * w[o]).sum())
+                    want = min(127, max(-128, _round_half_up_shift(acc * mult, shift) + zy))
+                    assert got[n, o, i, j] == want, (n, o, i, j)
+
+
 def test_quantize_matches_onnxruntime():
     from onnx import TensorProto, helper
     rng = np.random.default_rng(1)
@@ -188,14 +241,32 @@ def test_mlp_golden_keeps_onnxruntime_accuracy(mlp):
     assert outputs["label"].shape == (360,)
 
 
-def test_mlp_per_channel_and_uint8(tmp_path):
-    ex = examples.digits_mlp(tmp_path, per_channel=True, activation_type="uint8")
-    data, _ = run_model(ex.model, ex.inputs)
+def test_mlp_per_channel_and_uint8(mlp, tmp_path):
+    """The same float MLP quantized with per-channel weights and uint8 activations."""
+    x_train = examples.digits_split()[0]
+    model = examples.quantize_qdq(mlp.float_model, tmp_path / "pc.onnx",
+                                  {"X": [x_train[:256]]}, per_channel=True,
+                                  activation_type="uint8")
+    data, _ = run_model(model, mlp.inputs)
     acc = data["accuracy"]
     assert abs(acc["accelgen"]["label"] - acc["onnxruntime"]["label"]) * 360 <= 1
     gemm = [s for s in data["steps"] if s["kind"] == "gemm"]
     assert all(s["max_err_lsb_alone"] <= 2 for s in gemm)
     assert any("per-channel" in n for s in gemm for n in s["notes"])
+
+
+def test_cnn_golden_keeps_onnxruntime_accuracy(tmp_path):
+    ex = examples.digits_cnn(tmp_path)
+    data, _ = run_model(ex.model, ex.inputs)
+    acc = data["accuracy"]
+    assert abs(acc["accelgen"]["probabilities"] - acc["onnxruntime"]["probabilities"]) \
+        * 360 <= 1
+    assert acc["accelgen"]["probabilities"] >= ex.float_accuracy - 0.01
+    convs = [s for s in data["steps"] if s["op"] == "Conv"]
+    assert [s["shape"] for s in convs] == [[360, 8, 8, 8], [360, 16, 4, 4]]
+    for s in data["steps"]:
+        if s["where"] == "golden":
+            assert s["max_err_lsb_alone"] <= 1, s
 
 
 def test_hw_presets_change_the_array(mlp):
@@ -290,6 +361,18 @@ def test_encoder_rtl_equals_golden(tmp_path):
     assert all(np.array_equal(g_out[n], r_out[n]) for n in g_out)
     assert {s["block"] for s in rtl["steps"] if s["where"] == "rtl"} == \
         {"systolic", "softmax", "activation"}
+
+
+@pytest.mark.cocotb
+def test_cnn_rtl_equals_golden(tmp_path):
+    ex = examples.digits_cnn(tmp_path / "m")
+    with np.load(ex.inputs) as data:
+        few = tmp_path / "few.npz"
+        np.savez(few, x=data["x"][:12], labels=data["labels"][:12])
+    _, g_out = run_model(ex.model, few)
+    rtl, r_out = run_model(ex.model, few, sim="rtl", build_root=tmp_path / "build")
+    assert rtl["totals"]["rtl_mismatches"] == 0
+    assert all(np.array_equal(g_out[n], r_out[n]) for n in g_out)
 
 
 # -- bad input ---------------------------------------------------------------------------------

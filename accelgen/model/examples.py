@@ -19,9 +19,17 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Example", "digits_split", "digits_mlp", "quantize_qdq", "EXAMPLES"]
+__all__ = ["Example", "digits_split", "digits_mlp", "encoder_block", "digits_cnn",
+           "quantize_qdq", "EXAMPLES"]
 
 CALIBRATION_ROWS = 256
+CALIBRATION_STEP = 64
+
+
+def _steps(x_train):
+    """The calibration images (the first 256 training images) in steps of 64."""
+    rows = x_train[:CALIBRATION_ROWS]
+    return [rows[i:i + CALIBRATION_STEP] for i in range(0, len(rows), CALIBRATION_STEP)]
 
 
 @dataclass
@@ -54,16 +62,15 @@ def digits_split(seed=0):
 def quantize_qdq(float_path, out_path, calibration, *, per_channel=False,
                  activation_type="int8", extra_options=None):
     """onnxruntime's static quantizer in QDQ format: int8 weights (symmetric), int8 or uint8
-    activations calibrated by min/max on ``calibration`` (``{input name: array}``, one row
-    per calibration step)."""
+    activations calibrated by min/max on ``calibration`` (``{input name: [array per
+    calibration step]}``; min/max calibration does not depend on how rows are grouped into
+    steps)."""
     from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
                                           quantize_static)
 
     class Reader(CalibrationDataReader):
         def __init__(self):
-            name, rows = next(iter(calibration.items()))
-            # one calibration step per row (an image), or per sequence (a 3-D array)
-            steps = rows if rows.ndim == 3 else [rows[i:i + 1] for i in range(len(rows))]
+            name, steps = next(iter(calibration.items()))
             self.rows = iter([{name: step} for step in steps])
 
         def get_next(self):
@@ -97,7 +104,7 @@ def digits_mlp(out_dir, *, hidden=64, seed=0, per_channel=False, activation_type
     float_path = out_dir / "mlp.onnx"
     float_path.write_bytes(model.SerializeToString())
     name = model.graph.input[0].name
-    q = quantize_qdq(float_path, out_dir / "mlp_int8.onnx", {name: x_train[:CALIBRATION_ROWS]},
+    q = quantize_qdq(float_path, out_dir / "mlp_int8.onnx", {name: _steps(x_train)},
                      per_channel=per_channel, activation_type=activation_type)
     inputs = out_dir / "mlp_inputs.npz"
     np.savez(inputs, **{name: x_test, "labels": y_test.astype(np.int64)})
@@ -178,14 +185,74 @@ def encoder_block(out_dir, *, seq=32, width=64, heads=4, ffn=128, sequences=4, s
     float_path = out_dir / "encoder.onnx"
     float_path.write_bytes(model.SerializeToString())
     calib = rng.normal(0, 1, (32, seq, width)).astype(np.float32)
-    q = quantize_qdq(float_path, out_dir / "encoder_int8.onnx", {"x": calib},
+    q = quantize_qdq(float_path, out_dir / "encoder_int8.onnx", {"x": list(calib)},
                      activation_type=activation_type)
     inputs = out_dir / "encoder_inputs.npz"
     np.savez(inputs, x=rng.normal(0, 1, (sequences * seq, width)).astype(np.float32))
     return Example(float_path, q, inputs)
 
 
-EXAMPLES = {"mlp": digits_mlp, "encoder": encoder_block}
+def _cnn_graph(rng, classes=None):
+    """Two 3x3 convolutions (1 -> 8 channels, then 8 -> 16 with stride 2; ReLU after each),
+    Flatten, and (with ``classes = (weights, bias)``) a Gemm classifier and Softmax."""
+    from onnx import TensorProto, helper, numpy_helper
+    inits = [numpy_helper.from_array(rng.normal(0, 1 / 3, (8, 1, 3, 3)).astype(np.float32),
+                                     "conv1.w"),
+             numpy_helper.from_array(rng.normal(0, 0.1, 8).astype(np.float32), "conv1.b"),
+             numpy_helper.from_array(rng.normal(0, 1 / np.sqrt(72), (16, 8, 3, 3))
+                                     .astype(np.float32), "conv2.w"),
+             numpy_helper.from_array(rng.normal(0, 0.1, 16).astype(np.float32), "conv2.b")]
+    nodes = [helper.make_node("Conv", ["x", "conv1.w", "conv1.b"], ["c1"], name="conv1",
+                              pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+             helper.make_node("Conv", ["r1", "conv2.w", "conv2.b"], ["c2"], name="conv2",
+                              pads=[1, 1, 1, 1], strides=[2, 2]),
+             helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
+             helper.make_node("Flatten", ["r2"], ["features"], name="flatten")]
+    out, width = "features", 256
+    if classes is not None:
+        w, b = classes
+        inits += [numpy_helper.from_array(w.astype(np.float32), "fc.w"),
+                  numpy_helper.from_array(b.astype(np.float32), "fc.b")]
+        nodes += [helper.make_node("Gemm", ["features", "fc.w", "fc.b"], ["logits"], name="fc"),
+                  helper.make_node("Softmax", ["logits"], ["probabilities"], name="softmax",
+                                   axis=-1)]
+        out, width = "probabilities", w.shape[1]
+    graph = helper.make_graph(
+        nodes, "digits_cnn",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 1, 8, 8])],
+        [helper.make_tensor_value_info(out, TensorProto.FLOAT, [None, width])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def digits_cnn(out_dir, *, seed=0):
+    """A small CNN on the 8x8 digits (``Conv`` runs as an im2col GEMM): two seeded random
+    3x3 convolution layers with ReLU (8 and 16 channels, the second with stride 2), and a
+    linear classifier over their 256 features trained by scikit-learn (multinomial logistic
+    regression), then Softmax; quantized on 256 training images. Returns an
+    :class:`Example` (inputs: the 360 test images as ``1 x 8 x 8`` and their labels)."""
+    import onnxruntime as ort
+    from sklearn.linear_model import LogisticRegression
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    x_train, x_test, y_train, y_test = (a.reshape(-1, 1, 8, 8) if a.ndim == 2 else a
+                                        for a in digits_split(seed))
+    rng = np.random.default_rng(seed)
+    state = rng.bit_generator.state
+    features = ort.InferenceSession(_cnn_graph(rng).SerializeToString())
+    f_train, f_test = (features.run(None, {"x": x})[0] for x in (x_train, x_test))
+    clf = LogisticRegression(max_iter=2000, C=0.5).fit(f_train, y_train)
+    rng.bit_generator.state = state         # the same convolution weights again
+    model = _cnn_graph(rng, (clf.coef_.T, clf.intercept_))
+    float_path = out_dir / "cnn.onnx"
+    float_path.write_bytes(model.SerializeToString())
+    q = quantize_qdq(float_path, out_dir / "cnn_int8.onnx", {"x": _steps(x_train)})
+    inputs = out_dir / "cnn_inputs.npz"
+    np.savez(inputs, x=x_test, labels=y_test.astype(np.int64))
+    return Example(float_path, q, inputs, float(clf.score(f_test, y_test)))
+
+
+EXAMPLES = {"mlp": digits_mlp, "encoder": encoder_block, "cnn": digits_cnn}
 
 
 def main(argv=None):

@@ -25,7 +25,8 @@ import numpy as np
 
 from ..generators.registry import REGISTRY
 from ..numerics import ConfigError
-from .lower import QTensor, format_of, lower_elementwise, lower_gemm, lower_softmax, quantize
+from .lower import (QTensor, format_of, lower_conv, lower_elementwise, lower_gemm,
+                    lower_softmax, quantize)
 
 __all__ = ["StepResult", "Executor", "blocks_for_kinds"]
 
@@ -237,10 +238,17 @@ class Executor:
             bias = self.qtensor(p["bias"]).real()
         elif p["bias"]:
             bias = np.asarray(self.network.constants[p["bias"]], np.float64)
-        ops, shape, reshape = lower_gemm(
-            self.qtensor(p["a"]), self.qtensor(p["b"]), out_scale, out_zp, out_dtype,
-            trans_a=p["trans_a"], trans_b=p["trans_b"], alpha=p["alpha"], beta=p["beta"],
-            bias=bias, relu=p["relu"])
+        if p["conv"] is not None:
+            conv = p["conv"]
+            ops, shape, reshape = lower_conv(
+                self.qtensor(p["a"]), self.qtensor(p["b"]), out_scale, out_zp, out_dtype,
+                strides=conv["strides"], pads=conv["pads"], dilations=conv["dilations"],
+                bias=bias, relu=p["relu"])
+        else:
+            ops, shape, reshape = lower_gemm(
+                self.qtensor(p["a"]), self.qtensor(p["b"]), out_scale, out_zp, out_dtype,
+                trans_a=p["trans_a"], trans_b=p["trans_b"], alpha=p["alpha"], beta=p["beta"],
+                bias=bias, relu=p["relu"])
         codes, result = self._ops(step, ops, reshape)
         self.env[step.outputs[0]] = QTensor(codes, out_scale, out_zp, format_of(out_dtype))
         return result

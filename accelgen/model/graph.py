@@ -5,10 +5,11 @@ A model in onnxruntime's QDQ format holds float operators between ``DequantizeLi
 and ``QuantizeLinear`` (Q) nodes; the integer meaning of an operator is "its DQ inputs, the
 float operator, the Q of its output". :func:`load_network` recognizes these groups:
 
-``gemm``         ``MatMul`` or ``Gemm`` with DQ inputs and a Q output; a following ``Add`` of
+``gemm``         ``MatMul``, ``Gemm`` or ``Conv`` (im2col) with DQ inputs and a Q output; a
+                 following ``Relu`` joins it. After ``MatMul`` a following ``Add`` of
                  a constant (the bias an exporter writes after ``MatMul``) joins it, its
                  intermediate Q/DQ pair dropped (the bias is added in the accumulator, one
-                 rounding instead of two); a following ``Relu`` joins it too.
+                 rounding instead of two).
 ``elementwise``  ``Gelu``, ``Sigmoid``, ``Tanh`` with a DQ input and a Q output.
 ``row_softmax``  ``Softmax`` over the last axis, DQ input, Q output.
 ``layout``       nodes that move, select or relabel elements without arithmetic on them
@@ -236,11 +237,21 @@ def _gemm_step(graph, constants, node, index):
     q = _q_after(graph, node)
     if q is None or len(ins) < 2 or not all(_dq_input(graph, n) for n in ins[:2]):
         return None
-    params = {"a": ins[0], "b": ins[1], "bias": None, "relu": False,
+    params = {"a": ins[0], "b": ins[1], "bias": None, "relu": False, "conv": None,
               "trans_a": bool(_attr(node, "transA", 0)), "trans_b": bool(_attr(node, "transB", 0)),
               "alpha": float(_attr(node, "alpha", 1.0)), "beta": float(_attr(node, "beta", 1.0))}
     nodes, ops = [node, q], [node.op_type]
-    if node.op_type == "Gemm" and len(ins) == 3:
+    if node.op_type == "Conv":
+        if int(_attr(node, "group", 1)) != 1:
+            return None
+        params["conv"] = {"strides": tuple(_attr(node, "strides", (1, 1))),
+                          "pads": tuple(_attr(node, "pads", (0, 0, 0, 0))),
+                          "dilations": tuple(_attr(node, "dilations", (1, 1))),
+                          "auto_pad": _attr(node, "auto_pad", b"NOTSET")}
+        if params["conv"]["auto_pad"] not in (b"NOTSET", "NOTSET") or \
+                len(params["conv"]["strides"]) != 2:
+            return None
+    if node.op_type in ("Gemm", "Conv") and len(ins) == 3:
         # an int32 bias through DQ, or a float constant (the quantizer leaves some biases float)
         bias_dq = _dq_input(graph, ins[2])
         if (bias_dq is None or bias_dq.input[0] not in constants) and ins[2] not in constants:
@@ -326,7 +337,7 @@ def load_network(path, *, allow_host=False):
         if id(node) in taken or node.op_type == "DequantizeLinear":
             continue
         step = None
-        if node.op_type in ("MatMul", "Gemm"):
+        if node.op_type in ("MatMul", "Gemm", "Conv"):
             step = _gemm_step(graph, constants, node, index)
         elif node.op_type in ELEMENTWISE_FUNCTIONS:
             step = _unary_step(graph, node, index, "elementwise",

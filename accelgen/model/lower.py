@@ -13,6 +13,13 @@ GEMM (``MatMul``/``Gemm`` with DQ inputs, Q output)
     gemmlowp's offset kernels do). ``bias[j] = round_half_even(beta * bias_real[j] / (s_a
     s_b[j]))``; onnxruntime stores a ``Gemm`` bias as int32 at exactly that scale, so it is
     exact there. ``u8`` B codes are moved to ``s8`` (``B - 128``, ``z_b - 128``), exactly.
+
+Conv (``Conv`` with DQ inputs, Q output; ``group = 1``)
+    im2col: every output position's receptive field becomes a row of A (``C * kh * kw``
+    codes, channel-major as the weights are stored), padding filled with the input's zero
+    point (the code of real 0), so ``Conv = im2col(X) . W^T`` is the GEMM above with one
+    column per output channel; its result rows are the output positions, returned to
+    ``N x O x Ho x Wo``.
 """
 
 from dataclasses import dataclass
@@ -22,8 +29,8 @@ import numpy as np
 from ..numerics import ConfigError
 from ..sim.golden.ops import ElementwiseOp, GemmOp, SoftmaxOp
 
-__all__ = ["QTensor", "quantize", "lower_gemm", "lower_elementwise", "lower_softmax",
-           "format_of"]
+__all__ = ["QTensor", "quantize", "lower_gemm", "lower_conv", "im2col", "lower_elementwise",
+           "lower_softmax", "format_of"]
 
 
 def format_of(dtype):
@@ -184,3 +191,56 @@ def lower_softmax(x, out_scale=None, out_zero_point=None):
     return SoftmaxOp(x=x.codes, in_format=x.fmt, in_scale=float(x.scale),
                      in_zero_point=int(x.zero_point), out_scale=out_scale,
                      out_zero_point=out_zero_point)
+
+
+def im2col(x, kernel, *, strides=(1, 1), pads=(0, 0, 0, 0), dilations=(1, 1), fill=0):
+    """Rows of receptive fields of ``x`` (``N x C x H x W`` codes) for a ``kh x kw`` kernel:
+    ``(N * Ho * Wo) x (C * kh * kw)``, row ``(n, i, j)`` (row-major) holding ``x[n, c, i*sh +
+    a*dh - top, j*sw + b*dw - left]`` at column ``(c, a, b)`` (row-major), ``fill`` where that
+    lies in the padding. ``pads`` = ``(top, left, bottom, right)`` as ONNX orders them.
+    Returns ``(rows, (Ho, Wo))``."""
+    x = np.asarray(x)
+    n, c, h, w = x.shape
+    kh, kw = kernel
+    (sh, sw), (dh, dw) = strides, dilations
+    top, left, bottom, right = pads
+    padded = np.full((n, c, h + top + bottom, w + left + right), fill, dtype=x.dtype)
+    padded[:, :, top:top + h, left:left + w] = x
+    ho = (h + top + bottom - dh * (kh - 1) - 1) // sh + 1
+    wo = (w + left + right - dw * (kw - 1) - 1) // sw + 1
+    if ho < 1 or wo < 1:
+        raise ConfigError(f"model: a {kh}x{kw} kernel does not fit a {h}x{w} input")
+    rows = np.empty((n, ho, wo, c, kh, kw), dtype=x.dtype)
+    for a in range(kh):
+        for b in range(kw):
+            rows[..., a, b] = padded[:, :, a * dh:a * dh + sh * (ho - 1) + 1:sh,
+                                     b * dw:b * dw + sw * (wo - 1) + 1:sw].transpose(0, 2, 3, 1)
+    return rows.reshape(n * ho * wo, c * kh * kw), (ho, wo)
+
+
+def lower_conv(x, w, out_scale, out_zero_point, out_dtype, *, strides=(1, 1),
+               pads=(0, 0, 0, 0), dilations=(1, 1), bias=None, relu=False):
+    """The GEMM operations of ``Conv(x, w)`` (QTensors ``N x C x H x W`` and ``O x C x kh x
+    kw``, weights per tensor or per output channel) by :func:`im2col`; returns ``(ops, output
+    shape, reshape)`` as :func:`lower_gemm` does, the output ``N x O x Ho x Wo``."""
+    if not x.per_tensor:
+        raise ConfigError("model: per-channel scales on a Conv input are not allowed")
+    n = x.codes.shape[0]
+    o, c, kh, kw = w.codes.shape
+    if x.codes.shape[1] != c:
+        raise ConfigError(f"model: Conv of {x.codes.shape[1]} input channels with weights for "
+                          f"{c} (group > 1) is not supported")
+    rows, (ho, wo) = im2col(x.codes, (kh, kw), strides=strides, pads=pads,
+                            dilations=dilations, fill=int(x.zero_point))
+    a = QTensor(rows, x.scale, x.zero_point, x.fmt)
+    if w.per_tensor:
+        b = QTensor(w.codes.reshape(o, -1), w.scale, w.zero_point, w.fmt)
+    else:
+        b = QTensor(w.codes.reshape(o, -1), w.scale, w.zero_point, w.fmt, axis=0)
+    ops, _, reshape_rows = lower_gemm(a, b, out_scale, out_zero_point, out_dtype, trans_b=True,
+                                      bias=bias, relu=relu)
+
+    def reshape(results):
+        return reshape_rows(results).reshape(n, ho, wo, o).transpose(0, 3, 1, 2)
+
+    return ops, (n, o, ho, wo), reshape

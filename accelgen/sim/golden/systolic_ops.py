@@ -111,11 +111,13 @@ def _commands(config, m, k, n, flow, m_tile, nb_tile, preload, **requant):
 
 
 def _tilings(config, m, n, resident):
-    """Candidate ``(m_tile, nb_tile)``: M tiles of powers of two (and M itself) within the
-    command's ``m`` field; with resident rows ``m_tile * nb_tile <= acc_depth``."""
+    """Candidate ``(m_tile, nb_tile)``: M tiles of powers of two from ``rows`` (a smaller
+    tile leaves PE rows idle) and M itself, within the command's ``m`` field; with resident
+    rows ``m_tile * nb_tile <= acc_depth``."""
     dim = command_format(config).dim_max
     nb = ceil_div(n, config.cols)
-    tiles = {min(m, dim)} | {t for t in (1 << i for i in range(17)) if t < min(m, dim)}
+    tiles = {min(m, dim)} | {t for t in (1 << i for i in range(17))
+                             if config.rows <= t < min(m, dim)}
     for m_tile in sorted(tiles):
         if resident:
             if m_tile > config.acc_depth:
@@ -125,16 +127,26 @@ def _tilings(config, m, n, resident):
             yield m_tile, nb
 
 
-def _best(config, m, k, n, preload, requant):
-    """The dataflow and tiling of one column group with the fewest modelled cycles."""
+def _best(config, m, k, n, preload, requant, memo):
+    """The dataflow and tiling of one column group with the fewest modelled cycles
+    (``memo``: cycles of the command shapes seen, which repeat across tiles and groups)."""
     resident = preload or k > config.k_max
+
+    def cycles_of(cmd):
+        key = (cmd.m, cmd.k, cmd.n, cmd.dataflow, cmd.preload, cmd.accumulate, cmd.output)
+        if key not in memo:
+            memo[key] = (error_code(config, cmd.coded(config)),
+                         command_cycles(config, cmd).cycles)
+        return memo[key]
+
     best = None
     for flow in config.dataflows:
         for m_tile, nb_tile in _tilings(config, m, n, resident):
             cmds = _commands(config, m, k, n, flow, m_tile, nb_tile, preload, **requant)
-            if any(error_code(config, c.coded(config)) for c, *_ in cmds):
+            costs = [cycles_of(c) for c, *_ in cmds]
+            if any(err for err, _ in costs):
                 continue
-            cycles = sum(command_cycles(config, c).cycles for c, *_ in cmds)
+            cycles = sum(c for _, c in costs)
             if best is None or cycles < best[0]:
                 best = (cycles, cmds, flow, m_tile, nb_tile)
     if best is None:
@@ -163,11 +175,12 @@ def plan(config, op):
                           f"{int(max(-c.min(), c.max()))}, beyond systolic acc_width "
                           f"{config.acc_width}")
     program = Program(config)
-    placed, model_cycles, notes = [], 0, []
+    placed, model_cycles, notes, memo = [], 0, [], {}
     for (mult, shift), cols in _groups(mults, shifts):
         requant = dict(mode=mode, mult=mult, shift=shift, zero_point=int(op.zero_point),
                        relu=bool(op.relu), out_signed=bool(op.out_signed))
-        cycles, cmds, flow, m_tile, nb_tile = _best(config, m, k, len(cols), preload, requant)
+        cycles, cmds, flow, m_tile, nb_tile = _best(config, m, k, len(cols), preload, requant,
+                                                     memo)
         model_cycles += cycles
         for cmd, rows, cs, ks in cmds:
             init = c[rows][:, cols[cs]] if cmd.preload else None
@@ -175,7 +188,8 @@ def plan(config, op):
             placed.append((cmd, rows, cols[cs]))
         if len(notes) < 3:
             notes.append(f"{len(cols)} columns: {flow}, M tiles of {m_tile}, "
-                         f"{nb_tile * config.cols} columns, K chunks of {config.k_max}, "
+                         f"{min(len(cols), nb_tile * config.cols)} columns per command, "
+                         f"K chunks of {config.k_max}, "
                          f"{len(cmds)} commands, mult {mult} / 2**{shift}")
     groups = len(_groups(mults, shifts))
     if groups > 3:
