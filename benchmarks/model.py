@@ -1,16 +1,18 @@
 """accelgen run, measured: quantized networks on the blocks.
 
-For each example network (the digits MLP on its 360 test images; one transformer encoder
-block, 4 sequences of 32 tokens, width 64) and each systolic array preset (4x4 ``default``,
-``8x8``, ``16x16``; activation ``tiny``: a full GELU table; softmax ``default``, adapted to the
-model's scales):
+For each example network (the digits MLP and the digits CNN on the 360 test images; one
+transformer encoder block, 4 sequences of 32 tokens, width 64, 4 heads, FFN 128) and each
+systolic array preset (4x4 ``default``, ``8x8``, ``16x16``; activation ``tiny``: a full GELU
+table; softmax ``default``, adapted to the model's scales):
 
 ``golden``  cycles per inference from the blocks' cycle models, per-layer utilization
             (MACs / (peak MACs per cycle * cycles)), and agreement with onnxruntime (int8 and
             qdq references) on the network's output.
 ``rtl``     the same on the emitted Verilog (Verilator): RTL cycles, RTL == golden, and the
-            wall time of the RTL run (builds included on the first use of a config, reported
-            apart).
+            wall time of the RTL run (including the Verilator builds of configs not built
+            before under ``--build-root``).
+
+Cycles per inference are per image, and per sequence of 32 tokens for the encoder.
 
     .venv/bin/python benchmarks/model.py                       # golden and rtl, all presets
     .venv/bin/python benchmarks/model.py --only golden --presets default,8x8
@@ -28,10 +30,14 @@ from accelgen.model.run import read_hw, run_model
 PRESETS = ("default", "8x8", "16x16")
 
 
+#: rows of the model input per inference (the encoder's input holds one token per row)
+PER_INFERENCE = {"mlp": 1, "cnn": 1, "encoder": 32}
+
+
 def _models(root):
-    mlp = examples.digits_mlp(root / "mlp")
-    enc = examples.encoder_block(root / "encoder")
-    return {"mlp": (mlp, False), "encoder": (enc, True)}
+    return {"mlp": (examples.digits_mlp(root / "mlp"), False),
+            "cnn": (examples.digits_cnn(root / "cnn"), False),
+            "encoder": (examples.encoder_block(root / "encoder"), True)}
 
 
 def _layers(data):
@@ -55,8 +61,10 @@ def _output_line(data):
 
 
 def run(only, presets, build_root):
+    import logging
     with tempfile.TemporaryDirectory() as tmp:
         models = _models(Path(tmp))
+        logging.getLogger().setLevel(logging.WARNING)   # the quantizer's and runner's INFO
         rows = []
         for name, (ex, host) in models.items():
             for preset in presets:
@@ -68,24 +76,26 @@ def run(only, presets, build_root):
                 gemm = [s for s in gold["steps"] if s["kind"] == "gemm"]
                 util = sum(s["macs"] for s in gemm) / sum(
                     s["macs"] / s["utilization"] for s in gemm)
-                row = {"model": name, "preset": preset, "batch": gold["batch"],
-                       "golden_cpi": t["cycles_per_inference"], "gemm_util": util,
+                per = PER_INFERENCE[name]
+                row = {"model": name, "preset": preset, "batch": gold["batch"] // per,
+                       "golden_cpi": t["cycles_per_inference"] * per, "gemm_util": util,
                        "vs_int8": _output_line(gold), "vs_qdq": _output_line(qdq),
-                       "acc": gold.get("accuracy", {}).get("accelgen", {}).get("label")}
+                       "acc": next(iter(gold.get("accuracy", {}).get("accelgen", {})
+                                        .values()), None)}
                 _print_layers(name, preset, gold)
                 if "rtl" in only:
                     start = time.monotonic()
                     rtl, _ = run_model(ex.model, ex.inputs, hw=hw, allow_host=host,
                                        sim="rtl", build_root=build_root)
                     row["rtl_seconds"] = time.monotonic() - start
-                    row["rtl_cpi"] = rtl["totals"]["cycles_per_inference"]
+                    row["rtl_cpi"] = rtl["totals"]["cycles_per_inference"] * per
                     row["rtl_mismatches"] = rtl["totals"]["rtl_mismatches"]
                     row["sim_seconds"] = sum(s["seconds"] for s in rtl["steps"]
                                              if s["where"] == "rtl")
                 rows.append(row)
                 sys.stdout.flush()
-        print("\nper network and array (cycles per inference: batch of images / sequences of "
-              "32 tokens)")
+        print("\nper network and array (batch: images or sequences; cycles per image or "
+              "sequence)")
         head = (f"{'model':<8} {'array':<8} {'batch':>5} {'golden cyc/inf':>14} "
                 f"{'GEMM util':>9} {'= ORT int8 / max':>17} {'= ORT qdq / max':>16}")
         if "rtl" in only:
@@ -98,9 +108,11 @@ def run(only, presets, build_root):
                 line += (f" {r['rtl_cpi']:>11.0f} {'yes' if not r['rtl_mismatches'] else 'NO':>11}"
                          f" {r['rtl_seconds']:>10.1f}")
             print(line)
-        if any(r["acc"] is not None for r in rows):
-            print("\nMLP top-1 accuracy on the blocks: " + ", ".join(
-                f"{r['preset']} {100 * r['acc']:.2f} %" for r in rows if r["acc"] is not None))
+        for name in models:
+            accs = [f"{r['preset']} {100 * r['acc']:.2f} %" for r in rows
+                    if r["model"] == name and r["acc"] is not None]
+            if accs:
+                print(f"{name} top-1 accuracy on the blocks: {', '.join(accs)}")
 
 
 def main(argv=None):
