@@ -244,7 +244,7 @@ def test_mlp_golden_keeps_onnxruntime_accuracy(mlp):
 def test_mlp_per_channel_and_uint8(mlp, tmp_path):
     """The same float MLP quantized with per-channel weights and uint8 activations."""
     x_train = examples.digits_split()[0]
-    model = examples.quantize_qdq(mlp.float_model, tmp_path / "pc.onnx",
+    model = examples.quantize_int8(mlp.float_model, tmp_path / "pc.onnx",
                                   {"X": [x_train[:256]]}, per_channel=True,
                                   activation_type="uint8")
     data, _ = run_model(model, mlp.inputs)
@@ -267,6 +267,21 @@ def test_cnn_golden_keeps_onnxruntime_accuracy(tmp_path):
     for s in data["steps"]:
         if s["where"] == "golden":
             assert s["max_err_lsb_alone"] <= 1, s
+
+
+def test_mlp_in_the_qoperator_format(mlp, tmp_path):
+    """QLinearMatMul (+ the QLinearAdd of its bias) and QLinearSoftmax run on the blocks."""
+    x_train = examples.digits_split()[0]
+    model = examples.quantize_int8(mlp.float_model, tmp_path / "qop.onnx",
+                                   {"X": [x_train[:256]]}, activation_type="uint8",
+                                   quant_format="qoperator")
+    data, _ = run_model(model, mlp.inputs)
+    ops = [(s["op"], s["block"]) for s in data["steps"] if s["where"] == "golden"]
+    assert ops == [("QLinearMatMul+QLinearAdd", "systolic")] * 2 + \
+        [("QLinearSoftmax", "softmax")]
+    acc = data["accuracy"]
+    assert abs(acc["accelgen"]["label"] - acc["onnxruntime"]["label"]) * 360 <= 1
+    assert all(s["max_err_lsb_alone"] <= 2 for s in data["steps"] if s["where"] == "golden")
 
 
 def test_hw_presets_change_the_array(mlp):

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["Example", "digits_split", "digits_mlp", "encoder_block", "digits_cnn",
-           "quantize_qdq", "EXAMPLES"]
+           "quantize_int8", "EXAMPLES"]
 
 CALIBRATION_ROWS = 256
 CALIBRATION_STEP = 64
@@ -59,12 +59,12 @@ def digits_split(seed=0):
     return train_test_split(x, y, test_size=0.2, random_state=seed)
 
 
-def quantize_qdq(float_path, out_path, calibration, *, per_channel=False,
-                 activation_type="int8", extra_options=None):
-    """onnxruntime's static quantizer in QDQ format: int8 weights (symmetric), int8 or uint8
-    activations calibrated by min/max on ``calibration`` (``{input name: [array per
-    calibration step]}``; min/max calibration does not depend on how rows are grouped into
-    steps)."""
+def quantize_int8(float_path, out_path, calibration, *, per_channel=False,
+                  activation_type="int8", quant_format="qdq", extra_options=None):
+    """onnxruntime's static quantizer: int8 weights (symmetric), int8 or uint8 activations
+    calibrated by min/max on ``calibration`` (``{input name: [array per calibration step]}``;
+    min/max calibration does not depend on how rows are grouped into steps), in the QDQ
+    format (``quant_format="qdq"``) or the QOperator one (``"qoperator"``)."""
     from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
                                           quantize_static)
 
@@ -79,7 +79,8 @@ def quantize_qdq(float_path, out_path, calibration, *, per_channel=False,
     act = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}[activation_type]
     import logging
     logging.getLogger().setLevel(logging.ERROR)     # the quantizer's pre-processing advice
-    quantize_static(str(float_path), str(out_path), Reader(), quant_format=QuantFormat.QDQ,
+    fmt = {"qdq": QuantFormat.QDQ, "qoperator": QuantFormat.QOperator}[quant_format]
+    quantize_static(str(float_path), str(out_path), Reader(), quant_format=fmt,
                     activation_type=act, weight_type=QuantType.QInt8, per_channel=per_channel,
                     extra_options=extra_options or {})
     return Path(out_path)
@@ -104,7 +105,7 @@ def digits_mlp(out_dir, *, hidden=64, seed=0, per_channel=False, activation_type
     float_path = out_dir / "mlp.onnx"
     float_path.write_bytes(model.SerializeToString())
     name = model.graph.input[0].name
-    q = quantize_qdq(float_path, out_dir / "mlp_int8.onnx", {name: _steps(x_train)},
+    q = quantize_int8(float_path, out_dir / "mlp_int8.onnx", {name: _steps(x_train)},
                      per_channel=per_channel, activation_type=activation_type)
     inputs = out_dir / "mlp_inputs.npz"
     np.savez(inputs, **{name: x_test, "labels": y_test.astype(np.int64)})
@@ -185,7 +186,7 @@ def encoder_block(out_dir, *, seq=32, width=64, heads=4, ffn=128, sequences=4, s
     float_path = out_dir / "encoder.onnx"
     float_path.write_bytes(model.SerializeToString())
     calib = rng.normal(0, 1, (32, seq, width)).astype(np.float32)
-    q = quantize_qdq(float_path, out_dir / "encoder_int8.onnx", {"x": list(calib)},
+    q = quantize_int8(float_path, out_dir / "encoder_int8.onnx", {"x": list(calib)},
                      activation_type=activation_type)
     inputs = out_dir / "encoder_inputs.npz"
     np.savez(inputs, x=rng.normal(0, 1, (sequences * seq, width)).astype(np.float32))
@@ -246,7 +247,7 @@ def digits_cnn(out_dir, *, seed=0):
     model = _cnn_graph(rng, (clf.coef_.T, clf.intercept_))
     float_path = out_dir / "cnn.onnx"
     float_path.write_bytes(model.SerializeToString())
-    q = quantize_qdq(float_path, out_dir / "cnn_int8.onnx", {"x": _steps(x_train)})
+    q = quantize_int8(float_path, out_dir / "cnn_int8.onnx", {"x": _steps(x_train)})
     inputs = out_dir / "cnn_inputs.npz"
     np.savez(inputs, x=x_test, labels=y_test.astype(np.int64))
     return Example(float_path, q, inputs, float(clf.score(f_test, y_test)))

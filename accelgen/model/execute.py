@@ -125,63 +125,65 @@ class Executor:
 
     # -- tensors --------------------------------------------------------------------------
 
+    def operand(self, op):
+        """The :class:`QTensor` of :class:`~accelgen.model.graph.Operand` ``op``: what a step
+        wrote there (with the scale its block gave it), or the codes of a constant or of a
+        host step with the operand's own scale and zero point."""
+        value = self.env.get(op.codes)
+        if isinstance(value, QTensor):
+            return value
+        codes = value if value is not None else self.network.constants.get(op.codes)
+        if codes is None:
+            raise ConfigError(f"model: tensor {op.codes!r} is read before it is computed")
+        return self.with_params(codes, op)
+
+    def with_params(self, codes, op):
+        """QTensor of ``codes`` with the scale and zero point ``op`` names."""
+        consts = self.network.constants
+        codes = np.asarray(codes)
+        scale = consts[op.scale]
+        zp = consts[op.zero_point] if op.zero_point else np.zeros_like(scale, dtype=codes.dtype)
+        axis = None
+        if np.ndim(scale):
+            axis = (1 if op.axis is None else int(op.axis)) % codes.ndim
+        fmt = "s32" if codes.dtype == np.int32 else format_of(codes.dtype)
+        return QTensor(codes.astype(np.int64), _scalar(scale), _scalar(zp, int), fmt, axis)
+
     def qtensor(self, name):
-        """The quantized tensor behind ``name`` (a DQ output, or a Q output)."""
-        if name in self.env and isinstance(self.env[name], QTensor):
-            return self.env[name]
+        """The quantized tensor behind DQ output ``name``."""
+        from .graph import Operand
         node = self.network.dequantize.get(name)
         if node is None:
             raise ConfigError(f"model: tensor {name!r} is not quantized; expected a "
                               f"DequantizeLinear output")
-        source = node.input[0]
-        if source in self.env and isinstance(self.env[source], QTensor):
-            return self.env[source]
-        consts = self.network.constants
-        if source not in consts:
-            raise ConfigError(f"model: tensor {source!r} is read before it is computed")
-        codes = consts[source]
-        if codes.dtype == np.int32:      # a bias: int32 codes at scale s_a * s_b
-            scale = consts[node.input[1]]
-            return QTensor(codes.astype(np.int64), _scalar(scale), 0, "s32",
-                           _attr_int(node, "axis", 1) % codes.ndim if np.ndim(scale) else None)
-        return self.qtensor_of_dq(node, codes)
+        return self.operand(Operand(node.input[0], node.input[1],
+                                    node.input[2] if len(node.input) > 2 and node.input[2]
+                                    else None, _attr_int(node, "axis", None)))
 
     def value(self, name):
         """The tensor ``name`` as a numpy array: floats for DQ outputs (the real values of
-        our codes), the value itself otherwise."""
+        our codes), the value itself otherwise (codes for quantized tensors)."""
         if name in self.network.dequantize:
             return self.qtensor(name).real().astype(np.float32)
         if name in self.env:
             value = self.env[name]
-            return value.codes if isinstance(value, QTensor) else value
+            return value.codes.astype(_dtype(value.fmt)) if isinstance(value, QTensor) \
+                else value
         if name in self.network.constants:
             return self.network.constants[name]
         raise ConfigError(f"model: tensor {name!r} is read before it is computed")
 
     def isolated(self, step, codes):
-        """The golden result of mapped ``step`` alone, on other input codes (``{source Q
-        tensor: codes}``, read with the model's own scales): what the step does to
+        """The golden result of mapped ``step`` alone, on other input codes (``{operand
+        codes name: codes}``, read with the model's own scales): what the step does to
         onnxruntime's inputs, apart from the differences that reach it from earlier steps.
         Returns the output QTensor."""
         other = Executor(self.network, self.hw, sim="golden")
-        for name in step.inputs:
-            node = self.network.dequantize.get(name)
-            if node is None or node.input[0] not in codes:
-                continue
-            model = other.qtensor_of_dq(node, codes[node.input[0]])
-            other.env[node.input[0]] = model
+        for op in step.operands():
+            if op.codes in codes:
+                other.env[op.codes] = self.with_params(codes[op.codes], op)
         getattr(other, f"_{step.kind}")(step)
         return other.env[step.outputs[0]]
-
-    def qtensor_of_dq(self, node, codes):
-        """QTensor of ``codes`` with the scale and zero point DQ ``node`` states."""
-        consts = self.network.constants
-        scale = consts[node.input[1]]
-        zp = consts[node.input[2]] if len(node.input) > 2 and node.input[2] else \
-            np.zeros_like(scale, dtype=np.asarray(codes).dtype)
-        axis = _attr_int(node, "axis", 1) % np.ndim(codes) if np.ndim(scale) else None
-        return QTensor(np.asarray(codes, np.int64), _scalar(scale), _scalar(zp, int),
-                       format_of(np.asarray(codes).dtype), axis)
 
     # -- steps ----------------------------------------------------------------------------
 
@@ -233,20 +235,23 @@ class Executor:
     def _gemm(self, step):
         p = step.params
         out_scale, out_zp, out_dtype = self._out_params(step)
+        a, b = self.operand(p["a"]), self.operand(p["b"])
         bias = None
-        if p["bias"] in self.network.dequantize:
-            bias = self.qtensor(p["bias"]).real()
-        elif p["bias"]:
-            bias = np.asarray(self.network.constants[p["bias"]], np.float64)
+        if p["bias"] is not None:
+            bias = self.operand(p["bias"]).real()
+        elif p["bias_float"]:
+            bias = np.asarray(self.network.constants[p["bias_float"]], np.float64)
+        elif p["bias_acc"]:         # int32 codes at the accumulator's scale s_a * s_b
+            bias = self.network.constants[p["bias_acc"]] * (a.scale * np.asarray(b.scale))
         if p["conv"] is not None:
             conv = p["conv"]
             ops, shape, reshape = lower_conv(
-                self.qtensor(p["a"]), self.qtensor(p["b"]), out_scale, out_zp, out_dtype,
+                a, b, out_scale, out_zp, out_dtype,
                 strides=conv["strides"], pads=conv["pads"], dilations=conv["dilations"],
                 bias=bias, relu=p["relu"])
         else:
             ops, shape, reshape = lower_gemm(
-                self.qtensor(p["a"]), self.qtensor(p["b"]), out_scale, out_zp, out_dtype,
+                a, b, out_scale, out_zp, out_dtype,
                 trans_a=p["trans_a"], trans_b=p["trans_b"], alpha=p["alpha"], beta=p["beta"],
                 bias=bias, relu=p["relu"])
         codes, result = self._ops(step, ops, reshape)
@@ -255,7 +260,7 @@ class Executor:
 
     def _elementwise(self, step):
         out_scale, out_zp, out_dtype = self._out_params(step)
-        op = lower_elementwise(self.qtensor(step.inputs[0]), step.params["function"],
+        op = lower_elementwise(self.operand(step.params["x"]), step.params["function"],
                                out_scale, out_zp, out_dtype)
         codes, result = self._ops(step, [op], lambda r: r[0])
         scale, zp = result.out_params
@@ -264,7 +269,7 @@ class Executor:
 
     def _row_softmax(self, step):
         out_scale, out_zp, _ = self._out_params(step)
-        op = lower_softmax(self.qtensor(step.inputs[0]), out_scale, out_zp)
+        op = lower_softmax(self.operand(step.params["x"]), out_scale, out_zp)
         codes, result = self._ops(step, [op], lambda r: r[0])
         scale, zp = result.out_params
         self.env[step.outputs[0]] = QTensor(codes, scale, zp, "s8" if zp < 0 else "u8")
@@ -337,6 +342,10 @@ class Executor:
 def _scalar(value, kind=float):
     value = np.asarray(value)
     return kind(value) if value.ndim == 0 else value
+
+
+def _dtype(fmt):
+    return {"s8": np.int8, "u8": np.uint8}.get(fmt, np.int64)
 
 
 def _attr_int(node, name, default):

@@ -20,29 +20,44 @@ float operator, the Q of its output". :func:`load_network` recognizes these grou
 ``host``         any other node: refused unless ``allow_host``, then run by onnxruntime on the
                  host, in float, as the model says.
 
-DQ nodes are views: they give the real values of a quantized tensor to whoever asks. The
-QOperator format (``QLinearMatMul``, ``QLinearConv``, ``MatMulInteger``) is refused with a
-message that says to export QDQ.
+DQ nodes are views: they give the real values of a quantized tensor to whoever asks.
+
+The QOperator format names the integer operators directly: ``QLinearMatMul`` and
+``QLinearConv`` are ``gemm`` steps (a ``QLinearAdd`` of a constant after ``QLinearMatMul``
+joins it as the bias, as in QDQ), ``QLinearSoftmax`` a ``row_softmax`` step,
+``QLinearSigmoid`` an ``elementwise`` one; other QLinear operators (``QLinearAdd`` of two
+tensors, ...) are ``host`` steps.
 """
 
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 
 from ..numerics import ConfigError
 
-__all__ = ["Network", "Step", "load_network", "LAYOUT_OPS", "ELEMENTWISE_FUNCTIONS"]
+__all__ = ["Network", "Step", "Operand", "load_network", "LAYOUT_OPS", "ELEMENTWISE_FUNCTIONS"]
 
 #: ONNX operators that only move, select or relabel elements: the host runs them, always
 LAYOUT_OPS = ("Identity", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Cast",
               "ArgMax", "ArrayFeatureExtractor", "Shape", "Gather", "Concat", "Slice", "Split",
               "ZipMap")
 #: ONNX operator -> the elementwise function of :data:`accelgen.approx.FUNCTIONS`
-ELEMENTWISE_FUNCTIONS = {"Gelu": "gelu", "Sigmoid": "sigmoid", "Tanh": "tanh"}
+ELEMENTWISE_FUNCTIONS = {"Gelu": "gelu", "Sigmoid": "sigmoid", "Tanh": "tanh",
+                         "QLinearSigmoid": "sigmoid"}
 QOPERATOR_OPS = ("QLinearMatMul", "QLinearConv", "MatMulInteger", "ConvInteger", "QLinearAdd",
                  "QGemm", "QLinearSoftmax", "QLinearSigmoid")
 MAX_FILE_BYTES = 1 << 30
+
+
+class Operand(NamedTuple):
+    """A quantized tensor as a step reads it: the names of its codes, scale and zero point
+    (None: 0), and the axis of per-channel parameters (None: ONNX's default)."""
+    codes: str
+    scale: str
+    zero_point: object
+    axis: object = None
 
 
 @dataclass
@@ -62,10 +77,12 @@ class Step:
     inputs, outputs : list of str
         Tensor names read and written.
     params : dict
-        Kind-specific: ``gemm``: ``a``, ``b`` (input names), ``trans_a``, ``trans_b``,
-        ``alpha``, ``bias`` (a constant's name or None), ``relu``; ``elementwise``:
-        ``function``; all mapped kinds: ``out_scale``, ``out_zero_point`` (names of the Q
-        node's inputs).
+        Kind-specific: ``gemm``: ``a``, ``b`` (:class:`Operand`), ``trans_a``, ``trans_b``,
+        ``alpha``, ``beta``, ``relu``, ``conv`` (Conv attributes or None) and the bias as one
+        of ``bias`` (a constant Operand), ``bias_float`` (a float constant's name) or
+        ``bias_acc`` (int32 codes in accumulator units, QLinearConv); ``elementwise``:
+        ``x``, ``function``; ``row_softmax``: ``x``; all mapped kinds: ``out_scale``,
+        ``out_zero_point`` (names of the output quantization's tensors).
     """
     name: str
     kind: str
@@ -75,10 +92,20 @@ class Step:
     outputs: list
     params: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        if not self.inputs:
+            self.inputs = [op.codes for op in self.operands()] + \
+                [self.params[k] for k in ("bias_float", "bias_acc") if self.params.get(k)]
+
     @property
     def mapped(self):
         """Executed by a block (rather than on the host)."""
         return self.kind in ("gemm", "elementwise", "row_softmax")
+
+    def operands(self):
+        """The quantized operands of a mapped step."""
+        return [self.params[k] for k in ("a", "b", "bias", "x")
+                if isinstance(self.params.get(k), Operand)]
 
 
 @dataclass
@@ -113,14 +140,8 @@ class Network:
         return [s.outputs[0] for s in self.steps if s.mapped]
 
     def step_sources(self, step):
-        """The computed quantized tensors (Q outputs, not constants) that ``step`` reads
-        through its DQ inputs."""
-        out = []
-        for name in step.inputs:
-            node = self.dequantize.get(name)
-            if node is not None and node.input[0] not in self.constants:
-                out.append(node.input[0])
-        return out
+        """The computed quantized tensors (not constants) that ``step`` reads."""
+        return [op.codes for op in step.operands() if op.codes not in self.constants]
 
 
 def _node_name(node, index):
@@ -207,81 +228,156 @@ def _dq_input(graph, name):
     return producer if producer is not None and producer.op_type == "DequantizeLinear" else None
 
 
+def _operand_of_dq(node):
+    """The :class:`Operand` a DQ node reads."""
+    return Operand(node.input[0], node.input[1],
+                   node.input[2] if len(node.input) > 2 and node.input[2] else None,
+                   _attr(node, "axis"))
+
+
+def _dq_operand(graph, name):
+    dq = _dq_input(graph, name)
+    return _operand_of_dq(dq) if dq is not None else None
+
+
+def _out_params(q):
+    """``out_scale``/``out_zero_point`` names of Q node ``q``."""
+    return {"out_scale": q.input[1],
+            "out_zero_point": q.input[2] if len(q.input) > 2 and q.input[2] else None}
+
+
 def _fold_bias(graph, constants, q):
-    """``(add node, bias constant, its DQ, next Q)`` when ``q`` -> DQ -> ``Add(., DQ(constant))``
-    -> Q follows a GEMM, else None."""
+    """``(bias operand, nodes, next Q)`` when ``q`` -> DQ -> ``Add(., DQ(constant))`` -> Q
+    follows a GEMM, else None."""
     dq = graph.only_consumer(q.output[0], "DequantizeLinear")
     add = dq and graph.only_consumer(dq.output[0], "Add")
     if add is None:
         return None
     other = [n for n in add.input if n != dq.output[0]]
-    bias_dq = _dq_input(graph, other[0]) if len(other) == 1 else None
+    bias = _dq_operand(graph, other[0]) if len(other) == 1 else None
     q2 = _q_after(graph, add)
-    if bias_dq is None or q2 is None or bias_dq.input[0] not in constants:
+    if bias is None or q2 is None or bias.codes not in constants:
         return None
-    return add, bias_dq, dq, q2
+    return bias, [dq, add, q2], q2
 
 
 def _fold_relu(graph, q):
-    """``(dq, relu, next Q)`` when ``q`` -> DQ -> Relu -> Q, else None."""
+    """``(nodes, next Q)`` when ``q`` -> DQ -> Relu -> Q, else None."""
     dq = graph.only_consumer(q.output[0], "DequantizeLinear")
     relu = dq and graph.only_consumer(dq.output[0], "Relu")
     q2 = relu and _q_after(graph, relu)
-    return (dq, relu, q2) if q2 is not None else None
+    return ([dq, relu, q2], q2) if q2 is not None else None
+
+
+def _conv_params(node):
+    """Conv attributes, or None for what the im2col lowering does not take (groups,
+    auto_pad, other than 2-D)."""
+    conv = {"strides": tuple(_attr(node, "strides", (1, 1))),
+            "pads": tuple(_attr(node, "pads", (0, 0, 0, 0))),
+            "dilations": tuple(_attr(node, "dilations", (1, 1)))}
+    if int(_attr(node, "group", 1)) != 1 or _attr(node, "auto_pad", b"NOTSET") not in \
+            (b"NOTSET", "NOTSET") or len(conv["strides"]) != 2:
+        return None
+    return conv
+
+
+def _gemm_params(a, b, node):
+    return {"a": a, "b": b, "bias": None, "bias_float": None, "bias_acc": None,
+            "relu": False, "conv": None,
+            "trans_a": bool(_attr(node, "transA", 0)), "trans_b": bool(_attr(node, "transB", 0)),
+            "alpha": float(_attr(node, "alpha", 1.0)), "beta": float(_attr(node, "beta", 1.0))}
 
 
 def _gemm_step(graph, constants, node, index):
-    """The ``gemm`` step of MatMul/Gemm ``node`` (with the bias Add and Relu after it), or None
-    when its inputs are not DQ outputs or its output is not quantized."""
+    """The ``gemm`` step of QDQ MatMul/Gemm/Conv ``node`` (with the bias Add and Relu after
+    it), or None when its inputs are not DQ outputs or its output is not quantized."""
     ins = [n for n in node.input if n]
     q = _q_after(graph, node)
-    if q is None or len(ins) < 2 or not all(_dq_input(graph, n) for n in ins[:2]):
+    operands = [_dq_operand(graph, n) for n in ins[:2]]
+    if q is None or len(ins) < 2 or None in operands:
         return None
-    params = {"a": ins[0], "b": ins[1], "bias": None, "relu": False, "conv": None,
-              "trans_a": bool(_attr(node, "transA", 0)), "trans_b": bool(_attr(node, "transB", 0)),
-              "alpha": float(_attr(node, "alpha", 1.0)), "beta": float(_attr(node, "beta", 1.0))}
+    params = _gemm_params(*operands, node)
     nodes, ops = [node, q], [node.op_type]
     if node.op_type == "Conv":
-        if int(_attr(node, "group", 1)) != 1:
-            return None
-        params["conv"] = {"strides": tuple(_attr(node, "strides", (1, 1))),
-                          "pads": tuple(_attr(node, "pads", (0, 0, 0, 0))),
-                          "dilations": tuple(_attr(node, "dilations", (1, 1))),
-                          "auto_pad": _attr(node, "auto_pad", b"NOTSET")}
-        if params["conv"]["auto_pad"] not in (b"NOTSET", "NOTSET") or \
-                len(params["conv"]["strides"]) != 2:
+        params["conv"] = _conv_params(node)
+        if params["conv"] is None:
             return None
     if node.op_type in ("Gemm", "Conv") and len(ins) == 3:
         # an int32 bias through DQ, or a float constant (the quantizer leaves some biases float)
-        bias_dq = _dq_input(graph, ins[2])
-        if (bias_dq is None or bias_dq.input[0] not in constants) and ins[2] not in constants:
+        bias = _dq_operand(graph, ins[2])
+        if bias is not None and bias.codes in constants:
+            params["bias"] = bias
+        elif ins[2] in constants:
+            params["bias_float"] = ins[2]
+        else:
             return None
-        params["bias"] = ins[2]
     elif node.op_type == "MatMul":
         fold = _fold_bias(graph, constants, q)
         if fold is not None:
-            add, bias_dq, dq, q = fold
-            params["bias"] = bias_dq.output[0]
-            nodes += [dq, add, q]
+            params["bias"], more, q = fold
+            nodes += more
             ops.append("Add")
     relu = _fold_relu(graph, q)
     if relu is not None:
-        dq, r, q = relu
+        more, q = relu
         params["relu"] = True
-        nodes += [dq, r, q]
+        nodes += more
         ops.append("Relu")
-    params.update(out_scale=q.input[1], out_zero_point=q.input[2] if len(q.input) > 2 else None)
-    inputs = [params["a"], params["b"]] + ([params["bias"]] if params["bias"] else [])
-    return Step(_node_name(node, index), "gemm", "+".join(ops), nodes, inputs, [q.output[0]],
+    params.update(_out_params(q))
+    return Step(_node_name(node, index), "gemm", "+".join(ops), nodes, [], [q.output[0]],
                 params)
 
 
+def _qlinear_operand(node, first, axis=None):
+    """The operand of a QOperator node's inputs ``first .. first + 2``."""
+    ins = list(node.input) + [""] * 3
+    return Operand(ins[first], ins[first + 1], ins[first + 2] or None, axis)
+
+
+def _qlinear_gemm_step(graph, constants, node, index):
+    """The ``gemm`` step of QOperator ``QLinearMatMul``/``QLinearConv`` (a following
+    ``QLinearAdd`` of a constant joins it as the bias)."""
+    if node.op_type == "QLinearMatMul":
+        params = _gemm_params(_qlinear_operand(node, 0), _qlinear_operand(node, 3, -1), node)
+    else:
+        params = _gemm_params(_qlinear_operand(node, 0), _qlinear_operand(node, 3, 0), node)
+        params["conv"] = _conv_params(node)
+        if params["conv"] is None:
+            return None
+        if len(node.input) > 8 and node.input[8]:
+            params["bias_acc"] = node.input[8]
+    nodes, ops = [node], [node.op_type]
+    out = {"out_scale": node.input[6], "out_zero_point": node.input[7] or None}
+    output = node.output[0]
+    add = graph.only_consumer(output, "QLinearAdd")
+    if node.op_type == "QLinearMatMul" and add is not None:
+        side = 3 if add.input[0] == output else 0
+        bias = _qlinear_operand(add, side)
+        if bias.codes in constants:
+            params["bias"] = bias
+            nodes.append(add)
+            ops.append("QLinearAdd")
+            out = {"out_scale": add.input[6], "out_zero_point": add.input[7] or None}
+            output = add.output[0]
+    params.update(out)
+    return Step(_node_name(node, index), "gemm", "+".join(ops), nodes, [], [output], params)
+
+
 def _unary_step(graph, node, index, kind, **params):
+    """An ``elementwise`` or ``row_softmax`` step: QDQ (DQ input, Q output) or QOperator
+    (``QLinearSigmoid``, ``QLinearSoftmax``)."""
+    if node.op_type.startswith("QLinear"):
+        params.update(x=_qlinear_operand(node, 0), out_scale=node.input[3],
+                      out_zero_point=node.input[4] if len(node.input) > 4 and node.input[4]
+                      else None)
+        return Step(_node_name(node, index), kind, node.op_type, [node], [],
+                    [node.output[0]], params)
     q = _q_after(graph, node)
-    if q is None or not _dq_input(graph, node.input[0]):
+    x = _dq_operand(graph, node.input[0])
+    if q is None or x is None:
         return None
-    params.update(out_scale=q.input[1], out_zero_point=q.input[2] if len(q.input) > 2 else None)
-    return Step(_node_name(node, index), kind, node.op_type, [node, q], [node.input[0]],
+    params.update(x=x, **_out_params(q))
+    return Step(_node_name(node, index), kind, node.op_type, [node, q], [],
                 [q.output[0]], params)
 
 
@@ -311,7 +407,7 @@ def _ranks(model):
 
 def _is_quantized(model):
     ops = {n.op_type for n in model.graph.node}
-    return "QuantizeLinear" in ops or "DequantizeLinear" in ops
+    return bool(ops & {"QuantizeLinear", "DequantizeLinear", *QOPERATOR_OPS})
 
 
 def load_network(path, *, allow_host=False):
@@ -319,11 +415,6 @@ def load_network(path, *, allow_host=False):
     (one line naming ``model`` and the node) for a file that is not ONNX, a float model, the
     QOperator format, and, unless ``allow_host``, an operator no block runs."""
     model = _read_model(path)
-    qop = [n for n in model.graph.node if n.op_type in QOPERATOR_OPS]
-    if qop:
-        raise ConfigError(f"model: node {_node_name(qop[0], 0)!r} ({qop[0].op_type}) is in "
-                          f"onnxruntime's QOperator format; expected the QDQ format "
-                          f"(quantize_static(..., quant_format=QuantFormat.QDQ))")
     if not _is_quantized(model):
         raise ConfigError(f"model: {str(path)!r} is a float model (no QuantizeLinear or "
                           f"DequantizeLinear nodes); expected a quantized model, e.g. from "
@@ -339,10 +430,12 @@ def load_network(path, *, allow_host=False):
         step = None
         if node.op_type in ("MatMul", "Gemm", "Conv"):
             step = _gemm_step(graph, constants, node, index)
+        elif node.op_type in ("QLinearMatMul", "QLinearConv"):
+            step = _qlinear_gemm_step(graph, constants, node, index)
         elif node.op_type in ELEMENTWISE_FUNCTIONS:
             step = _unary_step(graph, node, index, "elementwise",
                                function=ELEMENTWISE_FUNCTIONS[node.op_type])
-        elif node.op_type == "Softmax":
+        elif node.op_type in ("Softmax", "QLinearSoftmax"):
             step = _softmax_step(graph, node, index, ranks)
         if step is None:
             kind = "quantize" if node.op_type == "QuantizeLinear" else \
