@@ -25,7 +25,7 @@ GENERIC = ["cli.py", "tools.py", "numerics.py", "outputs.py", "generators/base.p
            "explore/store.py", "explore/engine.py", "explore/report.py", "explore/sweep.py",
            "explore/progress.py", "explore/estimate.py", "model/__init__.py", "model/graph.py",
            "model/lower.py", "model/execute.py", "model/host.py", "model/reference.py",
-           "model/run.py", "model/examples.py", "sim/golden/ops.py",
+           "model/run.py", "model/examples.py", "model/regions.py", "sim/golden/ops.py",
            "sim/cocotb/replay.py"]
 
 BLOCK_NAME = re.compile(r"\b(" + "|".join(map(re.escape, REGISTRY)) + r")\b")

@@ -284,6 +284,64 @@ def test_mlp_in_the_qoperator_format(mlp, tmp_path):
     assert all(s["max_err_lsb_alone"] <= 2 for s in data["steps"] if s["where"] == "golden")
 
 
+def _region_model(path, body, seed=0):
+    """A float model MatMul -> ``body`` (nodes from tensor "h" to tensor "g") -> MatMul,
+    quantized in QDQ format."""
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(seed)
+    w = rng.normal(0, 0.3, (16, 16)).astype(np.float32)
+    consts = {"sqrt2": np.sqrt(2), "one": 1.0, "half": 0.5, "c": np.sqrt(2 / np.pi),
+              "k": 0.044715, "three": 3.0, "w": w, "w2": w.T.copy()}
+    inits = [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in consts.items()]
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"])] + \
+        [helper.make_node(op, ins, [out]) for op, ins, out in body] + \
+        [helper.make_node("MatMul", ["g", "w2"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "region", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 16])], inits)
+    float_path = path.with_suffix(".float.onnx")
+    float_path.write_bytes(helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
+    calib = [rng.normal(0, 1.5, (64, 16)).astype(np.float32)]
+    return examples.quantize_int8(float_path, path, {"x": calib})
+
+
+REGIONS = {
+    "gelu_erf": ([("Div", ["h", "sqrt2"], "d"), ("Erf", ["d"], "e"), ("Add", ["e", "one"], "a"),
+                  ("Mul", ["h", "a"], "m"), ("Mul", ["m", "half"], "g")], "gelu"),
+    "gelu_erf_half_first": ([("Mul", ["h", "half"], "m"), ("Div", ["h", "sqrt2"], "d"),
+                             ("Erf", ["d"], "e"), ("Add", ["one", "e"], "a"),
+                             ("Mul", ["m", "a"], "g")], "gelu"),
+    "gelu_tanh": ([("Pow", ["h", "three"], "p"), ("Mul", ["p", "k"], "pk"),
+                   ("Add", ["h", "pk"], "s"), ("Mul", ["s", "c"], "sc"), ("Tanh", ["sc"], "t"),
+                   ("Add", ["t", "one"], "a"), ("Mul", ["h", "a"], "m"),
+                   ("Mul", ["m", "half"], "g")], "gelu"),
+    "silu": ([("Sigmoid", ["h"], "sg"), ("Mul", ["h", "sg"], "g")], "silu"),
+    "not_a_function_we_have": ([("Erf", ["h"], "e"), ("Mul", ["h", "e"], "g")], None),
+}
+
+
+@pytest.mark.parametrize("name", list(REGIONS))
+def test_elementwise_subgraphs_are_recognized_by_what_they_compute(name, tmp_path):
+    body, function = REGIONS[name]
+    model = _region_model(tmp_path / f"{name}.onnx", body)
+    inputs = tmp_path / "in.npz"
+    np.savez(inputs, x=np.random.default_rng(5).normal(0, 1.5, (32, 16)).astype(np.float32))
+    if function is None:
+        with pytest.raises(ConfigError, match=r"is not supported on the blocks; --allow-host"):
+            load_network(model)
+        return
+    net = load_network(model)
+    steps = [s for s in net.steps if s.kind == "elementwise"]
+    assert len(steps) == 1 and steps[0].params["function"] == function
+    assert steps[0].params["deviation_lsb"] <= 0.1
+    data, _ = run_model(model, inputs, hw=read_hw(presets=["activation=silu_table"]))
+    step = next(s for s in data["steps"] if s["kind"] == "elementwise")
+    assert step["op"].startswith(f"{function}(") and step["block"] == "activation"
+    # onnxruntime rounds after every operator of the subgraph, the block once
+    assert step["max_err_lsb_alone"] <= 2
+
+
 def test_hw_presets_change_the_array(mlp):
     small, _ = run_model(mlp.model, mlp.inputs)
     big, _ = run_model(mlp.model, mlp.inputs, hw=read_hw(presets=["systolic=8x8"]))

@@ -216,7 +216,7 @@ def _cnn_graph(rng, classes=None):
         inits += [numpy_helper.from_array(w.astype(np.float32), "fc.w"),
                   numpy_helper.from_array(b.astype(np.float32), "fc.b")]
         nodes += [helper.make_node("Gemm", ["features", "fc.w", "fc.b"], ["logits"], name="fc"),
-                  helper.make_node("Softmax", ["logits"], ["probabilities"], name="softmax",
+                  helper.make_node("Softmax", ["logits"], ["probabilities"], name="probs",
                                    axis=-1)]
         out, width = "probabilities", w.shape[1]
     graph = helper.make_graph(

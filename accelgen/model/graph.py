@@ -10,7 +10,10 @@ float operator, the Q of its output". :func:`load_network` recognizes these grou
                  a constant (the bias an exporter writes after ``MatMul``) joins it, its
                  intermediate Q/DQ pair dropped (the bias is added in the accumulator, one
                  rounding instead of two).
-``elementwise``  ``Gelu``, ``Sigmoid``, ``Tanh`` with a DQ input and a Q output.
+``elementwise``  ``Gelu``, ``Sigmoid``, ``Tanh`` with a DQ input and a Q output, and
+                 subgraphs of elementwise float operators that compute GELU, SiLU, sigmoid
+                 or tanh of one tensor (:mod:`accelgen.model.regions`: GELU as exporters
+                 write it with ``Erf`` or ``Tanh``).
 ``row_softmax``  ``Softmax`` over the last axis, DQ input, Q output.
 ``layout``       nodes that move, select or relabel elements without arithmetic on them
                  (``Reshape``, ``Transpose``, ``Flatten``, ``Identity``, ``ArgMax``, ...): run
@@ -36,6 +39,7 @@ from typing import NamedTuple
 
 
 from ..numerics import ConfigError
+from .regions import find_regions
 
 __all__ = ["Network", "Step", "Operand", "load_network", "LAYOUT_OPS", "ELEMENTWISE_FUNCTIONS"]
 
@@ -381,6 +385,15 @@ def _unary_step(graph, node, index, kind, **params):
                 [q.output[0]], params)
 
 
+def _region_step(region, first, index):
+    """The ``elementwise`` step of a recognized :class:`~accelgen.model.regions.Region`
+    (named after its first node)."""
+    return Step(_node_name(first, index), "elementwise", region.op, region.nodes, [],
+                [region.q.output[0]],
+                {"x": Operand(*region.x), "function": region.function,
+                 "deviation_lsb": region.deviation, **_out_params(region.q)})
+
+
 def _softmax_step(graph, node, index, ranks):
     axis = int(_attr(node, "axis", -1))
     rank = ranks.get(node.input[0])
@@ -423,9 +436,16 @@ def load_network(path, *, allow_host=False):
     graph = _Graph([n for n in model.graph.node if n.op_type != "Constant"])
     ranks = _ranks(model)
     dequantize = {n.output[0]: n for n in graph.nodes if n.op_type == "DequantizeLinear"}
+    region_of = {id(n): r for r in find_regions(graph, constants) for n in r.nodes}
     taken, steps = set(), []
     for index, node in enumerate(graph.nodes):
-        if id(node) in taken or node.op_type == "DequantizeLinear":
+        if id(node) in taken:
+            continue
+        if id(node) in region_of:
+            steps.append(_region_step(region_of[id(node)], node, index))
+            taken.update(id(n) for n in steps[-1].nodes)
+            continue
+        if node.op_type == "DequantizeLinear":
             continue
         step = None
         if node.op_type in ("MatMul", "Gemm", "Conv"):
