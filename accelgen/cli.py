@@ -490,7 +490,7 @@ def cmd_run(args):
     data, outputs = model_run.run_model(
         args.model, args.inputs, hw=hw, sim=args.sim, allow_host=args.allow_host,
         simulator=args.simulator, build_root=args.build_root, seed=args.seed, fmax=args.fmax,
-        reference=args.reference, progress=_progress(args))
+        reference=args.reference, measure_fmax=args.measure_fmax, progress=_progress(args))
     if args.output is not None:
         model_run.write_outputs(args.output, data, outputs)
     _print(args, data, "\n".join(model_run.report_lines(data, _table)))
@@ -659,6 +659,9 @@ def _parser():
                         "optimizations off: each node as ONNX defines it)")
     p.add_argument("--fmax", type=float, metavar="MHZ",
                    help="clock for the latency (default: accelgen estimate's Fmax per config)")
+    p.add_argument("--measure-fmax", action="store_true",
+                   help="place and route each block config out of context on ECP5 for its "
+                        "Fmax (minutes per config)")
     p.add_argument("--seed", type=int, default=0, help="seed of the RTL runs' stream gaps")
     p.add_argument("--build-root", metavar="DIR", help="simulation builds (default build/sim)")
     p.add_argument("-o", "--output", metavar="DIR", help="write report.json and outputs.npz")

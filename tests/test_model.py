@@ -342,6 +342,28 @@ def test_elementwise_subgraphs_are_recognized_by_what_they_compute(name, tmp_pat
     assert step["max_err_lsb_alone"] <= 2
 
 
+@pytest.mark.fpga
+def test_measured_fmax_gives_the_latency(tmp_path):
+    """--measure-fmax: each block config placed and routed out of context on ECP5; the
+    latency is the steps' cycles at those clocks."""
+    body, _ = REGIONS["gelu_erf"]
+    model = _region_model(tmp_path / "g.onnx", body)
+    inputs = tmp_path / "in.npz"
+    np.savez(inputs, x=np.random.default_rng(5).normal(0, 1.5, (8, 16)).astype(np.float32))
+    hw = tmp_path / "hw.toml"
+    hw.write_text('[systolic]\npreset = "tiny"\nrequant = true\n'
+                  '[activation]\npreset = "tiny"\n')
+    data, _ = run_model(model, inputs, hw=read_hw(hw), measure_fmax=True,
+                        build_root=tmp_path / "build")
+    clocks = data["fmax_mhz"]
+    assert len(clocks) == 2
+    assert all(c["source"].startswith("measured") and 20 < c["value"] < 500
+               for c in clocks.values())
+    mapped = [s for s in data["steps"] if s["where"] == "golden"]
+    want = sum(s["cycles"] / clocks[s["configs"][0]]["value"] for s in mapped)
+    assert math.isclose(data["totals"]["latency_us"], want)
+
+
 def test_hw_presets_change_the_array(mlp):
     small, _ = run_model(mlp.model, mlp.inputs)
     big, _ = run_model(mlp.model, mlp.inputs, hw=read_hw(presets=["systolic=8x8"]))

@@ -153,7 +153,17 @@ def _accuracy(outputs, labels):
     return out
 
 
-def _fmax(results, fmax, family="ecp5"):
+def _measured_fmax(block, config, work_dir, progress):
+    """Fmax of ``config`` placed and routed out of context on ECP5 (yosys, then nextpnr at
+    150 MHz, placer seed 1), in ``work_dir``."""
+    from ..fpga.flow import place_out_of_context, synth
+    spec = REGISTRY[block]
+    progress(f"measuring the Fmax of {block} {config.digest()} (ECP5, out of context)")
+    synthesized = synth(spec, config, "ecp5", Path(work_dir) / f"{block}-{config.digest()}")
+    return place_out_of_context(synthesized.json, "ecp5").fmax_mhz
+
+
+def _fmax(results, fmax, family="ecp5", *, measure=False, work_dir=None, progress=None):
     """``{config digest: (MHz, source)}`` for the configs the steps ran on."""
     from ..explore import estimate as est
     model = est.load_model(None) if fmax is None else None
@@ -164,6 +174,10 @@ def _fmax(results, fmax, family="ecp5"):
                 continue
             if fmax is not None:
                 out[digest] = (float(fmax), "--fmax")
+                continue
+            if measure:
+                out[digest] = (_measured_fmax(r.block, config, work_dir, progress),
+                               "measured (ECP5 out of context, nextpnr)")
                 continue
             try:
                 estimates, _ = est.predict(model, r.block, config, family)
@@ -209,7 +223,7 @@ def require_onnx():
 
 def run_model(model_path, inputs_path, *, hw=None, sim="golden", allow_host=False,
               simulator="verilator", build_root=None, seed=0, fmax=None, reference="int8",
-              progress=None):
+              measure_fmax=False, progress=None):
     """Run ``model_path`` on ``inputs_path`` (see the module docstring). Returns ``(data,
     outputs)``: the report (JSON-able) and ``{graph output: array}`` of our run. Raises
     :class:`ConfigError` for bad input before anything runs."""
@@ -223,6 +237,8 @@ def run_model(model_path, inputs_path, *, hw=None, sim="golden", allow_host=Fals
     if fmax is not None and not (isinstance(fmax, (int, float)) and 0 < fmax < 10_000):
         raise ConfigError(f"--fmax: {fmax!r} is not allowed; expected MHz above 0 and below "
                           f"10000")
+    if fmax is not None and measure_fmax:
+        raise ConfigError("--measure-fmax: not allowed together with --fmax (one clock source)")
     say = progress or (lambda message: None)
     network = load_network(model_path, allow_host=allow_host)
     feeds, labels, batch = read_inputs(network, inputs_path)
@@ -235,7 +251,8 @@ def run_model(model_path, inputs_path, *, hw=None, sim="golden", allow_host=Fals
     ref_name, reference = reference, run_reference_outputs(network, feeds, reference)
     rows = _step_rows(network, results, executor, reference)
     mapped = [r for r in results if r.step.mapped]
-    fmaxes = _fmax(mapped, fmax)
+    fmaxes = _fmax(mapped, fmax, measure=measure_fmax,
+                   work_dir=Path(build_root or "build") / "fmax", progress=say)
     total_cycles = sum(r.cycles or 0 for r in mapped)
     latency_us = 0.0
     for r in mapped:
