@@ -20,6 +20,8 @@ from accelgen.model.run import read_hw, run_model
 from accelgen.numerics import ConfigError
 from accelgen.sim.golden import systolic_ops
 
+from support import needs_icarus
+
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("skl2onnx")
@@ -468,6 +470,23 @@ def test_cnn_rtl_equals_golden(tmp_path):
     rtl, r_out = run_model(ex.model, few, sim="rtl", build_root=tmp_path / "build")
     assert rtl["totals"]["rtl_mismatches"] == 0
     assert all(np.array_equal(g_out[n], r_out[n]) for n in g_out)
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("simulator", ["verilator", pytest.param("icarus", marks=needs_icarus)])
+def test_rtl_runs_on_either_simulator(simulator, tmp_path):
+    """MatMul -> GELU (the Erf subgraph) -> MatMul, 8 rows, on Verilator and Icarus."""
+    body, _ = REGIONS["gelu_erf"]
+    model = _region_model(tmp_path / "g.onnx", body)
+    inputs = tmp_path / "in.npz"
+    np.savez(inputs, x=np.random.default_rng(5).normal(0, 1.5, (8, 16)).astype(np.float32))
+    _, g_out = run_model(model, inputs)
+    rtl, r_out = run_model(model, inputs, sim="rtl", simulator=simulator,
+                           build_root=tmp_path / "build")
+    assert rtl["totals"]["rtl_mismatches"] == 0
+    assert np.array_equal(g_out["y"], r_out["y"])
+    assert [s["block"] for s in rtl["steps"] if s["where"] == "rtl"] == \
+        ["systolic", "activation", "systolic"]
 
 
 # -- bad input ---------------------------------------------------------------------------------

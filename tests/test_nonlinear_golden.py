@@ -248,7 +248,8 @@ def ref_softmax_row(cfg, xs, masks=None):
             top = big_p >> (n - 15) if n >= 15 else big_p << (15 - n)
             out.append(_clamp(sh - n - (1 if top > SQRT2 else 0), 0, 15))
         else:
-            y = min(255, (big_p + (1 << (sh - 9))) >> (sh - 8))
+            # probability * out_levels (256 or 255), rounded half up
+            y = min(255, (big_p * cfg.out_levels + (1 << (sh - 1))) >> sh)
             out.append(y - 128 if cfg.output == "s8" else y)
     return out
 
