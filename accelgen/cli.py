@@ -642,7 +642,7 @@ def _parser():
 
     p = sub.add_parser("run", help="run a quantized ONNX model on the blocks (golden models or "
                                    "RTL), layer by layer against onnxruntime")
-    p.add_argument("model", help="quantized ONNX model (QDQ format)")
+    p.add_argument("model", help="quantized ONNX model (QDQ or QOperator format)")
     p.add_argument("--inputs", required=True, metavar="FILE.npz",
                    help="one array per model input (and optionally labels)")
     p.add_argument("--hw", metavar="FILE.toml",

@@ -123,6 +123,46 @@ def test_gemm_lowering_and_plan_match_the_spec(a_fmt, per_channel, fine):
     assert plans[0].commands >= groups * math.ceil(k / config.k_max)
 
 
+def test_u8_activations_on_an_s8_only_array_and_weight_zero_points():
+    """The 8x8 preset builds only s8s8: u8 codes run as a - 128 with the correction in C;
+    per-channel weight zero points (not what onnxruntime writes, but allowed by ONNX)."""
+    rng = np.random.default_rng(11)
+    m, k, n = 20, 40, 6
+    a = rng.integers(0, 256, (m, k))
+    b = rng.integers(-100, 100, (k, n))
+    zb = rng.integers(-20, 20, n)
+    sb = rng.uniform(0.004, 0.01, n)
+    config = SYSTOLIC.presets["8x8"]
+    assert "u8s8" not in config.modes
+    ops, _, reshape = lower_gemm(QTensor(a, 0.01, 131, "u8"),
+                                 QTensor(b, sb, zb, "s8", axis=1), 0.05, 4, np.int8)
+    got = reshape([systolic_ops.plan(config, op).result for op in ops])
+    want = _gemm_spec(a, b, 131, zb, 0.01, sb, 0.05, 4, None, config.mult_bits)
+    assert np.array_equal(got, want)
+
+
+def test_gemm_alpha_beta_and_transposes():
+    """Y = alpha A'.B' + beta C with transposed operands: the bias joins the accumulator at
+    beta / alpha (worked by hand on one element, then the formula on all)."""
+    a = np.array([[10, 20]]).T          # transA: A = [[10, 20]]
+    b = np.array([[10, 0], [0, 10]])     # transB of the identity times 10
+    ops, shape, reshape = lower_gemm(QTensor(a, 0.1, 0, "s8"), QTensor(b, 0.1, 0, "s8"),
+                                     0.01, 0, np.int8, trans_a=True, trans_b=True, alpha=2.0,
+                                     beta=1.0, bias=np.array([0.2, 0.2]))
+    got = reshape([systolic_ops.plan(SYSTOLIC.presets["default"], op).result for op in ops])
+    # alpha * A.B = 2 * [10, 20] * 0.1 * 0.1 * 10 = [2, 4]; + 0.2 = [2.2, 4.2]; / 0.01
+    assert shape == (1, 2) and got.tolist() == [[127, 127]]
+    ops, _, reshape = lower_gemm(QTensor(a, 0.01, 0, "s8"), QTensor(b, 0.01, 0, "s8"),
+                                 0.01, 0, np.int8, trans_a=True, trans_b=True, alpha=0.7,
+                                 beta=2.0, bias=np.array([0.05, 0.1]))
+    got = reshape([systolic_ops.plan(SYSTOLIC.presets["default"], op).result for op in ops])
+    # 0.7 * [10, 20] * 0.01 * 0.01 * 10 = [0.007, 0.014]; + 2 * [0.05, 0.1] = [0.107, 0.214]
+    assert got.tolist() == [[11, 21]]
+    with pytest.raises(ConfigError, match="alpha -1.0 is not allowed"):
+        lower_gemm(QTensor(a, 0.1, 0, "s8"), QTensor(b, 0.1, 0, "s8"), 0.01, 0, np.int8,
+                   trans_a=True, alpha=-1.0)
+
+
 def test_gemm_lowering_of_two_activations_with_zero_points():
     """B from an activation (uint8, zero point 131) and batch axes: per-element zero-point
     terms."""
@@ -196,8 +236,12 @@ def test_quantize_matches_onnxruntime():
     rng = np.random.default_rng(1)
     x = np.concatenate([rng.normal(0, 3, 4000), np.arange(-20, 20) * 0.0625 + 0.03125,
                         [1e9, -1e9]]).astype(np.float32)
-    for dtype, zp, tp in [(np.int8, -3, TensorProto.INT8), (np.uint8, 128, TensorProto.UINT8)]:
-        scale = np.float32(0.0625)
+    for dtype, zp, tp, scale in [(np.int8, -3, TensorProto.INT8, 0.0625),
+                                 (np.uint8, 128, TensorProto.UINT8, 0.0625),
+                                 (np.int8, 5, TensorProto.INT8, 0.0173)]:
+        scale = np.float32(scale)
+        x = np.concatenate([x[:4040], (np.arange(-200, 200) + np.float32(0.5)) * scale,
+                            [1e9, -1e9]]).astype(np.float32)
         node = helper.make_node("QuantizeLinear", ["x", "s", "z"], ["y"])
         graph = helper.make_graph(
             [node], "q", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [x.size])],
@@ -342,6 +386,95 @@ def test_elementwise_subgraphs_are_recognized_by_what_they_compute(name, tmp_pat
     assert step["op"].startswith(f"{function}(") and step["block"] == "activation"
     # onnxruntime rounds after every operator of the subgraph, the block once
     assert step["max_err_lsb_alone"] <= 2
+
+
+def _make_float_model(path, nodes, consts, shape=(None, 16), out_shape=None, opset=17):
+    """A float model of ``nodes`` from input "x" to output "y" (``consts``: name -> array)."""
+    from onnx import TensorProto, helper, numpy_helper
+    inits = [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in consts.items()]
+    graph = helper.make_graph(
+        [helper.make_node(op, ins, [out], **attrs) for op, ins, out, attrs in nodes], "m",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(out_shape or shape))],
+        inits)
+    path.write_bytes(helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", opset)]).SerializeToString())
+    return path
+
+
+def _quantized(tmp_path, nodes, consts, shape=(None, 16), out_shape=None, opset=17):
+    rng = np.random.default_rng(2)
+    calib_shape = [8 if d is None else d for d in shape]
+    f = _make_float_model(tmp_path / "f.onnx", nodes, consts, shape, out_shape, opset)
+    model = examples.quantize_int8(f, tmp_path / "q.onnx",
+                                   {"x": [rng.normal(0, 1.5, calib_shape).astype(np.float32)]})
+    inputs = tmp_path / "in.npz"
+    np.savez(inputs, x=rng.normal(0, 1.5, calib_shape).astype(np.float32))
+    return model, inputs
+
+
+def test_gelu_after_a_bias_add_starts_at_the_add(tmp_path):
+    """MatMul + bias Add (folded into the GEMM), then the Erf GELU: the region's input is
+    the Add's quantized output, not the MatMul's."""
+    rng = np.random.default_rng(0)
+    body, _ = REGIONS["gelu_erf"]
+    nodes = [("MatMul", ["x", "w"], "mm", {}), ("Add", ["mm", "bias"], "h", {})] + \
+        [(op, ins, out, {}) for op, ins, out in body] + [("MatMul", ["g", "w2"], "y", {})]
+    consts = {"w": rng.normal(0, 0.3, (16, 16)), "bias": rng.normal(0, 0.5, 16),
+              "w2": rng.normal(0, 0.3, (16, 16)), "sqrt2": np.sqrt(2), "one": 1.0,
+              "half": 0.5}
+    model, inputs = _quantized(tmp_path, nodes, consts)
+    data, _ = run_model(model, inputs)
+    ops = [(s["op"], s["block"]) for s in data["steps"] if s["where"] == "golden"]
+    assert ops == [("MatMul+Add", "systolic"), ("gelu(Div+Erf+Add+Mul+Mul)", "activation"),
+                   ("MatMul", "systolic")]
+
+
+def test_gemm_with_transposed_weights_alpha_and_beta_against_onnxruntime(tmp_path):
+    """Gemm as PyTorch exports Linear (transB) and with alpha and beta: each step alone
+    within 1 LSB of onnxruntime."""
+    rng = np.random.default_rng(1)
+    nodes = [("Gemm", ["x", "w", "b"], "y", {"transB": 1, "alpha": 0.5, "beta": 2.0})]
+    consts = {"w": rng.normal(0, 0.3, (16, 16)), "b": rng.normal(0, 0.3, 16)}
+    model, inputs = _quantized(tmp_path, nodes, consts)
+    for reference in ("int8", "qdq"):
+        data, _ = run_model(model, inputs, reference=reference)
+        gemm = [s for s in data["steps"] if s["kind"] == "gemm"]
+        assert len(gemm) == 1 and gemm[0]["max_err_lsb_alone"] <= 1, gemm
+
+
+@pytest.mark.parametrize("opset, axis, mapped", [(11, None, False), (11, 2, True),
+                                                 (13, None, True), (13, 1, False)])
+def test_softmax_axis_before_and_after_opset_13(opset, axis, mapped, tmp_path):
+    """Before opset 13 Softmax defaults to axis 1 and normalizes over every axis from it:
+    only a softmax over the last axis runs on the block; the others stay host steps."""
+    attrs = {} if axis is None else {"axis": axis}
+    model, inputs = _quantized(tmp_path, [("Softmax", ["x"], "y", attrs)], {},
+                               shape=(2, 3, 4), opset=opset)
+    if not mapped:
+        with pytest.raises(ConfigError, match=r"\(Softmax\) is not supported on the blocks"):
+            load_network(model)
+        # on the host, in float, as ONNX defines it: the qdq reference exactly
+        data, outputs = run_model(model, inputs, allow_host=True, reference="qdq")
+        assert data["outputs"]["y"]["max_err_lsb"] == 0
+        return
+    data, _ = run_model(model, inputs)
+    assert [s["block"] for s in data["steps"] if s["where"] == "golden"] == ["softmax"]
+
+
+@pytest.mark.parametrize("bias_shape", [(16, 1), (8, 16)])
+def test_an_add_that_is_not_a_bias_is_not_folded(bias_shape, tmp_path):
+    """A per-row or per-element constant after MatMul is not a per-column bias: the Add
+    stays a host step."""
+    rng = np.random.default_rng(3)
+    nodes = [("MatMul", ["x", "w"], "mm", {}), ("Add", ["mm", "c"], "y", {})]
+    model, inputs = _quantized(tmp_path, nodes, {"w": rng.normal(0, 0.3, (16, 16)),
+                                                 "c": rng.normal(0, 1, bias_shape)},
+                               shape=(bias_shape[0] if bias_shape[0] > 1 else 16, 16))
+    with pytest.raises(ConfigError, match=r"\(Add\) is not supported on the blocks"):
+        load_network(model)
+    data, _ = run_model(model, inputs, allow_host=True)
+    assert [s["op"] for s in data["steps"] if s["where"] == "golden"] == ["MatMul"]
 
 
 @pytest.mark.fpga
@@ -526,7 +659,7 @@ def _run(capsys, *argv):
 @pytest.mark.parametrize("case", ["not_onnx", "float_model", "missing", "unsupported_op",
                                   "wrong_shape", "wrong_dtype", "missing_input", "extra_array",
                                   "bad_hw_block", "bad_hw_setting", "bad_sim", "nan_input",
-                                  "bad_labels"])
+                                  "bad_labels", "scalar_labels", "empty_input"])
 def test_bad_input_exits_2_with_one_line(case, mlp, tmp_path, capsys):
     out = tmp_path / "out"
     model, inputs, extra = mlp.model, mlp.inputs, []
@@ -541,13 +674,15 @@ def test_bad_input_exits_2_with_one_line(case, mlp, tmp_path, capsys):
     elif case == "unsupported_op":
         model = _qdq_with(tmp_path / "u.onnx", "Neg")
     elif case in ("wrong_shape", "wrong_dtype", "missing_input", "extra_array", "nan_input",
-                  "bad_labels"):
+                  "bad_labels", "scalar_labels", "empty_input"):
         inputs = tmp_path / "in.npz"
         arrays = {"wrong_shape": {"X": x[:, :63]}, "wrong_dtype": {"X": (x * 16).astype(int)},
                   "missing_input": {"labels": np.zeros(360, int)},
                   "extra_array": {"X": x, "Y": x},
                   "nan_input": {"X": np.where(x > 0.5, np.nan, x).astype(np.float32)},
-                  "bad_labels": {"X": x, "labels": np.zeros(5, int)}}[case]
+                  "bad_labels": {"X": x, "labels": np.zeros(5, int)},
+                  "scalar_labels": {"X": x, "labels": np.int64(3)},
+                  "empty_input": {"X": x[:0]}}[case]
         np.savez(inputs, **arrays)
     elif case == "bad_hw_block":
         extra = ["--hw-preset", "mac=default"]
@@ -568,7 +703,8 @@ def test_bad_input_exits_2_with_one_line(case, mlp, tmp_path, capsys):
                 "missing_input": "array 'X' is missing", "extra_array": "array 'Y' is not an",
                 "bad_hw_block": "block 'mac' runs no network operations",
                 "bad_hw_setting": "rows", "bad_sim": "--sim: 'spice' is not allowed",
-                "nan_input": "NaN", "bad_labels": "labels has shape (5,)"}[case]
+                "nan_input": "NaN", "bad_labels": "labels has shape (5,)",
+                "scalar_labels": "labels has shape ()", "empty_input": "X is empty"}[case]
     assert expected in err[0], err
 
 

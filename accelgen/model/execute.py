@@ -18,6 +18,7 @@ output differs from its golden result is recorded as a mismatch (the run goes on
 values).
 """
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -25,6 +26,7 @@ import numpy as np
 
 from ..generators.registry import REGISTRY
 from ..numerics import ConfigError
+from ..tools import ToolError
 from .lower import (QTensor, format_of, lower_conv, lower_elementwise, lower_gemm,
                     lower_softmax, quantize)
 
@@ -122,6 +124,7 @@ class Executor:
         self.seed = seed
         self.say = progress or (lambda message: None)
         self.env = {}
+        self.own_scale = {}     # tensor -> the model's (scale, zero point, dtype) of it
 
     # -- tensors --------------------------------------------------------------------------
 
@@ -167,6 +170,12 @@ class Executor:
             return self.qtensor(name).real().astype(np.float32)
         if name in self.env:
             value = self.env[name]
+            if name in self.own_scale:
+                # a block wrote these codes at its own scale; a reader of the raw tensor
+                # (a layout or host node) gets them at the model's, requantized here
+                scale, zp, dtype = self.own_scale[name]
+                return quantize(value.real(), scale, np.asarray(zp, dtype), dtype).codes \
+                    .astype(dtype)
             return value.codes.astype(_dtype(value.fmt)) if isinstance(value, QTensor) \
                 else value
         if name in self.network.constants:
@@ -190,7 +199,7 @@ class Executor:
     def run(self, feeds):
         """Run every step on ``feeds`` (``{graph input: array}``); returns ``(outputs,
         [StepResult])`` with ``outputs`` ``{graph output: array}``."""
-        self.env = dict(feeds)
+        self.env, self.own_scale = dict(feeds), {}
         results = []
         for step in self.network.steps:
             start = time.monotonic()
@@ -268,11 +277,16 @@ class Executor:
         return result
 
     def _row_softmax(self, step):
-        out_scale, out_zp, _ = self._out_params(step)
+        out_scale, out_zp, out_dtype = self._out_params(step)
         op = lower_softmax(self.operand(step.params["x"]), out_scale, out_zp)
         codes, result = self._ops(step, [op], lambda r: r[0])
         scale, zp = result.out_params
-        self.env[step.outputs[0]] = QTensor(codes, scale, zp, "s8" if zp < 0 else "u8")
+        name = step.outputs[0]
+        self.env[name] = QTensor(codes, scale, zp, "s8" if zp < 0 else "u8")
+        if not (math.isclose(scale, out_scale, rel_tol=1e-6) and zp == out_zp):
+            self.own_scale[name] = (out_scale, out_zp, out_dtype)
+            result.notes.append(f"output at the block's scale {scale:.6g} (zero point {zp}); "
+                                f"the model's {out_scale:.6g} ({out_zp}) for raw readers")
         return result
 
     def _ops(self, step, ops, reshape):
@@ -329,8 +343,9 @@ class Executor:
                 try:
                     got, counters = plan.decode(run["words"])
                 except ValueError as error:
-                    raise RuntimeError(f"{step.name}: the RTL's output is not an answer to "
-                                       f"the plan ({error}); log {sim.log}") from None
+                    raise ToolError(self.simulator, sim.log,
+                                    f"{step.name}: the RTL's output is not an answer to the "
+                                    f"plan ({error})") from None
                 result.mismatches += int(np.count_nonzero(got != plan.result))
                 result.cycles += run["cycles"]
                 for key, value in counters.items():

@@ -23,7 +23,9 @@ float operator, the Q of its output". :func:`load_network` recognizes these grou
 ``host``         any other node: refused unless ``allow_host``, then run by onnxruntime on the
                  host, in float, as the model says.
 
-DQ nodes are views: they give the real values of a quantized tensor to whoever asks.
+DQ nodes are views: they give the real values of a quantized tensor to whoever asks. A group
+is fused only when its inner tensors are read nowhere else (graph outputs included) and every
+scale and zero point it uses is a constant; otherwise its nodes stay separate.
 
 The QOperator format names the integer operators directly: ``QLinearMatMul`` and
 ``QLinearConv`` are ``gemm`` steps (a ``QLinearAdd`` of a constant after ``QLinearMatMul``
@@ -36,6 +38,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
+
+import numpy as np
 
 
 from ..numerics import ConfigError
@@ -185,9 +189,16 @@ def _read_model(path):
 def _constants(model):
     from onnx import numpy_helper
     consts = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    kinds = {"value_float": np.float32, "value_floats": np.float32, "value_int": np.int64,
+             "value_ints": np.int64}
     for node in model.graph.node:
-        if node.op_type == "Constant" and _attr(node, "value") is not None:
+        if node.op_type != "Constant":
+            continue
+        if _attr(node, "value") is not None:
             consts[node.output[0]] = numpy_helper.to_array(_attr(node, "value"))
+        for kind, dtype in kinds.items():
+            if _attr(node, kind) is not None:
+                consts[node.output[0]] = np.asarray(_attr(node, kind), dtype)
     return consts
 
 
@@ -206,8 +217,9 @@ def _graph_inputs(model, constants):
 class _Graph:
     """Producer/consumer maps of the node list."""
 
-    def __init__(self, nodes):
+    def __init__(self, nodes, outputs=()):
         self.nodes = nodes
+        self.outputs = set(outputs)     # graph outputs: read outside every node
         self.producer = {}
         self.consumers = defaultdict(list)
         for node in nodes:
@@ -218,8 +230,12 @@ class _Graph:
                     self.consumers[name].append(node)
 
     def only_consumer(self, tensor, op_type):
+        """The one node reading ``tensor`` when it has type ``op_type`` (and the tensor is
+        not also a graph output), else None."""
         users = self.consumers.get(tensor, [])
-        return users[0] if len(users) == 1 and users[0].op_type == op_type else None
+        if tensor in self.outputs or len(users) != 1 or users[0].op_type != op_type:
+            return None
+        return users[0]
 
 
 def _q_after(graph, node):
@@ -244,6 +260,28 @@ def _dq_operand(graph, name):
     return _operand_of_dq(dq) if dq is not None else None
 
 
+def _constant_params(constants, *operands):
+    """Every operand's scale and zero point are constants (a block takes them as
+    parameters)."""
+    return all(op.scale in constants and (op.zero_point is None or op.zero_point in constants)
+               for op in operands)
+
+
+def _per_column(constants, name):
+    """A bias constant that adds one value per output column: every axis but the last of
+    length 1 (a per-row or per-element constant is not a bias)."""
+    shape = np.shape(constants[name])
+    return all(d == 1 for d in shape[:-1])
+
+
+def _q_range(constants, q):
+    """The real interval a Q node's codes cover."""
+    scale = float(constants[q.input[1]])
+    zp = constants[q.input[2]] if len(q.input) > 2 and q.input[2] else np.zeros((), np.uint8)
+    info = np.iinfo(np.asarray(zp).dtype)
+    return (info.min - int(zp)) * scale, (info.max - int(zp)) * scale
+
+
 def _out_params(q):
     """``out_scale``/``out_zero_point`` names of Q node ``q``."""
     return {"out_scale": q.input[1],
@@ -260,27 +298,34 @@ def _fold_bias(graph, constants, q):
     other = [n for n in add.input if n != dq.output[0]]
     bias = _dq_operand(graph, other[0]) if len(other) == 1 else None
     q2 = _q_after(graph, add)
-    if bias is None or q2 is None or bias.codes not in constants:
+    if bias is None or q2 is None or bias.codes not in constants or \
+            not _constant_params(constants, bias) or not _per_column(constants, bias.codes):
         return None
     return bias, [dq, add, q2], q2
 
 
-def _fold_relu(graph, q):
-    """``(nodes, next Q)`` when ``q`` -> DQ -> Relu -> Q, else None."""
+def _fold_relu(graph, constants, q):
+    """``(nodes, next Q)`` when ``q`` -> DQ -> Relu -> Q and ``q`` saturates nowhere inside
+    the second Q's range (the fused step rounds once, to the second Q), else None."""
     dq = graph.only_consumer(q.output[0], "DequantizeLinear")
     relu = dq and graph.only_consumer(dq.output[0], "Relu")
     q2 = relu and _q_after(graph, relu)
-    return ([dq, relu, q2], q2) if q2 is not None else None
+    if q2 is None or any(n not in constants for n in q.input[1:] + q2.input[1:] if n):
+        return None
+    if _q_range(constants, q)[1] < _q_range(constants, q2)[1] * (1 - 1e-6):
+        return None
+    return [dq, relu, q2], q2
 
 
-def _conv_params(node):
+def _conv_params(node, weights):
     """Conv attributes, or None for what the im2col lowering does not take (groups,
-    auto_pad, other than 2-D)."""
+    auto_pad, other than 2-D, weights that are not a constant)."""
     conv = {"strides": tuple(_attr(node, "strides", (1, 1))),
             "pads": tuple(_attr(node, "pads", (0, 0, 0, 0))),
             "dilations": tuple(_attr(node, "dilations", (1, 1)))}
-    if int(_attr(node, "group", 1)) != 1 or _attr(node, "auto_pad", b"NOTSET") not in \
-            (b"NOTSET", "NOTSET") or len(conv["strides"]) != 2:
+    if weights is None or np.ndim(weights) != 4 or int(_attr(node, "group", 1)) != 1 or \
+            _attr(node, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET") or \
+            len(conv["strides"]) != 2 or len(conv["pads"]) != 4 or len(conv["dilations"]) != 2:
         return None
     return conv
 
@@ -298,20 +343,23 @@ def _gemm_step(graph, constants, node, index):
     ins = [n for n in node.input if n]
     q = _q_after(graph, node)
     operands = [_dq_operand(graph, n) for n in ins[:2]]
-    if q is None or len(ins) < 2 or None in operands:
+    if q is None or len(ins) < 2 or None in operands or \
+            not _constant_params(constants, *operands) or q.input[1] not in constants:
         return None
     params = _gemm_params(*operands, node)
     nodes, ops = [node, q], [node.op_type]
     if node.op_type == "Conv":
-        params["conv"] = _conv_params(node)
+        params["conv"] = _conv_params(node, constants.get(operands[1].codes))
         if params["conv"] is None:
             return None
     if node.op_type in ("Gemm", "Conv") and len(ins) == 3:
-        # an int32 bias through DQ, or a float constant (the quantizer leaves some biases float)
+        # an int32 bias through DQ, or a float constant (the quantizer leaves some biases
+        # float); one value per output column
         bias = _dq_operand(graph, ins[2])
-        if bias is not None and bias.codes in constants:
+        if bias is not None and bias.codes in constants and _constant_params(constants, bias) \
+                and _per_column(constants, bias.codes):
             params["bias"] = bias
-        elif ins[2] in constants:
+        elif ins[2] in constants and _per_column(constants, ins[2]):
             params["bias_float"] = ins[2]
         else:
             return None
@@ -321,7 +369,7 @@ def _gemm_step(graph, constants, node, index):
             params["bias"], more, q = fold
             nodes += more
             ops.append("Add")
-    relu = _fold_relu(graph, q)
+    relu = _fold_relu(graph, constants, q)
     if relu is not None:
         more, q = relu
         params["relu"] = True
@@ -345,11 +393,16 @@ def _qlinear_gemm_step(graph, constants, node, index):
         params = _gemm_params(_qlinear_operand(node, 0), _qlinear_operand(node, 3, -1), node)
     else:
         params = _gemm_params(_qlinear_operand(node, 0), _qlinear_operand(node, 3, 0), node)
-        params["conv"] = _conv_params(node)
+        params["conv"] = _conv_params(node, constants.get(node.input[3]))
         if params["conv"] is None:
             return None
         if len(node.input) > 8 and node.input[8]:
+            if node.input[8] not in constants:
+                return None
             params["bias_acc"] = node.input[8]
+    if not _constant_params(constants, params["a"], params["b"]) or \
+            node.input[6] not in constants:
+        return None
     nodes, ops = [node], [node.op_type]
     out = {"out_scale": node.input[6], "out_zero_point": node.input[7] or None}
     output = node.output[0]
@@ -357,7 +410,8 @@ def _qlinear_gemm_step(graph, constants, node, index):
     if node.op_type == "QLinearMatMul" and add is not None:
         side = 3 if add.input[0] == output else 0
         bias = _qlinear_operand(add, side)
-        if bias.codes in constants:
+        if bias.codes in constants and _constant_params(constants, bias) and \
+                _per_column(constants, bias.codes) and add.input[6] in constants:
             params["bias"] = bias
             nodes.append(add)
             ops.append("QLinearAdd")
@@ -367,18 +421,22 @@ def _qlinear_gemm_step(graph, constants, node, index):
     return Step(_node_name(node, index), "gemm", "+".join(ops), nodes, [], [output], params)
 
 
-def _unary_step(graph, node, index, kind, **params):
+def _unary_step(graph, constants, node, index, kind, **params):
     """An ``elementwise`` or ``row_softmax`` step: QDQ (DQ input, Q output) or QOperator
     (``QLinearSigmoid``, ``QLinearSoftmax``)."""
     if node.op_type.startswith("QLinear"):
-        params.update(x=_qlinear_operand(node, 0), out_scale=node.input[3],
+        x = _qlinear_operand(node, 0)
+        if not _constant_params(constants, x) or node.input[3] not in constants:
+            return None
+        params.update(x=x, out_scale=node.input[3],
                       out_zero_point=node.input[4] if len(node.input) > 4 and node.input[4]
                       else None)
         return Step(_node_name(node, index), kind, node.op_type, [node], [],
                     [node.output[0]], params)
     q = _q_after(graph, node)
     x = _dq_operand(graph, node.input[0])
-    if q is None or x is None:
+    if q is None or x is None or not _constant_params(constants, x) or \
+            q.input[1] not in constants:
         return None
     params.update(x=x, **_out_params(q))
     return Step(_node_name(node, index), kind, node.op_type, [node, q], [],
@@ -394,12 +452,18 @@ def _region_step(region, first, index):
                  "deviation_lsb": region.deviation, **_out_params(region.q)})
 
 
-def _softmax_step(graph, node, index, ranks):
-    axis = int(_attr(node, "axis", -1))
+def _softmax_step(graph, constants, node, index, ranks, opset):
+    """A ``row_softmax`` step when the softmax runs over the last axis. Before opset 13
+    ``Softmax`` defaulted to axis 1 and normalized over every axis from ``axis`` on, which is
+    the last axis only when ``axis`` is the last."""
+    old = node.op_type == "Softmax" and opset < 13
+    axis = int(_attr(node, "axis", 1 if old else -1))
     rank = ranks.get(node.input[0])
     if axis != -1 and (rank is None or axis != rank - 1):
         return None
-    return _unary_step(graph, node, index, "row_softmax")
+    if old and axis == -1 and rank is None:
+        return None
+    return _unary_step(graph, constants, node, index, "row_softmax")
 
 
 def _ranks(model):
@@ -425,16 +489,18 @@ def _is_quantized(model):
 
 def load_network(path, *, allow_host=False):
     """Read ``path`` and cut it into steps (see the module docstring). :class:`ConfigError`
-    (one line naming ``model`` and the node) for a file that is not ONNX, a float model, the
-    QOperator format, and, unless ``allow_host``, an operator no block runs."""
+    (one line naming ``model`` and the node) for a file that is not ONNX, a float model, and,
+    unless ``allow_host``, an operator no block runs."""
     model = _read_model(path)
     if not _is_quantized(model):
         raise ConfigError(f"model: {str(path)!r} is a float model (no QuantizeLinear or "
                           f"DequantizeLinear nodes); expected a quantized model, e.g. from "
                           f"onnxruntime.quantization.quantize_static in QDQ format")
     constants = _constants(model)
-    graph = _Graph([n for n in model.graph.node if n.op_type != "Constant"])
+    graph = _Graph([n for n in model.graph.node if n.op_type != "Constant"],
+                   [o.name for o in model.graph.output])
     ranks = _ranks(model)
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     dequantize = {n.output[0]: n for n in graph.nodes if n.op_type == "DequantizeLinear"}
     region_of = {id(n): r for r in find_regions(graph, constants) for n in r.nodes}
     taken, steps = set(), []
@@ -453,10 +519,10 @@ def load_network(path, *, allow_host=False):
         elif node.op_type in ("QLinearMatMul", "QLinearConv"):
             step = _qlinear_gemm_step(graph, constants, node, index)
         elif node.op_type in ELEMENTWISE_FUNCTIONS:
-            step = _unary_step(graph, node, index, "elementwise",
+            step = _unary_step(graph, constants, node, index, "elementwise",
                                function=ELEMENTWISE_FUNCTIONS[node.op_type])
         elif node.op_type in ("Softmax", "QLinearSoftmax"):
-            step = _softmax_step(graph, node, index, ranks)
+            step = _softmax_step(graph, constants, node, index, ranks, opset)
         if step is None:
             kind = "quantize" if node.op_type == "QuantizeLinear" else \
                 "layout" if node.op_type in LAYOUT_OPS else "host"

@@ -151,9 +151,20 @@ def lower_gemm(a, b, out_scale, out_zero_point, out_dtype, *, trans_a=False, tra
     k = As[0].shape[1]
     if Bs[0].shape[0] != k:
         raise ConfigError(f"model: GEMM operands {A.shape} and {B.shape} do not agree on K")
+    if not alpha > 0:
+        raise ConfigError(f"model: Gemm alpha {alpha!r} is not allowed; expected a positive "
+                          f"number (the requantizer's multiplier is unsigned)")
     acc_scale = float(a.scale) * sb
+    if np.any(acc_scale <= 0) or not float(out_scale) > 0:
+        raise ConfigError("model: a GEMM with a scale of zero or below is not allowed; "
+                          "expected positive scales")
     if bias is not None:
-        bias_acc = np.rint(beta * np.asarray(bias, np.float64).reshape(-1) / acc_scale)
+        bias = np.asarray(bias, np.float64).reshape(-1)
+        if bias.size not in (1, n):
+            raise ConfigError(f"model: a GEMM bias of {bias.size} values is not allowed; "
+                              f"expected one per output column ({n})")
+        # Y = alpha A.B + beta C: the bias joins the accumulator of A.B in its units
+        bias_acc = np.rint(beta * bias / (acc_scale * alpha))
         bias_acc = np.broadcast_to(bias_acc.astype(np.int64), (n,))
     else:
         bias_acc = np.zeros(n, np.int64)

@@ -67,26 +67,42 @@ class Region:
 
 class _Cone:
     """The backward cone of one Q node (see the module docstring); ``ok`` False when it is
-    not a region."""
+    not a region. A Q/DQ pair after an operator of :data:`REGION_OPS` is passed through when
+    what lies behind it is still a function of the same one input (scalar constants only);
+    otherwise its DQ is that input (so a GELU after a bias ``Add`` starts at the ``Add``'s
+    quantized output)."""
 
     def __init__(self, graph, constants, q):
         self.graph, self.constants = graph, constants
-        self.nodes, self.x, self.ok = [], None, True
+        self.nodes, self.leaves = [], set()
         self.expr = self._walk(q.input[0])
+        self.ok = self.expr is not None and len(self.leaves) == 1
+        self.x = next(iter(self.leaves)) if self.ok else None
+
+    def _scalar(self, value):
+        value = np.asarray(value, np.float64)
+        return ("const", value.reshape(())) if value.size == 1 else None
 
     def _const(self, dq):
         c = self.constants
+        if dq.input[1] not in c or (len(dq.input) > 2 and dq.input[2] and dq.input[2] not in c):
+            return None
         zp = c[dq.input[2]] if len(dq.input) > 2 and dq.input[2] else 0
-        return ("const", (np.asarray(c[dq.input[0]], np.float64) - zp) * c[dq.input[1]])
+        return self._scalar((np.asarray(c[dq.input[0]], np.float64) - zp) * c[dq.input[1]])
+
+    def _leaf(self, node):
+        operand = (node.input[0], node.input[1],
+                   node.input[2] if len(node.input) > 2 and node.input[2] else None,
+                   next((a.i for a in node.attribute if a.name == "axis"), None))
+        self.leaves.add(operand)
+        self.nodes.append(node)
+        return ("x",)
 
     def _walk(self, tensor):
-        if not self.ok:
-            return None
         if tensor in self.constants:
-            return ("const", np.asarray(self.constants[tensor], np.float64))
+            return self._scalar(self.constants[tensor])
         node = self.graph.producer.get(tensor)
         if node is None:
-            self.ok = False
             return None
         if node.op_type == "DequantizeLinear":
             if node.input[0] in self.constants:
@@ -95,59 +111,78 @@ class _Cone:
             before = inner is not None and inner.op_type == "QuantizeLinear" and \
                 self.graph.producer.get(inner.input[0]) is not None and \
                 self.graph.producer[inner.input[0]].op_type in REGION_OPS
-            if before:          # a Q/DQ pair between two operators of the region
+            if before:          # a Q/DQ pair between two operators: try to look through it
+                mark, leaves = len(self.nodes), set(self.leaves)
                 self.nodes += [inner, node]
-                return self._walk(inner.input[0])
-            operand = (node.input[0], node.input[1],
-                       node.input[2] if len(node.input) > 2 and node.input[2] else None,
-                       next((a.i for a in node.attribute if a.name == "axis"), None))
-            if self.x is not None and self.x[0] != operand[0]:
-                self.ok = False         # a second computed input: not a unary function
-            self.x = operand
-            self.nodes.append(node)
-            return ("x",)
+                expr = self._walk(inner.input[0])
+                if expr is not None and len(self.leaves) <= 1:
+                    return expr
+                del self.nodes[mark:]
+                self.leaves = leaves
+            return self._leaf(node)
         if node.op_type not in REGION_OPS:
-            self.ok = False
+            return None
+        args = [self._walk(name) for name in node.input if name]
+        if any(a is None for a in args):
             return None
         self.nodes.append(node)
-        return (node.op_type, *[self._walk(name) for name in node.input if name])
+        return (node.op_type, *args)
 
     def evaluate(self, x):
+        """The cone's float64 values at input values ``x`` (None when they do not come out
+        as one value per input)."""
         def ev(e):
             if e[0] == "x":
                 return x
             if e[0] == "const":
                 return e[1]
             args = [ev(a) for a in e[1:]]
+            return _UNARY[e[0]](*args) if e[0] in _UNARY else _BINARY[e[0]](*args)
+        try:
             with np.errstate(all="ignore"):
-                return _UNARY[e[0]](*args) if e[0] in _UNARY else _BINARY[e[0]](*args)
-        return ev(self.expr)
+                return np.broadcast_to(np.asarray(ev(self.expr), np.float64), x.shape)
+        except (ValueError, TypeError):
+            return None
 
 
 def _closed(graph, nodes, q):
-    """No tensor inside the region is read outside it."""
+    """No tensor inside the region is read outside it (a graph output is read outside)."""
     inside = {id(n) for n in nodes} | {id(q)}
     for node in nodes:
         for out in node.output:
-            if any(id(user) not in inside for user in graph.consumers.get(out, [])):
+            if out in graph.outputs or \
+                    any(id(user) not in inside for user in graph.consumers.get(out, [])):
                 return False
     return True
 
 
-def _match(cone, constants, q):
+def _codes_dtype(graph, constants, codes, zero_point):
+    """The integer type of the codes tensor: its zero point's, else that of the Q node
+    writing it, else uint8 (ONNX's default)."""
+    if zero_point:
+        return np.asarray(constants[zero_point]).dtype
+    writer = graph.producer.get(codes)
+    if writer is not None and writer.op_type == "QuantizeLinear" and len(writer.input) > 2 \
+            and writer.input[2] in constants:
+        return np.asarray(constants[writer.input[2]]).dtype
+    return np.dtype(np.uint8)
+
+
+def _match(graph, cone, constants, q):
     """``(function, deviation)`` of the cone, or None."""
     codes_name, scale, zp, axis = cone.x
     s = constants.get(scale)
-    z = constants.get(zp, np.zeros((), np.int8)) if zp else np.zeros((), np.int8)
     ys = constants.get(q.input[1])
-    if s is None or ys is None or np.ndim(s) or np.ndim(ys):
+    if s is None or ys is None or np.ndim(s) or np.ndim(ys) or \
+            (zp and (zp not in constants or np.ndim(constants[zp]))):
         return None
-    info = np.iinfo(np.asarray(z).dtype)
+    z = int(constants[zp]) if zp else 0
+    info = np.iinfo(_codes_dtype(graph, constants, codes_name, zp))
     if info.max - info.min + 1 > MAX_CODES:
         return None
-    real = (np.arange(info.min, info.max + 1) - int(z)) * float(s)
-    got = np.asarray(cone.evaluate(real), np.float64)
-    if got.shape != real.shape or not np.all(np.isfinite(got)):
+    real = (np.arange(info.min, info.max + 1) - z) * float(s)
+    got = cone.evaluate(real)
+    if got is None or not np.all(np.isfinite(got)):
         return None
     best = None
     for name in MATCHED:
@@ -176,7 +211,7 @@ def find_regions(graph, constants):
                  or n.input[0] != cone.x[0]]
         if any(id(n) in taken for n in inner) or not _closed(graph, inner, q):
             continue
-        found = _match(cone, constants, q)
+        found = _match(graph, cone, constants, q)
         if found is None:
             continue
         order = {id(n): i for i, n in enumerate(graph.nodes)}

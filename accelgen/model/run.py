@@ -102,6 +102,9 @@ def read_inputs(network, path):
         if name not in arrays:
             raise ConfigError(f"--inputs: array {name!r} is missing; expected {expected}")
         x = arrays[name]
+        if x.size == 0:
+            raise ConfigError(f"--inputs: {name} is empty (shape {x.shape}); expected at least "
+                              f"one element")
         if x.size > MAX_INPUT_ELEMENTS:
             raise ConfigError(f"--inputs: {name} has {x.size} elements; at most "
                               f"{MAX_INPUT_ELEMENTS} are allowed")
@@ -116,13 +119,19 @@ def read_inputs(network, path):
         if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
             raise ConfigError(f"--inputs: {name} holds NaN or infinite values; expected finite "
                               f"numbers")
+        if x.dtype.kind in "iu" and np.dtype(dtype).kind in "iu":
+            info = np.iinfo(dtype)
+            if x.min() < info.min or x.max() > info.max:
+                raise ConfigError(f"--inputs: {name} holds values from {x.min()} to {x.max()}; "
+                                  f"the model's {np.dtype(dtype)} takes {info.min} to {info.max}")
         feeds[name] = x.astype(dtype)
         if shape and shape[0] is None:
             batch = x.shape[0]
-    if labels is not None and (labels.dtype.kind not in "iu" or
+    if labels is not None and (labels.dtype.kind not in "iu" or labels.ndim != 1 or
                                (batch is not None and labels.shape != (batch,))):
         raise ConfigError(f"--inputs: {LABELS} has shape {labels.shape} and dtype "
-                          f"{labels.dtype}; expected integers of shape ({batch},)")
+                          f"{labels.dtype}; expected integers of shape "
+                          f"({'N' if batch is None else batch},)")
     return feeds, labels, batch or 1
 
 

@@ -401,7 +401,9 @@ def run_words(spec, config, jobs, *, simulator="verilator", seed=0, build_root=N
 
     Returns ``(results, SimResult)``: one ``{"words": {output stream: [int]}, "cycles": int,
     "finished": bool}`` per job (``cycles``: from the first cycle of the run to the last
-    output word). Raises :class:`ToolError` when the build fails or the simulator dies.
+    output word). Raises :class:`ToolError` (naming the log) when the build fails, the
+    simulator dies, a job does not finish within its timeout or sends more words than
+    expected.
     """
     from ..generators.emit import emit
 
@@ -424,4 +426,9 @@ def run_words(spec, config, jobs, *, simulator="verilator", seed=0, build_root=N
     results = [{"words": {k: [int(w, 16) for w in v] for k, v in r["words"].items()},
                 "cycles": int(r["cycles"]), "finished": bool(r["finished"])}
                for r in json.loads(out_path.read_text())]
+    stuck = [i for i, r in enumerate(results) if not r["finished"]]
+    if stuck or not sim.passed:
+        what = (f"job {stuck[0]} did not send its words within {jobs[stuck[0]]['timeout']} "
+                f"cycles" if stuck else "the RTL sent more words than expected")
+        raise ToolError(simulator, sim.log, what)
     return results, sim

@@ -44,6 +44,9 @@ def dyadic_scale(scale, mult_bits):
     ``mult_bits`` bits (at least ``2**(mult_bits-1)`` unless the shift would pass 63, where
     ``mult`` loses its low bits). :class:`ConfigError` when ``scale`` needs a multiplier wider
     than ``mult_bits`` at shift 0 (a scale of ``2**mult_bits`` or more)."""
+    if not float(scale) > 0:
+        raise ConfigError(f"scale: {float(scale)!r} is not allowed; the requantizer takes "
+                          f"positive scales")
     mult, shift = dyadic(float(scale), mult_bits)
     if mult >> mult_bits:
         raise ConfigError(f"scale: {float(scale)!r} is not allowed with mult_bits {mult_bits}; "
@@ -189,7 +192,7 @@ def plan(config, op):
         if len(notes) < 3:
             notes.append(f"{len(cols)} columns: {flow}, M tiles of {m_tile}, "
                          f"{min(len(cols), nb_tile * config.cols)} columns per command, "
-                         f"K chunks of {config.k_max}, "
+                         f"K chunks of {min(config.k_max, command_format(config).dim_max)}, "
                          f"{len(cmds)} commands, mult {mult} / 2**{shift}")
     groups = len(_groups(mults, shifts))
     if groups > 3:
