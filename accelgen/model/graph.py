@@ -453,7 +453,7 @@ def _region_step(region, first, index):
 
 
 def _softmax_step(graph, constants, node, index, ranks, opset):
-    """A ``row_softmax`` step when the softmax runs over the last axis. Before opset 13
+    """A ``row_softmax`` step when it normalizes over the last axis. Before opset 13
     ``Softmax`` defaulted to axis 1 and normalized over every axis from ``axis`` on, which is
     the last axis only when ``axis`` is the last."""
     old = node.op_type == "Softmax" and opset < 13
