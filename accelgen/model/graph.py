@@ -43,6 +43,7 @@ import numpy as np
 
 
 from ..numerics import ConfigError
+from ..sim.golden.ops import KINDS
 from .regions import find_regions
 
 __all__ = ["Network", "Step", "Operand", "load_network", "LAYOUT_OPS", "ELEMENTWISE_FUNCTIONS"]
@@ -108,7 +109,7 @@ class Step:
     @property
     def mapped(self):
         """Executed by a block (rather than on the host)."""
-        return self.kind in ("gemm", "elementwise", "row_softmax")
+        return self.kind in KINDS
 
     def operands(self):
         """The quantized operands of a mapped step."""

@@ -237,7 +237,7 @@ def run_model(model_path, inputs_path, *, hw=None, sim="golden", allow_host=Fals
     outputs)``: the report (JSON-able) and ``{graph output: array}`` of our run. Raises
     :class:`ConfigError` for bad input before anything runs."""
     require_onnx()
-    from .reference import REFERENCES
+    from .reference import REFERENCES, run_reference
     if sim not in SIMS:
         raise ConfigError(f"--sim: {sim!r} is not allowed; expected one of {', '.join(SIMS)}")
     if reference not in REFERENCES:
@@ -257,7 +257,7 @@ def run_model(model_path, inputs_path, *, hw=None, sim="golden", allow_host=Fals
         f"blocks) with the {sim} {'RTL' if sim == 'rtl' else 'models'}")
     outputs, results = executor.run(feeds)
     say(f"running the same model in onnxruntime ({reference})")
-    ref_name, reference = reference, run_reference_outputs(network, feeds, reference)
+    ref_name, reference = reference, run_reference(network, feeds, reference)
     rows = _step_rows(network, results, executor, reference)
     mapped = [r for r in results if r.step.mapped]
     fmaxes = _fmax(mapped, fmax, measure=measure_fmax,
@@ -305,11 +305,6 @@ def run_model(model_path, inputs_path, *, hw=None, sim="golden", allow_host=Fals
                             "onnxruntime": _accuracy(reference, labels),
                             "samples": int(labels.shape[0])}
     return data, outputs
-
-
-def run_reference_outputs(network, feeds, reference="int8"):
-    from .reference import run_reference
-    return run_reference(network, feeds, reference)
 
 
 def report_lines(data, table):

@@ -179,7 +179,8 @@ def plan(config, op):
                           f"{config.acc_width}")
     program = Program(config)
     placed, model_cycles, notes, memo = [], 0, [], {}
-    for (mult, shift), cols in _groups(mults, shifts):
+    groups = _groups(mults, shifts)
+    for (mult, shift), cols in groups:
         requant = dict(mode=mode, mult=mult, shift=shift, zero_point=int(op.zero_point),
                        relu=bool(op.relu), out_signed=bool(op.out_signed))
         cycles, cmds, flow, m_tile, nb_tile = _best(config, m, k, len(cols), preload, requant,
@@ -194,9 +195,8 @@ def plan(config, op):
                          f"{min(len(cols), nb_tile * config.cols)} columns per command, "
                          f"K chunks of {min(config.k_max, command_format(config).dim_max)}, "
                          f"{len(cmds)} commands, mult {mult} / 2**{shift}")
-    groups = len(_groups(mults, shifts))
-    if groups > 3:
-        notes.append(f"... {groups} column groups in all (per-channel scales)")
+    if len(groups) > 3:
+        notes.append(f"... {len(groups)} column groups in all (per-channel scales)")
     owners = np.array(program.owner, dtype=np.int64)
     counts = np.bincount(owners, minlength=len(program.commands)) if owners.size \
         else np.zeros(len(program.commands), np.int64)
