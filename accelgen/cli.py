@@ -497,6 +497,66 @@ def cmd_run(args):
     return 1 if data["totals"]["rtl_mismatches"] else 0
 
 
+def cmd_prove(args):
+    spec, config = _resolve(args)
+    from .formal.prove import check_depth, prove
+    if args.depth is not None:
+        check_depth(args.depth)
+    if not 0 < args.timeout <= 86400:
+        raise ConfigError(f"--timeout: {args.timeout:g} is not allowed; expected seconds, more "
+                          f"than 0 and at most 86400")
+    out_dir = args.output or f"build/prove/{spec.name}_{args.preset}" + \
+        (f"_{args.mutant}" if args.mutant else "")
+    report = prove(spec, config, out_dir, preset=args.preset, depth=args.depth,
+                   mutant=args.mutant, timeout=args.timeout, progress=_progress(args))
+    counts = report.counts()
+    head = (f"{spec.name} ({args.preset}): {len(report.properties)} properties, depth "
+            f"{report.depth}, solver {report.solver}: {counts.get('proven', 0)} proven "
+            f"(every reachable state), {counts.get('bounded', 0)} to depth {report.depth} "
+            f"only, {counts.get('failed', 0)} failed; {report.rounds} solver runs, "
+            f"{report.seconds:g} s")
+    rows = [(p.name, p.family, p.status) for p in report.properties]
+    lines = [head, "", _table(rows, ("property", "family", "status"))]
+    if report.mutant:
+        caught = sorted({p.family for p in report.properties if p.status == "failed"})
+        lines.append(f"\nmutant {report.mutant} (its family: {report.expected_family}): "
+                     + (f"caught by {', '.join(caught)}" if caught else "NOT caught"))
+    if report.counterexample:
+        lines.append(f"counterexample (VCD): {report.counterexample}")
+    lines.append(f"files: {report.directory}")
+    _print(args, report.to_dict(), "\n".join(lines))
+    return 0 if report.passed else 1
+
+
+def cmd_faults(args):
+    spec, config = _resolve(args)
+    from .faults.campaign import OUTCOMES, check_beats, check_campaign, run_campaign
+    from .sim.simulators import check_simulator
+    check_campaign(args.campaign)
+    check_beats(args.beats)
+    check_simulator(args.simulator, "--simulator")
+    out_dir = args.output or f"build/faults/{spec.name}_{args.preset}"
+    report = run_campaign(spec, config, out_dir, preset=args.preset, faults=args.campaign,
+                          seed=args.seed, beats=args.beats, simulator=args.simulator,
+                          progress=_progress(args))
+    rows = [(o, report.counts[o], f"{100 * report.rates[o][0]:.2f} %",
+             f"{100 * report.rates[o][1]:.2f} - {100 * report.rates[o][2]:.2f} %")
+            for o in OUTCOMES]
+    lines = [f"{spec.name} ({args.preset}): {report.faults} single-bit upsets over "
+             f"{report.bits} bits ({report.ff_bits} flip-flop, {report.memory_bits} memory), "
+             f"workload of {report.cycles} cycles, seed {report.seed}, {report.seconds:g} s",
+             "", _table(rows, ("outcome", "runs", "rate", "95 % interval")), "",
+             "most vulnerable registers (silent data corruptions per fault there):",
+             _table([(r["name"], r["kind"], r["bits"], r["faults"], r["sdc"], r["hang"],
+                      r["detected"]) for r in report.registers[:args.top]],
+                    ("register", "kind", "bits", "faults", "sdc", "hang", "detected")),
+             "", _table([(u["name"], u["faults"], u["sdc"], u["hang"], u["detected"])
+                         for u in report.units],
+                        ("submodule", "faults", "sdc", "hang", "detected")),
+             f"\nfiles: {report.directory} (campaign.json)"]
+    _print(args, report.to_dict(), "\n".join(lines))
+
+
 def _short(value):
     return f"{value:.4g}" if isinstance(value, float) else value
 
@@ -667,6 +727,37 @@ def _parser():
     p.add_argument("-o", "--output", metavar="DIR", help="write report.json and outputs.npz")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("prove", help="prove the block's stream, reset, beat, counter and FIFO "
+                                     "properties (SymbiYosys: bounded check + k-induction)")
+    _config_args(p)
+    p.add_argument("--depth", type=int, metavar="N",
+                   help="cycles of the bounded check and of the induction (default: the "
+                        "block's)")
+    p.add_argument("--mutant", metavar="NAME",
+                   help="plant this bug and show that the proof catches it (exit 0 when its "
+                        "property family fails)")
+    p.add_argument("--timeout", type=float, default=1800, metavar="SECONDS",
+                   help="per solver run (default 1800)")
+    p.add_argument("-o", "--output", metavar="DIR",
+                   help="proof files and traces (default build/prove/<block>_<preset>)")
+    p.set_defaults(func=cmd_prove)
+
+    p = sub.add_parser("faults", help="soft-error campaign: single-bit upsets in the emitted "
+                                      "RTL's flip-flops and memories, classified against the "
+                                      "golden model")
+    _config_args(p)
+    p.add_argument("--campaign", type=int, default=1000, metavar="N",
+                   help="faults to inject, one per run (default 1000)")
+    p.add_argument("--beats", type=int, default=200, metavar="N",
+                   help="payload beats of the workload (default 200)")
+    p.add_argument("--seed", type=int, default=1, help="seed of the workload and the faults")
+    p.add_argument("--simulator", default="verilator", help="verilator (default) or icarus")
+    p.add_argument("--top", type=int, default=10, metavar="N",
+                   help="registers listed in the vulnerability table (default 10)")
+    p.add_argument("-o", "--output", metavar="DIR",
+                   help="builds and campaign.json (default build/faults/<block>_<preset>)")
+    p.set_defaults(func=cmd_faults)
     return parser
 
 

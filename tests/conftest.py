@@ -4,7 +4,7 @@ import pytest
 from _pytest.mark.expression import Expression
 
 #: markers of the tests that run YoWASP tools
-YOWASP_MARKS = ("fpga", "lint")
+YOWASP_MARKS = ("fpga", "lint", "formal")
 
 
 def _may_run_yowasp(config):

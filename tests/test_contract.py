@@ -26,7 +26,8 @@ GENERIC = ["cli.py", "tools.py", "numerics.py", "outputs.py", "generators/base.p
            "explore/progress.py", "explore/estimate.py", "model/__init__.py", "model/graph.py",
            "model/lower.py", "model/execute.py", "model/host.py", "model/reference.py",
            "model/run.py", "model/examples.py", "model/regions.py", "sim/golden/ops.py",
-           "sim/cocotb/replay.py"]
+           "sim/cocotb/replay.py", "formal/__init__.py", "formal/harness.py",
+           "formal/prove.py", "hdl/common/formal.py"]
 
 BLOCK_NAME = re.compile(r"\b(" + "|".join(map(re.escape, REGISTRY)) + r")\b")
 

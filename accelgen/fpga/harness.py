@@ -74,7 +74,8 @@ from ..numerics import ConfigError
 from ..generators.base import field_offsets
 from ..sim.payload import payload_width
 
-__all__ = ["MASK32", "CRC_POLY", "CRC_INIT", "xorshift32", "lane_seeds", "lanes", "lane_words",
+__all__ = ["Workload", "field_mask", "pack_fields", "stream_workload", "MASK32", "CRC_POLY",
+           "CRC_INIT", "xorshift32", "lane_seeds", "lanes", "lane_words",
            "stimulus_words", "rare_taps", "shape_word", "shape_value", "harness_taps",
            "crc_masks", "crc_update", "crc_next", "crc_state_term", "crc_word_term",
            "crc_serial", "signature",
@@ -343,6 +344,48 @@ def check_beats(beats):
     return beats
 
 
+@dataclass
+class Workload:
+    """A self-check run's stimulus as stream words, and what the golden model says comes out
+    (what fault campaigns replay; :meth:`Harness.workload`).
+
+    Members
+    -------
+    words : dict
+        ``{input stream: [payload int]}`` in order.
+    golden : dict
+        ``{output stream: [payload int]}`` the golden model expects; only the bits of
+        ``checked`` are defined (a cycle counter, a trace: bits the golden model does not fix).
+    checked : dict
+        ``{output stream: int}``: the payload bits that are results; an output stream absent
+        here is not a result (it is recorded, not compared).
+    timeout : int
+        Cycles a run may take at full rate before it counts as hung.
+    """
+    words: dict
+    golden: dict
+    checked: dict
+    timeout: int
+
+    @property
+    def expect(self):
+        """``{output stream: count}`` of the result streams."""
+        return {name: len(words) for name, words in self.golden.items()}
+
+
+def field_mask(fields, names):
+    """The payload bits of the fields ``names`` (fields packed LSB first)."""
+    offsets = field_offsets(fields)
+    return sum(((1 << offsets[n][1]) - 1) << offsets[n][0] for n in names)
+
+
+def pack_fields(fields, values):
+    """``values`` (``{field: int}``) packed LSB first; each masked to its field's width."""
+    offsets = field_offsets(fields)
+    return sum((int(v) & ((1 << offsets[n][1]) - 1)) << offsets[n][0]
+               for n, v in values.items())
+
+
 class Harness(wiring.Component):
     """What every self-checking harness shares: the verdict ports, the cycle counter, the
     flow-control PRNG and the drain-then-compare verdict. A subclass sets :attr:`checks` and
@@ -430,6 +473,17 @@ class Harness(wiring.Component):
         return {name: value for name, (_, value) in self.checks.items()}
 
 
+def stream_workload(spec, config, *, beats, seed):
+    """:class:`Workload` of a one-stream block: the harness's ``i`` words, and the golden
+    model's ``o`` words for them (every bit a result)."""
+    _, count, in_words = expected(spec, config, beats=beats, seed=seed)
+    out_words = list(spec.golden_model().words(config, in_words))
+    width = payload_width(config.output_fields)
+    return Workload(words={"i": in_words}, golden={"o": out_words},
+                    checked={"o": (1 << width) - 1},
+                    timeout=8 * (len(in_words) + count) + 64 * config.latency + 1024)
+
+
 class SelfCheckHarness(Harness):
     """Pseudo-random stimulus → one-input, one-output block (``i``/``o``, a golden model with
     ``words(config, in_words)``) → CRC-32 signature, checked against values
@@ -475,6 +529,11 @@ class SelfCheckHarness(Harness):
     """
 
     DEFAULT_BEATS = 256
+
+    @classmethod
+    def workload(cls, spec, config, *, beats, seed):
+        """This harness's run as a :class:`Workload` (:func:`stream_workload`)."""
+        return stream_workload(spec, config, beats=beats, seed=seed)
 
     def __init__(self, spec, config, *, beats=DEFAULT_BEATS, seed=1, corrupt_expected=False):
         self.check_beats(beats)

@@ -38,7 +38,8 @@ from ..sim.golden.pim import Instr, Model, pack_instr
 from ..sim.golden.pim_gemv import compile_gemv, default_shape, gemv_program
 from ..sim.golden.pim_program import Expected, error_instrs
 from ..sim.payload import payload_width
-from .harness import Harness, SignatureSink, signature, source_register
+from .harness import (Harness, SignatureSink, Workload, field_mask, pack_fields, signature,
+                      source_register)
 
 __all__ = ["Plan", "plan", "rsp_check_word", "PimHarness", "RSP_CHECKED", "MAX_INSTRUCTIONS"]
 
@@ -100,6 +101,22 @@ def rsp_check_word(config, rsp):
     return word
 
 
+def workload(config, *, beats, seed):
+    """:class:`~accelgen.fpga.harness.Workload` of :func:`plan`: the instruction words;
+    ``o`` a result (its ``kind`` only for the controller alone, whose stub memory reads 0),
+    ``rsp`` the fields of :data:`RSP_CHECKED`; the DRAM trace is not compared."""
+    p = plan(config, beats=beats, seed=seed)
+    exp = p.expected
+    o_mask = (field_mask(config.o_fields, ("kind",)) if config.controller_only
+              else (1 << payload_width(config.o_fields)) - 1)
+    rsp = [pack_fields(config.rsp_fields, {n: r[n] for n in RSP_CHECKED}) for r in exp.rsp]
+    refresh = (exp.schedule.end // config.timing.tREFI + 2) * config.forced_refresh_bound
+    return Workload(words={"cmd": list(pack_instr(config, p.instrs))},
+                    golden={"o": [w & o_mask for w in exp.o], "rsp": rsp},
+                    checked={"o": o_mask, "rsp": field_mask(config.rsp_fields, RSP_CHECKED)},
+                    timeout=8 * (exp.schedule.end + refresh) + 64 * len(p.instrs) + 4096)
+
+
 class PimHarness(Harness):
     """Program ROM → ``pim`` channel → CRC-32 signatures of ``o`` and ``rsp`` (see the module
     docstring).
@@ -117,6 +134,10 @@ class PimHarness(Harness):
     """
 
     DEFAULT_BEATS = 1000
+
+    @classmethod
+    def workload(cls, spec, config, *, beats, seed):
+        return workload(config, beats=beats, seed=seed)
 
     def __init__(self, spec, config, *, beats=DEFAULT_BEATS, seed=1, corrupt_expected=False):
         self.check_beats(beats)

@@ -74,7 +74,8 @@ from ..generators.systolic import OUTPUTS, ceil_div
 from ..sim.golden import systolic as golden
 from ..sim.golden.systolic_program import OPERANDS, Program, flush_command, random_command
 from ..sim.payload import payload_width
-from .harness import Harness, LaneBank, SignatureSink, lane_seeds, lane_words, lanes, \
+from .harness import Harness, LaneBank, SignatureSink, Workload, field_mask, lane_seeds, \
+    lane_words, lanes, pack_fields, \
     signature, source_register
 
 __all__ = ["Plan", "plan", "rsp_check_word", "SystolicHarness"]
@@ -188,6 +189,21 @@ def rsp_check_word(config, err, macs):
     return err | macs << golden.command_format(config).err_width
 
 
+def workload(config, *, beats, seed):
+    """:class:`~accelgen.fpga.harness.Workload` of :func:`plan`: the command and operand
+    words; ``o`` entirely a result, ``rsp`` its ``err`` and ``macs`` (the cycle and stall
+    counters depend on timing, not on the computation)."""
+    p = plan(config, beats=beats, seed=seed)
+    fields = config.rsp_fields
+    rsp = [pack_fields(fields, {"err": r.err, "macs": r.macs}) for r in p.rsp]
+    rows_cols = config.rows + config.cols
+    return Workload(words={name: list(p.words[name]) for name in p.words},
+                    golden={"o": list(p.o), "rsp": rsp},
+                    checked={"o": (1 << payload_width(config.o_fields)) - 1,
+                             "rsp": field_mask(fields, ("err", "macs"))},
+                    timeout=16 * p.beats + 64 * len(p.commands) * (rows_cols + 4) + 1024)
+
+
 class SystolicHarness(Harness):
     """Command ROM and pseudo-random operands → ``systolic`` → CRC-32 signatures of ``o`` and
     ``rsp``, checked against the golden model (see the module docstring).
@@ -233,6 +249,10 @@ class SystolicHarness(Harness):
     """
 
     DEFAULT_BEATS = 1000
+
+    @classmethod
+    def workload(cls, spec, config, *, beats, seed):
+        return workload(config, beats=beats, seed=seed)
 
     def __init__(self, spec, config, *, beats=DEFAULT_BEATS, seed=1, corrupt_expected=False):
         self.check_beats(beats)

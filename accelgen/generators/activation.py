@@ -47,8 +47,8 @@ from functools import cached_property
 
 from .. import approx
 from ..numerics import ConfigError, IntFormat
-from .base import (ArrayLayout, Config, Field, check_bool, check_choice, check_int,
-                   check_real)
+from .base import (ArrayLayout, Beats, Config, Field, ProofContract, check_bool, check_choice,
+                   check_int, check_real)
 
 __all__ = ["ActivationConfig", "PRESETS", "ERROR_BOUNDS", "FUNCTIONS", "BACKENDS"]
 
@@ -385,3 +385,7 @@ ERROR_BOUNDS = {
     "recip_pwl": {"max_abs": 1.0, "code_max": 1},
     "rsqrt_table": {"max_abs": 0.5, "code_max": 0},
 }
+
+#: ``accelgen prove``: one output beat per input beat; a stalled ``o`` freezes the pipeline,
+#: which holds one beat per stage
+PROOF = ProofContract(depth=12, beats=(Beats("i", "o", lambda cfg: cfg.latency),))

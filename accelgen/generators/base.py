@@ -12,7 +12,8 @@ from dataclasses import dataclass, replace
 
 from ..numerics import ConfigError
 
-__all__ = ["ConfigError", "Config", "Field", "ArrayLayout", "RunOption", "check_int",
+__all__ = ["ConfigError", "Config", "Field", "ArrayLayout", "RunOption", "Beats",
+           "ProofContract", "check_int",
            "check_bool", "check_real", "check_str_list", "check_choice",
            "close_matches", "parse_set_value", "apply_overrides", "field_offsets", "load_toml",
            "parse_sets", "resolve_config", "check_plain", "LIMITS", "check_limit",
@@ -170,6 +171,50 @@ def field_offsets(fields):
         out[f.name] = (offset, f.width, f.signed)
         offset += f.width
     return out
+
+
+@dataclass(frozen=True)
+class Beats:
+    """A pair of a block's streams whose beats ``accelgen prove`` counts: each counted beat
+    taken on ``source`` leaves as exactly one beat on ``sink``, and at most ``capacity``
+    of them are inside the block at once (taken, not yet delivered).
+
+    Members
+    -------
+    source, sink : str
+        Port names of an input and an output stream.
+    capacity : callable
+        ``capacity(config)`` → int: beats the block can hold (its pipeline and buffers).
+    counted : str or None
+        A one-bit payload field of ``source``: only beats with it set produce an output
+        beat (an accumulator's ``last``); None: every beat does.
+    """
+    source: str
+    sink: str
+    capacity: typing.Callable
+    counted: str = None
+
+
+@dataclass(frozen=True)
+class ProofContract:
+    """What ``accelgen prove`` needs to know about a block beyond its ports (every stream
+    port gets the stream rules and the reset rule without being listed here).
+
+    Members
+    -------
+    depth : int
+        Default depth of the bounded check and of the induction (``--depth``): enough
+        cycles for a command or row to pass through the tiny preset.
+    beats : tuple of Beats
+        Stream pairs with a one-to-one beat relation.
+    mutants : dict
+        ``{name: family}``: bugs the block's hardware plants when a proof asks for them
+        (``accelgen.hdl.common.formal.mutant(name)``), and the property family that must
+        catch each.
+    """
+    depth: int = 20
+    beats: tuple = ()
+    mutants: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True)

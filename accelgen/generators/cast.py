@@ -26,7 +26,8 @@ from dataclasses import dataclass, replace
 
 from ..formats import FLOAT_FORMATS, POSIT_FORMATS
 from ..numerics import ConfigError
-from .base import ArrayLayout, Config, Field, check_bool, check_choice, check_int
+from .base import (ArrayLayout, Beats, Config, Field, ProofContract, check_bool, check_choice,
+                   check_int)
 
 __all__ = ["CastConfig", "PRESETS", "SOURCES", "TARGETS"]
 
@@ -131,3 +132,6 @@ PRESETS["bf16-fp4"] = replace(PRESETS["default"], target="e2m1")
 PRESETS["bf16-fp6"] = replace(PRESETS["default"], target="e3m2", lanes=2, pipeline=2)
 PRESETS["bf16-p8"] = replace(PRESETS["default"], target="p8")
 PRESETS["fp32-p16"] = CastConfig(source="fp32", target="p16", lanes=2, pipeline=2)
+
+#: ``accelgen prove``: one output beat per input beat, one per pipeline stage
+PROOF = ProofContract(depth=10, beats=(Beats("i", "o", lambda cfg: cfg.latency),))

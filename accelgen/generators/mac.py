@@ -79,7 +79,7 @@ from functools import cached_property
 
 from ..formats import ELEMENT_FORMATS, MX_FORMATS, MXElement, product_range
 from ..numerics import ConfigError, IntFormat, Overflow
-from .base import ArrayLayout, Config, Field, check_choice, check_int
+from .base import ArrayLayout, Beats, Config, Field, ProofContract, check_choice, check_int
 
 __all__ = ["MACConfig", "Mode", "PRESETS", "ERROR_BOUNDS", "MODE_WIDTHS", "ACCUMULATE",
            "MODE_FORMATS"]
@@ -584,3 +584,8 @@ PRESETS["xrnpe"] = MACConfig(modes=("s8s8", "e4m3", "e5m2", "e2m1", "bf16", "p8"
 ERROR_BOUNDS.update({name: {"max_abs": 0.0 if cfg.accumulate == "int" else 0.5}
                      for name, cfg in PRESETS.items()
                      if cfg.accumulate != "fp32" or all(m.is_mx for m in cfg.mode_formats)})
+
+#: ``accelgen prove``: one output beat per ``last`` beat; the output buffer's
+#: ``latency + 1`` places are reserved as such beats enter
+PROOF = ProofContract(depth=12, beats=(Beats("i", "o", lambda cfg: cfg.latency + 1,
+                                             counted="last"),))

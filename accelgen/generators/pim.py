@@ -133,7 +133,7 @@ cycles)``: the fraction of the channel's peak in-bank MAC rate.
 from dataclasses import dataclass, fields as dataclass_fields, replace
 
 from ..numerics import ConfigError, Rounding
-from .base import Config, Field, ArrayLayout, check_bool, check_choice, check_int, \
+from .base import Config, Field, ProofContract, ArrayLayout, check_bool, check_choice, check_int, \
     check_str_list
 
 __all__ = ["PimTiming", "PimConfig", "PRESETS", "TIMINGS", "OPS", "DRAM_COMMANDS", "ERRORS",
@@ -643,3 +643,6 @@ PRESETS = {
 for _name, _timing in TIMINGS.items():
     PRESETS[_name] = PimConfig(timing=_timing, **(_HBM2 if "hbm2" in _name else _GDDR6))
 PRESETS["s16"] = replace(PRESETS["default"], formats=("s8", "s16"), acc_width=48)
+
+#: ``accelgen prove``: the result FIFO's credit carries its own assertions
+PROOF = ProofContract(depth=16)

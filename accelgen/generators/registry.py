@@ -13,14 +13,14 @@ import importlib
 from dataclasses import dataclass
 
 from .activation import (ERROR_BOUNDS as ACTIVATION_BOUNDS, PRESETS as ACTIVATION_PRESETS,
-                         ActivationConfig)
-from .base import ConfigError, RunOption, close_matches, resolve_config
-from .cast import PRESETS as CAST_PRESETS, CastConfig
-from .mac import ERROR_BOUNDS as MAC_BOUNDS, PRESETS as MAC_PRESETS, MACConfig
+                         PROOF as ACTIVATION_PROOF, ActivationConfig)
+from .base import ConfigError, ProofContract, RunOption, close_matches, resolve_config
+from .cast import PRESETS as CAST_PRESETS, PROOF as CAST_PROOF, CastConfig
+from .mac import ERROR_BOUNDS as MAC_BOUNDS, PRESETS as MAC_PRESETS, PROOF as MAC_PROOF, MACConfig
 from .softmax import (ERROR_BOUNDS as SOFTMAX_BOUNDS, PRESETS as SOFTMAX_PRESETS,
-                      SoftmaxConfig)
-from .pim import PRESETS as PIM_PRESETS, PimConfig
-from .systolic import PRESETS as SYSTOLIC_PRESETS, SystolicConfig
+                      PROOF as SOFTMAX_PROOF, SoftmaxConfig)
+from .pim import PRESETS as PIM_PRESETS, PROOF as PIM_PROOF, PimConfig
+from .systolic import PRESETS as SYSTOLIC_PRESETS, PROOF as SYSTOLIC_PROOF, SystolicConfig
 
 __all__ = ["GeneratorSpec", "REGISTRY", "get_spec"]
 
@@ -66,6 +66,10 @@ class GeneratorSpec:
     error_bounds : dict or None
         ``{preset: {statistic: bound}}`` for approximating blocks (``accelgen show
         --errors``); None for blocks that compute exactly.
+    model_ops : str or None
+        Module of the block's mapping of model operations (``accelgen run``).
+    proof : ProofContract or None
+        What ``accelgen prove`` checks beyond every stream's rules (default: nothing more).
     harness_rare : dict
         One-bit input fields the one-stream harness makes rarer (``{field: extra_bits}``: the
         bit is ANDed with that many more random bits), e.g. softmax's ``last`` so that rows
@@ -83,6 +87,7 @@ class GeneratorSpec:
     error_bounds: dict = None
     harness_rare: dict = None
     model_ops: str = None
+    proof: ProofContract = None
 
     def preset(self, name):
         if name not in self.presets:
@@ -160,14 +165,14 @@ REGISTRY = {
         name="mac",
         summary="mixed-precision SIMD multiply-accumulate (INT8/4/2 Bit Fusion; FP8/FP6/FP4, "
                 "BF16, posit, OCP MX with exact or FP32 accumulation)",
-        config_cls=MACConfig, presets=MAC_PRESETS,
+        config_cls=MACConfig, presets=MAC_PRESETS, proof=MAC_PROOF,
         component="accelgen.hdl.mac:MAC", golden="accelgen.sim.golden.mac",
         testbench="accelgen.sim.cocotb.tb_mac", harness=_ONE_STREAM_HARNESS,
         error_bounds=MAC_BOUNDS),
     "systolic": GeneratorSpec(
         name="systolic",
         summary="systolic GEMM engine (R x C, output/weight-stationary, int8/int4, requant)",
-        config_cls=SystolicConfig, presets=SYSTOLIC_PRESETS,
+        config_cls=SystolicConfig, presets=SYSTOLIC_PRESETS, proof=SYSTOLIC_PROOF,
         component="accelgen.hdl.systolic:Systolic", golden="accelgen.sim.golden.systolic",
         testbench="accelgen.sim.cocotb.tb_systolic",
         harness="accelgen.fpga.harness_systolic:SystolicHarness",
@@ -182,14 +187,14 @@ REGISTRY = {
     "activation": GeneratorSpec(
         name="activation",
         summary="elementwise GELU/SiLU/sigmoid/tanh/exp/reciprocal/rsqrt (table, PWL, I-BERT)",
-        config_cls=ActivationConfig, presets=ACTIVATION_PRESETS,
+        config_cls=ActivationConfig, presets=ACTIVATION_PRESETS, proof=ACTIVATION_PROOF,
         component="accelgen.hdl.activation:Activation", golden="accelgen.sim.golden.activation",
         testbench="accelgen.sim.cocotb.tb_activation", harness=_ONE_STREAM_HARNESS,
         error_bounds=ACTIVATION_BOUNDS, model_ops="accelgen.sim.golden.activation_ops"),
     "softmax": GeneratorSpec(
         name="softmax",
         summary="row-wise streaming softmax (base-2 online normalization, int8/int16 logits)",
-        config_cls=SoftmaxConfig, presets=SOFTMAX_PRESETS,
+        config_cls=SoftmaxConfig, presets=SOFTMAX_PRESETS, proof=SOFTMAX_PROOF,
         component="accelgen.hdl.softmax:Softmax", golden="accelgen.sim.golden.softmax",
         testbench="accelgen.sim.cocotb.tb_softmax", harness=_ONE_STREAM_HARNESS,
         error_bounds=SOFTMAX_BOUNDS, harness_rare={"last": 4, "mask": 2},
@@ -198,14 +203,14 @@ REGISTRY = {
         name="cast",
         summary="number-format converter: FP32/BF16 to FP8/FP6/FP4/BF16/FP16/posit (RNE, "
                 "saturating or not)",
-        config_cls=CastConfig, presets=CAST_PRESETS,
+        config_cls=CastConfig, presets=CAST_PRESETS, proof=CAST_PROOF,
         component="accelgen.hdl.cast:Cast", golden="accelgen.sim.golden.cast",
         testbench="accelgen.sim.cocotb.tb_cast", harness=_ONE_STREAM_HARNESS),
     "pim": GeneratorSpec(
         name="pim",
         summary="processing-in-memory DRAM channel: bank controller (timing rules, refresh), "
                 "bank model with per-bank MAC units, GEMV",
-        config_cls=PimConfig, presets=PIM_PRESETS,
+        config_cls=PimConfig, presets=PIM_PRESETS, proof=PIM_PROOF,
         component="accelgen.hdl.pim:Pim", golden="accelgen.sim.golden.pim",
         testbench="accelgen.sim.cocotb.tb_pim", harness="accelgen.fpga.harness_pim:PimHarness",
         run_options=(

@@ -65,7 +65,7 @@ from functools import cached_property, lru_cache
 from .. import approx
 from ..numerics import ConfigError, IntFormat
 from .activation import check_format, check_scale
-from .base import Config, Field, check_bool, check_choice, check_int
+from .base import Beats, Config, Field, ProofContract, check_bool, check_choice, check_int
 
 __all__ = ["SoftmaxConfig", "SoftmaxRanges", "PRESETS", "ERROR_BOUNDS"]
 
@@ -431,3 +431,7 @@ PRESETS["onnx"] = replace(PRESETS["default"], output="s8", out_levels=255)
 #: its per-row mean noisy, so its bound is 0.3); default/table largest 0.158, ibert 0.192.
 ERROR_BOUNDS = {name: {"max_abs": 1.0, "mean_abs": 0.3 if name == "tiny" else 0.25}
                 for name in PRESETS}
+
+#: ``accelgen prove``: one output beat per input beat; the row memory's two banks of
+#: ``n_max`` elements and the pipeline hold them
+PROOF = ProofContract(depth=24, beats=(Beats("i", "o", lambda cfg: 2 * cfg.n_max + cfg.latency),))

@@ -104,7 +104,7 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 
 from ..numerics import ConfigError, Overflow, Rounding, requantizer_latency
-from .base import (ArrayLayout, Config, Field, check_bool, check_choice, check_int,
+from .base import (ArrayLayout, Config, Field, ProofContract, check_bool, check_choice, check_int,
                    check_str_list)
 from ..formats import FLOAT_FORMATS, FP32, POSIT_FORMATS
 from .mac import Mode, _signed_width
@@ -641,3 +641,7 @@ PRESETS["fp8"] = replace(PRESETS["default"], modes=("e4m3", "e5m2", "e4m3e5m2"),
                          out_format="e4m3")
 PRESETS["bf16"] = replace(PRESETS["default"], modes=("bf16",), dataflows=("os",),
                           out_format="bf16")
+
+#: ``accelgen prove``: commands make a variable number of beats; the ring credit, the
+#: accumulator memory and the FIFOs carry their own assertions
+PROOF = ProofContract(depth=16, mutants={"credit-off-by-one": "fifo"})

@@ -70,6 +70,7 @@ from amaranth.lib.memory import Memory
 
 from ..approx import half_up_bias
 from ..generators.softmax import RECIP_Q, SQRT2_Q15
+from .common import formal
 from .common.dsp import dsp_product
 from .common.normalize import leading_zeros, normalize
 from .common.pipeline import Pipeline, stall_enable
@@ -202,6 +203,9 @@ class Softmax(StreamBlock):
         for b in range(2):
             m.d.sync += rows.pending[b].eq(rows.pending[b] + rows.pend_inc[b]
                                            - rows.pend_dec[b])
+            formal.counter(m, f"row memory bank {b}: rows pending",
+                           rows.pending[b] + rows.pend_inc[b] - rows.pend_dec[b], lo=0, hi=2,
+                           family="fifo")
         # reader: the next address to read, its bank, and whether a row is under way
         rows.rd_addr = Signal(range(2 * cfg.n_max), name="rd_addr")
         rows.rd_bank = Signal(name="rd_bank")
@@ -459,6 +463,9 @@ class Softmax(StreamBlock):
             s = pipe.stage(t=t, r=s.r, **_carry(s, "valid", "end", "bank", "kx"))
             r = _cut_to_range((s.r * s.t) >> RECIP_Q, *rng.r)
         for b, slot in enumerate(rows.info):
+            # one slot per bank is the whole queue: a row's info never overwrites another's
+            formal.check(m, f"row info slot {b}: not written while full", "fifo",
+                         ~(s.valid & (s.bank == b) & slot.valid))
             with m.If(s.valid & (s.bank == b)):
                 m.d.sync += [slot.valid.eq(1), slot.end.eq(s.end), slot.kx.eq(s.kx),
                              slot.r.eq(r)]

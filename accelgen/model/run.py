@@ -240,6 +240,9 @@ def run_model(model_path, inputs_path, *, hw=None, sim="golden", allow_host=Fals
     from .reference import REFERENCES, run_reference
     if sim not in SIMS:
         raise ConfigError(f"--sim: {sim!r} is not allowed; expected one of {', '.join(SIMS)}")
+    from ..sim.simulators import SIMULATORS, check_simulator
+    if sim == "rtl" or simulator not in SIMULATORS:     # installed: only when it runs
+        check_simulator(simulator, "--simulator")
     if reference not in REFERENCES:
         raise ConfigError(f"--reference: {reference!r} is not allowed; expected one of "
                           f"{', '.join(REFERENCES)}")

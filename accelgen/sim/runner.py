@@ -167,12 +167,12 @@ def _sha256(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def _build(runner, build_dir, sources, top, simulator, trace):
+def _build(runner, build_dir, sources, top, simulator, trace, access="ports"):
     """Build the simulator model of ``sources`` (the block's Verilog, then its simulation
     top ``top``) unless the stamp matches; returns seconds spent (0: reused). ``trace``:
     None, ``"fst"`` or ``"vcd"``. Raises :class:`ToolError` with the build log when the build
     fails."""
-    extra, build_args, waves = build_arguments(simulator, build_dir, top, trace)
+    extra, build_args, waves = build_arguments(simulator, build_dir, top, trace, access)
     stamp = {"sources_sha256": [_sha256(path) for path in sources], "simulator": simulator,
              "trace": trace, "top": top, "build_args": build_args,
              "make": make_overrides(simulator)}
@@ -239,7 +239,7 @@ def _read_results(simulator, results_xml, log, testcases):
 
 def run_emitted(manifest_path, *, simulator="verilator", seed=0, beats=DEFAULT_BEATS,
                 testcases=None, inputs=None, outputs=None, check=True, waves=False,
-                progress=None, options=None, test_module=None):
+                progress=None, options=None, test_module=None, access="ports"):
     """Build (or reuse) and simulate the Verilog that sits beside ``manifest_path``.
 
     The lower half of :func:`simulate`, for an already emitted directory: it trusts the files
@@ -247,7 +247,9 @@ def run_emitted(manifest_path, *, simulator="verilator", seed=0, beats=DEFAULT_B
     show that the testbench notices. Arguments as for :func:`simulate`; ``inputs`` and
     ``options`` must have been validated by the caller (testcases are checked against the
     registry entry of the manifest's generator, unless ``test_module`` names a block-neutral
-    testbench module to run instead of the block's, as :func:`run_words` does).
+    testbench module to run instead of the block's, as :func:`run_words` does). ``access``:
+    ``"all"`` builds a model whose every signal is writable over VPI (fault campaigns; keep
+    such a build in its own directory).
     """
     from cocotb_tools.runner import get_runner   # slow import, only when used
 
@@ -274,7 +276,7 @@ def run_emitted(manifest_path, *, simulator="verilator", seed=0, beats=DEFAULT_B
             if not wrapper.exists() or wrapper.read_text() != wrapper_text:
                 write_atomic(wrapper, wrapper_text)
             build_seconds = _build(runner, build_dir, [verilog, wrapper], top, simulator,
-                                   trace)
+                                   trace, access)
         run_dir = Path(tempfile.mkdtemp(prefix=f"run-{seed}-", dir=build_dir))
         results_xml, log = run_dir / "results.xml", run_dir / "sim.log"
         wave_file = run_dir / f"dump.{trace}" if waves else None

@@ -74,15 +74,16 @@ def lint_arguments(top):
             "--top-module", top]
 
 
-def check_simulator(simulator):
-    """Validate a simulator name and that it is installed; raises :class:`ConfigError`."""
+def check_simulator(simulator, option="--sim"):
+    """Validate a simulator name (given with ``option``) and that it is installed; raises
+    :class:`ConfigError`."""
     if simulator not in SIMULATORS:
-        raise ConfigError(f"--sim: {simulator!r} is not allowed; expected one of "
+        raise ConfigError(f"{option}: {simulator!r} is not allowed; expected one of "
                           f"{', '.join(repr(s) for s in SIMULATORS)}")
     if simulator == "icarus" and not icarus_available():
-        raise ConfigError("--sim: 'icarus' is not installed (iverilog and vvp not found on "
-                          "PATH); install it with 'apt-get install -y iverilog' or use "
-                          "--sim verilator")
+        raise ConfigError(f"{option}: 'icarus' is not installed (iverilog and vvp not found "
+                          f"on PATH); install it with 'apt-get install -y iverilog' or use "
+                          f"{option} verilator")
     return simulator
 
 
@@ -106,12 +107,19 @@ def make_overrides(simulator):
     return VERILATOR_MAKE_OVERRIDES if simulator == "verilator" else None
 
 
-def build_arguments(simulator, build_dir, top, trace):
+#: Verilator arguments of a build whose every signal is public and writable over VPI (fault
+#: injection flips registers inside the block; slower to build and run than the ports-only
+#: build, so only campaigns use it)
+VERILATOR_ALL_ACCESS_ARGS = ("-Wno-fatal", "--public-flat-rw")
+
+
+def build_arguments(simulator, build_dir, top, trace, access="ports"):
     """``(extra sources, build_args, runner_waves)`` for a build with ``trace`` (None, ``"fst"``
     or ``"vcd"``). Icarus waves come from our own dump module (written into ``build_dir``), so
-    the runner's own wave option stays off for it."""
+    the runner's own wave option stays off for it. ``access``: ``"ports"`` (the top module's
+    signals reach VPI) or ``"all"`` (every signal, writable; Icarus always has that)."""
     if simulator == "verilator":
-        args = list(VERILATOR_ARGS)
+        args = list(VERILATOR_ARGS if access == "ports" else VERILATOR_ALL_ACCESS_ARGS)
         if trace == "fst":
             args.append("--trace-fst")   # the runner's waves=True alone gives --trace (VCD)
         return [], args, trace is not None

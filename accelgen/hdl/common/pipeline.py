@@ -24,6 +24,8 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
+from . import formal
+
 __all__ = ["OutputBuffer", "Pipeline", "register", "stall_enable"]
 
 
@@ -178,6 +180,10 @@ class OutputBuffer(wiring.Component):
         left = self.o.valid & self.o.ready
         held_next = held + self.reserve - left
         m.d.sync += [held.eq(held_next), room.eq(held_next < self.depth)]
+        formal.occupancy(m, "output buffer places", held, push=self.reserve, pop=left,
+                         depth=self.depth)
+        formal.check(m, "output buffer: no beat written into a full queue", "fifo",
+                     ~(fifo.w_en & ~fifo.w_rdy))
         bypass = ~fifo.r_rdy        # queue empty: a new beat goes straight out
         m.d.comb += [
             self.room.eq(room),

@@ -22,6 +22,7 @@ from amaranth.lib import fifo, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...generators.pim import COUNTERS, DRAM_COMMANDS, FORMATS, MAX_POSTPONED, OPS
+from ..common import formal
 from ..common.stream import payload_layout, stream_signature
 from .timing import CLASSES, TimingEngine, _all, _any
 
@@ -211,6 +212,10 @@ class Controller(wiring.Component):
                      o_fifo.r_en.eq(self.o.ready)]
         m.d.sync += inflight.eq(inflight + issue_read - self.rdata.valid)
         credit = inflight + o_fifo.level < cfg.o_depth
+        formal.occupancy(m, "result FIFO with reads in flight", inflight + o_fifo.level,
+                         push=issue_read, pop=self.o.valid & self.o.ready, depth=cfg.o_depth)
+        formal.check(m, "result FIFO: no result written when full", "fifo",
+                     ~(o_fifo.w_en & ~o_fifo.w_rdy))
         drained = (inflight == 0) & (o_fifo.level == 0)
 
         # rsp: one output register (responses are rare; a full register stalls the program)

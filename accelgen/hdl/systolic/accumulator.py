@@ -26,6 +26,7 @@ from amaranth.lib.wiring import In, Out
 from ...formats import FP32
 from ...generators.systolic import SCALE_BITS
 from ...numerics import IntFormat
+from ..common import formal
 from ..common.bram import RegisteredMemory
 from ..common.floats import add_fp32, convert_element, decode_element
 from ..common.loopnest import LoopNest
@@ -344,6 +345,8 @@ class Drain(wiring.Component):
             m.d.sync += inflight.eq(0)
         with m.Else():
             m.d.sync += inflight.eq(inflight + issue - valid)
+            formal.counter(m, "rows in flight to the output FIFO", inflight + issue - valid,
+                           hi=depth, family="fifo")
         # next cycle's room (``occupied`` < depth: the FIFO's words and the rows in flight to
         # it), for the four outcomes of this cycle's issue and output read, which pick one:
         # the next ``occupied`` is ``occupied - read + issue``, so each outcome is a compare of
@@ -355,6 +358,10 @@ class Drain(wiring.Component):
         m.d.sync += [occupied.eq(occupied - read + issue),
                      room.eq(Mux(issue, Mux(read, occupied < depth, occupied < depth - 1),
                                  Mux(read, occupied < depth + 1, occupied < depth)))]
+        formal.occupancy(m, "output room (FIFO words and rows in flight)", occupied,
+                         push=issue, pop=read, depth=depth)
+        formal.check(m, "output FIFO: no row written when full", "fifo",
+                     ~(ofifo.w_en & ~ofifo.w_rdy))
         m.d.comb += [self.o.valid.eq(ofifo.r_rdy), self.o.payload.eq(ofifo.r_data),
                      ofifo.r_en.eq(self.o.ready)]
         # empty: also nothing in the FIFO's inner memory on its way to the output register

@@ -13,6 +13,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from ..common import formal
 from ..common.arith import lut_product
 from ..common.loopnest import LoopNest
 from ..common.stream import stream_signature
@@ -97,6 +98,7 @@ class AIntake(wiring.Component):
         read = valid & self.steps.ready
         level = Signal(range(depth + 1), name="ai_level")   # beats in the FIFO
         m.d.sync += level.eq(level + beat_valid - read)
+        formal.occupancy(m, "a FIFO", level, push=beat_valid, pop=read, depth=depth)
         # next cycle's ready, with the room counted as if the feeder read nothing now: the
         # FIFO can then hold what comes even if the feeder reads nothing next cycle either.
         # Beats taken and not read are ``level + beat_valid``, and this cycle's take adds
@@ -268,9 +270,12 @@ class Feeder(wiring.Component):
                             Mux(ws, ws_ok_next, os_ok_next))
         claim = Mux(step, step_claim, 0)
         with m.If(start):
-            m.d.sync += credit.eq(cfg.acc_depth)
+            # (a proof may plant an extra row of credit, a bug its ring check must catch)
+            m.d.sync += credit.eq(cfg.acc_depth + formal.mutant("credit-off-by-one"))
         with m.Else():
             m.d.sync += credit.eq(credit - claim + self.credit)
+            formal.counter(m, "ring credit", credit - claim + self.credit, hi=cfg.acc_depth,
+                           family="fifo")
         with m.If(start):
             m.d.comb += gap_next.eq(0)
         with m.Elif(step & ~ws & os_last):

