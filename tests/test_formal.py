@@ -88,7 +88,10 @@ def test_proof_names_are_unique_and_families_checked():
 
 def test_every_block_offers_the_port_mutants_and_its_own():
     for spec in REGISTRY.values():
-        assert set(PORT_MUTANTS) <= set(mutants_of(spec))
+        offered = set(mutants_of(spec))
+        assert set(PORT_MUTANTS) - {"port-duplicate"} <= offered
+        # a duplicated beat is caught by the beats count: offered where the block has one
+        assert ("port-duplicate" in offered) == bool(spec.proof.beats)
     assert mutants_of(REGISTRY["systolic"])["credit-off-by-one"] == "fifo"
     assert set(PORT_MUTANTS.values()) | {"fifo"} >= set(formal.FAMILIES) - {"counter"}
 
@@ -135,6 +138,11 @@ def refused(capsys, argv, message, tmp_path):
     (["--mutant", "credit-off-by-one"], "--mutant: 'credit-off-by-one' is not a mutant of "
      "activation; allowed are port-drop-valid, port-payload, port-spurious-valid, "
      "port-duplicate"),
+    (["--depth", "8", "--induction-depth", "9"], "--induction-depth: 9 is not allowed; "
+     "expected at most the bounded check's depth (8)"),
+    (["--mutant", "port-payload", "--induction-depth", "3"], "--induction-depth: not used "
+     "with --mutant (a mutant runs the bounded check only)"),
+    (["-o", ""], "-o: '' is not allowed; expected a directory (use . for the current one)"),
     (["--set", "lanes=0"], None),
 ])
 def test_prove_bad_input(capsys, tmp_path, argv, message):
@@ -167,12 +175,12 @@ def test_tiny_preset_proves(block, tmp_path):
 def test_induction_drops_what_is_not_inductive_and_proves_the_rest(tmp_path):
     """activation tiny: the stream and reset rules close by induction at depth 12; the beats
     count does not (the count is a register of the harness that no invariant ties to the
-    pipeline's valid bits), so it is proven to depth 12 only, in a second round."""
+    pipeline's valid bits), so it is proven to depth 12 only; the second induction closes."""
     spec = REGISTRY["activation"]
     report = prove(spec, spec.presets["tiny"], tmp_path / "p", preset="tiny")
     statuses = {p.family: p.status for p in report.properties}
     assert statuses == {"stream": "proven", "reset": "proven", "beats": "bounded"}
-    assert report.rounds == 2
+    assert report.rounds == 3          # the bounded check, then two inductions
 
 
 MUTATIONS = [("activation", m) for m in PORT_MUTANTS] + [
@@ -185,6 +193,7 @@ def test_planted_bug_is_caught_with_a_trace(block, mutant, tmp_path, capsys):
     spec = REGISTRY[block]
     out = tmp_path / "p"
     code = main(["prove", block, "--preset", "tiny", "--mutant", mutant, "-o", str(out)])
+    # (a mutant's bounded check runs with its family's properties only)
     text = capsys.readouterr().out
     family = mutants_of(spec)[mutant]
     assert code == 0, text

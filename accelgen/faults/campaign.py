@@ -10,9 +10,10 @@
    (:mod:`accelgen.sim.cocotb.inject`).
 4. Each run is classified against the reference run, which equals the golden model:
 
+   ``detected``  a protection's fault flag is set after the run
+                 (:mod:`accelgen.faults.harden`), or an ``err`` field of an output carries a
+                 bit the reference's does not (the block reported a problem);
    ``hang``      the expected outputs did not all arrive within the workload's timeout;
-   ``detected``  an ``err`` field of an output carries a bit the reference's does not (the
-                 block reported a problem);
    ``sdc``       silent data corruption: a checked output bit differs, more or fewer words
                  arrived, and no error was reported;
    ``masked``    every checked output bit equals the reference's.
@@ -21,6 +22,7 @@ Rates carry Wilson 95 % confidence intervals. The vulnerability map counts SDCs 
 (per bit struck) and per submodule.
 """
 
+import hashlib
 import json
 import math
 import random
@@ -34,7 +36,8 @@ from ..tools import ToolError
 from .sites import flip_sites
 
 __all__ = ["run_campaign", "prepare", "Target", "CampaignReport", "OUTCOMES", "wilson",
-           "check_campaign", "check_beats", "INJECT_MODULE", "MAX_FAULTS"]
+           "check_campaign", "check_beats", "select_vulnerable", "INJECT_MODULE",
+           "MAX_FAULTS"]
 
 OUTCOMES = ("masked", "sdc", "detected", "hang")
 INJECT_MODULE = "accelgen.sim.cocotb.inject"
@@ -101,6 +104,8 @@ class CampaignReport:
     units: list = field(default_factory=list)
     directory: str = ""
     seconds: float = 0.0
+    protection: str = "none"
+    hardened: dict = None
 
     def to_dict(self):
         return asdict(self)
@@ -131,14 +136,20 @@ def _err_masks(manifest):
 
 
 def _classify(run, reference, checked, err_masks):
-    if not run["finished"]:
-        return "hang"
+    """One of :data:`OUTCOMES`, in this order of precedence: a detection (the fault flag, or
+    an ``err`` bit in a word where the reference's same word has none, or in a word the
+    reference does not have) over a hang over a corruption."""
     words = {k: [int(w, 16) for w in v] for k, v in run["words"].items()}
     ref = {k: [int(w, 16) for w in v] for k, v in reference["words"].items()}
+    if run.get("flag"):
+        return "detected"
     for name, mask in err_masks.items():
-        raised = any(w & mask for w in words.get(name, ()))
-        if raised and not any(w & mask for w in ref.get(name, ())):
-            return "detected"
+        want = ref.get(name, [])
+        for i, w in enumerate(words.get(name, ())):
+            if w & mask & ~(want[i] if i < len(want) else 0):
+                return "detected"
+    if not run["finished"]:
+        return "hang"
     for name, mask in checked.items():
         got, want = words.get(name, []), ref.get(name, [])
         if len(got) != len(want) or any((a ^ b) & mask for a, b in zip(got, want)):
@@ -189,6 +200,7 @@ class Target:
     err_masks: dict
     work: Path
     simulator: str
+    hardened: dict = None
 
     @property
     def cycles(self):
@@ -210,22 +222,50 @@ class Target:
             outcomes += [_classify(run, self.reference, self.workload.checked,
                                    self.err_masks) for run in result["runs"]]
             applied += [run["applied"] for run in result["runs"]]
+            # a fault-free run after the batch: what one run left behind (registers without
+            # a reset, memory words) must not change the next
+            after = result.get("after")
+            if after is not None and _classify(after, self.reference, self.workload.checked,
+                                               self.err_masks) != "masked":
+                raise ToolError(self.simulator, self.work / "outcome.json",
+                                "a fault-free run after the faulty runs differs from the "
+                                "reference: state carried over between runs")
         return outcomes, applied
 
 
+def _tag(protection):
+    if protection is None or not protection.active:
+        return "inject"
+    parts = [protection.registers or "", protection.memories or ""]
+    if protection.only is not None:
+        digest = hashlib.sha256("\n".join(sorted(protection.only)).encode()).hexdigest()[:8]
+        parts.append(f"only{len(protection.only)}-{digest}")
+    return "inject-" + "-".join(p for p in parts if p)
+
+
 def prepare(spec, config, out_dir, *, beats=DEFAULT_BEATS, seed=1, simulator="verilator",
-            progress=None):
-    """Emit and build ``config`` for injection under ``out_dir`` and run the fault-free
-    reference; :class:`ToolError` when it disagrees with the golden model."""
+            protection=None, progress=None):
+    """Emit (and, with ``protection``, harden) and build ``config`` for injection under
+    ``out_dir``, and run the fault-free reference; :class:`ToolError` when it disagrees with
+    the golden model."""
     from ..generators.emit import emit
+    from .harden import harden
     check_beats(beats)
     out_dir = make_directory("-o", out_dir)
     say = progress or (lambda message: None)
-    build = out_dir / f"{spec.name}-{config.digest()}-{simulator}-inject"
+    build = out_dir / f"{spec.name}-{config.digest()}-{simulator}-{_tag(protection)}"
     make_directory("-o", build)
+    hardened = None
     with locked(build):
         emitted = emit(spec, config, build, top=spec.name)
-    verilog = Path(emitted.manifest_path).with_suffix(".v").read_text()
+        verilog_path = Path(emitted.manifest_path).with_suffix(".v")
+        if protection is not None and protection.active:
+            say(f"{spec.name}: hardening ({protection.describe()})")
+            (build / "harden").mkdir(exist_ok=True)
+            hardened = harden(verilog_path, spec.name, protection,
+                              build / "harden" / verilog_path.name)
+            write_atomic(verilog_path, (build / "harden" / verilog_path.name).read_text())
+    verilog = verilog_path.read_text()
     sites = flip_sites(verilog, spec.name)
     workload = spec.harness_class().workload(spec, config, beats=beats, seed=seed)
     job = {"words": {k: [format(int(w), "x") for w in v] for k, v in workload.words.items()},
@@ -236,16 +276,19 @@ def prepare(spec, config, out_dir, *, beats=DEFAULT_BEATS, seed=1, simulator="ve
     first = _simulate(emitted.manifest_path, {"workload": job, "faults": []}, work,
                       simulator, progress)
     reference = first["reference"]
+    if reference.get("flag"):
+        raise ToolError(simulator, work / "outcome.json",
+                        "the protected block raised its fault flag without a fault")
     problem = _golden_check(reference, workload)
     if problem:
         raise ToolError(simulator, work / "outcome.json", problem)
     return Target(spec, config, Path(emitted.manifest_path), sites, workload, job, reference,
                   _err_masks(json.loads(Path(emitted.manifest_path).read_text())), work,
-                  simulator)
+                  simulator, hardened)
 
 
 def run_campaign(spec, config, out_dir, *, preset=None, faults=1000, seed=1,
-                 beats=DEFAULT_BEATS, simulator="verilator", progress=None):
+                 beats=DEFAULT_BEATS, simulator="verilator", protection=None, progress=None):
     """Run a campaign of ``faults`` single-bit upsets on ``config`` (see the module
     docstring); builds and files go under ``out_dir``. Returns a :class:`CampaignReport`;
     raises :class:`ToolError` when a build fails or the fault-free run disagrees with the
@@ -254,7 +297,7 @@ def run_campaign(spec, config, out_dir, *, preset=None, faults=1000, seed=1,
     check_campaign(faults)
     start = time.monotonic()
     target = prepare(spec, config, out_dir, beats=beats, seed=seed, simulator=simulator,
-                     progress=progress)
+                     protection=protection, progress=progress)
     drawn = _draw(target.sites, faults, target.cycles, seed)
     outcomes, applied = target.inject(drawn, progress)
     if not all(applied):
@@ -265,13 +308,31 @@ def run_campaign(spec, config, out_dir, *, preset=None, faults=1000, seed=1,
                             cycles=target.cycles, bits=sum(s.bits for s in sites),
                             ff_bits=sum(s.bits for s in sites if not s.words),
                             memory_bits=sum(s.bits for s in sites if s.words),
-                            directory=str(out_dir))
+                            directory=str(out_dir),
+                            protection=protection.describe() if protection else "none",
+                            hardened=target.hardened)
     report.counts = {o: outcomes.count(o) for o in OUTCOMES}
     report.rates = {o: [c / faults, *wilson(c, faults)] for o, c in report.counts.items()}
     report.registers, report.units = _vulnerability(drawn, outcomes)
     report.seconds = round(time.monotonic() - start, 1)
     write_atomic(Path(out_dir) / "campaign.json", json.dumps(report.to_dict(), indent=2))
     return report
+
+
+def select_vulnerable(report, coverage=0.9):
+    """The registers (not memories) a selective protection covers: the most vulnerable ones
+    of ``report`` (most silent corruptions and hangs first) until they account for
+    ``coverage`` of all the registers' corruptions and hangs."""
+    rows = sorted((r for r in report.registers if r["kind"] == "register"
+                   and r["sdc"] + r["hang"]), key=lambda r: (-(r["sdc"] + r["hang"]), r["name"]))
+    total = sum(r["sdc"] + r["hang"] for r in rows)
+    chosen, covered = [], 0
+    for row in rows:
+        if covered >= coverage * total:
+            break
+        chosen.append(row["name"])
+        covered += row["sdc"] + row["hang"]
+    return tuple(chosen)
 
 
 def _vulnerability(drawn, outcomes):

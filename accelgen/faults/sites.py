@@ -17,8 +17,10 @@ _IDENT = r"(?:\\\S+|[A-Za-z_][\w$]*)"
 _MODULE = re.compile(rf"^module ({_IDENT})\s*\(.*?^endmodule", re.M | re.S)
 _REG = re.compile(rf"^\s*reg\s+(?:signed\s+)?(?:\[(\d+):(\d+)\]\s*)?({_IDENT})\s*"
                   rf"(?:\[(\d+):(\d+)\])?\s*(?:=[^;]*)?;", re.M)
-_CLOCKED = re.compile(rf"always @\(posedge clk\)\s*(?:begin\b)?\s*(?:if \([^)]*\)\s*)?"
-                      rf"({_IDENT})\s*(\[[^\]]*\])?\s*<=")
+_ALWAYS = re.compile(r"always @\(posedge clk\)")
+_BLOCK_WORD = re.compile(r"\b(?:begin|end)\b")
+#: a non-blocking assignment at the start of a line: its target (and any index)
+_TARGET = re.compile(rf"^\s*(?:if \([^\n]*\)\s*)?({_IDENT})\s*(?:\[[^\]\n]*\]\s*)*<=", re.M)
 _INSTANCE = re.compile(rf"^\s*({_IDENT})\s+({_IDENT})\s*\($", re.M)
 
 
@@ -46,12 +48,14 @@ class Site:
 
     @property
     def name(self):
+        """Dotted instance path and name (a flattened netlist's names read the same)."""
         return ".".join(_plain(p) for p in self.path)
 
     @property
     def unit(self):
         """The submodule holding it (``"top"`` for the block's own module)."""
-        return ".".join(_plain(p) for p in self.path[:-1]) or "top"
+        name = self.name
+        return name.rsplit(".", 1)[0] if "." in name else "top"
 
 
 def _plain(ident):
@@ -63,6 +67,24 @@ def modules_of(verilog):
     return {_plain(m.group(1)): m.group(0) for m in _MODULE.finditer(verilog)}
 
 
+def _clocked_bodies(text):
+    """The statements of every ``always @(posedge clk)`` block of a module: one statement,
+    or everything between its ``begin`` and the matching ``end``."""
+    for m in _ALWAYS.finditer(text):
+        rest = text[m.end():]
+        head = rest.lstrip()
+        if not head.startswith("begin"):
+            yield rest[:rest.index(";") + 1]
+            continue
+        depth, at = 0, 0
+        for word in _BLOCK_WORD.finditer(rest):
+            depth += 1 if word.group(0) == "begin" else -1
+            if depth == 0:
+                at = word.end()
+                break
+        yield rest[:at]
+
+
 def _own_sites(text):
     """``[(name, width, words)]`` of the registers and memories one module clocks."""
     decls = {}
@@ -72,11 +94,12 @@ def _own_sites(text):
         words = abs(int(a) - int(b)) + 1 if a is not None else 0
         decls[name] = (width, words)
     out, seen = [], set()
-    for m in _CLOCKED.finditer(text):
-        name = m.group(1)
-        if name in decls and name not in seen:
-            seen.add(name)
-            out.append((name, *decls[name]))
+    for body in _clocked_bodies(text):
+        for m in _TARGET.finditer("\n" + body):
+            name = m.group(1)
+            if name in decls and name not in seen:
+                seen.add(name)
+                out.append((name, *decls[name]))
     # memories whatever writes them (ROMs too: their words sit in block RAM as well)
     out += [(name, width, words) for name, (width, words) in decls.items()
             if words and name not in seen]

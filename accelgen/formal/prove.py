@@ -5,19 +5,18 @@ Procedure, for one config:
 
 1. Elaborate the :class:`~accelgen.formal.harness.ProofHarness` inside
    :func:`~accelgen.hdl.common.formal.proving` and write it as RTLIL.
-2. Run SymbiYosys in ``prove`` mode at depth ``N``: the base case checks every property in
-   every state reachable within ``N`` cycles of reset; the induction step checks that ``N``
-   consecutive cycles in which all properties hold (from any state, reachable or not) are
-   followed by one in which they hold.
-3. A base-case failure is a real violation: the report names the properties and the
-   counterexample trace (VCD). An induction failure only says the property set is not
-   ``N``-inductive: the properties named in the induction trace are kept as proven to depth
-   ``N`` (the base case covered them), dropped, and step 2 runs again on the rest, until the
-   induction closes. What it closes on is proven for every reachable state (unbounded);
-   what was dropped is proven to depth ``N`` only.
+2. Bounded check (SymbiYosys ``bmc`` mode) to depth ``N``: every property in every state
+   reachable within ``N`` cycles of reset. A failure is a real violation: the report names
+   the properties and the counterexample trace (VCD).
+3. k-induction (``smtbmc --induction`` at depth ``k``): ``k`` consecutive cycles in which all
+   properties hold, from any state, reachable or not, are followed by one in which they
+   hold. An induction failure only says the property set is not ``k``-inductive: the
+   properties the induction trace names are kept as proven to depth ``N`` (step 2 covered
+   them), dropped, and the induction runs again on the rest until it closes. What it closes
+   on is proven for every reachable state (unbounded); what was dropped, to depth ``N``.
 
-With a mutant (a planted bug), only the bounded check runs: it must fail, and the report
-names the failing properties and the trace.
+With a mutant (a planted bug) only step 2 runs, with the properties of the family that must
+catch it: it must fail, and the report names the properties and the trace.
 """
 
 import math
@@ -74,6 +73,7 @@ class ProofReport:
     block: str
     preset: str
     depth: int
+    induction_depth: int
     solver: str
     mutant: str = None
     expected_family: str = None
@@ -94,18 +94,21 @@ class ProofReport:
         return asdict(self)
 
 
-def check_depth(depth):
+def check_depth(depth, option="--depth"):
     lo, hi = DEPTH_RANGE
     if isinstance(depth, bool) or not isinstance(depth, int) or not lo <= depth <= hi:
-        raise ConfigError(f"--depth: {depth!r} is not allowed; expected an integer from {lo} "
+        raise ConfigError(f"{option}: {depth!r} is not allowed; expected an integer from {lo} "
                           f"to {hi} (cycles)")
     return depth
 
 
 def mutants_of(spec):
-    """``{mutant: family}`` that :func:`prove` can plant in ``spec``'s block."""
+    """``{mutant: family}`` that :func:`prove` can plant in ``spec``'s block (a port mutant
+    only where its family has a property: ``port-duplicate`` needs a beats pair)."""
     from .harness import PORT_MUTANTS
-    return {**PORT_MUTANTS, **_contract(spec).mutants}
+    contract = _contract(spec)
+    ports = {k: v for k, v in PORT_MUTANTS.items() if v != "beats" or contract.beats}
+    return {**ports, **contract.mutants}
 
 
 def _contract(spec):
@@ -173,84 +176,99 @@ def _run_sby(directory, mode, depth, timeout, induction_only=False):
     return status, steps, failed, traces, log
 
 
-def prove(spec, config, out_dir, *, preset=None, depth=None, mutant=None, timeout=1800,
-          progress=None):
+def prove(spec, config, out_dir, *, preset=None, depth=None, induction_depth=None,
+          mutant=None, timeout=1800, progress=None):
     """Prove ``spec``'s properties for ``config`` (see the module docstring); files go under
     ``out_dir``. Returns a :class:`ProofReport`; raises :class:`ToolError` when SymbiYosys
-    gives no verdict and :class:`ConfigError` for a bad ``depth`` or ``mutant``."""
+    gives no verdict and :class:`ConfigError` for a bad depth or ``mutant``."""
     contract = _contract(spec)
     depth = check_depth(contract.depth if depth is None else depth)
+    if induction_depth is None:
+        induction_depth = min(contract.induction_depth or depth, depth)
+    induction_depth = check_depth(induction_depth, "--induction-depth")
+    if induction_depth > depth:
+        # k-induction assumes the properties in k states from the bounded check's reach:
+        # sound only when the bounded check covered those k cycles
+        raise ConfigError(f"--induction-depth: {induction_depth} is not allowed; expected at "
+                          f"most the bounded check's depth ({depth})")
+    if mutant is not None and induction_depth != min(contract.induction_depth or depth, depth):
+        raise ConfigError("--induction-depth: not used with --mutant (a mutant runs the "
+                          "bounded check only)")
     allowed = mutants_of(spec)
     if mutant is not None and mutant not in allowed:
         raise ConfigError(f"--mutant: {mutant!r} is not a mutant of {spec.name}; allowed are "
                           f"{', '.join(allowed)}")
     out_dir = make_directory("-o", out_dir)
-    report = ProofReport(block=spec.name, preset=preset or "", depth=depth, solver=SOLVER,
-                         mutant=mutant, expected_family=allowed.get(mutant),
-                         directory=str(out_dir))
-    disabled, bounded, proven, kept = set(), [], [], []
+    report = ProofReport(block=spec.name, preset=preset or "", depth=depth,
+                         induction_depth=induction_depth, solver=SOLVER, mutant=mutant,
+                         expected_family=allowed.get(mutant), directory=str(out_dir))
     start = time.monotonic()
-    while True:
-        round_dir = out_dir / f"round{report.rounds}"
-        if round_dir.exists():
-            shutil.rmtree(round_dir)
-        round_dir.mkdir(parents=True)
-        text, families = elaborate(spec, config, disabled=disabled, mutant=mutant)
-        (round_dir / "design.il").write_text(text)
-        live = [name for name in families if name not in disabled]
-        if not live:
-            break
-        mode = "bmc" if mutant else "prove"
-        # the first round's base case covers every property to the depth; later rounds only
-        # repeat the induction on fewer properties
-        again = report.rounds > 0
-        if progress is not None:
-            what = "induction" if again else "bounded check" if mutant else \
-                "bounded check and induction"
-            progress(f"{spec.name}: {what} of {len(live)} properties at depth {depth} "
-                     f"(round {report.rounds + 1})")
-        status, steps, failed, traces, log = _run_sby(round_dir, mode, depth, timeout,
-                                                      induction_only=again)
+    say = progress or (lambda message: None)
+    disabled = set()
+    if mutant is not None:
+        # a mutant is shown to its own family: the other properties stay out of the check
+        _, families = elaborate(spec, config, mutant=mutant)
+        disabled = {n for n, f in families.items() if f != report.expected_family}
+    # base case: every property in every state within ``depth`` cycles of reset
+    round_dir, families, live = _round(spec, config, out_dir, report, disabled, mutant)
+    say(f"{spec.name}: bounded check of {len(live)} properties to depth {depth}")
+    status, steps, failed, traces, log = _run_sby(round_dir, "bmc", depth, timeout)
+    report.rounds += 1
+    if status == "TIMEOUT":
+        raise ToolError(_SBY, log, f"the solver ran past {timeout:g} s")
+    if status == "FAIL":
+        report.counterexample = traces.get("basecase")
+        _finish(report, families, failed=set(failed.get("basecase", ())), start=start)
+        return report
+    if mutant is not None:
+        _finish(report, families, bounded=live, start=start)
+        return report
+    # induction rounds: drop what is not inductive until the rest is
+    bounded = []
+    while live:
+        say(f"{spec.name}: induction of {len(live)} properties at depth {induction_depth} "
+            f"(round {report.rounds})")
+        status, steps, failed, traces, log = _run_sby(round_dir, "prove", induction_depth,
+                                                      timeout, induction_only=True)
         report.rounds += 1
         if status == "TIMEOUT":
             raise ToolError(_SBY, log, f"the solver ran past {timeout:g} s")
-        if mode == "bmc" and status == "PASS":
-            proven, kept = [], live
-            break
-        if steps.get("basecase") == "fail" or (status == "FAIL" and not again):
-            report.counterexample = traces.get("basecase")
-            _finish(report, families, disabled, bounded,
-                    failed=set(failed.get("basecase", ())), depth=depth, start=start)
-            return report
         if steps.get("induction") == "pass":
-            proven, kept = live, []
             break
         not_inductive = [n for n in failed.get("induction", ()) if n in families]
         if not not_inductive:
             raise ToolError(_SBY, log, f"unexpected verdict {status} with no property named")
         bounded += not_inductive
         disabled |= set(not_inductive)
-    report.seconds = round(time.monotonic() - start, 2)
-    report.properties = [
-        PropertyResult(name, family, "proven" if name in proven else "bounded", depth)
-        if name in proven or name in bounded or name in kept else
-        PropertyResult(name, family, "unchecked", depth)
-        for name, family in families.items()]
-    report.passed = mutant is None
+        round_dir, families, live = _round(spec, config, out_dir, report, disabled, mutant)
+    _finish(report, families, proven=live, bounded=bounded, start=start)
+    report.passed = True
     return report
 
 
-def _finish(report, families, disabled, bounded, *, failed, depth, start):
-    """Fill ``report`` after a base-case failure."""
+def _round(spec, config, out_dir, report, disabled, mutant):
+    """A fresh directory with the design of this round; ``(directory, {property: family},
+    [properties checked])``."""
+    round_dir = out_dir / f"round{report.rounds}"
+    if round_dir.exists():
+        shutil.rmtree(round_dir)
+    round_dir.mkdir(parents=True)
+    text, families = elaborate(spec, config, disabled=disabled, mutant=mutant)
+    (round_dir / "design.il").write_text(text)
+    return round_dir, families, [name for name in families if name not in disabled]
+
+
+def _finish(report, families, *, failed=(), proven=(), bounded=(), start):
+    """Fill ``report``'s properties and verdict."""
     report.seconds = round(time.monotonic() - start, 2)
-    results = []
-    for name, family in families.items():
-        status = ("failed" if name in failed else "bounded" if name in bounded
-                  else "unchecked")
-        results.append(PropertyResult(name, family, status, depth))
-    report.properties = results
+    report.properties = [
+        PropertyResult(name, family,
+                       "failed" if name in failed else "proven" if name in proven
+                       else "bounded" if name in bounded else "unchecked",
+                       report.depth)
+        for name, family in families.items()]
     if report.mutant is None:
-        report.passed = False
+        report.passed = not failed
     else:
-        caught = {families[n] for n in failed if n in families}
-        report.passed = report.expected_family in caught
+        report.passed = report.expected_family in {families[n] for n in failed
+                                                   if n in families}

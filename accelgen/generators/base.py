@@ -203,8 +203,12 @@ class ProofContract:
     Members
     -------
     depth : int
-        Default depth of the bounded check and of the induction (``--depth``): enough
-        cycles for a command or row to pass through the tiny preset.
+        Default depth of the bounded check (``--depth``): enough cycles for a command or
+        row to pass through the tiny preset and out.
+    induction_depth : int or None
+        Default depth of the k-induction (``--induction-depth``; None: ``depth``). The
+        induction's cost grows fast with it; a property that is k-inductive stays so at
+        any larger k.
     beats : tuple of Beats
         Stream pairs with a one-to-one beat relation.
     mutants : dict
@@ -213,6 +217,7 @@ class ProofContract:
         catch each.
     """
     depth: int = 20
+    induction_depth: int = None
     beats: tuple = ()
     mutants: dict = dataclasses.field(default_factory=dict)
 

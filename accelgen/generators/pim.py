@@ -645,4 +645,4 @@ for _name, _timing in TIMINGS.items():
 PRESETS["s16"] = replace(PRESETS["default"], formats=("s8", "s16"), acc_width=48)
 
 #: ``accelgen prove``: the result FIFO's credit carries its own assertions
-PROOF = ProofContract(depth=16)
+PROOF = ProofContract(depth=24, induction_depth=16)

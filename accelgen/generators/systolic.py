@@ -644,4 +644,4 @@ PRESETS["bf16"] = replace(PRESETS["default"], modes=("bf16",), dataflows=("os",)
 
 #: ``accelgen prove``: commands make a variable number of beats; the ring credit, the
 #: accumulator memory and the FIFOs carry their own assertions
-PROOF = ProofContract(depth=16, mutants={"credit-off-by-one": "fifo"})
+PROOF = ProofContract(depth=24, induction_depth=16, mutants={"credit-off-by-one": "fifo"})

@@ -244,6 +244,10 @@ class Controller(wiring.Component):
             m.d.sync += interval.eq(Mux(tick, 0, interval + 1))
             did_ref = r_issue & (r.cmd == D["REF"])
             m.d.sync += owed.eq(owed + tick - did_ref)
+            # the refresh rule: at most MAX_POSTPONED REFs postponed, so never more than
+            # (MAX_POSTPONED + 1) tREFI between two REFs
+            formal.counter(m, "refreshes owed", owed + tick - did_ref, lo=0,
+                           hi=MAX_POSTPONED + 1)
             saved = Signal(B * U)
             remaining = Signal(B * U)
             forced = Signal()
