@@ -59,6 +59,12 @@ def _table(rows, headers):
                      + [line.format(*map(str, r)) for r in rows])
 
 
+def _output(args, default):
+    """``-o`` as given (an empty one too, which the directory check refuses), else
+    ``default``."""
+    return args.output if args.output is not None else default
+
+
 def _print(args, data, text):
     print(json.dumps(data, indent=2) if args.json else text)
 
@@ -245,7 +251,7 @@ def cmd_sim(args):
 def cmd_synth(args):
     spec, config = _resolve(args)
     from .fpga.flow import synth
-    out_dir = Path(args.output or f"build/{spec.name}_{args.family}")
+    out_dir = _output(args, f"build/{spec.name}_{args.family}")
     report = synth(spec, config, args.family, out_dir, preset=args.preset,
                    progress=_progress(args))
     rows = [(k, v) for k, v in report.resources.items() if k != "cells"]
@@ -263,7 +269,7 @@ def cmd_build(args):
     check_placer(args.placer)
     check_pnr_seed(args.pnr_seed)
     # checked (and created) before the cocotb step prints or writes anything
-    out_dir = make_out_dir(args.output or f"build/{spec.name}_{args.board}")
+    out_dir = make_out_dir(_output(args, f"build/{spec.name}_{args.board}"))
     say = _progress(args)
     sim = None
     if not args.skip_sim:
@@ -309,7 +315,7 @@ def cmd_sweep(args):
                    objectives=args.objectives, family=args.family, board=args.board,
                    target_mhz=args.target_mhz, pnr_seed=args.pnr_seed,
                    options=_run_options(args), beats=args.cycles,
-                   out_dir=args.output or f"sweeps/{spec.name}", allow_large=args.allow_large)
+                   out_dir=_output(args, f"sweeps/{spec.name}"), allow_large=args.allow_large)
     say = _progress(args)
     bar = {}
 
@@ -452,7 +458,7 @@ def cmd_estimate(args):
 
 def _estimate_fit(args, est):
     from .outputs import check_file, write_atomic
-    out = check_file("-o", args.output or "estimator.json", "a model file (.json)")
+    out = check_file("-o", _output(args, "estimator.json"), "a model file (.json)")
     samples = est.samples_from_stores(args.fit)
     if not samples:
         raise ConfigError("--fit: the stores hold no finished resources or fmax records of an "
@@ -507,8 +513,8 @@ def cmd_prove(args):
     if not 0 < args.timeout <= 86400:
         raise ConfigError(f"--timeout: {args.timeout:g} is not allowed; expected seconds, more "
                           f"than 0 and at most 86400")
-    out_dir = args.output if args.output is not None else \
-        f"build/prove/{spec.name}_{args.preset}" + (f"_{args.mutant}" if args.mutant else "")
+    out_dir = _output(args, f"build/prove/{spec.name}_{args.preset}"
+                      + (f"_{args.mutant}" if args.mutant else ""))
     report = prove(spec, config, out_dir, preset=args.preset, depth=args.depth,
                    induction_depth=args.induction_depth, mutant=args.mutant,
                    timeout=args.timeout, progress=_progress(args))
@@ -553,8 +559,7 @@ def cmd_faults(args):
                           f"than 0 and at most 1")
     if not 1 <= args.top <= 10_000:
         raise ConfigError(f"--top: {args.top} is not allowed; expected 1 to 10000 rows")
-    out_dir = args.output if args.output is not None else \
-        f"build/faults/{spec.name}_{args.preset}"
+    out_dir = _output(args, f"build/faults/{spec.name}_{args.preset}")
     check_directory("-o", out_dir)
     out_dir = Path(out_dir)
     say = _progress(args)

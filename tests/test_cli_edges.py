@@ -246,7 +246,7 @@ def test_argparse_errors_name_the_subcommand_once(capsys, tmp_path):
                                            "-o/--output")
     refused(capsys, "frobnicate", message="argument command: invalid choice: 'frobnicate' "
             "(choose from 'list', 'show', 'emit', 'sim', 'synth', 'build', 'sweep', "
-            "'estimate', 'run', 'prove')")
+            "'estimate', 'run', 'prove', 'faults')")
 
 
 def test_broken_pipe_is_quiet(tmp_path):

@@ -304,22 +304,37 @@ def _well_formed(model):
             if not isinstance(entry, dict) or not isinstance(entry.get("targets"), dict) \
                     or not isinstance(entry.get("ranges"), dict):
                 return False
+            if not all(isinstance(r, list) and len(r) == 2 and _numbers(r)
+                       for r in entry["ranges"].values()):
+                return False
             for tm in entry["targets"].values():
                 if not _well_formed_target(tm):
                     return False
     return True
 
 
+def _numbers(values):
+    """Whether every item of ``values`` is a real number (not a bool)."""
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+
+
 def _well_formed_target(tm):
     if not isinstance(tm, dict) or not isinstance(tm.get("points"), int):
+        return False
+    holdout = tm.get("holdout")
+    if holdout is not None and not (isinstance(holdout, dict) and _numbers(
+            [v for v in (holdout.get("mape"),) if v is not None])):
         return False
     kind = tm.get("kind", "ridge")
     keys = ("features", "mean", "scale") + (("coef",) if kind == "ridge" else ())
     if kind not in KINDS or not all(isinstance(tm.get(k), list) for k in keys) \
             or len({len(tm[k]) for k in keys}) != 1:
         return False
+    if not all(isinstance(f, str) for f in tm["features"]) \
+            or not all(_numbers(tm[k]) for k in keys if k != "features"):
+        return False
     if kind == "ridge":
-        return isinstance(tm.get("intercept"), (int, float))
+        return _numbers([tm.get("intercept")])
     width = len(tm["features"])
     trees = tm.get("trees")
     if not isinstance(tm.get("init"), (int, float)) or not isinstance(tm.get("rate"), float) \
@@ -327,8 +342,9 @@ def _well_formed_target(tm):
         return False
     for tree in trees:
         if not isinstance(tree, list) or len(tree) != 5 \
-                or not all(isinstance(a, list) for a in tree) \
-                or len({len(a) for a in tree}) != 1:
+                or not all(isinstance(a, list) and _numbers(a) for a in tree) \
+                or len({len(a) for a in tree}) != 1 \
+                or not all(isinstance(v, int) for a in tree[:3] for v in a):
             return False
         nodes = len(tree[0])
         left, right, feature = tree[0], tree[1], tree[2]

@@ -71,6 +71,7 @@ class Store:
 
     def __init__(self, path, *, readonly=False):
         self.path = Path(path)
+        self.readonly = readonly
         if readonly:    # never creates or changes the file
             self._db = sqlite3.connect(_read_only_uri(self.path), uri=True, timeout=60,
                                        isolation_level=None)
@@ -87,6 +88,14 @@ class Store:
         self.close()
 
     def close(self):
+        """Close; a writer leaves the store as one file (the write-ahead log checkpointed
+        and the journal back to DELETE mode), so later read-only opens create no ``-wal``
+        or ``-shm`` file beside it."""
+        if not self.readonly:
+            try:
+                self._db.execute("PRAGMA journal_mode=DELETE")
+            except sqlite3.Error:       # another connection still uses the log: keep it
+                pass
         self._db.close()
 
     # -- meta ---------------------------------------------------------------------------------
@@ -212,4 +221,21 @@ def check_store(path, option):
     if not {"records", "points", "meta"} <= names:
         raise ConfigError(f"{option}: {str(path)!r} is not allowed (not a sweep store: it "
                           f"lacks the sweep tables); expected a sweep store ({STORE_NAME})")
+    with read_only(path) as db:
+        for table, columns in _schema_columns().items():
+            found = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+            if not columns <= found:
+                raise ConfigError(
+                    f"{option}: {str(path)!r} is not allowed (not a sweep store: its table "
+                    f"{table} lacks {', '.join(sorted(columns - found))}); expected a sweep "
+                    f"store ({STORE_NAME})")
     return path
+
+
+def _schema_columns():
+    """``{table: {column}}`` of the store's schema."""
+    with closing(sqlite3.connect(":memory:")) as db:
+        db.executescript(_SCHEMA)
+        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = "
+                                           "'table'")]
+        return {t: {r[1] for r in db.execute(f"PRAGMA table_info({t})")} for t in tables}

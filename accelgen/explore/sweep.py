@@ -116,6 +116,13 @@ def prepare(spec, *, preset="default", config_file=None, sets=(), grid=(), rando
                           allow_large=allow_large,
                           allow_large_options=allow_large or "sim" not in chosen)
               for p in params]
+    # a run option given once for every point (not swept) that no point takes is bad input
+    # (a malformed --gemm), not a grid of invalid points
+    fixed = tuple(f"--{name}:" for name in base_options if name not in option_keys)
+    if fixed and not any(p.valid for p in points):
+        blamed = [p.reason for p in points if p.reason.startswith(fixed)]
+        if blamed:
+            raise ConfigError(blamed[0])
     settings = {"block": spec.name, "preset": preset, "sets": list(sets), "grid": list(grid),
                 "random": random, "seed": seed, "metrics": list(chosen),
                 "objectives": [list(o) for o in objs], "family": family, "board": board,

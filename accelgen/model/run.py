@@ -251,14 +251,22 @@ def run_model(model_path, inputs_path, *, hw=None, sim="golden", allow_host=Fals
                           f"10000")
     if fmax is not None and measure_fmax:
         raise ConfigError("--measure-fmax: not allowed together with --fmax (one clock source)")
+    if build_root is not None and (sim == "rtl" or measure_fmax):
+        from ..outputs import check_directory
+        check_directory("--build-root", build_root)
     say = progress or (lambda message: None)
     network = load_network(model_path, allow_host=allow_host)
     feeds, labels, batch = read_inputs(network, inputs_path)
-    executor = Executor(network, hw, sim=sim, simulator=simulator, build_root=build_root,
-                        seed=seed, progress=say)
-    say(f"running {len(network.steps)} steps ({sum(s.mapped for s in network.steps)} on "
-        f"blocks) with the {sim} {'RTL' if sim == 'rtl' else 'models'}")
+    # the golden models first, silently: an --hw config an operation cannot use is refused
+    # (exit 2, one line) before anything is printed or built
+    executor = Executor(network, hw, sim="golden", seed=seed)
     outputs, results = executor.run(feeds)
+    if sim == "rtl":
+        executor = Executor(network, hw, sim=sim, simulator=simulator, build_root=build_root,
+                            seed=seed, progress=say)
+        say(f"running {len(network.steps)} steps ({sum(s.mapped for s in network.steps)} on "
+            f"blocks) on the RTL")
+        outputs, results = executor.run(feeds)
     say(f"running the same model in onnxruntime ({reference})")
     ref_name, reference = reference, run_reference(network, feeds, reference)
     rows = _step_rows(network, results, executor, reference)
