@@ -531,6 +531,10 @@ def cmd_prove(args):
         caught = sorted({p.family for p in report.properties if p.status == "failed"})
         lines.append(f"\nmutant {report.mutant} (its family: {report.expected_family}): "
                      + (f"caught by {', '.join(caught)}" if caught else "NOT caught"))
+    if report.reach:
+        lines.append("\nreachable within the bounded check: " + ", ".join(
+            f"{goal} at cycle {step}" if step is not None else f"{goal}: NOT within depth "
+            f"{report.depth}" for goal, step in report.reach.items()))
     if report.counterexample:
         lines.append(f"counterexample (VCD): {report.counterexample}")
     lines.append(f"files: {report.directory}")

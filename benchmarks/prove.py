@@ -5,8 +5,9 @@ Sections (all by default; pick some with ``--only proofs,mutants``):
 
 ``proofs``   per block and preset: properties, how many are proven for every reachable state
              (the induction closed on them), how many to the depth only, failures, solver
-             runs and wall time. A preset whose proof runs past ``--timeout`` is listed as
-             such.
+             runs, wall time, and the first cycle each output can deliver a beat (``-``:
+             not within the bounded check's depth). A preset whose proof runs past
+             ``--timeout`` is listed as such.
 ``mutants``  per block (tiny preset) and planted bug: the family that must catch it, the
              families that did, the bounded check's wall time and the trace.
 
@@ -40,7 +41,9 @@ def _prove_row(block, preset, out_dir, timeout):
     return {"block": block, "preset": preset, "properties": len(report.properties),
             "proven": counts.get("proven", 0), "bounded": counts.get("bounded", 0),
             "failed": counts.get("failed", 0), "runs": report.rounds,
-            "seconds": report.seconds, "depth": report.depth,
+            "seconds": report.seconds, "depth": report.depth, "k": report.induction_depth,
+            "first beat": ", ".join(f"{goal.split(':')[0]} {step if step is not None else '-'}"
+                                    for goal, step in report.reach.items()),
             "note": "; ".join(failed) or ""}
 
 

@@ -118,6 +118,7 @@ class ProofHarness(Elaboratable):
             formal.stream_rules(m, name, seen, produced=True)
             formal.check(m, f"{name}: no valid after reset before an input", "reset",
                          ~seen.valid | offered | any_valid)
+            formal.cover(m, f"{name}: a beat delivered", seen.valid & seen.ready)
         inputs = {name: port for name, port, produced in ports if not produced}
         for pair in self.contract.beats:
             self._beats(m, pair, inputs[pair.source], observed[pair.sink])

@@ -65,6 +65,10 @@ class ProofReport:
     properties : list of PropertyResult
     counterexample : str or None
         The VCD trace of a failure.
+    reach : dict
+        ``{goal: cycle or None}``: the first cycle after reset at which each output stream
+        can deliver a beat, None when not within the bounded check's depth (the bounded
+        results then say nothing about its beats).
     rounds : int
         SymbiYosys runs (one more for each round of non-inductive properties dropped).
     seconds : float
@@ -80,6 +84,7 @@ class ProofReport:
     passed: bool = False
     properties: list = field(default_factory=list)
     counterexample: str = None
+    reach: dict = field(default_factory=dict)
     rounds: int = 0
     seconds: float = 0.0
     directory: str = ""
@@ -140,6 +145,20 @@ _FAILED = re.compile(r"failed assertion .* at (.*)$")
 _TRACE = re.compile(r"counterexample trace(?: \[(\w+)\])?: (\S+)")
 _DONE = re.compile(r"DONE \((\w+), rc=\d+\)")
 _ENGINE = re.compile(r"returned (\w+) for (basecase|induction)")
+_REACHED = re.compile(r"reached cover statement .* at (.*):0 step (\d+)$")
+_UNREACHED = re.compile(r"summary:\s+\S+ at (.*):0$")
+
+
+def _covers(text):
+    """``{goal: first step or None}`` of a cover run's summary."""
+    from ..hdl.common.formal import COVER_PREFIX
+    out = {}
+    for line in text.splitlines():
+        if (hit := _REACHED.search(line)) and hit.group(1).startswith(COVER_PREFIX):
+            out[hit.group(1).removeprefix(COVER_PREFIX)] = int(hit.group(2))
+        elif (hit := _UNREACHED.search(line)) and hit.group(1).startswith(COVER_PREFIX):
+            out.setdefault(hit.group(1).removeprefix(COVER_PREFIX), None)
+    return out
 
 
 def _run_sby(directory, mode, depth, timeout, induction_only=False):
@@ -173,6 +192,8 @@ def _run_sby(directory, mode, depth, timeout, induction_only=False):
             failed.setdefault(step, []).extend(names or [where])
     if status is None or status == "ERROR" or (induction_only and "induction" not in steps):
         raise ToolError(_SBY, log, f"SymbiYosys ended without a verdict ({status or 'none'})")
+    if mode == "cover":
+        return status, steps, _covers(proc.stdout), traces, log
     return status, steps, failed, traces, log
 
 
@@ -223,6 +244,10 @@ def prove(spec, config, out_dir, *, preset=None, depth=None, induction_depth=Non
     if mutant is not None:
         _finish(report, families, bounded=live, start=start)
         return report
+    # how deep the bounded check reaches: the first cycle each output can deliver a beat
+    say(f"{spec.name}: reachability of the outputs within depth {depth}")
+    _, _, report.reach, _, log = _run_sby(round_dir, "cover", depth, timeout)
+    report.rounds += 1
     # induction rounds: drop what is not inductive until the rest is
     bounded = []
     while live:

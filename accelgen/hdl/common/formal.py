@@ -20,10 +20,10 @@ import contextlib
 import contextvars
 from dataclasses import dataclass, field
 
-from amaranth.hdl import Assert, Assume, Cat, ResetSignal, Signal
+from amaranth.hdl import Assert, Assume, Cat, Cover, ResetSignal, Signal
 
-__all__ = ["FAMILIES", "Proof", "proving", "mutant", "check", "assume", "stream_rules",
-           "counter", "occupancy", "SRC_PREFIX"]
+__all__ = ["FAMILIES", "Proof", "proving", "mutant", "check", "assume", "cover",
+           "stream_rules", "counter", "occupancy", "SRC_PREFIX", "COVER_PREFIX"]
 
 #: property families: what each one states
 FAMILIES = {
@@ -35,6 +35,8 @@ FAMILIES = {
 }
 #: source-location prefix of an accelgen property's Assert (what SymbiYosys reports)
 SRC_PREFIX = "accelgen-property/"
+#: the same for a reachability goal's Cover
+COVER_PREFIX = "accelgen-cover/"
 
 
 @dataclass
@@ -99,6 +101,16 @@ def check(m, name, family, test):
         statement.src_loc = (SRC_PREFIX + unique, 0)
         m.d.comb += statement
     return unique
+
+
+def cover(m, name, test):
+    """A reachability goal ``name``: a state where ``test`` holds (outside reset). The
+    proof's cover run reports the first cycle it can happen, which says whether the bounded
+    check's depth reaches it; a no-op outside a proof."""
+    if _ACTIVE.get() is not None:
+        statement = Cover(~ResetSignal() & test)
+        statement.src_loc = (COVER_PREFIX + name, 0)
+        m.d.comb += statement
 
 
 def assume(m, test):
