@@ -554,7 +554,8 @@ def cmd_faults(args):
     check_simulator(args.simulator, "--simulator")
     protection = parse_protection(args.protect)
     if args.selective and not protection.registers:
-        raise ConfigError("--selective: protects registers; give --protect tmr or --protect dmr")
+        raise ConfigError("--selective: protects registers; give --protect tmr, dmr or "
+                          "reg-parity")
     if args.coverage is not None and not args.selective:
         raise ConfigError("--coverage: only with --selective")
     coverage = 0.9 if args.coverage is None else args.coverage
@@ -820,8 +821,8 @@ def _parser():
     p.add_argument("--seed", type=int, default=1, help="seed of the workload and the faults")
     p.add_argument("--simulator", default="verilator", help="verilator (default) or icarus")
     p.add_argument("--protect", action="append", default=[], metavar="KIND",
-                   help="harden the netlist first: tmr or dmr (registers), parity or secded "
-                        "(memory words); repeatable")
+                   help="harden the netlist first: tmr, dmr or reg-parity (registers), "
+                        "parity or secded (memory words); repeatable")
     p.add_argument("--selective", action="store_true",
                    help="protect only the most vulnerable registers: an unprotected campaign "
                         "runs first and picks them")

@@ -271,7 +271,8 @@ def test_secded_check_bits_match_the_textbook_code(width, check_bits):
     (["tmr", "dmr"], "--protect: 'dmr' and 'tmr' both protect registers; give one"),
     (["parity", "secded"], "--protect: 'secded' and 'parity' both protect memory words; "
                            "give one"),
-    (["ecc"], "--protect: 'ecc' is not allowed; expected tmr, dmr, parity, secded"),
+    (["ecc"], "--protect: 'ecc' is not allowed; expected tmr, dmr, reg-parity, parity, "
+              "secded"),
 ])
 def test_protection_parsing(items, message):
     from accelgen.faults.harden import parse_protection
@@ -293,7 +294,7 @@ def test_selective_needs_a_register_protection(capsys, tmp_path):
                  "-o", str(out)])
     _, err = capsys.readouterr()
     assert code == 2 and err.strip() == ("accelgen: error: --selective: protects registers; "
-                                         "give --protect tmr or --protect dmr")
+                                         "give --protect tmr, dmr or reg-parity")
     assert not out.exists()
 
 
@@ -344,6 +345,23 @@ def test_dmr_detects_every_register_upset(tmp_path):
                      protection=Protection(registers="dmr"))
     faults = [f for f in _register_faults(target, 200, 5) if f["site"].name != FAULT_FLAG]
     outcomes, _ = target.inject(faults[:120])
+    assert set(outcomes) == {"detected"}, Counter(outcomes)
+
+
+@pytest.mark.cocotb
+def test_register_parity_detects_upsets_of_the_accumulator(tmp_path):
+    """mac tiny with a parity bit on its accumulator only (selective): every upset of the
+    accumulator or of its parity bit is detected; the other registers keep their outcomes."""
+    from accelgen.faults.harden import Protection
+    spec = REGISTRY["mac"]
+    target = prepare(spec, spec.presets["tiny"], tmp_path / "f", beats=80, seed=3,
+                     protection=Protection(registers="reg-parity", only=("acc0",)))
+    names = {s.name for s in target.sites}
+    assert {"acc0", "acc0__parity"} <= names and target.hardened["registers"] == ["acc0"]
+    faults = [f for f in _register_faults(target, 400, 6)
+              if f["site"].name in ("acc0", "acc0__parity")][:80]
+    assert len(faults) >= 40
+    outcomes, _ = target.inject(faults)
     assert set(outcomes) == {"detected"}, Counter(outcomes)
 
 

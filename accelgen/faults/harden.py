@@ -6,6 +6,10 @@
             the copy is rewritten at its next update.
 ``dmr``     duplication with comparison: two copies, the first drives the logic, and any
             difference between them sets the fault flag (detected).
+``reg-parity``  a parity bit per protected register, written with it (the parity of its
+            next value) and checked against it every cycle: a single upset in the
+            register or its parity bit sets the fault flag (detected) at one flip-flop per
+            register (for accumulators: the cheap check; TMR masks, this detects).
 ``parity``  one even-parity bit per memory word, written with the word and checked on every
             read: a mismatch sets the fault flag (detected).
 ``secded``  a Hamming code plus an overall parity bit per memory word (single error
@@ -34,7 +38,7 @@ from ..numerics import ConfigError
 __all__ = ["REGISTER_MODES", "MEMORY_MODES", "Protection", "parse_protection", "harden",
            "harden_netlist", "FAULT_FLAG", "secded_layout"]
 
-REGISTER_MODES = ("tmr", "dmr")
+REGISTER_MODES = ("tmr", "dmr", "reg-parity")
 MEMORY_MODES = ("parity", "secded")
 FAULT_FLAG = "accelgen_fault"
 
@@ -197,8 +201,8 @@ def _plain(name):
 
 
 def _harden_registers(m, mode, only, clk_of):
-    """Copies and voters (``tmr``) or comparators (``dmr``); returns the mismatch signals
-    and the names protected."""
+    """Copies and voters (``tmr``), comparators (``dmr``) or parity bits (``reg-parity``);
+    returns the error signals and the names protected."""
     names = _register_names(m.doc)
     mismatches, protected = [], []
     for cell_name, cell in list(m.doc["cells"].items()):
@@ -209,6 +213,13 @@ def _harden_registers(m, mode, only, clk_of):
         if name is None or (only is not None and not aliases & only):
             continue
         width, d, clk = len(q), cell["connections"]["D"], cell["connections"]["CLK"]
+        if mode == "reg-parity":
+            odd = (sum(int(c == "1") for c in init) & 1) if isinstance(init, str) else 0
+            parity = m.nets(1, f"{name}__parity", init=str(odd))
+            m.dff(clk, m.unary("$reduce_xor", d), parity, keep=True)
+            mismatches.append(m.unary("$reduce_xor", q + parity))
+            protected.append(_plain(name))
+            continue
         copies = [m.nets(width, f"{name}__{mode}{i}", init)
                   for i in range(3 if mode == "tmr" else 2)]
         del m.doc["cells"][cell_name]
@@ -382,6 +393,7 @@ def harden_netlist(doc, top, protection):
     ports = mod["ports"]
     clk, rst = ports["clk"]["bits"], ports["rst"]["bits"]
     errors, protected, memories = [], [], []
+    _drop_write_port_registers(mod)
     # a process writes a memory word with one enable per bit, all equal: one net for all of
     # them lets the Verilog written back write whole words (which synthesis maps to RAM)
     for cell in mod["cells"].values():
@@ -400,18 +412,41 @@ def harden_netlist(doc, top, protection):
                     memories.append(_plain(cell["parameters"].get("MEMID", name)))
     if errors:
         _flag(m, errors, clk, rst)
+    _registers_named_first(mod)
     return {"registers": protected, "memories": memories, "cells": dict(m.added)}
+
+
+def _drop_write_port_registers(mod):
+    """Remove the flip-flops ``proc`` leaves when it turns a memory write inside a clocked
+    process into a write port: they drive nothing and have no public name. (No other
+    clean-up runs: every register of the block, dead ones too, stays, so a campaign on the
+    protected block strikes the same registers as one on the unprotected block.)"""
+    public = {b for n in mod["netnames"].values() if not n["hide_name"] for b in n["bits"]}
+    used = {b for c in mod["cells"].values() for p, bits in c["connections"].items()
+            if c["port_directions"].get(p) == "input" for b in bits}
+    used |= {b for p in mod["ports"].values() for b in p["bits"]}
+    for name, cell in list(mod["cells"].items()):
+        q = cell["connections"].get("Q", [])
+        if cell["type"] == "$dff" and not (set(q) & (used | public)):
+            del mod["cells"][name]
+
+
+def _registers_named_first(mod):
+    """Put each register's own name (the one Amaranth gave it, :func:`_register_names`)
+    after the other names of its bits: ``read_json`` lets the last name of a bit stand for
+    it, so the written Verilog (and a campaign's vulnerability map) keeps the names of the
+    unprotected block."""
+    first = {name for name, _, _ in _register_names(mod).values()}
+    nets = mod["netnames"]
+    mod["netnames"] = {**{k: nets[k] for k in nets if k not in first},
+                       **{k: nets[k] for k in nets if k in first}}
 
 
 _YOSYS_IN = """read_verilog {src}
 hierarchy -top {top}
 proc
 flatten
-opt_clean
 memory_collect
-opt_expr
-opt_merge
-opt_clean
 write_json {json}
 """
 _YOSYS_OUT = """read_json {json}
