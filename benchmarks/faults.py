@@ -4,8 +4,9 @@ protection, and what each protection costs on ECP5 next to lock-step duplication
 Sections (all by default; pick some with ``--only campaigns,area``):
 
 ``campaigns``  per block (``--preset``, default tiny) and protection (none, tmr, dmr,
-               parity, secded, selective tmr: the registers behind 90 % of the unprotected
-               campaign's register corruptions and hangs): ``--faults`` single-bit upsets
+               parity, secded, and selective tmr and reg-parity: the registers behind 90 %
+               of the unprotected campaign's register corruptions and hangs): ``--faults``
+               single-bit upsets
                (default 10,000), the rates of silent data corruption, hang, detection and
                masking with Wilson 95 % intervals, and the detection coverage (detected /
                (detected + sdc + hang)).
@@ -17,7 +18,6 @@ Sections (all by default; pick some with ``--only campaigns,area``):
 """
 
 import argparse
-import dataclasses
 import tempfile
 from pathlib import Path
 
@@ -62,11 +62,12 @@ def campaigns(blocks, preset, faults, root, selections):
             baseline = baseline or report
         only = select_vulnerable(baseline, 0.9)
         selections[block] = only
-        protection = dataclasses.replace(VARIANTS["tmr"], only=only)
-        report = run_campaign(spec, config, root / block / "selective", preset=preset,
-                              faults=faults, seed=2, protection=protection)
-        rows.append(_row(block, "selective tmr", report, f"{len(only)} registers"))
-        say(f"  {rows[-1]}")
+        for mode in ("tmr", "reg-parity"):
+            protection = Protection(registers=mode, only=only)
+            report = run_campaign(spec, config, root / block / f"selective-{mode}",
+                                  preset=preset, faults=faults, seed=2, protection=protection)
+            rows.append(_row(block, f"selective {mode}", report, f"{len(only)} registers"))
+            say(f"  {rows[-1]}")
     return rows
 
 
@@ -76,8 +77,9 @@ def area(blocks, preset, root, selections):
         spec = REGISTRY[block]
         variants = {k: v for k, v in VARIANTS.items() if k != "none"}
         if block in selections:
-            variants["selective tmr"] = dataclasses.replace(VARIANTS["tmr"],
-                                                            only=selections[block])
+            for mode in ("tmr", "reg-parity"):
+                variants[f"selective {mode}"] = Protection(registers=mode,
+                                                           only=selections[block])
         say(f"area {block}")
         result = area_report(spec, spec.presets[preset], root / block, variants)
         for label in ["unprotected", "lockstep", *variants]:
