@@ -186,17 +186,15 @@ def test_tiny_preset_proves(block, tmp_path):
     assert report.passed, statuses
     assert set(statuses.values()) <= {"proven", "bounded"}, statuses
     assert report.counterexample is None
-    # the cover run names every output stream; at the default depth the bounded check
-    # reaches a delivered beat on at least one (pim's o needs an ACT's tRCD of 36 cycles
-    # and more: its beats are covered by the induction only)
+    # the cover run names every output stream, and at the default depth the bounded check
+    # reaches a delivered beat on each (measured: systolic rsp 3, o 21; pim rsp 3, o 12;
+    # softmax o 19, its 1 + latency)
     component = spec.build(spec.presets["tiny"])
     component._MustUse__silence = True
     outputs = {f"{name}: a beat delivered" for name, _, produced in stream_ports(component)
                if produced}
     assert set(report.reach) == outputs
-    assert any(step is not None and step < report.depth for step in report.reach.values())
-    if block == "systolic":
-        assert report.reach["o: a beat delivered"] is not None
+    assert all(step is not None and step < report.depth for step in report.reach.values())
 
 
 @pytest.mark.formal
