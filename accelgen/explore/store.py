@@ -221,14 +221,19 @@ def check_store(path, option):
     if not {"records", "points", "meta"} <= names:
         raise ConfigError(f"{option}: {str(path)!r} is not allowed (not a sweep store: it "
                           f"lacks the sweep tables); expected a sweep store ({STORE_NAME})")
-    with read_only(path) as db:
-        for table, columns in _schema_columns().items():
-            found = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
-            if not columns <= found:
-                raise ConfigError(
-                    f"{option}: {str(path)!r} is not allowed (not a sweep store: its table "
-                    f"{table} lacks {', '.join(sorted(columns - found))}); expected a sweep "
-                    f"store ({STORE_NAME})")
+    try:
+        with read_only(path) as db:
+            found = {table: {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+                     for table in _schema_columns()}
+    except sqlite3.DatabaseError as err:
+        raise ConfigError(f"{option}: {str(path)!r} is not allowed ({err}); expected a sweep "
+                          f"store ({STORE_NAME})") from None
+    for table, columns in _schema_columns().items():
+        if not columns <= found[table]:
+            raise ConfigError(
+                f"{option}: {str(path)!r} is not allowed (not a sweep store: its table "
+                f"{table} lacks {', '.join(sorted(columns - found[table]))}); expected a "
+                f"sweep store ({STORE_NAME})")
     return path
 
 

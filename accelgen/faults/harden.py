@@ -50,7 +50,7 @@ class Protection:
     Members
     -------
     registers : str or None
-        ``"tmr"``, ``"dmr"`` or None.
+        ``"tmr"``, ``"dmr"``, ``"reg-parity"`` or None.
     memories : str or None
         ``"parity"``, ``"secded"`` or None.
     only : tuple of str or None
@@ -76,8 +76,9 @@ class Protection:
 
 
 def parse_protection(items):
-    """:class:`Protection` of ``--protect`` items (``tmr``, ``dmr``, ``parity``, ``secded``;
-    at most one of each kind); :class:`ConfigError` otherwise."""
+    """:class:`Protection` of ``--protect`` items (``tmr``, ``dmr``, ``reg-parity`` for
+    registers, ``parity``, ``secded`` for memory words; at most one of each kind);
+    :class:`ConfigError` otherwise."""
     registers = memories = None
     allowed = ", ".join(REGISTER_MODES + MEMORY_MODES)
     for item in items:
@@ -160,8 +161,8 @@ class _Module:
                   {"A": a, "Y": y}, {"A": "input", "Y": "output"})
         return y
 
-    def dff(self, clk, d, q, keep=False):
-        name = self.cell("$dff", {"CLK_POLARITY": 1, "WIDTH": len(d)},
+    def dff(self, clk, d, q, keep=False, polarity=1):
+        name = self.cell("$dff", {"CLK_POLARITY": polarity, "WIDTH": len(d)},
                          {"CLK": clk, "D": d, "Q": q},
                          {"CLK": "input", "D": "input", "Q": "output"})
         if keep:
@@ -204,6 +205,9 @@ def _harden_registers(m, mode, only, clk_of):
     """Copies and voters (``tmr``), comparators (``dmr``) or parity bits (``reg-parity``);
     returns the error signals and the names protected."""
     names = _register_names(m.doc)
+    # a register nothing reads stays removable: synthesis drops it unprotected, so its
+    # copies get no keep (else the area of a protection would count dead registers)
+    used = _used_bits(m.doc)
     mismatches, protected = [], []
     for cell_name, cell in list(m.doc["cells"].items()):
         if cell["type"] != "$dff":
@@ -213,10 +217,12 @@ def _harden_registers(m, mode, only, clk_of):
         if name is None or (only is not None and not aliases & only):
             continue
         width, d, clk = len(q), cell["connections"]["D"], cell["connections"]["CLK"]
+        edge = int(str(cell["parameters"].get("CLK_POLARITY", 1)), 2)
         if mode == "reg-parity":
             odd = (sum(int(c == "1") for c in init) & 1) if isinstance(init, str) else 0
             parity = m.nets(1, f"{name}__parity", init=str(odd))
-            m.dff(clk, m.unary("$reduce_xor", d), parity, keep=True)
+            m.dff(clk, m.unary("$reduce_xor", d), parity, keep=bool(set(q) & used),
+                  polarity=edge)
             mismatches.append(m.unary("$reduce_xor", q + parity))
             protected.append(_plain(name))
             continue
@@ -224,7 +230,7 @@ def _harden_registers(m, mode, only, clk_of):
                   for i in range(3 if mode == "tmr" else 2)]
         del m.doc["cells"][cell_name]
         for copy in copies:
-            m.dff(clk, d, copy, keep=True)
+            m.dff(clk, d, copy, keep=bool(set(q) & used), polarity=edge)
         if mode == "tmr":
             a, b, c = copies
             ab, ac, bc = m.binary("$and", a, b), m.binary("$and", a, c), m.binary("$and", b, c)
@@ -416,15 +422,20 @@ def harden_netlist(doc, top, protection):
     return {"registers": protected, "memories": memories, "cells": dict(m.added)}
 
 
+def _used_bits(mod):
+    """Bits some cell reads (any port not known to be an output) or a module port carries."""
+    used = {b for c in mod["cells"].values() for p, bits in c["connections"].items()
+            if c.get("port_directions", {}).get(p) != "output" for b in bits}
+    return used | {b for p in mod["ports"].values() for b in p["bits"]}
+
+
 def _drop_write_port_registers(mod):
     """Remove the flip-flops ``proc`` leaves when it turns a memory write inside a clocked
     process into a write port: they drive nothing and have no public name. (No other
     clean-up runs: every register of the block, dead ones too, stays, so a campaign on the
     protected block strikes the same registers as one on the unprotected block.)"""
     public = {b for n in mod["netnames"].values() if not n["hide_name"] for b in n["bits"]}
-    used = {b for c in mod["cells"].values() for p, bits in c["connections"].items()
-            if c["port_directions"].get(p) == "input" for b in bits}
-    used |= {b for p in mod["ports"].values() for b in p["bits"]}
+    used = _used_bits(mod)
     for name, cell in list(mod["cells"].items()):
         q = cell["connections"].get("Q", [])
         if cell["type"] == "$dff" and not (set(q) & (used | public)):

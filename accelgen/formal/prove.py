@@ -246,7 +246,11 @@ def prove(spec, config, out_dir, *, preset=None, depth=None, induction_depth=Non
         return report
     # how deep the bounded check reaches: the first cycle each output can deliver a beat
     say(f"{spec.name}: reachability of the outputs within depth {depth}")
-    _, _, report.reach, _, log = _run_sby(round_dir, "cover", depth, timeout)
+    status, _, reach, _, log = _run_sby(round_dir, "cover", depth, timeout)
+    if status == "TIMEOUT":
+        # an unfinished search proves no goal unreachable
+        raise ToolError(_SBY, log, f"the cover run ran past {timeout:g} s")
+    report.reach = reach
     report.rounds += 1
     # induction rounds: drop what is not inductive until the rest is
     bounded = []
