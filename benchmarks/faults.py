@@ -5,11 +5,12 @@ Sections (all by default; pick some with ``--only campaigns,area``):
 
 ``campaigns``  per block (``--preset``, default tiny) and protection (none, tmr, dmr,
                parity, secded, and selective tmr and reg-parity: the registers behind 90 %
-               of the unprotected campaign's register corruptions and hangs): ``--faults``
-               single-bit upsets
-               (default 10,000), the rates of silent data corruption, hang, detection and
-               masking with Wilson 95 % intervals, and the detection coverage (detected /
-               (detected + sdc + hang)).
+               of the unprotected campaign's register corruptions and hangs; then the
+               block's own protections, config settings such as mac's residue check, alone
+               and with selective tmr of the registers behind 90 % of what they leave):
+               ``--faults`` single-bit upsets (default 10,000), the rates of silent data
+               corruption, hang, detection and masking with Wilson 95 % intervals, and the
+               detection coverage (detected / (detected + sdc + hang)).
 ``area``       ECP5 LUT4 / FF / BRAM of each variant and the overhead over the unprotected
                block, next to lock-step duplication (two copies, outputs compared).
 
@@ -68,6 +69,28 @@ def campaigns(blocks, preset, faults, root, selections):
                                   preset=preset, faults=faults, seed=2, protection=protection)
             rows.append(_row(block, f"selective {mode}", report, f"{len(only)} registers"))
             say(f"  {rows[-1]}")
+        rows += _own_protections(spec, config, preset, faults, root / block, selections)
+    return rows
+
+
+def _own_protections(spec, config, preset, faults, root, selections):
+    """Rows of the block's own protections (``spec.protections``), alone and with selective
+    tmr of the registers their campaign leaves most vulnerable."""
+    rows = []
+    for label, settings in (spec.protections or {}).items():
+        protected = type(config).from_dict({**config.to_dict(), **settings})
+        say(f"campaign {spec.name} {label}")
+        report = run_campaign(spec, protected, root / label, preset=preset, faults=faults,
+                              seed=1)
+        rows.append(_row(spec.name, label, report))
+        only = select_vulnerable(report, 0.9)
+        selections[(spec.name, label)] = only
+        report = run_campaign(spec, protected, root / f"{label}-tmr", preset=preset,
+                              faults=faults, seed=2,
+                              protection=Protection(registers="tmr", only=only))
+        rows.append(_row(spec.name, f"{label} + selective tmr", report,
+                         f"{len(only)} registers"))
+        say(f"  {rows[-1]}")
     return rows
 
 
@@ -81,8 +104,16 @@ def area(blocks, preset, root, selections):
                 variants[f"selective {mode}"] = Protection(registers=mode,
                                                            only=selections[block])
         say(f"area {block}")
-        result = area_report(spec, spec.presets[preset], root / block, variants)
-        for label in ["unprotected", "lockstep", *variants]:
+        config = spec.presets[preset]
+        own = {}
+        for label, settings in (spec.protections or {}).items():
+            protected = type(config).from_dict({**config.to_dict(), **settings})
+            own[label] = (protected, None)
+            if (block, label) in selections:
+                own[f"{label} + selective tmr"] = (
+                    protected, Protection(registers="tmr", only=selections[(block, label)]))
+        result = area_report(spec, config, root / block, variants, configs=own)
+        for label in ["unprotected", "lockstep", *variants, *own]:
             r, over = result[label], result["overhead"].get(label, {})
             rows.append({"block": block, "variant": label, "LUT4": r["LUT4"], "FF": r["FF"],
                          "BRAM": r["BRAM"], "LUT4 +%": over.get("LUT4", ""),

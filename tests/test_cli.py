@@ -103,8 +103,8 @@ BAD = [
     (["emit", "mac", "--set", "lanes=0", "-o", "{out}"],
      "lanes: 0 is not allowed; expected an integer from 1 to 64"),
     (["emit", "mac", "--set", "lane=2", "-o", "{out}"], "lane: unknown setting; allowed are "
-     "modes, lanes, multiplier, reduction, accumulate, acc_width, overflow, pipeline, block (did "
-     "you mean 'lanes'?)"),
+     "modes, lanes, multiplier, reduction, accumulate, acc_width, overflow, pipeline, block, "
+     "acc_check (did you mean 'lanes'?)"),
     (["emit", "mac", "--set", "lanes", "-o", "{out}"],
      "--set: 'lanes' is not allowed; expected key=value, e.g. --set lanes=4"),
     (["emit", "mac", "--set", "modes=['s8s8','s8s9']", "-o", "{out}"],

@@ -56,10 +56,12 @@ def overhead(resources, base):
             for k in _COUNTED if k in base}
 
 
-def area_report(spec, config, out_dir, protections, family="ecp5"):
+def area_report(spec, config, out_dir, protections, family="ecp5", configs=None):
     """``{"unprotected": resources, "lockstep": resources, <protection>: resources, ...,
     "overhead": {variant: {resource: %}}}`` for the :class:`~accelgen.faults.harden.
-    Protection` values of ``protections`` (``{label: Protection}``)."""
+    Protection` values of ``protections`` (``{label: Protection}``) and of ``configs``
+    (``{label: (config, Protection or None)}``: a block's own protections, config settings,
+    each emitted and then hardened by its protection if it has one)."""
     from ..fpga.flow import synth_file
     from ..generators.emit import emit
     fam = check_family(family)
@@ -78,6 +80,15 @@ def area_report(spec, config, out_dir, protections, family="ecp5"):
     for label, protection in protections.items():
         work = make_directory("-o", out_dir / label.replace(" ", "_"))
         harden(verilog, top, protection, work / f"{top}.v")
+        results[label], _ = synth_file(f"{top}.v", top, fam, work)
+    for label, (variant, protection) in (configs or {}).items():
+        work = make_directory("-o", out_dir / label.replace(" ", "_"))
+        source = make_directory("-o", work / "emitted")
+        emitted = Path(emit(spec, variant, source, top=top).manifest_path).with_suffix(".v")
+        if protection is not None:
+            harden(emitted, top, protection, work / f"{top}.v")
+        else:
+            (work / f"{top}.v").write_text(emitted.read_text())
         results[label], _ = synth_file(f"{top}.v", top, fam, work)
     base = results["unprotected"]
     out = {label: {k: r[k] for k in _COUNTED if k in r} for label, r in results.items()}

@@ -11,8 +11,8 @@
 4. Each run is classified against the reference run, which equals the golden model:
 
    ``detected``  a protection's fault flag is set after the run
-                 (:mod:`accelgen.faults.harden`), or an ``err`` field of an output carries a
-                 bit the reference's does not (the block reported a problem);
+                 (:mod:`accelgen.faults.harden`), or an ``err`` or ``fault`` field of an
+                 output carries a bit the reference's does not (the block reported a problem);
    ``hang``      the expected outputs did not all arrive within the workload's timeout;
    ``sdc``       silent data corruption: a checked output bit differs, more or fewer words
                  arrived, and no error was reported;
@@ -123,13 +123,17 @@ def _draw(sites, n, cycles, seed):
     return out
 
 
+#: names of the output fields that report an error (a block's own checks)
+ERROR_FIELDS = ("err", "fault")
+
+
 def _err_masks(manifest):
-    """``{output stream: payload bits of its fields named err}`` (a block's error report),
-    from the manifest."""
+    """``{output stream: payload bits of its fields named in ERROR_FIELDS}`` (a block's error
+    report), from the manifest."""
     out = {}
     for name, stream in manifest["streams"].items():
         mask = sum(((1 << f["width"]) - 1) << f["offset"] for f in stream.get("fields", ())
-                   if f["name"] == "err")
+                   if f["name"] in ERROR_FIELDS)
         if stream["dir"] == "out" and mask:
             out[name] = mask
     return out

@@ -50,6 +50,21 @@ definition)
     ``mode`` code outside the built modes adds zero and sets the sticky ``err`` flag of the
     running accumulation (cleared by ``clear``).
 
+Residue check (``acc_check="residue"``, ``accumulate="int"`` only)
+    A soft-error detector of the integer datapath. Beside each accumulator the unit keeps a
+    residue ``r`` (2 bits) predicted from the operands alone: for each beat, ``s3`` =
+    ``sum(res(a_k) * res(b_k)) mod 3`` over the beat's products (``res(x) = x mod 3`` of the
+    element's value, read from the input beat before the operand registers and carried in
+    registers of its own), and ``r = ((0 if clear else r) + s3 - res(e - acc)) mod 3``, where
+    ``e`` is the exact ``(0 if clear else acc) + sum`` and ``acc`` its wrapped or saturated
+    value (the correction the overflow rule applied). So ``acc = r (mod 3)`` holds in every
+    fault-free cycle, whatever the overflow. A beat with ``last`` sends ``fault`` = 1 when an
+    accumulator it sends is not congruent to its residue. A single bit flip in an
+    accumulator, a partial or full sum changes its value by ``2**i``, never a multiple of 3,
+    so it is caught by the next ``last`` beat unless a ``clear`` overwrites it first; a flip
+    in an operand or product register is caught unless the product's change is a multiple
+    of 3. The flag is not sticky: each beat with ``last`` checks what it sends.
+
 Multiplier strategies
     ``plain``: one multiplier per lane, as wide as the widest mode; every mode runs at one
     product per lane per cycle. Narrow operands are sign- or zero-extended by mode.
@@ -82,7 +97,7 @@ from ..numerics import ConfigError, IntFormat, Overflow
 from .base import ArrayLayout, Beats, Config, Field, ProofContract, check_choice, check_int
 
 __all__ = ["MACConfig", "Mode", "PRESETS", "ERROR_BOUNDS", "MODE_WIDTHS", "ACCUMULATE",
-           "MODE_FORMATS"]
+           "MODE_FORMATS", "ACC_CHECKS"]
 
 MODE_WIDTHS = (2, 4, 8)
 MULTIPLIERS = ("plain", "fused")
@@ -100,6 +115,8 @@ MAX_EXACT_CARRY = 64
 #: largest MX block size (elements)
 MAX_BLOCK = 4096
 MAX_MODES = 16
+#: ``acc_check`` choices (see "Residue check" in the module docstring)
+ACC_CHECKS = ("none", "residue")
 #: two canonical IntFormat names (ASCII digits, no leading zeros); used with ``fullmatch``
 _MODE_RE = re.compile(r"([su][1-9][0-9]*)([su][1-9][0-9]*)")
 
@@ -232,6 +249,10 @@ class MACConfig(Config):
     block : int
         Elements per MX block (a power of two up to 4096; OCP MX: 32), a multiple of every MX
         mode's elements per beat. Used by MX modes only.
+    acc_check : ``"none"`` or ``"residue"``
+        Soft-error check of the datapath and accumulators (``accumulate="int"`` only; see
+        "Residue check" in the module docstring). ``"residue"`` adds the ``fault`` output
+        field and no latency.
     """
     #: settings derived from the others when "auto" (``resolve_config`` re-derives them when
     #: ``--set`` changes the others and the preset held the derived value)
@@ -246,6 +267,7 @@ class MACConfig(Config):
     overflow: str = "wrap"
     pipeline: int = 1
     block: int = 32
+    acc_check: str = "none"
 
     def __post_init__(self):
         modes = self.modes
@@ -269,6 +291,11 @@ class MACConfig(Config):
         check_int("pipeline", self.pipeline, 0, 7)
         self._check_accumulate(parsed)
         self._check_block(parsed)
+        check_choice("acc_check", self.acc_check, ACC_CHECKS)
+        if self.acc_check == "residue" and self.accumulate != "int":
+            raise ConfigError(f"acc_check: 'residue' is not allowed with accumulate "
+                              f"{self.accumulate!r}; expected accumulate 'int' (integer modes) "
+                              f"or acc_check 'none'")
 
     def _check_block(self, parsed):
         """MX modes: FP32 accumulation of block results, one dot product, and a block size
@@ -501,7 +528,13 @@ class MACConfig(Config):
                            f"{fmt}")
                  for n in range(self.accumulators)]
                 + [Field("err", 1, doc="1: a beat since the last clear had a mode code that "
-                                       "names no built mode (it added nothing).")])
+                                       "names no built mode (it added nothing).")]
+                + ([Field("fault", 1, doc="1: the residue check failed: an accumulator of this "
+                                          "beat is not congruent mod 3 to the residue "
+                                          "predicted from the operands (a soft error struck "
+                                          "the datapath or the accumulators). Never set in a "
+                                          "fault-free run.")]
+                   if self.acc_check == "residue" else []))
 
     def stream_fields(self):
         return {"i": self.input_fields, "o": self.output_fields}

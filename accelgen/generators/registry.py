@@ -70,6 +70,11 @@ class GeneratorSpec:
         Module of the block's mapping of model operations (``accelgen run``).
     proof : ProofContract or None
         What ``accelgen prove`` checks beyond every stream's rules (default: nothing more).
+    protections : dict
+        The block's own soft-error protections, config settings rather than netlist
+        hardening: ``{label: {setting: value}}`` over any config (e.g. a residue check of
+        the accumulators). ``benchmarks/faults.py`` measures each next to the block-neutral
+        ones of :mod:`accelgen.faults.harden`.
     harness_rare : dict
         One-bit input fields the one-stream harness makes rarer (``{field: extra_bits}``: the
         bit is ANDed with that many more random bits), e.g. softmax's ``last`` so that rows
@@ -88,6 +93,7 @@ class GeneratorSpec:
     harness_rare: dict = None
     model_ops: str = None
     proof: ProofContract = None
+    protections: dict = None
 
     def preset(self, name):
         if name not in self.presets:
@@ -166,6 +172,7 @@ REGISTRY = {
         summary="mixed-precision SIMD multiply-accumulate (INT8/4/2 Bit Fusion; FP8/FP6/FP4, "
                 "BF16, posit, OCP MX with exact or FP32 accumulation)",
         config_cls=MACConfig, presets=MAC_PRESETS, proof=MAC_PROOF,
+        protections={"residue": {"acc_check": "residue"}},
         component="accelgen.hdl.mac:MAC", golden="accelgen.sim.golden.mac",
         testbench="accelgen.sim.cocotb.tb_mac", harness=_ONE_STREAM_HARNESS,
         error_bounds=MAC_BOUNDS),

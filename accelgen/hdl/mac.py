@@ -35,7 +35,7 @@ from amaranth.lib import wiring
 
 from ..formats import E8M0_BIAS, E8M0_NAN, decode_range
 from ..numerics import IntFormat
-from .common.arith import sum_tree
+from .common.arith import add3, fold3, mul3, residue3, sub3, sum_tree
 from .common.floats import FP32_INF, FP32_NAN, add_fp32, decode_element, round_fp32
 from .common.normalize import leading_zeros
 from .common.numerics import apply_overflow
@@ -88,6 +88,11 @@ class MAC(StreamBlock):
         p = self.i.payload
         s = dict(valid=self.i.valid & self.i.ready, mode=p.mode if cfg.mode_bits else 0,
                  clear=p.clear, last=p.last)
+        if cfg.acc_check == "residue":
+            s.update(self._predicted_residues(m, p.a, p.b, s["mode"]))
+            # the check's own copies of valid and clear: a flip in the datapath's copy then
+            # shows as a mismatch instead of corrupting data and residue alike
+            s.update(r3_valid=s["valid"], r3_clear=p.clear)
         if cfg.multiplier == "plain":
             s.update(a=p.a, b=p.b)
         else:   # the operand registers hold each brick's slices, selected by mode before them
@@ -116,7 +121,10 @@ class MAC(StreamBlock):
     #: ``replace`` are the fp32 accumulator's write enable and select). The data registers
     #: (operands, products, partial sums) need none, and without one yosys packs the
     #: registers around a product into an iCE40 SB_MAC16, so nextpnr times it
-    _CONTROL = ("valid", "mode", "clear", "last", "end", "mx", "add", "replace")
+    _CONTROL = ("valid", "mode", "clear", "last", "end", "mx", "add", "replace", "r3_valid",
+                "r3_clear")
+    #: key prefix of the predicted residues that travel beside the data (``acc_check``)
+    _RESIDUE = "r3_"
     #: what travels with a beat through element lanes: control fields and MX scales
     _CARRIED = _CONTROL + ("scale_a", "scale_b")
 
@@ -127,7 +135,8 @@ class MAC(StreamBlock):
     def _with_nodes(self, stage, nodes):
         """A stage dict: the control fields of ``stage`` (with the fusion flags, once decoded)
         plus ``nodes[lane][n]`` as data."""
-        out = {k: v for k, v in stage.items() if k in self._CONTROL or k.startswith("fuse_")}
+        out = {k: v for k, v in stage.items()
+               if k in self._CONTROL or k.startswith(("fuse_", self._RESIDUE))}
         out.update({f"x{lane}_{n}": v for lane, vs in enumerate(nodes) for n, v in enumerate(vs)})
         return out
 
@@ -179,6 +188,7 @@ class MAC(StreamBlock):
         acc_fmt = IntFormat(cfg.acc_width, True)
         mode_ok = s["mode"] < len(cfg.modes) if cfg.mode_bits else Const(1, 1)
         err = Signal()
+        self._residue_pairs = []
         m.d.sync += out.valid.eq(s["valid"] & s["last"])
         for n, (total,) in enumerate(self._nodes(s)):
             acc = Signal(signed(cfg.acc_width), name=f"acc{n}")
@@ -189,9 +199,71 @@ class MAC(StreamBlock):
                                        apply_overflow(total, acc_fmt, cfg.overflow),
                                        apply_overflow(acc + total, acc_fmt, cfg.overflow)))
             m.d.comb += getattr(out.payload, f"acc{n}").eq(acc)
+            if cfg.acc_check == "residue":
+                self._track_residue(m, out, n, acc, total, s)
         with m.If(s["valid"]):
             m.d.sync += err.eq((err & ~s["clear"]) | ~mode_ok)
         m.d.comb += out.payload.err.eq(err)
+        if cfg.acc_check == "residue":
+            mismatch = [residue3(m, acc, name=f"r3_check{n}") != r
+                        for n, (acc, r) in enumerate(self._residue_pairs)]
+            m.d.comb += out.payload.fault.eq(Cat(mismatch).any())
+
+
+    def _predicted_residues(self, m, a, b, mode):
+        """``{r3_<n>: residue}``: per accumulator, ``sum(res(a_k) * res(b_k)) mod 3`` over the
+        beat's products, from the input payload (before any datapath register), for the mode
+        of the beat; an unknown mode code predicts 0, as its beat adds 0."""
+        cfg = self.config
+        lanes = []
+        for lane in range(cfg.lanes):
+            r = Signal(2, name=f"r3_lane{lane}")
+            per_mode = [self._lane_residue(m, a, b, lane, code, fmt)
+                        for code, fmt in enumerate(cfg.mode_formats)]
+            with m.Switch(mode):
+                for code, value in enumerate(per_mode):
+                    with m.Case(code):
+                        m.d.comb += r.eq(value)
+            lanes.append(r)
+        if cfg.reduction == "together":
+            lanes = [fold3(m, lanes, name="r3_sum")]
+        return {f"{self._RESIDUE}{n}": r for n, r in enumerate(lanes)}
+
+    def _lane_residue(self, m, a, b, lane, code, fmt):
+        """``sum(res(a_k) * res(b_k)) mod 3`` of one lane's products in mode ``fmt``."""
+        cfg = self.config
+        a_slot = a[lane * cfg.a_lane_bits:(lane + 1) * cfg.a_lane_bits]
+        b_slot = b[lane * cfg.b_lane_bits:(lane + 1) * cfg.b_lane_bits]
+        terms = []
+        for k in range(cfg.products_per_lane(code)):
+            x = a_slot[k * fmt.a.width:(k + 1) * fmt.a.width]
+            y = b_slot[k * fmt.b.width:(k + 1) * fmt.b.width]
+            tag = f"r3_m{code}_l{lane}_{k}"
+            terms.append(mul3(residue3(m, x.as_signed() if fmt.a.signed else x, name=f"{tag}a"),
+                              residue3(m, y.as_signed() if fmt.b.signed else y, name=f"{tag}b")))
+        return fold3(m, terms, name=f"r3_m{code}_l{lane}")
+
+    def _track_residue(self, m, out, n, acc, total, s):
+        """Accumulator ``n``'s residue register: ``r = ((0 if clear else r) + s3 -
+        res(e - acc_next)) mod 3`` with ``e`` the exact sum before the overflow rule."""
+        cfg = self.config
+        w = cfg.acc_width
+        r = Signal(2, name=f"r3_acc{n}")
+        exact = Mux(s["clear"], total, acc + total)     # what the accumulator adds
+        if cfg.overflow == "wrap":
+            # e - wrap(e) = (floor(e / 2**w) + e[w-1]) * 2**w: a few high bits, no subtractor
+            overflowed = (residue3(m, exact.shift_right(w) + exact[w - 1], name=f"r3_wrap{n}")
+                          if len(exact) > w else 0)
+            correction = mul3(overflowed, (1 << w) % 3)
+        else:
+            clipped = exact - apply_overflow(exact, IntFormat(w, True), cfg.overflow)
+            correction = residue3(m, clipped, name=f"r3_clip{n}")
+        predicted = add3(m, Mux(s["r3_clear"], 0, r), s[f"{self._RESIDUE}{n}"],
+                         name=f"r3_add{n}")
+        residue_next = sub3(m, predicted, Mux(s["valid"], correction, 0), name=f"r3_next{n}")
+        with m.If(s["r3_valid"]):
+            m.d.sync += r.eq(residue_next)
+        self._residue_pairs.append((acc, r))
 
     def _output_buffer(self, m):
         """The pipeline runs free; its results go out through an :class:`OutputBuffer` that
@@ -525,6 +597,7 @@ class MAC(StreamBlock):
         accs = [Signal(32, name=f"acc{n}") for n in range(cfg.accumulators)]
         totals = [add_fp32(m, acc, s[f"r{n}"], name=f"acc_add{n}") for n, acc in enumerate(accs)]
         err = Signal()
+        self._residue_pairs = []
         m.d.sync += out.valid.eq(s["valid"] & s["last"])
         with m.If(s["add"]):
             for n, (acc, total) in enumerate(zip(accs, totals)):
@@ -633,3 +706,4 @@ def _brick(m, a2, sa, b2, sb, *, name):
             with m.Case(code):
                 m.d.comb += prod.eq(a * b)
     return prod
+

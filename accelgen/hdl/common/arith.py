@@ -3,7 +3,8 @@
 from amaranth.hdl import Const, Mux, Signal, Value, signed, unsigned
 from amaranth.lib.memory import Memory
 
-__all__ = ["sum_tree", "lut_product", "quarter_square_table", "rom_product"]
+__all__ = ["sum_tree", "lut_product", "quarter_square_table", "rom_product", "residue3",
+           "add3", "sub3", "mul3", "fold3"]
 
 
 def sum_tree(values):
@@ -86,3 +87,55 @@ def rom_product(m, a_next, b_next, *, name):
     product = Signal(signed(2 * w), name=f"{name}_p")
     m.d.comb += product.eq(squares[0] - squares[1])    # |a * b| <= 2**(2w - 2): fits
     return product
+
+
+
+def add3(m, x, y, *, name="r3"):
+    """``(x + y) mod 3`` of two residues (2-bit values 0 to 2), as a 2-bit signal (a
+    corrupted residue of 3 still gives a value from 0 to 3, so it stays visible). Each
+    result is a wire of its own: a nested expression would repeat its operands in the
+    emitted Verilog at every level."""
+    total = Signal(3, name=f"{name}_sum")
+    out = Signal(2, name=name)
+    m.d.comb += [total.eq(Value.cast(x) + Value.cast(y)),
+                 out.eq(Mux(total >= 3, total - 3, total))]
+    return out
+
+
+def sub3(m, x, y, *, name="r3"):
+    """``(x - y) mod 3`` of two residues from 0 to 2."""
+    y = Value.cast(y)
+    return add3(m, x, Mux(y == 0, 0, 3 - y)[:2], name=name)
+
+
+def mul3(x, y):
+    """``(x * y) mod 3`` of two residues from 0 to 2 (a 4-input table)."""
+    x, y = Value.cast(x)[:2], Value.cast(y)[:2]
+    return Mux((x == 0) | (y == 0), 0, Mux(x == y, 1, 2))
+
+
+def fold3(m, residues, *, name="r3"):
+    """``sum(residues) mod 3`` as a balanced tree of :func:`add3`."""
+    residues = list(residues) or [Const(0, 2)]
+    level = 0
+    while len(residues) > 1:
+        pairs = [add3(m, residues[i], residues[i + 1], name=f"{name}_l{level}_{i // 2}")
+                 for i in range(0, len(residues) - 1, 2)]
+        residues = pairs + ([residues[-1]] if len(residues) % 2 else [])
+        level += 1
+    return residues[0]
+
+
+def residue3(m, value, *, name="r3"):
+    """``value mod 3`` (0 to 2) of an Amaranth value read as its shape says (two's
+    complement when signed): the sum of its 2-bit digits (``4 = 1 mod 3``) in a balanced
+    tree of :func:`add3` (depth ``ceil(log2(width / 2))``). The unsigned reading of a
+    negative value is ``value + 2**w``, so a set sign bit subtracts ``2**w mod 3``."""
+    value = Value.cast(value)
+    bits = Signal(len(value), name=f"{name}_bits")
+    m.d.comb += bits.eq(value.as_unsigned())
+    digits = [bits[i:i + 2] for i in range(0, len(bits), 2)]
+    total = fold3(m, [Mux(d == 3, 0, d)[:2] for d in digits], name=name)
+    if not value.shape().signed:
+        return total
+    return sub3(m, total, Mux(bits[-1], (1 << len(value)) % 3, 0), name=f"{name}_s")

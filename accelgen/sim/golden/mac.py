@@ -353,6 +353,8 @@ def pack_inputs(config, a, b, mode=None, clear=None, last=None, scale_a=None, sc
 def pack_outputs(config, result):
     values = {f"acc{n}": result["acc"][:, n] for n in range(config.accumulators)}
     values["err"] = result["err"]
+    if config.acc_check != "none":
+        values["fault"] = np.zeros_like(result["err"])   # the check is silent without faults
     return pack(config.output_fields, values)
 
 
