@@ -204,3 +204,12 @@ def test_planted_timing_bug_is_caught_with_a_trace(tmp_path, capsys):
         f"tRCD_RD: RD {SHORT.tRCD_RD}+ cycles after ACT (same row buffer)"], text
     vcd = re.search(r"counterexample \(VCD\): (\S+)", text).group(1)
     assert vcd.startswith(str(out)) and "$enddefinitions" in open(vcd).read()
+
+
+def test_every_family_but_counter_has_a_mutant_that_must_fail_it():
+    """The timing family is shown to fail too: some block plants a bug for each family."""
+    from accelgen.formal.harness import PORT_MUTANTS
+    planted = set(PORT_MUTANTS.values()) | {family for spec in REGISTRY.values()
+                                            for family in spec.proof.mutants.values()}
+    assert planted >= set(formal.FAMILIES) - {"counter"}
+    assert SPEC.proof.mutants == {"trcd-rd-short": "timing"}
