@@ -28,11 +28,11 @@ from accelgen.hdl.common.stream import payload_layout
 from accelgen.hdl.pim.monitor import TimingMonitor
 from accelgen.sim.golden.pim_check import TIMING_RULES, check_trace
 
+from support import SHORT_PIM_TIMING as SHORT
+
 SPEC = REGISTRY["pim"]
-#: short timings: every rule binds within a few cycles, tFAW binds five ACTs at tRRD_S, and
-#: tREFI is the least the tiny geometry allows (above its forced refresh bound, 22)
-SHORT = PimTiming(tRCD_RD=3, tRCD_WR=2, tRCD_MAC=3, tRAS=4, tRP=2, tRC=5, tRTP=2, tWR=3,
-                  tCCD_S=2, tCCD_L=3, tRRD_S=1, tRRD_L=2, tFAW=5, tREFI=23, tRFC=3)
+#: SHORT: every rule binds within a few cycles, tFAW binds five ACTs at tRRD_S, and tREFI is
+#: the least the tiny geometry allows (above its forced refresh bound, 22)
 SHORT_SET = [f"--set=timing.{name}={getattr(SHORT, name)}" for name in SHORT.names]
 #: the bounded check's and the induction's depth of the formal tests (the timing
 #: properties are inductive once k exceeds the longest latency)
