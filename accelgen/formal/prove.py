@@ -141,7 +141,8 @@ def _sby_file(mode, depth, timeout, induction_only=False):
         "[files]", "design.il", ""])
 
 
-_FAILED = re.compile(r"failed assertion .* at (.*)$")
+# the first " at ": a property's name may hold the word (the cell path before it cannot)
+_FAILED = re.compile(r"failed assertion \S+ at (.*)$")
 _TRACE = re.compile(r"counterexample trace(?: \[(\w+)\])?: (\S+)")
 _DONE = re.compile(r"DONE \((\w+), rc=\d+\)")
 _ENGINE = re.compile(r"returned (\w+) for (basecase|induction)")

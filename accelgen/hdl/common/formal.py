@@ -5,7 +5,8 @@ The helpers add ``Assert``/``Assume`` statements only while a proof is being ela
 (inside :func:`proving`); otherwise they add nothing, so the Verilog that ``accelgen emit``
 writes is the same with or without them. A block's hardware calls :func:`counter` and
 :func:`occupancy` where its counters and FIFOs are updated; the proof harness
-(:mod:`accelgen.formal.harness`) applies :func:`stream_rules` to every stream port.
+(:mod:`accelgen.formal.harness`) applies :func:`stream_rules` to every stream port. Checking
+hardware with registers of its own (a monitor) is built only when :func:`active` says so.
 
 Each property has a name that is unique within one proof. Its ``Assert`` carries the name in
 its source location (``accelgen-property/<name>``), which the SymbiYosys summary prints for a
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 
 from amaranth.hdl import Assert, Assume, Cat, Cover, ResetSignal, Signal
 
-__all__ = ["FAMILIES", "Proof", "proving", "mutant", "check", "assume", "cover",
+__all__ = ["FAMILIES", "Proof", "proving", "active", "mutant", "check", "assume", "cover",
            "stream_rules", "counter", "occupancy", "SRC_PREFIX", "COVER_PREFIX"]
 
 #: property families: what each one states
@@ -32,6 +33,8 @@ FAMILIES = {
     "beats": "output beats never outnumber input beats; in flight within the capacity",
     "counter": "a counter's next value stays within its documented range (no wrap)",
     "fifo": "a FIFO or credit counter never overflows or underflows",
+    "timing": "no command issues before its timing constraint expires; refresh within its "
+              "interval bound",
 }
 #: source-location prefix of an accelgen property's Assert (what SymbiYosys reports)
 SRC_PREFIX = "accelgen-property/"
@@ -79,6 +82,13 @@ def proving(*, disabled=(), mutant=None):
         yield proof
     finally:
         _ACTIVE.reset(token)
+
+
+def active():
+    """Whether a proof is being elaborated. Hardware that exists only to be checked (a
+    monitor with registers of its own) is built only then, so the emitted Verilog stays the
+    same with or without it."""
+    return _ACTIVE.get() is not None
 
 
 def mutant(name):

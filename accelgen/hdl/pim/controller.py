@@ -24,6 +24,7 @@ from amaranth.lib.wiring import In, Out
 from ...generators.pim import COUNTERS, DRAM_COMMANDS, FORMATS, MAX_POSTPONED, OPS
 from ..common import formal
 from ..common.stream import payload_layout, stream_signature
+from .monitor import TimingMonitor
 from .timing import CLASSES, TimingEngine, _all, _any
 
 __all__ = ["Controller"]
@@ -339,6 +340,14 @@ class Controller(wiring.Component):
                      te.issue.eq(issue), te.kind.eq(sel_kind), te.targets.eq(sel_targets),
                      te.buf.eq(sel.buf), te.weight4.eq(sel.cmd == D["ACT_AB"]),
                      te.refresh.eq(sel.cmd == D["REF"])]
+        if formal.active():
+            # a second opinion on the timing engine, from the command port alone
+            m.submodules.timing_monitor = mon = TimingMonitor(cfg, self.dram.valid,
+                                                              self.dram.payload)
+            # a lemma that makes the buffer rules inductive (a PRE_AB closes what is open)
+            formal.check(m, "bank-state table: as the DRAM commands left it", "timing",
+                         Cat(mon.open[b][u] for b in range(B) for u in range(U))
+                         == Cat(is_open[b][u] for b in range(B) for u in range(U)))
 
         # bank-state table updates
         with m.If(issue):

@@ -21,10 +21,14 @@ cycle ``t + L``. Counter widths follow the largest latency, so the engine holds
 from amaranth.hdl import Array, Cat, Const, Elaboratable, Module, Mux, Signal
 
 from ...generators.pim import RULES
+from ..common import formal
 
 __all__ = ["TimingEngine", "CLASSES"]
 
 CLASSES = ("ACT", "PRE", "RD", "WR", "MAC")
+#: the planted timing bug (``accelgen prove pim --mutant trcd-rd-short``): caught by the
+#: ``timing`` properties of :mod:`accelgen.hdl.pim.monitor`
+MUTANT = "trcd-rd-short"
 
 
 class TimingEngine(Elaboratable):
@@ -90,7 +94,7 @@ class TimingEngine(Elaboratable):
             else:
                 related = self.targets.any()
             hit = self.issue & (self.kind == CLASSES.index(rule.before)) & related
-            terms.append((hit, getattr(t, rule.latency)))
+            terms.append((hit, getattr(t, rule.latency) - _planted(rule)))
         load = 0
         for hit, latency in reversed(terms):
             load = Mux(hit, latency, load)
@@ -147,6 +151,12 @@ class TimingEngine(Elaboratable):
         f = CLASSES.index(cls)
         return _all(self.zero[b][u][f] for b in range(self.config.banks)
                     for u in range(self.config.row_buffers))
+
+
+def _planted(rule):
+    """1 for the rule the proof's mutant ``trcd-rd-short`` shortens (ACT → RD loads
+    ``tRCD_RD - 1``: an RD may issue one cycle early), else 0 (always outside a proof)."""
+    return int(rule.latency == "tRCD_RD" and formal.mutant(MUTANT))
 
 
 def _any(values):
