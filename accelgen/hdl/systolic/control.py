@@ -20,6 +20,7 @@ from amaranth.hdl import Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from ...generators.systolic import ABFT_ERROR
 from ..common.stream import payload_layout, stream_signature
 from ._util import row_bits
 
@@ -111,6 +112,9 @@ class Control(wiring.Component):
         The preloader has taken every ``c`` beat; the feeder has issued every step; the
         writer has taken every array row / has no write in flight; the drain has sent every
         row and its output FIFO is empty.
+    check_fail : In(1)
+        ``abft``: a row the command drained disagreed with its checksum (steady from the end
+        of RUN to the next ``start``): ``rsp.err`` is 5 instead of 0, the counters stay.
 
     Timing
     ------
@@ -135,6 +139,7 @@ class Control(wiring.Component):
             "write_done": In(1),
             "write_idle": In(1),
             "drain_done": In(1),
+            **({"check_fail": In(1)} if config.abft else {}),
         })
 
     def elaborate(self, platform):
@@ -217,7 +222,11 @@ class Control(wiring.Component):
                 m.d.comb += self.rsp.valid.eq(1)
                 with m.If(self.rsp.ready):
                     m.next = "IDLE"
-        m.d.comb += self.rsp.payload.err.eq(err)
+        if cfg.abft:    # found while running: only a command that ran (err 0) reports it
+            m.d.comb += self.rsp.payload.err.eq(Mux((err == 0) & self.check_fail,
+                                                    ABFT_ERROR, err))
+        else:
+            m.d.comb += self.rsp.payload.err.eq(err)
         for name, c in ctr.items():
             m.d.comb += self.rsp.payload[name].eq(Mux(err == 0, c, 0))
         return m
