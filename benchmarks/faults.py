@@ -9,9 +9,13 @@ Sections (all by default; pick some with ``--only campaigns,area``):
                single-bit upsets
                (default 10,000), the rates of silent data corruption, hang, detection and
                masking with Wilson 95 % intervals, and the detection coverage (detected /
-               (detected + sdc + hang)).
+               (detected + sdc + hang)); then the protections that are settings of a
+               block (:data:`SETTINGS`, e.g. ``systolic`` with ``abft``), each a campaign
+               of its config over the preset.
 ``area``       ECP5 LUT4 / FF / BRAM of each variant and the overhead over the unprotected
-               block, next to lock-step duplication (two copies, outputs compared).
+               block, next to lock-step duplication (two copies, outputs compared); a
+               setting's row is its config's unprotected block, its overhead over the
+               preset's.
 
     .venv/bin/python benchmarks/faults.py [--only campaigns] [--blocks mac,cast]
                                           [--faults 10000] [--json]
@@ -19,9 +23,10 @@ Sections (all by default; pick some with ``--only campaigns,area``):
 
 import argparse
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
-from accelgen.faults.area import area_report
+from accelgen.faults.area import area_report, overhead
 from accelgen.faults.campaign import run_campaign, select_vulnerable
 from accelgen.faults.harden import Protection
 from accelgen.generators.registry import REGISTRY
@@ -30,6 +35,8 @@ from report import print_results, say
 VARIANTS = {"none": Protection(), "tmr": Protection(registers="tmr"),
             "dmr": Protection(registers="dmr"), "parity": Protection(memories="parity"),
             "secded": Protection(memories="secded")}
+#: protections that are a block's own settings: ``{block: {label: settings over the preset}}``
+SETTINGS = {"systolic": {"abft": {"abft": True}}}
 
 
 def _rate(report, outcome):
@@ -68,6 +75,11 @@ def campaigns(blocks, preset, faults, root, selections):
                                   preset=preset, faults=faults, seed=2, protection=protection)
             rows.append(_row(block, f"selective {mode}", report, f"{len(only)} registers"))
             say(f"  {rows[-1]}")
+        for label, settings in SETTINGS.get(block, {}).items():
+            say(f"campaign {block} {label}")
+            report = run_campaign(spec, replace(config, **settings), root / block / label,
+                                  preset=preset, faults=faults, seed=1)
+            rows.append(_row(block, label, report, f"setting {settings}"))
     return rows
 
 
@@ -84,6 +96,14 @@ def area(blocks, preset, root, selections):
         result = area_report(spec, spec.presets[preset], root / block, variants)
         for label in ["unprotected", "lockstep", *variants]:
             r, over = result[label], result["overhead"].get(label, {})
+            rows.append({"block": block, "variant": label, "LUT4": r["LUT4"], "FF": r["FF"],
+                         "BRAM": r["BRAM"], "LUT4 +%": over.get("LUT4", ""),
+                         "FF +%": over.get("FF", "")})
+        for label, settings in SETTINGS.get(block, {}).items():
+            say(f"area {block} {label}")
+            config = replace(spec.presets[preset], **settings)
+            r = area_report(spec, config, root / block / label, {})["unprotected"]
+            over = overhead(r, result["unprotected"])
             rows.append({"block": block, "variant": label, "LUT4": r["LUT4"], "FF": r["FF"],
                          "BRAM": r["BRAM"], "LUT4 +%": over.get("LUT4", ""),
                          "FF +%": over.get("FF", "")})

@@ -79,7 +79,6 @@ class Preloader(wiring.Component):
 
     def __init__(self, config):
         self.config = config
-        W = config.acc_width
         super().__init__({
             "task": In(task_signature(config)),
             "c": In(stream_signature(config.c_fields)),
@@ -157,7 +156,6 @@ class Writer(wiring.Component):
 
     def __init__(self, config):
         self.config = config
-        W = config.acc_width
         super().__init__({
             "task": In(task_signature(config)),
             "row": In(signed(row_width(config))).array(config.cols),
