@@ -113,8 +113,9 @@ class Control(wiring.Component):
         writer has taken every array row / has no write in flight; the drain has sent every
         row and its output FIFO is empty.
     check_fail : In(1)
-        ``abft``: a row the command drained disagreed with its checksum (steady from the end
-        of RUN to the next ``start``): ``rsp.err`` is 5 instead of 0, the counters stay.
+        ``abft``: a row the command drained disagreed with its checksum (final once the
+        drain is done): read as RUN ends, it makes ``rsp.err`` 5 instead of 0 (a register,
+        like every ``err``); the counters stay.
 
     Timing
     ------
@@ -216,19 +217,19 @@ class Control(wiring.Component):
                     ((p.output == 2) | self.drain_done)
                 with m.If(finished & ~task.start):
                     m.next = "RESPOND"
+                    if cfg.abft:    # the drain's checks are all done by now
+                        m.d.sync += err.eq(Mux(self.check_fail, ABFT_ERROR, 0))
                 with m.Else():
                     m.d.comb += task.run_next.eq(1)
             with m.State("RESPOND"):
                 m.d.comb += self.rsp.valid.eq(1)
                 with m.If(self.rsp.ready):
                     m.next = "IDLE"
-        if cfg.abft:    # found while running: only a command that ran (err 0) reports it
-            m.d.comb += self.rsp.payload.err.eq(Mux((err == 0) & self.check_fail,
-                                                    ABFT_ERROR, err))
-        else:
-            m.d.comb += self.rsp.payload.err.eq(err)
+        m.d.comb += self.rsp.payload.err.eq(err)
+        # abft: a command with err 5 ran, and its counters say how
+        counted = (err == 0) | (err == ABFT_ERROR) if cfg.abft else err == 0
         for name, c in ctr.items():
-            m.d.comb += self.rsp.payload[name].eq(Mux(err == 0, c, 0))
+            m.d.comb += self.rsp.payload[name].eq(Mux(counted, c, 0))
         return m
 
     def _checks(self, m, accept):
