@@ -82,6 +82,9 @@ def test_abft_config_round_trips_and_reports_its_error_code():
     extra = cfg.cost()["memory_bits"][0] - plain.cost()["memory_bits"][0]
     assert extra == cfg.acc_depth * cfg.acc_width + 2 * cfg.k_max * cfg.abft_operand_width
     assert cfg.cost_features()["pes"] == plain.cost_features()["pes"] + cfg.rows
+    assert derived["acc_memory_bits"] == cfg.acc_depth * (cfg.cols + 1) * cfg.acc_width
+    assert derived["b_panel_bits"] + derived["acc_memory_bits"] == \
+        cfg.cost()["memory_bits"][0]
 
 
 def test_abft_widths_are_exact_or_modular():

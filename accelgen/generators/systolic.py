@@ -699,8 +699,11 @@ class SystolicConfig(Config):
             "output_codes": {o: i for i, o in enumerate(OUTPUTS)},
             "errors": {str(k): v for k, v in self.errors.items()},
             "error_precedence": list(ERROR_PRECEDENCE),
-            "b_panel_bits": 2 * self.k_max * self.cols * self.b_width,
-            "acc_memory_bits": self.acc_depth * self.cols * self.acc_width,
+            # abft: the checksum element of each panel row and the checksum lane of each
+            # memory row included
+            "b_panel_bits": 2 * self.k_max * (self.cols * self.b_width
+                                              + self.abft * self.abft_operand_width),
+            "acc_memory_bits": self.acc_depth * (self.cols + self.abft) * self.acc_width,
             "dsp_multipliers": (self.rows - self.lut_rows - self.rom_rows) * self.cols,
             "rom_multipliers": self.rom_rows * self.cols,
             **({"accumulation": ACCUMULATION_FLOAT,
