@@ -219,6 +219,7 @@ _SYS_VALUES = {
     "lut_rows": _mostly(st.integers(0, 1), st.sampled_from([-1, 3])),
     "rom_rows": _mostly(st.integers(0, 1), st.sampled_from([-1, 3, True])),
     "pe_pipeline": _mostly(st.integers(0, 2), st.sampled_from([3, -1])),
+    "abft": _mostly(st.booleans(), st.sampled_from([1, "true"])),
 }
 # modes always drawn: which number kind the array is decides most of the rest
 _SYS_SETTINGS = st.lists(st.sampled_from(sorted(_SYS_VALUES)), max_size=5, unique=True).flatmap(

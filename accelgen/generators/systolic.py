@@ -92,6 +92,38 @@ and leaves the memory untouched; its counters are zero)
     output ``none``, or ``M > acc_depth`` in ``ws`` with ``K > R``; ``4`` unsupported: a dataflow or
     mode code that is not built, output code 3, or ``requant`` when it is not built. When
     several hold, the first in the order 1, 4, 2, 3 (:data:`ERROR_PRECEDENCE`) is reported.
+    ``5`` (``abft`` builds only) checksum mismatch: a drained result row disagreed with its
+    ABFT checksum (see below). Unlike 1 to 4 it is found while the command runs: the command
+    consumed its beats, wrote the memory and sent all its ``o`` beats as usual (possibly
+    corrupted ones), its counters are the normal ones, and only ``err`` differs; it is
+    reported only when no other code applies (a command with err 1 to 4 never runs).
+
+Algorithm-based fault tolerance (``abft``; integer modes with ``overflow = "wrap"`` only)
+    The array gets a checksum column: B is extended to ``B' = [B | B.e]``. As each ``b`` beat
+    is written into the B-panel buffer, its checksum element ``sum_j B[k, nb*C + j]`` (the
+    elements read in the command's mode, lanes past N as 0; ``b`` operand bits plus
+    ``ceil(log2(C))``, exact) is formed and stored beside it. An extra column of R PEs
+    computes ``A . (B . e)`` with the data columns (same skew, same tags, os and ws), and each
+    accumulator-memory row has an extra checksum lane (``s<acc_width>``) that follows the
+    same read-modify-write: it is zeroed with the row on overwrite, a preloaded row's
+    checksum lane is written with the sum of its C preloaded lanes (lanes past N as 0), and
+    accumulation adds the checksum column's sum, wrapping at ``2**acc_width`` like the data
+    lanes. Hence, without faults, every memory row written by this block satisfies
+    ``sum_j lane_j = checksum  (mod 2**acc_width)`` over all C lanes (lanes past N
+    included); wrap is modular arithmetic, so every overflow step of os and ws keeps it
+    (saturation and float rounding do not, hence the restriction). At drain each row's C
+    lanes (raw, before the requantizer and before lanes past N are zeroed) are summed modulo
+    ``2**acc_width`` and compared with its checksum lane; a mismatch makes the command's
+    ``rsp.err`` 5. Output ``none`` drains nothing and checks nothing (a later command that
+    accumulates onto the rows and drains them checks them). An ``accumulate`` onto a row not
+    written since the memory's power-up reads an undefined checksum (block RAMs power up as
+    zeros, which pass). A column checksum detects errors in the B panel (after the write),
+    in the array's data columns, in the accumulator memory and its read-modify-write; it
+    cannot see a fault in ``A`` (every column sees the same corrupted ``a``), and a fault
+    in the checksum path alone is a false alarm (correct rows, err 5).
+    Timing: no cycle of any command changes (the check runs beside the drain: two pipeline
+    registers after the row's read data, which finish before the command's last ``o`` beat
+    can leave the output FIFO).
 
 Counters (``counter_width`` bits, wrapping; per command, from the cycle the command is accepted
 to the cycle before ``rsp.valid``): ``cycles``; ``busy`` = cycles a step entered the array;
@@ -109,7 +141,8 @@ from .base import (ArrayLayout, Config, Field, ProofContract, check_bool, check_
 from ..formats import FLOAT_FORMATS, FP32, POSIT_FORMATS
 from .mac import Mode, _signed_width
 
-__all__ = ["SystolicConfig", "PRESETS", "DATAFLOWS", "OUTPUTS", "ERRORS", "ERROR_PRECEDENCE"]
+__all__ = ["SystolicConfig", "PRESETS", "DATAFLOWS", "OUTPUTS", "ERRORS", "ERROR_PRECEDENCE",
+           "ABFT_ERROR", "ABFT_ERRORS"]
 
 DATAFLOWS = ("os", "ws")
 OUTPUTS = ("raw", "requant", "none")        #: ``output`` field codes 0, 1, 2
@@ -117,6 +150,9 @@ ERRORS = {0: "ok", 1: "zero dimension", 2: "k beyond k_max",
           3: "results beyond the accumulator memory", 4: "unsupported command"}
 #: the order the error conditions are checked in: when several hold, the first is reported
 ERROR_PRECEDENCE = (1, 4, 2, 3)
+#: ``abft`` builds: the error code of a result row that disagrees with its checksum
+ABFT_ERROR = 5
+ABFT_ERRORS = {ABFT_ERROR: "checksum mismatch"}
 MODE_WIDTHS = (4, 8)
 MAX_MODES = 8
 SHIFT_BITS = 6
@@ -211,6 +247,11 @@ class SystolicConfig(Config):
         Float modes: the conversion saturates (overflow and infinities to the largest finite
         value; posit formats always do) instead of giving inf or NaN, as the ``cast`` block's
         ``saturate``.
+    abft : bool
+        Build algorithm-based fault tolerance (``True`` or ``False``): a checksum column of R
+        PEs, a checksum lane per B-panel row and per accumulator-memory row, and the check at
+        drain that reports ``rsp.err`` 5 (see the module docstring). Integer modes with
+        ``overflow = "wrap"`` only.
     """
     rows: int = 4
     cols: int = 4
@@ -231,6 +272,7 @@ class SystolicConfig(Config):
     counter_width: int = 32
     out_format: str = "e4m3"
     out_saturate: bool = True
+    abft: bool = False
 
     def __post_init__(self):
         check_int("rows", self.rows, 1, 32)
@@ -287,6 +329,12 @@ class SystolicConfig(Config):
                 raise ConfigError(f"{name}: {getattr(self, name)!r} is not allowed with float "
                                   f"modes (their significand multipliers are small); expected 0")
         check_int("counter_width", self.counter_width, 16, 48)
+        check_bool("abft", self.abft)
+        if self.abft and (self.is_float or self.overflow != "wrap"):
+            why = "float modes" if self.is_float else f"overflow={self.overflow!r}"
+            raise ConfigError(f"abft: True is not allowed with {why}; abft needs integer modes "
+                              f"and overflow='wrap' (its checksums hold modulo "
+                              f"2**acc_width), expected False")
 
     # -- derived values ---------------------------------------------------------------------
 
@@ -360,6 +408,45 @@ class SystolicConfig(Config):
             return 32
         exact = _signed_width(self.rows * self.product_min, self.rows * self.product_max)
         return min(exact, self.acc_width) if self.overflow == "wrap" else exact
+
+    @property
+    def errors(self):
+        """``{code: meaning}`` of ``rsp.err`` in this build: :data:`ERRORS`, and
+        :data:`ABFT_ERRORS` with ``abft``."""
+        return {**ERRORS, **ABFT_ERRORS} if self.abft else dict(ERRORS)
+
+    @property
+    def b_operand_width(self):
+        """Signed bits of any ``b`` element of any integer mode, read as the array reads it."""
+        return max(m.b.width + (0 if m.b.signed else 1) for m in self.mode_formats)
+
+    @property
+    def abft_operand_width(self):
+        """``abft``: signed bits of a checksum element, the exact sum of C ``b`` elements."""
+        return self.b_operand_width + (self.cols - 1).bit_length()
+
+    @property
+    def abft_product_width(self):
+        """``abft``: signed bits of a checksum PE's product ``a * sum_j b_j`` (exact, at most
+        ``acc_width``: the checksum only holds modulo ``2**acc_width``)."""
+        C = self.cols
+        return min(_signed_width(C * self.product_min, C * self.product_max), self.acc_width)
+
+    @property
+    def abft_os_acc_width(self):
+        """``abft``: the checksum PEs' os accumulator (exact for ``k_max`` products, at most
+        ``acc_width``)."""
+        C, K = self.cols, self.k_max
+        return min(_signed_width(K * C * self.product_min, K * C * self.product_max),
+                   self.acc_width)
+
+    @property
+    def abft_ws_sum_width(self):
+        """``abft``: the checksum column's ws partial sums (exact for ``rows`` products, at
+        most ``acc_width``)."""
+        C, R = self.cols, self.rows
+        return min(_signed_width(R * C * self.product_min, R * C * self.product_max),
+                   self.acc_width)
 
     @property
     def mode_bits(self):
@@ -551,7 +638,7 @@ class SystolicConfig(Config):
 
     @property
     def rsp_fields(self):
-        errors = "; ".join(f"{k} {v}" for k, v in ERRORS.items())
+        errors = "; ".join(f"{k} {v}" for k, v in self.errors.items())
         order = ", ".join(map(str, ERROR_PRECEDENCE))
         counters = {
             "cycles": "clock cycles from accepting the command to the cycle before rsp.valid",
@@ -564,7 +651,11 @@ class SystolicConfig(Config):
                                      f"conditions hold, the first in the order {order} "
                                      f"(derived.error_precedence) is reported. An erroneous "
                                      f"command consumes no a, b or c beat, sends no o beat, "
-                                     f"leaves the memory as it was; its counters are 0.")]
+                                     f"leaves the memory as it was; its counters are 0."
+                                     + (" Err 5 (abft) is found while the command runs: "
+                                        "its beats, o beats and counters are as without "
+                                        "it; only err differs. It is reported only when "
+                                        "no other code applies." if self.abft else ""))]
                 + [Field(c, self.counter_width,
                          doc=f"{counters[c]} (wraps at 2**{self.counter_width}).")
                    for c in COUNTERS])
@@ -578,13 +669,17 @@ class SystolicConfig(Config):
         :data:`~accelgen.generators.base.LIMITS`)."""
         bits = self.acc_depth * self.cols * self.acc_width + 2 * self.k_max * self.cols * \
             self.b_width
+        if self.abft:
+            bits += self.acc_depth * self.acc_width + 2 * self.k_max * self.abft_operand_width
+            return {"memory_bits": (bits, "acc_depth x (cols + 1) x acc_width + 2 x k_max x "
+                                          "(cols x b_width + abft_operand_width)")}
         return {"memory_bits": (bits, "acc_depth x cols x acc_width + 2 x k_max x cols x "
                                       "b_width")}
 
     def cost_features(self):
         """The array's size for the resource estimator: PEs, their accumulator and operand
         bits, and the output lanes a requantizer serves."""
-        pes = self.rows * self.cols
+        pes = self.rows * (self.cols + self.abft)     # abft: the checksum column
         return {**super().cost_features(), "pes": pes,
                 "pe_acc_bits": pes * self.os_acc_width,
                 "pe_operand_bits": pes * self.operand_width,
@@ -602,10 +697,13 @@ class SystolicConfig(Config):
             "mode_codes": {m: i for i, m in enumerate(self.modes)},
             "dataflow_codes": {d: i for i, d in enumerate(self.dataflows)},
             "output_codes": {o: i for i, o in enumerate(OUTPUTS)},
-            "errors": {str(k): v for k, v in ERRORS.items()},
+            "errors": {str(k): v for k, v in self.errors.items()},
             "error_precedence": list(ERROR_PRECEDENCE),
-            "b_panel_bits": 2 * self.k_max * self.cols * self.b_width,
-            "acc_memory_bits": self.acc_depth * self.cols * self.acc_width,
+            # abft: the checksum element of each panel row and the checksum lane of each
+            # memory row included
+            "b_panel_bits": 2 * self.k_max * (self.cols * self.b_width
+                                              + self.abft * self.abft_operand_width),
+            "acc_memory_bits": self.acc_depth * (self.cols + self.abft) * self.acc_width,
             "dsp_multipliers": (self.rows - self.lut_rows - self.rom_rows) * self.cols,
             "rom_multipliers": self.rom_rows * self.cols,
             **({"accumulation": ACCUMULATION_FLOAT,

@@ -57,6 +57,16 @@ Units (each a component with explicit ports; :class:`Systolic` in :mod:`.top` wi
 Numeric semantics, stream formats, errors and counters are defined in
 :mod:`accelgen.generators.systolic` and :mod:`accelgen.sim.golden.systolic`.
 
+ABFT (``abft``): one more PE column, right of column C-1, multiplies the same ``a`` by each
+B-panel row's checksum element (formed as the row is written into the panel, stored beside
+it); its sums leave the bottom edge one cycle after column C-1's and are not de-skewed (the
+writer gives the data lanes that cycle instead). The accumulator memory holds them in a
+checksum lane per row, and the drain checks each row it reads against it::
+
+    B-panel row [b0 .. bC-1 | sum b] ──► PE columns 0..C-1 ──► row ──┐
+                                    └──► checksum column ──► row_cs ─┴► memory row + lane
+                         drain: sum(lanes) == lane (mod 2**acc_width)? else rsp.err 5
+
 Float modes: the feeder and the panel decode each element once into ``Cat(sig, exp, sign,
 nan, inf)`` (``operand_width`` bits), so the PEs hold decoded operands; a PE rounds the
 significand product to FP32 and adds it with an IEEE binary32 adder (``s`` and ``out`` hold

@@ -14,6 +14,11 @@ rows (optionally requantized) to ``o``.
 The memory is a ring of ``acc_depth`` rows (row ``r`` at address ``r mod acc_depth``). It is
 the elastic buffer between the free-running array and the backpressured output: the feeder only
 issues a step whose rows the ring has room for, and the drain frees a row when it reads it.
+
+``abft``: each memory row has one more lane, the checksum lane (``acc_width`` bits, above the C
+data lanes). The preloader writes the sum of the preloaded lanes into it, the writer adds the
+array's checksum column into it like a data lane, and the drain compares it with the sum of
+the row's lanes (all modulo ``2**acc_width``) and raises ``check_fail`` on a mismatch.
 """
 
 from types import SimpleNamespace
@@ -37,7 +42,13 @@ from ._util import delay, fit, row_bits
 from .control import task_signature
 from .pe import row_width
 
-__all__ = ["Accumulator", "Drain", "OutputConverter", "Preloader", "Writer"]
+__all__ = ["Accumulator", "Drain", "OutputConverter", "Preloader", "Writer", "row_word_width"]
+
+
+def row_word_width(config):
+    """Bits of one accumulator-memory row: C lanes of ``acc_width`` (and the checksum lane
+    above them with ``abft``)."""
+    return (config.cols + config.abft) * config.acc_width
 
 
 class Preloader(wiring.Component):
@@ -49,9 +60,11 @@ class Preloader(wiring.Component):
     task : In(task_signature(config))
     c : In(stream_signature(config.c_fields))
         The block's ``c`` stream.
-    wr_en : Out(1), wr_addr : Out(acc_addr_bits), wr_data : Out(cols * acc_width)
+    wr_en : Out(1), wr_addr : Out(acc_addr_bits), wr_data : Out(row_word_width)
         A memory write, in the cycle after the beat is taken (registers; ``wr_data`` is the
-        registered beat with its lanes past N zeroed by registered flags).
+        registered beat with its lanes past N zeroed by registered flags, and with ``abft``
+        the checksum lane: their sum modulo ``2**acc_width``, an adder tree after those
+        registers).
     done : Out(1)
         Every beat of the command has been taken.
 
@@ -66,13 +79,12 @@ class Preloader(wiring.Component):
 
     def __init__(self, config):
         self.config = config
-        W = config.acc_width
         super().__init__({
             "task": In(task_signature(config)),
             "c": In(stream_signature(config.c_fields)),
             "wr_en": Out(1),
             "wr_addr": Out(config.acc_addr_bits),
-            "wr_data": Out(config.cols * W),
+            "wr_data": Out(row_word_width(config)),
             "done": Out(1),
         })
 
@@ -100,8 +112,10 @@ class Preloader(wiring.Component):
         lane_ok = Signal(cfg.cols, name="pre_lanes")
         m.d.sync += [self.wr_en.eq(take), beat.eq(self.c.payload.c),
                      lane_ok.eq(Cat(*(j < loop.chunk_next[0] for j in range(cfg.cols))))]
-        m.d.comb += self.wr_data.eq(Cat(*(Mux(lane_ok[j], beat[j * W:(j + 1) * W], 0)
-                                          for j in range(cfg.cols))))
+        lanes = [Mux(lane_ok[j], beat[j * W:(j + 1) * W], 0) for j in range(cfg.cols)]
+        if cfg.abft:
+            lanes.append(sum(lanes[1:], lanes[0])[:W])
+        m.d.comb += self.wr_data.eq(Cat(*lanes))
         return m
 
 
@@ -114,11 +128,15 @@ class Writer(wiring.Component):
     task : In(task_signature(config))
     row : In(signed(row_width)).array(cols), row_valid : In(1)
         The array's result rows.
-    rd_addr : Out(acc_addr_bits), rd_data : In(cols * acc_width)
+    row_cs : In(signed(row_width(config, checksum=True)))
+        ``abft``: the checksum lane of the row that was on ``row`` one cycle earlier (see
+        :class:`~accelgen.hdl.systolic.pe.Array`); it joins the row one register later.
+    rd_addr : Out(acc_addr_bits), rd_data : In(row_word_width)
         A memory read port with registered data: ``rd_data`` holds the row at ``rd_addr``
         of two cycles earlier.
-    wr_en : Out(1), wr_addr : Out(acc_addr_bits), wr_data : Out(cols * acc_width)
-        The write-back.
+    wr_en : Out(1), wr_addr : Out(acc_addr_bits), wr_data : Out(row_word_width)
+        The write-back (with ``abft`` the checksum lane too, added and wrapped like a data
+        lane).
     row_final : Out(1)
         A result row is written for the last time in this cycle (the drain may read it from
         the next one).
@@ -138,16 +156,16 @@ class Writer(wiring.Component):
 
     def __init__(self, config):
         self.config = config
-        W = config.acc_width
         super().__init__({
             "task": In(task_signature(config)),
             "row": In(signed(row_width(config))).array(config.cols),
             "row_valid": In(1),
+            **({"row_cs": In(signed(row_width(config, checksum=True)))} if config.abft else {}),
             "rd_addr": Out(config.acc_addr_bits),
-            "rd_data": In(config.cols * W),
+            "rd_data": In(row_word_width(config)),
             "wr_en": Out(1),
             "wr_addr": Out(config.acc_addr_bits),
-            "wr_data": Out(config.cols * W),
+            "wr_data": Out(row_word_width(config)),
             "row_final": Out(1),
             "done": Out(1),
             "idle": Out(1),
@@ -204,7 +222,7 @@ class Writer(wiring.Component):
                      addr1.eq(addr)] + [r.eq(x) for r, x in zip(row1, self.row)]
         v2, ow2, fin2, addr2 = (delay(m, x, 1, f"w2_{n}") for x, n in
                                 ((v1, "valid"), (ow1, "over"), (fin1, "final"), (addr1, "addr")))
-        old3 = Signal(C * W, name="w3_old")
+        old3 = Signal(row_word_width(cfg), name="w3_old")
         m.d.sync += old3.eq(Mux(ow2, 0, self.rd_data))
         v3, fin3, addr3 = (delay(m, x, 1, f"w3_{n}") for x, n in
                            ((v2, "valid"), (fin2, "final"), (addr2, "addr")))
@@ -217,6 +235,10 @@ class Writer(wiring.Component):
                 lanes.append(add_fp32(m, old, row3[j], name=f"w3_add{j}"))
             else:
                 lanes.append(apply_overflow(old + row3[j], fmt, cfg.overflow))
+        if cfg.abft:    # row_cs is a cycle behind row: one register fewer brings it to W3
+            old = old3[C * W:(C + 1) * W].as_signed()
+            cs3 = delay(m, self.row_cs, 2, "w3_row_cs", reset_less=True)
+            lanes.append(apply_overflow(old + cs3, fmt, cfg.overflow))
         m.d.comb += [self.wr_en.eq(v3), self.wr_addr.eq(addr3), self.wr_data.eq(Cat(*lanes))]
         m.d.comb += self.row_final.eq(fin3 & ~task.start)
         m.d.comb += self.idle.eq(~v3 & ~v2 & ~v1 & ~delay(m, take, 1, "w1_take"))
@@ -232,7 +254,7 @@ class Drain(wiring.Component):
     task : In(task_signature(config))
     row_final : In(1)
         From the writer: one more row may be read (from the next cycle on).
-    rd_addr : Out(acc_addr_bits), rd_data : In(cols * acc_width)
+    rd_addr : Out(acc_addr_bits), rd_data : In(row_word_width)
         A memory read port with registered data (the row at ``rd_addr`` two cycles
         earlier).
     issue : Out(1)
@@ -241,6 +263,9 @@ class Drain(wiring.Component):
         The block's ``o`` stream.
     done : Out(1)
         Every row of the command has been sent (and the output FIFO is empty).
+    check_fail : Out(1)
+        ``abft``: a row drained by this command disagreed with its checksum lane (a register,
+        cleared by ``task.start``).
 
     Timing
     ------
@@ -249,6 +274,11 @@ class Drain(wiring.Component):
     registered in D1 and D2 and written into the output FIFO 2 cycles later (2 + 3 through
     the requantizer). The output FIFO is ``latency + 3`` deep; ``issue`` counts the rows in
     flight towards its level, so it never overflows.
+
+    ``abft``: the row's lane sum (modulo ``2**acc_width``) and its checksum lane are
+    registered in D3 (beside the first requantizer stage, or the FIFO write), compared, and
+    ``check_fail`` is set in the cycle after (D4). ``done`` also waits for those two stages;
+    they end before the row can have left the output FIFO, so no command takes longer.
     """
 
     def __init__(self, config):
@@ -257,10 +287,11 @@ class Drain(wiring.Component):
             "task": In(task_signature(config)),
             "row_final": In(1),
             "rd_addr": Out(config.acc_addr_bits),
-            "rd_data": In(config.cols * config.acc_width),
+            "rd_data": In(row_word_width(config)),
             "issue": Out(1),
             "o": Out(stream_signature(config.o_fields)),
             "done": Out(1),
+            **({"check_fail": Out(1)} if config.abft else {}),
         })
 
     def elaborate(self, platform):
@@ -365,8 +396,26 @@ class Drain(wiring.Component):
         m.d.comb += [self.o.valid.eq(ofifo.r_rdy), self.o.payload.eq(ofifo.r_data),
                      ofifo.r_en.eq(self.o.ready)]
         # empty: also nothing in the FIFO's inner memory on its way to the output register
-        m.d.comb += self.done.eq(loop.done & (inflight == 0) & (ofifo.w_level == 0))
+        done = loop.done & (inflight == 0) & (ofifo.w_level == 0)
+        if cfg.abft:
+            done &= self._check(m, task, v1, raw)
+        m.d.comb += self.done.eq(done)
         return m
+
+    def _check(self, m, task, valid, raw):
+        """``abft``: compares the row read (D2: ``raw`` lanes and the checksum lane above
+        them) with its checksum; returns "no check in flight" for ``done``."""
+        C, W = self.config.cols, self.config.acc_width
+        total = Signal(W, name="dc_sum")
+        cs = Signal(W, name="dc_cs")
+        v3 = Signal(name="dc_valid")
+        m.d.sync += [total.eq(sum(raw[1:], raw[0])[:W]), cs.eq(self.rd_data[C * W:]),
+                     v3.eq(valid)]
+        with m.If(task.start):
+            m.d.sync += self.check_fail.eq(0)
+        with m.Elif(v3 & (total != cs)):
+            m.d.sync += self.check_fail.eq(1)
+        return ~v3 & ~valid
 
 
 class OutputConverter(wiring.Component):
@@ -431,10 +480,14 @@ class Accumulator(wiring.Component):
         The block's ``c`` and ``o`` streams.
     row : In(signed(row_width)).array(cols), row_valid : In(1)
         The array's result rows.
+    row_cs : In(signed(row_width(config, checksum=True)))
+        ``abft``: the array's checksum lane (see :class:`Writer`).
     drain_issue : Out(1)
         One ring row freed (credit for the feeder).
     preload_done, write_done, write_idle, drain_done : Out(1)
         The units' completion flags, for the controller.
+    check_fail : Out(1)
+        ``abft``: the drain's checksum flag (see :class:`Drain`).
 
     Timing
     ------
@@ -451,6 +504,8 @@ class Accumulator(wiring.Component):
             "o": Out(stream_signature(config.o_fields)),
             "row": In(signed(row_width(config))).array(config.cols),
             "row_valid": In(1),
+            **({"row_cs": In(signed(row_width(config, checksum=True))),
+                "check_fail": Out(1)} if config.abft else {}),
             "drain_issue": Out(1),
             "preload_done": Out(1),
             "write_done": Out(1),
@@ -468,7 +523,7 @@ class Accumulator(wiring.Component):
         # reads final rows only, and a row is written again only after the drain has read it
         # and given its credit back), which RegisteredMemory leaves unspecified. Its output
         # registers are the writer's W2 and the drain's D2 registers
-        mem = m.submodules.acc = RegisteredMemory(cfg.cols * cfg.acc_width, cfg.acc_depth,
+        mem = m.submodules.acc = RegisteredMemory(row_word_width(cfg), cfg.acc_depth,
                                                   read_ports=2, name="acc")
 
         wiring.connect(m, wiring.flipped(self.task), pre.task, wr.task, dr.task)
@@ -489,4 +544,6 @@ class Accumulator(wiring.Component):
             self.write_idle.eq(wr.idle),
             self.drain_done.eq(dr.done),
         ]
+        if cfg.abft:
+            m.d.comb += [wr.row_cs.eq(self.row_cs), self.check_fail.eq(dr.check_fail)]
         return m

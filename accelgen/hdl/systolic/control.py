@@ -20,6 +20,7 @@ from amaranth.hdl import Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from ...generators.systolic import ABFT_ERROR
 from ..common.stream import payload_layout, stream_signature
 from ._util import row_bits
 
@@ -111,6 +112,10 @@ class Control(wiring.Component):
         The preloader has taken every ``c`` beat; the feeder has issued every step; the
         writer has taken every array row / has no write in flight; the drain has sent every
         row and its output FIFO is empty.
+    check_fail : In(1)
+        ``abft``: a row the command drained disagreed with its checksum (final once the
+        drain is done): read as RUN ends, it makes ``rsp.err`` 5 instead of 0 (a register,
+        like every ``err``); the counters stay.
 
     Timing
     ------
@@ -135,6 +140,7 @@ class Control(wiring.Component):
             "write_done": In(1),
             "write_idle": In(1),
             "drain_done": In(1),
+            **({"check_fail": In(1)} if config.abft else {}),
         })
 
     def elaborate(self, platform):
@@ -211,6 +217,8 @@ class Control(wiring.Component):
                     ((p.output == 2) | self.drain_done)
                 with m.If(finished & ~task.start):
                     m.next = "RESPOND"
+                    if cfg.abft:    # the drain's checks are all done by now
+                        m.d.sync += err.eq(Mux(self.check_fail, ABFT_ERROR, 0))
                 with m.Else():
                     m.d.comb += task.run_next.eq(1)
             with m.State("RESPOND"):
@@ -218,8 +226,10 @@ class Control(wiring.Component):
                 with m.If(self.rsp.ready):
                     m.next = "IDLE"
         m.d.comb += self.rsp.payload.err.eq(err)
+        # abft: a command with err 5 ran, and its counters say how
+        counted = (err == 0) | (err == ABFT_ERROR) if cfg.abft else err == 0
         for name, c in ctr.items():
-            m.d.comb += self.rsp.payload[name].eq(Mux(err == 0, c, 0))
+            m.d.comb += self.rsp.payload[name].eq(Mux(counted, c, 0))
         return m
 
     def _checks(self, m, accept):

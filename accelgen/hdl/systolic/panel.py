@@ -54,6 +54,10 @@ class PanelBuffer(wiring.Component):
         One-hot, one cycle: the reader is done with that bank.
     row : Out(panel_operand_shape(config)).array(cols)
         The row read, as C operands in the command's mode.
+    row_cs : Out(signed(abft_operand_width))
+        ``abft``: the checksum element of ``row`` (the exact sum of its C operands, lanes past
+        N as 0), formed from the ``b`` beat as it is written and stored beside it in the
+        bank, so that a fault in a stored row shows as a mismatch at drain.
 
     Timing
     ------
@@ -91,6 +95,7 @@ class PanelBuffer(wiring.Component):
             "ws_addr": In(addr),
             "ws_release": In(2),
             "row": Out(panel_operand_shape(config)).array(config.cols),
+            **({"row_cs": Out(signed(config.abft_operand_width))} if config.abft else {}),
         })
 
     def elaborate(self, platform):
@@ -99,8 +104,9 @@ class PanelBuffer(wiring.Component):
         k_bits = panel_k_bits(cfg)
         # a read that meets a write to its address (only the feeder's early read of a row
         # written in that cycle) takes the written word from the bypass below
-        m.submodules.banks = mem = RegisteredMemory(cfg.cols * cfg.b_width, 2 << k_bits,
-                                                    name="pl_banks")
+        cs_width = cfg.abft_operand_width if cfg.abft else 0
+        m.submodules.banks = mem = RegisteredMemory(cfg.cols * cfg.b_width + cs_width,
+                                                    2 << k_bits, name="pl_banks")
         r_addr = mem.r_addr[0]
         bank_full = self.bank_full
         release = Signal(2, name="release")
@@ -117,9 +123,16 @@ class PanelBuffer(wiring.Component):
         ]
         # lanes past N are stored as zeros: they must add nothing to the memory's lanes there
         bw = cfg.b_width
-        m.d.comb += mem.w_data.eq(Cat(*[Mux(j < loop.chunk[0],
-                                            self.b.payload.b[j * bw:(j + 1) * bw], 0)
-                                        for j in range(cfg.cols)]))
+        formats = [f.b for f in cfg.mode_formats]
+        mode = task.params.mode if cfg.mode_bits else None
+        slots = [Mux(j < loop.chunk[0], self.b.payload.b[j * bw:(j + 1) * bw], 0)
+                 for j in range(cfg.cols)]
+        if cfg.abft:    # the checksum element of the row, in the command's mode
+            ops = [read_array_operand(m, slot, cfg, formats, mode, name=f"pw_b{j}")
+                   for j, slot in enumerate(slots)]
+            total = sum(ops[1:], ops[0])
+            slots.append(total.as_signed()[:cs_width])
+        m.d.comb += mem.w_data.eq(Cat(*slots))
         m.d.comb += [self.fill_bank.eq(bank), self.fill_rows.eq(loop.ctr[1]),
                      self.fill_take.eq(take), self.fill_restart.eq(start | loop.wrap[1])]
         filled = Signal(2)
@@ -142,11 +155,11 @@ class PanelBuffer(wiring.Component):
         else:
             m.d.comb += [r_addr.eq(self.os_addr_next), release.eq(self.os_release)]
         data = self._registered_read(m, mem)
-        formats = [f.b for f in cfg.mode_formats]
-        mode = task.params.mode if cfg.mode_bits else None
         for j in range(cfg.cols):
             op = read_array_operand(m, data[j * bw:], cfg, formats, mode, name=f"pr_b{j}")
             m.d.comb += self.row[j].eq(op)
+        if cfg.abft:
+            m.d.comb += self.row_cs.eq(data[cfg.cols * bw:].as_signed())
         return m
 
     @staticmethod
@@ -184,6 +197,8 @@ class WeightLoader(wiring.Component):
         The panel row read two cycles earlier (see :class:`PanelBuffer`).
     w_top : Out(signed(operand_width)).array(cols), wload : Out(1)
         To the array: shift ``w_top`` into the shadow chain.
+    panel_row_cs : In(signed(abft_operand_width)), w_top_cs : Out(same)
+        ``abft``: the checksum element of ``panel_row`` / ``w_top``, treated alike.
     w_ready : Out(1)
         A loaded tile waits for its swap step (the feeder may issue it).
     w_ready_next : Out(1)
@@ -217,6 +232,8 @@ class WeightLoader(wiring.Component):
             "w_ready": Out(1),
             "w_ready_next": Out(1),
             "swap_issued": In(1),
+            **({"panel_row_cs": In(signed(config.abft_operand_width)),
+                "w_top_cs": Out(signed(config.abft_operand_width))} if config.abft else {}),
         })
 
     def elaborate(self, platform):
@@ -276,6 +293,8 @@ class WeightLoader(wiring.Component):
                      valid_k_q.eq(k < K), valid_k.eq(valid_k_q)]
         for j in range(C):
             m.d.comb += self.w_top[j].eq(Mux(valid_k, self.panel_row[j], 0))
+        if cfg.abft:
+            m.d.comb += self.w_top_cs.eq(Mux(valid_k, self.panel_row_cs, 0))
         m.d.comb += self.wload.eq(shifting)
         return m
 

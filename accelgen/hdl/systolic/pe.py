@@ -28,10 +28,15 @@ def row_multiplier(cfg, i):
     return "rom" if i >= cfg.rows - cfg.lut_rows - cfg.rom_rows else "dsp"
 
 
-def row_width(cfg):
-    """Width of the sums the array delivers: the widest of its dataflows' PE sums."""
-    widths = ([cfg.os_acc_width] if "os" in cfg.dataflows else []) + \
-             ([cfg.ws_sum_width] if "ws" in cfg.dataflows else [])
+def row_width(cfg, checksum=False):
+    """Width of the sums the array delivers: the widest of its dataflows' PE sums (of the
+    abft checksum column with ``checksum``)."""
+    if checksum:
+        os_width, ws_width = cfg.abft_os_acc_width, cfg.abft_ws_sum_width
+    else:
+        os_width, ws_width = cfg.os_acc_width, cfg.ws_sum_width
+    widths = ([os_width] if "os" in cfg.dataflows else []) + \
+             ([ws_width] if "ws" in cfg.dataflows else [])
     return max(widths)
 
 
@@ -84,34 +89,43 @@ class PE(Elaboratable):
     weight tile loads ``w_s`` before its ``swap``.
     """
 
-    def __init__(self, cfg, *, os, ws, carry_valid, name, multiplier="dsp"):
+    def __init__(self, cfg, *, os, ws, carry_valid, name, multiplier="dsp", checksum=False):
         assert multiplier in MULTIPLIERS
         self.cfg, self.os, self.ws = cfg, os, ws
         self.multiplier = multiplier
         ow = cfg.operand_width
-        widths = ([cfg.os_acc_width] if os else []) + ([cfg.ws_sum_width] if ws else [])
+        # abft: a checksum PE multiplies ``a`` by a checksum element (wider) and sums modulo
+        # 2**acc_width at most (see :attr:`SystolicConfig.abft_os_acc_width`)
+        if checksum:
+            bw_width, self.product_width = cfg.abft_operand_width, cfg.abft_product_width
+            self.os_width, self.ws_width = cfg.abft_os_acc_width, cfg.abft_ws_sum_width
+        else:
+            bw_width, self.product_width = ow, cfg.product_width
+            self.os_width, self.ws_width = cfg.os_acc_width, cfg.ws_sum_width
+        widths = ([self.os_width] if os else []) + ([self.ws_width] if ws else [])
         self.sum_width = max(widths)
         self.a_in = Signal(signed(ow), name=f"{name}_a_in")
         # data registers are not reset (see Reset above); the tags are
         self.a = Signal(signed(ow), name=f"{name}_a", reset_less=True)
-        self.bw = Signal(signed(ow), name=f"{name}_bw", reset_less=True)   # os: b; ws: weight
+        self.bw = Signal(signed(bw_width), name=f"{name}_bw",            # os: b; ws: weight
+                         reset_less=True)
         self.ws_mode = Signal(name=f"{name}_ws_mode") if (os and ws) else Const(int(ws), 1)
         if os:
-            self.b_in = Signal(signed(ow), name=f"{name}_b_in")
+            self.b_in = Signal(signed(bw_width), name=f"{name}_b_in")
             self.last_in = Signal(name=f"{name}_last_in")
             self.last = Signal(name=f"{name}_last", init=1)
-            self.out = Signal(signed(cfg.os_acc_width), name=f"{name}_out", reset_less=True)
+            self.out = Signal(signed(self.os_width), name=f"{name}_out", reset_less=True)
             self.emit_in = Signal(name=f"{name}_emit_in")
             self.emit = Signal(name=f"{name}_emit")
-            self.ch_in = Signal(signed(cfg.os_acc_width), name=f"{name}_ch_in")
+            self.ch_in = Signal(signed(self.os_width), name=f"{name}_ch_in")
             self.cv_in = Signal(name=f"{name}_cv_in")
-            self.ch = Signal(signed(cfg.os_acc_width), name=f"{name}_ch", reset_less=True)
+            self.ch = Signal(signed(self.os_width), name=f"{name}_ch", reset_less=True)
             self.cv = Signal(name=f"{name}_cv")
         if ws:
             self.swap_in = Signal(name=f"{name}_swap_in")
             self.swap = Signal(name=f"{name}_swap")
-            self.w_in = Signal(signed(ow), name=f"{name}_w_in")
-            self.w_s = Signal(signed(ow), name=f"{name}_w_s", reset_less=True)
+            self.w_in = Signal(signed(bw_width), name=f"{name}_w_in")
+            self.w_s = Signal(signed(bw_width), name=f"{name}_w_s", reset_less=True)
             self.load = Signal(name=f"{name}_load")
             self.ps_in = Signal(signed(self.sum_width), name=f"{name}_ps_in")
         self.carry_valid = carry_valid
@@ -149,7 +163,7 @@ class PE(Elaboratable):
             product = registered_product(m, self.a_in, bw_next, self.a, self.bw,
                                          output_register=registered, platform=platform,
                                          b_enable=bw_load, name=f"{self.name}_m", reset=False)
-        product = product[:cfg.product_width].as_signed()   # exact: fits by range
+        product = product[:self.product_width].as_signed()   # exact (or mod 2**acc_width)
         last = self.last if self.os else Const(0, 1)
         valid = self.v if self.carry_valid else Const(0, 1)
         if cfg.pe_pipeline:     # product registers; the tags that go with them follow
@@ -246,6 +260,13 @@ class Array(Elaboratable):
     row : list of C Signal(signed(row_width(cfg))), out; row_valid : Signal(), out
         One result row, all columns aligned: os rows leave every other cycle in tile-row
         order; ws one row per valid step, in step order.
+    b_cs, w_top_cs : Signal(signed(abft_operand_width)), in
+        ``abft``: the checksum element of the step's B-panel row (os) / of the weight row
+        shifted in (ws), for the checksum column (column ``C``, right of column ``C - 1``).
+    row_cs : Signal(signed(row_width(cfg, checksum=True))), out
+        ``abft``: the checksum column's sum of the row that was on ``row`` one cycle
+        earlier (the checksum column is one cycle behind column ``C - 1`` and is not
+        de-skewed: the writer delays ``row`` one cycle more instead of every data column).
 
     Timing
     ------
@@ -272,6 +293,10 @@ class Array(Elaboratable):
         self.row_width = row_width(cfg)
         self.row = [Signal(signed(self.row_width), name=f"arr_row{j}") for j in range(C)]
         self.row_valid = Signal()
+        if cfg.abft:
+            self.b_cs = Signal(signed(cfg.abft_operand_width), name="arr_b_cs")
+            self.w_top_cs = Signal(signed(cfg.abft_operand_width), name="arr_w_cs")
+            self.row_cs = Signal(signed(row_width(cfg, checksum=True)), name="arr_row_cs")
 
     def elaborate(self, platform):
         cfg, m = self.cfg, Module()
@@ -282,9 +307,21 @@ class Array(Elaboratable):
         for i in range(R):
             for j in range(C):
                 m.submodules[f"pe{i}_{j}"] = pe[i][j]
+        b_top, w_tops = list(self.b), list(self.w_top)
+        if cfg.abft:    # the checksum column: column C (a table multiplier would be too wide)
+            for i in range(R):
+                kind = "lut" if row_multiplier(cfg, i) == "rom" else row_multiplier(cfg, i)
+                pe[i].append(PE(cfg, os=self.has_os, ws=self.has_ws, carry_valid=False,
+                                name=f"pe{i}_cs", multiplier=kind, checksum=True))
+                m.submodules[f"pe{i}_cs"] = pe[i][C]
+            b_top.append(self.b_cs)
+            w_tops.append(self.w_top_cs)
+        cols = len(pe[0])
         # ws: column j loads its shadow weights j cycles late, like the swap wave reaches it
-        w_top = [delay(m, self.w_top[j], j, f"sk_w{j}", reset_less=True) for j in range(C)]
-        wload = [delay(m, self.wload, j, f"sk_wl{j}") for j in range(C)]
+        w_top = [delay(m, w_tops[j], j, f"sk_w{j}" if j < C else "sk_w_cs", reset_less=True)
+                 for j in range(cols)]
+        wload = [delay(m, self.wload, j, f"sk_wl{j}" if j < C else "sk_wl_cs")
+                 for j in range(cols)]
         if self.has_os:     # row i emits i + 1 + p cycles after its (row-skewed) capture
             emit = taps(m, self.last, [2 * i + 1 + cfg.pe_pipeline for i in range(R)], "sk_e")
         # row i's copy of ws_mode. Not one per PE, i + 1 + j cycles late: yosys (opt_merge)
@@ -295,7 +332,7 @@ class Array(Elaboratable):
         else:
             mode = [None] * R
         for i in range(R):
-            for j in range(C):
+            for j in range(cols):
                 p = pe[i][j]
                 left = pe[i][j - 1] if j else None
                 up = pe[i - 1][j] if i else None
@@ -308,7 +345,8 @@ class Array(Elaboratable):
                         p.last_in.eq(left.last if left else
                                      delay(m, self.last, i, f"sk_l{i}", init=1)),
                         p.b_in.eq(up.bw if up else
-                                  delay(m, self.b[j], j, f"sk_b{j}", reset_less=True)),
+                                  delay(m, b_top[j], j, f"sk_b{j}" if j < C else "sk_b_cs",
+                                        reset_less=True)),
                         p.emit_in.eq(left.emit if left else emit[i]),
                         p.ch_in.eq(up.ch if up else 0),
                         p.cv_in.eq(up.cv if up else 0),
@@ -342,3 +380,8 @@ class Array(Elaboratable):
             m.d.comb += self.row[j].eq(value)
             if j == 0:
                 m.d.comb += self.row_valid.eq(delay(m, valid, C - 1, "dsk_v"))
+        if self.cfg.abft:
+            cs = pe[R - 1][C]
+            sources = ([cs.ch] if self.has_os else []) + ([cs.s] if self.has_ws else [])
+            m.d.comb += self.row_cs.eq(Mux(mode, sources[1], sources[0])
+                                       if len(sources) == 2 else sources[0])

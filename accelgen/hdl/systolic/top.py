@@ -151,4 +151,12 @@ class Systolic(wiring.Component):
             ctl.write_idle.eq(acc.write_idle),
             ctl.drain_done.eq(acc.drain_done),
         ]
+
+        # abft: the checksum column's operands, its lane, and the drain's verdict
+        if cfg.abft:
+            m.d.comb += [acc.row_cs.eq(arr.row_cs), ctl.check_fail.eq(acc.check_fail)]
+            if "os" in cfg.dataflows:
+                m.d.comb += arr.b_cs.eq(panel.row_cs)
+            if "ws" in cfg.dataflows:
+                m.d.comb += [wl.panel_row_cs.eq(panel.row_cs), arr.w_top_cs.eq(wl.w_top_cs)]
         return m
