@@ -201,7 +201,7 @@ def _plain(name):
     return name[1:] if name.startswith("\\") else name
 
 
-def _harden_registers(m, mode, only, clk_of):
+def _harden_registers(m, mode, only):
     """Copies and voters (``tmr``), comparators (``dmr``) or parity bits (``reg-parity``);
     returns the error signals and the names protected."""
     names = _register_names(m.doc)
@@ -407,7 +407,7 @@ def harden_netlist(doc, top, protection):
             cell["connections"]["WR_EN"] = [m.same_as(b) for b in cell["connections"]["WR_EN"]]
     if protection.registers:
         only = None if protection.only is None else set(protection.only)
-        mismatch, protected = _harden_registers(m, protection.registers, only, clk)
+        mismatch, protected = _harden_registers(m, protection.registers, only)
         errors += mismatch
     if protection.memories:
         for name, cell in list(mod["cells"].items()):
