@@ -15,7 +15,11 @@ Sections (all by default; pick some with ``--only campaigns,area``):
                block, next to lock-step duplication (two copies, outputs compared).
 
     .venv/bin/python benchmarks/faults.py [--only campaigns] [--blocks mac,cast]
-                                          [--faults 10000] [--json]
+                                          [--variants none,tmr,abft] [--faults 10000]
+                                          [--json]
+
+``--variants`` keeps the named rows (protections, ``selective``, and the block's own
+protections by label; default all).
 """
 
 import argparse
@@ -26,6 +30,7 @@ from accelgen.faults.area import area_report
 from accelgen.faults.campaign import run_campaign, select_vulnerable
 from accelgen.faults.harden import Protection
 from accelgen.generators.registry import REGISTRY
+from accelgen.numerics import ConfigError
 from report import print_results, say
 
 VARIANTS = {"none": Protection(), "tmr": Protection(registers="tmr"),
@@ -49,13 +54,20 @@ def _row(block, label, report, extra=""):
             "seconds": report.seconds, "note": extra}
 
 
-def campaigns(blocks, preset, faults, root, selections):
+def _wanted(label, variants):
+    """Whether ``--variants`` keeps ``label`` (None: every row)."""
+    return variants is None or label in variants
+
+
+def campaigns(blocks, preset, faults, root, selections, variants=None):
     rows = []
     for block in blocks:
         spec = REGISTRY[block]
         config = spec.presets[preset]
         baseline = None
         for label, protection in VARIANTS.items():
+            if label != "none" and not _wanted(label, variants):
+                continue     # the unprotected campaign is every selection's baseline
             say(f"campaign {block} {label}")
             report = run_campaign(spec, config, root / block / label, preset=preset,
                                   faults=faults, seed=1, protection=protection)
@@ -63,22 +75,35 @@ def campaigns(blocks, preset, faults, root, selections):
             baseline = baseline or report
         only = select_vulnerable(baseline, 0.9)
         selections[block] = only
-        for mode in ("tmr", "reg-parity"):
+        for mode in ("tmr", "reg-parity") if _wanted("selective", variants) else ():
             protection = Protection(registers=mode, only=only)
             report = run_campaign(spec, config, root / block / f"selective-{mode}",
                                   preset=preset, faults=faults, seed=2, protection=protection)
             rows.append(_row(block, f"selective {mode}", report, f"{len(only)} registers"))
             say(f"  {rows[-1]}")
-        rows += _own_protections(spec, config, preset, faults, root / block, selections)
+        rows += _own_protections(spec, config, preset, faults, root / block, selections,
+                                 variants)
     return rows
 
 
-def _own_protections(spec, config, preset, faults, root, selections):
+def _protected(spec, config, label, settings):
+    """``config`` with a protection's settings, or None (said) when the config refuses them
+    (e.g. mac's residue check with float modes)."""
+    try:
+        return type(config).from_dict({**config.to_dict(), **settings})
+    except ConfigError as err:
+        say(f"{spec.name} {label}: not applicable to this preset ({err})")
+        return None
+
+
+def _own_protections(spec, config, preset, faults, root, selections, variants):
     """Rows of the block's own protections (``spec.protections``), alone and with selective
     tmr of the registers their campaign leaves most vulnerable."""
     rows = []
     for label, settings in (spec.protections or {}).items():
-        protected = type(config).from_dict({**config.to_dict(), **settings})
+        protected = _protected(spec, config, label, settings)
+        if protected is None or not _wanted(label, variants):
+            continue
         say(f"campaign {spec.name} {label}")
         report = run_campaign(spec, protected, root / label, preset=preset, faults=faults,
                               seed=1)
@@ -94,12 +119,12 @@ def _own_protections(spec, config, preset, faults, root, selections):
     return rows
 
 
-def area(blocks, preset, root, selections):
+def area(blocks, preset, root, selections, wanted=None):
     rows = []
     for block in blocks:
         spec = REGISTRY[block]
-        variants = {k: v for k, v in VARIANTS.items() if k != "none"}
-        if block in selections:
+        variants = {k: v for k, v in VARIANTS.items() if k != "none" and _wanted(k, wanted)}
+        if block in selections and _wanted("selective", wanted):
             for mode in ("tmr", "reg-parity"):
                 variants[f"selective {mode}"] = Protection(registers=mode,
                                                            only=selections[block])
@@ -107,7 +132,9 @@ def area(blocks, preset, root, selections):
         config = spec.presets[preset]
         own = {}
         for label, settings in (spec.protections or {}).items():
-            protected = type(config).from_dict({**config.to_dict(), **settings})
+            protected = _protected(spec, config, label, settings)
+            if protected is None or not _wanted(label, wanted):
+                continue
             own[label] = (protected, None)
             if (block, label) in selections:
                 own[f"{label} + selective tmr"] = (
@@ -127,18 +154,20 @@ def main():
     parser.add_argument("--blocks", default=",".join(REGISTRY))
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--faults", type=int, default=10_000)
+    parser.add_argument("--variants", help="rows to keep, comma-separated (default: all)")
     parser.add_argument("--root", help="builds (default: a temporary directory)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     blocks, sections = args.blocks.split(","), args.only.split(",")
+    variants = set(args.variants.split(",")) if args.variants else None
     selections, results = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.root or tmp)
         if "campaigns" in sections:
             results["campaigns"] = campaigns(blocks, args.preset, args.faults,
-                                             root / "campaigns", selections)
+                                             root / "campaigns", selections, variants)
         if "area" in sections:
-            results["area"] = area(blocks, args.preset, root / "area", selections)
+            results["area"] = area(blocks, args.preset, root / "area", selections, variants)
     print_results(results, as_json=args.json, digits=1)
 
 

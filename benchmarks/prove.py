@@ -3,16 +3,17 @@ k-induction at the block's default depth, and every mutant of the tiny presets.
 
 Sections (all by default; pick some with ``--only proofs,mutants``):
 
-``proofs``   per block and preset: properties, how many are proven for every reachable state
-             (the induction closed on them), how many to the depth only, failures, solver
-             runs, wall time, and the first cycle each output can deliver a beat (``-``:
-             not within the bounded check's depth). A preset whose proof runs past
-             ``--timeout`` is listed as such.
+``proofs``   per block and preset (with the block's proof settings, e.g. pim's short
+             timings; a preset they do not fit is listed with the reason): properties, how
+             many are proven for every reachable state (the induction closed on them), how
+             many to the depth only, failures, solver runs, wall time, and the first cycle
+             each output can deliver a beat (``-``: not within the bounded check's depth).
+             A preset whose proof runs past ``--timeout`` is listed as such.
 ``mutants``  per block (tiny preset) and planted bug: the family that must catch it, the
              families that did, the bounded check's wall time and the trace.
 
-    .venv/bin/python benchmarks/prove.py [--only proofs] [--blocks mac,cast] [--timeout 900]
-                                         [--json]
+    .venv/bin/python benchmarks/prove.py [--only proofs] [--blocks mac,cast]
+                                         [--presets tiny,default] [--timeout 900] [--json]
 """
 
 import argparse
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from accelgen.formal.prove import mutants_of, prove
 from accelgen.generators.registry import REGISTRY
+from accelgen.numerics import ConfigError
 from accelgen.tools import ToolError
 from report import print_results, say
 
@@ -31,8 +33,9 @@ def _prove_row(block, preset, out_dir, timeout):
     spec = REGISTRY[block]
     start = time.monotonic()
     try:
-        report = prove(spec, spec.presets[preset], out_dir, preset=preset, timeout=timeout)
-    except ToolError as err:
+        config = spec.proof.config(spec.presets[preset])
+        report = prove(spec, config, out_dir, preset=preset, timeout=timeout)
+    except (ToolError, ConfigError) as err:
         return {"block": block, "preset": preset, "properties": "", "proven": "",
                 "bounded": "", "failed": "", "runs": "",
                 "seconds": round(time.monotonic() - start, 1), "note": str(err)[:80]}
@@ -47,10 +50,12 @@ def _prove_row(block, preset, out_dir, timeout):
             "note": "; ".join(failed) or ""}
 
 
-def proofs(blocks, root, timeout):
+def proofs(blocks, root, timeout, presets=None):
     rows = []
     for block in blocks:
         for preset in REGISTRY[block].presets:
+            if presets is not None and preset not in presets:
+                continue
             say(f"prove {block} {preset}")
             rows.append(_prove_row(block, preset, root / f"{block}_{preset}", timeout))
             say(f"  {rows[-1]}")
@@ -63,8 +68,9 @@ def mutants(blocks, root, timeout):
         spec = REGISTRY[block]
         for mutant, family in mutants_of(spec).items():
             say(f"mutant {block} {mutant}")
-            report = prove(spec, spec.presets["tiny"], root / f"{block}_{mutant}",
-                           preset="tiny", mutant=mutant, timeout=timeout)
+            config = spec.proof.config(spec.presets["tiny"])
+            report = prove(spec, config, root / f"{block}_{mutant}", preset="tiny",
+                           mutant=mutant, timeout=timeout)
             caught = sorted({p.family for p in report.properties if p.status == "failed"})
             rows.append({"block": block, "mutant": mutant, "family": family,
                          "caught by": ", ".join(caught) or "NOT caught",
@@ -78,6 +84,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="proofs,mutants")
     parser.add_argument("--blocks", default=",".join(REGISTRY))
+    parser.add_argument("--presets", help="presets to prove, comma-separated (default: all)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per solver run")
     parser.add_argument("--root", help="proof files (default: a temporary directory)")
     parser.add_argument("--json", action="store_true")
@@ -88,7 +95,8 @@ def main():
         root = Path(args.root or tmp)
         results = {}
         if "proofs" in sections:
-            results["proofs"] = proofs(blocks, root / "proofs", args.timeout)
+            results["proofs"] = proofs(blocks, root / "proofs", args.timeout,
+                                       set(args.presets.split(",")) if args.presets else None)
         if "mutants" in sections:
             results["mutants"] = mutants(blocks, root / "mutants", args.timeout)
     print_results(results, as_json=args.json, digits=1)

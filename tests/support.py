@@ -16,7 +16,7 @@ import subprocess
 
 import pytest
 
-from accelgen.generators.pim import PimTiming
+from accelgen.generators.pim import PROOF_TIMING as SHORT_PIM_TIMING  # noqa: F401
 from accelgen.tools import icarus_available, tool_env, which
 
 #: seed of every cocotb run in the tests (printed in each failure message)
@@ -138,9 +138,3 @@ def run_bench(simulator, tmp_path, sources):
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
     return subprocess.run(binary, capture_output=True, text=True, check=False).stdout
 
-
-#: PIM timings short enough for a proof's depth (every rule's latency within a few cycles,
-#: the lowest tREFI the tiny geometry allows), for ``accelgen prove pim``
-SHORT_PIM_TIMING = PimTiming(tRCD_RD=3, tRCD_WR=2, tRCD_MAC=3, tRAS=4, tRP=2, tRC=5, tRTP=2,
-                             tWR=3, tCCD_S=2, tCCD_L=3, tRRD_S=1, tRRD_L=2, tFAW=5, tREFI=23,
-                             tRFC=3)

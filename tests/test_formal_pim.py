@@ -31,8 +31,7 @@ from accelgen.sim.golden.pim_check import TIMING_RULES, check_trace
 from support import SHORT_PIM_TIMING as SHORT
 
 SPEC = REGISTRY["pim"]
-#: SHORT: every rule binds within a few cycles, tFAW binds five ACTs at tRRD_S, and tREFI is
-#: the least the tiny geometry allows (above its forced refresh bound, 22)
+#: SHORT: pim's PROOF_TIMING (every rule binds within a few cycles)
 SHORT_SET = [f"--set=timing.{name}={getattr(SHORT, name)}" for name in SHORT.names]
 #: the bounded check's depth of the mutant test (pim's default)
 DEPTH = 16
@@ -72,28 +71,36 @@ def test_every_rule_has_a_timing_property():
 FAW_ONLY = PimTiming(tRCD_RD=1, tRCD_WR=1, tRCD_MAC=1, tRAS=1, tRP=1, tRC=1, tRTP=1, tWR=1,
                      tCCD_S=1, tCCD_L=1, tRRD_S=1, tRRD_L=1, tFAW=5, tREFI=100, tRFC=3)
 
+#: the timing most traces below were written for: SHORT's column and row timings with a
+#: tRC that tRAS + tRP already covers, tRRD_S of one command per cycle and a tFAW of 5
+FEW = dataclasses.replace(SHORT, tRC=5, tRRD_S=1, tRRD_L=2, tFAW=5)
+
 #: (timing, [(cycle, cmd, bank, buf)], the rule the trace breaks or None)
 TRACES = [
-    (SHORT, [(1, "ACT", 0, 0), (4, "RD", 0, 0)], None),
-    (SHORT, [(1, "ACT", 0, 0), (3, "RD", 0, 0)], "tRCD_RD"),
-    (SHORT, [(1, "ACT_AB", 0, 0), (4, "MAC", 3, 0)], None),
-    (SHORT, [(1, "ACT_AB", 0, 0), (3, "MAC_AB", 0, 0)], "tRCD_MAC"),
-    (SHORT, [(1, "ACT", 1, 0), (5, "PRE_AB", 0, 0), (7, "ACT", 1, 0)], None),
-    (SHORT, [(1, "ACT", 1, 0), (4, "PRE_AB", 0, 0)], "tRAS"),
-    (SHORT, [(1, "ACT", 1, 0), (5, "PRE", 1, 0), (6, "ACT", 1, 0)], "tRP"),
+    (SHORT, [(1, "ACT", 1, 0), (5, "PRE", 1, 0), (8, "ACT", 1, 0)], "tRC"),
+    (SHORT, [(1, "ACT", 1, 0), (5, "PRE", 1, 0), (9, "ACT", 1, 0)], None),
+    (SHORT, [(1, "ACT", 0, 0), (2, "ACT", 2, 0)], "tRRD_S"),
+    (SHORT, [(1, "ACT", 0, 0), (3, "ACT", 2, 0)], None),
+    (FEW, [(1, "ACT", 0, 0), (4, "RD", 0, 0)], None),
+    (FEW, [(1, "ACT", 0, 0), (3, "RD", 0, 0)], "tRCD_RD"),
+    (FEW, [(1, "ACT_AB", 0, 0), (4, "MAC", 3, 0)], None),
+    (FEW, [(1, "ACT_AB", 0, 0), (3, "MAC_AB", 0, 0)], "tRCD_MAC"),
+    (FEW, [(1, "ACT", 1, 0), (5, "PRE_AB", 0, 0), (7, "ACT", 1, 0)], None),
+    (FEW, [(1, "ACT", 1, 0), (4, "PRE_AB", 0, 0)], "tRAS"),
+    (FEW, [(1, "ACT", 1, 0), (5, "PRE", 1, 0), (6, "ACT", 1, 0)], "tRP"),
     # a PRE of a closed buffer closes nothing: no tRP after it
-    (SHORT, [(1, "PRE", 2, 0), (2, "ACT", 2, 0)], None),
-    (SHORT, [(1, "ACT", 0, 0), (4, "WR", 0, 0), (6, "PRE", 0, 0)], "tWR"),
-    (SHORT, [(1, "ACT_AB", 0, 0), (4, "RD", 0, 0), (6, "RD", 1, 0)], "tCCD_L"),
-    (SHORT, [(1, "ACT_AB", 0, 0), (4, "RD", 0, 0), (6, "RD", 2, 0)], None),
-    (SHORT, [(1, "ACT_AB", 0, 0), (4, "RD", 0, 0), (5, "WR", 2, 0)], "tCCD_S"),
-    (SHORT, [(1, "ACT", 0, 0), (2, "ACT", 1, 0)], "tRRD_L"),
-    (SHORT, [(1, "ACT", 0, 0), (2, "ACT", 2, 0)], None),
-    (SHORT, [(1, "ACT", 0, 0), (5, "PRE", 0, 0), (7, "REF", 0, 0), (9, "WR_GB", 0, 0)],
+    (FEW, [(1, "PRE", 2, 0), (2, "ACT", 2, 0)], None),
+    (FEW, [(1, "ACT", 0, 0), (4, "WR", 0, 0), (6, "PRE", 0, 0)], "tWR"),
+    (FEW, [(1, "ACT_AB", 0, 0), (4, "RD", 0, 0), (6, "RD", 1, 0)], "tCCD_L"),
+    (FEW, [(1, "ACT_AB", 0, 0), (4, "RD", 0, 0), (6, "RD", 2, 0)], None),
+    (FEW, [(1, "ACT_AB", 0, 0), (4, "RD", 0, 0), (5, "WR", 2, 0)], "tCCD_S"),
+    (FEW, [(1, "ACT", 0, 0), (2, "ACT", 1, 0)], "tRRD_L"),
+    (FEW, [(1, "ACT", 0, 0), (2, "ACT", 2, 0)], None),
+    (FEW, [(1, "ACT", 0, 0), (5, "PRE", 0, 0), (7, "REF", 0, 0), (9, "WR_GB", 0, 0)],
      "tRFC"),
-    (SHORT, [(1, "ACT", 0, 0), (5, "PRE", 0, 0), (7, "REF", 0, 0), (10, "WR_GB", 0, 0)],
+    (FEW, [(1, "ACT", 0, 0), (5, "PRE", 0, 0), (7, "REF", 0, 0), (10, "WR_GB", 0, 0)],
      None),
-    (SHORT, [(1, "ACT", 3, 0), (5, "PRE", 3, 0), (6, "REF", 0, 0)], "tRP"),
+    (FEW, [(1, "ACT", 3, 0), (5, "PRE", 3, 0), (6, "REF", 0, 0)], "tRP"),
     (FAW_ONLY, [(1, "ACT", 0, 0), (2, "ACT", 1, 0), (3, "ACT", 2, 0), (4, "ACT", 3, 0),
                 (5, "PRE", 0, 0), (6, "ACT", 0, 0)], None),
     (FAW_ONLY, [(1, "ACT", 0, 0), (2, "ACT", 1, 0), (3, "ACT", 2, 0), (4, "ACT", 3, 0),
@@ -155,6 +162,27 @@ def test_monitor_agrees_with_the_trace_checker(timing, trace, broken):
     assert _simulate(config, trace) == (broken is not None)
     if broken is not None:
         assert _simulate(config, trace, only=f"{broken}:")
+
+
+#: a timing with a short refresh interval: the refresh rules bind within a few hundred cycles
+REFRESH = dataclasses.replace(FAW_ONLY, tREFI=16)
+
+
+@pytest.mark.parametrize("refs, broken", [
+    ([16 * k for k in range(1, 12)], None),          # one REF per tREFI
+    ([9 * 16], "refresh_debt"),                      # the gap holds, the owed REFs pile up
+    ([8 * 16] + [9 * 16 + 3 * k for k in range(1, 9)], None),   # postponed, caught up
+])
+def test_monitor_refresh_debt_agrees_with_the_trace_checker(refs, broken):
+    """pim_check's refresh_debt, on traces of REFs alone up to cycle 11 x tREFI + 2."""
+    config = short_tiny(timing=REFRESH)
+    end = 11 * REFRESH.tREFI + 2
+    trace = [(c, "REF", 0, 0) for c in refs]
+    found = {v.rule for v in check_trace([(c, n, b, u, 0, 0) for c, n, b, u in trace], config,
+                                         end=end) if v.rule != "refresh_gap"}
+    assert found == ({broken} if broken else set()), found
+    assert _simulate(config, trace + [(end, "NOP", 0, 0)], only="refresh: REFs owed") == \
+        (broken is not None)
 
 
 SBY_AT = """\

@@ -153,6 +153,8 @@ _VALUES = {
     "accumulate": _mostly(st.sampled_from(["auto", "int", "exact", "fp32"]),
                           st.sampled_from(["kulisch", None, 1])),
     "block": _mostly(st.sampled_from([8, 16, 32, 64]), st.sampled_from([0, 3, 48, "32"])),
+    "acc_check": _mostly(st.sampled_from(["none", "residue"]),
+                         st.sampled_from(["parity", "Residue", None, True])),
     "bogus": st.integers(),
 }
 _KEYS = st.lists(st.sampled_from(sorted(_VALUES)), max_size=7, unique=True).filter(

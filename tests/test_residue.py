@@ -11,6 +11,7 @@ from accelgen.generators.mac import PRESETS, MACConfig
 from accelgen.generators.registry import REGISTRY
 from accelgen.hdl.common.arith import add3, mul3, residue3, sub3
 from accelgen.numerics import ConfigError
+from accelgen.sim.payload import payload_width
 
 
 def _evaluate(shape, make, values):
@@ -92,7 +93,7 @@ def test_residue_check_turns_corruptions_into_detections(tmp_path):
 
 #: residue-checked configs whose accumulators overflow often (small ``acc_width``), so the
 #: residue's overflow correction is exercised: saturating fused lanes apart (odd width), wrapping
-#: fused lanes together over seven modes (odd) and plain lanes (even)
+#: fused lanes together over seven modes (odd) and plain lanes (even), at pipeline 7 and less
 CHECKED = {
     "w4a8-saturate": MACConfig(**{**PRESETS["w4a8"].to_dict(), "acc_check": "residue",
                                   "overflow": "saturate", "acc_width": 17}),
@@ -100,6 +101,11 @@ CHECKED = {
                                  "overflow": "wrap", "acc_width": 17}),
     "plain-mixed": MACConfig(**{**PRESETS["plain_mixed"].to_dict(), "acc_check": "residue",
                                 "acc_width": 18}),
+    # the residues ride stages that are left out below pipeline 7
+    "w4a8-pipeline0": MACConfig(**{**PRESETS["w4a8"].to_dict(), "acc_check": "residue",
+                                   "acc_width": 17, "pipeline": 0}),
+    "default-pipeline3": MACConfig(**{**PRESETS["default"].to_dict(), "acc_check": "residue",
+                                      "acc_width": 17, "pipeline": 3}),
 }
 
 
@@ -122,6 +128,11 @@ def test_checked_mac_equals_golden_and_stays_silent(name):
     assert (golden.mac(cfg, **args)["acc"] != golden.mac(wide, **args)["acc"]).any(), \
         "no accumulator overflowed"
     words = golden.pack_inputs(cfg, **args)
+    # raw bits: invalid mode codes (which add 0 and predict 0) and garbage in unused slots
+    rng = np.random.default_rng(6)
+    width = payload_width(cfg.input_fields)
+    words += [int.from_bytes(rng.bytes((width + 7) // 8), "little") & ((1 << width) - 1)
+              for _ in range(60)]
     expected = golden.words(cfg, words)
     got = run_stream(MAC(cfg), words, len(expected), seed=2, valid_prob=0.8, ready_prob=0.7)
     assert got == expected

@@ -215,11 +215,23 @@ class ProofContract:
         ``{name: family}``: bugs the block's hardware plants when a proof asks for them
         (``accelgen.hdl.common.formal.mutant(name)``), and the property family that must
         catch each.
+    settings : dict
+        Settings over a preset that bring the block's behaviour within the proof's depth
+        (e.g. DRAM timings of a few cycles instead of hundreds), which the proof benchmark
+        and tests apply and the mutants are shown with; ``accelgen prove`` itself proves the
+        config it is given.
     """
     depth: int = 20
     induction_depth: int = None
     beats: tuple = ()
     mutants: dict = dataclasses.field(default_factory=dict)
+    settings: dict = dataclasses.field(default_factory=dict)
+
+    def config(self, config):
+        """``config`` with :attr:`settings` applied."""
+        if not self.settings:
+            return config
+        return type(config).from_dict({**config.to_dict(), **self.settings})
 
 
 @dataclass(frozen=True)

@@ -60,10 +60,12 @@ Residue check (``acc_check="residue"``, ``accumulate="int"`` only)
     value (the correction the overflow rule applied). So ``acc = r (mod 3)`` holds in every
     fault-free cycle, whatever the overflow. A beat with ``last`` sends ``fault`` = 1 when an
     accumulator it sends is not congruent to its residue. A single bit flip in an
-    accumulator, a partial or full sum changes its value by ``2**i``, never a multiple of 3,
-    so it is caught by the next ``last`` beat unless a ``clear`` overwrites it first; a flip
-    in an operand or product register is caught unless the product's change is a multiple
-    of 3. The flag is not sticky: each beat with ``last`` checks what it sends.
+    accumulator, a product or a partial or full sum changes its value by ``2**i``, never a
+    multiple of 3, so it is caught by the next ``last`` beat unless a ``clear`` overwrites
+    it first; a flip in an operand register is caught unless the other operand is a
+    multiple of 3. The check keeps its own copies of ``valid`` and ``clear``, so an upset of
+    either is caught unless the beat's sum happens to be a multiple of 3. The flag is not
+    sticky: each beat with ``last`` checks what it sends.
 
 Multiplier strategies
     ``plain``: one multiplier per lane, as wide as the widest mode; every mode runs at one

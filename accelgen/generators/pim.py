@@ -647,6 +647,12 @@ PRESETS["s16"] = replace(PRESETS["default"], formats=("s8", "s16"), acc_width=48
 #: ``accelgen prove``: the result FIFO's credit carries its own assertions, and an independent
 #: monitor of the DRAM command port asserts every timing rule (family ``timing``);
 #: ``trcd-rd-short`` plants an ACT -> RD counter one cycle short in the timing engine
+#: timings short enough for a proof's depth: every rule binds within a few cycles and can
+#: bind on its own (tRC above tRAS + tRP, tRRD_S above one command per cycle), tFAW binds
+#: five ACTs; tREFI is above the longest forced refresh of every preset's geometry
+PROOF_TIMING = PimTiming(tRCD_RD=3, tRCD_WR=2, tRCD_MAC=3, tRAS=4, tRP=2, tRC=8, tRTP=2, tWR=3,
+                         tCCD_S=2, tCCD_L=3, tRRD_S=2, tRRD_L=3, tFAW=7, tREFI=130, tRFC=3)
 #: (depth 16 reaches the first o beat, at step 12 of tiny; the timing properties are
-#: k-inductive at 10 with short timings)
-PROOF = ProofContract(depth=16, induction_depth=10, mutants={"trcd-rd-short": "timing"})
+#: k-inductive at 10 with PROOF_TIMING)
+PROOF = ProofContract(depth=16, induction_depth=10, mutants={"trcd-rd-short": "timing"},
+                      settings={"timing": PROOF_TIMING.to_dict()})

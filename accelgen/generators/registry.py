@@ -180,6 +180,7 @@ REGISTRY = {
         name="systolic",
         summary="systolic GEMM engine (R x C, output/weight-stationary, int8/int4, requant)",
         config_cls=SystolicConfig, presets=SYSTOLIC_PRESETS, proof=SYSTOLIC_PROOF,
+        protections={"abft": {"abft": True}},
         component="accelgen.hdl.systolic:Systolic", golden="accelgen.sim.golden.systolic",
         testbench="accelgen.sim.cocotb.tb_systolic",
         harness="accelgen.fpga.harness_systolic:SystolicHarness",

@@ -209,7 +209,6 @@ class MAC(StreamBlock):
                         for n, (acc, r) in enumerate(self._residue_pairs)]
             m.d.comb += out.payload.fault.eq(Cat(mismatch).any())
 
-
     def _predicted_residues(self, m, a, b, mode):
         """``{r3_<n>: residue}``: per accumulator, ``sum(res(a_k) * res(b_k)) mod 3`` over the
         beat's products, from the input payload (before any datapath register), for the mode
@@ -260,6 +259,7 @@ class MAC(StreamBlock):
             correction = residue3(m, clipped, name=f"r3_clip{n}")
         predicted = add3(m, Mux(s["r3_clear"], 0, r), s[f"{self._RESIDUE}{n}"],
                          name=f"r3_add{n}")
+        # a datapath that did not add (its valid copy upset) applied no correction either
         residue_next = sub3(m, predicted, Mux(s["valid"], correction, 0), name=f"r3_next{n}")
         with m.If(s["r3_valid"]):
             m.d.sync += r.eq(residue_next)
@@ -597,7 +597,6 @@ class MAC(StreamBlock):
         accs = [Signal(32, name=f"acc{n}") for n in range(cfg.accumulators)]
         totals = [add_fp32(m, acc, s[f"r{n}"], name=f"acc_add{n}") for n, acc in enumerate(accs)]
         err = Signal()
-        self._residue_pairs = []
         m.d.sync += out.valid.eq(s["valid"] & s["last"])
         with m.If(s["add"]):
             for n, (acc, total) in enumerate(zip(accs, totals)):
@@ -706,4 +705,3 @@ def _brick(m, a2, sa, b2, sb, *, name):
             with m.Case(code):
                 m.d.comb += prod.eq(a * b)
     return prod
-

@@ -89,7 +89,6 @@ def rom_product(m, a_next, b_next, *, name):
     return product
 
 
-
 def add3(m, x, y, *, name="r3"):
     """``(x + y) mod 3`` of two residues (2-bit values 0 to 2), as a 2-bit signal (a
     corrupted residue of 3 still gives a value from 0 to 3, so it stays visible). Each

@@ -10,8 +10,9 @@ load, a wrong scope, a tFAW slot freed early) breaks one of its properties:
 ::
 
     dram (valid, cmd, bank, buf) ──► decode: which banks / buffers / groups each command
-                                     class touches (ACT_AB, WR_AB, MAC_AB, REF: every bank;
-                                     PRE / PRE_AB: only the buffers it closes)
+                                     class touches (ACT_AB, WR_AB, MAC_AB: every bank;
+                                     PRE / PRE_AB: only the buffers it closes; REF: the
+                                     REF waits and tRFC only)
                  ├─► since[rule key][scope]  count UP from 1 after a `before` command in the
                  │                           scope, saturate at the latency: `after` needs
                  │                           since >= latency
@@ -19,13 +20,16 @@ load, a wrong scope, a tFAW slot freed early) breaks one of its properties:
                  │                           ACT_AB is four): ACT needs age[3] >= tFAW,
                  │                           ACT_AB age[0] >= tFAW
                  ├─► since_ref (tRFC)         no command while < tRFC
-                 └─► refresh_gap              cycles since reset or the last REF <= 9 x tREFI
+                 ├─► refresh_gap              cycles since reset or the last REF <= 9 x tREFI
+                 └─► refresh_debt             REFs owed (one per tREFI from reset) minus
+                                              REFs issued <= 8
 
 Timing of a count: a ``before`` command in cycle ``t`` makes ``since`` read 1 in cycle
 ``t + 1`` and the latency ``L`` from cycle ``t + L`` on, the first cycle the rule lets
 ``after`` issue. Before any ``before`` command the count reads ``L`` (no constraint).
 Registers: one count of ``ceil(log2(L + 1))`` bits per rule key (scope, before, latency)
-and scope instance, four tFAW ages, the tRFC count and, with refresh, the gap count.
+and scope instance, four tFAW ages, the tRFC count and, with refresh, the gap count, the
+tREFI phase and the refresh balance.
 """
 
 from amaranth.hdl import Cat, Elaboratable, Module, Mux, Signal
@@ -191,7 +195,25 @@ class TimingMonitor(Elaboratable):
         m.d.sync += gap.eq(Mux(ref, 1, Mux(gap > limit, gap, gap + 1)))
         formal.check(m, f"refresh: no more than {MAX_POSTPONED + 1} x tREFI = {limit} cycles "
                         f"from reset or a REF to the next REF", "timing", gap <= limit)
+        self._debt(m, ref)
 
+    def _debt(self, m, ref):
+        """pim_check's ``refresh_debt``: at every cycle ``t`` (counted from the cycle after
+        reset), ``floor(t / tREFI)`` (one REF owed per tREFI) minus the REFs issued at cycles
+        ``<= t`` is at most ``MAX_POSTPONED``. ``balance`` holds the owed count minus the REFs
+        of the cycles before ``t``, kept within ``-(MAX_POSTPONED + 1)`` (a controller that
+        refreshed that far ahead would be flagged wrongly; this one issues a REF only when
+        one is owed) and ``MAX_POSTPONED + 1`` (already a violation)."""
+        t_refi = self.config.timing.tREFI
+        phase = Signal(range(t_refi), name="mon_refi_phase")        # t mod tREFI
+        m.d.sync += phase.eq(Mux(phase == t_refi - 1, 0, phase + 1))
+        bound = MAX_POSTPONED + 1
+        balance = Signal(range(-bound, bound + 1), name="mon_refresh_balance")
+        after = balance - ref + (phase == t_refi - 1)                # balance at t + 1
+        m.d.sync += balance.eq(Mux(after > bound, bound, Mux(after < -bound, -bound, after)))
+        formal.check(m, f"refresh: REFs owed (one per tREFI = {t_refi} cycles) minus REFs "
+                        f"issued never above {MAX_POSTPONED}", "timing",
+                     balance - ref <= MAX_POSTPONED)
 
 def _suffix(inst):
     """Signal-name suffix of a scope instance."""
