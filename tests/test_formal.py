@@ -110,17 +110,36 @@ SBY  2:36:40 [proof] DONE (FAIL, rc=2)
 """
 
 
-def test_sby_summary_is_read_back_to_property_names(tmp_path, monkeypatch):
-    """The parser against a summary in SymbiYosys's format (as yowasp-sby 0.70 prints it)."""
+def _fake_sby(monkeypatch, text):
+    """SymbiYosys stands in: every run prints ``text`` and exits 2."""
     class Done:
-        returncode, stdout, stderr = 2, SBY_FAIL, ""
+        returncode, stdout, stderr = 2, text, ""
     monkeypatch.setattr(prove_mod, "which", lambda tool: "/bin/true")
     monkeypatch.setattr(prove_mod.subprocess, "run", lambda *a, **k: Done())
+
+
+def test_sby_summary_is_read_back_to_property_names(tmp_path, monkeypatch):
+    """The parser against a summary in SymbiYosys's format (as yowasp-sby 0.70 prints it)."""
+    _fake_sby(monkeypatch, SBY_FAIL)
     status, steps, failed, traces, log = prove_mod._run_sby(tmp_path, "prove", 5, 60)
     assert status == "FAIL" and steps == {"basecase": "fail"}
     assert failed == {"basecase": ["o: valid stays high until ready"]}
     assert traces["basecase"] == str(tmp_path / "proof/engine_0/trace.vcd")
     assert "mode prove" in (tmp_path / "proof.sby").read_text()
+
+
+SBY_AT = """\
+SBY  2:36:40 [proof] summary:   failed assertion proof.block._witness_.check_7 at \
+accelgen-property/tFAW: no more than 4 ACT at cycle 5:0
+SBY  2:36:40 [proof] DONE (FAIL, rc=2)
+"""
+
+
+def test_a_property_name_with_at_is_read_back(tmp_path, monkeypatch):
+    """A property's name may hold the word "at" (the first " at " ends the cell path)."""
+    _fake_sby(monkeypatch, SBY_AT)
+    _, _, failed, _, _ = prove_mod._run_sby(tmp_path, "bmc", 5, 60)
+    assert failed == {"basecase": ["tFAW: no more than 4 ACT at cycle 5"]}
 
 
 SBY_COVER = """\

@@ -18,7 +18,6 @@ from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 
 from accelgen.cli import main
-from accelgen.formal import prove as prove_mod
 from accelgen.formal.prove import elaborate
 from accelgen.generators.emit import emit
 from accelgen.generators.pim import DRAM_COMMANDS, RULES, PimTiming
@@ -184,21 +183,6 @@ def test_monitor_refresh_debt_agrees_with_the_trace_checker(refs, broken):
     assert _simulate(config, trace + [(end, "NOP", 0, 0)], only="refresh: REFs owed") == \
         (broken is not None)
 
-
-SBY_AT = """\
-SBY  2:36:40 [proof] summary:   failed assertion proof.block._witness_.check_7 at \
-accelgen-property/tFAW: no more than 4 ACT at cycle 5:0
-SBY  2:36:40 [proof] DONE (FAIL, rc=2)
-"""
-
-
-def test_a_property_name_with_at_is_read_back(tmp_path, monkeypatch):
-    class Done:
-        returncode, stdout, stderr = 2, SBY_AT, ""
-    monkeypatch.setattr(prove_mod, "which", lambda tool: "/bin/true")
-    monkeypatch.setattr(prove_mod.subprocess, "run", lambda *a, **k: Done())
-    _, _, failed, _, _ = prove_mod._run_sby(tmp_path, "bmc", 5, 60)
-    assert failed == {"basecase": ["tFAW: no more than 4 ACT at cycle 5"]}
 
 
 # -- formal tier -------------------------------------------------------------------------------
