@@ -1404,6 +1404,11 @@ def _repro_model_range(root, monkeypatch, request):
     return _model_with(root, ["models", "mac", "ecp5", "ranges", "log:lanes"], [1])
 
 
+def _repro_model_log_range(root, monkeypatch, request):
+    # a log feature's range read back as the setting's numbers overflowed a float
+    return _model_with(root, ["models", "mac", "ecp5", "ranges", "log:lanes"], [1e308, 1e308])
+
+
 def _repro_run_late_hw_refusal(root, monkeypatch, request):
     example = request.getfixturevalue("mlp_example")
     return ["run", str(example.model), "--inputs", str(example.inputs), "--hw-preset",
@@ -1447,6 +1452,7 @@ FIXED = {
     "sweep-malformed-option": [_repro_sweep_malformed_option],
     "fit-foreign-sqlite": [_repro_fit_foreign_sqlite],
     "model-entry-types": [_repro_model_coef, _repro_model_holdout, _repro_model_range],
+    "model-log-range-overflow": [_repro_model_log_range],
     "run-late-hw-refusal": [_repro_run_late_hw_refusal],
     "run-late-build-root": [_repro_run_late_build_root],
     "run-fmax-directory-named-o": [_repro_run_fmax_directory],

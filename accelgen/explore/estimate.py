@@ -305,12 +305,19 @@ def _well_formed(model):
                     or not isinstance(entry.get("ranges"), dict):
                 return False
             if not all(isinstance(r, list) and len(r) == 2 and _numbers(r)
-                       for r in entry["ranges"].values()):
+                       and (not name.startswith("log:") or _log_range(r))
+                       for name, r in entry["ranges"].items()):
                 return False
             for tm in entry["targets"].values():
                 if not _well_formed_target(tm):
                     return False
     return True
+
+
+def _log_range(values):
+    """Whether a ``log:`` feature's range (``log2(x + 1)`` of a setting) can be read back as
+    the setting's numbers: below 1024 (``2 ** v`` must stay a float)."""
+    return all(-1 <= v < 1024 for v in values)
 
 
 def _numbers(values):
