@@ -90,7 +90,7 @@ def _protected(spec, config, label, settings):
     """``config`` with a protection's settings, or None (said) when the config refuses them
     (e.g. mac's residue check with float modes)."""
     try:
-        return type(config).from_dict({**config.to_dict(), **settings})
+        return config.with_settings(settings)
     except ConfigError as err:
         say(f"{spec.name} {label}: not applicable to this preset ({err})")
         return None

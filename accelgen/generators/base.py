@@ -229,9 +229,7 @@ class ProofContract:
 
     def config(self, config):
         """``config`` with :attr:`settings` applied."""
-        if not self.settings:
-            return config
-        return type(config).from_dict({**config.to_dict(), **self.settings})
+        return config.with_settings(self.settings)
 
 
 @dataclass(frozen=True)
@@ -278,6 +276,13 @@ class Config:
                 value = list(value)
             out[f.name] = value
         return out
+
+    def with_settings(self, settings):
+        """This config with the top-level ``settings`` replaced, validated again (raises
+        :class:`ConfigError` when the result is refused)."""
+        if not settings:
+            return self
+        return type(self).from_dict({**self.to_dict(), **settings})
 
     @classmethod
     def from_dict(cls, data, *, prefix=""):

@@ -188,7 +188,7 @@ class MAC(StreamBlock):
         acc_fmt = IntFormat(cfg.acc_width, True)
         mode_ok = s["mode"] < len(cfg.modes) if cfg.mode_bits else Const(1, 1)
         err = Signal()
-        self._residue_pairs = []
+        residue_pairs = []
         m.d.sync += out.valid.eq(s["valid"] & s["last"])
         for n, (total,) in enumerate(self._nodes(s)):
             acc = Signal(signed(cfg.acc_width), name=f"acc{n}")
@@ -200,13 +200,13 @@ class MAC(StreamBlock):
                                        apply_overflow(acc + total, acc_fmt, cfg.overflow)))
             m.d.comb += getattr(out.payload, f"acc{n}").eq(acc)
             if cfg.acc_check == "residue":
-                self._track_residue(m, out, n, acc, total, s)
+                residue_pairs.append((acc, self._track_residue(m, n, acc, total, s)))
         with m.If(s["valid"]):
             m.d.sync += err.eq((err & ~s["clear"]) | ~mode_ok)
         m.d.comb += out.payload.err.eq(err)
         if cfg.acc_check == "residue":
             mismatch = [residue3(m, acc, name=f"r3_check{n}") != r
-                        for n, (acc, r) in enumerate(self._residue_pairs)]
+                        for n, (acc, r) in enumerate(residue_pairs)]
             m.d.comb += out.payload.fault.eq(Cat(mismatch).any())
 
     def _predicted_residues(self, m, a, b, mode):
@@ -242,17 +242,17 @@ class MAC(StreamBlock):
                               residue3(m, y.as_signed() if fmt.b.signed else y, name=f"{tag}b")))
         return fold3(m, terms, name=f"r3_m{code}_l{lane}")
 
-    def _track_residue(self, m, out, n, acc, total, s):
-        """Accumulator ``n``'s residue register: ``r = ((0 if clear else r) + s3 -
+    def _track_residue(self, m, n, acc, total, s):
+        """Accumulator ``n``'s residue register, returned: ``r = ((0 if clear else r) + s3 -
         res(e - acc_next)) mod 3`` with ``e`` the exact sum before the overflow rule."""
         cfg = self.config
         w = cfg.acc_width
         r = Signal(2, name=f"r3_acc{n}")
-        exact = Mux(s["clear"], total, acc + total)     # what the accumulator adds
+        # what the accumulator adds; at least w + 1 bits wide (acc + total widens by one)
+        exact = Mux(s["clear"], total, acc + total)
         if cfg.overflow == "wrap":
             # e - wrap(e) = (floor(e / 2**w) + e[w-1]) * 2**w: a few high bits, no subtractor
-            overflowed = (residue3(m, exact.shift_right(w) + exact[w - 1], name=f"r3_wrap{n}")
-                          if len(exact) > w else 0)
+            overflowed = residue3(m, exact.shift_right(w) + exact[w - 1], name=f"r3_wrap{n}")
             correction = mul3(overflowed, (1 << w) % 3)
         else:
             clipped = exact - apply_overflow(exact, IntFormat(w, True), cfg.overflow)
@@ -263,7 +263,7 @@ class MAC(StreamBlock):
         residue_next = sub3(m, predicted, Mux(s["valid"], correction, 0), name=f"r3_next{n}")
         with m.If(s["r3_valid"]):
             m.d.sync += r.eq(residue_next)
-        self._residue_pairs.append((acc, r))
+        return r
 
     def _output_buffer(self, m):
         """The pipeline runs free; its results go out through an :class:`OutputBuffer` that

@@ -53,11 +53,15 @@ class Proof:
         inductive and proves the rest).
     mutant : str or None
         The planted bug that :func:`mutant` reports active.
+    family : str or None
+        When given, only this family's properties are checked (a mutant is shown to the family
+        that must catch it); the others are left out like disabled ones.
     properties : dict
         ``{name: family}`` of every property met during elaboration, disabled ones included.
     """
     disabled: frozenset = frozenset()
     mutant: str = None
+    family: str = None
     properties: dict = field(default_factory=dict)
 
     def register(self, name, family):
@@ -69,14 +73,18 @@ class Proof:
         self.properties[unique] = family
         return unique
 
+    def checks(self, name):
+        """Whether property ``name`` (registered) goes into the design."""
+        return name not in self.disabled and self.family in (None, self.properties[name])
+
 
 _ACTIVE = contextvars.ContextVar("accelgen_formal_proof", default=None)
 
 
 @contextlib.contextmanager
-def proving(*, disabled=(), mutant=None):
+def proving(*, disabled=(), mutant=None, family=None):
     """Elaborate with the properties on (and ``mutant`` planted); yields the :class:`Proof`."""
-    proof = Proof(disabled=frozenset(disabled), mutant=mutant)
+    proof = Proof(disabled=frozenset(disabled), mutant=mutant, family=family)
     token = _ACTIVE.set(proof)
     try:
         yield proof
@@ -105,7 +113,7 @@ def check(m, name, family, test):
     if proof is None:
         return None
     unique = proof.register(name, family)
-    if unique not in proof.disabled:
+    if proof.checks(unique):
         statement = Assert(ResetSignal() | test)
         # SymbiYosys names a failed assertion by its source location: make it the name
         statement.src_loc = (SRC_PREFIX + unique, 0)

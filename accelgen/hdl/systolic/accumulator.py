@@ -32,6 +32,7 @@ from ...formats import FP32
 from ...generators.systolic import SCALE_BITS
 from ...numerics import IntFormat
 from ..common import formal
+from ..common.arith import sum_tree
 from ..common.bram import RegisteredMemory
 from ..common.floats import add_fp32, convert_element, decode_element
 from ..common.loopnest import LoopNest
@@ -114,7 +115,7 @@ class Preloader(wiring.Component):
                      lane_ok.eq(Cat(*(j < loop.chunk_next[0] for j in range(cfg.cols))))]
         lanes = [Mux(lane_ok[j], beat[j * W:(j + 1) * W], 0) for j in range(cfg.cols)]
         if cfg.abft:
-            lanes.append(sum(lanes[1:], lanes[0])[:W])
+            lanes.append(sum_tree(lanes)[:W])
         m.d.comb += self.wr_data.eq(Cat(*lanes))
         return m
 
@@ -409,7 +410,7 @@ class Drain(wiring.Component):
         total = Signal(W, name="dc_sum")
         cs = Signal(W, name="dc_cs")
         v3 = Signal(name="dc_valid")
-        m.d.sync += [total.eq(sum(raw[1:], raw[0])[:W]), cs.eq(self.rd_data[C * W:]),
+        m.d.sync += [total.eq(sum_tree(raw)[:W]), cs.eq(self.rd_data[C * W:]),
                      v3.eq(valid)]
         with m.If(task.start):
             m.d.sync += self.check_fail.eq(0)

@@ -10,6 +10,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from ..common.arith import sum_tree
 from ..common.bram import RegisteredMemory
 from ..common.loopnest import LoopNest
 from ..common.operands import operand_width
@@ -130,7 +131,7 @@ class PanelBuffer(wiring.Component):
         if cfg.abft:    # the checksum element of the row, in the command's mode
             ops = [read_array_operand(m, slot, cfg, formats, mode, name=f"pw_b{j}")
                    for j, slot in enumerate(slots)]
-            total = sum(ops[1:], ops[0])
+            total = sum_tree(ops)
             slots.append(total.as_signed()[:cs_width])
         m.d.comb += mem.w_data.eq(Cat(*slots))
         m.d.comb += [self.fill_bank.eq(bank), self.fill_rows.eq(loop.ctr[1]),
