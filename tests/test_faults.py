@@ -365,6 +365,37 @@ def test_register_parity_detects_upsets_of_the_accumulator(tmp_path):
     assert set(outcomes) == {"detected"}, Counter(outcomes)
 
 
+def test_register_parity_mirrors_the_hold_and_reset_of_its_register(tmp_path):
+    """mac tiny's accumulator holds when no beat arrives and clears on reset: its parity bit
+    must do the same through multiplexers of its own (so synthesis gives it the register's
+    enable and reset), and its XOR trees are built of cells of at most four inputs."""
+    from accelgen.faults.harden import Protection, harden
+    spec = REGISTRY["mac"]
+    out = emit(spec, spec.presets["tiny"], tmp_path / "e", top="mac")
+    work = tmp_path / "h"
+    work.mkdir()
+    harden(out.verilog, "mac", Protection(registers="reg-parity", only=("acc0",)),
+           work / "mac.v")
+    module = json.loads((work / "hardened.json").read_text())["modules"]["mac"]
+    parity = module["netnames"]["acc0__parity"]["bits"]
+    drivers = {tuple(c["connections"]["Y"]): c for c in module["cells"].values()
+               if "Y" in c["connections"]}
+    register = next(c for c in module["cells"].values()
+                    if c["type"] == "$dff" and c["connections"]["Q"] == parity)
+    chain, d = [], register["connections"]["D"]
+    while tuple(d) in drivers and drivers[tuple(d)]["type"] == "$mux":
+        mux = drivers[tuple(d)]["connections"]
+        chain.append(mux)
+        d = next(side for side in (mux["A"], mux["B"])
+                 if side != parity and not all(isinstance(b, str) for b in side))
+    assert any(parity in (m["A"], m["B"]) for m in chain), "no hold"
+    assert any(m["B"] == ["0"] or m["A"] == ["0"] for m in chain), "no reset"
+    xors = [c for c in module["cells"].values() if c["type"] == "$reduce_xor"]
+    assert xors and max(int(str(c["parameters"]["A_WIDTH"]), 2)
+                        if isinstance(c["parameters"]["A_WIDTH"], str)
+                        else c["parameters"]["A_WIDTH"] for c in xors) <= 4
+
+
 @pytest.mark.cocotb
 @pytest.mark.parametrize("mode", ["secded", "parity"])
 def test_memory_codes_on_a_rom(mode, tmp_path):
