@@ -189,9 +189,9 @@ class _Module:
     def xor(self, bits):
         """The parity of ``bits`` (one net) as a tree of XORs of at most four inputs, each a
         kept net: one LUT4 apiece. Register parity uses it: with one ``$reduce_xor`` per
-        register, ABC mapped the trees for depth into ECP5's wide LUTs (mac tiny, parity of
-        four registers: 184 LUT4 against 108 with the tree). The memory codes keep one
-        ``$reduce_xor`` per check bit, which measured smaller there."""
+        register, ABC mapped the trees for depth into ECP5's wide LUTs (parity of four
+        registers of a 67-LUT4 unit: 184 LUT4 in all against 108 with the tree). The memory
+        codes keep one ``$reduce_xor`` per check bit, which measured smaller there."""
         bits = list(bits)
         while len(bits) > 4:
             groups = [bits[i:i + 4] for i in range(0, len(bits), 4)]
