@@ -367,8 +367,10 @@ def test_register_parity_detects_upsets_of_the_accumulator(tmp_path):
 
 def test_register_parity_mirrors_the_hold_and_reset_of_its_register(tmp_path):
     """mac tiny's accumulator holds when no beat arrives and clears on reset: its parity bit
-    must do the same through multiplexers of its own (so synthesis gives it the register's
-    enable and reset), and its XOR trees are built of cells of at most four inputs."""
+    must do the same through multiplexers of its own, with the register's selects, its own
+    value where the register keeps its own and the constant's parity where the register
+    loads a constant (so synthesis gives it the register's enable and reset); its XOR trees
+    are cells of at most four inputs."""
     from accelgen.faults.harden import Protection, harden
     spec = REGISTRY["mac"]
     out = emit(spec, spec.presets["tiny"], tmp_path / "e", top="mac")
@@ -377,23 +379,69 @@ def test_register_parity_mirrors_the_hold_and_reset_of_its_register(tmp_path):
     harden(out.verilog, "mac", Protection(registers="reg-parity", only=("acc0",)),
            work / "mac.v")
     module = json.loads((work / "hardened.json").read_text())["modules"]["mac"]
-    parity = module["netnames"]["acc0__parity"]["bits"]
-    drivers = {tuple(c["connections"]["Y"]): c for c in module["cells"].values()
-               if "Y" in c["connections"]}
-    register = next(c for c in module["cells"].values()
-                    if c["type"] == "$dff" and c["connections"]["Q"] == parity)
-    chain, d = [], register["connections"]["D"]
-    while tuple(d) in drivers and drivers[tuple(d)]["type"] == "$mux":
-        mux = drivers[tuple(d)]["connections"]
-        chain.append(mux)
-        d = next(side for side in (mux["A"], mux["B"])
-                 if side != parity and not all(isinstance(b, str) for b in side))
-    assert any(parity in (m["A"], m["B"]) for m in chain), "no hold"
-    assert any(m["B"] == ["0"] or m["A"] == ["0"] for m in chain), "no reset"
+    drivers = {tuple(c["connections"]["Y"]): c["connections"] for c in module["cells"].values()
+               if c["type"] == "$mux"}
+
+    def flop(q):
+        return next(c for c in module["cells"].values()
+                    if c["type"] == "$dff" and c["connections"]["Q"] == q)["connections"]["D"]
+
+    def constant(bits):
+        return all(isinstance(b, str) for b in bits)
+
+    acc, parity = module["netnames"]["acc0"]["bits"], module["netnames"]["acc0__parity"]["bits"]
+    d, p = flop(acc), flop(parity)
+    held = reset = False
+    while tuple(d) in drivers:
+        reg = drivers[tuple(d)]
+        if not any(side == acc or constant(side) for side in (reg["A"], reg["B"])):
+            break       # the data path: its parity is an XOR tree
+        par = drivers.get(tuple(p))
+        assert par is not None and par["S"] == reg["S"], "parity lacks the register's select"
+        inner = None
+        for side in ("A", "B"):
+            if reg[side] == acc:
+                assert par[side] == parity, f"{side}: the register holds, its parity does not"
+                held = True
+            elif constant(reg[side]):
+                want = str(sum(b == "1" for b in reg[side]) % 2)
+                assert par[side] == [want], f"{side}: not the constant's parity"
+                reset = True
+            else:
+                inner = reg[side], par[side]
+        if inner is None:
+            break
+        d, p = inner
+    assert held and reset, (held, reset)
     xors = [c for c in module["cells"].values() if c["type"] == "$reduce_xor"]
-    assert xors and max(int(str(c["parameters"]["A_WIDTH"]), 2)
-                        if isinstance(c["parameters"]["A_WIDTH"], str)
-                        else c["parameters"]["A_WIDTH"] for c in xors) <= 4
+    widths = [c["parameters"]["A_WIDTH"] for c in xors]
+    assert xors and max(int(w, 2) if isinstance(w, str) else w for w in widths) <= 4
+
+
+def test_register_parity_of_a_register_without_power_up_value_does_not_hold(tmp_path):
+    """activation tiny's ROM read register has no initial value: it may power up with odd
+    parity, so its parity bit is recomputed every clock (a held one would keep the mismatch
+    until the register's first load and flag a fault-free run)."""
+    from accelgen.faults.harden import Protection, harden
+    spec = REGISTRY["activation"]
+    out = emit(spec, spec.presets["tiny"], tmp_path / "e", top="activation")
+    work = tmp_path / "h"
+    work.mkdir()
+    harden(out.verilog, "activation", Protection(registers="reg-parity"), work / "a.v")
+    module = json.loads((work / "hardened.json").read_text())["modules"]["activation"]
+    nets = module["netnames"]
+    undefined = [n for n, net in nets.items() if n.endswith("__parity")
+                 and not set(str(nets.get(n[:-len("__parity")], {}).get("attributes", {})
+                                 .get("init", "x"))) <= {"0", "1"}]
+    assert undefined, "no register without a defined initial value"
+    for name in undefined:
+        parity = nets[name]["bits"]
+        d = next(c for c in module["cells"].values()
+                 if c["type"] == "$dff" and c["connections"]["Q"] == parity)["connections"]["D"]
+        feedback = [c for c in module["cells"].values() if c["type"] == "$mux"
+                    and c["connections"]["Y"] == d and parity in (c["connections"]["A"],
+                                                                  c["connections"]["B"])]
+        assert not feedback, f"{name} holds"
 
 
 @pytest.mark.cocotb

@@ -204,7 +204,7 @@ class _Module:
         if not hasattr(self, "_drivers"):
             self._drivers = {}
             for cell in self.doc["cells"].values():
-                for port, direction in cell["port_directions"].items():
+                for port, direction in cell.get("port_directions", {}).items():
                     if direction == "output":
                         self._drivers[tuple(cell["connections"][port])] = cell
         return self._drivers.get(tuple(bits))
@@ -287,7 +287,11 @@ def _harden_registers(m, mode, only):
         if mode == "reg-parity":
             odd = (sum(int(c == "1") for c in init) & 1) if isinstance(init, str) else 0
             parity = m.nets(1, f"{name}__parity", init=str(odd))
-            m.dff(clk, _parity_next(m, d, q, parity), parity, keep=bool(set(q) & used),
+            # a register without a defined power-up value (a memory read port's) may start
+            # with odd parity: its parity bit must follow it from the first clock, not hold
+            defined = isinstance(init, str) and set(init) <= {"0", "1"}
+            parity_d = _parity_next(m, d, q, parity) if defined else m.xor(m.kept(d))
+            m.dff(clk, parity_d, parity, keep=bool(set(q) & used),
                   polarity=edge)
             mismatches.append(m.xor(q + parity))
             protected.append(_plain(name))
